@@ -1,0 +1,63 @@
+// Every kernel tool fedmesh runs goes through here: one place that times the call, logs it at debug
+// with its input size, and turns a non-zero exit into an error that carries the tool's stderr.
+import { execa } from 'execa';
+import { logger } from '../lib/log.ts';
+
+const log = logger('exec');
+
+export class CommandError extends Error {
+  constructor(
+    readonly command: string,
+    readonly exitCode: number | undefined,
+    readonly stderr: string,
+  ) {
+    super(`${command} failed (exit ${exitCode ?? '?'}): ${stderr.trim().slice(0, 2000)}`);
+    this.name = 'CommandError';
+  }
+}
+
+export interface RunOptions {
+  /** Text written to the tool's standard input (a restore file, an ip -batch script). */
+  input?: string;
+  /** Run inside this network namespace (ip netns exec NAME ...). */
+  netns?: string;
+  /** Do not throw on a non-zero exit; the caller inspects the result. */
+  allowFailure?: boolean;
+  timeoutMs?: number;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const [cmd, argv] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, file, ...args]] : [file, [...args]];
+  const started = performance.now();
+  const res = await execa(cmd, argv, {
+    input: opts.input,
+    reject: false,
+    timeout: opts.timeoutMs ?? 60_000,
+    stripFinalNewline: false,
+    maxBuffer: 512 * 1024 * 1024,
+  });
+  const ms = performance.now() - started;
+  const exitCode = res.exitCode ?? -1;
+  log.debug(
+    {
+      cmd: file,
+      args: args.slice(0, 6),
+      netns: opts.netns,
+      inputBytes: opts.input?.length ?? 0,
+      ms,
+      exitCode,
+    },
+    'ran',
+  );
+  if (exitCode !== 0 && !opts.allowFailure) {
+    const what = [file, ...args.slice(0, 4)].join(' ');
+    throw new CommandError(what, res.exitCode, String(res.stderr || res.stdout || res.message || ''));
+  }
+  return { stdout: String(res.stdout ?? ''), stderr: String(res.stderr ?? ''), exitCode };
+}
