@@ -1,0 +1,203 @@
+// The resources fedmesh understands, after validation: the shapes the datastores produce and the
+// syncer turns into feed messages. Field names follow projectcalico.org/v3; optional fields that
+// Calico defaults are filled in by validation so the rest of the code never re-derives defaults.
+import type { Cidr, Ip4, Mac } from './net.ts';
+
+export type Labels = Readonly<Record<string, string>>;
+
+/** Where a resource came from, for error messages and logs. */
+export interface Origin {
+  /** File path (file datastore) or key (etcd) or object path (kubernetes). */
+  source: string;
+  /** 0-based index of the document inside a multi-document YAML file. */
+  document?: number;
+}
+
+interface Meta {
+  name: string;
+  namespace?: string;
+  labels: Labels;
+  annotations: Labels;
+  origin: Origin;
+}
+
+export type Action = 'Allow' | 'Deny' | 'Log' | 'Pass';
+
+/** A port, a range or a named port, as in Calico's `ports: [80, "8000:8080", "http"]`. */
+export type PortSpec = { kind: 'num'; first: number; last: number } | { kind: 'name'; name: string };
+
+export interface EntityRule {
+  selector?: string;
+  notSelector?: string;
+  namespaceSelector?: string;
+  nets: Cidr[];
+  notNets: Cidr[];
+  ports: PortSpec[];
+  notPorts: PortSpec[];
+  serviceAccounts?: { names: string[]; selector?: string };
+}
+
+export interface IcmpSpec {
+  type?: number;
+  code?: number;
+}
+
+export interface Rule {
+  action: Action;
+  /** Lower-case protocol name (tcp, udp, icmp, sctp, udplite, icmpv6) or a number as a string. */
+  protocol?: string;
+  notProtocol?: string;
+  ipVersion?: 4 | 6;
+  icmp?: IcmpSpec;
+  notICMP?: IcmpSpec;
+  source: EntityRule;
+  destination: EntityRule;
+}
+
+export interface PolicySpec {
+  tier: string;
+  /** Calico: lower applies first; absent sorts after every explicit order. */
+  order?: number;
+  selector: string;
+  types: { ingress: boolean; egress: boolean };
+  ingress: Rule[];
+  egress: Rule[];
+}
+
+export interface NetworkPolicy extends Meta {
+  kind: 'NetworkPolicy';
+  namespace: string;
+  spec: PolicySpec;
+}
+export interface GlobalNetworkPolicy extends Meta {
+  kind: 'GlobalNetworkPolicy';
+  spec: PolicySpec;
+}
+
+export interface NamedPort {
+  name: string;
+  protocol: string;
+  port: number;
+}
+
+export interface WorkloadEndpoint extends Meta {
+  kind: 'WorkloadEndpoint';
+  namespace: string;
+  spec: {
+    orchestrator: string;
+    node: string;
+    pod: string;
+    endpoint: string;
+    interfaceName: string;
+    ipNetworks: Cidr[];
+    profiles: string[];
+    serviceAccountName?: string;
+    ports: NamedPort[];
+    mac?: Mac;
+  };
+}
+
+export interface HostEndpoint extends Meta {
+  kind: 'HostEndpoint';
+  spec: { node: string; interfaceName?: string; expectedIPs: Ip4[]; profiles: string[]; ports: NamedPort[] };
+}
+
+export interface Namespace extends Meta {
+  kind: 'Namespace';
+}
+export interface ServiceAccount extends Meta {
+  kind: 'ServiceAccount';
+  namespace: string;
+}
+export interface Profile extends Meta {
+  kind: 'Profile';
+  spec: { labelsToApply: Labels };
+}
+
+export interface NetworkSet extends Meta {
+  kind: 'NetworkSet';
+  namespace: string;
+  spec: { nets: Cidr[] };
+}
+export interface GlobalNetworkSet extends Meta {
+  kind: 'GlobalNetworkSet';
+  spec: { nets: Cidr[] };
+}
+
+export interface IPPool extends Meta {
+  kind: 'IPPool';
+  spec: {
+    cidr: Cidr;
+    vxlanMode: 'Always' | 'CrossSubnet' | 'Never';
+    ipipMode: 'Always' | 'CrossSubnet' | 'Never';
+    natOutgoing: boolean;
+    disabled: boolean;
+    blockSize: number;
+  };
+}
+
+export interface IPAMBlock extends Meta {
+  kind: 'IPAMBlock';
+  spec: {
+    cidr: Cidr;
+    /** The node the block is affine to (`host:<node>` in the resource), if any. */
+    affinityNode?: string;
+  };
+}
+
+export interface Node extends Meta {
+  kind: 'Node';
+  spec: {
+    /** The node's IPv4 address without prefix, from spec.bgp.ipv4Address. */
+    ipv4Address?: Ip4;
+    /** Prefix length of spec.bgp.ipv4Address, when given. */
+    ipv4PrefixLen?: number;
+    vxlanTunnelAddress?: Ip4;
+    vxlanTunnelMac?: Mac;
+  };
+}
+
+export interface RemoteClusterConfiguration extends Meta {
+  kind: 'RemoteClusterConfiguration';
+  spec: {
+    datastoreType: 'file' | 'etcdv3' | 'kubernetes';
+    /** For file: an absolute path (validation resolves it against the RCC file's directory). */
+    fileDatastorePath?: string;
+    etcdEndpoints?: string[];
+    kubeconfig?: string;
+    clusterAccessSecret?: { name: string; namespace?: string };
+    overlayRouting: boolean;
+  };
+}
+
+export type Resource =
+  | NetworkPolicy
+  | GlobalNetworkPolicy
+  | WorkloadEndpoint
+  | HostEndpoint
+  | Namespace
+  | ServiceAccount
+  | Profile
+  | NetworkSet
+  | GlobalNetworkSet
+  | IPPool
+  | IPAMBlock
+  | Node
+  | RemoteClusterConfiguration;
+
+export type ResourceKind = Resource['kind'];
+
+/** A stable identity for a resource within one cluster: kind, namespace (if any) and name. */
+export function resourceId(r: Pick<Resource, 'kind' | 'name' | 'namespace'>): string {
+  return r.namespace ? `${r.kind}/${r.namespace}/${r.name}` : `${r.kind}/${r.name}`;
+}
+
+/** A refused document: where it was and why, field by field. */
+export interface ResourceError {
+  origin: Origin;
+  /** `Kind/namespace/name` when it could be read, else undefined. */
+  resource?: string;
+  /** Dotted path of the offending field, e.g. `spec.egress[0].destination.ports[1]`. */
+  field?: string;
+  message: string;
+}
