@@ -1,0 +1,212 @@
+// The calculation graph: feed updates in, dataplane messages out. Synchronous, no I/O, no timers:
+// the same input always gives the same output, which is what makes it testable alone.
+// A feed update the graph cannot use is refused (logged at warn with key and reason) and the
+// previous state for that key stays: the dataplane keeps its last good state.
+import { logger } from '../../lib/log.ts';
+import { type Cidr, NetParseError, parseCidr } from '../../model/net.ts';
+import { ResourceKind, type Update } from '../../proto/service.ts';
+import { LabelIndex } from './label-index.ts';
+import type { EndpointKey, MessageSink } from './messages.ts';
+import { OverlayResolver } from './overlay-resolver.ts';
+import { compilePolicy, PolicyError, policyKey } from './policy-compiler.ts';
+import { type LocalEndpointInput, PolicyResolver } from './policy-resolver.ts';
+
+const log = logger('calc');
+
+export interface GraphOptions {
+  nodeName: string;
+  /** The local cluster's name (from the syncer's hello). */
+  localCluster: string;
+}
+
+export interface RefusedUpdate {
+  key: string;
+  kind: string;
+  reason: string;
+}
+
+export class CalculationGraph {
+  readonly index: LabelIndex;
+  readonly policies: PolicyResolver;
+  readonly overlay: OverlayResolver;
+  private readonly localInputs = new Map<EndpointKey, LocalEndpointInput>();
+  /** Policy key in the dataplane for each feed key, so a delete finds what to remove. */
+  private readonly policyKeys = new Map<string, ReturnType<typeof policyKey>>();
+  readonly refused: RefusedUpdate[] = [];
+
+  constructor(
+    private readonly opts: GraphOptions,
+    private readonly sink: MessageSink,
+  ) {
+    this.index = new LabelIndex(sink);
+    this.policies = new PolicyResolver(this.index, sink);
+    this.overlay = new OverlayResolver(opts.nodeName, sink);
+  }
+
+  onUpdate(u: Update): void {
+    try {
+      if (u.deleted) this.onDelete(u);
+      else this.onSet(u);
+    } catch (e) {
+      if (e instanceof PolicyError || e instanceof NetParseError || e instanceof RefuseError) {
+        this.refuse(u, e.message);
+        return;
+      }
+      throw e;
+    }
+  }
+
+  inSync(): void {
+    this.sink.send({ kind: 'InSync' });
+  }
+
+  private refuse(u: Update, reason: string): void {
+    const kind = ResourceKind[u.kind] ?? String(u.kind);
+    log.warn(
+      { key: u.key, kind, cluster: u.cluster, reason },
+      'refused feed update; keeping the last good state',
+    );
+    this.refused.push({ key: u.key, kind, reason });
+    if (this.refused.length > 1000) this.refused.shift();
+  }
+
+  private isLocalCluster(cluster: string): boolean {
+    return cluster === '' || cluster === this.opts.localCluster;
+  }
+
+  private onSet(u: Update): void {
+    const b = u.body;
+    switch (b.case) {
+      case 'workloadEndpoint': {
+        const w = b.value;
+        const nets = w.ipv4Nets.map((n) => parseCidr(n, false));
+        const key = u.key as EndpointKey;
+        const labels = this.index.upsertItem({
+          key,
+          ownLabels: w.labels,
+          profiles: w.profiles,
+          namespace: w.namespace || undefined,
+          nets,
+          namedPorts: namedPortsOf(w.ports),
+        });
+        const local = this.isLocalCluster(u.cluster) && w.node === this.opts.nodeName;
+        if (local) {
+          if (!w.interfaceName) throw new RefuseError('spec.interfaceName: a local endpoint needs one');
+          const input: LocalEndpointInput = { key, interfaceName: w.interfaceName, ipv4Nets: nets };
+          this.localInputs.set(key, input);
+          this.policies.upsertEndpoint(input, labels);
+        } else if (this.localInputs.delete(key)) {
+          this.policies.deleteEndpoint(key);
+        }
+        return;
+      }
+      case 'hostEndpoint': {
+        const h = b.value;
+        this.index.upsertItem({
+          key: u.key,
+          ownLabels: h.labels,
+          profiles: h.profiles,
+          nets: h.expectedIpv4s.map((ip) => parseCidr(`${ip}/32`)),
+          namedPorts: namedPortsOf(h.ports),
+        });
+        return;
+      }
+      case 'networkSet': {
+        const s = b.value;
+        this.index.upsertItem({
+          key: u.key,
+          ownLabels: s.labels,
+          profiles: [],
+          namespace: s.namespace || undefined,
+          nets: s.nets.map((n) => parseCidr(n)),
+        });
+        return;
+      }
+      case 'profile': {
+        for (const k of this.index.setProfileLabels(u.key, b.value.labels))
+          this.refreshLocal(k as EndpointKey);
+        return;
+      }
+      case 'policy': {
+        if (!this.isLocalCluster(u.cluster))
+          throw new RefuseError('policies are never federated from remote clusters');
+        const compiled = compilePolicy(b.value);
+        const oldKey = this.policyKeys.get(u.key);
+        if (oldKey && oldKey !== compiled.key) this.policies.deletePolicy(oldKey);
+        this.policyKeys.set(u.key, compiled.key);
+        this.policies.upsertPolicy(compiled);
+        return;
+      }
+      case 'ipPool':
+        this.overlay.upsertPool(u.key, u.cluster, this.isLocalCluster(u.cluster), b.value);
+        return;
+      case 'ipamBlock':
+        this.overlay.upsertBlock(u.key, u.cluster, b.value);
+        return;
+      case 'node':
+        this.overlay.upsertNode(u.cluster, b.value);
+        return;
+      default:
+        throw new RefuseError('update has no body');
+    }
+  }
+
+  private onDelete(u: Update): void {
+    switch (u.kind) {
+      case ResourceKind.WORKLOAD_ENDPOINT:
+        this.index.deleteItem(u.key);
+        if (this.localInputs.delete(u.key as EndpointKey)) this.policies.deleteEndpoint(u.key as EndpointKey);
+        return;
+      case ResourceKind.HOST_ENDPOINT:
+      case ResourceKind.NETWORK_SET:
+        this.index.deleteItem(u.key);
+        return;
+      case ResourceKind.PROFILE:
+        for (const k of this.index.setProfileLabels(u.key, undefined)) this.refreshLocal(k as EndpointKey);
+        return;
+      case ResourceKind.POLICY: {
+        const pk = this.policyKeys.get(u.key);
+        this.policyKeys.delete(u.key);
+        if (pk) this.policies.deletePolicy(pk);
+        return;
+      }
+      case ResourceKind.IP_POOL:
+        this.overlay.deletePool(u.key);
+        return;
+      case ResourceKind.IPAM_BLOCK:
+        this.overlay.deleteBlock(u.key);
+        return;
+      case ResourceKind.NODE:
+        this.overlay.deleteNode(nodeNameFromKey(u.key));
+        return;
+      default:
+        throw new RefuseError(`delete of unknown kind ${u.kind}`);
+    }
+  }
+
+  private refreshLocal(key: EndpointKey): void {
+    const input = this.localInputs.get(key);
+    const labels = this.index.getLabels(key);
+    if (input && labels) this.policies.upsertEndpoint(input, labels);
+  }
+}
+
+export class RefuseError extends Error {}
+
+function namedPortsOf(ports: readonly { name: string; protocol: string; port: number }[]) {
+  if (ports.length === 0) return undefined;
+  const m = new Map<string, string[]>();
+  for (const p of ports) {
+    const v = `${p.protocol.toLowerCase()}:${p.port}`;
+    m.get(p.name)?.push(v) ?? m.set(p.name, [v]);
+  }
+  return m;
+}
+
+/** Node keys are `<name>` locally and `<cluster>/<name>` for remote clusters. */
+export function nodeNameFromKey(key: string): string {
+  const i = key.lastIndexOf('/');
+  return i >= 0 ? key.slice(i + 1) : key;
+}
+
+export type { Cidr };

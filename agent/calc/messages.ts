@@ -1,0 +1,124 @@
+// What the calculation graph tells the dataplane: dataplane-neutral messages in Felix's vocabulary.
+// The graph emits them; the sequencer coalesces and orders them; the managers consume them.
+import type { Cidr, Ip4, Mac } from '../../model/net.ts';
+
+declare const brand: unique symbol;
+/** A selector/ipset identity: 's:<hash>' for rule selectors, 'n:<hash>' for net lists, or a fixed name. */
+export type IpSetId = string & { readonly [brand]: 'IpSetId' };
+/** A policy's identity in the dataplane: `<tier>/<namespace>/<name>` or `<tier>/<name>`. */
+export type PolicyKey = string & { readonly [brand]: 'PolicyKey' };
+/** A feed key of an endpoint. */
+export type EndpointKey = string & { readonly [brand]: 'EndpointKey' };
+
+export type IpSetType = 'hash:net' | 'hash:ip,port';
+
+export interface PortRange {
+  first: number;
+  last: number;
+}
+
+export interface CompiledEntity {
+  /** Each must match (AND). */
+  ipSets: IpSetId[];
+  /** None may match. */
+  notIpSets: IpSetId[];
+  /** A single net is rendered inline; lists become ipsets (ipSets/notIpSets). */
+  net?: Cidr;
+  notNet?: Cidr;
+  ports: PortRange[];
+  notPorts: PortRange[];
+  /** Named ports resolve to hash:ip,port sets: the address and port must be in one of them. */
+  namedPortIpSets: IpSetId[];
+  /** A condition nothing can satisfy (a named port on the source side, say). */
+  matchesNothing?: boolean;
+}
+
+export type RuleAction = 'allow' | 'deny' | 'log' | 'pass';
+
+export interface CompiledRule {
+  action: RuleAction;
+  protocol?: string;
+  notProtocol?: string;
+  icmp?: { type?: number; code?: number };
+  notIcmp?: { type?: number; code?: number };
+  src: CompiledEntity;
+  dst: CompiledEntity;
+  /** This rule can never match (e.g. it names a port nobody has): rendered as nothing. */
+  matchesNothing?: boolean;
+}
+
+export interface ActivePolicy {
+  key: PolicyKey;
+  /** For people: `namespace/name` or `name`; used in LOG prefixes and comments. */
+  displayName: string;
+  inbound: CompiledRule[];
+  outbound: CompiledRule[];
+}
+
+export interface TierPolicies {
+  tier: string;
+  policies: PolicyKey[];
+}
+
+export interface LocalEndpoint {
+  key: EndpointKey;
+  interfaceName: string;
+  ipv4Nets: Cidr[];
+  /** Ordered tiers of the policies that apply to traffic into the endpoint (only tiers with ≥1 policy). */
+  ingress: TierPolicies[];
+  egress: TierPolicies[];
+}
+
+export interface Vtep {
+  node: string;
+  cluster: string;
+  nodeIp: Ip4;
+  tunnelIp: Ip4;
+  mac: Mac;
+}
+
+export interface RemoteBlockRoute {
+  dst: Cidr;
+  /** The VTEP (node) the block lives behind. */
+  node: string;
+  cluster: string;
+}
+
+export interface Pool {
+  cidr: Cidr;
+  cluster: string;
+  local: boolean;
+  natOutgoing: boolean;
+}
+
+/** This node's own settings, from its Node resource. */
+export interface HostConfig {
+  node: string;
+  nodeIp?: Ip4;
+  tunnelIp?: Ip4;
+  vtepMac?: Mac;
+}
+
+export type DataplaneMessage =
+  | { kind: 'IPSetUpdate'; id: IpSetId; type: IpSetType; members: string[] }
+  | { kind: 'IPSetDelta'; id: IpSetId; added: string[]; removed: string[] }
+  | { kind: 'IPSetRemove'; id: IpSetId }
+  | { kind: 'ActivePolicyUpdate'; policy: ActivePolicy }
+  | { kind: 'ActivePolicyRemove'; key: PolicyKey }
+  | { kind: 'EndpointUpdate'; endpoint: LocalEndpoint }
+  | { kind: 'EndpointRemove'; key: EndpointKey }
+  | { kind: 'VTEPUpdate'; vtep: Vtep }
+  | { kind: 'VTEPRemove'; node: string }
+  | { kind: 'RouteUpdate'; route: RemoteBlockRoute }
+  | { kind: 'RouteRemove'; dst: Cidr }
+  | { kind: 'PoolUpdate'; pool: Pool }
+  | { kind: 'PoolRemove'; cidr: Cidr }
+  | { kind: 'HostConfigUpdate'; config: HostConfig }
+  | { kind: 'InSync' };
+
+export type MessageKind = DataplaneMessage['kind'];
+
+/** Receives the graph's output; the sequencer implements it. */
+export interface MessageSink {
+  send(msg: DataplaneMessage): void;
+}

@@ -1,0 +1,134 @@
+// VXLAN overlay: every other node of the mesh with a complete VTEP (node IP, tunnel IP, MAC)
+// becomes a VTEP; every IPAM block affine to such a node becomes a route via it. A route waits for
+// its VTEP (and goes when the VTEP goes), so the kernel never holds a route to a missing neighbour.
+import { type Cidr, type Ip4, type Mac, parseCidr, parseIp4, parseMac } from '../../model/net.ts';
+import type { IPAMBlock, IPPool, Node } from '../../proto/service.ts';
+import type { MessageSink, Pool, RemoteBlockRoute, Vtep } from './messages.ts';
+
+interface BlockState {
+  cidr: Cidr;
+  node: string;
+  cluster: string;
+}
+
+export class OverlayResolver {
+  private readonly vteps = new Map<string, Vtep>();
+  private readonly blocks = new Map<string, BlockState>();
+  private readonly routesSent = new Map<Cidr, string>();
+  private readonly pools = new Map<string, Pool>();
+
+  constructor(
+    private readonly myNode: string,
+    private readonly sink: MessageSink,
+  ) {}
+
+  get vtepCount(): number {
+    return this.vteps.size;
+  }
+  get routeCount(): number {
+    return this.routesSent.size;
+  }
+
+  /** Throws (NetParseError) on a malformed address: the caller refuses the update. */
+  upsertNode(cluster: string, n: Node): void {
+    const name = n.name;
+    if (name === this.myNode) {
+      this.sink.send({
+        kind: 'HostConfigUpdate',
+        config: {
+          node: name,
+          nodeIp: n.ipv4Address ? parseIp4(n.ipv4Address) : undefined,
+          tunnelIp: n.vxlanTunnelAddress ? parseIp4(n.vxlanTunnelAddress) : undefined,
+          vtepMac: n.vxlanTunnelMac ? parseMac(n.vxlanTunnelMac) : undefined,
+        },
+      });
+      return;
+    }
+    let vtep: Vtep | undefined;
+    if (n.ipv4Address && n.vxlanTunnelAddress && n.vxlanTunnelMac) {
+      vtep = {
+        node: name,
+        cluster,
+        nodeIp: parseIp4(n.ipv4Address) as Ip4,
+        tunnelIp: parseIp4(n.vxlanTunnelAddress),
+        mac: parseMac(n.vxlanTunnelMac) as Mac,
+      };
+    }
+    const old = this.vteps.get(name);
+    if (vtep) {
+      if (JSON.stringify(old) !== JSON.stringify(vtep)) {
+        this.vteps.set(name, vtep);
+        this.sink.send({ kind: 'VTEPUpdate', vtep });
+      }
+    } else if (old) {
+      this.removeVtep(name);
+    }
+    this.refreshRoutesFor(name);
+  }
+
+  deleteNode(name: string): void {
+    if (name === this.myNode) return;
+    this.removeVtep(name);
+    this.refreshRoutesFor(name);
+  }
+
+  upsertBlock(key: string, cluster: string, b: IPAMBlock): void {
+    const cidr = parseCidr(b.cidr);
+    const old = this.blocks.get(key);
+    this.blocks.set(key, { cidr, node: b.affinityNode, cluster });
+    if (old && old.cidr !== cidr) this.refreshRoute(old.cidr);
+    this.refreshRoute(cidr);
+  }
+
+  deleteBlock(key: string): void {
+    const old = this.blocks.get(key);
+    if (!old) return;
+    this.blocks.delete(key);
+    this.refreshRoute(old.cidr);
+  }
+
+  upsertPool(key: string, cluster: string, local: boolean, p: IPPool): void {
+    const pool: Pool = { cidr: parseCidr(p.cidr), cluster, local, natOutgoing: local && p.natOutgoing };
+    const old = this.pools.get(key);
+    if (old && old.cidr !== pool.cidr) this.sink.send({ kind: 'PoolRemove', cidr: old.cidr });
+    this.pools.set(key, pool);
+    this.sink.send({ kind: 'PoolUpdate', pool });
+  }
+
+  deletePool(key: string): void {
+    const old = this.pools.get(key);
+    if (!old) return;
+    this.pools.delete(key);
+    this.sink.send({ kind: 'PoolRemove', cidr: old.cidr });
+  }
+
+  private removeVtep(name: string): void {
+    if (!this.vteps.delete(name)) return;
+    this.refreshRoutesFor(name);
+    this.sink.send({ kind: 'VTEPRemove', node: name });
+  }
+
+  private refreshRoutesFor(node: string): void {
+    for (const b of this.blocks.values()) if (b.node === node) this.refreshRoute(b.cidr);
+  }
+
+  /** Recompute the route for one CIDR from whichever block currently holds it. */
+  private refreshRoute(cidr: Cidr): void {
+    let want: RemoteBlockRoute | undefined;
+    for (const b of this.blocks.values()) {
+      if (b.cidr !== cidr || b.node === this.myNode || !this.vteps.has(b.node)) continue;
+      want = { dst: cidr, node: b.node, cluster: b.cluster };
+      break;
+    }
+    const sent = this.routesSent.get(cidr);
+    const text = want ? `${want.node}` : undefined;
+    if (text === sent) return;
+    if (want) {
+      this.routesSent.set(cidr, want.node);
+      this.sink.send({ kind: 'RouteUpdate', route: want });
+    } else {
+      this.routesSent.delete(cidr);
+      this.sink.send({ kind: 'RouteRemove', dst: cidr });
+    }
+  }
+}

@@ -1,0 +1,258 @@
+// Turns one feed Policy into what the dataplane needs: its (namespace-scoped) selector, its ordering
+// keys, and its rules with every selector replaced by an ipset id. Pure: no state, no I/O, so a bad
+// policy is refused here, whole, before it can touch anything.
+import { createHash } from 'node:crypto';
+import { NetParseError, parseCidr } from '../../model/net.ts';
+import { parseSelectorCached, type Selector, SelectorParseError } from '../../model/selector/index.ts';
+import {
+  Action,
+  type EntityRule,
+  type Policy,
+  type PortRange as PbPortRange,
+  type Rule,
+} from '../../proto/service.ts';
+import { NAMESPACE_LABEL, type MatcherSpec } from './label-index.ts';
+import type { CompiledEntity, CompiledRule, IpSetId, PolicyKey, PortRange, RuleAction } from './messages.ts';
+
+export class PolicyError extends Error {
+  constructor(
+    readonly field: string,
+    readonly reason: string,
+  ) {
+    super(`${field}: ${reason}`);
+  }
+}
+
+export interface CompiledPolicy {
+  key: PolicyKey;
+  displayName: string;
+  tier: string;
+  /** Calico: policies without an order sort after all ordered ones. */
+  order: number;
+  name: string;
+  /** The policy's selector, limited to its namespace for a namespaced policy. */
+  selector: Selector;
+  ingress: boolean;
+  egress: boolean;
+  inbound: CompiledRule[];
+  outbound: CompiledRule[];
+  /** Every matcher the rules use, de-duplicated by id. */
+  matchers: MatcherSpec[];
+}
+
+export function policyKey(p: Pick<Policy, 'tier' | 'namespace' | 'name'>): PolicyKey {
+  const tier = p.tier || 'default';
+  return (p.namespace ? `${tier}/${p.namespace}/${p.name}` : `${tier}/${p.name}`) as PolicyKey;
+}
+
+function hashId(prefix: string, text: string): string {
+  return prefix + createHash('sha224').update(text).digest('base64url');
+}
+
+function sel(text: string, field: string): Selector {
+  try {
+    return parseSelectorCached(text);
+  } catch (e) {
+    if (e instanceof SelectorParseError) throw new PolicyError(field, e.message);
+    throw e;
+  }
+}
+
+function quote(v: string): string {
+  return JSON.stringify(v);
+}
+
+const ACTIONS: Record<number, RuleAction> = {
+  [Action.ALLOW]: 'allow',
+  [Action.DENY]: 'deny',
+  [Action.LOG]: 'log',
+  [Action.PASS]: 'pass',
+};
+
+const PORT_PROTOCOLS = new Set(['tcp', 'udp', 'sctp', 'udplite', '6', '17', '132', '136']);
+
+class RuleCompiler {
+  readonly matchers = new Map<string, MatcherSpec>();
+
+  constructor(private readonly policy: Policy) {}
+
+  compileRule(rule: Rule, field: string): CompiledRule {
+    const action = ACTIONS[rule.action];
+    if (!action) throw new PolicyError(`${field}.action`, `unknown action ${rule.action}`);
+    const protocol = rule.protocol ? rule.protocol.toLowerCase() : undefined;
+    const notProtocol = rule.notProtocol ? rule.notProtocol.toLowerCase() : undefined;
+    const out: CompiledRule = {
+      action,
+      protocol,
+      notProtocol,
+      src: this.entity(rule.source, `${field}.source`, protocol, false),
+      dst: this.entity(rule.destination, `${field}.destination`, protocol, true),
+    };
+    if (rule.icmp) out.icmp = icmpOf(rule.icmp);
+    if (rule.notIcmp) out.notIcmp = icmpOf(rule.notIcmp);
+    if (rule.ipVersion === 6) out.matchesNothing = true; // IPv4-only dataplane for now
+    return out;
+  }
+
+  private entity(
+    e: EntityRule | undefined,
+    field: string,
+    protocol: string | undefined,
+    isDst: boolean,
+  ): CompiledEntity {
+    const out: CompiledEntity = { ipSets: [], notIpSets: [], ports: [], notPorts: [], namedPortIpSets: [] };
+    if (!e) return out;
+    const base = this.baseMatcher(e, field);
+    const numeric = (list: PbPortRange[], f: string) => {
+      const ranges: PortRange[] = [];
+      for (const [i, p] of list.entries()) {
+        if (p.name) continue;
+        if (p.first < 1 || p.last > 65535 || p.first > p.last) {
+          throw new PolicyError(`${f}[${i}]`, `invalid port range ${p.first}:${p.last}`);
+        }
+        ranges.push({ first: p.first, last: p.last });
+      }
+      return ranges;
+    };
+    if ((e.ports.length || e.notPorts.length) && !(protocol && PORT_PROTOCOLS.has(protocol))) {
+      throw new PolicyError(`${field}.ports`, 'ports need protocol TCP, UDP, SCTP or UDPLite');
+    }
+    out.ports = numeric(e.ports, `${field}.ports`);
+    out.notPorts = numeric(e.notPorts, `${field}.notPorts`);
+    const named = e.ports.filter((p) => p.name);
+    if (named.length > 0 && isDst && protocol) {
+      // A named port is an (address, port) set: the endpoints the rule selects, each with its own
+      // number for that name. Numeric ports in the same rule still match on their own.
+      for (const p of named) {
+        out.namedPortIpSets.push(
+          this.add({
+            ...(base ?? { id: '' as IpSetId }),
+            type: 'hash:ip,port',
+            namedPort: { name: p.name, protocol },
+          }),
+        );
+      }
+    } else if (named.length > 0 && !isDst) {
+      out.matchesNothing = true;
+    } else if (base) {
+      out.ipSets.push(this.add({ ...base, type: 'hash:net' }));
+    }
+    if (base === undefined && named.length > 0 && out.namedPortIpSets.length === 0) out.matchesNothing = true;
+    const nets = parseNets(e.nets, `${field}.nets`);
+    const notNets = parseNets(e.notNets, `${field}.notNets`);
+    if (nets.length === 1) out.net = nets[0];
+    else if (nets.length > 1)
+      out.ipSets.push(this.add({ id: '' as IpSetId, type: 'hash:net', staticMembers: nets }));
+    if (notNets.length === 1) out.notNet = notNets[0];
+    else if (notNets.length > 1) {
+      out.notIpSets.push(this.add({ id: '' as IpSetId, type: 'hash:net', staticMembers: notNets }));
+    }
+    return out;
+  }
+
+  /** The selecting part of an entity rule, or undefined if it selects by nothing but nets/ports. */
+  private baseMatcher(e: EntityRule, field: string): MatcherSpec | undefined {
+    const spec: MatcherSpec = { id: '' as IpSetId, type: 'hash:net' };
+    let any = false;
+    if (e.selector) {
+      spec.selector = sel(e.selector, `${field}.selector`);
+      any = true;
+    }
+    if (e.notSelector) {
+      spec.notSelector = sel(e.notSelector, `${field}.notSelector`);
+      any = true;
+    }
+    if (e.namespaceSelector) {
+      spec.namespaceSelector = sel(e.namespaceSelector, `${field}.namespaceSelector`);
+      any = true;
+    }
+    if (e.serviceAccounts && (e.serviceAccounts.names.length || e.serviceAccounts.selector)) {
+      spec.serviceAccountNames = [...e.serviceAccounts.names].sort();
+      if (e.serviceAccounts.selector) {
+        spec.serviceAccountSelector = sel(e.serviceAccounts.selector, `${field}.serviceAccounts.selector`);
+      }
+      any = true;
+    }
+    if (!any) return undefined;
+    // Calico: in a namespaced policy, a rule that selects without a namespaceSelector means
+    // "in this policy's namespace".
+    if (this.policy.namespace && !spec.namespaceSelector) spec.namespace = this.policy.namespace;
+    return spec;
+  }
+
+  private add(spec: MatcherSpec): IpSetId {
+    const id = matcherId(spec);
+    const full = { ...spec, id };
+    if (!this.matchers.has(id)) this.matchers.set(id, full);
+    return id;
+  }
+}
+
+/** A stable id from a matcher's meaning: a plain selector keeps the selector's own id. */
+export function matcherId(spec: MatcherSpec): IpSetId {
+  if (spec.staticMembers) return hashId('n:', [...spec.staticMembers].sort().join(',')) as IpSetId;
+  const plain =
+    spec.type === 'hash:net' &&
+    spec.selector &&
+    !spec.notSelector &&
+    !spec.namespaceSelector &&
+    spec.namespace === undefined &&
+    !spec.serviceAccountNames?.length &&
+    !spec.serviceAccountSelector;
+  if (plain && spec.selector) return spec.selector.id as IpSetId;
+  const parts = [
+    `sel=${spec.selector?.canonical ?? ''}`,
+    `not=${spec.notSelector?.canonical ?? ''}`,
+    `ns=${spec.namespaceSelector?.canonical ?? ''}`,
+    `scope=${spec.namespace ?? ''}`,
+    `sa=${(spec.serviceAccountNames ?? []).join(',')}`,
+    `sasel=${spec.serviceAccountSelector?.canonical ?? ''}`,
+    `np=${spec.namedPort ? `${spec.namedPort.protocol}:${spec.namedPort.name}` : ''}`,
+  ];
+  return hashId(spec.type === 'hash:net' ? 's:' : 'p:', parts.join(';')) as IpSetId;
+}
+
+function parseNets(nets: readonly string[], field: string) {
+  return nets.map((n, i) => {
+    try {
+      return parseCidr(n.includes('/') ? n : `${n}/32`);
+    } catch (e) {
+      if (e instanceof NetParseError) throw new PolicyError(`${field}[${i}]`, e.message);
+      throw e;
+    }
+  });
+}
+
+function icmpOf(i: { hasType: boolean; type: number; hasCode: boolean; code: number }) {
+  return { type: i.hasType ? i.type : undefined, code: i.hasCode ? i.code : undefined };
+}
+
+export function compilePolicy(p: Policy): CompiledPolicy {
+  if (!p.name) throw new PolicyError('metadata.name', 'missing');
+  const rc = new RuleCompiler(p);
+  const base = sel(p.selector || 'all()', 'spec.selector');
+  const selector = p.namespace
+    ? sel(`(${base.canonical}) && ${NAMESPACE_LABEL} == ${quote(p.namespace)}`, 'spec.selector')
+    : base;
+  const inbound = p.ingressRules.map((r, i) => rc.compileRule(r, `spec.ingress[${i}]`));
+  const outbound = p.egressRules.map((r, i) => rc.compileRule(r, `spec.egress[${i}]`));
+  return {
+    key: policyKey(p),
+    displayName: p.namespace ? `${p.namespace}/${p.name}` : p.name,
+    tier: p.tier || 'default',
+    order: p.hasOrder ? p.order : Number.POSITIVE_INFINITY,
+    name: p.name,
+    selector,
+    ingress: p.ingress,
+    egress: p.egress,
+    inbound,
+    outbound,
+    matchers: [...rc.matchers.values()],
+  };
+}
+
+/** Calico's ordering inside a tier: order ascending (none = last), then name. */
+export function comparePolicies(a: CompiledPolicy, b: CompiledPolicy): number {
+  if (a.order !== b.order) return a.order < b.order ? -1 : 1;
+  return a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
+}

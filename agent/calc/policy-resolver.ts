@@ -1,0 +1,168 @@
+// Which policies apply to which local endpoints, and in what order. A policy is active while it
+// selects at least one local endpoint; only active policies' rule matchers are referenced, so the
+// ipsets a node holds are the ones its own endpoints' policies use (Felix's active-rules calculator).
+import type { Labels } from '../../model/resources.ts';
+import type { LabelIndex } from './label-index.ts';
+import type { EndpointKey, LocalEndpoint, MessageSink, PolicyKey, TierPolicies } from './messages.ts';
+import { type CompiledPolicy, comparePolicies } from './policy-compiler.ts';
+
+export interface LocalEndpointInput {
+  key: EndpointKey;
+  interfaceName: string;
+  ipv4Nets: LocalEndpoint['ipv4Nets'];
+}
+
+interface EndpointState {
+  input: LocalEndpointInput;
+  labels: Labels;
+  policies: Set<PolicyKey>;
+  /** The last rendering sent, to skip no-op updates. */
+  lastSent?: string;
+}
+
+export class PolicyResolver {
+  private readonly policies = new Map<PolicyKey, CompiledPolicy>();
+  private readonly endpoints = new Map<EndpointKey, EndpointState>();
+  private readonly endpointsByPolicy = new Map<PolicyKey, Set<EndpointKey>>();
+
+  constructor(
+    private readonly index: LabelIndex,
+    private readonly sink: MessageSink,
+  ) {}
+
+  get activePolicyCount(): number {
+    return this.endpointsByPolicy.size;
+  }
+
+  getPolicy(key: PolicyKey): CompiledPolicy | undefined {
+    return this.policies.get(key);
+  }
+
+  upsertPolicy(p: CompiledPolicy): void {
+    const old = this.policies.get(p.key);
+    this.policies.set(p.key, p);
+    const before = this.endpointsByPolicy.get(p.key) ?? new Set<EndpointKey>();
+    const after = new Set<EndpointKey>();
+    for (const [k, ep] of this.endpoints) if (p.selector.evaluate(ep.labels)) after.add(k);
+    const wasActive = before.size > 0;
+    const isActive = after.size > 0;
+    if (isActive) {
+      // New references before old ones are dropped, so a shared ipset is never removed and re-added.
+      for (const m of p.matchers) this.index.refMatcher(m);
+      this.sink.send({
+        kind: 'ActivePolicyUpdate',
+        policy: { key: p.key, displayName: p.displayName, inbound: p.inbound, outbound: p.outbound },
+      });
+    }
+    if (wasActive && old) for (const m of old.matchers) this.index.unrefMatcher(m.id);
+    if (wasActive && !isActive) this.sink.send({ kind: 'ActivePolicyRemove', key: p.key });
+    if (isActive) this.endpointsByPolicy.set(p.key, after);
+    else this.endpointsByPolicy.delete(p.key);
+    const touched = new Set([...before, ...after]);
+    for (const k of touched) {
+      const ep = this.endpoints.get(k);
+      if (!ep) continue;
+      if (after.has(k)) ep.policies.add(p.key);
+      else ep.policies.delete(p.key);
+      this.sendEndpoint(ep);
+    }
+  }
+
+  deletePolicy(key: PolicyKey): void {
+    const old = this.policies.get(key);
+    if (!old) return;
+    this.policies.delete(key);
+    const before = this.endpointsByPolicy.get(key);
+    this.endpointsByPolicy.delete(key);
+    if (!before) return;
+    for (const k of before) {
+      const ep = this.endpoints.get(k);
+      if (!ep) continue;
+      ep.policies.delete(key);
+      this.sendEndpoint(ep);
+    }
+    this.sink.send({ kind: 'ActivePolicyRemove', key });
+    for (const m of old.matchers) this.index.unrefMatcher(m.id);
+  }
+
+  /** A local endpoint was added, changed, or its inherited labels changed. */
+  upsertEndpoint(input: LocalEndpointInput, labels: Labels): void {
+    const ep = this.endpoints.get(input.key) ?? { input, labels, policies: new Set<PolicyKey>() };
+    ep.input = input;
+    ep.labels = labels;
+    this.endpoints.set(input.key, ep);
+    const now = new Set<PolicyKey>();
+    for (const [pk, p] of this.policies) if (p.selector.evaluate(labels)) now.add(pk);
+    for (const pk of ep.policies) if (!now.has(pk)) this.detach(pk, input.key);
+    for (const pk of now) if (!ep.policies.has(pk)) this.attach(pk, input.key);
+    ep.policies = now;
+    this.sendEndpoint(ep);
+  }
+
+  deleteEndpoint(key: EndpointKey): void {
+    const ep = this.endpoints.get(key);
+    if (!ep) return;
+    this.endpoints.delete(key);
+    this.sink.send({ kind: 'EndpointRemove', key });
+    for (const pk of ep.policies) this.detach(pk, key);
+  }
+
+  hasEndpoint(key: EndpointKey): boolean {
+    return this.endpoints.has(key);
+  }
+
+  private attach(pk: PolicyKey, ek: EndpointKey): void {
+    const set = this.endpointsByPolicy.get(pk);
+    if (set) {
+      set.add(ek);
+      return;
+    }
+    const p = this.policies.get(pk);
+    if (!p) return;
+    this.endpointsByPolicy.set(pk, new Set([ek]));
+    for (const m of p.matchers) this.index.refMatcher(m);
+    this.sink.send({
+      kind: 'ActivePolicyUpdate',
+      policy: { key: p.key, displayName: p.displayName, inbound: p.inbound, outbound: p.outbound },
+    });
+  }
+
+  private detach(pk: PolicyKey, ek: EndpointKey): void {
+    const set = this.endpointsByPolicy.get(pk);
+    if (!set?.delete(ek) || set.size > 0) return;
+    this.endpointsByPolicy.delete(pk);
+    this.sink.send({ kind: 'ActivePolicyRemove', key: pk });
+    for (const m of this.policies.get(pk)?.matchers ?? []) this.index.unrefMatcher(m.id);
+  }
+
+  private sendEndpoint(ep: EndpointState): void {
+    const applied = [...ep.policies].map((k) => this.policies.get(k)).filter((p): p is CompiledPolicy => !!p);
+    const endpoint: LocalEndpoint = {
+      key: ep.input.key,
+      interfaceName: ep.input.interfaceName,
+      ipv4Nets: ep.input.ipv4Nets,
+      ingress: tiersOf(applied.filter((p) => p.ingress)),
+      egress: tiersOf(applied.filter((p) => p.egress)),
+    };
+    const text = JSON.stringify(endpoint);
+    if (text === ep.lastSent) return;
+    ep.lastSent = text;
+    this.sink.send({ kind: 'EndpointUpdate', endpoint });
+  }
+}
+
+/** Tiers in name order ('default' last, as its Calico order is the highest), policies ordered within. */
+export function tiersOf(policies: CompiledPolicy[]): TierPolicies[] {
+  const byTier = new Map<string, CompiledPolicy[]>();
+  for (const p of policies) byTier.get(p.tier)?.push(p) ?? byTier.set(p.tier, [p]);
+  const names = [...byTier.keys()].sort((a, b) =>
+    a === b ? 0 : a === 'default' ? 1 : b === 'default' ? -1 : a < b ? -1 : 1,
+  );
+  return names.map((tier) => ({
+    tier,
+    policies: byTier
+      .get(tier)!
+      .sort(comparePolicies)
+      .map((p) => p.key),
+  }));
+}

@@ -1,0 +1,152 @@
+// Coalesces the graph's churn (at most one pending update per key) and releases it in dependency
+// order, as Felix's event sequencer does: ipsets before the policies that use them, policies before
+// the endpoints that jump to them, VTEPs before routes; removals in reverse; ipset removals last.
+import type { Cidr } from '../../model/net.ts';
+import type {
+  ActivePolicy,
+  DataplaneMessage,
+  EndpointKey,
+  HostConfig,
+  IpSetId,
+  IpSetType,
+  LocalEndpoint,
+  MessageSink,
+  Pool,
+  PolicyKey,
+  RemoteBlockRoute,
+  Vtep,
+} from './messages.ts';
+
+type PendingSet =
+  | { full: true; type: IpSetType; members: Set<string> }
+  | { full: false; added: Set<string>; removed: Set<string> };
+
+export class Sequencer implements MessageSink {
+  private hostConfig?: HostConfig;
+  private readonly ipsets = new Map<IpSetId, PendingSet>();
+  private readonly ipsetRemoves = new Set<IpSetId>();
+  private readonly policies = new Map<PolicyKey, ActivePolicy | null>();
+  private readonly endpoints = new Map<EndpointKey, LocalEndpoint | null>();
+  private readonly vteps = new Map<string, Vtep | null>();
+  private readonly routes = new Map<Cidr, RemoteBlockRoute | null>();
+  private readonly pools = new Map<Cidr, Pool | null>();
+  private inSync = false;
+  private count = 0;
+
+  /** Number of messages received since the last flush (before coalescing). */
+  get pending(): number {
+    return this.count;
+  }
+
+  send(msg: DataplaneMessage): void {
+    this.count++;
+    switch (msg.kind) {
+      case 'IPSetUpdate':
+        this.ipsetRemoves.delete(msg.id);
+        this.ipsets.set(msg.id, { full: true, type: msg.type, members: new Set(msg.members) });
+        return;
+      case 'IPSetDelta': {
+        const p = this.ipsets.get(msg.id) ?? {
+          full: false,
+          added: new Set<string>(),
+          removed: new Set<string>(),
+        };
+        this.ipsets.set(msg.id, p);
+        for (const a of msg.added) {
+          if (p.full) p.members.add(a);
+          else {
+            p.removed.delete(a);
+            p.added.add(a);
+          }
+        }
+        for (const r of msg.removed) {
+          if (p.full) p.members.delete(r);
+          else {
+            p.added.delete(r);
+            p.removed.add(r);
+          }
+        }
+        return;
+      }
+      case 'IPSetRemove':
+        this.ipsets.delete(msg.id);
+        this.ipsetRemoves.add(msg.id);
+        return;
+      case 'ActivePolicyUpdate':
+        this.policies.set(msg.policy.key, msg.policy);
+        return;
+      case 'ActivePolicyRemove':
+        this.policies.set(msg.key, null);
+        return;
+      case 'EndpointUpdate':
+        this.endpoints.set(msg.endpoint.key, msg.endpoint);
+        return;
+      case 'EndpointRemove':
+        this.endpoints.set(msg.key, null);
+        return;
+      case 'VTEPUpdate':
+        this.vteps.set(msg.vtep.node, msg.vtep);
+        return;
+      case 'VTEPRemove':
+        this.vteps.set(msg.node, null);
+        return;
+      case 'RouteUpdate':
+        this.routes.set(msg.route.dst, msg.route);
+        return;
+      case 'RouteRemove':
+        this.routes.set(msg.dst, null);
+        return;
+      case 'PoolUpdate':
+        this.pools.set(msg.pool.cidr, msg.pool);
+        return;
+      case 'PoolRemove':
+        this.pools.set(msg.cidr, null);
+        return;
+      case 'HostConfigUpdate':
+        this.hostConfig = msg.config;
+        return;
+      case 'InSync':
+        this.inSync = true;
+        return;
+    }
+  }
+
+  /** Everything pending, coalesced, in dependency order; empties the sequencer. */
+  flush(): DataplaneMessage[] {
+    const out: DataplaneMessage[] = [];
+    if (this.hostConfig) out.push({ kind: 'HostConfigUpdate', config: this.hostConfig });
+    for (const [id, p] of this.ipsets) {
+      if (p.full) out.push({ kind: 'IPSetUpdate', id, type: p.type, members: [...p.members] });
+      else if (p.added.size || p.removed.size) {
+        out.push({ kind: 'IPSetDelta', id, added: [...p.added], removed: [...p.removed] });
+      }
+    }
+    for (const [, p] of this.pools) if (p) out.push({ kind: 'PoolUpdate', pool: p });
+    for (const [, p] of this.policies) if (p) out.push({ kind: 'ActivePolicyUpdate', policy: p });
+    for (const [, e] of this.endpoints) if (e) out.push({ kind: 'EndpointUpdate', endpoint: e });
+    for (const [key, e] of this.endpoints) if (!e) out.push({ kind: 'EndpointRemove', key });
+    for (const [key, p] of this.policies) if (!p) out.push({ kind: 'ActivePolicyRemove', key });
+    for (const [dst, r] of this.routes) if (!r) out.push({ kind: 'RouteRemove', dst });
+    for (const [node, v] of this.vteps) if (!v) out.push({ kind: 'VTEPRemove', node });
+    for (const [, v] of this.vteps) if (v) out.push({ kind: 'VTEPUpdate', vtep: v });
+    for (const [, r] of this.routes) if (r) out.push({ kind: 'RouteUpdate', route: r });
+    for (const [cidr, p] of this.pools) if (!p) out.push({ kind: 'PoolRemove', cidr });
+    for (const id of this.ipsetRemoves) out.push({ kind: 'IPSetRemove', id });
+    if (this.inSync) out.push({ kind: 'InSync' });
+    this.clear();
+    return out;
+  }
+
+  private clear(): void {
+    this.hostConfig = undefined;
+    this.ipsets.clear();
+    this.ipsetRemoves.clear();
+    this.policies.clear();
+    this.endpoints.clear();
+    this.vteps.clear();
+    this.routes.clear();
+    this.pools.clear();
+    this.inSync = false;
+    this.count = 0;
+  }
+}

@@ -1,0 +1,251 @@
+// Datastore resources → feed updates. This is where a cluster's objects get their mesh-wide
+// identity: remote keys and profile names gain a `<cluster>/` prefix, every endpoint gets the
+// `fedmesh.io/cluster` label, namespaces and service accounts become label-only profiles, and remote
+// policies are dropped (policies are never federated).
+import { create } from '@bufbuild/protobuf';
+import type {
+  EntityRule as MEntityRule,
+  IcmpSpec,
+  Labels,
+  PortSpec,
+  Resource,
+  Rule as MRule,
+} from '../model/resources.ts';
+import {
+  Action,
+  EntityRuleSchema,
+  HostEndpointSchema,
+  IcmpSchema,
+  IPAMBlockSchema,
+  IPPoolSchema,
+  NetworkSetSchema,
+  NodeSchema,
+  PolicySchema,
+  PortRangeSchema,
+  ProfileSchema,
+  ResourceKind,
+  RuleSchema,
+  type Update,
+  UpdateSchema,
+  WorkloadEndpointSchema,
+} from '../proto/service.ts';
+
+export const CLUSTER_LABEL = 'fedmesh.io/cluster';
+
+export interface ConvertContext {
+  cluster: string;
+  /** Remote clusters' keys and profiles are prefixed; the local cluster's are not. */
+  remote: boolean;
+}
+
+function prefix(ctx: ConvertContext, key: string): string {
+  return ctx.remote ? `${ctx.cluster}/${key}` : key;
+}
+
+function prefixed(ctx: ConvertContext, labels: Labels, pre: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(labels)) out[pre + k] = v;
+  return out;
+}
+
+const ACTIONS = { Allow: Action.ALLOW, Deny: Action.DENY, Log: Action.LOG, Pass: Action.PASS } as const;
+
+function ports(list: readonly PortSpec[]) {
+  return list.map((p) =>
+    p.kind === 'name' ? create(PortRangeSchema, { name: p.name }) : create(PortRangeSchema, { first: p.first, last: p.last }),
+  );
+}
+
+function entity(e: MEntityRule) {
+  return create(EntityRuleSchema, {
+    selector: e.selector ?? '',
+    notSelector: e.notSelector ?? '',
+    namespaceSelector: e.namespaceSelector ?? '',
+    nets: e.nets,
+    notNets: e.notNets,
+    ports: ports(e.ports),
+    notPorts: ports(e.notPorts),
+    serviceAccounts: e.serviceAccounts
+      ? { names: e.serviceAccounts.names, selector: e.serviceAccounts.selector ?? '' }
+      : undefined,
+  });
+}
+
+function icmp(i: IcmpSpec | undefined) {
+  if (!i) return undefined;
+  return create(IcmpSchema, {
+    hasType: i.type !== undefined,
+    type: i.type ?? 0,
+    hasCode: i.code !== undefined,
+    code: i.code ?? 0,
+  });
+}
+
+function rule(r: MRule) {
+  return create(RuleSchema, {
+    action: ACTIONS[r.action],
+    protocol: r.protocol ?? '',
+    notProtocol: r.notProtocol ?? '',
+    ipVersion: r.ipVersion ?? 0,
+    icmp: icmp(r.icmp),
+    notIcmp: icmp(r.notICMP),
+    source: entity(r.source),
+    destination: entity(r.destination),
+  });
+}
+
+/** The feed key a resource has (without the cluster prefix), by kind. */
+export function baseKey(r: Resource): string {
+  switch (r.kind) {
+    case 'WorkloadEndpoint':
+      return `${r.spec.node}/${r.spec.orchestrator}/${r.namespace}/${r.spec.pod}/${r.spec.endpoint}`;
+    case 'HostEndpoint':
+      return `hostendpoint/${r.name}`;
+    case 'Namespace':
+      return `kns.${r.name}`;
+    case 'ServiceAccount':
+      return `ksa.${r.namespace}.${r.name}`;
+    case 'Profile':
+      return r.name;
+    case 'NetworkPolicy':
+      return `policy/${r.namespace}/${r.name}`;
+    case 'GlobalNetworkPolicy':
+      return `globalpolicy/${r.name}`;
+    case 'NetworkSet':
+      return `networkset/${r.namespace}/${r.name}`;
+    case 'GlobalNetworkSet':
+      return `globalnetworkset/${r.name}`;
+    case 'IPPool':
+      return `ippool/${r.name}`;
+    case 'IPAMBlock':
+      return `ipamblock/${r.name}`;
+    case 'Node':
+      return `node/${r.name}`;
+    case 'RemoteClusterConfiguration':
+      return `rcc/${r.name}`;
+  }
+}
+
+/**
+ * The feed update for a resource, or undefined when the resource is not part of the feed (RCCs,
+ * which the syncer itself consumes; remote policies, which are never federated).
+ */
+export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
+  const key = prefix(ctx, baseKey(r));
+  const u = (kind: ResourceKind, body: Update['body']) => create(UpdateSchema, { key, cluster: ctx.cluster, kind, body });
+  switch (r.kind) {
+    case 'WorkloadEndpoint':
+      return u(ResourceKind.WORKLOAD_ENDPOINT, {
+        case: 'workloadEndpoint',
+        value: create(WorkloadEndpointSchema, {
+          node: r.spec.node,
+          orchestrator: r.spec.orchestrator,
+          namespace: r.namespace,
+          pod: r.spec.pod,
+          endpoint: r.spec.endpoint,
+          interfaceName: r.spec.interfaceName,
+          ipv4Nets: r.spec.ipNetworks,
+          profiles: r.spec.profiles.map((p) => prefix(ctx, p)),
+          labels: { ...r.labels, [CLUSTER_LABEL]: ctx.cluster },
+          ports: r.spec.ports.map((p) => ({ name: p.name, protocol: p.protocol, port: p.port })),
+          mac: r.spec.mac ?? '',
+          name: r.name,
+        }),
+      });
+    case 'HostEndpoint':
+      return u(ResourceKind.HOST_ENDPOINT, {
+        case: 'hostEndpoint',
+        value: create(HostEndpointSchema, {
+          node: r.spec.node,
+          interfaceName: r.spec.interfaceName ?? '',
+          expectedIpv4s: r.spec.expectedIPs,
+          profiles: r.spec.profiles.map((p) => prefix(ctx, p)),
+          labels: { ...r.labels, [CLUSTER_LABEL]: ctx.cluster },
+          ports: r.spec.ports.map((p) => ({ name: p.name, protocol: p.protocol, port: p.port })),
+          name: r.name,
+        }),
+      });
+    case 'Namespace':
+      return u(ResourceKind.PROFILE, {
+        case: 'profile',
+        value: create(ProfileSchema, {
+          labels: { ...prefixed(ctx, r.labels, 'pcns.'), 'pcns.projectcalico.org/name': r.name },
+        }),
+      });
+    case 'ServiceAccount':
+      return u(ResourceKind.PROFILE, {
+        case: 'profile',
+        value: create(ProfileSchema, {
+          labels: { ...prefixed(ctx, r.labels, 'pcsa.'), 'pcsa.projectcalico.org/name': r.name },
+        }),
+      });
+    case 'Profile':
+      return u(ResourceKind.PROFILE, { case: 'profile', value: create(ProfileSchema, { labels: { ...r.spec.labelsToApply } }) });
+    case 'NetworkPolicy':
+    case 'GlobalNetworkPolicy': {
+      if (ctx.remote) return undefined;
+      const s = r.spec;
+      return u(ResourceKind.POLICY, {
+        case: 'policy',
+        value: create(PolicySchema, {
+          name: r.name,
+          namespace: r.kind === 'NetworkPolicy' ? r.namespace : '',
+          tier: s.tier,
+          hasOrder: s.order !== undefined,
+          order: s.order ?? 0,
+          selector: s.selector,
+          ingress: s.types.ingress,
+          egress: s.types.egress,
+          ingressRules: s.ingress.map(rule),
+          egressRules: s.egress.map(rule),
+        }),
+      });
+    }
+    case 'NetworkSet':
+    case 'GlobalNetworkSet':
+      return u(ResourceKind.NETWORK_SET, {
+        case: 'networkSet',
+        value: create(NetworkSetSchema, {
+          namespace: r.kind === 'NetworkSet' ? r.namespace : '',
+          nets: r.spec.nets,
+          labels: { ...r.labels, [CLUSTER_LABEL]: ctx.cluster },
+          name: r.name,
+        }),
+      });
+    case 'IPPool':
+      return u(ResourceKind.IP_POOL, {
+        case: 'ipPool',
+        value: create(IPPoolSchema, {
+          cidr: r.spec.cidr,
+          natOutgoing: r.spec.natOutgoing,
+          disabled: r.spec.disabled,
+          vxlanMode: r.spec.vxlanMode,
+          blockSize: r.spec.blockSize,
+          name: r.name,
+        }),
+      });
+    case 'IPAMBlock':
+      return u(ResourceKind.IPAM_BLOCK, {
+        case: 'ipamBlock',
+        value: create(IPAMBlockSchema, { cidr: r.spec.cidr, affinityNode: r.spec.affinityNode ?? '' }),
+      });
+    case 'Node':
+      return u(ResourceKind.NODE, {
+        case: 'node',
+        value: create(NodeSchema, {
+          name: r.name,
+          ipv4Address: r.spec.ipv4Address ?? '',
+          ipv4PrefixLen: r.spec.ipv4PrefixLen ?? 0,
+          vxlanTunnelAddress: r.spec.vxlanTunnelAddress ?? '',
+          vxlanTunnelMac: r.spec.vxlanTunnelMac ?? '',
+        }),
+      });
+    case 'RemoteClusterConfiguration':
+      return undefined;
+  }
+}
+
+/** Overlay resources (pools, blocks, nodes) come from a remote only with overlay routing on. */
+export function isOverlayKind(kind: Resource['kind']): boolean {
+  return kind === 'IPPool' || kind === 'IPAMBlock' || kind === 'Node';
+}
