@@ -43,6 +43,10 @@ export class CalculationGraph {
     this.overlay = new OverlayResolver(opts.nodeName, sink);
   }
 
+  get localCluster(): string {
+    return this.opts.localCluster;
+  }
+
   onUpdate(u: Update): void {
     try {
       if (u.deleted) this.onDelete(u);

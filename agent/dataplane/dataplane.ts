@@ -1,0 +1,167 @@
+// Drives the managers: messages in (cheap), then one apply pass that writes to the kernel in
+// Felix's order — ipsets, VXLAN device/FDB/ARP, routes, iptables tables, then deferred ipset
+// deletes. Nothing is written before the first InSync (a partial view would drop traffic). A failed
+// pass leaves the kernel as it was, marks the agent unhealthy and is retried with backoff; a
+// periodic pass re-reads the kernel and repairs drift.
+import { logger } from '../../lib/log.ts';
+import type { DataplaneMessage } from '../calc/messages.ts';
+import { FilterTableManager, NatManager, type TableWriter } from './iptables.ts';
+import { IpSetManager, type IpSetWriter } from './ipsets.ts';
+import { type LinkWriter, RouteManager, VxlanManager } from './vxlan.ts';
+
+const log = logger('dataplane');
+
+export interface DataplaneDrivers {
+  ipsets: IpSetWriter;
+  iptables: TableWriter;
+  links: LinkWriter;
+}
+
+export interface DataplaneOptions {
+  /** Re-read the kernel and repair drift this often. */
+  resyncIntervalMs?: number;
+  /** Coalesce bursts: wait this long after a change before applying. */
+  applyDelayMs?: number;
+}
+
+export interface DataplaneStats {
+  inSync: boolean;
+  applies: number;
+  failures: number;
+  lastApplyMs: number;
+  firstProgrammedAt?: number;
+  lastError?: string;
+}
+
+export class Dataplane {
+  readonly ipsets: IpSetManager;
+  readonly filter: FilterTableManager;
+  readonly nat: NatManager;
+  readonly vxlan: VxlanManager;
+  readonly routes: RouteManager;
+  private inSync = false;
+  private running = false;
+  private again = false;
+  private timer?: NodeJS.Timeout;
+  private resyncTimer?: NodeJS.Timeout;
+  private backoffMs = 0;
+  private stopped = false;
+  private readonly waiters: (() => void)[] = [];
+  readonly stats: DataplaneStats = { inSync: false, applies: 0, failures: 0, lastApplyMs: 0 };
+
+  constructor(
+    drivers: DataplaneDrivers,
+    private readonly opts: DataplaneOptions = {},
+  ) {
+    this.ipsets = new IpSetManager(drivers.ipsets);
+    this.filter = new FilterTableManager(drivers.iptables);
+    this.nat = new NatManager(drivers.iptables, this.ipsets);
+    this.vxlan = new VxlanManager(drivers.links);
+    this.routes = new RouteManager(drivers.links, this.vxlan);
+  }
+
+  /** True once the first full apply after in-sync has succeeded and no apply has failed since. */
+  get healthy(): boolean {
+    return this.stats.firstProgrammedAt !== undefined && this.backoffMs === 0;
+  }
+
+  onMessages(msgs: readonly DataplaneMessage[]): void {
+    for (const m of msgs) {
+      if (m.kind === 'InSync') {
+        if (!this.inSync) log.info('in sync: programming the dataplane');
+        this.inSync = true;
+        this.stats.inSync = true;
+        continue;
+      }
+      this.ipsets.onUpdate(m);
+      this.filter.onUpdate(m);
+      this.nat.onUpdate(m);
+      this.vxlan.onUpdate(m);
+      this.routes.onUpdate(m);
+    }
+    if (msgs.length > 0) this.schedule();
+  }
+
+  start(): void {
+    const every = this.opts.resyncIntervalMs ?? 30_000;
+    this.resyncTimer = setInterval(() => this.resync(), every);
+    this.resyncTimer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearInterval(this.resyncTimer);
+  }
+
+  /** Mark everything dirty so the next pass re-reads the kernel and repairs any drift. */
+  resync(): void {
+    this.ipsets.markDirty();
+    this.filter.markDirty();
+    this.nat.markDirty();
+    this.vxlan.markDirty();
+    this.routes.markDirty();
+    this.schedule();
+  }
+
+  /** Resolves after the next complete, successful apply pass. */
+  whenApplied(): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiters.push(resolve);
+      this.schedule();
+    });
+  }
+
+  private schedule(delay = this.opts.applyDelayMs ?? 5): void {
+    if (!this.inSync || this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.applyPass();
+    }, Math.max(delay, this.backoffMs));
+  }
+
+  private async applyPass(): Promise<void> {
+    this.running = true;
+    this.again = false;
+    const started = performance.now();
+    try {
+      await this.ipsets.apply();
+      if (await this.vxlan.apply()) this.routes.markDirty();
+      await this.routes.apply();
+      await this.filter.apply();
+      await this.nat.apply();
+      await this.ipsets.cleanup();
+      const ms = performance.now() - started;
+      this.stats.applies++;
+      this.stats.lastApplyMs = ms;
+      this.stats.lastError = undefined;
+      if (this.stats.firstProgrammedAt === undefined) {
+        this.stats.firstProgrammedAt = Date.now();
+        log.info({ ms: Math.round(ms) }, 'dataplane programmed');
+      }
+      log.debug({ ms }, 'apply pass done');
+      this.backoffMs = 0;
+      if (!this.again) for (const w of this.waiters.splice(0)) w();
+    } catch (e) {
+      this.stats.failures++;
+      this.stats.lastError = (e as Error).message;
+      this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 250), 10_000);
+      log.error({ err: (e as Error).message, retryInMs: this.backoffMs }, 'dataplane apply failed; kernel left as it was, retrying');
+      // Whatever half-applied is re-diffed from the kernel on the retry.
+      this.ipsets.markDirty();
+      this.filter.markDirty();
+      this.nat.markDirty();
+      this.vxlan.markDirty();
+      this.routes.markDirty();
+      this.again = true;
+    } finally {
+      this.running = false;
+      if (this.again) this.schedule();
+    }
+  }
+}

@@ -1,0 +1,73 @@
+// The ipsets this node should hold: rule-selector sets from the calculation graph plus the pool
+// sets NAT outgoing needs. onUpdate is cheap; apply() is one `ipset restore` of the difference.
+import type { IpSetSpec } from '../../native/ipset.ts';
+import type { DataplaneMessage, IpSetId, IpSetType } from '../calc/messages.ts';
+import { ipsetName } from '../rules/names.ts';
+
+export interface IpSetWriter {
+  apply(desired: ReadonlyMap<string, IpSetSpec>): Promise<unknown>;
+  destroyStale(keep: ReadonlySet<string>): Promise<unknown>;
+}
+
+export class IpSetManager {
+  private readonly desired = new Map<string, { name: string; type: IpSetType; members: Set<string> }>();
+  private dirty = true;
+  private staleMayExist = true;
+
+  constructor(private readonly writer: IpSetWriter) {}
+
+  onUpdate(msg: DataplaneMessage): void {
+    switch (msg.kind) {
+      case 'IPSetUpdate':
+        this.replace(msg.id, msg.type, msg.members);
+        return;
+      case 'IPSetDelta': {
+        const s = this.desired.get(ipsetName(msg.id));
+        if (!s) return; // a delta for a set we never had: the graph's next full update brings it
+        for (const m of msg.added) s.members.add(m);
+        for (const m of msg.removed) s.members.delete(m);
+        this.dirty = true;
+        return;
+      }
+      case 'IPSetRemove':
+        if (this.desired.delete(ipsetName(msg.id))) this.staleMayExist = true;
+        return;
+      default:
+    }
+  }
+
+  /** Replace a set wholesale (the NAT manager's pool sets come through here too). */
+  replace(id: IpSetId, type: IpSetType, members: Iterable<string>): void {
+    const name = ipsetName(id);
+    this.desired.set(name, { name, type, members: new Set(members) });
+    this.dirty = true;
+  }
+
+  has(id: IpSetId): boolean {
+    return this.desired.has(ipsetName(id));
+  }
+
+  get size(): number {
+    return this.desired.size;
+  }
+
+  markDirty(): void {
+    this.dirty = true;
+    this.staleMayExist = true;
+  }
+
+  /** Create and update; never destroys (iptables may still reference a set). */
+  async apply(): Promise<boolean> {
+    if (!this.dirty) return false;
+    await this.writer.apply(this.desired);
+    this.dirty = false;
+    return true;
+  }
+
+  /** After iptables no longer references them, destroy the sets we no longer want. */
+  async cleanup(): Promise<void> {
+    if (!this.staleMayExist) return;
+    await this.writer.destroyStale(new Set(this.desired.keys()));
+    this.staleMayExist = false;
+  }
+}

@@ -1,0 +1,169 @@
+// The VXLAN overlay on this node: the vxlan.calico device (VNI 4096, port 4789, parent = the
+// interface holding the node IP, MTU = parent − 50), a permanent FDB entry (VTEP MAC → node IP) and
+// ARP entry (tunnel IP → VTEP MAC) per remote VTEP, and an onlink route per remote block.
+import { logger } from '../../lib/log.ts';
+import type { Cidr, Ip4, Mac } from '../../model/net.ts';
+import type { FdbSpec, NeighSpec, RouteSpec, VxlanSpec } from '../../native/iproute.ts';
+import type { DataplaneMessage, EndpointKey, HostConfig, RemoteBlockRoute, Vtep } from '../calc/messages.ts';
+
+const log = logger('vxlan');
+
+export const VXLAN_DEVICE = 'vxlan.calico';
+export const VXLAN_VNI = 4096;
+export const VXLAN_PORT = 4789;
+
+export interface LinkWriter {
+  findDeviceWithAddress(ip: Ip4): Promise<{ name: string; mtu: number } | undefined>;
+  ensureVxlan(spec: VxlanSpec): Promise<unknown>;
+  syncNeighbours(dev: string, desired: readonly NeighSpec[]): Promise<unknown>;
+  syncFdb(dev: string, desired: readonly FdbSpec[]): Promise<unknown>;
+  syncRoutes(desired: readonly RouteSpec[], opts?: { ownedDevices?: (dev: string) => boolean }): Promise<unknown>;
+}
+
+/** Calico derives a VTEP MAC when none is configured; ours is stable per node IP. */
+function derivedMac(ip: Ip4): Mac {
+  const parts = ip.split('.').map((p) => Number(p).toString(16).padStart(2, '0'));
+  return `66:${['ee', ...parts].join(':')}` as Mac;
+}
+
+export class VxlanManager {
+  private host?: HostConfig;
+  private readonly vteps = new Map<string, Vtep>();
+  private dirty = true;
+  private deviceReady = false;
+
+  constructor(private readonly writer: LinkWriter) {}
+
+  onUpdate(msg: DataplaneMessage): void {
+    switch (msg.kind) {
+      case 'HostConfigUpdate':
+        if (JSON.stringify(msg.config) !== JSON.stringify(this.host)) this.deviceReady = false;
+        this.host = msg.config;
+        break;
+      case 'VTEPUpdate':
+        this.vteps.set(msg.vtep.node, msg.vtep);
+        break;
+      case 'VTEPRemove':
+        this.vteps.delete(msg.node);
+        break;
+      default:
+        return;
+    }
+    this.dirty = true;
+  }
+
+  tunnelIpOf(node: string): Ip4 | undefined {
+    return this.vteps.get(node)?.tunnelIp;
+  }
+
+  get ready(): boolean {
+    return this.deviceReady;
+  }
+
+  markDirty(): void {
+    this.dirty = true;
+    this.deviceReady = false;
+  }
+
+  async apply(): Promise<boolean> {
+    if (!this.dirty) return false;
+    const h = this.host;
+    if (!h?.nodeIp || !h.tunnelIp) {
+      if (this.vteps.size > 0) log.warn({ node: h?.node }, 'this node has no IPv4 address or tunnel address yet; VXLAN not programmed');
+      this.dirty = false;
+      return false;
+    }
+    if (!this.deviceReady) {
+      const parent = await this.writer.findDeviceWithAddress(h.nodeIp);
+      if (!parent) throw new Error(`no interface holds this node's address ${h.nodeIp}; cannot create ${VXLAN_DEVICE}`);
+      await this.writer.ensureVxlan({
+        name: VXLAN_DEVICE,
+        vni: VXLAN_VNI,
+        port: VXLAN_PORT,
+        parentDev: parent.name,
+        localIp: h.nodeIp,
+        mac: h.vtepMac ?? derivedMac(h.nodeIp),
+        mtu: parent.mtu - 50,
+        tunnelAddress: h.tunnelIp,
+      });
+      this.deviceReady = true;
+    }
+    const vteps = [...this.vteps.values()];
+    await this.writer.syncFdb(
+      VXLAN_DEVICE,
+      vteps.map((v) => ({ mac: v.mac, dst: v.nodeIp })),
+    );
+    await this.writer.syncNeighbours(
+      VXLAN_DEVICE,
+      vteps.map((v) => ({ ip: v.tunnelIp, mac: v.mac })),
+    );
+    this.dirty = false;
+    return true;
+  }
+}
+
+/**
+ * Routes this node owns: a /32 per local workload address on its cali* interface, and an onlink
+ * route via the VTEP's tunnel address for every remote block. One sync of the whole set.
+ */
+export class RouteManager {
+  private readonly workloads = new Map<EndpointKey, { iface: string; nets: Cidr[] }>();
+  private readonly blocks = new Map<Cidr, RemoteBlockRoute>();
+  private dirty = true;
+
+  constructor(
+    private readonly writer: LinkWriter,
+    private readonly vxlan: VxlanManager,
+  ) {}
+
+  onUpdate(msg: DataplaneMessage): void {
+    switch (msg.kind) {
+      case 'EndpointUpdate': {
+        const old = this.workloads.get(msg.endpoint.key);
+        const next = { iface: msg.endpoint.interfaceName, nets: msg.endpoint.ipv4Nets };
+        if (old && JSON.stringify(old) === JSON.stringify(next)) return;
+        this.workloads.set(msg.endpoint.key, next);
+        break;
+      }
+      case 'EndpointRemove':
+        this.workloads.delete(msg.key);
+        break;
+      case 'RouteUpdate':
+        this.blocks.set(msg.route.dst, msg.route);
+        break;
+      case 'RouteRemove':
+        this.blocks.delete(msg.dst);
+        break;
+      case 'VTEPUpdate':
+      case 'VTEPRemove':
+      case 'HostConfigUpdate':
+        break;
+      default:
+        return;
+    }
+    this.dirty = true;
+  }
+
+  markDirty(): void {
+    this.dirty = true;
+  }
+
+  desired(): RouteSpec[] {
+    const out: RouteSpec[] = [];
+    for (const w of this.workloads.values()) for (const n of w.nets) out.push({ dst: n, dev: w.iface, scope: 'link' });
+    if (this.vxlan.ready) {
+      for (const b of this.blocks.values()) {
+        const via = this.vxlan.tunnelIpOf(b.node);
+        if (via) out.push({ dst: b.dst, dev: VXLAN_DEVICE, via, onlink: true });
+      }
+    }
+    return out;
+  }
+
+  async apply(): Promise<boolean> {
+    if (!this.dirty) return false;
+    await this.writer.syncRoutes(this.desired(), { ownedDevices: (dev) => dev.startsWith('cali') });
+    this.dirty = false;
+    return true;
+  }
+}

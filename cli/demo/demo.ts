@@ -1,0 +1,296 @@
+// `fedmesh demo`: two clusters, two nodes each, two pods per node, as network namespaces; one
+// syncer per cluster and one agent per node, each agent inside its node's namespace; then real
+// packets across a connectivity matrix, expected beside observed, and the relabel check.
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { run } from '../../native/exec.ts';
+import type { Resource } from '../../model/resources.ts';
+import { FileDatastore } from '../../syncer/datastore/file.ts';
+import { FEDMESH_BIN, type StartedProcess, startProcess, stopRecorded, waitForLog } from './processes.ts';
+import { DB_PORT, type Flow, FLOWS, HOST_PORT, RELABEL } from './scenario.ts';
+import {
+  allPods,
+  buildTopology,
+  destroyTopology,
+  type NodeSpec,
+  type PodSpec,
+  PROBE_SCRIPT,
+  type ProbeResult,
+  ping,
+  type Topology,
+  tcpProbe,
+  topologyFromResources,
+} from './topology.ts';
+
+export const EXAMPLE_DIR = new URL('../../examples/two-cluster', import.meta.url).pathname;
+export const DEFAULT_WORKDIR = '/tmp/fedmesh-demo';
+export const DEFAULT_PREFIX = 'fmdemo';
+const CLUSTERS = ['a', 'b'];
+
+export interface DemoOptions {
+  keep: boolean;
+  backend: 'nft' | 'legacy';
+  workDir?: string;
+  prefix?: string;
+  out?: (s: string) => void;
+}
+
+export interface Mesh {
+  workDir: string;
+  prefix: string;
+  topology: Topology;
+  agents: StartedProcess[];
+  syncers: StartedProcess[];
+  timings: { startToAllInSyncMs: number; inSyncToProgrammedMs: number[]; startToAllProgrammedMs: number };
+}
+
+async function preflight(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the demo builds network namespaces: run it as root');
+  for (const tool of ['ip', 'iptables-nft-restore', 'ipset', 'ping', 'bridge']) {
+    const r = await run('sh', ['-c', `command -v ${tool}`], { allowFailure: true });
+    if (r.exitCode !== 0) throw new Error(`${tool} is missing: run scripts/setup.sh (installs iproute2, iptables, ipset, iputils-ping)`);
+  }
+}
+
+function endpointOf(t: Topology, name: string): { netns: string; ip: string; pod?: PodSpec; node?: NodeSpec } {
+  const [cluster, what] = name.split('/');
+  const pod = allPods(t).find((p) => p.cluster === cluster && p.name === what);
+  if (pod) return { netns: pod.netns, ip: pod.ip, pod };
+  const node = t.nodes.find((n) => n.cluster === cluster && n.name === what);
+  if (node) return { netns: node.netns, ip: node.ip, node };
+  throw new Error(`scenario names unknown endpoint ${name}`);
+}
+
+export async function probe(t: Topology, f: Pick<Flow, 'from' | 'to' | 'proto' | 'port'>, timeoutMs = 1000): Promise<ProbeResult> {
+  const from = endpointOf(t, f.from);
+  const to = endpointOf(t, f.to);
+  if (f.proto === 'icmp') return ping(from.netns, to.ip as never, Math.max(1, Math.round(timeoutMs / 1000)));
+  return tcpProbe(from.netns, to.ip as never, f.port ?? DB_PORT, timeoutMs);
+}
+
+/** Copy the example clusters into the work directory (the demo edits its copy, never the repo). */
+function writeClusters(workDir: string): void {
+  for (const c of CLUSTERS) cpSync(join(EXAMPLE_DIR, c), join(workDir, c), { recursive: true });
+}
+
+async function loadClusters(workDir: string): Promise<Record<string, Resource[]>> {
+  const out: Record<string, Resource[]> = {};
+  for (const c of CLUSTERS) {
+    const { resources, errors } = await FileDatastore.load(join(workDir, c));
+    if (errors.length) throw new Error(`example cluster ${c} has invalid resources: ${errors.map((e) => e.message).join('; ')}`);
+    out[c] = resources;
+  }
+  return out;
+}
+
+/** Build the namespaces, start probe servers, syncers and agents, and wait until every node is programmed. */
+export async function startMesh(opts: { workDir: string; prefix: string; backend: 'nft' | 'legacy' }): Promise<Mesh> {
+  const { workDir, prefix } = opts;
+  await stopMesh(workDir, prefix);
+  mkdirSync(workDir, { recursive: true });
+  writeFileSync(join(workDir, 'prefix'), prefix);
+  writeClusters(workDir);
+  const topology = topologyFromResources(prefix, await loadClusters(workDir));
+  await buildTopology(topology);
+  for (const p of allPods(topology)) {
+    startProcess(workDir, `probe-${p.cluster}-${p.name}`, [process.execPath, PROBE_SCRIPT, 'serve', String(DB_PORT)], {
+      netns: p.netns,
+      env: { PROBE_NAME: `${p.cluster}/${p.name}` },
+    });
+  }
+  for (const n of topology.nodes) {
+    startProcess(workDir, `probe-${n.name}`, [process.execPath, PROBE_SCRIPT, 'serve', String(HOST_PORT)], {
+      netns: n.netns,
+      env: { PROBE_NAME: `${n.cluster}/${n.name}` },
+    });
+  }
+  const started = Date.now();
+  const env = { FEDMESH_LOG_LEVEL: process.env.FEDMESH_LOG_LEVEL ?? 'info' };
+  const syncers = CLUSTERS.map((c) =>
+    startProcess(workDir, `syncer-${c}`, [process.execPath, FEDMESH_BIN, 'syncer', '--cluster', c, '--datastore', `file:${join(workDir, c)}`, '--listen', `unix:${join(workDir, `${c}.sock`)}`], { env }),
+  );
+  const agents = topology.nodes.map((n) =>
+    startProcess(
+      workDir,
+      `agent-${n.name}`,
+      [process.execPath, FEDMESH_BIN, 'agent', '--node', n.name, '--feed', `unix:${join(workDir, `${n.cluster}.sock`)}`, '--iptables-backend', opts.backend],
+      { netns: n.netns, env },
+    ),
+  );
+  const timeout = 90_000;
+  const inSync = await Promise.all(agents.map((a) => waitForLog(a.log, /"msSinceStart":(\d+),"msg":"feed in sync"/, timeout)));
+  const programmed = await Promise.all(
+    agents.map((a) => waitForLog(a.log, /"msSinceInSync":(\d+),"msSinceStart":(\d+),"msg":"node programmed"/, timeout)),
+  );
+  const allInSync = Date.now();
+  return {
+    workDir,
+    prefix,
+    topology,
+    agents,
+    syncers,
+    timings: {
+      startToAllInSyncMs: Math.max(...inSync.map((m) => Number(m[1]))) + Math.min(allInSync - started, 0),
+      inSyncToProgrammedMs: programmed.map((m) => Number(m[1])),
+      startToAllProgrammedMs: Math.max(...programmed.map((m) => Number(m[2]))),
+    },
+  };
+}
+
+export async function stopMesh(workDir: string, prefix?: string): Promise<void> {
+  await stopRecorded(workDir);
+  const pfx = prefix ?? (existsSync(join(workDir, 'prefix')) ? readFileSync(join(workDir, 'prefix'), 'utf8').trim() : DEFAULT_PREFIX);
+  await destroyTopology(pfx);
+}
+
+export interface MatrixRow {
+  flow: Flow;
+  observed: 'allow' | 'deny';
+  sourceSeen?: string;
+  pass: boolean;
+  detail: string;
+}
+
+export async function runMatrix(mesh: Mesh): Promise<MatrixRow[]> {
+  const t = mesh.topology;
+  return Promise.all(
+    FLOWS.map(async (flow) => {
+      // Expected denials time out; keep their timeout short. Allowed flows get more slack.
+      const r = await probe(t, flow, flow.expect === 'deny' ? 1000 : 2000);
+      const observed = r.ok ? 'allow' : 'deny';
+      let pass = observed === flow.expect;
+      let detail = r.detail;
+      if (pass && r.ok && flow.source) {
+        const from = endpointOf(t, flow.from);
+        const fromNode = from.pod ? t.nodes.find((n) => n.pods.includes(from.pod!)) : from.node;
+        const want = flow.source === 'pod' ? from.ip : fromNode?.ip;
+        if (r.sourceSeen !== want) {
+          pass = false;
+          detail = `source seen ${r.sourceSeen}, expected ${want}`;
+        }
+      }
+      return { flow, observed, sourceSeen: r.sourceSeen, pass, detail };
+    }),
+  );
+}
+
+export function formatMatrix(rows: MatrixRow[]): string {
+  const head = ['FROM', 'TO', 'PROTO', 'EXPECTED', 'OBSERVED', 'SOURCE SEEN', 'RESULT', 'WHY'];
+  const body = rows.map((r) => [
+    r.flow.from,
+    r.flow.to,
+    r.flow.proto === 'tcp' ? `tcp/${r.flow.port}` : 'icmp',
+    r.flow.expect,
+    r.observed,
+    r.sourceSeen ?? '-',
+    r.pass ? 'ok' : 'MISMATCH',
+    r.pass ? r.flow.why : `${r.flow.why} [${r.detail}]`,
+  ]);
+  const all = [head, ...body];
+  const w = head.map((_, i) => Math.max(...all.map((row) => row[i]!.length)));
+  return all.map((row) => row.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** Edit one pod's label in the cluster's YAML (document-aware, so only that pod changes). */
+function setPodLabel(workDir: string, from: string, to: string): void {
+  const file = join(workDir, RELABEL.cluster, RELABEL.file);
+  const docs = readFileSync(file, 'utf8').split('\n---\n');
+  const i = docs.findIndex((d) => new RegExp(`^\\s*pod: ${RELABEL.pod}$`, 'm').test(d));
+  if (i < 0 || !docs[i]!.includes(from)) throw new Error(`relabel: ${RELABEL.pod} with "${from}" not found in ${file}`);
+  docs[i] = docs[i]!.replace(from, to);
+  writeFileSync(file, docs.join('\n---\n'));
+}
+
+/** Poll the flow until it reaches the wanted state; the time from the edit, or undefined if never. */
+async function timeUntil(t: Topology, want: boolean, limitMs: number): Promise<number | undefined> {
+  const start = Date.now();
+  while (Date.now() - start < limitMs) {
+    const r = await probe(t, RELABEL.flow, 300);
+    if (r.ok === want) return Date.now() - start;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  return undefined;
+}
+
+export interface RelabelResult {
+  cutMs?: number;
+  restoredMs?: number;
+  pass: boolean;
+}
+
+export async function runRelabel(mesh: Mesh): Promise<RelabelResult> {
+  const limit = RELABEL.deadlineMs * 3;
+  setPodLabel(mesh.workDir, RELABEL.from.label, RELABEL.from.to);
+  const cutMs = await timeUntil(mesh.topology, false, limit);
+  setPodLabel(mesh.workDir, RELABEL.from.to, RELABEL.from.label);
+  const restoredMs = await timeUntil(mesh.topology, true, limit);
+  const ok = (v: number | undefined) => v !== undefined && v <= RELABEL.deadlineMs;
+  return { cutMs, restoredMs, pass: ok(cutMs) && ok(restoredMs) };
+}
+
+function lookCommands(mesh: Mesh): string {
+  const n = mesh.topology.nodes[0]!;
+  const pod = n.pods[0]!;
+  return [
+    'Everything is still up. Look at it as an operator would, e.g. on node ' + n.name + ':',
+    `  ip netns exec ${n.netns} iptables-save -t filter | grep cali`,
+    `  ip netns exec ${n.netns} iptables-save -t nat | grep cali`,
+    `  ip netns exec ${n.netns} ipset list`,
+    `  ip -n ${n.netns} route show proto 80`,
+    `  ip -n ${n.netns} route show dev ${pod.iface}`,
+    `  ip -n ${n.netns} neigh show dev vxlan.calico`,
+    `  bridge -n ${n.netns} fdb show dev vxlan.calico`,
+    `  ip netns exec ${pod.netns} ping -c1 <ip>        (pods: ${allPods(mesh.topology).map((p) => `${p.netns}=${p.ip}`).join(' ')})`,
+    `  npx fedmesh status --feed unix:${join(mesh.workDir, 'a.sock')}`,
+    `Cluster YAML (edit it live): ${join(mesh.workDir, 'a')} and ${join(mesh.workDir, 'b')}; logs: ${mesh.workDir}/*.log`,
+    'Remove everything: npx fedmesh demo down',
+  ].join('\n');
+}
+
+export async function runDemo(opts: DemoOptions): Promise<number> {
+  const out = opts.out ?? ((s: string) => process.stdout.write(`${s}\n`));
+  await preflight();
+  const workDir = opts.workDir ?? DEFAULT_WORKDIR;
+  const prefix = opts.prefix ?? DEFAULT_PREFIX;
+  let keep = opts.keep;
+  const onSignal = () => {
+    keep = false;
+    void stopMesh(workDir, prefix).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    out(`fedmesh demo: clusters a and b, 2 nodes each, 2 pods per node (iptables backend: ${opts.backend})`);
+    const mesh = await startMesh({ workDir, prefix, backend: opts.backend });
+    const tm = mesh.timings;
+    out(`all agents in sync ${tm.startToAllInSyncMs} ms after start; every node programmed ${Math.max(...tm.inSyncToProgrammedMs)} ms after its in-sync (all programmed ${tm.startToAllProgrammedMs} ms after start)`);
+    const rows = await runMatrix(mesh);
+    out('');
+    out(formatMatrix(rows));
+    out('');
+    const rel = await runRelabel(mesh);
+    out(
+      `relabel b/db-1 app=db → app=db-retired: a/frontend-1 → b/db-1:5432 cut after ${rel.cutMs ?? 'never'} ms; ` +
+        `relabelled back: restored after ${rel.restoredMs ?? 'never'} ms (bar: ${RELABEL.deadlineMs} ms) ${rel.pass ? 'ok' : 'MISMATCH'}`,
+    );
+    const failed = rows.filter((r) => !r.pass).length + (rel.pass ? 0 : 1);
+    out(`${rows.length + 1 - failed} passed, ${failed} failed`);
+    if (keep) out(`\n${lookCommands(mesh)}`);
+    return failed === 0 ? 0 : 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    if (!keep) {
+      await stopMesh(workDir, prefix);
+      rmSync(workDir, { recursive: true, force: true });
+    }
+  }
+}
+
+export async function demoDown(opts: { workDir?: string; prefix?: string } = {}): Promise<number> {
+  const workDir = opts.workDir ?? DEFAULT_WORKDIR;
+  await stopMesh(workDir, opts.prefix);
+  rmSync(workDir, { recursive: true, force: true });
+  process.stdout.write('demo removed: processes stopped, namespaces deleted, files removed\n');
+  return 0;
+}

@@ -1,0 +1,103 @@
+// Compiles an AST to a tree of closures, once, at parse time: evaluation then runs no
+// interpreter dispatch and allocates nothing.
+//
+// Presence test: a label is present when `labels[key]` is a string. Labels are plain objects, so
+// `labels.constructor` & co. come from the prototype; they are functions, never strings, and so
+// read as absent. (`__proto__` cannot reach here: it is not a valid label key.) `==` and `in`
+// compare against strings only, so they need no separate presence test.
+import type { Labels } from '../resources.ts';
+import { NAMESPACE_LABEL, type Node } from './ast.ts';
+
+export type Predicate = (labels: Labels) => boolean;
+
+const TRUE: Predicate = () => true;
+const FALSE: Predicate = () => false;
+
+export function compile(n: Node): Predicate {
+  switch (n.kind) {
+    case 'all':
+      return TRUE;
+    case 'global':
+      return (l) => typeof l[NAMESPACE_LABEL] !== 'string';
+    case 'has': {
+      const k = n.key;
+      return (l) => typeof l[k] === 'string';
+    }
+    case 'eq': {
+      const { key: k, value: v } = n;
+      return (l) => l[k] === v;
+    }
+    case 'ne': {
+      const { key: k, value: v } = n;
+      return (l) => l[k] !== v;
+    }
+    case 'contains': {
+      const { key: k, value: v } = n;
+      return (l) => {
+        const x = l[k];
+        return typeof x === 'string' && x.includes(v);
+      };
+    }
+    case 'startsWith': {
+      const { key: k, value: v } = n;
+      return (l) => {
+        const x = l[k];
+        return typeof x === 'string' && x.startsWith(v);
+      };
+    }
+    case 'endsWith': {
+      const { key: k, value: v } = n;
+      return (l) => {
+        const x = l[k];
+        return typeof x === 'string' && x.endsWith(v);
+      };
+    }
+    case 'in':
+      return compileIn(n.key, n.values);
+    case 'notIn': {
+      const inSet = compileIn(n.key, n.values);
+      return (l) => !inSet(l);
+    }
+    case 'not': {
+      const f = compile(n.operand);
+      return (l) => !f(l);
+    }
+    case 'and':
+      return compileAnd(n.operands.map(compile));
+    case 'or':
+      return compileOr(n.operands.map(compile));
+  }
+}
+
+function compileIn(k: string, values: readonly string[]): Predicate {
+  if (values.length === 0) return FALSE;
+  if (values.length === 1) {
+    const v = values[0]!;
+    return (l) => l[k] === v;
+  }
+  const set: ReadonlySet<unknown> = new Set(values);
+  return (l) => set.has(l[k]);
+}
+
+// Two operands is by far the common case (and the shape `and()` builds): no loop.
+function compileAnd(fs: Predicate[]): Predicate {
+  if (fs.length === 2) {
+    const [a, b] = fs as [Predicate, Predicate];
+    return (l) => a(l) && b(l);
+  }
+  return (l) => {
+    for (let i = 0; i < fs.length; i++) if (!fs[i]!(l)) return false;
+    return true;
+  };
+}
+
+function compileOr(fs: Predicate[]): Predicate {
+  if (fs.length === 2) {
+    const [a, b] = fs as [Predicate, Predicate];
+    return (l) => a(l) || b(l);
+  }
+  return (l) => {
+    for (let i = 0; i < fs.length; i++) if (fs[i]!(l)) return true;
+    return false;
+  };
+}

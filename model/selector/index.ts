@@ -1,0 +1,122 @@
+// Calico's label selector language: parse once, evaluate many times.
+//
+//   const sel = parseSelector("app == 'web' && tier in {'a', 'b'}");
+//   sel.evaluate({ app: 'web', tier: 'a' });  // true
+//   sel.canonical;  // '(app == "web" && tier in {"a", "b"})'
+//   sel.id;         // 's:…', the id Felix gives the same selector
+//
+// Semantics as Calico: `!=` and `not in` are true when the label is absent; `==`, `in`,
+// `contains`, `starts with`, `ends with` are false then. `global()` matches label sets without a
+// `projectcalico.org/namespace` label, i.e. non-namespaced entities (see ast.ts).
+import { createHash } from 'node:crypto';
+import type { Labels } from '../resources.ts';
+import { ALL_NODE, boolDepth, collectKeys, type Node, print } from './ast.ts';
+import { compile } from './compile.ts';
+import { SelectorParseError } from './errors.ts';
+import { MAX_NESTING, MAX_SELECTOR_BYTES, parse } from './parser.ts';
+
+export type { Labels } from '../resources.ts';
+export { SelectorParseError } from './errors.ts';
+export { MAX_NESTING, MAX_SELECTOR_BYTES } from './parser.ts';
+
+export interface Selector {
+  /** The text as given. */
+  readonly source: string;
+  /** Canonical form: Calico's printing of the selector (see ast.ts). */
+  readonly canonical: string;
+  /** 's:' + base64url(SHA-224('s:' + canonical)), unpadded: Felix's UniqueID for the selector. */
+  readonly id: string;
+  evaluate(labels: Labels): boolean;
+  /** Label keys the selector reads (for indexing); empty for all(). */
+  readonly labelKeys: ReadonlySet<string>;
+}
+
+class CompiledSelector implements Selector {
+  readonly canonical: string;
+  readonly labelKeys: ReadonlySet<string>;
+  /** An own property holding the compiled closure, so a call costs no extra dispatch. */
+  readonly evaluate: (labels: Labels) => boolean;
+  private cachedId: string | undefined;
+
+  constructor(
+    readonly source: string,
+    /** The AST, kept so `and()` can combine selectors without re-parsing. */
+    readonly ast: Node,
+  ) {
+    this.canonical = print(ast);
+    this.labelKeys = collectKeys(ast, new Set());
+    this.evaluate = compile(ast);
+  }
+
+  // Lazily: hashing costs more than parsing a short selector, and not every caller needs the id.
+  get id(): string {
+    this.cachedId ??= selectorId(this.canonical);
+    return this.cachedId;
+  }
+}
+
+/** Felix's hash.MakeUniqueID("s", canonical): note the prefix is hashed too. */
+function selectorId(canonical: string): string {
+  return (
+    's:' +
+    createHash('sha224')
+      .update('s:' + canonical, 'utf8')
+      .digest('base64url')
+  );
+}
+
+/** Parses a selector; empty or whitespace-only text is all(). Throws SelectorParseError. */
+export function parseSelector(src: string): Selector {
+  return checked(new CompiledSelector(src, parse(src)));
+}
+
+/**
+ * Refuses a selector whose canonical text would not parse back: printing adds parentheses and
+ * spaces, so a source near the size limit can print over it, and `and()` adds a nesting level.
+ */
+function checked(sel: CompiledSelector): CompiledSelector {
+  const fail = (expected: string) => new SelectorParseError(sel.source, 0, expected);
+  if (boolDepth(sel.ast) > MAX_NESTING) throw fail(`at most ${MAX_NESTING} nested && / || groups`);
+  const canonical = sel.canonical;
+  if (canonical.length > MAX_SELECTOR_BYTES || Buffer.byteLength(canonical) > MAX_SELECTOR_BYTES) {
+    throw fail(`a selector whose canonical form is at most ${MAX_SELECTOR_BYTES} bytes`);
+  }
+  return sel;
+}
+
+export const ALL: Selector = new CompiledSelector('all()', ALL_NODE);
+
+const CACHE_MAX = 10_000;
+const cache = new Map<string, Selector>();
+
+/**
+ * parseSelector with a bounded LRU cache keyed by source text (Maps iterate in insertion order,
+ * so re-inserting on a hit keeps the least recently used entry first). Errors are not cached.
+ */
+export function parseSelectorCached(src: string): Selector {
+  const hit = cache.get(src);
+  if (hit !== undefined) {
+    cache.delete(src);
+    cache.set(src, hit);
+    return hit;
+  }
+  const sel = parseSelector(src);
+  if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value!);
+  cache.set(src, sel);
+  return sel;
+}
+
+/**
+ * `a && b`, exactly as parsing `(a) && (b)` would give it (no simplification, not even of
+ * all()), so the id is the one Felix computes for the same text. Its `source` is that text, built
+ * from the canonical forms. Throws SelectorParseError in the (unlikely) case the result exceeds
+ * the size or nesting limits.
+ */
+export function and(a: Selector, b: Selector): Selector {
+  const source = `(${a.canonical}) && (${b.canonical})`;
+  if (a instanceof CompiledSelector && b instanceof CompiledSelector) {
+    return checked(new CompiledSelector(source, { kind: 'and', operands: [a.ast, b.ast] }));
+  }
+  // A Selector from elsewhere: its canonical text is all we can trust.
+  return parseSelector(source);
+}

@@ -1,0 +1,198 @@
+// Validation: YAML text or decoded objects → Resources (model/resources.ts), with every default
+// filled in, and ResourceErrors naming file, document, resource and field for what is refused.
+// One bad document never stops the others. The per-kind rules live in model/validate/*.ts.
+import { LineCounter, parseAllDocuments } from 'yaml';
+import type { Origin, Resource, ResourceError } from './resources.ts';
+import { resourceId } from './resources.ts';
+import { calicoCrdV1, calicoV3 } from './validate/calico.ts';
+import { describe, dropNulls, isMapping } from './validate/common.ts';
+import type { KindHandler, SkippedResource, ValidateResult } from './validate/kind.ts';
+import { coreV1, networkingV1 } from './validate/kube.ts';
+
+export type { SkippedResource, ValidateResult } from './validate/kind.ts';
+
+const API_GROUPS: Record<string, Record<string, KindHandler>> = {
+  'projectcalico.org/v3': calicoV3,
+  'crd.projectcalico.org/v1': calicoCrdV1,
+  v1: coreV1,
+  'networking.k8s.io/v1': networkingV1,
+};
+
+/** The handler for apiVersion + kind; own properties only (a kind named "toString" is unknown). */
+function lookup(apiVersion: unknown, kind: unknown): KindHandler | undefined {
+  if (typeof apiVersion !== 'string' || typeof kind !== 'string') return undefined;
+  const group = Object.hasOwn(API_GROUPS, apiVersion) ? API_GROUPS[apiVersion] : undefined;
+  return group && Object.hasOwn(group, kind) ? group[kind] : undefined;
+}
+
+/** `Kind/namespace/name` of an object as written, when readable; namespaced kinds default to "default". */
+export function readIdentity(obj: unknown): string | undefined {
+  if (!isMapping(obj) || typeof obj.kind !== 'string' || !isMapping(obj.metadata)) return undefined;
+  const { name, namespace } = obj.metadata;
+  if (typeof name !== 'string' || name === '') return undefined;
+  const handler = lookup(obj.apiVersion, obj.kind);
+  if (handler && !handler.namespaced) return `${obj.kind}/${name}`;
+  const ns = typeof namespace === 'string' && namespace !== '' ? namespace : handler ? 'default' : undefined;
+  return ns ? `${obj.kind}/${ns}/${name}` : `${obj.kind}/${name}`;
+}
+
+function unknownKind(apiVersion: string, kind: string): { field: string; message: string } {
+  const servedBy = Object.entries(API_GROUPS)
+    .filter(([, kinds]) => Object.hasOwn(kinds, kind))
+    .map(([group]) => group);
+  if (servedBy.length > 0) {
+    return {
+      field: 'apiVersion',
+      message: `unknown kind: ${kind} is not served by apiVersion ${apiVersion} (use ${servedBy.join(' or ')})`,
+    };
+  }
+  return { field: 'kind', message: `unknown kind "${kind}" (apiVersion ${apiVersion})` };
+}
+
+/**
+ * Validate one decoded object. `baseDir` is the directory of the file it came from (relative
+ * paths in a RemoteClusterConfiguration resolve against it).
+ */
+export function validateResource(obj: unknown, origin: Origin, baseDir: string): ValidateResult {
+  const id = readIdentity(obj);
+  const fail = (field: string | undefined, message: string): ValidateResult => ({
+    errors: [{ origin, ...(id ? { resource: id } : {}), ...(field ? { field } : {}), message }],
+  });
+  const o = dropNulls(obj);
+  if (!isMapping(o)) return fail(undefined, `expected a mapping (a resource), got ${describe(o)}`);
+  const { apiVersion, kind } = o;
+  if (typeof apiVersion !== 'string' || apiVersion === '') return fail('apiVersion', 'required');
+  if (typeof kind !== 'string' || kind === '') return fail('kind', 'required');
+  const handler = lookup(apiVersion, kind);
+  if (!handler) {
+    const { field, message } = unknownKind(apiVersion, kind);
+    return fail(field, message);
+  }
+  return handler.validate(o, { apiVersion, kind, origin, baseDir, id });
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML
+
+/** What became of one document (or one item of a `List` document). */
+export interface DocumentOutcome {
+  /** 0-based index of the document in the file. */
+  document: number;
+  /** Index in `items` when the document is a List. */
+  item?: number;
+  /** `Kind/namespace/name` as written, when readable (even from a document with a syntax error). */
+  sourceId?: string;
+  result: ValidateResult;
+}
+
+function yamlErrorMessage(e: { message: string }): string {
+  const first = e.message.split('\n')[0] ?? e.message;
+  return `YAML syntax error: ${first.replace(/:$/, '')}`;
+}
+
+/** `kubectl get -o yaml` and `calicoctl get -o yaml` write `List`/`<Kind>List` documents. */
+function listItems(o: Record<string, unknown>): unknown[] | undefined {
+  return typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items)
+    ? o.items
+    : undefined;
+}
+
+/** Items of a typed list (`PodList`) may leave out apiVersion and kind: they are the list's. */
+function withListDefaults(item: unknown, list: Record<string, unknown>): unknown {
+  if (!isMapping(item) || list.kind === 'List') return item;
+  return { apiVersion: list.apiVersion, kind: String(list.kind).slice(0, -'List'.length), ...item };
+}
+
+function prefixFields(result: ValidateResult, item: number): ValidateResult {
+  if (!('errors' in result)) return result;
+  const errors = result.errors.map((e) => ({ ...e, field: `items[${item}]${e.field ? `.${e.field}` : ''}` }));
+  return { errors };
+}
+
+/** Parse a multi-document YAML text into one outcome per document (or list item). */
+export function parseDocuments(text: string, origin: { source: string; baseDir: string }): DocumentOutcome[] {
+  const docs = parseAllDocuments(text, { lineCounter: new LineCounter() });
+  if (!Array.isArray(docs)) return [];
+  const out: DocumentOutcome[] = [];
+  docs.forEach((doc, document) => {
+    const docOrigin: Origin = { source: origin.source, document };
+    let js: unknown;
+    try {
+      js = doc.toJS({ maxAliasCount: 100 });
+    } catch (e) {
+      js = undefined;
+      if (doc.errors.length === 0) {
+        out.push({ document, result: { errors: [{ origin: docOrigin, message: (e as Error).message }] } });
+        return;
+      }
+    }
+    const sourceId = readIdentity(js);
+    if (doc.errors.length > 0) {
+      // A syntax error refuses this document only; its identity, if it can still be read, lets
+      // the datastore keep the last good version.
+      const errors = doc.errors.map((e) => ({
+        origin: docOrigin,
+        ...(sourceId ? { resource: sourceId } : {}),
+        message: yamlErrorMessage(e),
+      }));
+      out.push({ document, ...(sourceId ? { sourceId } : {}), result: { errors } });
+      return;
+    }
+    if (js === null || js === undefined) return; // an empty document (a trailing `---`, comments)
+    const items = isMapping(js) ? listItems(js) : undefined;
+    if (items && isMapping(js)) {
+      items.forEach((raw, item) => {
+        const obj = withListDefaults(raw, js as Record<string, unknown>);
+        const id = readIdentity(obj);
+        const result = prefixFields(validateResource(obj, docOrigin, origin.baseDir), item);
+        out.push({ document, item, ...(id ? { sourceId: id } : {}), result });
+      });
+      return;
+    }
+    out.push({
+      document,
+      ...(sourceId ? { sourceId } : {}),
+      result: validateResource(js, docOrigin, origin.baseDir),
+    });
+  });
+  return out;
+}
+
+export interface ParseResult {
+  resources: Resource[];
+  errors: ResourceError[];
+  /** Recognised kinds not handled yet (and IPv6 pools/blocks): for the caller to log once. */
+  skipped: SkippedResource[];
+}
+
+/**
+ * Parse a YAML text. The same resource defined twice in the text: the first wins, the second is
+ * refused with an error.
+ */
+export function parseYamlDocuments(text: string, origin: { source: string; baseDir: string }): ParseResult {
+  const result: ParseResult = { resources: [], errors: [], skipped: [] };
+  const seen = new Map<string, Resource>();
+  for (const outcome of parseDocuments(text, origin)) {
+    const r = outcome.result;
+    if ('errors' in r) result.errors.push(...r.errors);
+    else if ('skipped' in r) result.skipped.push(r.skipped);
+    else if ('resource' in r) {
+      const id = resourceId(r.resource);
+      const first = seen.get(id);
+      if (first) result.errors.push(duplicateInFile(r.resource, first));
+      else {
+        seen.set(id, r.resource);
+        result.resources.push(r.resource);
+      }
+    }
+  }
+  return result;
+}
+
+export function duplicateInFile(dup: Resource, first: Resource): ResourceError {
+  return {
+    origin: dup.origin,
+    resource: resourceId(dup),
+    message: `defined twice in ${dup.origin.source}: document ${first.origin.document} is used, this one (document ${dup.origin.document}) is ignored`,
+  };
+}

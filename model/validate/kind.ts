@@ -1,0 +1,140 @@
+// How a kind is validated: metadata by shared rules, the body by the kind's own schema, then a
+// build step that fills in defaults and produces the Resource.
+import { z } from 'zod';
+import type { Labels, Origin, Resource, ResourceError } from '../resources.ts';
+import {
+  annotationsSchema,
+  checked,
+  checkName,
+  errorMap,
+  issuesToErrors,
+  labelsSchema,
+  type NameRule,
+  nameSchema,
+} from './common.ts';
+
+/** An understood document that fedmesh does not handle (yet): the caller logs it once. */
+export interface SkippedResource {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  namespace?: string;
+  origin: Origin;
+  reason: string;
+}
+
+export type ValidateResult =
+  | { resource: Resource }
+  | { errors: ResourceError[] }
+  | { skipped: SkippedResource }
+  /** Valid, but nothing to do (a Pod not running yet, a hostNetwork Pod): no error, no log. */
+  | { ignored: string };
+
+export interface KindContext {
+  apiVersion: string;
+  kind: string;
+  origin: Origin;
+  /** Directory of the file the document came from: relative paths in it resolve against it. */
+  baseDir: string;
+  /** `Kind/namespace/name` as written, when readable, for error messages. */
+  id: string | undefined;
+}
+
+export interface KindHandler {
+  namespaced: boolean;
+  validate(obj: Record<string, unknown>, ctx: KindContext): ValidateResult;
+}
+
+export interface Meta {
+  name: string;
+  namespace?: string;
+  labels: Labels;
+  annotations: Labels;
+  origin: Origin;
+}
+
+function metaSchema(nameRule: NameRule, namespaced: boolean) {
+  return z.object({
+    name: nameSchema(nameRule),
+    // Kubernetes puts an object without a namespace into "default"; a cluster-scoped object's
+    // namespace is ignored.
+    namespace: namespaced ? checked((v) => checkName('label', v)).default('default') : z.unknown().optional(),
+    labels: labelsSchema,
+    annotations: annotationsSchema,
+  });
+}
+
+export function defineKind<T>(def: {
+  namespaced: boolean;
+  nameRule: NameRule;
+  /** Parsed against the whole object (metadata aside); unknown fields are dropped. */
+  body: z.ZodType<T>;
+  /** A reason to skip the document before validating it (e.g. an IPv6 pool). */
+  skip?(obj: Record<string, unknown>): string | undefined;
+  build(meta: Meta, body: T, ctx: KindContext): Resource | ValidateResult;
+}): KindHandler {
+  const meta = metaSchema(def.nameRule, def.namespaced);
+  return {
+    namespaced: def.namespaced,
+    validate(obj, ctx) {
+      const m = meta.safeParse(obj.metadata, { error: errorMap });
+      const skipReason = m.success ? def.skip?.(obj) : undefined;
+      if (m.success && skipReason) {
+        const { name, namespace } = m.data;
+        return {
+          skipped: skippedOf(ctx, name, def.namespaced ? (namespace as string) : undefined, skipReason),
+        };
+      }
+      const b = def.body.safeParse(obj, { error: errorMap });
+      if (!m.success || !b.success) {
+        const errors = [
+          ...(m.success ? [] : issuesToErrors(m.error.issues, ctx.origin, ctx.id, ['metadata'])),
+          ...(b.success ? [] : issuesToErrors(b.error.issues, ctx.origin, ctx.id)),
+        ];
+        return { errors };
+      }
+      const { name, namespace, labels, annotations } = m.data;
+      const built = def.build(
+        {
+          name,
+          ...(def.namespaced ? { namespace: namespace as string } : {}),
+          labels,
+          annotations,
+          origin: ctx.origin,
+        },
+        b.data,
+        ctx,
+      );
+      return 'kind' in built ? { resource: built } : built;
+    },
+  };
+}
+
+function skippedOf(
+  ctx: KindContext,
+  name: string,
+  namespace: string | undefined,
+  reason: string,
+): SkippedResource {
+  return {
+    apiVersion: ctx.apiVersion,
+    kind: ctx.kind,
+    name,
+    ...(namespace !== undefined ? { namespace } : {}),
+    origin: ctx.origin,
+    reason,
+  };
+}
+
+/** A kind fedmesh recognises but does not handle yet: no resource, no error, one log line. */
+export function notHandledYet(namespaced: boolean, reason: string): KindHandler {
+  return {
+    namespaced,
+    validate(obj, ctx) {
+      const md = (obj.metadata ?? {}) as Record<string, unknown>;
+      const name = typeof md.name === 'string' ? md.name : '<unnamed>';
+      const ns = namespaced ? (typeof md.namespace === 'string' ? md.namespace : 'default') : undefined;
+      return { skipped: skippedOf(ctx, name, ns, reason) };
+    },
+  };
+}

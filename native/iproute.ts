@@ -1,0 +1,447 @@
+// Links, addresses, routes, neighbours and FDB entries through iproute2: read with `ip -json`,
+// write with one `ip -batch -` / `bridge -batch -` per sync, with `replace` verbs so that a batch is
+// idempotent. (DESIGN.md names rtnetlink via the `netlink` package; this interface is what the
+// agent sees, so the transport can be swapped later.)
+//
+// Ownership: routes with protocol 80, routes on vxlan.calico and routes on devices the caller
+// names (the agent: cali*); permanent neighbour and FDB entries on the device being synced. The
+// kernel's own `proto kernel` routes (derived from addresses) are never touched, nor anything else.
+import { logger } from '../lib/log.ts';
+import type { Cidr, Ip4, Mac } from '../model/net.ts';
+import { CommandError, run } from './exec.ts';
+
+const log = logger('iproute');
+
+export const VXLAN_DEV = 'vxlan.calico';
+/** The route protocol that marks our routes (DESIGN.md: protocol 80), so a restarted agent finds them. */
+export const ROUTE_PROTO = 80;
+const RTPROT_KERNEL = 2;
+const RTPROT_BOOT = 3;
+
+export interface RouteSpec {
+  dst: Cidr;
+  dev: string;
+  via?: Ip4;
+  onlink?: boolean;
+  /** Default: 'global' with a gateway, 'link' without (what the kernel itself would pick). */
+  scope?: 'link' | 'global';
+}
+
+/** A route as read from the kernel (main table, unicast). */
+export interface KernelRoute extends RouteSpec {
+  proto: number;
+  metric: number;
+}
+
+export interface NeighSpec {
+  ip: Ip4;
+  mac: Mac;
+}
+
+export interface FdbSpec {
+  mac: Mac;
+  dst: Ip4;
+}
+
+export interface VxlanSpec {
+  name: string;
+  vni: number;
+  port: number;
+  parentDev: string;
+  localIp: Ip4;
+  mac: Mac;
+  /** Default: the parent's MTU minus 50 (VXLAN over IPv4 costs 50 bytes of headers). */
+  mtu?: number;
+  /** Written as /32; any other IPv4 address on the device is removed. */
+  tunnelAddress?: Ip4;
+}
+
+export interface IpStats {
+  /** Write commands run: 0 when the kernel already matched. */
+  commands: number;
+  lines: number;
+  replaced: number;
+  deleted: number;
+  /** Desired entries not written this time (device missing or down, foreign route in the way). */
+  skipped: string[];
+  ms: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes: the pure part.
+
+const VXLAN_OVERHEAD = 50;
+
+function scopeOf(r: RouteSpec): 'link' | 'global' {
+  return r.scope ?? (r.via ? 'global' : 'link');
+}
+
+/** Like the kernel's FIB key for one table: destination and priority (we always write metric 0). */
+function routeKey(dst: string, metric = 0): string {
+  return `${dst}|${metric}`;
+}
+
+function sameRoute(want: RouteSpec, have: RouteSpec | KernelRoute): boolean {
+  return (
+    want.dev === have.dev &&
+    (want.via ?? '') === (have.via ?? '') &&
+    Boolean(want.onlink) === Boolean(have.onlink) &&
+    scopeOf(want) === scopeOf(have) &&
+    ('proto' in have ? have.proto === ROUTE_PROTO : true)
+  );
+}
+
+export interface RoutePlan {
+  replace: RouteSpec[];
+  remove: (RouteSpec | KernelRoute)[];
+  /** Desired routes whose key is held by a route we do not own: left alone. */
+  conflicts: RouteSpec[];
+}
+
+/**
+ * Plan the change from `owned` (our routes as the kernel has them) to `desired`. `foreign` are the
+ * other routes of the table: a desired route that would overwrite one of them is not written.
+ */
+export function planRoutes(
+  desired: readonly RouteSpec[],
+  owned: readonly (RouteSpec | KernelRoute)[],
+  foreign: readonly KernelRoute[] = [],
+): RoutePlan {
+  const want = new Map<string, RouteSpec>();
+  for (const r of desired) want.set(routeKey(r.dst), r); // last one wins for a duplicate destination
+  const have = new Map(owned.map((r) => [routeKey(r.dst, 'metric' in r ? r.metric : 0), r]));
+  const taken = new Set(foreign.map((r) => routeKey(r.dst, r.metric)));
+  const plan: RoutePlan = { replace: [], remove: [], conflicts: [] };
+  for (const [key, r] of want) {
+    const cur = have.get(key);
+    if (cur === undefined && taken.has(key)) plan.conflicts.push(r);
+    else if (cur === undefined || !sameRoute(r, cur)) plan.replace.push(r);
+  }
+  for (const [key, r] of have) if (!want.has(key)) plan.remove.push(r);
+  return plan;
+}
+
+function renderReplace(r: RouteSpec): string {
+  const via = r.via ? ` via ${r.via}` : '';
+  const onlink = r.onlink ? ' onlink' : '';
+  return `route replace ${r.dst}${via} dev ${r.dev}${onlink} scope ${scopeOf(r)} proto ${ROUTE_PROTO} table main`;
+}
+
+function renderDelete(r: RouteSpec | KernelRoute): string {
+  // Name the protocol and metric: if someone replaced our route meanwhile, this no longer matches.
+  const proto = 'proto' in r ? r.proto : ROUTE_PROTO;
+  const metric = 'metric' in r ? r.metric : 0;
+  return `route del ${r.dst} dev ${r.dev} proto ${proto} metric ${metric} table main`;
+}
+
+export function renderRoutePlan(plan: RoutePlan): string[] {
+  return [...plan.remove.map(renderDelete), ...plan.replace.map(renderReplace)];
+}
+
+/** The `ip -batch` text turning `actual` (owned routes) into `desired`; '' when nothing to do. */
+export function diffRoutes(
+  desired: readonly RouteSpec[],
+  actual: readonly (RouteSpec | KernelRoute)[],
+): string {
+  const lines = renderRoutePlan(planRoutes(desired, actual));
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Neighbours and FDB: the pure part.
+
+export interface KernelNeigh {
+  ip: string;
+  mac?: string;
+  permanent: boolean;
+}
+
+export function diffNeighbours(
+  dev: string,
+  desired: readonly NeighSpec[],
+  actual: readonly KernelNeigh[],
+): string[] {
+  const want = new Map(desired.map((n) => [n.ip as string, n]));
+  const have = new Map(actual.map((n) => [n.ip, n]));
+  const lines: string[] = [];
+  for (const n of actual) {
+    if (n.permanent && !want.has(n.ip)) lines.push(`neigh del ${n.ip} dev ${dev}`);
+  }
+  for (const n of want.values()) {
+    const cur = have.get(n.ip);
+    if (!cur?.permanent || cur.mac?.toLowerCase() !== n.mac) {
+      lines.push(`neigh replace ${n.ip} lladdr ${n.mac} dev ${dev} nud permanent`);
+    }
+  }
+  return lines;
+}
+
+export interface KernelFdb {
+  mac: string;
+  dst: string;
+}
+
+const ZERO_MAC = '00:00:00:00:00:00';
+
+export function diffFdb(dev: string, desired: readonly FdbSpec[], actual: readonly KernelFdb[]): string[] {
+  const want = new Map(desired.map((f) => [f.mac as string, f]));
+  const lines: string[] = [];
+  const ok = new Set<string>();
+  for (const f of actual) {
+    if (f.mac === ZERO_MAC) continue; // the kernel's default-destination entries are not ours
+    const w = want.get(f.mac);
+    if (w !== undefined && w.dst === f.dst && !ok.has(f.mac)) ok.add(f.mac);
+    else lines.push(`fdb del ${f.mac} dev ${dev} dst ${f.dst} self`);
+  }
+  for (const f of want.values()) {
+    if (!ok.has(f.mac)) lines.push(`fdb replace ${f.mac} dev ${dev} dst ${f.dst} self permanent`);
+  }
+  return lines;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading iproute2 JSON.
+
+interface JsonLink {
+  ifname: string;
+  mtu: number;
+  address?: string;
+  flags?: string[];
+  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown> };
+  addr_info?: { family: string; local: string; prefixlen: number }[];
+}
+
+interface JsonRoute {
+  type?: string;
+  dst: string;
+  gateway?: string;
+  dev?: string;
+  protocol?: string;
+  scope?: string;
+  metric?: number;
+  flags?: string[];
+}
+
+function parseJson<T>(text: string): T[] {
+  const t = text.trim();
+  return t === '' ? [] : (JSON.parse(t) as T[]);
+}
+
+function toCidr(dst: string): Cidr {
+  if (dst === 'default') return '0.0.0.0/0' as Cidr;
+  return (dst.includes('/') ? dst : `${dst}/32`) as Cidr;
+}
+
+/** iproute2 omits the scope for global (0); with -N, link is 253. */
+function scopeName(scope: string | undefined): 'link' | 'global' | undefined {
+  if (scope === undefined || scope === '0' || scope === 'global' || scope === 'universe') return 'global';
+  if (scope === '253' || scope === 'link') return 'link';
+  return undefined;
+}
+
+/** Routes from `ip -4 -N -j route show table main` (numeric protocol and scope). Unicast only. */
+export function parseRoutes(text: string): KernelRoute[] {
+  const out: KernelRoute[] = [];
+  for (const r of parseJson<JsonRoute>(text)) {
+    // Blackhole/unreachable/... and multipath routes carry no single device: not modelled here.
+    if ((r.type !== undefined && r.type !== '1' && r.type !== 'unicast') || r.dev === undefined) continue;
+    const scope = scopeName(r.scope);
+    if (scope === undefined) continue; // host/site scoped routes are never ours
+    const route: KernelRoute = {
+      dst: toCidr(r.dst),
+      dev: r.dev,
+      proto: r.protocol === undefined ? RTPROT_BOOT : Number(r.protocol),
+      metric: r.metric ?? 0,
+      scope,
+    };
+    if (r.gateway !== undefined) route.via = r.gateway as Ip4;
+    if (r.flags?.includes('onlink')) route.onlink = true;
+    out.push(route);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver.
+
+type Tool = 'ip' | 'bridge';
+
+export class IpRouteDriver {
+  private readonly netns: string | undefined;
+
+  constructor(opts: { netns?: string } = {}) {
+    this.netns = opts.netns;
+  }
+
+  async findDeviceWithAddress(ip: Ip4): Promise<{ name: string; mtu: number } | undefined> {
+    const { stdout } = await run('ip', ['-4', '-j', 'addr', 'show'], { netns: this.netns });
+    const link = parseJson<JsonLink>(stdout).find((l) => l.addr_info?.some((a) => a.local === ip));
+    return link ? { name: link.ifname, mtu: link.mtu } : undefined;
+  }
+
+  /**
+   * Make the VXLAN device match `spec`. A device whose VNI, port, source, parent or MAC differ is
+   * deleted and created again (those cannot be changed in place); MTU, address and up-state are
+   * fixed in place. One `ip -batch`, none when nothing differs.
+   */
+  async ensureVxlan(spec: VxlanSpec): Promise<{ created: boolean; changed: boolean; ms: number }> {
+    const parent = await this.link(spec.parentDev, false);
+    if (parent === undefined) throw new Error(`VXLAN parent device ${spec.parentDev} does not exist`);
+    const mtu = spec.mtu ?? parent.mtu - VXLAN_OVERHEAD;
+    const cur = await this.link(spec.name, true);
+    const lines: string[] = [];
+    const create = cur === undefined || !vxlanMatches(cur, spec);
+    if (cur !== undefined && create) lines.push(`link del ${spec.name}`);
+    if (create) {
+      lines.push(
+        `link add ${spec.name} address ${spec.mac} type vxlan id ${spec.vni} dstport ${spec.port} ` +
+          `local ${spec.localIp} dev ${spec.parentDev} nolearning`,
+      );
+    }
+    const have = create ? undefined : cur;
+    if (have?.mtu !== mtu) lines.push(`link set ${spec.name} mtu ${mtu}`);
+    const want = spec.tunnelAddress ? `${spec.tunnelAddress}/32` : undefined;
+    const addrs = (have?.addr_info ?? [])
+      .filter((a) => a.family === 'inet')
+      .map((a) => `${a.local}/${a.prefixlen}`);
+    for (const a of addrs) if (a !== want) lines.push(`addr del ${a} dev ${spec.name}`);
+    if (want !== undefined && !addrs.includes(want)) lines.push(`addr replace ${want} dev ${spec.name}`);
+    if (!have?.flags?.includes('UP')) lines.push(`link set ${spec.name} up`);
+    if (lines.length === 0) return { created: false, changed: false, ms: 0 };
+    // Order matters here (add before set), so no -force: stop at the first error.
+    const ms = await this.batch('ip', lines, false);
+    if (create)
+      log.info({ netns: this.netns, dev: spec.name, recreated: cur !== undefined }, 'vxlan device created');
+    return { created: create, changed: true, ms };
+  }
+
+  /**
+   * Make our routes in the main table exactly `desired`. Owned: proto 80, on vxlan.calico, or on a
+   * device `ownedDevices` accepts. A route whose device is missing (or down, for a gateway route) is
+   * skipped with a warning and picked up by a later sync; so is one whose destination is held by a
+   * route we do not own.
+   */
+  async syncRoutes(
+    desired: readonly RouteSpec[],
+    opts: { ownedDevices?: (dev: string) => boolean } = {},
+  ): Promise<IpStats> {
+    const [routesOut, linksOut] = await Promise.all([
+      run('ip', ['-4', '-N', '-j', 'route', 'show', 'table', 'main'], { netns: this.netns }),
+      run('ip', ['-j', 'link', 'show'], { netns: this.netns }),
+    ]);
+    const links = new Map(parseJson<JsonLink>(linksOut.stdout).map((l) => [l.ifname, l]));
+    const isOwned = (r: KernelRoute) =>
+      r.proto !== RTPROT_KERNEL &&
+      (r.proto === ROUTE_PROTO || r.dev === VXLAN_DEV || (opts.ownedDevices?.(r.dev) ?? false));
+    const actual = parseRoutes(routesOut.stdout);
+    const skipped: string[] = [];
+    const writable = desired.filter((r) => {
+      const link = links.get(r.dev);
+      const why =
+        link === undefined
+          ? 'device missing'
+          : r.via !== undefined && !link.flags?.includes('UP')
+            ? 'device down'
+            : undefined;
+      if (why !== undefined) {
+        skipped.push(r.dst);
+        log.warn(
+          { netns: this.netns, dst: r.dst, dev: r.dev, why },
+          'route skipped until its device is ready',
+        );
+      }
+      return why === undefined;
+    });
+    // A skipped route's old version stays until the device is back: do not delete what we skip.
+    const skippedKeys = new Set(skipped.map((d) => routeKey(d)));
+    const owned = actual.filter((r) => isOwned(r) && !skippedKeys.has(routeKey(r.dst, r.metric)));
+    const plan = planRoutes(
+      writable,
+      owned,
+      actual.filter((r) => !isOwned(r)),
+    );
+    for (const r of plan.conflicts) {
+      skipped.push(r.dst);
+      log.warn(
+        { netns: this.netns, dst: r.dst },
+        'route skipped: a route we do not own holds this destination',
+      );
+    }
+    const lines = renderRoutePlan(plan);
+    const base = { lines: lines.length, replaced: plan.replace.length, deleted: plan.remove.length, skipped };
+    if (lines.length === 0) return { ...base, commands: 0, ms: 0 };
+    return { ...base, commands: 1, ms: await this.batch('ip', lines, true) };
+  }
+
+  /** Permanent ARP entries on `dev` exactly `desired`; other permanent entries there are removed. */
+  async syncNeighbours(dev: string, desired: readonly NeighSpec[]): Promise<IpStats> {
+    const { stdout } = await run('ip', ['-4', '-j', 'neigh', 'show', 'dev', dev], { netns: this.netns });
+    const actual = parseJson<{ dst: string; lladdr?: string; state?: string[] }>(stdout).map((n) => ({
+      ip: n.dst,
+      mac: n.lladdr,
+      permanent: n.state?.includes('PERMANENT') ?? false,
+    }));
+    return this.applyLines('ip', diffNeighbours(dev, desired, actual));
+  }
+
+  /** Permanent FDB entries (MAC -> remote VTEP) on `dev` exactly `desired`. */
+  async syncFdb(dev: string, desired: readonly FdbSpec[]): Promise<IpStats> {
+    const { stdout } = await run('bridge', ['-j', 'fdb', 'show', 'dev', dev], { netns: this.netns });
+    const actual = parseJson<{ mac: string; dst?: string; state?: string }>(stdout)
+      // Entries without a remote are the device's own unicast/multicast addresses, not FDB state.
+      .filter((f) => f.state === 'permanent' && f.dst !== undefined)
+      .map((f) => ({ mac: f.mac.toLowerCase(), dst: f.dst as string }));
+    return this.applyLines('bridge', diffFdb(dev, desired, actual));
+  }
+
+  private async applyLines(tool: Tool, lines: string[]): Promise<IpStats> {
+    const deleted = lines.filter((l) => / del /.test(` ${l}`)).length;
+    const base = { lines: lines.length, replaced: lines.length - deleted, deleted, skipped: [] };
+    if (lines.length === 0) return { ...base, commands: 0, ms: 0 };
+    return { ...base, commands: 1, ms: await this.batch(tool, lines, true) };
+  }
+
+  private async link(name: string, details: boolean): Promise<JsonLink | undefined> {
+    const args = [...(details ? ['-d'] : []), '-j', 'addr', 'show', 'dev', name];
+    const res = await run('ip', args, { netns: this.netns, allowFailure: true });
+    if (res.exitCode !== 0) {
+      if (/does not exist|Cannot find device/i.test(res.stderr)) return undefined;
+      throw new CommandError(`ip ${args.join(' ')}`, res.exitCode, res.stderr);
+    }
+    return parseJson<JsonLink>(res.stdout)[0];
+  }
+
+  /**
+   * One `ip -batch -` / `bridge -batch -`. With `force`, every line is tried; a failed `del` means
+   * the entry is already gone (fine), any other failed line is an error reported after the batch.
+   */
+  private async batch(tool: Tool, lines: readonly string[], force: boolean): Promise<number> {
+    const started = performance.now();
+    const args = force ? ['-force', '-batch', '-'] : ['-batch', '-'];
+    const res = await run(tool, args, {
+      netns: this.netns,
+      input: `${lines.join('\n')}\n`,
+      allowFailure: true,
+    });
+    const ms = performance.now() - started;
+    log.debug({ tool, netns: this.netns, lines: lines.length, ms, exitCode: res.exitCode }, `${tool} -batch`);
+    if (res.exitCode === 0) return ms;
+    const failed = [...res.stderr.matchAll(/Command failed -:(\d+)/g)].map((m) => Number(m[1]));
+    const real = failed.filter((n) => !/^\S+ del /.test(lines[n - 1] ?? ''));
+    if (failed.length > 0 && real.length === 0) return ms;
+    const detail = real.map((n) => lines[n - 1]).join('; ');
+    throw new CommandError(`${tool} -batch`, res.exitCode, `${res.stderr.trim()}\nfailed lines: ${detail}`);
+  }
+}
+
+function vxlanMatches(cur: JsonLink, spec: VxlanSpec): boolean {
+  const d = cur.linkinfo?.info_data ?? {};
+  return (
+    cur.linkinfo?.info_kind === 'vxlan' &&
+    d.id === spec.vni &&
+    d.port === spec.port &&
+    d.local === spec.localIp &&
+    d.link === spec.parentDev &&
+    cur.address?.toLowerCase() === spec.mac
+  );
+}

@@ -1,0 +1,379 @@
+// IP sets through the `ipset` tool: read everything with one `ipset save`, diff against the desired
+// sets with a pure function, write the delta with one `ipset restore`.
+//
+// Ownership: only sets named cali40* (IPv4), cali60* (IPv6) and the temporary cali4t*/cali6t* are
+// ever read into the model, changed or destroyed; every other set (`foo`, a kube-proxy set) is
+// invisible to this driver.
+//
+// Type changes: the kernel refuses `ipset swap` between sets of different types (their feature
+// flags differ: "The sets cannot be swapped: their type does not match"), and refuses to destroy or
+// rename a set that iptables references. So:
+//   - same type, different header (maxelem, an older hashsize): Felix's way — fill a temp set
+//     cali4t<N>, `swap` it into place (iptables references follow the name's index), destroy the temp;
+//   - different type or family: `destroy` and re-`create` under the same name, which the kernel
+//     only allows while nothing references the set. A referenced set is left as it is and reported
+//     in `stats.blocked`; the caller must stop referencing it (or use a new name) first.
+import { logger } from '../lib/log.ts';
+import { CommandError, run } from './exec.ts';
+
+const log = logger('ipset');
+
+export type IpSetType = 'hash:net' | 'hash:ip' | 'hash:ip,port';
+export type IpSetFamily = 'inet' | 'inet6';
+
+export interface IpSetSpec {
+  name: string;
+  type: IpSetType;
+  /** Members in ipset's own text form: '10.0.0.5', '10.0.0.0/24', '10.0.0.5,tcp:80'. */
+  members: ReadonlySet<string>;
+}
+
+/** A set as read back from the kernel: the spec plus the header fields that decide swap vs. update. */
+export interface KernelIpSet extends IpSetSpec {
+  family?: IpSetFamily;
+  maxelem?: number;
+}
+
+/** Large enough for any cluster; hash sets allocate lazily, so this costs nothing up front. */
+export const MAXELEM = 1_048_576;
+
+const OWNED_PREFIXES = ['cali40', 'cali60', 'cali4t', 'cali6t'] as const;
+const SET_TYPES: readonly IpSetType[] = ['hash:net', 'hash:ip', 'hash:ip,port'];
+/** IPSET_MAXNAMELEN is 32 including the NUL. */
+const MAX_NAME = 31;
+
+export function isOwnedIpSet(name: string): boolean {
+  return OWNED_PREFIXES.some((p) => name.startsWith(p));
+}
+
+export function familyOf(name: string): IpSetFamily {
+  return name.startsWith('cali6') ? 'inet6' : 'inet';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Member normalisation: the kernel prints members in a canonical form that differs from what one
+// may write (hash:net prints a /32 as a bare address, hash:ip,port prints a bare port as tcp:PORT).
+// Both sides are normalised so that a set already in the right state diffs as equal.
+
+function stripHostPrefix(addr: string, family: IpSetFamily): string {
+  const full = family === 'inet' ? '/32' : '/128';
+  return addr.endsWith(full) ? addr.slice(0, -full.length) : addr;
+}
+
+/** Zero the host bits of an IPv4 CIDR, as the kernel does for hash:net members. */
+function canonicalNet4(m: string): string {
+  const [addr, lenStr] = m.split('/');
+  if (addr === undefined || lenStr === undefined) return m;
+  const len = Number(lenStr);
+  const parts = addr.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) return m;
+  if (!Number.isInteger(len) || len < 0 || len > 32) return m;
+  const n = parts.reduce((acc, p) => acc * 256 + p, 0);
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  const base = (n & mask) >>> 0;
+  const ip = [base >>> 24, (base >>> 16) & 255, (base >>> 8) & 255, base & 255].join('.');
+  return len === 32 ? ip : `${ip}/${len}`;
+}
+
+export function normaliseMember(type: IpSetType, family: IpSetFamily, member: string): string {
+  const m = member.trim().toLowerCase();
+  switch (type) {
+    case 'hash:net':
+      return family === 'inet' ? canonicalNet4(m) : stripHostPrefix(m, family);
+    case 'hash:ip':
+      return stripHostPrefix(m, family);
+    case 'hash:ip,port': {
+      const comma = m.lastIndexOf(',');
+      if (comma < 0) return m;
+      const ip = stripHostPrefix(m.slice(0, comma), family);
+      const port = m.slice(comma + 1);
+      return `${ip},${port.includes(':') ? port : `tcp:${port}`}`;
+    }
+  }
+}
+
+function normalisedMembers(set: IpSetSpec, family: IpSetFamily): Set<string> {
+  const out = new Set<string>();
+  for (const m of set.members) out.add(normaliseMember(set.type, family, m));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing `ipset save`.
+
+/** Owned sets from `ipset save` text (all sets, members included). Foreign sets are skipped. */
+export function parseIpSetSave(text: string): Map<string, KernelIpSet> {
+  const sets = new Map<string, KernelIpSet & { members: Set<string> }>();
+  for (const line of text.split('\n')) {
+    const tok = line.trim().split(/\s+/);
+    const [verb, name, arg] = tok;
+    if (name === undefined || arg === undefined || !isOwnedIpSet(name)) continue;
+    if (verb === 'create') {
+      // An owned name with a type we never create (list:set, bitmap:...) is still reported, with
+      // its real type, so that a diff sees the mismatch and re-creates it.
+      const fam = tok[tok.indexOf('family') + 1];
+      const maxIdx = tok.indexOf('maxelem');
+      sets.set(name, {
+        name,
+        type: arg as IpSetType,
+        members: new Set(),
+        family: fam === 'inet6' ? 'inet6' : 'inet',
+        maxelem: maxIdx >= 0 ? Number(tok[maxIdx + 1]) : undefined,
+      });
+    } else if (verb === 'add') {
+      sets.get(name)?.members.add(arg);
+    }
+  }
+  return sets;
+}
+
+/** Names, reference counts and types from `ipset list -t` (headers only, no members). */
+export function parseIpSetTerse(text: string): Map<string, { type: string; references: number }> {
+  const out = new Map<string, { type: string; references: number }>();
+  let name: string | undefined;
+  let type = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('Name:')) name = line.slice(5).trim();
+    else if (line.startsWith('Type:')) type = line.slice(5).trim();
+    else if (line.startsWith('References:') && name !== undefined) {
+      out.set(name, { type, references: Number(line.slice(11).trim()) });
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pure diff.
+
+export interface IpSetDiffStats {
+  /** Sets created because they did not exist. */
+  created: number;
+  /** Same type, different header: rebuilt in a temp set and swapped in. */
+  swapped: number;
+  /** Different type or family, not referenced: destroyed and created again. */
+  recreated: number;
+  /** Members added / deleted in place. */
+  added: number;
+  deleted: number;
+  /** Sets whose type must change but that the kernel holds in use; left untouched. */
+  blocked: string[];
+  /** Lines in the restore script. */
+  lines: number;
+}
+
+export interface IpSetDiffOptions {
+  /** Sets the kernel reports as referenced (only consulted for type changes). */
+  inUse?: ReadonlySet<string>;
+}
+
+function validateDesired(set: IpSetSpec, key: string): void {
+  if (set.name !== key) throw new Error(`ipset map key ${key} does not match set name ${set.name}`);
+  if (!(set.name.startsWith('cali40') || set.name.startsWith('cali60'))) {
+    throw new Error(`ipset ${set.name}: desired sets must be named cali40*/cali60*`);
+  }
+  if (set.name.length > MAX_NAME) throw new Error(`ipset ${set.name}: longer than ${MAX_NAME} characters`);
+  if (!SET_TYPES.includes(set.type)) throw new Error(`ipset ${set.name}: unsupported type ${set.type}`);
+}
+
+function createLine(name: string, type: IpSetType, family: IpSetFamily): string {
+  return `create ${name} ${type} family ${family} maxelem ${MAXELEM} -exist`;
+}
+
+/** Hands out cali4t<N>/cali6t<N> names not already present in the kernel. */
+function tempNamer(actual: ReadonlyMap<string, IpSetSpec>): (family: IpSetFamily) => string {
+  let n = 0;
+  return (family) => {
+    const prefix = family === 'inet' ? 'cali4t' : 'cali6t';
+    while (actual.has(`${prefix}${n}`)) n++;
+    return `${prefix}${n++}`;
+  };
+}
+
+/**
+ * The `ipset restore` script that turns `actual` into `desired` for every desired set. Sets that
+ * exist but are not desired are left alone (see IpSetDriver.destroyStale). Empty script: nothing
+ * to do.
+ */
+export function diffIpSets(
+  desired: ReadonlyMap<string, IpSetSpec>,
+  actual: ReadonlyMap<string, IpSetSpec | KernelIpSet>,
+  opts: IpSetDiffOptions = {},
+): { script: string; stats: IpSetDiffStats } {
+  const lines: string[] = [];
+  const stats: IpSetDiffStats = {
+    created: 0,
+    swapped: 0,
+    recreated: 0,
+    added: 0,
+    deleted: 0,
+    blocked: [],
+    lines: 0,
+  };
+  const nextTemp = tempNamer(actual);
+
+  const fill = (name: string, members: Iterable<string>) => {
+    for (const m of members) lines.push(`add ${name} ${m} -exist`);
+  };
+
+  for (const [key, want] of desired) {
+    validateDesired(want, key);
+    const family = familyOf(want.name);
+    const wantMembers = normalisedMembers(want, family);
+    const have = actual.get(want.name) as KernelIpSet | undefined;
+
+    if (have === undefined) {
+      lines.push(createLine(want.name, want.type, family));
+      fill(want.name, wantMembers);
+      stats.created++;
+      stats.added += wantMembers.size;
+      continue;
+    }
+    const sameKind = have.type === want.type && (have.family ?? family) === family;
+    if (!sameKind) {
+      if (opts.inUse?.has(want.name)) {
+        stats.blocked.push(want.name);
+        continue;
+      }
+      lines.push(`destroy ${want.name}`, createLine(want.name, want.type, family));
+      fill(want.name, wantMembers);
+      stats.recreated++;
+      stats.added += wantMembers.size;
+      continue;
+    }
+    if ((have.maxelem ?? MAXELEM) !== MAXELEM) {
+      const temp = nextTemp(family);
+      lines.push(createLine(temp, want.type, family));
+      fill(temp, wantMembers);
+      lines.push(`swap ${temp} ${want.name}`, `destroy ${temp}`);
+      stats.swapped++;
+      stats.added += wantMembers.size;
+      continue;
+    }
+    const haveMembers = normalisedMembers(have, family);
+    for (const m of haveMembers) {
+      if (!wantMembers.has(m)) {
+        lines.push(`del ${want.name} ${m} -exist`);
+        stats.deleted++;
+      }
+    }
+    for (const m of wantMembers) {
+      if (!haveMembers.has(m)) {
+        lines.push(`add ${want.name} ${m} -exist`);
+        stats.added++;
+      }
+    }
+  }
+  stats.lines = lines.length;
+  return { script: lines.length === 0 ? '' : `${lines.join('\n')}\nCOMMIT\n`, stats };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver.
+
+export interface IpSetStats extends IpSetDiffStats {
+  /** Write commands run: 0 when the kernel already matched. */
+  commands: number;
+  ms: number;
+}
+
+export interface IpSetDestroyStats {
+  destroyed: string[];
+  /** Still referenced by iptables (or another kernel user); retried on the next call. */
+  inUse: string[];
+  commands: number;
+  ms: number;
+}
+
+const IN_USE = /in use by a kernel component/i;
+const GONE = /does not exist/i;
+
+export class IpSetDriver {
+  private readonly netns: string | undefined;
+
+  constructor(opts: { netns?: string } = {}) {
+    this.netns = opts.netns;
+  }
+
+  /** Owned sets with their members, from one `ipset save`. */
+  async list(): Promise<Map<string, KernelIpSet>> {
+    const { stdout } = await run('ipset', ['save'], { netns: this.netns });
+    return parseIpSetSave(stdout);
+  }
+
+  /** Create missing sets, fix members and headers; never destroys a set that is not desired. */
+  async apply(desired: ReadonlyMap<string, IpSetSpec>): Promise<IpSetStats> {
+    const actual = await this.list();
+    let diff = diffIpSets(desired, actual);
+    if (diff.stats.recreated > 0) {
+      // Only a type change needs the reference counts; ask once, then re-plan with them.
+      diff = diffIpSets(desired, actual, { inUse: await this.referencedSets() });
+    }
+    for (const name of diff.stats.blocked) {
+      log.warn({ set: name, netns: this.netns }, 'ipset type change blocked: set is referenced; left as is');
+    }
+    if (diff.script === '') return { ...diff.stats, commands: 0, ms: 0 };
+    const ms = await this.restore(diff.script, diff.stats.lines);
+    return { ...diff.stats, commands: 1, ms };
+  }
+
+  /**
+   * Destroy owned sets not in `keep`. Call after iptables stopped referencing them: a set the
+   * kernel still holds is reported in `inUse` and left for the next call.
+   */
+  async destroyStale(keep: ReadonlySet<string>): Promise<IpSetDestroyStats> {
+    const { stdout } = await run('ipset', ['list', '-n'], { netns: this.netns });
+    let pending = stdout
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((n) => n !== '' && isOwnedIpSet(n) && !keep.has(n));
+    const stats: IpSetDestroyStats = { destroyed: [], inUse: [], commands: 0, ms: 0 };
+    // One restore destroys them all. The tool stops at the first failing line (and reports its
+    // number); the lines before it took effect, so skip the failing set and go on with the rest.
+    while (pending.length > 0) {
+      const started = performance.now();
+      const res = await run('ipset', ['restore'], {
+        netns: this.netns,
+        input: `${pending.map((n) => `destroy ${n}`).join('\n')}\n`,
+        allowFailure: true,
+      });
+      stats.commands++;
+      stats.ms += performance.now() - started;
+      if (res.exitCode === 0) {
+        stats.destroyed.push(...pending);
+        break;
+      }
+      const m = /Error in line (\d+):\s*(.*)/.exec(res.stderr);
+      const failedAt = m ? Number(m[1]) - 1 : -1;
+      const failed = pending[failedAt];
+      if (failed === undefined || m === null)
+        throw new CommandError('ipset restore', res.exitCode, res.stderr);
+      stats.destroyed.push(...pending.slice(0, failedAt));
+      if (IN_USE.test(m[2] ?? '')) stats.inUse.push(failed);
+      else if (!GONE.test(m[2] ?? '')) throw new CommandError('ipset restore', res.exitCode, res.stderr);
+      pending = pending.slice(failedAt + 1);
+    }
+    if (stats.commands > 0) {
+      log.debug(
+        { netns: this.netns, destroyed: stats.destroyed.length, inUse: stats.inUse, ms: stats.ms },
+        'ipset destroy',
+      );
+    }
+    return stats;
+  }
+
+  private async referencedSets(): Promise<Set<string>> {
+    const { stdout } = await run('ipset', ['list', '-t'], { netns: this.netns });
+    const inUse = new Set<string>();
+    for (const [name, info] of parseIpSetTerse(stdout)) if (info.references > 0) inUse.add(name);
+    return inUse;
+  }
+
+  private async restore(script: string, lines: number): Promise<number> {
+    const started = performance.now();
+    await run('ipset', ['restore'], { netns: this.netns, input: script });
+    const ms = performance.now() - started;
+    log.debug({ netns: this.netns, lines, bytes: script.length, ms }, 'ipset restore');
+    return ms;
+  }
+}

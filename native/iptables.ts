@@ -1,0 +1,488 @@
+// iptables through iptables-save / iptables-restore, on the nf_tables or the legacy backend.
+//
+// Identity is the rule hash, never the rule text: every rule we write carries
+// `-m comment --comment "cali:<hash>"`, and the nft backend re-orders and normalises the rest of
+// the rule when it prints it back (`-s` moves before `-m comment`, `--dport` gains `-m tcp`, ...).
+// The hash is chained (Felix's scheme): it covers the chain name, the rule's position, the hash of
+// the rule before it and the rule's own text, so comparing two hash lists finds the first rule
+// that differs and everything after it.
+//
+// Ownership: chains named cali-* are ours in full; in the built-in chains only the rules carrying a
+// cali: comment are ours. Nothing else is ever replaced, deleted or flushed.
+//
+// One sync = one `iptables-save -t TABLE`, a pure diff, one `iptables-restore --noflush --wait`.
+// The restore is a transaction: it lands completely or not at all.
+import { createHash } from 'node:crypto';
+import { logger } from '../lib/log.ts';
+import { run } from './exec.ts';
+
+const log = logger('iptables');
+
+export type IptablesBackend = 'nft' | 'legacy';
+export type Table = 'filter' | 'nat' | 'mangle' | 'raw';
+
+/** One rule; `match` and `action` in iptables-restore syntax, e.g. '-m conntrack --ctstate INVALID', '-j DROP'. */
+export interface IptRule {
+  match: string;
+  action: string;
+  /** A human comment, written as a second `-m comment` after the cali:<hash> one. */
+  comment?: string;
+}
+
+/** A chain we own: name starts with 'cali-', at most 28 characters. */
+export interface IptChain {
+  name: string;
+  rules: IptRule[];
+}
+
+/** A rule of ours in a built-in chain (usually a jump into a cali- chain). */
+export interface IptHook {
+  chain: string;
+  rule: IptRule;
+}
+
+export interface TableState {
+  chains: IptChain[];
+  /** In order: per built-in chain, these rules sit at the top of that chain, in this order. */
+  hooks: IptHook[];
+}
+
+export interface ParsedRule {
+  /** 1-based position in its chain, counting every rule (ours and foreign). */
+  pos: number;
+  /** The cali:<hash> tag, if the rule carries one. */
+  hash?: string;
+  /** The rule as iptables-save printed it, without the leading `-A CHAIN `. */
+  spec: string;
+}
+
+export interface ParsedChain {
+  name: string;
+  rules: ParsedRule[];
+}
+
+export interface ParsedBuiltin {
+  name: string;
+  policy: string;
+  /** Number of rules in the chain, ours and foreign. */
+  length: number;
+  /** Only the rules carrying a cali: tag. */
+  ours: ParsedRule[];
+}
+
+export interface ParsedTable {
+  table: string | undefined;
+  /** Every cali-* chain with all its rules. */
+  chains: Map<string, ParsedChain>;
+  /** Every built-in chain (those with a policy) with the rules of ours in it. */
+  builtins: Map<string, ParsedBuiltin>;
+  /** Jump targets of cali-* chains: chain -> the chains it jumps/goes to. */
+  jumps: Map<string, Set<string>>;
+  /** Targets jumped to by rules that are not ours (foreign chains, untagged rules in built-ins). */
+  foreignTargets: Set<string>;
+}
+
+export const BUILTIN_CHAINS: Readonly<Record<Table, readonly string[]>> = {
+  filter: ['INPUT', 'FORWARD', 'OUTPUT'],
+  nat: ['PREROUTING', 'INPUT', 'OUTPUT', 'POSTROUTING'],
+  mangle: ['PREROUTING', 'INPUT', 'FORWARD', 'OUTPUT', 'POSTROUTING'],
+  raw: ['PREROUTING', 'OUTPUT'],
+};
+
+export const CHAIN_PREFIX = 'cali-';
+export const MAX_CHAIN_NAME = 28;
+const HASH_LEN = 16;
+/** xt_comment holds 256 bytes including the NUL. */
+const MAX_COMMENT = 255;
+
+// ---------------------------------------------------------------------------------------------
+// Hashes and rendering.
+
+function squash(s: string): string {
+  return s.trim().replace(/\s+/g, ' ');
+}
+
+/** Felix-style chained rule hashes: 16 chars of base64url(SHA-224). */
+export function ruleHashes(chain: string, rules: readonly IptRule[]): string[] {
+  let prev = createHash('sha224').update(chain).digest();
+  return rules.map((rule, pos) => {
+    const h = createHash('sha224');
+    h.update(prev);
+    h.update(`\0${pos}\0${squash(rule.match)}\0${squash(rule.action)}\0${squash(rule.comment ?? '')}`);
+    prev = h.digest();
+    return prev.toString('base64url').slice(0, HASH_LEN);
+  });
+}
+
+/** A human comment made safe for iptables-restore's quoting and xt_comment's size. */
+function sanitiseComment(c: string): string {
+  return squash(c.replace(/["\\\n\r]/g, "'")).slice(0, MAX_COMMENT);
+}
+
+/** The rule spec (what follows `-A CHAIN`) as we write it. */
+export function renderRuleSpec(rule: IptRule, hash: string): string {
+  const parts = [`-m comment --comment "cali:${hash}"`];
+  if (rule.comment !== undefined && rule.comment.trim() !== '') {
+    parts.push(`-m comment --comment "${sanitiseComment(rule.comment)}"`);
+  }
+  if (rule.match.trim() !== '') parts.push(squash(rule.match));
+  parts.push(squash(rule.action));
+  return parts.join(' ');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsing iptables-save.
+
+/** Split a save line into words, honouring iptables-save's double quotes and backslash escapes. */
+export function tokenize(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let inWord = false;
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i] as string;
+    if (quoted) {
+      if (c === '\\' && i + 1 < line.length) cur += line[++i];
+      else if (c === '"') quoted = false;
+      else cur += c;
+    } else if (c === '"') {
+      quoted = true;
+      inWord = true;
+    } else if (c === ' ' || c === '\t') {
+      if (inWord) out.push(cur);
+      cur = '';
+      inWord = false;
+    } else {
+      cur += c;
+      inWord = true;
+    }
+  }
+  if (inWord) out.push(cur);
+  return out;
+}
+
+// A rule is ours when one of its comments is exactly cali:<hash> (quoted or not, as the backends
+// print it). Quoted strings are blanked before looking for the jump target, so that a comment
+// containing " -j X" cannot fool us; this is the hot path of a resync (10k rules: no tokenising).
+const HASH_RE = new RegExp(`--comment (?:"cali:([A-Za-z0-9_-]{${HASH_LEN}})"|cali:([A-Za-z0-9_-]{${HASH_LEN}}))(?=\\s|$)`);
+const QUOTED = /"(?:[^"\\]|\\.)*"/g;
+const JUMP = /(?:^|\s)(?:-j|-g|--jump|--goto)\s+([^\s"]+)/g;
+
+function ruleFacts(spec: string): { hash?: string; target?: string } {
+  const h = HASH_RE.exec(spec);
+  const hash = h?.[1] ?? h?.[2];
+  let target: string | undefined;
+  for (const m of spec.replace(QUOTED, '""').matchAll(JUMP)) target = m[1];
+  return hash === undefined ? { target } : { hash, target };
+}
+
+/** Parse the output of `iptables-save -t TABLE` (the first table in the text). */
+export function parseSave(text: string): ParsedTable {
+  const parsed: ParsedTable = {
+    table: undefined,
+    chains: new Map(),
+    builtins: new Map(),
+    jumps: new Map(),
+    foreignTargets: new Set(),
+  };
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('*')) {
+      if (parsed.table !== undefined) break;
+      parsed.table = line.slice(1);
+    } else if (line.startsWith(':')) {
+      const [name = '', policy = '-'] = line.slice(1).split(/\s+/);
+      if (policy !== '-') parsed.builtins.set(name, { name, policy, length: 0, ours: [] });
+      else if (name.startsWith(CHAIN_PREFIX)) parsed.chains.set(name, { name, rules: [] });
+    } else if (line.startsWith('-A ')) {
+      addRule(parsed, line);
+    }
+  }
+  return parsed;
+}
+
+function addRule(parsed: ParsedTable, line: string): void {
+  const chainEnd = line.indexOf(' ', 3);
+  const chain = chainEnd < 0 ? line.slice(3) : line.slice(3, chainEnd);
+  const spec = chainEnd < 0 ? '' : line.slice(chainEnd + 1);
+  const { hash, target } = ruleFacts(spec);
+  const own = parsed.chains.get(chain);
+  if (own !== undefined) {
+    own.rules.push({ pos: own.rules.length + 1, spec, ...(hash ? { hash } : {}) });
+    if (target !== undefined) {
+      const set = parsed.jumps.get(chain) ?? new Set<string>();
+      set.add(target);
+      parsed.jumps.set(chain, set);
+    }
+    return;
+  }
+  const builtin = parsed.builtins.get(chain);
+  if (builtin !== undefined) {
+    builtin.length++;
+    if (hash !== undefined) {
+      builtin.ours.push({ pos: builtin.length, hash, spec });
+      return;
+    }
+  }
+  if (target !== undefined) parsed.foreignTargets.add(target);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The pure diff.
+
+export interface RestorePlanStats {
+  chainsCreated: number;
+  chainsUpdated: number;
+  chainsDeleted: number;
+  /** Stale cali- chains that something we do not own still jumps to; left in place. */
+  chainsKept: string[];
+  rulesWritten: number;
+  rulesDeleted: number;
+  hooksInserted: number;
+  hooksDeleted: number;
+}
+
+export interface RestorePlan {
+  /** The restore text, or undefined when the kernel already matches. */
+  script: string | undefined;
+  /** Number of command lines (excluding *table and COMMIT). */
+  lines: number;
+  stats: RestorePlanStats;
+}
+
+function validate(table: Table, desired: TableState): void {
+  const seen = new Set<string>();
+  for (const c of desired.chains) {
+    if (!c.name.startsWith(CHAIN_PREFIX))
+      throw new Error(`chain ${c.name}: our chains are named ${CHAIN_PREFIX}*`);
+    if (c.name.length > MAX_CHAIN_NAME)
+      throw new Error(`chain ${c.name}: longer than ${MAX_CHAIN_NAME} characters`);
+    if (seen.has(c.name)) throw new Error(`chain ${c.name} is listed twice`);
+    seen.add(c.name);
+  }
+  for (const h of desired.hooks) {
+    if (!BUILTIN_CHAINS[table].includes(h.chain)) {
+      throw new Error(`hook into ${h.chain}: not a built-in chain of the ${table} table`);
+    }
+  }
+}
+
+/** The chain a desired rule jumps to. */
+function targetOf(rule: IptRule): string | undefined {
+  return ruleFacts(rule.action).target ?? ruleFacts(rule.match).target;
+}
+
+/** Rewrite one owned chain rule by rule: keep the matching prefix (and its counters), -R the rest. */
+function chainOps(
+  chain: IptChain,
+  actual: ParsedChain | undefined,
+  out: string[],
+  stats: RestorePlanStats,
+): void {
+  const hashes = ruleHashes(chain.name, chain.rules);
+  const have = actual?.rules ?? [];
+  let same = 0;
+  while (same < hashes.length && same < have.length && have[same]?.hash === hashes[same]) same++;
+  if (same === hashes.length && same === have.length) return;
+  if (actual === undefined) stats.chainsCreated++;
+  else stats.chainsUpdated++;
+  chain.rules.forEach((rule, i) => {
+    if (i < same) return;
+    const spec = renderRuleSpec(rule, hashes[i] as string);
+    out.push(i < have.length ? `-R ${chain.name} ${i + 1} ${spec}` : `-A ${chain.name} ${spec}`);
+    stats.rulesWritten++;
+  });
+  // Trailing rules no longer wanted, from the bottom so the positions stay valid.
+  for (let pos = have.length; pos > hashes.length; pos--) {
+    out.push(`-D ${chain.name} ${pos}`);
+    stats.rulesDeleted++;
+  }
+}
+
+/** Put our rules at the top of one built-in chain, exactly `hooks` in order; foreign rules untouched. */
+function hookOps(
+  chain: string,
+  hooks: readonly IptRule[],
+  actual: ParsedBuiltin | undefined,
+  deletes: string[],
+  inserts: string[],
+  stats: RestorePlanStats,
+): void {
+  const hashes = ruleHashes(chain, hooks);
+  const ours = actual?.ours ?? [];
+  const atPos = new Map(ours.map((r) => [r.pos, r]));
+  let keep = 0;
+  while (keep < hashes.length && atPos.get(keep + 1)?.hash === hashes[keep]) keep++;
+  let stale = ours.filter((r) => r.pos > keep);
+  // -D by text removes the first match: if a stale copy duplicates a kept rule, deleting it would
+  // hit the kept one instead. Start over from an empty top in that (rare) case.
+  const kept = new Set(hashes.slice(0, keep));
+  if (stale.some((r) => r.hash !== undefined && kept.has(r.hash))) {
+    keep = 0;
+    stale = ours;
+  }
+  for (const r of stale) {
+    // By the saved text, never by position: a text carrying our hash cannot match a foreign rule,
+    // even if someone inserted rules since we read the table.
+    deletes.push(`-D ${chain} ${r.spec}`);
+    stats.hooksDeleted++;
+  }
+  for (let i = keep; i < hashes.length; i++) {
+    inserts.push(`-I ${chain} ${i + 1} ${renderRuleSpec(hooks[i] as IptRule, hashes[i] as string)}`);
+    stats.hooksInserted++;
+  }
+}
+
+/**
+ * Stale owned chains that can go: nothing we keep and nothing foreign jumps to them. A stale chain
+ * we must keep also keeps what it jumps to (we do not flush it either).
+ */
+function deletableChains(desired: TableState, actual: ParsedTable, stats: RestorePlanStats): string[] {
+  const wanted = new Set(desired.chains.map((c) => c.name));
+  const stale = new Set([...actual.chains.keys()].filter((n) => !wanted.has(n)));
+  if (stale.size === 0) return [];
+  const pinned = new Set<string>(actual.foreignTargets);
+  for (const c of desired.chains) for (const r of c.rules) pinned.add(targetOf(r) ?? '');
+  for (const h of desired.hooks) pinned.add(targetOf(h.rule) ?? '');
+  const kept = new Set([...stale].filter((n) => pinned.has(n)));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const k of [...kept]) {
+      for (const t of actual.jumps.get(k) ?? []) {
+        if (stale.has(t) && !kept.has(t)) {
+          kept.add(t);
+          grew = true;
+        }
+      }
+    }
+  }
+  stats.chainsKept = [...kept];
+  return [...stale].filter((n) => !kept.has(n));
+}
+
+/** The full plan: restore text plus what it does. */
+export function planRestore(table: Table, desired: TableState, actual: ParsedTable): RestorePlan {
+  validate(table, desired);
+  const stats: RestorePlanStats = {
+    chainsCreated: 0,
+    chainsUpdated: 0,
+    chainsDeleted: 0,
+    chainsKept: [],
+    rulesWritten: 0,
+    rulesDeleted: 0,
+    hooksInserted: 0,
+    hooksDeleted: 0,
+  };
+  // Order matters inside the transaction: declare new chains before anything jumps to them; drop
+  // old hooks and rewrite chains before flushing and deleting the chains they jumped to.
+  const declare: string[] = [];
+  const chainLines: string[] = [];
+  for (const chain of desired.chains) {
+    const have = actual.chains.get(chain.name);
+    if (have === undefined) declare.push(`:${chain.name} - [0:0]`);
+    chainOps(chain, have, chainLines, stats);
+  }
+  const hookDeletes: string[] = [];
+  const hookInserts: string[] = [];
+  const hookChains = new Set([...desired.hooks.map((h) => h.chain), ...actual.builtins.keys()]);
+  for (const chain of hookChains) {
+    const rules = desired.hooks.filter((h) => h.chain === chain).map((h) => h.rule);
+    hookOps(chain, rules, actual.builtins.get(chain), hookDeletes, hookInserts, stats);
+  }
+  const doomed = deletableChains(desired, actual, stats);
+  stats.chainsDeleted = doomed.length;
+  const body = [
+    ...declare,
+    ...chainLines,
+    ...hookDeletes,
+    ...hookInserts,
+    ...doomed.map((n) => `-F ${n}`),
+    ...doomed.map((n) => `-X ${n}`),
+  ];
+  if (body.length === 0) return { script: undefined, lines: 0, stats };
+  return { script: `*${table}\n${body.join('\n')}\nCOMMIT\n`, lines: body.length, stats };
+}
+
+/** The iptables-restore --noflush text that turns `actual` into `desired`; undefined if nothing to do. */
+export function renderRestore(table: Table, desired: TableState, actual: ParsedTable): string | undefined {
+  return planRestore(table, desired, actual).script;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver.
+
+export interface IptStats extends RestorePlanStats {
+  table: Table;
+  /** Write commands run: 0 when the kernel already matched, else 1. */
+  commands: number;
+  lines: number;
+  ms: number;
+}
+
+const TOOLS: Readonly<Record<IptablesBackend, { save: string; restore: string }>> = {
+  nft: { save: 'iptables-nft-save', restore: 'iptables-nft-restore' },
+  legacy: { save: 'iptables-legacy-save', restore: 'iptables-legacy-restore' },
+};
+
+/** Lines that show a Kubernetes or Calico-style agent has been using this backend. */
+export function countAgentLines(saveText: string): number {
+  let n = 0;
+  for (const line of saveText.split('\n')) {
+    if ((line.startsWith(':') || line.startsWith('-A ')) && /KUBE-|cali-|"?cali:/.test(line)) n++;
+  }
+  return n;
+}
+
+export class IptablesDriver {
+  readonly backend: IptablesBackend;
+  private readonly netns: string | undefined;
+
+  constructor(opts: { backend: IptablesBackend; netns?: string }) {
+    this.backend = opts.backend;
+    this.netns = opts.netns;
+  }
+
+  /**
+   * Like kubernetes-sigs/iptables-wrappers: the backend that already holds KUBE-* or cali-* state
+   * (more lines wins), so we never split a node's rules over two backends; with no such state, the
+   * backend the `iptables` on PATH uses.
+   */
+  static async detectBackend(netns?: string): Promise<IptablesBackend> {
+    const count = async (b: IptablesBackend) => {
+      const res = await run(TOOLS[b].save, [], { netns, allowFailure: true });
+      return res.exitCode === 0 ? countAgentLines(res.stdout) : 0;
+    };
+    const [legacy, nft] = await Promise.all([count('legacy'), count('nft')]);
+    if (legacy > nft) return 'legacy';
+    if (nft > legacy) return 'nft';
+    const version = await run('iptables', ['--version'], { netns, allowFailure: true });
+    const backend: IptablesBackend = /legacy/.test(version.stdout) ? 'legacy' : 'nft';
+    log.debug({ netns, legacy, nft, backend }, 'iptables backend detected');
+    return backend;
+  }
+
+  async read(table: Table): Promise<ParsedTable> {
+    const { stdout } = await run(TOOLS[this.backend].save, ['-t', table], { netns: this.netns });
+    return parseSave(stdout);
+  }
+
+  async syncTable(table: Table, desired: TableState): Promise<IptStats> {
+    const plan = planRestore(table, desired, await this.read(table));
+    if (plan.stats.chainsKept.length > 0) {
+      log.warn(
+        { table, chains: plan.stats.chainsKept, netns: this.netns },
+        'stale chains still referenced; kept',
+      );
+    }
+    const base = { ...plan.stats, table, lines: plan.lines };
+    if (plan.script === undefined) return { ...base, commands: 0, ms: 0 };
+    const started = performance.now();
+    await run(TOOLS[this.backend].restore, ['--noflush', '--wait'], {
+      netns: this.netns,
+      input: plan.script,
+    });
+    const ms = performance.now() - started;
+    log.debug({ table, backend: this.backend, netns: this.netns, lines: plan.lines, ms }, 'iptables-restore');
+    return { ...base, commands: 1, ms };
+  }
+}

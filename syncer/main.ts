@@ -1,0 +1,79 @@
+// `fedmesh syncer`: the local datastore plus every remote cluster's, merged and served to agents.
+import { startHealthServer } from '../lib/health.ts';
+import { logger } from '../lib/log.ts';
+import type { RemoteClusterConfiguration } from '../model/resources.ts';
+import { FileDatastore } from './datastore/file.ts';
+import type { Datastore } from './datastore/types.ts';
+import { FeedCache } from './feed-cache.ts';
+import { Merger } from './merger.ts';
+import { FeedServer } from './server.ts';
+
+const log = logger('syncer');
+
+export interface SyncerOptions {
+  cluster: string;
+  datastore: string;
+  listen: string;
+  healthListen?: string;
+  remoteSyncTimeoutMs?: number;
+  remoteRetentionMs?: number;
+}
+
+/** `file:DIR` (etcdv3 and kubernetes come with later drivers). */
+export function openDatastore(spec: string): Datastore {
+  if (spec.startsWith('file:')) {
+    const dir = spec.slice('file:'.length);
+    if (!dir) throw new Error('--datastore file:DIR needs a directory');
+    return new FileDatastore(dir);
+  }
+  if (spec.startsWith('etcdv3') || spec.startsWith('kubernetes')) {
+    throw new Error(`--datastore ${spec}: this build supports file:DIR only so far`);
+  }
+  throw new Error(`--datastore ${spec}: expected file:DIR, etcdv3:URL[,URL] or kubernetes[:KUBECONFIG]`);
+}
+
+export function remoteDatastore(rcc: RemoteClusterConfiguration): Datastore | { error: string } {
+  if (rcc.spec.datastoreType === 'file') {
+    if (!rcc.spec.fileDatastorePath) return { error: 'spec.fileDatastorePath is required for datastoreType file' };
+    return new FileDatastore(rcc.spec.fileDatastorePath);
+  }
+  return { error: `datastoreType ${rcc.spec.datastoreType} is not supported by this build yet` };
+}
+
+export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void>> {
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(opts.cluster)) {
+    throw new Error(`--cluster ${opts.cluster}: must be a DNS label (lower-case letters, digits, '-')`);
+  }
+  const cache = new FeedCache();
+  const merger = new Merger({
+    cluster: opts.cluster,
+    local: openDatastore(opts.datastore),
+    cache,
+    makeRemote: remoteDatastore,
+    remoteSyncTimeoutMs: opts.remoteSyncTimeoutMs ?? 10_000,
+    remoteRetentionMs: opts.remoteRetentionMs ?? 600_000,
+  });
+  const server = new FeedServer({ cluster: opts.cluster, cache, listen: opts.listen });
+  const address = await server.start();
+  await merger.start();
+  const health = opts.healthListen
+    ? await startHealthServer(opts.healthListen, {
+        live: () => true,
+        ready: () => cache.inSync,
+        status: () => ({
+          cluster: opts.cluster,
+          inSync: cache.inSync,
+          entries: cache.size,
+          agents: server.clientCount,
+          remotes: cache.remoteStatuses(),
+          errors: merger.errors.slice(-20),
+        }),
+      })
+    : undefined;
+  log.info({ cluster: opts.cluster, datastore: opts.datastore, address }, 'syncer running');
+  return async () => {
+    await merger.stop();
+    await server.stop();
+    health?.close();
+  };
+}

@@ -1,0 +1,163 @@
+// IpSetDriver against the real kernel, in a fresh namespace; every check reads the kernel back
+// with `ipset` itself, the tool an operator would use.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { type IpSetSpec, type IpSetType, IpSetDriver, MAXELEM } from '../../native/ipset.ts';
+import { isRoot, netnsScope, sh } from '../harness/netns.ts';
+
+function spec(name: string, type: IpSetType, members: Iterable<string>): IpSetSpec {
+  return { name, type, members: new Set(members) };
+}
+
+function sets(...s: IpSetSpec[]): Map<string, IpSetSpec> {
+  return new Map(s.map((x) => [x.name, x]));
+}
+
+/** Members of a set as `ipset list` shows them, sorted. */
+async function members(ns: string, name: string): Promise<string[]> {
+  const out = await sh(ns, 'ipset', 'list', name);
+  return out.split('Members:\n')[1]?.split('\n').filter(Boolean).sort() ?? [];
+}
+
+async function header(ns: string, name: string): Promise<string> {
+  return sh(ns, 'ipset', 'list', '-t', name);
+}
+
+async function setNames(ns: string): Promise<string[]> {
+  return (await sh(ns, 'ipset', 'list', '-n')).split('\n').filter(Boolean).sort();
+}
+
+test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, async (t) => {
+  const ns = await netnsScope(t).add('ipset');
+  const driver = new IpSetDriver({ netns: ns });
+  // Someone else's set, with a member: it must survive everything below.
+  await sh(ns, 'ipset', 'create', 'foo', 'hash:ip');
+  await sh(ns, 'ipset', 'add', 'foo', '192.0.2.1');
+  const fooIntact = async () => assert.deepEqual(await members(ns, 'foo'), ['192.0.2.1']);
+
+  const base = () =>
+    sets(
+      spec('cali40a', 'hash:ip', ['10.0.0.1', '10.0.0.2']),
+      spec('cali40n', 'hash:net', ['10.1.0.0/24', '10.2.0.5/32']),
+      spec('cali40p', 'hash:ip,port', ['10.0.0.5,tcp:80', '10.0.0.6,udp:53']),
+    );
+
+  await t.test('creates sets with their members in one restore', async () => {
+    const st = await driver.apply(base());
+    assert.equal(st.commands, 1);
+    assert.equal(st.created, 3);
+    assert.deepEqual(await members(ns, 'cali40a'), ['10.0.0.1', '10.0.0.2']);
+    assert.deepEqual(await members(ns, 'cali40n'), ['10.1.0.0/24', '10.2.0.5']);
+    assert.deepEqual(await members(ns, 'cali40p'), ['10.0.0.5,tcp:80', '10.0.0.6,udp:53']);
+    const h = await header(ns, 'cali40a');
+    assert.match(h, /Type: hash:ip\n/);
+    assert.match(h, new RegExp(`family inet .*maxelem ${MAXELEM}`));
+    await fooIntact();
+  });
+
+  await t.test('a second apply writes nothing (/32 normalisation included)', async () => {
+    const st = await driver.apply(base());
+    assert.equal(st.commands, 0);
+    assert.equal(st.lines, 0);
+  });
+
+  await t.test('list() returns owned sets only', async () => {
+    const got = await driver.list();
+    assert.deepEqual([...got.keys()].sort(), ['cali40a', 'cali40n', 'cali40p']);
+  });
+
+  await t.test('updates members in place', async () => {
+    const d = base();
+    d.set('cali40a', spec('cali40a', 'hash:ip', ['10.0.0.2', '10.0.0.3']));
+    const st = await driver.apply(d);
+    assert.equal(st.commands, 1);
+    assert.deepEqual([st.added, st.deleted], [1, 1]);
+    assert.deepEqual(await members(ns, 'cali40a'), ['10.0.0.2', '10.0.0.3']);
+    await fooIntact();
+  });
+
+  await t.test('type change of an unreferenced set: re-created with the new type', async () => {
+    const d = base();
+    d.set('cali40a', spec('cali40a', 'hash:net', ['10.0.0.0/30']));
+    const st = await driver.apply(d);
+    assert.equal(st.recreated, 1);
+    assert.match(await header(ns, 'cali40a'), /Type: hash:net\n/);
+    assert.deepEqual(await members(ns, 'cali40a'), ['10.0.0.0/30']);
+  });
+
+  await t.test('type change of a set iptables uses: blocked and reported, set untouched', async () => {
+    await sh(ns, 'iptables', '-w', '-A', 'INPUT', '-m', 'set', '--match-set', 'cali40n', 'src', '-j', 'ACCEPT');
+    const d = base();
+    d.set('cali40n', spec('cali40n', 'hash:ip', ['10.3.0.1']));
+    const st = await driver.apply(d);
+    assert.deepEqual(st.blocked, ['cali40n']);
+    assert.match(await header(ns, 'cali40n'), /Type: hash:net\n/);
+    // once the reference is gone, the same apply goes through
+    await sh(ns, 'iptables', '-w', '-D', 'INPUT', '-m', 'set', '--match-set', 'cali40n', 'src', '-j', 'ACCEPT');
+    const st2 = await driver.apply(d);
+    assert.deepEqual(st2.blocked, []);
+    assert.equal(st2.recreated, 1);
+    assert.match(await header(ns, 'cali40n'), /Type: hash:ip\n/);
+    assert.deepEqual(await members(ns, 'cali40n'), ['10.3.0.1']);
+  });
+
+  await t.test('header change (maxelem) of a referenced set: temp set + swap, reference kept', async () => {
+    await sh(ns, 'ipset', 'create', 'cali40m', 'hash:ip', 'maxelem', '1024');
+    await sh(ns, 'ipset', 'add', 'cali40m', '10.9.0.1');
+    await sh(ns, 'iptables', '-w', '-A', 'INPUT', '-m', 'set', '--match-set', 'cali40m', 'src', '-j', 'ACCEPT');
+    const d = sets(spec('cali40m', 'hash:ip', ['10.9.0.1', '10.9.0.2']));
+    const st = await driver.apply(d);
+    assert.equal(st.swapped, 1);
+    const h = await header(ns, 'cali40m');
+    assert.match(h, new RegExp(`maxelem ${MAXELEM}`));
+    assert.match(h, /References: 1\n/);
+    assert.deepEqual(await members(ns, 'cali40m'), ['10.9.0.1', '10.9.0.2']);
+    assert.ok(!(await setNames(ns)).some((n) => n.startsWith('cali4t')), 'temp set destroyed');
+    assert.match(await sh(ns, 'iptables-save', '-t', 'filter'), /--match-set cali40m src/);
+    assert.equal((await driver.apply(d)).commands, 0);
+  });
+
+  await t.test('destroyStale: destroys unkept owned sets, leaves referenced ones for later, never foo', async () => {
+    const st = await driver.destroyStale(new Set(['cali40a']));
+    assert.deepEqual(st.inUse, ['cali40m']);
+    assert.deepEqual(st.destroyed.sort(), ['cali40n', 'cali40p']);
+    assert.deepEqual(await setNames(ns), ['cali40a', 'cali40m', 'foo']);
+    await sh(ns, 'iptables', '-w', '-F', 'INPUT');
+    const st2 = await driver.destroyStale(new Set(['cali40a']));
+    assert.deepEqual(st2.destroyed, ['cali40m']);
+    assert.deepEqual(await setNames(ns), ['cali40a', 'foo']);
+    assert.equal((await driver.destroyStale(new Set(['cali40a']))).commands, 0);
+    await fooIntact();
+  });
+
+  await t.test('timing: one restore of 100k members, then a no-op and a 1% change', async () => {
+    const n = 100_000;
+    const big = (shift: number) =>
+      sets(
+        spec(
+          'cali40big',
+          'hash:ip',
+          Array.from({ length: n }, (_, i) => {
+            const v = i + shift;
+            return `10.${(v >> 16) & 255}.${(v >> 8) & 255}.${v & 255}`;
+          }),
+        ),
+      );
+    const t0 = performance.now();
+    const st = await driver.apply(big(0));
+    const full = performance.now() - t0;
+    assert.equal(st.added, n);
+    const t1 = performance.now();
+    assert.equal((await driver.apply(big(0))).commands, 0);
+    const noop = performance.now() - t1;
+    const t2 = performance.now();
+    const st3 = await driver.apply(big(n / 100));
+    const delta = performance.now() - t2;
+    assert.deepEqual([st3.added, st3.deleted], [n / 100, n / 100]);
+    t.diagnostic(
+      `ipset ${n} members: first apply ${full.toFixed(0)} ms (restore ${st.ms.toFixed(0)} ms), ` +
+        `no-op ${noop.toFixed(0)} ms, 1% change ${delta.toFixed(0)} ms (restore ${st3.ms.toFixed(0)} ms)`,
+    );
+    await driver.destroyStale(new Set());
+  });
+});

@@ -1,0 +1,158 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  diffIpSets,
+  type IpSetSpec,
+  type IpSetType,
+  isOwnedIpSet,
+  MAXELEM,
+  normaliseMember,
+  parseIpSetSave,
+  parseIpSetTerse,
+} from '../../native/ipset.ts';
+
+function spec(name: string, type: IpSetType, members: string[]): IpSetSpec {
+  return { name, type, members: new Set(members) };
+}
+
+function sets(...s: IpSetSpec[]): Map<string, IpSetSpec> {
+  return new Map(s.map((x) => [x.name, x]));
+}
+
+function lines(script: string): string[] {
+  return script.split('\n').filter((l) => l !== '' && l !== 'COMMIT');
+}
+
+// Verbatim `ipset save` output from this kernel (hash:net prints /32 bare, ports get tcp:).
+const SAVE = `create cali40x hash:net family inet hashsize 1024 maxelem 1048576 bucketsize 12 initval 0xc4b62400
+add cali40x 10.1.0.0/24
+add cali40x 10.0.0.5
+create cali40p hash:ip,port family inet hashsize 1024 maxelem 1048576 bucketsize 12 initval 0xc990b440
+add cali40p 10.0.0.7,udp:53
+add cali40p 10.0.0.6,tcp:80
+create foo hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x695f8883
+add foo 1.2.3.4
+create cali4t0 hash:ip family inet hashsize 1024 maxelem 1048576 bucketsize 12 initval 0x1
+create cali40small hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x2
+add cali40small 10.9.9.9
+`;
+
+describe('parseIpSetSave', () => {
+  it('keeps owned sets with type, family, maxelem and members; skips foreign sets', () => {
+    const got = parseIpSetSave(SAVE);
+    assert.deepEqual([...got.keys()], ['cali40x', 'cali40p', 'cali4t0', 'cali40small']);
+    const x = got.get('cali40x');
+    assert.equal(x?.type, 'hash:net');
+    assert.equal(x?.family, 'inet');
+    assert.equal(x?.maxelem, MAXELEM);
+    assert.deepEqual([...(x?.members ?? [])], ['10.1.0.0/24', '10.0.0.5']);
+    assert.equal(got.get('cali40small')?.maxelem, 65536);
+    assert.equal(got.has('foo'), false);
+  });
+
+  it('ownership is by prefix only', () => {
+    for (const n of ['cali40a', 'cali60a', 'cali4t3', 'cali6t0']) assert.equal(isOwnedIpSet(n), true, n);
+    for (const n of ['foo', 'cali-x', 'KUBE-X', 'cali41a', 'xcali40a']) assert.equal(isOwnedIpSet(n), false, n);
+  });
+});
+
+describe('parseIpSetTerse', () => {
+  it('reads names, types and reference counts', () => {
+    const text =
+      'Name: cali40x\nType: hash:net\nRevision: 7\nHeader: family inet\nReferences: 2\nNumber of entries: 2\n\n' +
+      'Name: foo\nType: hash:ip\nReferences: 0\n';
+    const got = parseIpSetTerse(text);
+    assert.deepEqual(got.get('cali40x'), { type: 'hash:net', references: 2 });
+    assert.deepEqual(got.get('foo'), { type: 'hash:ip', references: 0 });
+  });
+});
+
+describe('normaliseMember', () => {
+  it('matches what the kernel prints back', () => {
+    assert.equal(normaliseMember('hash:net', 'inet', '10.0.0.5/32'), '10.0.0.5');
+    assert.equal(normaliseMember('hash:net', 'inet', '10.0.0.5/24'), '10.0.0.0/24');
+    assert.equal(normaliseMember('hash:ip', 'inet', '10.0.0.5/32'), '10.0.0.5');
+    assert.equal(normaliseMember('hash:ip,port', 'inet', '10.0.0.5,80'), '10.0.0.5,tcp:80');
+    assert.equal(normaliseMember('hash:ip,port', 'inet', '10.0.0.5,UDP:53'), '10.0.0.5,udp:53');
+    assert.equal(normaliseMember('hash:net', 'inet6', 'fd00::1/128'), 'fd00::1');
+  });
+});
+
+describe('diffIpSets', () => {
+  it('creates a missing set with -exist and fills it', () => {
+    const { script, stats } = diffIpSets(sets(spec('cali40a', 'hash:ip', ['10.0.0.1', '10.0.0.2'])), new Map());
+    assert.deepEqual(lines(script), [
+      `create cali40a hash:ip family inet maxelem ${MAXELEM} -exist`,
+      'add cali40a 10.0.0.1 -exist',
+      'add cali40a 10.0.0.2 -exist',
+    ]);
+    assert.equal(stats.created, 1);
+    assert.equal(stats.added, 2);
+  });
+
+  it('uses family inet6 for cali60 sets', () => {
+    const { script } = diffIpSets(sets(spec('cali60a', 'hash:net', ['fd00::/64'])), new Map());
+    assert.match(script, /^create cali60a hash:net family inet6 /);
+  });
+
+  it('writes nothing when the kernel matches after normalisation', () => {
+    const actual = parseIpSetSave(SAVE);
+    const desired = sets(
+      spec('cali40x', 'hash:net', ['10.0.0.5/32', '10.1.0.0/24']),
+      spec('cali40p', 'hash:ip,port', ['10.0.0.6,80', '10.0.0.7,udp:53']),
+    );
+    const { script, stats } = diffIpSets(desired, actual);
+    assert.equal(script, '');
+    assert.equal(stats.lines, 0);
+  });
+
+  it('adds and deletes only the member delta', () => {
+    const actual = parseIpSetSave(SAVE);
+    const { script, stats } = diffIpSets(sets(spec('cali40x', 'hash:net', ['10.1.0.0/24', '10.2.0.0/16'])), actual);
+    assert.deepEqual(lines(script), ['del cali40x 10.0.0.5 -exist', 'add cali40x 10.2.0.0/16 -exist']);
+    assert.equal(stats.added, 1);
+    assert.equal(stats.deleted, 1);
+  });
+
+  it('never mentions sets that are not desired (destroy is a separate step)', () => {
+    const { script } = diffIpSets(sets(spec('cali40new', 'hash:ip', [])), parseIpSetSave(SAVE));
+    assert.doesNotMatch(script, /cali40x|cali40p|foo|destroy/);
+  });
+
+  it('a header change (maxelem) fills a temp set, swaps it in and destroys the temp', () => {
+    const actual = parseIpSetSave(SAVE); // cali4t0 exists already: the temp must pick another name
+    const { script, stats } = diffIpSets(sets(spec('cali40small', 'hash:ip', ['10.9.9.9', '10.8.8.8'])), actual);
+    assert.deepEqual(lines(script), [
+      `create cali4t1 hash:ip family inet maxelem ${MAXELEM} -exist`,
+      'add cali4t1 10.9.9.9 -exist',
+      'add cali4t1 10.8.8.8 -exist',
+      'swap cali4t1 cali40small',
+      'destroy cali4t1',
+    ]);
+    assert.equal(stats.swapped, 1);
+  });
+
+  it('a type change re-creates the set when nothing references it', () => {
+    const { script, stats } = diffIpSets(sets(spec('cali40x', 'hash:ip', ['10.0.0.5'])), parseIpSetSave(SAVE));
+    assert.deepEqual(lines(script), [
+      'destroy cali40x',
+      `create cali40x hash:ip family inet maxelem ${MAXELEM} -exist`,
+      'add cali40x 10.0.0.5 -exist',
+    ]);
+    assert.equal(stats.recreated, 1);
+  });
+
+  it('a type change of a referenced set is blocked, not attempted', () => {
+    const { script, stats } = diffIpSets(sets(spec('cali40x', 'hash:ip', ['10.0.0.5'])), parseIpSetSave(SAVE), {
+      inUse: new Set(['cali40x']),
+    });
+    assert.equal(script, '');
+    assert.deepEqual(stats.blocked, ['cali40x']);
+  });
+
+  it('refuses desired sets outside our namespace or too long', () => {
+    assert.throws(() => diffIpSets(sets(spec('foo', 'hash:ip', [])), new Map()), /cali40/);
+    assert.throws(() => diffIpSets(sets(spec('cali4t0', 'hash:ip', [])), new Map()), /cali40/);
+    assert.throws(() => diffIpSets(sets(spec(`cali40${'x'.repeat(26)}`, 'hash:ip', [])), new Map()), /31/);
+  });
+});
