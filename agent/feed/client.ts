@@ -123,6 +123,7 @@ export class FeedClient {
     this.call = undefined;
     this.incoming = undefined;
     clearTimeout(this.silenceTimer);
+    if (this.stopped) return;
     if (this.connected || this.backoffMs <= 200) {
       log.warn({ detail, target: this.opts.target }, 'feed disconnected; keeping the dataplane as it is');
     }

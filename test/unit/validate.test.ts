@@ -83,11 +83,17 @@ describe('the DESIGN.md examples', () => {
   });
 
   test('IPAMBlock: host affinity becomes affinityNode', () => {
-    assert.deepEqual(find(rs, 'IPAMBlock', '10-10-0-0-26').spec, { cidr: '10.10.0.0/26', affinityNode: 'a-node1' });
+    assert.deepEqual(find(rs, 'IPAMBlock', '10-10-0-0-26').spec, {
+      cidr: '10.10.0.0/26',
+      affinityNode: 'a-node1',
+    });
   });
 
   test('Namespace: labels kept, plus the label the API server adds', () => {
-    assert.deepEqual(find(rs, 'Namespace', 'shop').labels, { team: 'web', 'kubernetes.io/metadata.name': 'shop' });
+    assert.deepEqual(find(rs, 'Namespace', 'shop').labels, {
+      team: 'web',
+      'kubernetes.io/metadata.name': 'shop',
+    });
   });
 
   test('WorkloadEndpoint: as written, defaults filled in', () => {
@@ -129,7 +135,11 @@ describe('the DESIGN.md examples', () => {
           action: 'Allow',
           protocol: 'tcp',
           source: emptyEntity,
-          destination: { ...emptyEntity, selector: "app == 'db'", ports: [{ kind: 'num', first: 5432, last: 5432 }] },
+          destination: {
+            ...emptyEntity,
+            selector: "app == 'db'",
+            ports: [{ kind: 'num', first: 5432, last: 5432 }],
+          },
         },
       ],
     });
@@ -247,13 +257,19 @@ spec:
     assert.deepEqual(typesOf(''), { ingress: true, egress: false });
     assert.deepEqual(typesOf('ingress: [{action: Allow}]'), { ingress: true, egress: false });
     assert.deepEqual(typesOf('egress: [{action: Allow}]'), { ingress: false, egress: true });
-    assert.deepEqual(typesOf('ingress: [{action: Allow}], egress: [{action: Allow}]'), { ingress: true, egress: true });
+    assert.deepEqual(typesOf('ingress: [{action: Allow}], egress: [{action: Allow}]'), {
+      ingress: true,
+      egress: true,
+    });
     assert.deepEqual(typesOf('types: [Egress]'), { ingress: false, egress: true });
     assert.deepEqual(typesOf('types: [], egress: [{action: Deny}]'), { ingress: false, egress: true });
   });
 
   test('a namespaced resource without a namespace is in "default"; policy selector defaults to all()', () => {
-    const p = one('{apiVersion: projectcalico.org/v3, kind: NetworkPolicy, metadata: {name: p}}', 'NetworkPolicy');
+    const p = one(
+      '{apiVersion: projectcalico.org/v3, kind: NetworkPolicy, metadata: {name: p}}',
+      'NetworkPolicy',
+    );
     assert.equal(p.namespace, 'default');
     assert.equal(p.spec.selector, 'all()');
     assert.equal(p.spec.order, undefined);
@@ -273,14 +289,17 @@ spec: {nets: [192.0.2.0/24, "2001:db8::/32"]}
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkSet
 metadata: {name: empty}`);
-    assert.deepEqual(find(rs, 'NetworkSet', 'partners').spec, { nets: ['198.51.100.0/24', '203.0.113.9/32'] });
+    assert.deepEqual(find(rs, 'NetworkSet', 'partners').spec, {
+      nets: ['198.51.100.0/24', '203.0.113.9/32'],
+    });
     assert.equal(find(rs, 'NetworkSet', 'partners').namespace, 'shop');
     assert.deepEqual(find(rs, 'GlobalNetworkSet', 'blocklist').spec, { nets: ['192.0.2.0/24'] });
     assert.deepEqual(find(rs, 'GlobalNetworkSet', 'empty').spec, { nets: [] });
   });
 
   test('IPPool: every default, and the crd.projectcalico.org/v1 form', () => {
-    const rs = accept(`{apiVersion: projectcalico.org/v3, kind: IPPool, metadata: {name: p1}, spec: {cidr: 10.20.0.0/16}}
+    const rs =
+      accept(`{apiVersion: projectcalico.org/v3, kind: IPPool, metadata: {name: p1}, spec: {cidr: 10.20.0.0/16}}
 ---
 {apiVersion: crd.projectcalico.org/v1, kind: IPPool, metadata: {name: p2}, spec: {cidr: 10.30.0.0/16, blockSize: 28, ipipMode: CrossSubnet}}
 ---
@@ -299,7 +318,9 @@ metadata: {name: empty}`);
   });
 
   test('IPv6 pools are skipped, not refused', () => {
-    const r = parse('{apiVersion: projectcalico.org/v3, kind: IPPool, metadata: {name: v6}, spec: {cidr: "fd00::/48"}}');
+    const r = parse(
+      '{apiVersion: projectcalico.org/v3, kind: IPPool, metadata: {name: v6}, spec: {cidr: "fd00::/48"}}',
+    );
     assert.deepEqual(r.errors, []);
     assert.deepEqual(r.resources, []);
     assert.equal(r.skipped[0]?.name, 'v6');
@@ -380,7 +401,10 @@ spec:
   });
 
   test('ServiceAccount', () => {
-    const s = one('{apiVersion: v1, kind: ServiceAccount, metadata: {name: api, namespace: shop}}', 'ServiceAccount');
+    const s = one(
+      '{apiVersion: v1, kind: ServiceAccount, metadata: {name: api, namespace: shop}}',
+      'ServiceAccount',
+    );
     assert.equal(s.namespace, 'shop');
     assert.deepEqual(s.labels, {});
   });
@@ -403,7 +427,8 @@ items:
   });
 
   test('Kubernetes NetworkPolicy, Service and Endpoints are skipped and listed, not errors', () => {
-    const r = parse(`{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: np, namespace: shop}, spec: {podSelector: {}}}
+    const r =
+      parse(`{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: np, namespace: shop}, spec: {podSelector: {}}}
 ---
 {apiVersion: v1, kind: Service, metadata: {name: web, namespace: shop}}
 ---
@@ -734,7 +759,12 @@ items:
   test('validateResource on a decoded object', () => {
     const origin = { source: 'etcd:/calico/resources/v3/projectcalico.org/ippools/p' };
     const ok = validateResource(
-      { apiVersion: 'projectcalico.org/v3', kind: 'IPPool', metadata: { name: 'p' }, spec: { cidr: '10.0.0.0/16' } },
+      {
+        apiVersion: 'projectcalico.org/v3',
+        kind: 'IPPool',
+        metadata: { name: 'p' },
+        spec: { cidr: '10.0.0.0/16' },
+      },
       origin,
       '/',
     );
