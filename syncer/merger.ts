@@ -6,7 +6,8 @@ import { create } from '@bufbuild/protobuf';
 import { logger } from '../lib/log.ts';
 import { type Cidr, cidrContainsIp, cidrsOverlap, parseCidrParts } from '../model/net.ts';
 import { type RemoteClusterConfiguration, type Resource, type ResourceError, resourceId } from '../model/resources.ts';
-import { RemoteClusterState, RemoteClusterStatusSchema, ResourceKind, type Update } from '../proto/service.ts';
+import { compilePolicy, PolicyError } from '../agent/calc/policy-compiler.ts';
+import { type Policy, RemoteClusterState, RemoteClusterStatusSchema, ResourceKind, type Update } from '../proto/service.ts';
 import { type ConvertContext, isOverlayKind, toUpdate } from './convert.ts';
 import type { Datastore, DatastoreEvent, DatastoreStatus } from './datastore/types.ts';
 import type { FeedCache } from './feed-cache.ts';
@@ -145,6 +146,7 @@ export class Merger {
         if (src.ctx.remote && isOverlayKind(r.kind) && !src.overlay) continue;
         const u = toUpdate(src.ctx, r);
         if (!u) continue;
+        if (u.body.case === 'policy' && !this.policyCompiles(r, u.body.value)) continue;
         src.wanted.set(id, u);
         this.reconcile(src, id);
         if (!src.ctx.remote && (r.kind === 'IPPool' || r.kind === 'Node')) localTopologyChanged = true;
@@ -161,6 +163,23 @@ export class Merger {
     // Local wins: a local pool or node change can make remote data conflict (or stop conflicting).
     if (localTopologyChanged) for (const r of this.remotes.values()) this.recheckAll(r.source);
     if (src.ctx.remote) this.publishStatus(src);
+  }
+
+  /**
+   * Refuse a policy the agents could not use (an unparsable selector, say) here, loudly, with the
+   * file it came from; its last good version stays in the feed.
+   */
+  private policyCompiles(r: Resource, p: Policy): boolean {
+    try {
+      compilePolicy(p);
+      return true;
+    } catch (e) {
+      if (!(e instanceof PolicyError)) throw e;
+      const err: ResourceError = { origin: r.origin, resource: resourceId(r), field: e.field, message: e.reason };
+      log.warn({ file: r.origin.source, document: r.origin.document, resource: err.resource, field: e.field, reason: e.reason }, 'refused policy; its last good version (if any) stays');
+      this.recordErrors([err]);
+      return false;
+    }
   }
 
   private withdraw(src: Source, id: string): void {
