@@ -1,6 +1,7 @@
 // `fedmesh agent`: feed client → calculation graph → sequencer → dataplane → kernel, on one node.
-import { logger } from '../lib/log.ts';
+
 import { startHealthServer } from '../lib/health.ts';
+import { logger } from '../lib/log.ts';
 import { IpRouteDriver } from '../native/iproute.ts';
 import { IpSetDriver } from '../native/ipset.ts';
 import { type IptablesBackend, IptablesDriver } from '../native/iptables.ts';
@@ -30,7 +31,8 @@ export function feedTarget(feed: string): string {
 
 export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>> {
   const started = Date.now();
-  const backend = opts.iptablesBackend === 'auto' ? await IptablesDriver.detectBackend() : opts.iptablesBackend;
+  const backend =
+    opts.iptablesBackend === 'auto' ? await IptablesDriver.detectBackend() : opts.iptablesBackend;
   log.info({ node: opts.node, feed: opts.feed, backend }, 'starting agent');
   const dataplane = new Dataplane(
     { ipsets: new IpSetDriver(), iptables: new IptablesDriver({ backend }), links: new IpRouteDriver() },
@@ -47,7 +49,10 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
       onHello: (hello) => {
         if (graph && graph.localCluster !== hello.cluster) {
           // Mixing two clusters' state would program nonsense; keep the last good state instead.
-          log.error({ was: graph.localCluster, now: hello.cluster }, 'the feed now serves a different cluster; ignoring it');
+          log.error(
+            { was: graph.localCluster, now: hello.cluster },
+            'the feed now serves a different cluster; ignoring it',
+          );
           feed.stop();
           return;
         }
@@ -64,9 +69,14 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
         if (inSyncAt === undefined) {
           inSyncAt = Date.now();
           log.info({ msSinceStart: inSyncAt - started }, 'feed in sync');
-          void dataplane.whenApplied().then(() =>
-            log.info({ msSinceInSync: Date.now() - (inSyncAt ?? 0), msSinceStart: Date.now() - started }, 'node programmed'),
-          );
+          void dataplane
+            .whenApplied()
+            .then(() =>
+              log.info(
+                { msSinceInSync: Date.now() - (inSyncAt ?? 0), msSinceStart: Date.now() - started },
+                'node programmed',
+              ),
+            );
         }
         dataplane.onMessages(sequencer.flush());
       },
@@ -86,7 +96,11 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
           feedEntries: feed.size,
           dataplane: dataplane.stats,
           refused: graph?.refused.slice(-20) ?? [],
-          remotes: [...remotes.values()].map((r) => ({ cluster: r.cluster, state: r.state, endpoints: r.endpoints })),
+          remotes: [...remotes.values()].map((r) => ({
+            cluster: r.cluster,
+            state: r.state,
+            endpoints: r.endpoints,
+          })),
         }),
       })
     : undefined;

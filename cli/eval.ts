@@ -18,7 +18,8 @@ export interface EvalOptions {
 async function loadFile(spec: string): Promise<Resource[]> {
   if (!spec.startsWith('file:')) throw new Error(`--datastore ${spec}: eval supports file:DIR so far`);
   const { resources, errors } = await FileDatastore.load(spec.slice('file:'.length));
-  for (const e of errors) process.stderr.write(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
+  for (const e of errors)
+    process.stderr.write(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
   return resources;
 }
 
@@ -43,7 +44,12 @@ export async function runEval(opts: EvalOptions): Promise<number> {
   };
   add(opts.cluster, false, local);
   for (const r of local) {
-    if (r.kind !== 'RemoteClusterConfiguration' || r.spec.datastoreType !== 'file' || !r.spec.fileDatastorePath) continue;
+    if (
+      r.kind !== 'RemoteClusterConfiguration' ||
+      r.spec.datastoreType !== 'file' ||
+      !r.spec.fileDatastorePath
+    )
+      continue;
     add(r.name, true, await loadFile(`file:${r.spec.fileDatastorePath}`));
   }
   const index = new LabelIndex({ send: () => {} });
@@ -52,15 +58,27 @@ export async function runEval(opts: EvalOptions): Promise<number> {
   for (const u of updates) {
     if (u.body.case !== 'workloadEndpoint') continue;
     const w = u.body.value;
-    index.upsertItem({ key: u.key, ownLabels: w.labels, profiles: w.profiles, namespace: w.namespace, nets: w.ipv4Nets });
+    index.upsertItem({
+      key: u.key,
+      ownLabels: w.labels,
+      profiles: w.profiles,
+      namespace: w.namespace,
+      nets: w.ipv4Nets,
+    });
     const remote = u.cluster !== opts.cluster;
-    endpoints.push({ key: u.key, cluster: u.cluster, name: `${remote ? `${u.cluster}/` : ''}${w.namespace}/${w.name}` });
+    endpoints.push({
+      key: u.key,
+      cluster: u.cluster,
+      name: `${remote ? `${u.cluster}/` : ''}${w.namespace}/${w.name}`,
+    });
   }
   const matches = endpoints
     .filter((e) => selector.evaluate(index.getLabels(e.key) ?? {}))
     .sort((a, b) => (a.name < b.name ? -1 : 1));
   if (opts.output === 'json') {
-    process.stdout.write(`${JSON.stringify({ selector: selector.canonical, matches: matches.map((m) => ({ endpoint: m.name, cluster: m.cluster })) }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ selector: selector.canonical, matches: matches.map((m) => ({ endpoint: m.name, cluster: m.cluster })) }, null, 2)}\n`,
+    );
   } else {
     process.stdout.write(`Endpoints matching selector ${selector.canonical}:\n`);
     for (const m of matches) process.stdout.write(`  ${m.name}\n`);

@@ -25,7 +25,12 @@ class UsageError extends Error {}
 type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string }>;
 
 function flags<T extends FlagSpec>(argv: string[], spec: T) {
-  const { values, positionals } = parseArgs({ args: argv, options: { ...spec, help: { type: 'boolean', short: 'h' } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { ...spec, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: true,
+    strict: true,
+  });
   const get = (name: string): string | undefined => {
     const v = (values as Record<string, unknown>)[name];
     if (typeof v === 'string') return v;
@@ -107,25 +112,53 @@ async function main(argv: string[]): Promise<number> {
       return -1;
     }
     case 'eval': {
-      const f = flags(rest, { cluster: { type: 'string' }, datastore: { type: 'string' }, output: { type: 'string' } });
+      const f = flags(rest, {
+        cluster: { type: 'string' },
+        datastore: { type: 'string' },
+        output: { type: 'string' },
+      });
       const selector = f.positionals[0];
       if (selector === undefined) throw new UsageError('eval needs a SELECTOR argument');
       const { runEval } = await import('./eval.ts');
-      return runEval({ selector, cluster: f.need('cluster'), datastore: f.need('datastore'), output: f.get('output') ?? 'text' });
+      return runEval({
+        selector,
+        cluster: f.need('cluster'),
+        datastore: f.need('datastore'),
+        output: f.get('output') ?? 'text',
+      });
     }
     case 'status': {
-      const f = flags(rest, { feed: { type: 'string' }, output: { type: 'string' }, timeout: { type: 'string' } });
+      const f = flags(rest, {
+        feed: { type: 'string' },
+        output: { type: 'string' },
+        timeout: { type: 'string' },
+      });
       const { runStatus } = await import('./status.ts');
-      return runStatus({ feed: f.need('feed'), output: f.get('output') ?? 'text', timeoutMs: ms(f.get('timeout'), 'timeout') ?? 15_000 });
+      return runStatus({
+        feed: f.need('feed'),
+        output: f.get('output') ?? 'text',
+        timeoutMs: ms(f.get('timeout'), 'timeout') ?? 15_000,
+      });
     }
     case 'demo': {
-      const f = flags(rest, { keep: { type: 'boolean' }, 'iptables-backend': { type: 'string' }, dir: { type: 'string' }, prefix: { type: 'string' } });
+      const f = flags(rest, {
+        keep: { type: 'boolean' },
+        'iptables-backend': { type: 'string' },
+        dir: { type: 'string' },
+        prefix: { type: 'string' },
+      });
       const { runDemo, demoDown } = await import('./demo/demo.ts');
       if (f.positionals[0] === 'down') return demoDown({ workDir: f.get('dir'), prefix: f.get('prefix') });
       if (f.positionals.length > 0) throw new UsageError(`demo: unknown argument ${f.positionals[0]}`);
       const backend = f.get('iptables-backend') ?? 'nft';
-      if (backend !== 'nft' && backend !== 'legacy') throw new UsageError('--iptables-backend: expected nft or legacy');
-      return runDemo({ keep: f.values.keep === true, backend, workDir: f.get('dir'), prefix: f.get('prefix') });
+      if (backend !== 'nft' && backend !== 'legacy')
+        throw new UsageError('--iptables-backend: expected nft or legacy');
+      return runDemo({
+        keep: f.values.keep === true,
+        backend,
+        workDir: f.get('dir'),
+        prefix: f.get('prefix'),
+      });
     }
     case undefined:
     case 'help':

@@ -1,7 +1,7 @@
 // `fedmesh status`: connect to a syncer's feed like an agent would, wait for in-sync, and print
 // each remote cluster's connection state and counts.
 import { FeedClient } from '../agent/feed/client.ts';
-import { type RemoteClusterStatus, RemoteClusterState, ResourceKind, type Update } from '../proto/service.ts';
+import { RemoteClusterState, type RemoteClusterStatus, ResourceKind, type Update } from '../proto/service.ts';
 
 export interface StatusOptions {
   feed: string;
@@ -61,13 +61,40 @@ export async function runStatus(opts: StatusOptions): Promise<number> {
   }));
   if (opts.output === 'json') {
     const feedCounts = Object.fromEntries([...counts].map(([c, m]) => [c, Object.fromEntries(m)]));
-    process.stdout.write(`${JSON.stringify({ cluster, inSync: result === 'insync', remotes: rows, feed: feedCounts }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ cluster, inSync: result === 'insync', remotes: rows, feed: feedCounts }, null, 2)}\n`,
+    );
   } else {
-    process.stdout.write(`local cluster: ${cluster || '(no answer)'}   feed in sync: ${result === 'insync' ? 'yes' : 'no'}\n`);
-    const header = ['REMOTE', 'STATE', 'ENDPOINTS', 'PROFILES', 'POOLS', 'BLOCKS', 'NODES', 'CONFLICTS', 'DETAIL'];
-    const table = [header, ...rows.map((r) => [r.cluster, r.state, r.endpoints, r.profiles, r.pools, r.blocks, r.nodes, r.conflicts, r.detail].map(String))];
+    process.stdout.write(
+      `local cluster: ${cluster || '(no answer)'}   feed in sync: ${result === 'insync' ? 'yes' : 'no'}\n`,
+    );
+    const header = [
+      'REMOTE',
+      'STATE',
+      'ENDPOINTS',
+      'PROFILES',
+      'POOLS',
+      'BLOCKS',
+      'NODES',
+      'CONFLICTS',
+      'DETAIL',
+    ];
+    const table = [
+      header,
+      ...rows.map((r) =>
+        [r.cluster, r.state, r.endpoints, r.profiles, r.pools, r.blocks, r.nodes, r.conflicts, r.detail].map(
+          String,
+        ),
+      ),
+    ];
     const widths = header.map((_, i) => Math.max(...table.map((row) => (row[i] ?? '').length)));
-    for (const row of table) process.stdout.write(`${row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd()}\n`);
+    for (const row of table)
+      process.stdout.write(
+        `${row
+          .map((c, i) => c.padEnd(widths[i] ?? 0))
+          .join('  ')
+          .trimEnd()}\n`,
+      );
   }
   return result === 'insync' ? 0 : 1;
 }

@@ -74,14 +74,14 @@ export function addressOfIpNetwork(s: string): Ip4 {
 export function cidrContainsIp(cidr: Cidr | ParsedCidr, ip: Ip4 | number): boolean {
   const c = typeof cidr === 'string' ? parseCidrParts(cidr) : cidr;
   const n = typeof ip === 'number' ? ip : ip4ToInt(ip);
-  return ((n & maskOf(c.len)) >>> 0) === c.base;
+  return (n & maskOf(c.len)) >>> 0 === c.base;
 }
 
 export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
   const pa = parseCidrParts(a);
   const pb = parseCidrParts(b);
   const len = Math.min(pa.len, pb.len);
-  return ((pa.base & maskOf(len)) >>> 0) === ((pb.base & maskOf(len)) >>> 0);
+  return (pa.base & maskOf(len)) >>> 0 === (pb.base & maskOf(len)) >>> 0;
 }
 
 export function parseMac(s: string): Mac {

@@ -1,7 +1,8 @@
 // IP sets through the `ipset` tool: read everything with one `ipset save`, diff against the desired
 // sets with a pure function, write the delta with one `ipset restore`.
 //
-// Ownership: only sets named cali40* (IPv4), cali60* (IPv6) and the temporary cali4t*/cali6t* are
+// Ownership: only sets named cali40* (IPv4), cali60* (IPv6) and the temporary cali4t* (cali6t* for
+// IPv6 temps, as Felix names them) are
 // ever read into the model, changed or destroyed; every other set (`foo`, a kube-proxy set) is
 // invisible to this driver.
 //
@@ -52,8 +53,9 @@ export function familyOf(name: string): IpSetFamily {
 
 // ---------------------------------------------------------------------------------------------
 // Member normalisation: the kernel prints members in a canonical form that differs from what one
-// may write (hash:net prints a /32 as a bare address, hash:ip,port prints a bare port as tcp:PORT).
-// Both sides are normalised so that a set already in the right state diffs as equal.
+// may write (hash:net prints a /32 as a bare address and zeroes host bits, hash:ip,port prints a
+// bare port as tcp:PORT). Desired members are brought into that form, so that a set already in
+// the right state diffs as equal; the `ipset save` side is canonical already.
 
 function stripHostPrefix(addr: string, family: IpSetFamily): string {
   const full = family === 'inet' ? '/32' : '/128';
@@ -76,12 +78,16 @@ function canonicalNet4(m: string): string {
 }
 
 export function normaliseMember(type: IpSetType, family: IpSetFamily, member: string): string {
-  const m = member.trim().toLowerCase();
+  // Fast paths first: a resync normalises every desired member (100k+), most already canonical.
+  let m = member;
+  if (m.charCodeAt(0) <= 32 || m.charCodeAt(m.length - 1) <= 32) m = m.trim();
+  if (family === 'inet6' || /[A-Z]/.test(m)) m = m.toLowerCase();
   switch (type) {
     case 'hash:net':
+      if (!m.includes('/')) return m;
       return family === 'inet' ? canonicalNet4(m) : stripHostPrefix(m, family);
     case 'hash:ip':
-      return stripHostPrefix(m, family);
+      return m.includes('/') ? stripHostPrefix(m, family) : m;
     case 'hash:ip,port': {
       const comma = m.lastIndexOf(',');
       if (comma < 0) return m;
@@ -104,24 +110,35 @@ function normalisedMembers(set: IpSetSpec, family: IpSetFamily): Set<string> {
 /** Owned sets from `ipset save` text (all sets, members included). Foreign sets are skipped. */
 export function parseIpSetSave(text: string): Map<string, KernelIpSet> {
   const sets = new Map<string, KernelIpSet & { members: Set<string> }>();
+  let cur: (KernelIpSet & { members: Set<string> }) | undefined;
+  let curName = '';
   for (const line of text.split('\n')) {
-    const tok = line.trim().split(/\s+/);
-    const [verb, name, arg] = tok;
-    if (name === undefined || arg === undefined || !isOwnedIpSet(name)) continue;
-    if (verb === 'create') {
+    if (line.startsWith('add ')) {
+      // Hot path (one line per member): "add NAME MEMBER[ options]"; members follow their create.
+      const nameEnd = line.indexOf(' ', 4);
+      if (nameEnd < 0) continue;
+      const set = line.slice(4, nameEnd) === curName ? cur : sets.get(line.slice(4, nameEnd));
+      if (set === undefined) continue;
+      const memberEnd = line.indexOf(' ', nameEnd + 1);
+      set.members.add(line.slice(nameEnd + 1, memberEnd < 0 ? undefined : memberEnd));
+    } else if (line.startsWith('create ')) {
+      const tok = line.trim().split(/\s+/);
+      const [, name = '', type = ''] = tok;
+      curName = name;
+      cur = undefined;
+      if (!isOwnedIpSet(name)) continue;
       // An owned name with a type we never create (list:set, bitmap:...) is still reported, with
       // its real type, so that a diff sees the mismatch and re-creates it.
       const fam = tok[tok.indexOf('family') + 1];
       const maxIdx = tok.indexOf('maxelem');
-      sets.set(name, {
+      cur = {
         name,
-        type: arg as IpSetType,
+        type: type as IpSetType,
         members: new Set(),
         family: fam === 'inet6' ? 'inet6' : 'inet',
         maxelem: maxIdx >= 0 ? Number(tok[maxIdx + 1]) : undefined,
-      });
-    } else if (verb === 'add') {
-      sets.get(name)?.members.add(arg);
+      };
+      sets.set(name, cur);
     }
   }
   return sets;
@@ -250,7 +267,8 @@ export function diffIpSets(
       stats.added += wantMembers.size;
       continue;
     }
-    const haveMembers = normalisedMembers(have, family);
+    // The kernel prints members canonically already: only the desired side needs normalising.
+    const haveMembers = have.members;
     for (const m of haveMembers) {
       if (!wantMembers.has(m)) {
         lines.push(`del ${want.name} ${m} -exist`);

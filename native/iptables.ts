@@ -164,7 +164,9 @@ export function tokenize(line: string): string[] {
 // A rule is ours when one of its comments is exactly cali:<hash> (quoted or not, as the backends
 // print it). Quoted strings are blanked before looking for the jump target, so that a comment
 // containing " -j X" cannot fool us; this is the hot path of a resync (10k rules: no tokenising).
-const HASH_RE = new RegExp(`--comment (?:"cali:([A-Za-z0-9_-]{${HASH_LEN}})"|cali:([A-Za-z0-9_-]{${HASH_LEN}}))(?=\\s|$)`);
+const HASH_RE = new RegExp(
+  `--comment (?:"cali:([A-Za-z0-9_-]{${HASH_LEN}})"|cali:([A-Za-z0-9_-]{${HASH_LEN}}))(?=\\s|$)`,
+);
 const QUOTED = /"(?:[^"\\]|\\.)*"/g;
 const JUMP = /(?:^|\s)(?:-j|-g|--jump|--goto)\s+([^\s"]+)/g;
 

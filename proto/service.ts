@@ -1,8 +1,14 @@
 // The gRPC service for proto/feed.proto, for @grpc/grpc-js, with protobuf-es doing the (de)serialising.
 // grpc-tools' generated stubs need a protoc binary download, which this project avoids.
-import type * as grpc from '@grpc/grpc-js';
+
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
-import { type ClientHello, ClientHelloSchema, type ServerMessage, ServerMessageSchema } from './gen/feed_pb.ts';
+import type * as grpc from '@grpc/grpc-js';
+import {
+  type ClientHello,
+  ClientHelloSchema,
+  type ServerMessage,
+  ServerMessageSchema,
+} from './gen/feed_pb.ts';
 
 export * from './gen/feed_pb.ts';
 

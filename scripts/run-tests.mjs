@@ -33,7 +33,14 @@ for (const phase of phases) {
   process.stdout.write(`\n=== ${phase.name}: ${phase.files.length} files ===\n`);
   const res = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--test', `--test-concurrency=${phase.concurrency}`, '--test-reporter=spec', ...phase.files],
+    [
+      '--import',
+      'tsx',
+      '--test',
+      `--test-concurrency=${phase.concurrency}`,
+      '--test-reporter=spec',
+      ...phase.files,
+    ],
     { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 256 * 1024 * 1024 },
   );
   process.stdout.write(res.stdout);

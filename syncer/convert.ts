@@ -4,12 +4,12 @@
 // policies are dropped (policies are never federated).
 import { create } from '@bufbuild/protobuf';
 import type {
-  EntityRule as MEntityRule,
   IcmpSpec,
   Labels,
+  EntityRule as MEntityRule,
+  Rule as MRule,
   PortSpec,
   Resource,
-  Rule as MRule,
 } from '../model/resources.ts';
 import {
   Action,
@@ -42,7 +42,7 @@ function prefix(ctx: ConvertContext, key: string): string {
   return ctx.remote ? `${ctx.cluster}/${key}` : key;
 }
 
-function prefixed(ctx: ConvertContext, labels: Labels, pre: string): Record<string, string> {
+function prefixed(labels: Labels, pre: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(labels)) out[pre + k] = v;
   return out;
@@ -52,7 +52,9 @@ const ACTIONS = { Allow: Action.ALLOW, Deny: Action.DENY, Log: Action.LOG, Pass:
 
 function ports(list: readonly PortSpec[]) {
   return list.map((p) =>
-    p.kind === 'name' ? create(PortRangeSchema, { name: p.name }) : create(PortRangeSchema, { first: p.first, last: p.last }),
+    p.kind === 'name'
+      ? create(PortRangeSchema, { name: p.name })
+      : create(PortRangeSchema, { first: p.first, last: p.last }),
   );
 }
 
@@ -132,7 +134,8 @@ export function baseKey(r: Resource): string {
  */
 export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
   const key = prefix(ctx, baseKey(r));
-  const u = (kind: ResourceKind, body: Update['body']) => create(UpdateSchema, { key, cluster: ctx.cluster, kind, body });
+  const u = (kind: ResourceKind, body: Update['body']) =>
+    create(UpdateSchema, { key, cluster: ctx.cluster, kind, body });
   switch (r.kind) {
     case 'WorkloadEndpoint':
       return u(ResourceKind.WORKLOAD_ENDPOINT, {
@@ -169,18 +172,21 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
       return u(ResourceKind.PROFILE, {
         case: 'profile',
         value: create(ProfileSchema, {
-          labels: { ...prefixed(ctx, r.labels, 'pcns.'), 'pcns.projectcalico.org/name': r.name },
+          labels: { ...prefixed(r.labels, 'pcns.'), 'pcns.projectcalico.org/name': r.name },
         }),
       });
     case 'ServiceAccount':
       return u(ResourceKind.PROFILE, {
         case: 'profile',
         value: create(ProfileSchema, {
-          labels: { ...prefixed(ctx, r.labels, 'pcsa.'), 'pcsa.projectcalico.org/name': r.name },
+          labels: { ...prefixed(r.labels, 'pcsa.'), 'pcsa.projectcalico.org/name': r.name },
         }),
       });
     case 'Profile':
-      return u(ResourceKind.PROFILE, { case: 'profile', value: create(ProfileSchema, { labels: { ...r.spec.labelsToApply } }) });
+      return u(ResourceKind.PROFILE, {
+        case: 'profile',
+        value: create(ProfileSchema, { labels: { ...r.spec.labelsToApply } }),
+      });
     case 'NetworkPolicy':
     case 'GlobalNetworkPolicy': {
       if (ctx.remote) return undefined;

@@ -34,7 +34,8 @@ export function openDatastore(spec: string): Datastore {
 
 export function remoteDatastore(rcc: RemoteClusterConfiguration): Datastore | { error: string } {
   if (rcc.spec.datastoreType === 'file') {
-    if (!rcc.spec.fileDatastorePath) return { error: 'spec.fileDatastorePath is required for datastoreType file' };
+    if (!rcc.spec.fileDatastorePath)
+      return { error: 'spec.fileDatastorePath is required for datastoreType file' };
     return new FileDatastore(rcc.spec.fileDatastorePath);
   }
   return { error: `datastoreType ${rcc.spec.datastoreType} is not supported by this build yet` };

@@ -3,11 +3,22 @@
 // refused loudly on conflict (local wins). An RCC's change restarts only that remote; deleting it
 // withdraws its data; a remote that fails keeps its last data (fail-static) for a retention time.
 import { create } from '@bufbuild/protobuf';
+import { compilePolicy, PolicyError } from '../agent/calc/policy-compiler.ts';
 import { logger } from '../lib/log.ts';
 import { type Cidr, cidrContainsIp, cidrsOverlap, parseCidrParts } from '../model/net.ts';
-import { type RemoteClusterConfiguration, type Resource, type ResourceError, resourceId } from '../model/resources.ts';
-import { compilePolicy, PolicyError } from '../agent/calc/policy-compiler.ts';
-import { type Policy, RemoteClusterState, RemoteClusterStatusSchema, ResourceKind, type Update } from '../proto/service.ts';
+import {
+  type RemoteClusterConfiguration,
+  type Resource,
+  type ResourceError,
+  resourceId,
+} from '../model/resources.ts';
+import {
+  type Policy,
+  RemoteClusterState,
+  RemoteClusterStatusSchema,
+  ResourceKind,
+  type Update,
+} from '../proto/service.ts';
 import { type ConvertContext, isOverlayKind, toUpdate } from './convert.ts';
 import type { Datastore, DatastoreEvent, DatastoreStatus } from './datastore/types.ts';
 import type { FeedCache } from './feed-cache.ts';
@@ -108,7 +119,8 @@ export class Merger {
       this.startRemotes = new Set(this.rccs.keys());
       this.syncTimer = setTimeout(() => {
         const waiting = [...(this.startRemotes ?? [])].filter((r) => !this.remoteSettled(r));
-        if (waiting.length) log.warn({ waiting }, 'remote clusters not in sync in time; serving in-sync without them');
+        if (waiting.length)
+          log.warn({ waiting }, 'remote clusters not in sync in time; serving in-sync without them');
         this.startRemotes = new Set();
         this.checkInSync();
       }, this.opts.remoteSyncTimeoutMs);
@@ -120,7 +132,11 @@ export class Merger {
   private remoteSettled(name: string): boolean {
     const r = this.remotes.get(name);
     if (!r) return true;
-    return r.source.status === 'InSync' || r.source.status === 'ConnectionFailed' || r.source.status === 'ConfigIncomplete';
+    return (
+      r.source.status === 'InSync' ||
+      r.source.status === 'ConnectionFailed' ||
+      r.source.status === 'ConfigIncomplete'
+    );
   }
 
   private checkInSync(): void {
@@ -175,8 +191,22 @@ export class Merger {
       return true;
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
-      const err: ResourceError = { origin: r.origin, resource: resourceId(r), field: e.field, message: e.reason };
-      log.warn({ file: r.origin.source, document: r.origin.document, resource: err.resource, field: e.field, reason: e.reason }, 'refused policy; its last good version (if any) stays');
+      const err: ResourceError = {
+        origin: r.origin,
+        resource: resourceId(r),
+        field: e.field,
+        message: e.reason,
+      };
+      log.warn(
+        {
+          file: r.origin.source,
+          document: r.origin.document,
+          resource: err.resource,
+          field: e.field,
+          reason: e.reason,
+        },
+        'refused policy; its last good version (if any) stays',
+      );
       this.recordErrors([err]);
       return false;
     }
@@ -203,7 +233,10 @@ export class Merger {
     const owner = this.owner.get(ck);
     if (conflict) {
       if (src.conflicts.get(id) !== conflict) {
-        log.warn({ cluster: src.name, resource: id, reason: conflict }, 'refused remote resource: conflicts with the local cluster');
+        log.warn(
+          { cluster: src.name, resource: id, reason: conflict },
+          'refused remote resource: conflicts with the local cluster',
+        );
       }
       src.conflicts.set(id, conflict);
       if (owner === src.name) {
@@ -215,7 +248,10 @@ export class Merger {
     src.conflicts.delete(id);
     if (owner !== undefined && owner !== src.name) {
       src.conflicts.set(id, `key ${u.key} already served by ${owner}`);
-      log.warn({ cluster: src.name, resource: id, owner }, 'refused resource: its key is already in the feed');
+      log.warn(
+        { cluster: src.name, resource: id, owner },
+        'refused resource: its key is already in the feed',
+      );
       return;
     }
     this.owner.set(ck, src.name);
@@ -229,7 +265,8 @@ export class Merger {
 
   private localPools(): Cidr[] {
     const out: Cidr[] = [];
-    for (const u of this.local.wanted.values()) if (u.body.case === 'ipPool') out.push(u.body.value.cidr as Cidr);
+    for (const u of this.local.wanted.values())
+      if (u.body.case === 'ipPool') out.push(u.body.value.cidr as Cidr);
     return out;
   }
 
@@ -254,7 +291,8 @@ export class Merger {
         for (const ou of other.wanted.values()) {
           if (ou.body.case === 'node' && ou.body.value.name === name) {
             const ownedByOther = this.owner.get(`${ou.kind}|${ou.key}`) === other.name;
-            if (other === this.local || ownedByOther) return `node name ${name} is already used by cluster ${other.name}`;
+            if (other === this.local || ownedByOther)
+              return `node name ${name} is already used by cluster ${other.name}`;
           }
         }
       }
@@ -281,7 +319,11 @@ export class Merger {
       // Overlay resources may no longer be wanted: drop them now; the resync restores the rest.
       if (!rcc.spec.overlayRouting) {
         for (const [id, u] of [...existing.source.wanted]) {
-          if (u.kind === ResourceKind.IP_POOL || u.kind === ResourceKind.IPAM_BLOCK || u.kind === ResourceKind.NODE) {
+          if (
+            u.kind === ResourceKind.IP_POOL ||
+            u.kind === ResourceKind.IPAM_BLOCK ||
+            u.kind === ResourceKind.NODE
+          ) {
             this.withdraw(existing.source, id);
           }
         }
@@ -333,10 +375,16 @@ export class Merger {
       this.finishResync(src);
     }
     if (st === 'ConnectionFailed') {
-      log.warn({ remote: src.name, detail }, 'remote cluster connection failed; keeping its last data (fail-static)');
+      log.warn(
+        { remote: src.name, detail },
+        'remote cluster connection failed; keeping its last data (fail-static)',
+      );
       if (!remote.retentionTimer) {
         remote.retentionTimer = setTimeout(() => {
-          log.warn({ remote: src.name, retentionMs: this.opts.remoteRetentionMs }, 'remote cluster down too long; withdrawing its data');
+          log.warn(
+            { remote: src.name, retentionMs: this.opts.remoteRetentionMs },
+            'remote cluster down too long; withdrawing its data',
+          );
           for (const id of [...src.wanted.keys()]) this.withdraw(src, id);
           this.publishStatus(src);
         }, this.opts.remoteRetentionMs);

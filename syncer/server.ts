@@ -74,15 +74,25 @@ class ClientStream implements FeedSubscriber {
   }
 
   heartbeat(): void {
-    this.push(create(ServerMessageSchema, { payload: { case: 'heartbeat', value: { unixMillis: BigInt(Date.now()) } } }));
+    this.push(
+      create(ServerMessageSchema, {
+        payload: { case: 'heartbeat', value: { unixMillis: BigInt(Date.now()) } },
+      }),
+    );
   }
 
   push(m: ServerMessage): void {
     if (this.closed) return;
     this.queue.push(m);
     if (this.queue.length > this.maxQueue) {
-      log.warn({ node: this.node, queued: this.queue.length }, 'agent too far behind; disconnecting it (it will resync)');
-      this.close({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'client too slow; reconnect for a fresh snapshot' });
+      log.warn(
+        { node: this.node, queued: this.queue.length },
+        'agent too far behind; disconnecting it (it will resync)',
+      );
+      this.close({
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: 'client too slow; reconnect for a fresh snapshot',
+      });
       return;
     }
     this.pump();
@@ -116,7 +126,9 @@ export class FeedServer {
   private socketPath?: string;
 
   constructor(private readonly opts: FeedServerOptions) {
-    this.server.addService(feedServiceDefinition, { sync: (call: grpc.ServerWritableStream<ClientHello, ServerMessage>) => this.onSync(call) });
+    this.server.addService(feedServiceDefinition, {
+      sync: (call: grpc.ServerWritableStream<ClientHello, ServerMessage>) => this.onSync(call),
+    });
   }
 
   get clientCount(): number {
@@ -134,7 +146,9 @@ export class FeedServer {
       this.socketPath = socketPath;
     }
     const port = await new Promise<number>((resolve, reject) =>
-      this.server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+      this.server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      ),
     );
     this.heartbeat = setInterval(() => {
       for (const c of this.clients) c.heartbeat();
@@ -162,14 +176,23 @@ export class FeedServer {
     const node = hello.nodeName || '(unnamed)';
     log.info({ node, version: hello.version, peer: call.getPeer() }, 'agent connected');
     let unsubscribe = () => {};
-    const client = new ClientStream(call, node, this.opts.batchSize ?? 500, this.opts.maxQueue ?? 20_000, () => {
-      this.clients.delete(client);
-      unsubscribe();
-    });
+    const client = new ClientStream(
+      call,
+      node,
+      this.opts.batchSize ?? 500,
+      this.opts.maxQueue ?? 20_000,
+      () => {
+        this.clients.delete(client);
+        unsubscribe();
+      },
+    );
     this.clients.add(client);
     client.push(
       create(ServerMessageSchema, {
-        payload: { case: 'hello', value: { cluster: this.opts.cluster, version: VERSION, syncerId: this.syncerId } },
+        payload: {
+          case: 'hello',
+          value: { cluster: this.opts.cluster, version: VERSION, syncerId: this.syncerId },
+        },
       }),
     );
     unsubscribe = this.opts.cache.subscribe(client);

@@ -8,7 +8,7 @@ import { ResourceKind, type Update } from '../../proto/service.ts';
 import { LabelIndex } from './label-index.ts';
 import type { EndpointKey, MessageSink } from './messages.ts';
 import { OverlayResolver } from './overlay-resolver.ts';
-import { compilePolicy, PolicyError, policyKey } from './policy-compiler.ts';
+import { compilePolicy, PolicyError, type policyKey } from './policy-compiler.ts';
 import { type LocalEndpointInput, PolicyResolver } from './policy-resolver.ts';
 
 const log = logger('calc');

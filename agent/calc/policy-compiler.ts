@@ -7,11 +7,11 @@ import { parseSelectorCached, type Selector, SelectorParseError } from '../../mo
 import {
   Action,
   type EntityRule,
-  type Policy,
   type PortRange as PbPortRange,
+  type Policy,
   type Rule,
 } from '../../proto/service.ts';
-import { NAMESPACE_LABEL, type MatcherSpec } from './label-index.ts';
+import { type MatcherSpec, NAMESPACE_LABEL } from './label-index.ts';
 import type { CompiledEntity, CompiledRule, IpSetId, PolicyKey, PortRange, RuleAction } from './messages.ts';
 
 export class PolicyError extends Error {

@@ -11,8 +11,8 @@ import type {
   IpSetType,
   LocalEndpoint,
   MessageSink,
-  Pool,
   PolicyKey,
+  Pool,
   RemoteBlockRoute,
   Vtep,
 } from './messages.ts';

@@ -5,8 +5,8 @@
 // periodic pass re-reads the kernel and repairs drift.
 import { logger } from '../../lib/log.ts';
 import type { DataplaneMessage } from '../calc/messages.ts';
-import { FilterTableManager, NatManager, type TableWriter } from './iptables.ts';
 import { IpSetManager, type IpSetWriter } from './ipsets.ts';
+import { FilterTableManager, NatManager, type TableWriter } from './iptables.ts';
 import { type LinkWriter, RouteManager, VxlanManager } from './vxlan.ts';
 
 const log = logger('dataplane');
@@ -119,10 +119,13 @@ export class Dataplane {
       return;
     }
     if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      void this.applyPass();
-    }, Math.max(delay, this.backoffMs));
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        void this.applyPass();
+      },
+      Math.max(delay, this.backoffMs),
+    );
   }
 
   private async applyPass(): Promise<void> {
@@ -151,7 +154,10 @@ export class Dataplane {
       this.stats.failures++;
       this.stats.lastError = (e as Error).message;
       this.backoffMs = Math.min(Math.max(this.backoffMs * 2, 250), 10_000);
-      log.error({ err: (e as Error).message, retryInMs: this.backoffMs }, 'dataplane apply failed; kernel left as it was, retrying');
+      log.error(
+        { err: (e as Error).message, retryInMs: this.backoffMs },
+        'dataplane apply failed; kernel left as it was, retrying',
+      );
       // Whatever half-applied is re-diffed from the kernel on the retry.
       this.ipsets.markDirty();
       this.filter.markDirty();

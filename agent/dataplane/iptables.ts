@@ -2,7 +2,14 @@
 // chains, dispatch, policy chains), the nat table's NAT-outgoing chain. Each apply renders the
 // whole table (pure) and lets the driver write only the difference, one restore per table.
 import type { IptablesBackend, Table as KernelTable, TableState } from '../../native/iptables.ts';
-import type { ActivePolicy, DataplaneMessage, EndpointKey, LocalEndpoint, PolicyKey, Pool } from '../calc/messages.ts';
+import type {
+  ActivePolicy,
+  DataplaneMessage,
+  EndpointKey,
+  LocalEndpoint,
+  PolicyKey,
+  Pool,
+} from '../calc/messages.ts';
 import { ALL_POOLS_SET, MASQ_POOLS_SET } from '../rules/names.ts';
 import { renderFilterTable, renderNatTable } from '../rules/render-tables.ts';
 import type { IpSetManager } from './ipsets.ts';
@@ -82,8 +89,16 @@ export class NatManager {
 
   private updateSets(): void {
     const all = [...this.pools.values()];
-    this.ipsets.replace(ALL_POOLS_SET, 'hash:net', all.map((p) => p.cidr));
-    this.ipsets.replace(MASQ_POOLS_SET, 'hash:net', all.filter((p) => p.local && p.natOutgoing).map((p) => p.cidr));
+    this.ipsets.replace(
+      ALL_POOLS_SET,
+      'hash:net',
+      all.map((p) => p.cidr),
+    );
+    this.ipsets.replace(
+      MASQ_POOLS_SET,
+      'hash:net',
+      all.filter((p) => p.local && p.natOutgoing).map((p) => p.cidr),
+    );
   }
 
   markDirty(): void {

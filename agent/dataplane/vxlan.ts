@@ -17,7 +17,10 @@ export interface LinkWriter {
   ensureVxlan(spec: VxlanSpec): Promise<unknown>;
   syncNeighbours(dev: string, desired: readonly NeighSpec[]): Promise<unknown>;
   syncFdb(dev: string, desired: readonly FdbSpec[]): Promise<unknown>;
-  syncRoutes(desired: readonly RouteSpec[], opts?: { ownedDevices?: (dev: string) => boolean }): Promise<unknown>;
+  syncRoutes(
+    desired: readonly RouteSpec[],
+    opts?: { ownedDevices?: (dev: string) => boolean },
+  ): Promise<unknown>;
 }
 
 /** Calico derives a VTEP MAC when none is configured; ours is stable per node IP. */
@@ -69,13 +72,18 @@ export class VxlanManager {
     if (!this.dirty) return false;
     const h = this.host;
     if (!h?.nodeIp || !h.tunnelIp) {
-      if (this.vteps.size > 0) log.warn({ node: h?.node }, 'this node has no IPv4 address or tunnel address yet; VXLAN not programmed');
+      if (this.vteps.size > 0)
+        log.warn(
+          { node: h?.node },
+          'this node has no IPv4 address or tunnel address yet; VXLAN not programmed',
+        );
       this.dirty = false;
       return false;
     }
     if (!this.deviceReady) {
       const parent = await this.writer.findDeviceWithAddress(h.nodeIp);
-      if (!parent) throw new Error(`no interface holds this node's address ${h.nodeIp}; cannot create ${VXLAN_DEVICE}`);
+      if (!parent)
+        throw new Error(`no interface holds this node's address ${h.nodeIp}; cannot create ${VXLAN_DEVICE}`);
       await this.writer.ensureVxlan({
         name: VXLAN_DEVICE,
         vni: VXLAN_VNI,
@@ -150,7 +158,8 @@ export class RouteManager {
 
   desired(): RouteSpec[] {
     const out: RouteSpec[] = [];
-    for (const w of this.workloads.values()) for (const n of w.nets) out.push({ dst: n, dev: w.iface, scope: 'link' });
+    for (const w of this.workloads.values())
+      for (const n of w.nets) out.push({ dst: n, dev: w.iface, scope: 'link' });
     if (this.vxlan.ready) {
       for (const b of this.blocks.values()) {
         const via = this.vxlan.tunnelIpOf(b.node);

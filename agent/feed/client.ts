@@ -88,7 +88,12 @@ export class FeedClient {
       version: this.opts.version,
       capabilities: ['resync-diff'],
     });
-    const call = this.client.makeServerStreamRequest(FEED_SYNC_PATH, def.requestSerialize, def.responseDeserialize, hello);
+    const call = this.client.makeServerStreamRequest(
+      FEED_SYNC_PATH,
+      def.requestSerialize,
+      def.responseDeserialize,
+      hello,
+    );
     this.call = call;
     this.armSilenceTimer();
     call.on('data', (m: ServerMessage) => {
@@ -102,7 +107,8 @@ export class FeedClient {
       }
     });
     call.on('error', (e: grpc.ServiceError) => {
-      if (this.call === call) this.disconnected(`${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`);
+      if (this.call === call)
+        this.disconnected(`${grpc.status[e.code] ?? e.code}: ${e.details || e.message}`);
     });
     call.on('end', () => {
       if (this.call === call) this.disconnected('stream ended');
@@ -185,7 +191,10 @@ export class FeedClient {
       if (!old || !equals(UpdateSchema, old, u)) diff.push(u);
     }
     for (const [k, old] of this.state) {
-      if (!snapshot.has(k)) diff.push(create(UpdateSchema, { key: old.key, cluster: old.cluster, kind: old.kind, deleted: true }));
+      if (!snapshot.has(k))
+        diff.push(
+          create(UpdateSchema, { key: old.key, cluster: old.cluster, kind: old.kind, deleted: true }),
+        );
     }
     this.state.clear();
     for (const [k, u] of snapshot) this.state.set(k, u);

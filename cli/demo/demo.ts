@@ -3,11 +3,11 @@
 // packets across a connectivity matrix, expected beside observed, and the relabel check.
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { run } from '../../native/exec.ts';
 import type { Resource } from '../../model/resources.ts';
+import { run } from '../../native/exec.ts';
 import { FileDatastore } from '../../syncer/datastore/file.ts';
 import { FEDMESH_BIN, type StartedProcess, startProcess, stopRecorded, waitForLog } from './processes.ts';
-import { DB_PORT, type Flow, FLOWS, HOST_PORT, RELABEL } from './scenario.ts';
+import { DB_PORT, FLOWS, type Flow, HOST_PORT, RELABEL } from './scenario.ts';
 import {
   allPods,
   buildTopology,
@@ -48,11 +48,17 @@ async function preflight(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the demo builds network namespaces: run it as root');
   for (const tool of ['ip', 'iptables-nft-restore', 'ipset', 'ping', 'bridge']) {
     const r = await run('sh', ['-c', `command -v ${tool}`], { allowFailure: true });
-    if (r.exitCode !== 0) throw new Error(`${tool} is missing: run scripts/setup.sh (installs iproute2, iptables, ipset, iputils-ping)`);
+    if (r.exitCode !== 0)
+      throw new Error(
+        `${tool} is missing: run scripts/setup.sh (installs iproute2, iptables, ipset, iputils-ping)`,
+      );
   }
 }
 
-function endpointOf(t: Topology, name: string): { netns: string; ip: string; pod?: PodSpec; node?: NodeSpec } {
+function endpointOf(
+  t: Topology,
+  name: string,
+): { netns: string; ip: string; pod?: PodSpec; node?: NodeSpec } {
   const [cluster, what] = name.split('/');
   const pod = allPods(t).find((p) => p.cluster === cluster && p.name === what);
   if (pod) return { netns: pod.netns, ip: pod.ip, pod };
@@ -61,7 +67,11 @@ function endpointOf(t: Topology, name: string): { netns: string; ip: string; pod
   throw new Error(`scenario names unknown endpoint ${name}`);
 }
 
-export async function probe(t: Topology, f: Pick<Flow, 'from' | 'to' | 'proto' | 'port'>, timeoutMs = 1000): Promise<ProbeResult> {
+export async function probe(
+  t: Topology,
+  f: Pick<Flow, 'from' | 'to' | 'proto' | 'port'>,
+  timeoutMs = 1000,
+): Promise<ProbeResult> {
   const from = endpointOf(t, f.from);
   const to = endpointOf(t, f.to);
   if (f.proto === 'icmp') return ping(from.netns, to.ip as never, Math.max(1, Math.round(timeoutMs / 1000)));
@@ -77,14 +87,21 @@ async function loadClusters(workDir: string): Promise<Record<string, Resource[]>
   const out: Record<string, Resource[]> = {};
   for (const c of CLUSTERS) {
     const { resources, errors } = await FileDatastore.load(join(workDir, c));
-    if (errors.length) throw new Error(`example cluster ${c} has invalid resources: ${errors.map((e) => e.message).join('; ')}`);
+    if (errors.length)
+      throw new Error(
+        `example cluster ${c} has invalid resources: ${errors.map((e) => e.message).join('; ')}`,
+      );
     out[c] = resources;
   }
   return out;
 }
 
 /** Build the namespaces, start probe servers, syncers and agents, and wait until every node is programmed. */
-export async function startMesh(opts: { workDir: string; prefix: string; backend: 'nft' | 'legacy' }): Promise<Mesh> {
+export async function startMesh(opts: {
+  workDir: string;
+  prefix: string;
+  backend: 'nft' | 'legacy';
+}): Promise<Mesh> {
   const { workDir, prefix } = opts;
   await stopMesh(workDir, prefix);
   mkdirSync(workDir, { recursive: true });
@@ -93,10 +110,15 @@ export async function startMesh(opts: { workDir: string; prefix: string; backend
   const topology = topologyFromResources(prefix, await loadClusters(workDir));
   await buildTopology(topology);
   for (const p of allPods(topology)) {
-    startProcess(workDir, `probe-${p.cluster}-${p.name}`, [process.execPath, PROBE_SCRIPT, 'serve', String(DB_PORT)], {
-      netns: p.netns,
-      env: { PROBE_NAME: `${p.cluster}/${p.name}` },
-    });
+    startProcess(
+      workDir,
+      `probe-${p.cluster}-${p.name}`,
+      [process.execPath, PROBE_SCRIPT, 'serve', String(DB_PORT)],
+      {
+        netns: p.netns,
+        env: { PROBE_NAME: `${p.cluster}/${p.name}` },
+      },
+    );
   }
   for (const n of topology.nodes) {
     startProcess(workDir, `probe-${n.name}`, [process.execPath, PROBE_SCRIPT, 'serve', String(HOST_PORT)], {
@@ -107,20 +129,49 @@ export async function startMesh(opts: { workDir: string; prefix: string; backend
   const started = Date.now();
   const env = { FEDMESH_LOG_LEVEL: process.env.FEDMESH_LOG_LEVEL ?? 'info' };
   const syncers = CLUSTERS.map((c) =>
-    startProcess(workDir, `syncer-${c}`, [process.execPath, FEDMESH_BIN, 'syncer', '--cluster', c, '--datastore', `file:${join(workDir, c)}`, '--listen', `unix:${join(workDir, `${c}.sock`)}`], { env }),
+    startProcess(
+      workDir,
+      `syncer-${c}`,
+      [
+        process.execPath,
+        FEDMESH_BIN,
+        'syncer',
+        '--cluster',
+        c,
+        '--datastore',
+        `file:${join(workDir, c)}`,
+        '--listen',
+        `unix:${join(workDir, `${c}.sock`)}`,
+      ],
+      { env },
+    ),
   );
   const agents = topology.nodes.map((n) =>
     startProcess(
       workDir,
       `agent-${n.name}`,
-      [process.execPath, FEDMESH_BIN, 'agent', '--node', n.name, '--feed', `unix:${join(workDir, `${n.cluster}.sock`)}`, '--iptables-backend', opts.backend],
+      [
+        process.execPath,
+        FEDMESH_BIN,
+        'agent',
+        '--node',
+        n.name,
+        '--feed',
+        `unix:${join(workDir, `${n.cluster}.sock`)}`,
+        '--iptables-backend',
+        opts.backend,
+      ],
       { netns: n.netns, env },
     ),
   );
   const timeout = 90_000;
-  const inSync = await Promise.all(agents.map((a) => waitForLog(a.log, /"msSinceStart":(\d+),"msg":"feed in sync"/, timeout)));
+  const inSync = await Promise.all(
+    agents.map((a) => waitForLog(a.log, /"msSinceStart":(\d+),"msg":"feed in sync"/, timeout)),
+  );
   const programmed = await Promise.all(
-    agents.map((a) => waitForLog(a.log, /"msSinceInSync":(\d+),"msSinceStart":(\d+),"msg":"node programmed"/, timeout)),
+    agents.map((a) =>
+      waitForLog(a.log, /"msSinceInSync":(\d+),"msSinceStart":(\d+),"msg":"node programmed"/, timeout),
+    ),
   );
   const allInSync = Date.now();
   return {
@@ -139,7 +190,11 @@ export async function startMesh(opts: { workDir: string; prefix: string; backend
 
 export async function stopMesh(workDir: string, prefix?: string): Promise<void> {
   await stopRecorded(workDir);
-  const pfx = prefix ?? (existsSync(join(workDir, 'prefix')) ? readFileSync(join(workDir, 'prefix'), 'utf8').trim() : DEFAULT_PREFIX);
+  const pfx =
+    prefix ??
+    (existsSync(join(workDir, 'prefix'))
+      ? readFileSync(join(workDir, 'prefix'), 'utf8').trim()
+      : DEFAULT_PREFIX);
   await destroyTopology(pfx);
 }
 
@@ -188,7 +243,14 @@ export function formatMatrix(rows: MatrixRow[]): string {
   ]);
   const all = [head, ...body];
   const w = head.map((_, i) => Math.max(...all.map((row) => row[i]!.length)));
-  return all.map((row) => row.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd()).join('\n');
+  return all
+    .map((row) =>
+      row
+        .map((c, i) => c.padEnd(w[i]!))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
 }
 
 /** Edit one pod's label in the cluster's YAML (document-aware, so only that pod changes). */
@@ -196,7 +258,8 @@ function setPodLabel(workDir: string, from: string, to: string): void {
   const file = join(workDir, RELABEL.cluster, RELABEL.file);
   const docs = readFileSync(file, 'utf8').split('\n---\n');
   const i = docs.findIndex((d) => new RegExp(`^\\s*pod: ${RELABEL.pod}$`, 'm').test(d));
-  if (i < 0 || !docs[i]!.includes(from)) throw new Error(`relabel: ${RELABEL.pod} with "${from}" not found in ${file}`);
+  if (i < 0 || !docs[i]!.includes(from))
+    throw new Error(`relabel: ${RELABEL.pod} with "${from}" not found in ${file}`);
   docs[i] = docs[i]!.replace(from, to);
   writeFileSync(file, docs.join('\n---\n'));
 }
@@ -240,7 +303,9 @@ function lookCommands(mesh: Mesh): string {
     `  ip -n ${n.netns} route show dev ${pod.iface}`,
     `  ip -n ${n.netns} neigh show dev vxlan.calico`,
     `  bridge -n ${n.netns} fdb show dev vxlan.calico`,
-    `  ip netns exec ${pod.netns} ping -c1 <ip>        (pods: ${allPods(mesh.topology).map((p) => `${p.netns}=${p.ip}`).join(' ')})`,
+    `  ip netns exec ${pod.netns} ping -c1 <ip>        (pods: ${allPods(mesh.topology)
+      .map((p) => `${p.netns}=${p.ip}`)
+      .join(' ')})`,
     `  npx fedmesh status --feed unix:${join(mesh.workDir, 'a.sock')}`,
     `Cluster YAML (edit it live): ${join(mesh.workDir, 'a')} and ${join(mesh.workDir, 'b')}; logs: ${mesh.workDir}/*.log`,
     'Remove everything: npx fedmesh demo down',
@@ -263,7 +328,9 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     out(`fedmesh demo: clusters a and b, 2 nodes each, 2 pods per node (iptables backend: ${opts.backend})`);
     const mesh = await startMesh({ workDir, prefix, backend: opts.backend });
     const tm = mesh.timings;
-    out(`all agents in sync ${tm.startToAllInSyncMs} ms after start; every node programmed ${Math.max(...tm.inSyncToProgrammedMs)} ms after its in-sync (all programmed ${tm.startToAllProgrammedMs} ms after start)`);
+    out(
+      `all agents in sync ${tm.startToAllInSyncMs} ms after start; every node programmed ${Math.max(...tm.inSyncToProgrammedMs)} ms after its in-sync (all programmed ${tm.startToAllProgrammedMs} ms after start)`,
+    );
     const rows = await runMatrix(mesh);
     out('');
     out(formatMatrix(rows));

@@ -3,7 +3,7 @@
 // the node's IP; one namespace per pod with eth0 (its /32, a static ARP entry for 169.254.1.1 and
 // a default route via it) and, on the node side, a veth named as the endpoint's interfaceName.
 // The agent adds the /32 routes; everything else here is what a CNI plugin and the cloud would do.
-import { type Ip4, parseCidrParts, intToIp4 } from '../../model/net.ts';
+import { type Ip4, intToIp4, parseCidrParts } from '../../model/net.ts';
 import type { Resource } from '../../model/resources.ts';
 import { run } from '../../native/exec.ts';
 import { addNetns, deleteNetns, inNetns, listNetns, sysctl } from '../../native/netns.ts';
@@ -84,7 +84,20 @@ async function buildNode(t: Topology, n: NodeSpec, index: number): Promise<void>
     'net.ipv4.conf.default.rp_filter': 0,
   });
   const ulPort = `ul${index}`;
-  await run('ip', ['link', 'add', 'eth0', 'netns', n.netns, 'type', 'veth', 'peer', 'name', ulPort, 'netns', t.underlay]);
+  await run('ip', [
+    'link',
+    'add',
+    'eth0',
+    'netns',
+    n.netns,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    ulPort,
+    'netns',
+    t.underlay,
+  ]);
   await run('ip', ['-n', t.underlay, 'link', 'set', ulPort, 'master', 'br0', 'up']);
   await run('ip', ['-n', n.netns, 'addr', 'add', `${n.ip}/${n.prefixLen}`, 'dev', 'eth0']);
   await run('ip', ['-n', n.netns, 'link', 'set', 'eth0', 'up']);
@@ -93,7 +106,22 @@ async function buildNode(t: Topology, n: NodeSpec, index: number): Promise<void>
 
 async function buildPod(n: NodeSpec, p: PodSpec): Promise<void> {
   await addNetns(p.netns);
-  await run('ip', ['-n', n.netns, 'link', 'add', p.iface, 'address', HOST_SIDE_MAC, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', p.netns]);
+  await run('ip', [
+    '-n',
+    n.netns,
+    'link',
+    'add',
+    p.iface,
+    'address',
+    HOST_SIDE_MAC,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    'eth0',
+    'netns',
+    p.netns,
+  ]);
   await run('ip', ['-n', n.netns, 'link', 'set', p.iface, 'mtu', String(POD_MTU), 'up']);
   const batch = [
     `link set eth0 mtu ${POD_MTU} up`,
@@ -128,16 +156,28 @@ export interface ProbeResult {
 }
 
 export async function ping(fromNetns: string, to: Ip4, timeoutS = 1): Promise<ProbeResult> {
-  const r = await inNetns(fromNetns, 'ping', ['-n', '-q', '-c', '1', '-W', String(timeoutS), to], { allowFailure: true });
+  const r = await inNetns(fromNetns, 'ping', ['-n', '-q', '-c', '1', '-W', String(timeoutS), to], {
+    allowFailure: true,
+  });
   return { ok: r.exitCode === 0, detail: r.exitCode === 0 ? 'reply' : 'no reply' };
 }
 
 export const PROBE_SCRIPT = new URL('../../scripts/probe.mjs', import.meta.url).pathname;
 
-export async function tcpProbe(fromNetns: string, to: Ip4, port: number, timeoutMs = 1000): Promise<ProbeResult> {
-  const r = await inNetns(fromNetns, process.execPath, [PROBE_SCRIPT, 'connect', to, String(port), String(timeoutMs)], {
-    allowFailure: true,
-  });
+export async function tcpProbe(
+  fromNetns: string,
+  to: Ip4,
+  port: number,
+  timeoutMs = 1000,
+): Promise<ProbeResult> {
+  const r = await inNetns(
+    fromNetns,
+    process.execPath,
+    [PROBE_SCRIPT, 'connect', to, String(port), String(timeoutMs)],
+    {
+      allowFailure: true,
+    },
+  );
   const line = r.stdout.trim();
   const m = / saw (?:::ffff:)?([0-9.]+)$/.exec(line);
   return { ok: r.exitCode === 0, sourceSeen: m?.[1], detail: line || r.stderr.trim() };

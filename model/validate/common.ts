@@ -42,8 +42,6 @@ export function requireString(v: unknown): string {
   return v;
 }
 
-export const nonEmptyString = checked(requireString);
-
 const LABEL_FMT = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
 const DNS1123_LABEL = new RegExp(`^${LABEL_FMT}$`);
 const DNS1123_SUBDOMAIN = new RegExp(`^${LABEL_FMT}(\\.${LABEL_FMT})*$`);
@@ -125,8 +123,6 @@ export function checkInt(v: unknown, min: number, max: number): number {
   if (n < min || n > max) throw new FieldError(`${n} is out of range ${min}..${max}`);
   return n;
 }
-
-export const intSchema = (min: number, max: number) => checked((v) => checkInt(v, min, max));
 
 export function checkBool(v: unknown): boolean {
   if (typeof v !== 'boolean') throw new FieldError(`expected true or false, got ${describe(v)}`);

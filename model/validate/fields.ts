@@ -84,8 +84,6 @@ export function checkProtocol(v: unknown): string {
   throw new FieldError(`unknown protocol "${v}": expected TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite or 1..255`);
 }
 
-export const protocolSchema = checked(checkProtocol);
-
 export function protocolHasPorts(p: string): boolean {
   return PORT_PROTOCOLS.has(p);
 }

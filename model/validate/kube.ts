@@ -82,22 +82,25 @@ function podIps(
   annotations: Readonly<Record<string, string>>,
   status: z.output<typeof podBody>['status'],
   ctx: KindContext,
-): Cidr[] | ResourceError[] {
+): { ips: Cidr[] } | { errors: ResourceError[] } {
+  const isCidr = (c: Cidr | null | undefined): c is Cidr => c !== null && c !== undefined;
   for (const key of [ANN_POD_IPS, ANN_POD_IP]) {
     const value = annotations[key];
     if (value === undefined || value === '') continue;
     try {
-      return value
-        .split(',')
-        .map((s) => podIp(s.trim()))
-        .filter((c): c is Cidr => c !== null);
+      return {
+        ips: value
+          .split(',')
+          .map((s) => podIp(s.trim()))
+          .filter(isCidr),
+      };
     } catch (e) {
       const field = formatPath(['metadata', 'annotations', key]);
-      return [{ origin: ctx.origin, resource: ctx.id, field, message: (e as Error).message }];
+      return { errors: [{ origin: ctx.origin, resource: ctx.id, field, message: (e as Error).message }] };
     }
   }
-  const all = status.podIPs.length > 0 ? status.podIPs.map((p) => p.ip) : [status.podIP ?? null];
-  return all.filter((c): c is Cidr => c !== null && c !== undefined);
+  const all = status.podIPs.length > 0 ? status.podIPs.map((p) => p.ip) : [status.podIP];
+  return { ips: all.filter(isCidr) };
 }
 
 function namedPorts(spec: z.output<typeof podBody>['spec']): NamedPort[] {
@@ -111,8 +114,8 @@ const pod = defineKind({
   nameRule: 'subdomain',
   body: podBody,
   build(meta, { spec, status }, ctx): ValidateResult {
-    const ips = podIps(meta.annotations, status, ctx);
-    if (ips.length > 0 && typeof ips[0] === 'object') return { errors: ips as ResourceError[] };
+    const found = podIps(meta.annotations, status, ctx);
+    if ('errors' in found) return found;
     const sa = spec.serviceAccountName ?? spec.serviceAccount;
     const result = podToWorkloadEndpoint({
       name: meta.name,
@@ -124,7 +127,7 @@ const pod = defineKind({
       hostNetwork: spec.hostNetwork,
       ...(status.phase ? { phase: status.phase } : {}),
       ...(sa ? { serviceAccountName: sa } : {}),
-      ips: ips as Cidr[],
+      ips: found.ips,
       ports: namedPorts(spec),
     });
     return 'kind' in result ? { resource: result } : result;

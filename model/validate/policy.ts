@@ -155,7 +155,7 @@ function checkRuleIcmp(r: RawRule & { icmp?: unknown; notICMP?: unknown }, ctx: 
 
 const policyTypeSchema = enumSchema(['Ingress', 'Egress'] as const);
 
-const policySpecSchema = z
+export const policySpecSchema = z
   .object({
     tier: checked((v) => checkName('label', v)).default('default'),
     order: checked((v) => {
@@ -209,5 +209,3 @@ export function policyTypes(
   if (ingressRules === 0) return { ingress: false, egress: true };
   return { ingress: true, egress: true };
 }
-
-export { policySpecSchema };

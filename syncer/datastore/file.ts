@@ -240,6 +240,7 @@ export class FileDatastore implements Datastore {
   private again = false;
   private stopped = false;
   private readonly loggedSkips = new Set<string>();
+  private watchFailureLogged = false;
 
   constructor(dir: string, opts: { pollIntervalMs?: number } = {}) {
     this.dir = resolve(dir);
@@ -485,7 +486,9 @@ export class FileDatastore implements Datastore {
         this.closeWatcher();
       });
     } catch (e) {
-      log.debug({ err: e, dir: this.dir }, 'fs.watch unavailable; polling only');
+      // Retried on every scan (an inotify limit may be lifted); said once.
+      if (!this.watchFailureLogged) log.info({ err: e, dir: this.dir }, 'fs.watch unavailable; polling only');
+      this.watchFailureLogged = true;
     }
   }
 

@@ -18,7 +18,11 @@ function fedmesh(args: string[]) {
   return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 240_000 });
 }
 
-async function waitFor(what: string, fn: () => Promise<boolean> | boolean, timeoutMs = 10_000): Promise<number> {
+async function waitFor(
+  what: string,
+  fn: () => Promise<boolean> | boolean,
+  timeoutMs = 10_000,
+): Promise<number> {
   const start = Date.now();
   while (Date.now() - start < timeoutMs) {
     if (await fn()) return Date.now() - start;
@@ -29,12 +33,17 @@ async function waitFor(what: string, fn: () => Promise<boolean> | boolean, timeo
 
 const tcp = async (podNs: string, ip: string) => {
   const probe = new URL('../../scripts/probe.mjs', import.meta.url).pathname;
-  const r = await run('ip', ['netns', 'exec', podNs, process.execPath, probe, 'connect', ip, '5432', '500'], { allowFailure: true });
+  const r = await run('ip', ['netns', 'exec', podNs, process.execPath, probe, 'connect', ip, '5432', '500'], {
+    allowFailure: true,
+  });
   return r.exitCode === 0;
 };
 
 for (const backend of ['nft', 'legacy'] as const) {
-  test(`two-cluster demo end to end (${backend})`, { skip: !isRoot && 'needs root (network namespaces)', timeout: 300_000 }, async (t) => {
+  test(`two-cluster demo end to end (${backend})`, {
+    skip: !isRoot && 'needs root (network namespaces)',
+    timeout: 300_000,
+  }, async (t) => {
     const prefix = `fme${uniqueTag(4)}`;
     const dir = mkdtempSync(join(tmpdir(), `fedmesh-e2e-${backend}-`));
     t.after(() => {
@@ -57,73 +66,110 @@ for (const backend of ['nft', 'legacy'] as const) {
       const filter = (await run(save, ['-t', 'filter'], { netns: node })).stdout;
       assert.match(filter, /^-A FORWARD .*cali:[A-Za-z0-9_-]{16}.* -j cali-FORWARD$/m);
       assert.match(filter, /^:cali-tw-cali7fd651e3ab8 /m, 'ingress chain of b/db-1');
-      assert.match(filter, /^-A cali-tw-cali7fd651e3ab8 .*-j DROP$/m, 'db-1 is selected by a policy: default deny');
+      assert.match(
+        filter,
+        /^-A cali-tw-cali7fd651e3ab8 .*-j DROP$/m,
+        'db-1 is selected by a policy: default deny',
+      );
       for (const line of filter.split('\n').filter((l) => l.startsWith('-A cali-'))) {
         assert.match(line, /--comment "?cali:[A-Za-z0-9_-]{16}/, `every rule carries a hash: ${line}`);
       }
       const otherSave = await run(other, ['-t', 'filter'], { netns: node, allowFailure: true });
       assert.doesNotMatch(otherSave.stdout, /cali-/, `nothing written to the ${other} backend`);
       const nat = (await run(save, ['-t', 'nat'], { netns: node })).stdout;
-      assert.match(nat, /--match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst .*-j MASQUERADE/);
+      assert.match(
+        nat,
+        /--match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst .*-j MASQUERADE/,
+      );
 
       const sets = (await run('ipset', ['list'], { netns: node })).stdout;
       assert.match(sets, /Name: cali40all-ipam-pools[\s\S]*?Members:\n(?:.*\n)*?10\.10\.0\.0\/16/);
       const ruleSet = /Name: (cali40s:\S+)\nType: hash:net[\s\S]*?Members:\n((?:\S+\n?)*)/.exec(sets);
       assert.ok(ruleSet, 'a rule-selector ipset exists');
-      assert.deepEqual(ruleSet[2]!.trim().split('\n').sort(), ['10.10.1.5', '10.10.2.5'], 'the set holds cluster a frontends');
+      assert.deepEqual(
+        ruleSet[2]!.trim().split('\n').sort(),
+        ['10.10.1.5', '10.10.2.5'],
+        'the set holds cluster a frontends',
+      );
 
       const routes = (await run('ip', ['-n', node, 'route', 'show', 'proto', '80'])).stdout;
       for (const block of ['10.10.1.0/26', '10.10.2.0/26', '10.20.2.0/26']) {
-        assert.match(routes, new RegExp(`^${block.replace(/\./g, '\\.')} via \\S+ dev vxlan.calico .*onlink`, 'm'));
+        assert.match(
+          routes,
+          new RegExp(`^${block.replace(/\./g, '\\.')} via \\S+ dev vxlan.calico .*onlink`, 'm'),
+        );
       }
       assert.match(routes, /^10\.20\.1\.5 dev cali7fd651e3ab8 /m, 'workload /32 route');
       const fdb = (await run('bridge', ['-n', node, 'fdb', 'show', 'dev', 'vxlan.calico'])).stdout;
-      assert.equal(fdb.split('\n').filter((l) => / self permanent/.test(l)).length, 3, 'one FDB entry per other node');
+      assert.equal(
+        fdb.split('\n').filter((l) => / self permanent/.test(l)).length,
+        3,
+        'one FDB entry per other node',
+      );
       const link = (await run('ip', ['-n', node, '-d', 'link', 'show', 'vxlan.calico'])).stdout;
       assert.match(link, /mtu 1450 /);
       assert.match(link, /vxlan id 4096 .*dstport 4789/);
     });
 
-    await t.test('a malformed YAML document is refused with file and field; everything else keeps working', async () => {
-      const file = join(dir, 'a', 'broken.yaml');
-      appendFileSync(
-        file,
-        'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: bad-pool}\nspec: {cidr: 10.99.0.1/16}\n',
-      );
-      const log = join(dir, 'syncer-a.log');
-      await waitFor('the syncer to refuse the document', () => {
-        const text = readFileSync(log, 'utf8');
-        return text.includes('broken.yaml') && text.includes('spec.cidr');
-      });
-      assert.ok(await tcp(frontendNs, dbIp), 'frontend still reaches db');
-    });
+    await t.test(
+      'a malformed YAML document is refused with file and field; everything else keeps working',
+      async () => {
+        const file = join(dir, 'a', 'broken.yaml');
+        appendFileSync(
+          file,
+          'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: bad-pool}\nspec: {cidr: 10.99.0.1/16}\n',
+        );
+        const log = join(dir, 'syncer-a.log');
+        await waitFor('the syncer to refuse the document', () => {
+          const text = readFileSync(log, 'utf8');
+          return text.includes('broken.yaml') && text.includes('spec.cidr');
+        });
+        assert.ok(await tcp(frontendNs, dbIp), 'frontend still reaches db');
+      },
+    );
 
-    await t.test('a policy whose selector does not parse is refused with the position; other policies apply', async () => {
-      appendFileSync(
-        join(dir, 'a', 'bad-policy.yaml'),
-        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: bad-selector}\nspec:\n  selector: app == \n  types: [Ingress]\n",
-      );
-      await waitFor('the refusal', () => /bad-selector[\s\S]*position/.test(readFileSync(join(dir, 'syncer-a.log'), 'utf8')));
-      assert.ok(await tcp(frontendNs, dbIp), 'frontend still reaches db');
-      assert.ok(!(await tcp(`${prefix}-a-web-1`, dbIp)), 'web still denied');
-    });
+    await t.test(
+      'a policy whose selector does not parse is refused with the position; other policies apply',
+      async () => {
+        appendFileSync(
+          join(dir, 'a', 'bad-policy.yaml'),
+          'apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: bad-selector}\nspec:\n  selector: app == \n  types: [Ingress]\n',
+        );
+        await waitFor('the refusal', () =>
+          /bad-selector[\s\S]*position/.test(readFileSync(join(dir, 'syncer-a.log'), 'utf8')),
+        );
+        assert.ok(await tcp(frontendNs, dbIp), 'frontend still reaches db');
+        assert.ok(!(await tcp(`${prefix}-a-web-1`, dbIp)), 'web still denied');
+      },
+    );
 
-    await t.test('with the syncer of cluster b gone, node b-node1 keeps enforcing, unchanged (fail-static)', async () => {
-      const before = (await run(backend === 'nft' ? 'iptables-nft-save' : 'iptables-legacy-save', ['-t', 'filter'], { netns: node })).stdout;
-      const hashes = (s: string) => [...s.matchAll(/cali:([A-Za-z0-9_-]{16})/g)].map((m) => m[1]).sort();
-      assert.ok(hashes(before).length > 20);
-      assert.ok(await tcp(frontendNs, dbIp));
-      // Fail-static: with the syncer of b stopped, the dataplane keeps enforcing.
-      const pids = readFileSync(join(dir, 'pids'), 'utf8');
-      const syncerB = /^(\d+) syncer-b$/m.exec(pids);
-      assert.ok(syncerB);
-      process.kill(Number(syncerB[1]), 'SIGTERM');
-      await new Promise((r) => setTimeout(r, 1500));
-      assert.ok(await tcp(frontendNs, dbIp), 'still allowed with the syncer gone');
-      assert.ok(!(await tcp(`${prefix}-a-web-1`, dbIp)), 'still denied with the syncer gone');
-      const after = (await run(backend === 'nft' ? 'iptables-nft-save' : 'iptables-legacy-save', ['-t', 'filter'], { netns: node })).stdout;
-      assert.deepEqual(hashes(after), hashes(before), 'no rule changed while the feed is down');
-    });
+    await t.test(
+      'with the syncer of cluster b gone, node b-node1 keeps enforcing, unchanged (fail-static)',
+      async () => {
+        const before = (
+          await run(backend === 'nft' ? 'iptables-nft-save' : 'iptables-legacy-save', ['-t', 'filter'], {
+            netns: node,
+          })
+        ).stdout;
+        const hashes = (s: string) => [...s.matchAll(/cali:([A-Za-z0-9_-]{16})/g)].map((m) => m[1]).sort();
+        assert.ok(hashes(before).length > 20);
+        assert.ok(await tcp(frontendNs, dbIp));
+        // Fail-static: with the syncer of b stopped, the dataplane keeps enforcing.
+        const pids = readFileSync(join(dir, 'pids'), 'utf8');
+        const syncerB = /^(\d+) syncer-b$/m.exec(pids);
+        assert.ok(syncerB);
+        process.kill(Number(syncerB[1]), 'SIGTERM');
+        await new Promise((r) => setTimeout(r, 1500));
+        assert.ok(await tcp(frontendNs, dbIp), 'still allowed with the syncer gone');
+        assert.ok(!(await tcp(`${prefix}-a-web-1`, dbIp)), 'still denied with the syncer gone');
+        const after = (
+          await run(backend === 'nft' ? 'iptables-nft-save' : 'iptables-legacy-save', ['-t', 'filter'], {
+            netns: node,
+          })
+        ).stdout;
+        assert.deepEqual(hashes(after), hashes(before), 'no rule changed while the feed is down');
+      },
+    );
 
     const down = fedmesh(['demo', 'down', '--dir', dir, '--prefix', prefix]);
     assert.equal(down.status, 0, down.stderr);

@@ -10,8 +10,7 @@ import { addNetns, deleteNetns, inNetns, sysctl, uniqueTag } from '../../native/
 /** Every namespace any scope in this process created and has not removed yet. */
 const live = new Set<string>();
 
-// Last resort if the test process dies between create and teardown (t.after never runs then).
-process.once('exit', () => {
+function removeLiveSync(): void {
   for (const name of live) {
     try {
       execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
@@ -19,7 +18,18 @@ process.once('exit', () => {
       // already gone
     }
   }
-});
+  live.clear();
+}
+
+// Last resort if the test process ends between create and teardown (t.after never runs then):
+// on a normal exit, an uncaught error, or Ctrl-C / the runner's SIGTERM.
+process.once('exit', removeLiveSync);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    removeLiveSync();
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  });
+}
 
 /** Is the caller root (can it create namespaces)? Integration tests skip otherwise. */
 export function isRoot(): boolean {
@@ -82,9 +92,23 @@ export interface VethEnd {
 export async function veth(a: VethEnd, b: VethEnd): Promise<void> {
   const macA = a.mac ? ['address', a.mac] : [];
   const macB = b.mac ? ['address', b.mac] : [];
-  await inNetns(a.ns, 'ip', ['link', 'add', a.ifname, ...macA, 'type', 'veth', 'peer', 'name', b.ifname, ...macB, 'netns', b.ns]);
+  await inNetns(a.ns, 'ip', [
+    'link',
+    'add',
+    a.ifname,
+    ...macA,
+    'type',
+    'veth',
+    'peer',
+    'name',
+    b.ifname,
+    ...macB,
+    'netns',
+    b.ns,
+  ]);
   for (const end of [a, b]) {
-    if (end.mtu !== undefined) await inNetns(end.ns, 'ip', ['link', 'set', end.ifname, 'mtu', String(end.mtu)]);
+    if (end.mtu !== undefined)
+      await inNetns(end.ns, 'ip', ['link', 'set', end.ifname, 'mtu', String(end.mtu)]);
     if (end.addr !== undefined) await inNetns(end.ns, 'ip', ['addr', 'add', end.addr, 'dev', end.ifname]);
     await inNetns(end.ns, 'ip', ['link', 'set', end.ifname, 'up']);
   }
@@ -103,7 +127,17 @@ export async function podBehind(
   await veth({ ns: node, ifname: hostIf, mac: 'ee:ee:ee:ee:ee:ee', mtu }, { ns: pod, ifname: 'eth0', mtu });
   await inNetns(pod, 'ip', ['addr', 'add', `${podIp}/32`, 'dev', 'eth0']);
   await inNetns(pod, 'ip', ['route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link']);
-  await inNetns(pod, 'ip', ['neigh', 'add', '169.254.1.1', 'lladdr', 'ee:ee:ee:ee:ee:ee', 'dev', 'eth0', 'nud', 'permanent']);
+  await inNetns(pod, 'ip', [
+    'neigh',
+    'add',
+    '169.254.1.1',
+    'lladdr',
+    'ee:ee:ee:ee:ee:ee',
+    'dev',
+    'eth0',
+    'nud',
+    'permanent',
+  ]);
   await inNetns(pod, 'ip', ['route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0']);
 }
 
@@ -113,7 +147,11 @@ export async function sh(ns: string, file: string, ...args: string[]): Promise<s
 }
 
 /** One ping from `ns`; true if it got an answer. `timeoutS` may be fractional for expected failures. */
-export async function ping(ns: string, dst: string, opts: { timeoutS?: number; extra?: string[] } = {}): Promise<boolean> {
+export async function ping(
+  ns: string,
+  dst: string,
+  opts: { timeoutS?: number; extra?: string[] } = {},
+): Promise<boolean> {
   const args = ['-q', '-c1', `-W${opts.timeoutS ?? 1}`, ...(opts.extra ?? []), dst];
   const res = await inNetns(ns, 'ping', args, { allowFailure: true });
   return res.exitCode === 0;

@@ -2,8 +2,8 @@
 // and a workload veth; every check reads the kernel back with `ip` / `bridge`.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { IpRouteDriver, type RouteSpec, VXLAN_DEV, type VxlanSpec } from '../../native/iproute.ts';
 import type { Cidr, Ip4, Mac } from '../../model/net.ts';
+import { IpRouteDriver, type RouteSpec, VXLAN_DEV, type VxlanSpec } from '../../native/iproute.ts';
 import { isRoot, netnsScope, sh, veth } from '../harness/netns.ts';
 
 const cidr = (s: string) => s as Cidr;
@@ -20,8 +20,18 @@ const VX: VxlanSpec = {
   tunnelAddress: ip('10.244.0.0'),
 };
 
-const REMOTE_B: RouteSpec = { dst: cidr('10.244.1.0/26'), via: ip('10.244.1.0'), dev: VXLAN_DEV, onlink: true };
-const REMOTE_C: RouteSpec = { dst: cidr('10.244.2.0/26'), via: ip('10.244.2.0'), dev: VXLAN_DEV, onlink: true };
+const REMOTE_B: RouteSpec = {
+  dst: cidr('10.244.1.0/26'),
+  via: ip('10.244.1.0'),
+  dev: VXLAN_DEV,
+  onlink: true,
+};
+const REMOTE_C: RouteSpec = {
+  dst: cidr('10.244.2.0/26'),
+  via: ip('10.244.2.0'),
+  dev: VXLAN_DEV,
+  onlink: true,
+};
 const POD: RouteSpec = { dst: cidr('10.244.0.5/32'), dev: 'calipod1' };
 const ownedDevices = (dev: string) => dev.startsWith('cali');
 
@@ -38,17 +48,35 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
   const node = await scope.add('node', { router: true });
   const peer = await scope.add('peer');
   const pod = await scope.add('pod');
-  await veth({ ns: node, ifname: 'eth0', addr: '192.168.100.1/24' }, { ns: peer, ifname: 'eth0', addr: '192.168.100.2/24' });
+  await veth(
+    { ns: node, ifname: 'eth0', addr: '192.168.100.1/24' },
+    { ns: peer, ifname: 'eth0', addr: '192.168.100.2/24' },
+  );
   await veth({ ns: node, ifname: 'calipod1', mtu: 1450 }, { ns: pod, ifname: 'eth0', mtu: 1450 });
   const drv = new IpRouteDriver({ netns: node });
   // Someone else's routes: they must survive every sync.
   await sh(node, 'ip', 'route', 'add', '10.50.0.0/16', 'via', '192.168.100.2', 'dev', 'eth0');
-  await sh(node, 'ip', 'route', 'add', '10.60.0.0/16', 'via', '192.168.100.2', 'dev', 'eth0', 'proto', 'static');
+  await sh(
+    node,
+    'ip',
+    'route',
+    'add',
+    '10.60.0.0/16',
+    'via',
+    '192.168.100.2',
+    'dev',
+    'eth0',
+    'proto',
+    'static',
+  );
   const foreignIntact = async () => {
     const r = await routes(node);
     assert.ok(r.includes('10.50.0.0/16 via 192.168.100.2 dev eth0'), r.join('\n'));
     assert.ok(r.includes('10.60.0.0/16 via 192.168.100.2 dev eth0 proto static'), r.join('\n'));
-    assert.ok(r.includes('192.168.100.0/24 dev eth0 proto kernel scope link src 192.168.100.1'), r.join('\n'));
+    assert.ok(
+      r.includes('192.168.100.0/24 dev eth0 proto kernel scope link src 192.168.100.1'),
+      r.join('\n'),
+    );
   };
 
   await t.test('findDeviceWithAddress', async () => {
@@ -56,18 +84,21 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
     assert.equal(await drv.findDeviceWithAddress(ip('192.168.100.99')), undefined);
   });
 
-  await t.test('ensureVxlan creates the device: VNI, port, local, parent, MAC, MTU = parent - 50, /32, up', async () => {
-    const r = await drv.ensureVxlan(VX);
-    assert.deepEqual([r.created, r.changed], [true, true]);
-    const d = await sh(node, 'ip', '-d', 'addr', 'show', 'dev', VXLAN_DEV);
-    assert.match(d, /mtu 1450 /);
-    assert.match(d, /<[^>]*\bUP\b[^>]*>/);
-    assert.match(d, /link\/ether 66:ee:ee:00:00:0a /);
-    assert.match(d, /vxlan id 4096 local 192\.168\.100\.1 dev eth0 .*dstport 4789 .*nolearning/);
-    assert.match(d, /inet 10\.244\.0\.0\/32 /);
-    const again = await drv.ensureVxlan(VX);
-    assert.deepEqual([again.created, again.changed], [false, false]);
-  });
+  await t.test(
+    'ensureVxlan creates the device: VNI, port, local, parent, MAC, MTU = parent - 50, /32, up',
+    async () => {
+      const r = await drv.ensureVxlan(VX);
+      assert.deepEqual([r.created, r.changed], [true, true]);
+      const d = await sh(node, 'ip', '-d', 'addr', 'show', 'dev', VXLAN_DEV);
+      assert.match(d, /mtu 1450 /);
+      assert.match(d, /<[^>]*\bUP\b[^>]*>/);
+      assert.match(d, /link\/ether 66:ee:ee:00:00:0a /);
+      assert.match(d, /vxlan id 4096 local 192\.168\.100\.1 dev eth0 .*dstport 4789 .*nolearning/);
+      assert.match(d, /inet 10\.244\.0\.0\/32 /);
+      const again = await drv.ensureVxlan(VX);
+      assert.deepEqual([again.created, again.changed], [false, false]);
+    },
+  );
 
   await t.test('ensureVxlan fixes MTU and addresses in place', async () => {
     await sh(node, 'ip', 'addr', 'add', '10.99.0.1/24', 'dev', VXLAN_DEV);
@@ -86,12 +117,27 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
     assert.equal(parent?.name, 'eth0');
     const r = await drv.ensureVxlan({ ...VX, localIp: ip('192.168.100.11'), parentDev: parent?.name ?? '' });
     assert.equal(r.created, true);
-    assert.match(await sh(node, 'ip', '-d', 'link', 'show', 'dev', VXLAN_DEV), /vxlan id 4096 local 192\.168\.100\.11 /);
+    assert.match(
+      await sh(node, 'ip', '-d', 'link', 'show', 'dev', VXLAN_DEV),
+      /vxlan id 4096 local 192\.168\.100\.11 /,
+    );
     // and back, so the rest of the test sees the original underlay
     await sh(node, 'ip', 'addr', 'del', '192.168.100.11/24', 'dev', 'eth0');
     await sh(node, 'ip', 'addr', 'add', '192.168.100.1/24', 'dev', 'eth0');
     await sh(node, 'ip', 'route', 'replace', '10.50.0.0/16', 'via', '192.168.100.2', 'dev', 'eth0');
-    await sh(node, 'ip', 'route', 'replace', '10.60.0.0/16', 'via', '192.168.100.2', 'dev', 'eth0', 'proto', 'static');
+    await sh(
+      node,
+      'ip',
+      'route',
+      'replace',
+      '10.60.0.0/16',
+      'via',
+      '192.168.100.2',
+      'dev',
+      'eth0',
+      'proto',
+      'static',
+    );
     assert.equal((await drv.ensureVxlan(VX)).created, true);
     assert.match(await sh(node, 'ip', '-d', 'link', 'show', 'dev', VXLAN_DEV), /local 192\.168\.100\.1 /);
   });
@@ -125,40 +171,99 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
     await foreignIntact();
   });
 
-  await t.test('syncRoutes skips routes whose device is missing and never overwrites a foreign route', async () => {
-    const missing: RouteSpec = { dst: cidr('10.244.0.7/32'), dev: 'calinothere' };
-    const clash: RouteSpec = { dst: cidr('10.50.0.0/16'), via: ip('10.244.1.0'), dev: VXLAN_DEV, onlink: true };
-    const st = await drv.syncRoutes([POD, REMOTE_B, missing, clash], { ownedDevices });
-    assert.deepEqual(st.skipped.sort(), ['10.244.0.7/32', '10.50.0.0/16']);
-    assert.equal(st.replaced, 1);
-    assert.ok((await routes(node, 'proto', '80')).includes('10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink'));
-    await foreignIntact();
-  });
+  await t.test(
+    'syncRoutes skips routes whose device is missing and never overwrites a foreign route',
+    async () => {
+      const missing: RouteSpec = { dst: cidr('10.244.0.7/32'), dev: 'calinothere' };
+      const clash: RouteSpec = {
+        dst: cidr('10.50.0.0/16'),
+        via: ip('10.244.1.0'),
+        dev: VXLAN_DEV,
+        onlink: true,
+      };
+      const st = await drv.syncRoutes([POD, REMOTE_B, missing, clash], { ownedDevices });
+      assert.deepEqual(st.skipped.sort(), ['10.244.0.7/32', '10.50.0.0/16']);
+      assert.equal(st.replaced, 1);
+      assert.ok(
+        (await routes(node, 'proto', '80')).includes('10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink'),
+      );
+      await foreignIntact();
+    },
+  );
 
-  await t.test('syncNeighbours: permanent entries added, changed, removed; learned entries left', async () => {
-    await sh(node, 'ip', 'neigh', 'replace', '10.244.7.0', 'lladdr', '66:ee:ee:00:00:77', 'dev', VXLAN_DEV, 'nud', 'reachable');
-    const n = (i: string, m: string) => ({ ip: ip(i), mac: mac(m) });
-    let st = await drv.syncNeighbours(VXLAN_DEV, [n('10.244.1.0', '66:ee:ee:00:00:0b'), n('10.244.2.0', '66:ee:ee:00:00:0c')]);
-    assert.equal(st.replaced, 2);
-    const show = async () => sh(node, 'ip', 'neigh', 'show', 'dev', VXLAN_DEV);
-    assert.match(await show(), /10\.244\.1\.0 lladdr 66:ee:ee:00:00:0b PERMANENT/);
-    assert.equal((await drv.syncNeighbours(VXLAN_DEV, [n('10.244.1.0', '66:ee:ee:00:00:0b'), n('10.244.2.0', '66:ee:ee:00:00:0c')])).commands, 0);
-    st = await drv.syncNeighbours(VXLAN_DEV, [n('10.244.1.0', '66:ee:ee:00:00:1b')]);
-    assert.deepEqual([st.replaced, st.deleted], [1, 1]);
-    const out = await show();
-    assert.match(out, /10\.244\.1\.0 lladdr 66:ee:ee:00:00:1b PERMANENT/);
-    assert.doesNotMatch(out, /10\.244\.2\.0/);
-    assert.match(out, /10\.244\.7\.0 lladdr 66:ee:ee:00:00:77/, 'learned entry untouched');
-  });
+  await t.test(
+    'syncNeighbours: permanent entries added, changed, removed; learned entries left',
+    async () => {
+      await sh(
+        node,
+        'ip',
+        'neigh',
+        'replace',
+        '10.244.7.0',
+        'lladdr',
+        '66:ee:ee:00:00:77',
+        'dev',
+        VXLAN_DEV,
+        'nud',
+        'reachable',
+      );
+      const n = (i: string, m: string) => ({ ip: ip(i), mac: mac(m) });
+      let st = await drv.syncNeighbours(VXLAN_DEV, [
+        n('10.244.1.0', '66:ee:ee:00:00:0b'),
+        n('10.244.2.0', '66:ee:ee:00:00:0c'),
+      ]);
+      assert.equal(st.replaced, 2);
+      const show = async () => sh(node, 'ip', 'neigh', 'show', 'dev', VXLAN_DEV);
+      assert.match(await show(), /10\.244\.1\.0 lladdr 66:ee:ee:00:00:0b PERMANENT/);
+      assert.equal(
+        (
+          await drv.syncNeighbours(VXLAN_DEV, [
+            n('10.244.1.0', '66:ee:ee:00:00:0b'),
+            n('10.244.2.0', '66:ee:ee:00:00:0c'),
+          ])
+        ).commands,
+        0,
+      );
+      st = await drv.syncNeighbours(VXLAN_DEV, [n('10.244.1.0', '66:ee:ee:00:00:1b')]);
+      assert.deepEqual([st.replaced, st.deleted], [1, 1]);
+      const out = await show();
+      assert.match(out, /10\.244\.1\.0 lladdr 66:ee:ee:00:00:1b PERMANENT/);
+      assert.doesNotMatch(out, /10\.244\.2\.0/);
+      assert.match(out, /10\.244\.7\.0 lladdr 66:ee:ee:00:00:77/, 'learned entry untouched');
+    },
+  );
 
   await t.test('syncFdb: permanent entries added, moved, removed; the all-zero entry left', async () => {
-    await sh(node, 'bridge', 'fdb', 'append', '00:00:00:00:00:00', 'dev', VXLAN_DEV, 'dst', '192.168.100.9', 'self', 'permanent');
+    await sh(
+      node,
+      'bridge',
+      'fdb',
+      'append',
+      '00:00:00:00:00:00',
+      'dev',
+      VXLAN_DEV,
+      'dst',
+      '192.168.100.9',
+      'self',
+      'permanent',
+    );
     const f = (m: string, d: string) => ({ mac: mac(m), dst: ip(d) });
-    let st = await drv.syncFdb(VXLAN_DEV, [f('66:ee:ee:00:00:0b', '192.168.100.2'), f('66:ee:ee:00:00:0c', '192.168.100.3')]);
+    let st = await drv.syncFdb(VXLAN_DEV, [
+      f('66:ee:ee:00:00:0b', '192.168.100.2'),
+      f('66:ee:ee:00:00:0c', '192.168.100.3'),
+    ]);
     assert.equal(st.replaced, 2);
     const show = async () => sh(node, 'bridge', 'fdb', 'show', 'dev', VXLAN_DEV);
     assert.match(await show(), /66:ee:ee:00:00:0b dst 192\.168\.100\.2 self permanent/);
-    assert.equal((await drv.syncFdb(VXLAN_DEV, [f('66:ee:ee:00:00:0b', '192.168.100.2'), f('66:ee:ee:00:00:0c', '192.168.100.3')])).commands, 0);
+    assert.equal(
+      (
+        await drv.syncFdb(VXLAN_DEV, [
+          f('66:ee:ee:00:00:0b', '192.168.100.2'),
+          f('66:ee:ee:00:00:0c', '192.168.100.3'),
+        ])
+      ).commands,
+      0,
+    );
     st = await drv.syncFdb(VXLAN_DEV, [f('66:ee:ee:00:00:0b', '192.168.100.4')]);
     const out = await show();
     assert.match(out, /66:ee:ee:00:00:0b dst 192\.168\.100\.4 self permanent/);
@@ -171,8 +276,16 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
   await t.test('timing: 10k routes, 10k FDB and 10k ARP entries, one batch each', async () => {
     const n = 10_000;
     const addr = (i: number) => `10.${100 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`;
-    const rs: RouteSpec[] = Array.from({ length: n }, (_, i) => ({ dst: cidr(`${addr(i)}/32`), via: ip('10.244.1.0'), dev: VXLAN_DEV, onlink: true }));
-    const macOf = (i: number) => mac(`66:ee:ee:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`);
+    const rs: RouteSpec[] = Array.from({ length: n }, (_, i) => ({
+      dst: cidr(`${addr(i)}/32`),
+      via: ip('10.244.1.0'),
+      dev: VXLAN_DEV,
+      onlink: true,
+    }));
+    const macOf = (i: number) =>
+      mac(
+        `66:ee:ee:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`,
+      );
     const fdb = Array.from({ length: n }, (_, i) => ({ mac: macOf(i), dst: ip('192.168.100.2') }));
     const arp = Array.from({ length: n }, (_, i) => ({ ip: ip(addr(i)), mac: macOf(i) }));
     const time = async <T>(f: () => Promise<T>): Promise<[T, number]> => {

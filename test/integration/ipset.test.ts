@@ -2,7 +2,7 @@
 // with `ipset` itself, the tool an operator would use.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type IpSetSpec, type IpSetType, IpSetDriver, MAXELEM } from '../../native/ipset.ts';
+import { IpSetDriver, type IpSetSpec, type IpSetType, MAXELEM } from '../../native/ipset.ts';
 import { isRoot, netnsScope, sh } from '../harness/netns.ts';
 
 function spec(name: string, type: IpSetType, members: Iterable<string>): IpSetSpec {
@@ -86,14 +86,40 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
   });
 
   await t.test('type change of a set iptables uses: blocked and reported, set untouched', async () => {
-    await sh(ns, 'iptables', '-w', '-A', 'INPUT', '-m', 'set', '--match-set', 'cali40n', 'src', '-j', 'ACCEPT');
+    await sh(
+      ns,
+      'iptables',
+      '-w',
+      '-A',
+      'INPUT',
+      '-m',
+      'set',
+      '--match-set',
+      'cali40n',
+      'src',
+      '-j',
+      'ACCEPT',
+    );
     const d = base();
     d.set('cali40n', spec('cali40n', 'hash:ip', ['10.3.0.1']));
     const st = await driver.apply(d);
     assert.deepEqual(st.blocked, ['cali40n']);
     assert.match(await header(ns, 'cali40n'), /Type: hash:net\n/);
     // once the reference is gone, the same apply goes through
-    await sh(ns, 'iptables', '-w', '-D', 'INPUT', '-m', 'set', '--match-set', 'cali40n', 'src', '-j', 'ACCEPT');
+    await sh(
+      ns,
+      'iptables',
+      '-w',
+      '-D',
+      'INPUT',
+      '-m',
+      'set',
+      '--match-set',
+      'cali40n',
+      'src',
+      '-j',
+      'ACCEPT',
+    );
     const st2 = await driver.apply(d);
     assert.deepEqual(st2.blocked, []);
     assert.equal(st2.recreated, 1);
@@ -104,7 +130,20 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
   await t.test('header change (maxelem) of a referenced set: temp set + swap, reference kept', async () => {
     await sh(ns, 'ipset', 'create', 'cali40m', 'hash:ip', 'maxelem', '1024');
     await sh(ns, 'ipset', 'add', 'cali40m', '10.9.0.1');
-    await sh(ns, 'iptables', '-w', '-A', 'INPUT', '-m', 'set', '--match-set', 'cali40m', 'src', '-j', 'ACCEPT');
+    await sh(
+      ns,
+      'iptables',
+      '-w',
+      '-A',
+      'INPUT',
+      '-m',
+      'set',
+      '--match-set',
+      'cali40m',
+      'src',
+      '-j',
+      'ACCEPT',
+    );
     const d = sets(spec('cali40m', 'hash:ip', ['10.9.0.1', '10.9.0.2']));
     const st = await driver.apply(d);
     assert.equal(st.swapped, 1);
@@ -117,18 +156,21 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
     assert.equal((await driver.apply(d)).commands, 0);
   });
 
-  await t.test('destroyStale: destroys unkept owned sets, leaves referenced ones for later, never foo', async () => {
-    const st = await driver.destroyStale(new Set(['cali40a']));
-    assert.deepEqual(st.inUse, ['cali40m']);
-    assert.deepEqual(st.destroyed.sort(), ['cali40n', 'cali40p']);
-    assert.deepEqual(await setNames(ns), ['cali40a', 'cali40m', 'foo']);
-    await sh(ns, 'iptables', '-w', '-F', 'INPUT');
-    const st2 = await driver.destroyStale(new Set(['cali40a']));
-    assert.deepEqual(st2.destroyed, ['cali40m']);
-    assert.deepEqual(await setNames(ns), ['cali40a', 'foo']);
-    assert.equal((await driver.destroyStale(new Set(['cali40a']))).commands, 0);
-    await fooIntact();
-  });
+  await t.test(
+    'destroyStale: destroys unkept owned sets, leaves referenced ones for later, never foo',
+    async () => {
+      const st = await driver.destroyStale(new Set(['cali40a']));
+      assert.deepEqual(st.inUse, ['cali40m']);
+      assert.deepEqual(st.destroyed.sort(), ['cali40n', 'cali40p']);
+      assert.deepEqual(await setNames(ns), ['cali40a', 'cali40m', 'foo']);
+      await sh(ns, 'iptables', '-w', '-F', 'INPUT');
+      const st2 = await driver.destroyStale(new Set(['cali40a']));
+      assert.deepEqual(st2.destroyed, ['cali40m']);
+      assert.deepEqual(await setNames(ns), ['cali40a', 'foo']);
+      assert.equal((await driver.destroyStale(new Set(['cali40a']))).commands, 0);
+      await fooIntact();
+    },
+  );
 
   await t.test('timing: one restore of 100k members, then a no-op and a 1% change', async () => {
     const n = 100_000;

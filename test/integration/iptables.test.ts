@@ -2,7 +2,12 @@
 // check reads the kernel back with the backend's own iptables-save.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type IptablesBackend, IptablesDriver, type IptChain, type TableState } from '../../native/iptables.ts';
+import {
+  type IptablesBackend,
+  IptablesDriver,
+  type IptChain,
+  type TableState,
+} from '../../native/iptables.ts';
 import { inNetns } from '../../native/netns.ts';
 import { hasTool, isRoot, netnsScope, sh } from '../harness/netns.ts';
 
@@ -19,8 +24,14 @@ function filterState(extra: IptChain[] = []): TableState {
           { match: '-o cali+', action: '-j cali-to-wl-dispatch' },
         ],
       },
-      { name: 'cali-to-wl-dispatch', rules: [{ match: '-o cali+', action: '-j DROP', comment: 'unknown interface' }] },
-      { name: 'cali-INPUT', rules: [{ match: '-p udp --dport 4789', action: '-j ACCEPT', comment: 'vxlan' }] },
+      {
+        name: 'cali-to-wl-dispatch',
+        rules: [{ match: '-o cali+', action: '-j DROP', comment: 'unknown interface' }],
+      },
+      {
+        name: 'cali-INPUT',
+        rules: [{ match: '-p udp --dport 4789', action: '-j ACCEPT', comment: 'vxlan' }],
+      },
       ...extra,
     ],
     hooks: [
@@ -83,14 +94,18 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
       assert.equal(st.chainsCreated, 3);
       assert.equal(st.hooksInserted, 2);
       const s = await save();
-      for (const c of ['cali-FORWARD', 'cali-to-wl-dispatch', 'cali-INPUT']) assert.ok(chainsIn(s).includes(c), c);
+      for (const c of ['cali-FORWARD', 'cali-to-wl-dispatch', 'cali-INPUT'])
+        assert.ok(chainsIn(s).includes(c), c);
       const fwd = rulesOf(s, 'FORWARD');
       assert.match(fwd[0] ?? '', /--comment "?cali:[A-Za-z0-9_-]{16}"? -j cali-FORWARD$/);
       assert.equal(fwd.length, 3);
       assert.match(rulesOf(s, 'INPUT')[0] ?? '', /cali:.* -j cali-INPUT$/);
       const calFwd = rulesOf(s, 'cali-FORWARD');
       assert.equal(calFwd.length, 3);
-      assert.ok(calFwd.every((l) => /--comment "?cali:[A-Za-z0-9_-]{16}/.test(l)), 'every rule tagged');
+      assert.ok(
+        calFwd.every((l) => /--comment "?cali:[A-Za-z0-9_-]{16}/.test(l)),
+        'every rule tagged',
+      );
       assert.match(calFwd[0] ?? '', /drop invalid/);
       await foreignIntact();
     });
@@ -114,7 +129,11 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
       const state = filterState();
       const fwd = state.chains[0];
       assert.ok(fwd);
-      fwd.rules[1] = { match: '-m conntrack --ctstate RELATED,ESTABLISHED', action: '-j ACCEPT', comment: 'est' };
+      fwd.rules[1] = {
+        match: '-m conntrack --ctstate RELATED,ESTABLISHED',
+        action: '-j ACCEPT',
+        comment: 'est',
+      };
       const st = await driver.syncTable('filter', state);
       assert.equal(st.chainsUpdated, 1);
       assert.equal(st.rulesWritten, 2, 'rule 2 and (chained hash) rule 3');
@@ -125,22 +144,25 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
       assert.equal((await driver.syncTable('filter', state)).commands, 0);
     });
 
-    await t.test('a hook deleted by hand is restored at the top; a rule inserted above ours is left', async () => {
-      await sh(ns, ipt, '-w', '-D', 'FORWARD', '1');
-      await sh(ns, ipt, '-w', '-I', 'FORWARD', '1', '-s', '198.51.100.7/32', '-j', 'DROP');
-      const state = filterState();
-      state.chains[0]?.rules.splice(1, 1, {
-        match: '-m conntrack --ctstate RELATED,ESTABLISHED',
-        action: '-j ACCEPT',
-        comment: 'est',
-      });
-      const st = await driver.syncTable('filter', state);
-      assert.equal(st.hooksInserted, 1);
-      const fwd = rulesOf(await save(), 'FORWARD');
-      assert.match(fwd[0] ?? '', /cali:.* -j cali-FORWARD$/);
-      assert.equal(fwd[1], '-A FORWARD -s 198.51.100.7/32 -j DROP');
-      await foreignIntact();
-    });
+    await t.test(
+      'a hook deleted by hand is restored at the top; a rule inserted above ours is left',
+      async () => {
+        await sh(ns, ipt, '-w', '-D', 'FORWARD', '1');
+        await sh(ns, ipt, '-w', '-I', 'FORWARD', '1', '-s', '198.51.100.7/32', '-j', 'DROP');
+        const state = filterState();
+        state.chains[0]?.rules.splice(1, 1, {
+          match: '-m conntrack --ctstate RELATED,ESTABLISHED',
+          action: '-j ACCEPT',
+          comment: 'est',
+        });
+        const st = await driver.syncTable('filter', state);
+        assert.equal(st.hooksInserted, 1);
+        const fwd = rulesOf(await save(), 'FORWARD');
+        assert.match(fwd[0] ?? '', /cali:.* -j cali-FORWARD$/);
+        assert.equal(fwd[1], '-A FORWARD -s 198.51.100.7/32 -j DROP');
+        await foreignIntact();
+      },
+    );
 
     await t.test('a stale cali- chain is removed with the rules that jumped to it', async () => {
       const withExtra = filterState([{ name: 'cali-pi-stale', rules: [{ match: '', action: '-j RETURN' }] }]);
@@ -169,7 +191,10 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
       const nat: TableState = {
         chains: [
           { name: 'cali-POSTROUTING', rules: [{ match: '', action: '-j cali-nat-outgoing' }] },
-          { name: 'cali-nat-outgoing', rules: [{ match: '-s 10.244.0.0/16 ! -d 10.244.0.0/16', action: '-j MASQUERADE' }] },
+          {
+            name: 'cali-nat-outgoing',
+            rules: [{ match: '-s 10.244.0.0/16 ! -d 10.244.0.0/16', action: '-j MASQUERADE' }],
+          },
         ],
         hooks: [{ chain: 'POSTROUTING', rule: { match: '', action: '-j cali-POSTROUTING' } }],
       };

@@ -4,10 +4,10 @@
 // through IpSetDriver + IptablesDriver, on each iptables backend.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { IpRouteDriver, VXLAN_DEV } from '../../native/iproute.ts';
-import { type IpSetSpec, IpSetDriver } from '../../native/ipset.ts';
-import { type IptablesBackend, IptablesDriver, type TableState } from '../../native/iptables.ts';
 import type { Cidr, Ip4, Mac } from '../../model/net.ts';
+import { IpRouteDriver, VXLAN_DEV } from '../../native/iproute.ts';
+import { IpSetDriver, type IpSetSpec } from '../../native/ipset.ts';
+import { type IptablesBackend, IptablesDriver, type TableState } from '../../native/iptables.ts';
 import { hasTool, isRoot, netnsScope, ping, podBehind, sh, veth } from '../harness/netns.ts';
 
 interface NodeDef {
@@ -57,7 +57,11 @@ function policy(podIf: string): TableState {
       {
         name: 'cali-FORWARD',
         rules: [
-          { match: `-o ${podIf} -m set --match-set cali40allow src`, action: '-j ACCEPT', comment: 'allow listed sources' },
+          {
+            match: `-o ${podIf} -m set --match-set cali40allow src`,
+            action: '-j ACCEPT',
+            comment: 'allow listed sources',
+          },
           { match: `-o ${podIf}`, action: '-j DROP', comment: 'default deny to pod' },
         ],
       },
@@ -69,15 +73,37 @@ function policy(podIf: string): TableState {
 const allowSet = (members: string[]): Map<string, IpSetSpec> =>
   new Map([['cali40allow', { name: 'cali40allow', type: 'hash:net', members: new Set(members) }]]);
 
-test('VXLAN between two node namespaces, programmed only by the drivers', { skip: !isRoot() && 'needs root' }, async (t) => {
+test('VXLAN between two node namespaces, programmed only by the drivers', {
+  skip: !isRoot() && 'needs root',
+}, async (t) => {
   const scope = netnsScope(t);
-  const [nsA, nsB] = await Promise.all([scope.add('na', { router: true }), scope.add('nb', { router: true })]);
+  const [nsA, nsB] = await Promise.all([
+    scope.add('na', { router: true }),
+    scope.add('nb', { router: true }),
+  ]);
   const [podA, podB] = await Promise.all([scope.add('pa'), scope.add('pb')]);
-  const A: NodeDef = { ns: nsA, underlay: '192.168.100.1' as Ip4, block: '10.244.0', vtepMac: '66:ee:ee:00:00:0a' as Mac, podIf: 'calipoda', pod: podA };
-  const B: NodeDef = { ns: nsB, underlay: '192.168.100.2' as Ip4, block: '10.244.1', vtepMac: '66:ee:ee:00:00:0b' as Mac, podIf: 'calipodb', pod: podB };
+  const A: NodeDef = {
+    ns: nsA,
+    underlay: '192.168.100.1' as Ip4,
+    block: '10.244.0',
+    vtepMac: '66:ee:ee:00:00:0a' as Mac,
+    podIf: 'calipoda',
+    pod: podA,
+  };
+  const B: NodeDef = {
+    ns: nsB,
+    underlay: '192.168.100.2' as Ip4,
+    block: '10.244.1',
+    vtepMac: '66:ee:ee:00:00:0b' as Mac,
+    podIf: 'calipodb',
+    pod: podB,
+  };
 
   // The parts that are not the agent's job: the underlay and the CNI's pod side.
-  await veth({ ns: nsA, ifname: 'eth0', addr: `${A.underlay}/24` }, { ns: nsB, ifname: 'eth0', addr: `${B.underlay}/24` });
+  await veth(
+    { ns: nsA, ifname: 'eth0', addr: `${A.underlay}/24` },
+    { ns: nsB, ifname: 'eth0', addr: `${B.underlay}/24` },
+  );
   await podBehind(nsA, podA, A.podIf, podIp(A));
   await podBehind(nsB, podB, B.podIf, podIp(B));
 
@@ -98,20 +124,24 @@ test('VXLAN between two node namespaces, programmed only by the drivers', { skip
 
   const legacy = await hasTool('iptables-legacy');
   for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
-    await t.test(`policy on node B via ipset + iptables (${backend})`, { skip: backend === 'legacy' && !legacy && 'iptables-legacy not installed' }, async () => {
-      const sets = new IpSetDriver({ netns: nsB });
-      const ipt = new IptablesDriver({ backend, netns: nsB });
-      await sets.apply(allowSet([]));
-      await ipt.syncTable('filter', policy(B.podIf));
-      assert.ok(!(await ping(podA, podIp(B), { timeoutS: 0.3 })), 'denied: source not in the set');
-      await sets.apply(allowSet([`${podIp(A)}/32`]));
-      assert.ok(await ping(podA, podIp(B)), 'allowed once pod A is in the set');
-      await sets.apply(allowSet([]));
-      assert.ok(!(await ping(podA, podIp(B), { timeoutS: 0.3 })), 'denied again after removal');
-      // Tear down in the agent's order: stop referencing the set, then destroy it.
-      await ipt.syncTable('filter', { chains: [], hooks: [] });
-      assert.deepEqual((await sets.destroyStale(new Set())).destroyed, ['cali40allow']);
-      assert.ok(await ping(podA, podIp(B)), 'open again without policy');
-    });
+    await t.test(
+      `policy on node B via ipset + iptables (${backend})`,
+      { skip: backend === 'legacy' && !legacy && 'iptables-legacy not installed' },
+      async () => {
+        const sets = new IpSetDriver({ netns: nsB });
+        const ipt = new IptablesDriver({ backend, netns: nsB });
+        await sets.apply(allowSet([]));
+        await ipt.syncTable('filter', policy(B.podIf));
+        assert.ok(!(await ping(podA, podIp(B), { timeoutS: 0.3 })), 'denied: source not in the set');
+        await sets.apply(allowSet([`${podIp(A)}/32`]));
+        assert.ok(await ping(podA, podIp(B)), 'allowed once pod A is in the set');
+        await sets.apply(allowSet([]));
+        assert.ok(!(await ping(podA, podIp(B), { timeoutS: 0.3 })), 'denied again after removal');
+        // Tear down in the agent's order: stop referencing the set, then destroy it.
+        await ipt.syncTable('filter', { chains: [], hooks: [] });
+        assert.deepEqual((await sets.destroyStale(new Set())).destroyed, ['cali40allow']);
+        assert.ok(await ping(podA, podIp(B)), 'open again without policy');
+      },
+    );
   }
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import type { Cidr, Ip4, Mac } from '../../model/net.ts';
 import {
   diffFdb,
   diffNeighbours,
@@ -9,13 +10,17 @@ import {
   planRoutes,
   type RouteSpec,
 } from '../../native/iproute.ts';
-import type { Cidr, Ip4, Mac } from '../../model/net.ts';
 
 const cidr = (s: string) => s as Cidr;
 const ip = (s: string) => s as Ip4;
 const mac = (s: string) => s as Mac;
 
-const REMOTE: RouteSpec = { dst: cidr('10.244.1.0/26'), via: ip('10.244.1.0'), dev: 'vxlan.calico', onlink: true };
+const REMOTE: RouteSpec = {
+  dst: cidr('10.244.1.0/26'),
+  via: ip('10.244.1.0'),
+  dev: 'vxlan.calico',
+  onlink: true,
+};
 const POD: RouteSpec = { dst: cidr('10.244.0.5/32'), dev: 'cali1234' };
 
 function lines(text: string): string[] {
@@ -39,7 +44,15 @@ describe('parseRoutes', () => {
     assert.deepEqual(got, [
       { dst: '10.8.0.0/16', dev: 'eth0', via: '192.168.100.2', proto: 3, metric: 0, scope: 'global' },
       { dst: '10.9.0.5/32', dev: 'eth0', proto: 80, metric: 5, scope: 'link' },
-      { dst: '10.244.1.0/26', dev: 'vxlan.calico', via: '10.244.1.0', onlink: true, proto: 80, metric: 0, scope: 'global' },
+      {
+        dst: '10.244.1.0/26',
+        dev: 'vxlan.calico',
+        via: '10.244.1.0',
+        onlink: true,
+        proto: 80,
+        metric: 0,
+        scope: 'global',
+      },
       { dst: '192.168.100.0/24', dev: 'eth0', proto: 2, metric: 0, scope: 'link' },
       { dst: '0.0.0.0/0', dev: 'eth0', via: '192.168.100.254', proto: 4, metric: 0, scope: 'global' },
     ]);
@@ -62,7 +75,13 @@ describe('diffRoutes', () => {
       'route del 10.9.0.5/32 dev eth0 proto 80 metric 5 table main',
       'route replace 10.9.0.5/32 dev eth0 scope link proto 80 table main',
     ]);
-    assert.equal(diffRoutes([REMOTE], actual.filter((r) => r.dst === REMOTE.dst)), '');
+    assert.equal(
+      diffRoutes(
+        [REMOTE],
+        actual.filter((r) => r.dst === REMOTE.dst),
+      ),
+      '',
+    );
   });
 
   it('replaces a route whose gateway, device, onlink or protocol changed', () => {
@@ -75,7 +94,10 @@ describe('diffRoutes', () => {
       assert.match(diffRoutes([changed], actual), /^route replace 10\.244\.1\.0\/26 /);
     }
     // a CNI-written route on a workload device (proto boot) is taken over
-    assert.match(diffRoutes([POD], [{ ...POD, proto: 3, metric: 0, scope: 'link' }]), /^route replace .* proto 80/);
+    assert.match(
+      diffRoutes([POD], [{ ...POD, proto: 3, metric: 0, scope: 'link' }]),
+      /^route replace .* proto 80/,
+    );
   });
 
   it('deletes stale owned routes naming their protocol and metric', () => {
@@ -89,7 +111,10 @@ describe('diffRoutes', () => {
   it('does not overwrite a route it does not own', () => {
     const foreign = parseRoutes(ROUTES_JSON).filter((r) => r.proto !== 80);
     const plan = planRoutes([{ dst: cidr('10.8.0.0/16'), dev: 'vxlan.calico' }, POD], [], foreign);
-    assert.deepEqual(plan.conflicts.map((r) => r.dst), ['10.8.0.0/16']);
+    assert.deepEqual(
+      plan.conflicts.map((r) => r.dst),
+      ['10.8.0.0/16'],
+    );
     assert.deepEqual(plan.replace, [POD]);
   });
 });
@@ -145,7 +170,11 @@ describe('diffFdb', () => {
 
   it('is empty when the kernel matches', () => {
     assert.deepEqual(
-      diffFdb('vxlan.calico', [{ mac: mac('66:ee:ee:00:00:0b'), dst: ip('192.168.100.2') }], [{ mac: '66:ee:ee:00:00:0b', dst: '192.168.100.2' }]),
+      diffFdb(
+        'vxlan.calico',
+        [{ mac: mac('66:ee:ee:00:00:0b'), dst: ip('192.168.100.2') }],
+        [{ mac: '66:ee:ee:00:00:0b', dst: '192.168.100.2' }],
+      ),
       [],
     );
   });

@@ -52,7 +52,8 @@ describe('parseIpSetSave', () => {
 
   it('ownership is by prefix only', () => {
     for (const n of ['cali40a', 'cali60a', 'cali4t3', 'cali6t0']) assert.equal(isOwnedIpSet(n), true, n);
-    for (const n of ['foo', 'cali-x', 'KUBE-X', 'cali41a', 'xcali40a']) assert.equal(isOwnedIpSet(n), false, n);
+    for (const n of ['foo', 'cali-x', 'KUBE-X', 'cali41a', 'xcali40a'])
+      assert.equal(isOwnedIpSet(n), false, n);
   });
 });
 
@@ -80,7 +81,10 @@ describe('normaliseMember', () => {
 
 describe('diffIpSets', () => {
   it('creates a missing set with -exist and fills it', () => {
-    const { script, stats } = diffIpSets(sets(spec('cali40a', 'hash:ip', ['10.0.0.1', '10.0.0.2'])), new Map());
+    const { script, stats } = diffIpSets(
+      sets(spec('cali40a', 'hash:ip', ['10.0.0.1', '10.0.0.2'])),
+      new Map(),
+    );
     assert.deepEqual(lines(script), [
       `create cali40a hash:ip family inet maxelem ${MAXELEM} -exist`,
       'add cali40a 10.0.0.1 -exist',
@@ -108,7 +112,10 @@ describe('diffIpSets', () => {
 
   it('adds and deletes only the member delta', () => {
     const actual = parseIpSetSave(SAVE);
-    const { script, stats } = diffIpSets(sets(spec('cali40x', 'hash:net', ['10.1.0.0/24', '10.2.0.0/16'])), actual);
+    const { script, stats } = diffIpSets(
+      sets(spec('cali40x', 'hash:net', ['10.1.0.0/24', '10.2.0.0/16'])),
+      actual,
+    );
     assert.deepEqual(lines(script), ['del cali40x 10.0.0.5 -exist', 'add cali40x 10.2.0.0/16 -exist']);
     assert.equal(stats.added, 1);
     assert.equal(stats.deleted, 1);
@@ -121,7 +128,10 @@ describe('diffIpSets', () => {
 
   it('a header change (maxelem) fills a temp set, swaps it in and destroys the temp', () => {
     const actual = parseIpSetSave(SAVE); // cali4t0 exists already: the temp must pick another name
-    const { script, stats } = diffIpSets(sets(spec('cali40small', 'hash:ip', ['10.9.9.9', '10.8.8.8'])), actual);
+    const { script, stats } = diffIpSets(
+      sets(spec('cali40small', 'hash:ip', ['10.9.9.9', '10.8.8.8'])),
+      actual,
+    );
     assert.deepEqual(lines(script), [
       `create cali4t1 hash:ip family inet maxelem ${MAXELEM} -exist`,
       'add cali4t1 10.9.9.9 -exist',
@@ -133,7 +143,10 @@ describe('diffIpSets', () => {
   });
 
   it('a type change re-creates the set when nothing references it', () => {
-    const { script, stats } = diffIpSets(sets(spec('cali40x', 'hash:ip', ['10.0.0.5'])), parseIpSetSave(SAVE));
+    const { script, stats } = diffIpSets(
+      sets(spec('cali40x', 'hash:ip', ['10.0.0.5'])),
+      parseIpSetSave(SAVE),
+    );
     assert.deepEqual(lines(script), [
       'destroy cali40x',
       `create cali40x hash:ip family inet maxelem ${MAXELEM} -exist`,
@@ -143,9 +156,13 @@ describe('diffIpSets', () => {
   });
 
   it('a type change of a referenced set is blocked, not attempted', () => {
-    const { script, stats } = diffIpSets(sets(spec('cali40x', 'hash:ip', ['10.0.0.5'])), parseIpSetSave(SAVE), {
-      inUse: new Set(['cali40x']),
-    });
+    const { script, stats } = diffIpSets(
+      sets(spec('cali40x', 'hash:ip', ['10.0.0.5'])),
+      parseIpSetSave(SAVE),
+      {
+        inUse: new Set(['cali40x']),
+      },
+    );
     assert.equal(script, '');
     assert.deepEqual(stats.blocked, ['cali40x']);
   });

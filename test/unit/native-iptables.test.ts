@@ -13,7 +13,11 @@ import {
   tokenize,
 } from '../../native/iptables.ts';
 
-const DROP_INVALID: IptRule = { match: '-m conntrack --ctstate INVALID', action: '-j DROP', comment: 'drop invalid' };
+const DROP_INVALID: IptRule = {
+  match: '-m conntrack --ctstate INVALID',
+  action: '-j DROP',
+  comment: 'drop invalid',
+};
 const ACCEPT_EST: IptRule = { match: '-m conntrack --ctstate RELATED,ESTABLISHED', action: '-j ACCEPT' };
 const TO_WL: IptRule = { match: '-o cali+', action: '-j cali-to-wl-dispatch' };
 
@@ -35,12 +39,16 @@ function saveTextFor(state: TableState, foreign: { chain: string; spec: string }
   for (const builtin of ['INPUT', 'FORWARD', 'OUTPUT']) {
     const hooks = state.hooks.filter((h) => h.chain === builtin).map((h) => h.rule);
     const hashes = ruleHashes(builtin, hooks);
-    hooks.forEach((r, i) => out.push(`-A ${builtin} ${renderRuleSpec(r, hashes[i] as string)}`));
+    hooks.forEach((r, i) => {
+      out.push(`-A ${builtin} ${renderRuleSpec(r, hashes[i] as string)}`);
+    });
     for (const f of foreign.filter((x) => x.chain === builtin)) out.push(`-A ${builtin} ${f.spec}`);
   }
   for (const c of state.chains) {
     const hashes = ruleHashes(c.name, c.rules);
-    c.rules.forEach((r, i) => out.push(`-A ${c.name} ${renderRuleSpec(r, hashes[i] as string)}`));
+    c.rules.forEach((r, i) => {
+      out.push(`-A ${c.name} ${renderRuleSpec(r, hashes[i] as string)}`);
+    });
   }
   out.push('COMMIT', '# Completed');
   return `${out.join('\n')}\n`;
@@ -76,7 +84,10 @@ describe('ruleHashes', () => {
     const [a] = ruleHashes('cali-FORWARD', [DROP_INVALID]);
     assert.notEqual(a, ruleHashes('cali-INPUT', [DROP_INVALID])[0]);
     assert.notEqual(a, ruleHashes('cali-FORWARD', [{ ...DROP_INVALID, comment: 'other' }])[0]);
-    assert.equal(a, ruleHashes('cali-FORWARD', [{ ...DROP_INVALID, match: '  -m conntrack   --ctstate INVALID ' }])[0]);
+    assert.equal(
+      a,
+      ruleHashes('cali-FORWARD', [{ ...DROP_INVALID, match: '  -m conntrack   --ctstate INVALID ' }])[0],
+    );
     // the same rule twice in a row gets two different hashes
     const [x, y] = ruleHashes('cali-FORWARD', [ACCEPT_EST, ACCEPT_EST]);
     assert.notEqual(x, y);
@@ -135,7 +146,11 @@ describe('parseSave', () => {
     assert.equal(fwd?.policy, 'DROP');
     assert.equal(fwd?.length, 4);
     assert.deepEqual(fwd?.ours, [
-      { pos: 1, hash: 'abcdefghijklmnop', spec: '-m comment --comment "cali:abcdefghijklmnop" -j cali-FORWARD' },
+      {
+        pos: 1,
+        hash: 'abcdefghijklmnop',
+        spec: '-m comment --comment "cali:abcdefghijklmnop" -j cali-FORWARD',
+      },
       { pos: 3, hash: 'ABCDEFGHIJKLMNOP', spec: '-m comment --comment "cali:ABCDEFGHIJKLMNOP" -j cali-old' },
     ]);
     assert.equal(p.builtins.has('KUBE-FORWARD'), false);
@@ -174,7 +189,9 @@ describe('parseSave', () => {
 });
 
 describe('renderRestore', () => {
-  const empty = parseSave('*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n');
+  const empty = parseSave(
+    '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n',
+  );
 
   it('on an empty table: declares chains, appends rules, inserts hooks at the top', () => {
     const d = desiredFilter();
@@ -219,18 +236,29 @@ describe('renderRestore', () => {
     assert.match(bodyOf(renderRestore('filter', longer, actual)).join('\n'), /^-A cali-FORWARD .*-j RETURN$/);
     const shorter = structuredClone(d);
     shorter.chains[0]?.rules.splice(1, 2);
-    assert.deepEqual(bodyOf(renderRestore('filter', shorter, actual)), ['-D cali-FORWARD 3', '-D cali-FORWARD 2']);
+    assert.deepEqual(bodyOf(renderRestore('filter', shorter, actual)), [
+      '-D cali-FORWARD 3',
+      '-D cali-FORWARD 2',
+    ]);
   });
 
   it('replaces rules that lost their tag', () => {
-    const body = bodyOf(renderRestore('filter', { chains: [{ name: 'cali-FORWARD', rules: [ACCEPT_EST] }], hooks: [] }, parseSave(NFT_SAVE)));
+    const body = bodyOf(
+      renderRestore(
+        'filter',
+        { chains: [{ name: 'cali-FORWARD', rules: [ACCEPT_EST] }], hooks: [] },
+        parseSave(NFT_SAVE),
+      ),
+    );
     assert.match(body[0] ?? '', /^-R cali-FORWARD 1 /);
     assert.ok(body.includes('-D cali-FORWARD 3'));
     assert.ok(body.includes('-D cali-FORWARD 2'));
   });
 
   it('removes a stale chain after dropping the hook that jumps to it; keeps one a foreign rule uses', () => {
-    const actual = parseSave(NFT_SAVE.replace(':cali-old - [0:0]', ':cali-old - [0:0]\n:cali-pinned - [0:0]'));
+    const actual = parseSave(
+      NFT_SAVE.replace(':cali-old - [0:0]', ':cali-old - [0:0]\n:cali-pinned - [0:0]'),
+    );
     const d: TableState = { chains: [{ name: 'cali-FORWARD', rules: [] }], hooks: [] };
     const plan = planRestore('filter', d, actual);
     const body = bodyOf(plan.script);
@@ -255,14 +283,24 @@ describe('renderRestore', () => {
       ],
     };
     const full = saveTextFor(d, [{ chain: 'FORWARD', spec: '-j ACCEPT' }]);
-    const [h1, h2] = ruleHashes('FORWARD', d.hooks.map((h) => h.rule));
+    const [h1, h2] = ruleHashes(
+      'FORWARD',
+      d.hooks.map((h) => h.rule),
+    );
     // someone deleted the second hook
-    const lost2 = parseSave(full.split('\n').filter((l) => !l.includes(`cali:${h2}`)).join('\n'));
+    const lost2 = parseSave(
+      full
+        .split('\n')
+        .filter((l) => !l.includes(`cali:${h2}`))
+        .join('\n'),
+    );
     assert.deepEqual(bodyOf(renderRestore('filter', d, lost2)), [
       `-I FORWARD 2 -m comment --comment "cali:${h2}" -i cali+ -j cali-INPUT`,
     ]);
     // someone inserted a rule above ours: ours are deleted by text and put back on top
-    const pushedDown = parseSave(full.replace('-A FORWARD -m comment', '-A FORWARD -j DROP\n-A FORWARD -m comment'));
+    const pushedDown = parseSave(
+      full.replace('-A FORWARD -m comment', '-A FORWARD -j DROP\n-A FORWARD -m comment'),
+    );
     const body = bodyOf(renderRestore('filter', d, pushedDown));
     assert.deepEqual(body, [
       `-D FORWARD -m comment --comment "cali:${h1}" -j cali-FORWARD`,
@@ -273,19 +311,40 @@ describe('renderRestore', () => {
   });
 
   it('deletes all copies when a hook is duplicated further down', () => {
-    const d: TableState = { chains: [], hooks: [{ chain: 'INPUT', rule: { match: '', action: '-j ACCEPT' } }] };
+    const d: TableState = {
+      chains: [],
+      hooks: [{ chain: 'INPUT', rule: { match: '', action: '-j ACCEPT' } }],
+    };
     const [h] = ruleHashes('INPUT', [{ match: '', action: '-j ACCEPT' }]);
     const spec = `-m comment --comment "cali:${h}" -j ACCEPT`;
-    const actual: ParsedTable = parseSave(`*filter\n:INPUT ACCEPT [0:0]\n-A INPUT ${spec}\n-A INPUT -j DROP\n-A INPUT ${spec}\nCOMMIT\n`);
-    assert.deepEqual(bodyOf(renderRestore('filter', d, actual)), [`-D INPUT ${spec}`, `-D INPUT ${spec}`, `-I INPUT 1 ${spec}`]);
+    const actual: ParsedTable = parseSave(
+      `*filter\n:INPUT ACCEPT [0:0]\n-A INPUT ${spec}\n-A INPUT -j DROP\n-A INPUT ${spec}\nCOMMIT\n`,
+    );
+    assert.deepEqual(bodyOf(renderRestore('filter', d, actual)), [
+      `-D INPUT ${spec}`,
+      `-D INPUT ${spec}`,
+      `-I INPUT 1 ${spec}`,
+    ]);
   });
 
   it('refuses names outside our namespace, long names and hooks into non-built-in chains', () => {
     const none = parseSave('');
-    assert.throws(() => renderRestore('filter', { chains: [{ name: 'KUBE-X', rules: [] }], hooks: [] }, none), /cali-/);
-    assert.throws(() => renderRestore('filter', { chains: [{ name: `cali-${'x'.repeat(24)}`, rules: [] }], hooks: [] }, none), /28/);
     assert.throws(
-      () => renderRestore('nat', { chains: [], hooks: [{ chain: 'FORWARD', rule: { match: '', action: '-j ACCEPT' } }] }, none),
+      () => renderRestore('filter', { chains: [{ name: 'KUBE-X', rules: [] }], hooks: [] }, none),
+      /cali-/,
+    );
+    assert.throws(
+      () =>
+        renderRestore('filter', { chains: [{ name: `cali-${'x'.repeat(24)}`, rules: [] }], hooks: [] }, none),
+      /28/,
+    );
+    assert.throws(
+      () =>
+        renderRestore(
+          'nat',
+          { chains: [], hooks: [{ chain: 'FORWARD', rule: { match: '', action: '-j ACCEPT' } }] },
+          none,
+        ),
       /built-in/,
     );
   });
