@@ -41,7 +41,13 @@ for (const phase of phases) {
       '--test-reporter=spec',
       ...phase.files,
     ],
-    { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 256 * 1024 * 1024 },
+    {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 256 * 1024 * 1024,
+      env: { ...process.env, FEDMESH_LOG_LEVEL: process.env.FEDMESH_LOG_LEVEL ?? 'warn' },
+    },
   );
   process.stdout.write(res.stdout);
   const count = (label) => Number(new RegExp(`^ℹ ${label} (\\d+)$`, 'm').exec(res.stdout)?.[1] ?? 0);

@@ -127,7 +127,8 @@ export async function startMesh(opts: {
     });
   }
   const started = Date.now();
-  const env = { FEDMESH_LOG_LEVEL: process.env.FEDMESH_LOG_LEVEL ?? 'info' };
+  // The demo reads its children's info-level logs (in sync, programmed): never quieter than info.
+  const env = { FEDMESH_LOG_LEVEL: process.env.FEDMESH_LOG_LEVEL === 'debug' ? 'debug' : 'info' };
   const syncers = CLUSTERS.map((c) =>
     startProcess(
       workDir,

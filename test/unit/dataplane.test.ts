@@ -1,0 +1,121 @@
+// The dataplane driver's contract, with recording fakes in place of the kernel drivers (the real
+// drivers are covered against the kernel in test/integration and test/e2e): nothing is written
+// before the first InSync; writes follow Felix's order; a failed pass is retried, not abandoned.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { DataplaneMessage, EndpointKey, IpSetId, PolicyKey } from '../../agent/calc/messages.ts';
+import { Dataplane } from '../../agent/dataplane/dataplane.ts';
+import type { Cidr, Ip4, Mac } from '../../model/net.ts';
+
+function recorder(failFirst?: string) {
+  const calls: string[] = [];
+  let failures = failFirst ? 1 : 0;
+  const rec = (what: string) => {
+    calls.push(what);
+    if (failures > 0 && what === failFirst) {
+      failures--;
+      throw new Error(`injected failure in ${what}`);
+    }
+  };
+  const drivers = {
+    ipsets: {
+      apply: async (d: ReadonlyMap<string, unknown>) => rec(`ipset.apply:${[...d.keys()].sort().join(',')}`),
+      destroyStale: async () => rec('ipset.destroyStale'),
+    },
+    iptables: { syncTable: async (t: string) => rec(`iptables.${t}`) },
+    links: {
+      findDeviceWithAddress: async () => ({ name: 'eth0', mtu: 1500 }),
+      ensureVxlan: async (s: { mtu?: number }) => rec(`vxlan.ensure:mtu=${s.mtu}`),
+      syncNeighbours: async (_d: string, n: readonly unknown[]) => rec(`neigh:${n.length}`),
+      syncFdb: async (_d: string, f: readonly unknown[]) => rec(`fdb:${f.length}`),
+      syncRoutes: async (r: readonly { dst: string }[]) => rec(`routes:${r.map((x) => x.dst).join(',')}`),
+    },
+  };
+  return { calls, drivers };
+}
+
+const msgs: DataplaneMessage[] = [
+  {
+    kind: 'HostConfigUpdate',
+    config: { node: 'n1', nodeIp: '192.168.0.1' as Ip4, tunnelIp: '10.0.1.0' as Ip4 },
+  },
+  { kind: 'IPSetUpdate', id: 's:abc' as IpSetId, type: 'hash:net', members: ['10.0.2.5/32'] },
+  {
+    kind: 'VTEPUpdate',
+    vtep: {
+      node: 'n2',
+      cluster: 'a',
+      nodeIp: '192.168.0.2' as Ip4,
+      tunnelIp: '10.0.2.0' as Ip4,
+      mac: '66:00:00:00:00:02' as Mac,
+    },
+  },
+  { kind: 'RouteUpdate', route: { dst: '10.0.2.0/26' as Cidr, node: 'n2', cluster: 'a' } },
+  {
+    kind: 'ActivePolicyUpdate',
+    policy: { key: 'default/p' as PolicyKey, displayName: 'p', inbound: [], outbound: [] },
+  },
+  {
+    kind: 'EndpointUpdate',
+    endpoint: {
+      key: 'n1/k8s/ns/pod/eth0' as EndpointKey,
+      interfaceName: 'cali0123456789a',
+      ipv4Nets: ['10.0.1.5/32' as Cidr],
+      ingress: [],
+      egress: [],
+    },
+  },
+];
+
+test('nothing is written to the kernel before the first InSync', async () => {
+  const { calls, drivers } = recorder();
+  const dp = new Dataplane(drivers, { applyDelayMs: 1 });
+  dp.onMessages(msgs);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(calls, []);
+  const applied = dp.whenApplied();
+  dp.onMessages([{ kind: 'InSync' }]);
+  await applied;
+  assert.ok(calls.length > 0);
+  dp.stop();
+});
+
+test('writes follow the dependency order: ipsets, VXLAN, routes, iptables, then ipset deletes', async () => {
+  const { calls, drivers } = recorder();
+  const dp = new Dataplane(drivers, { applyDelayMs: 1 });
+  const applied = dp.whenApplied();
+  dp.onMessages([...msgs, { kind: 'InSync' }]);
+  await applied;
+  assert.deepEqual(calls, [
+    'ipset.apply:cali40all-ipam-pools,cali40masq-ipam-pools,cali40s:abc',
+    'vxlan.ensure:mtu=1450',
+    'fdb:1',
+    'neigh:1',
+    'routes:10.0.1.5/32,10.0.2.0/26',
+    'iptables.filter',
+    'iptables.nat',
+    'ipset.destroyStale',
+  ]);
+  // A second pass with nothing new writes nothing.
+  calls.length = 0;
+  const again = dp.whenApplied();
+  await again;
+  assert.deepEqual(calls, []);
+  dp.stop();
+});
+
+test('a failed pass leaves the agent unhealthy and is retried until it succeeds', async () => {
+  const { calls, drivers } = recorder('iptables.filter');
+  const dp = new Dataplane(drivers, { applyDelayMs: 1 });
+  const applied = dp.whenApplied();
+  dp.onMessages([...msgs, { kind: 'InSync' }]);
+  await applied;
+  assert.equal(dp.stats.failures, 1);
+  assert.equal(
+    calls.filter((c) => c === 'iptables.filter').length,
+    2,
+    'filter table written again on the retry',
+  );
+  assert.ok(dp.healthy);
+  dp.stop();
+});
