@@ -1,0 +1,280 @@
+// Dataplane benchmark: the agent's time to program a node from a fresh snapshot, beside the kernel
+// floor for the same final state (DESIGN.md, "Performance"): the kernel tools loading exactly that
+// state in one go (one `ipset restore`, one `iptables-restore` per table, one `ip -batch` for
+// routes and ARP, one `bridge -batch` for FDB) into a fresh namespace. Printed as a ratio, measured
+// side by side in one run. Needs root (it works inside namespaces it creates and removes).
+//   npm run bench -- dataplane [remoteEndpoints=20000] [remoteNodes=500] [policies=100]
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { CalculationGraph } from '../agent/calc/graph.ts';
+import { Sequencer } from '../agent/calc/sequencer.ts';
+import { Dataplane } from '../agent/dataplane/dataplane.ts';
+import { intToIp4 } from '../model/net.ts';
+import { run } from '../native/exec.ts';
+import { IpRouteDriver } from '../native/iproute.ts';
+import { IpSetDriver } from '../native/ipset.ts';
+import { IptablesDriver } from '../native/iptables.ts';
+import { addNetns, deleteNetns, uniqueTag } from '../native/netns.ts';
+import { Action, ResourceKind, type Update, UpdateSchema } from '../proto/service.ts';
+
+const [REMOTE_EPS = 20_000, REMOTE_NODES = 500, POLICIES = 100] = process.argv.slice(2).map(Number);
+const LOCAL_EPS = 50;
+const MY_NODE = 'bench-node';
+
+function u(
+  kind: ResourceKind,
+  key: string,
+  cluster: string,
+  body: MessageInitShape<typeof UpdateSchema>['body'],
+): Update {
+  return create(UpdateSchema, { key, cluster, kind, body });
+}
+
+function scenario(): Update[] {
+  const out: Update[] = [];
+  out.push(
+    u(ResourceKind.NODE, 'node/bench-node', 'a', {
+      case: 'node',
+      value: {
+        name: MY_NODE,
+        ipv4Address: '172.31.0.1',
+        ipv4PrefixLen: 16,
+        vxlanTunnelAddress: '10.0.0.1',
+        vxlanTunnelMac: '66:00:00:00:00:01',
+      },
+    }),
+  );
+  out.push(
+    u(ResourceKind.IP_POOL, 'ippool/a', 'a', {
+      case: 'ipPool',
+      value: { cidr: '10.0.0.0/16', natOutgoing: true, vxlanMode: 'Always', blockSize: 26 },
+    }),
+  );
+  out.push(
+    u(ResourceKind.IP_POOL, 'b/ippool/b', 'b', {
+      case: 'ipPool',
+      value: { cidr: '10.64.0.0/10', vxlanMode: 'Always', blockSize: 26 },
+    }),
+  );
+  out.push(
+    u(ResourceKind.PROFILE, 'kns.shop', 'a', { case: 'profile', value: { labels: { 'pcns.team': 'web' } } }),
+  );
+  for (let i = 0; i < LOCAL_EPS; i++) {
+    out.push(
+      u(ResourceKind.WORKLOAD_ENDPOINT, `${MY_NODE}/k8s/shop/pod-${i}/eth0`, 'a', {
+        case: 'workloadEndpoint',
+        value: {
+          node: MY_NODE,
+          namespace: 'shop',
+          pod: `pod-${i}`,
+          endpoint: 'eth0',
+          interfaceName: `calibench${String(i).padStart(5, '0')}`,
+          ipv4Nets: [`10.0.0.${i + 2}/32`],
+          profiles: ['kns.shop'],
+          labels: { app: `app-${i % 10}`, 'projectcalico.org/namespace': 'shop' },
+        },
+      }),
+    );
+  }
+  for (let n = 0; n < REMOTE_NODES; n++) {
+    const name = `b-node${n}`;
+    const block = 0x0a400000 + n * 64; // 10.64.x.y/26 blocks
+    out.push(
+      u(ResourceKind.NODE, `b/node/${name}`, 'b', {
+        case: 'node',
+        value: {
+          name,
+          ipv4Address: intToIp4(0xac1f0000 + 10 + n),
+          ipv4PrefixLen: 16,
+          vxlanTunnelAddress: intToIp4(block),
+          vxlanTunnelMac: `66:bb:00:00:${((n >> 8) & 255).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`,
+        },
+      }),
+    );
+    out.push(
+      u(ResourceKind.IPAM_BLOCK, `b/ipamblock/${n}`, 'b', {
+        case: 'ipamBlock',
+        value: { cidr: `${intToIp4(block)}/26`, affinityNode: name },
+      }),
+    );
+  }
+  for (let i = 0; i < REMOTE_EPS; i++) {
+    const n = i % REMOTE_NODES;
+    const ip = intToIp4(0x0a400000 + n * 64 + 1 + Math.floor(i / REMOTE_NODES));
+    out.push(
+      u(ResourceKind.WORKLOAD_ENDPOINT, `b/b-node${n}/k8s/shop/r-${i}/eth0`, 'b', {
+        case: 'workloadEndpoint',
+        value: {
+          node: `b-node${n}`,
+          namespace: 'shop',
+          pod: `r-${i}`,
+          endpoint: 'eth0',
+          interfaceName: 'x',
+          ipv4Nets: [`${ip}/32`],
+          profiles: ['b/kns.shop'],
+          labels: { app: `app-${i % 200}`, 'projectcalico.org/namespace': 'shop', 'fedmesh.io/cluster': 'b' },
+        },
+      }),
+    );
+  }
+  for (let p = 0; p < POLICIES; p++) {
+    out.push(
+      u(ResourceKind.POLICY, `policy/shop/p${p}`, 'a', {
+        case: 'policy',
+        value: {
+          name: `p${p}`,
+          namespace: 'shop',
+          tier: 'default',
+          hasOrder: true,
+          order: p,
+          selector: `app == 'app-${p % 10}'`,
+          ingress: true,
+          egress: true,
+          ingressRules: [
+            {
+              action: Action.ALLOW,
+              protocol: 'tcp',
+              source: { selector: `app == 'app-${p % 200}'` },
+              destination: { ports: [{ first: 8080, last: 8080 }] },
+            },
+          ],
+          egressRules: [
+            {
+              action: Action.ALLOW,
+              destination: { selector: `app in {'app-${(p * 7) % 200}', 'app-${(p * 13) % 200}'}` },
+            },
+          ],
+        },
+      }),
+    );
+  }
+  return out;
+}
+
+async function makeNode(ns: string): Promise<void> {
+  await addNetns(ns);
+  const lines = [
+    'link add eth0 type veth peer name eth0p',
+    'addr add 172.31.0.1/16 dev eth0',
+    'link set eth0 up',
+    'link set eth0p up',
+  ];
+  for (let i = 0; i < LOCAL_EPS; i++) {
+    const name = `calibench${String(i).padStart(5, '0')}`;
+    lines.push(`link add ${name} type veth peer name pb${i}`, `link set ${name} up`, `link set pb${i} up`);
+  }
+  await run('ip', ['-n', ns, '-batch', '-'], { input: `${lines.join('\n')}\n` });
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now();
+  const r = await fn();
+  return [r, performance.now() - t0];
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('the dataplane benchmark needs root');
+  const backend = (process.env.BENCH_IPTABLES ?? 'nft') as 'nft' | 'legacy';
+  const tag = uniqueTag(4);
+  const agentNs = `fmb${tag}-agent`;
+  const floorNs = `fmb${tag}-floor`;
+  try {
+    await Promise.all([makeNode(agentNs), makeNode(floorNs)]);
+    const updates = scenario();
+    // The agent, in-process, against the real kernel of its namespace (drivers take the netns).
+    const seq = new Sequencer();
+    const graph = new CalculationGraph({ nodeName: MY_NODE, localCluster: 'a' }, seq);
+    const dp = new Dataplane({
+      ipsets: new IpSetDriver({ netns: agentNs }),
+      iptables: new IptablesDriver({ backend, netns: agentNs }),
+      links: new IpRouteDriver({ netns: agentNs }),
+    });
+    const t0 = performance.now();
+    for (const x of updates) graph.onUpdate(x);
+    graph.inSync();
+    const msgs = seq.flush();
+    const calcMs = performance.now() - t0;
+    const applied = dp.whenApplied();
+    dp.onMessages(msgs);
+    await applied;
+    const agentMs = performance.now() - t0;
+    dp.stop();
+
+    // The kernel floor: read back the final state once, then load it in one go into a fresh namespace.
+    const save = backend === 'nft' ? 'iptables-nft-save' : 'iptables-legacy-save';
+    const restore = backend === 'nft' ? 'iptables-nft-restore' : 'iptables-legacy-restore';
+    const ipsets = (await run('ipset', ['save'], { netns: agentNs })).stdout;
+    const filter = (await run(save, ['-t', 'filter'], { netns: agentNs })).stdout;
+    const nat = (await run(save, ['-t', 'nat'], { netns: agentNs })).stdout;
+    const routes = JSON.parse(
+      (await run('ip', ['-j', 'route', 'show', 'proto', '80'], { netns: agentNs })).stdout,
+    ) as { dst: string; dev: string; gateway?: string }[];
+    const neigh = JSON.parse(
+      (await run('ip', ['-j', 'neigh', 'show', 'dev', 'vxlan.calico'], { netns: agentNs })).stdout,
+    ) as { dst: string; lladdr: string }[];
+    const fdb = JSON.parse(
+      (await run('bridge', ['-j', 'fdb', 'show', 'dev', 'vxlan.calico'], { netns: agentNs })).stdout,
+    ) as { mac: string; dst?: string }[];
+    // The VXLAN device itself is set-up, not state to load: create it before timing.
+    await run('ip', [
+      '-n',
+      floorNs,
+      'link',
+      'add',
+      'vxlan.calico',
+      'type',
+      'vxlan',
+      'id',
+      '4096',
+      'dstport',
+      '4789',
+      'local',
+      '172.31.0.1',
+      'dev',
+      'eth0',
+      'nolearning',
+    ]);
+    await run('ip', ['-n', floorNs, 'link', 'set', 'vxlan.calico', 'up']);
+    const ipBatch = [
+      ...neigh.map((n) => `neigh replace ${n.dst} lladdr ${n.lladdr} dev vxlan.calico nud permanent`),
+      ...routes.map(
+        (r) => `route replace ${r.dst} ${r.gateway ? `via ${r.gateway} onlink` : ''} dev ${r.dev} proto 80`,
+      ),
+    ].join('\n');
+    const fdbBatch = fdb
+      .filter((f) => f.dst)
+      .map((f) => `fdb replace ${f.mac} dev vxlan.calico dst ${f.dst} self permanent`)
+      .join('\n');
+    const [, ipsetFloor] = await timed(() => run('ipset', ['restore'], { netns: floorNs, input: ipsets }));
+    const [, filterFloor] = await timed(() => run(restore, ['--noflush'], { netns: floorNs, input: filter }));
+    const [, natFloor] = await timed(() => run(restore, ['--noflush'], { netns: floorNs, input: nat }));
+    const [, ipFloor] = await timed(() =>
+      run('ip', ['-n', floorNs, '-batch', '-'], { input: `${ipBatch}\n` }),
+    );
+    const [, fdbFloor] = await timed(() =>
+      run('bridge', ['-n', floorNs, '-batch', '-'], { input: `${fdbBatch}\n` }),
+    );
+    const floorMs = ipsetFloor + filterFloor + natFloor + ipFloor + fdbFloor;
+    const members = ipsets.split('\n').filter((l) => l.startsWith('add ')).length;
+    const rules = filter.split('\n').filter((l) => l.startsWith('-A ')).length;
+    const f = (n: number) => `${n.toFixed(0)} ms`;
+    console.log(
+      `dataplane benchmark (${backend}): ${REMOTE_EPS} remote endpoints on ${REMOTE_NODES} remote nodes, ${LOCAL_EPS} local endpoints, ${POLICIES} policies`,
+    );
+    console.log(
+      `final state: ${members} ipset members, ${rules} filter rules, ${routes.length} routes, ${neigh.length} ARP, ${fdb.length} FDB entries`,
+    );
+    console.log(
+      `agent: snapshot → programmed ${f(agentMs)} (calculation ${f(calcMs)}, kernel writes incl. read-back ${f(agentMs - calcMs)})`,
+    );
+    console.log(
+      `kernel floor: ${f(floorMs)} (ipset ${f(ipsetFloor)}, filter ${f(filterFloor)}, nat ${f(natFloor)}, routes+ARP ${f(ipFloor)}, FDB ${f(fdbFloor)})`,
+    );
+    console.log(
+      `ratio agent / floor: ${(agentMs / floorMs).toFixed(2)}; kernel writes only / floor: ${((agentMs - calcMs) / floorMs).toFixed(2)}`,
+    );
+  } finally {
+    await Promise.all([deleteNetns(agentNs), deleteNetns(floorNs)]);
+  }
+}
+
+await main();
