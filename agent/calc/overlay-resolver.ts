@@ -5,6 +5,15 @@ import { type Cidr, type Ip4, type Mac, parseCidr, parseIp4, parseMac } from '..
 import type { IPAMBlock, IPPool, Node } from '../../proto/service.ts';
 import type { MessageSink, Pool, RemoteBlockRoute, Vtep } from './messages.ts';
 
+/**
+ * A VTEP MAC for a node whose resource names none: derived from the node IP, so that every agent
+ * (this node's and its peers') computes the same one without a write-back to the datastore.
+ */
+export function derivedVtepMac(nodeIp: Ip4): Mac {
+  const parts = nodeIp.split('.').map((p) => Number(p).toString(16).padStart(2, '0'));
+  return `66:ee:${parts.join(':')}` as Mac;
+}
+
 interface BlockState {
   cidr: Cidr;
   node: string;
@@ -39,19 +48,24 @@ export class OverlayResolver {
           node: name,
           nodeIp: n.ipv4Address ? parseIp4(n.ipv4Address) : undefined,
           tunnelIp: n.vxlanTunnelAddress ? parseIp4(n.vxlanTunnelAddress) : undefined,
-          vtepMac: n.vxlanTunnelMac ? parseMac(n.vxlanTunnelMac) : undefined,
+          vtepMac: n.vxlanTunnelMac
+            ? parseMac(n.vxlanTunnelMac)
+            : n.ipv4Address
+              ? derivedVtepMac(parseIp4(n.ipv4Address))
+              : undefined,
         },
       });
       return;
     }
     let vtep: Vtep | undefined;
-    if (n.ipv4Address && n.vxlanTunnelAddress && n.vxlanTunnelMac) {
+    if (n.ipv4Address && n.vxlanTunnelAddress) {
+      const nodeIp = parseIp4(n.ipv4Address);
       vtep = {
         node: name,
         cluster,
-        nodeIp: parseIp4(n.ipv4Address) as Ip4,
+        nodeIp,
         tunnelIp: parseIp4(n.vxlanTunnelAddress),
-        mac: parseMac(n.vxlanTunnelMac) as Mac,
+        mac: n.vxlanTunnelMac ? parseMac(n.vxlanTunnelMac) : derivedVtepMac(nodeIp),
       };
     }
     const old = this.vteps.get(name);

@@ -5,6 +5,7 @@ import { logger } from '../../lib/log.ts';
 import type { Cidr, Ip4, Mac } from '../../model/net.ts';
 import type { FdbSpec, NeighSpec, RouteSpec, VxlanSpec } from '../../native/iproute.ts';
 import type { DataplaneMessage, EndpointKey, HostConfig, RemoteBlockRoute, Vtep } from '../calc/messages.ts';
+import { derivedVtepMac } from '../calc/overlay-resolver.ts';
 
 const log = logger('vxlan');
 
@@ -21,12 +22,6 @@ export interface LinkWriter {
     desired: readonly RouteSpec[],
     opts?: { ownedDevices?: (dev: string) => boolean },
   ): Promise<unknown>;
-}
-
-/** Calico derives a VTEP MAC when none is configured; ours is stable per node IP. */
-function derivedMac(ip: Ip4): Mac {
-  const parts = ip.split('.').map((p) => Number(p).toString(16).padStart(2, '0'));
-  return `66:${['ee', ...parts].join(':')}` as Mac;
 }
 
 export class VxlanManager {
@@ -90,7 +85,7 @@ export class VxlanManager {
         port: VXLAN_PORT,
         parentDev: parent.name,
         localIp: h.nodeIp,
-        mac: h.vtepMac ?? derivedMac(h.nodeIp),
+        mac: h.vtepMac ?? derivedVtepMac(h.nodeIp),
         mtu: parent.mtu - 50,
         tunnelAddress: h.tunnelIp,
       });
