@@ -2,7 +2,7 @@
 // interface holding the node IP, MTU = parent − 50), a permanent FDB entry (VTEP MAC → node IP) and
 // ARP entry (tunnel IP → VTEP MAC) per remote VTEP, and an onlink route per remote block.
 import { logger } from '../../lib/log.ts';
-import type { Cidr, Ip4, Mac } from '../../model/net.ts';
+import type { Cidr, Ip4 } from '../../model/net.ts';
 import type { FdbSpec, NeighSpec, RouteSpec, VxlanSpec } from '../../native/iproute.ts';
 import type { DataplaneMessage, EndpointKey, HostConfig, RemoteBlockRoute, Vtep } from '../calc/messages.ts';
 import { derivedVtepMac } from '../calc/overlay-resolver.ts';
