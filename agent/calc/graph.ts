@@ -85,6 +85,10 @@ export class CalculationGraph {
         const w = b.value;
         const nets = w.ipv4Nets.map((n) => parseCidr(n, false));
         const key = u.key as EndpointKey;
+        const local = this.isLocalCluster(u.cluster) && w.node === this.opts.nodeName;
+        // Refuse before touching any state: a refused update must change nothing.
+        if (local && !w.interfaceName)
+          throw new RefuseError('spec.interfaceName: a local endpoint needs one');
         const labels = this.index.upsertItem({
           key,
           ownLabels: w.labels,
@@ -93,9 +97,7 @@ export class CalculationGraph {
           nets,
           namedPorts: namedPortsOf(w.ports),
         });
-        const local = this.isLocalCluster(u.cluster) && w.node === this.opts.nodeName;
         if (local) {
-          if (!w.interfaceName) throw new RefuseError('spec.interfaceName: a local endpoint needs one');
           const input: LocalEndpointInput = { key, interfaceName: w.interfaceName, ipv4Nets: nets };
           this.localInputs.set(key, input);
           this.policies.upsertEndpoint(input, labels);

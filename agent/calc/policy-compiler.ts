@@ -114,30 +114,43 @@ class RuleCompiler {
       }
       return ranges;
     };
-    if ((e.ports.length || e.notPorts.length) && !(protocol && PORT_PROTOCOLS.has(protocol))) {
-      throw new PolicyError(`${field}.ports`, 'ports need protocol TCP, UDP, SCTP or UDPLite');
+    const numericPorts = [...e.ports, ...e.notPorts].some((p) => !p.name);
+    if (numericPorts && !(protocol && PORT_PROTOCOLS.has(protocol))) {
+      throw new PolicyError(`${field}.ports`, 'numeric ports need protocol TCP, UDP, SCTP or UDPLite');
+    }
+    const namedNot = e.notPorts.findIndex((p) => p.name);
+    if (namedNot >= 0) {
+      // Refused rather than ignored: dropping it would make the rule match the excluded port too.
+      throw new PolicyError(
+        `${field}.notPorts[${namedNot}]`,
+        'named ports in notPorts are not supported yet',
+      );
     }
     out.ports = numeric(e.ports, `${field}.ports`);
     out.notPorts = numeric(e.notPorts, `${field}.notPorts`);
     const named = e.ports.filter((p) => p.name);
-    if (named.length > 0 && isDst && protocol) {
+    if (named.length > 0 && !isDst) {
+      out.matchesNothing = true; // source-side named ports: not supported, so the rule matches nothing
+    } else {
+      // The selection applies to every port alternative, numeric and named alike (a named-port set
+      // already holds only selected endpoints, so alone it needs no separate selection set).
+      if (base && (named.length === 0 || out.ports.length > 0))
+        out.ipSets.push(this.add({ ...base, type: 'hash:net' }));
       // A named port is an (address, port) set: the endpoints the rule selects, each with its own
-      // number for that name. Numeric ports in the same rule still match on their own.
+      // number for that name. Without a protocol, TCP and UDP both count.
+      const protocols = protocol ? [protocol] : ['tcp', 'udp'];
       for (const p of named) {
-        out.namedPortIpSets.push(
-          this.add({
-            ...(base ?? { id: '' as IpSetId }),
-            type: 'hash:ip,port',
-            namedPort: { name: p.name, protocol },
-          }),
-        );
+        for (const proto of protocols) {
+          out.namedPortIpSets.push(
+            this.add({
+              ...(base ?? { id: '' as IpSetId }),
+              type: 'hash:ip,port',
+              namedPort: { name: p.name, protocol: proto },
+            }),
+          );
+        }
       }
-    } else if (named.length > 0 && !isDst) {
-      out.matchesNothing = true;
-    } else if (base) {
-      out.ipSets.push(this.add({ ...base, type: 'hash:net' }));
     }
-    if (base === undefined && named.length > 0 && out.namedPortIpSets.length === 0) out.matchesNothing = true;
     const nets = parseNets(e.nets, `${field}.nets`);
     const notNets = parseNets(e.notNets, `${field}.notNets`);
     if (nets.length === 1) out.net = nets[0];

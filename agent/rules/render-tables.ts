@@ -108,7 +108,9 @@ export function renderDispatch(
         rules.push({ match: `${flag} ${p}+`, action: `-g ${child}` });
       }
     }
-    if (name === root) rules.push({ match: '', action: '-j DROP', comment: 'Unknown interface' });
+    // Every chain of the tree ends in a drop: an unknown cali* interface must never fall through
+    // to cali-FORWARD's accept.
+    rules.push({ match: '', action: '-j DROP', comment: 'Unknown interface' });
     out.push({ name, rules });
   };
   const sorted = [...new Set(ifaces)].sort();

@@ -125,7 +125,9 @@ export function wep(o: WepOpts): Update {
           ...o.labels,
           [CLUSTER_LABEL]: cluster,
         };
-  const profiles = (o.profiles ?? [`kns.${ns}`, `ksa.${ns}.${sa}`]).map((p) => (remote ? `${cluster}/${p}` : p));
+  const profiles = (o.profiles ?? [`kns.${ns}`, `ksa.${ns}.${sa}`]).map((p) =>
+    remote ? `${cluster}/${p}` : p,
+  );
   return update(ResourceKind.WORKLOAD_ENDPOINT, baseWepKey(o), o, {
     case: 'workloadEndpoint',
     value: create(WorkloadEndpointSchema, {
@@ -316,7 +318,13 @@ export function networkSet(
 // --- overlay: pools, blocks, nodes ----------------------------------------------------------
 
 export function pool(
-  o: { name: string; cidr: string; natOutgoing?: boolean; disabled?: boolean; blockSize?: number } & ClusterOpts,
+  o: {
+    name: string;
+    cidr: string;
+    natOutgoing?: boolean;
+    disabled?: boolean;
+    blockSize?: number;
+  } & ClusterOpts,
 ): Update {
   return update(ResourceKind.IP_POOL, `ippool/${o.name}`, o, {
     case: 'ipPool',

@@ -1,0 +1,722 @@
+// The table renderer: endpoint chains, dispatch, the filter and nat tables. Checked by shape (what
+// an operator reads in iptables-save) and by walking packets through the rendered rules with a
+// small iptables interpreter (what the kernel would do with them).
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type {
+  ActivePolicy,
+  CompiledEntity,
+  CompiledRule,
+  IpSetId,
+  LocalEndpoint,
+  PolicyKey,
+  TierPolicies,
+} from '../../agent/calc/messages.ts';
+import {
+  chains,
+  fromWorkloadChain,
+  ipsetName,
+  MAX_CHAIN_NAME,
+  policyChain,
+  toWorkloadChain,
+} from '../../agent/rules/names.ts';
+import {
+  renderDispatch,
+  renderEndpointChains,
+  renderFilterTable,
+  renderNatTable,
+  renderPolicyChains,
+} from '../../agent/rules/render-tables.ts';
+import type { Chain, Rule, Table } from '../../agent/rules/types.ts';
+import { type Cidr, cidrContainsIp, type Ip4, parseCidr } from '../../model/net.ts';
+import { caliInterfaceName } from '../helpers/feed-builders.ts';
+
+// --- a small iptables interpreter for the rules fedmesh renders ----------------------------------
+
+interface Packet {
+  iif?: string;
+  oif?: string;
+  src: string;
+  dst: string;
+  proto: 'tcp' | 'udp' | 'icmp';
+  sport?: number;
+  dport?: number;
+  icmpType?: number;
+  icmpCode?: number;
+  ct?: 'NEW' | 'ESTABLISHED' | 'RELATED' | 'INVALID';
+}
+
+type Verdict = 'ACCEPT' | 'DROP' | 'MASQUERADE';
+
+interface Walk {
+  /** The verdict, or undefined when the packet leaves our chains without one (built-in policy). */
+  verdict: Verdict | undefined;
+  logs: string[];
+  /** Chains entered, in order. */
+  chains: string[];
+  /** Rules evaluated. */
+  steps: number;
+}
+
+/** ipset name → members (CIDRs for hash:net, `ip,proto:port` for hash:ip,port). */
+type IpSets = ReadonlyMap<string, readonly string[]>;
+
+function tokens(s: string): string[] {
+  const out: string[] = [];
+  const re = /"([^"]*)"|(\S+)/g;
+  for (let m = re.exec(s); m; m = re.exec(s)) out.push(m[1] ?? m[2]!);
+  return out;
+}
+
+function ifaceMatches(pattern: string, name: string | undefined): boolean {
+  if (name === undefined) return false;
+  return pattern.endsWith('+') ? name.startsWith(pattern.slice(0, -1)) : name === pattern;
+}
+
+function inCidr(c: string, ip: string): boolean {
+  return cidrContainsIp(parseCidr(c.includes('/') ? c : `${c}/32`), ip as Ip4);
+}
+
+function portIn(list: string, port: number | undefined): boolean {
+  if (port === undefined) return false;
+  return list.split(',').some((p) => {
+    const [a, b] = p.split(':').map(Number);
+    return port >= a! && port <= (b ?? a!);
+  });
+}
+
+class Interp {
+  mark = 0;
+  readonly chains: Map<string, Rule[]>;
+
+  constructor(
+    table: Table,
+    private readonly sets: IpSets,
+  ) {
+    this.chains = new Map(table.chains.map((c) => [c.name, c.rules]));
+    assert.equal(this.chains.size, table.chains.length, 'chain names are unique');
+  }
+
+  private matches(match: string, p: Packet): boolean {
+    const t = tokens(match);
+    let i = 0;
+    const next = () => {
+      const v = t[i++];
+      assert.ok(v !== undefined, `truncated match: ${match}`);
+      return v;
+    };
+    while (i < t.length) {
+      let neg = false;
+      let tok = next();
+      if (tok === '!') {
+        neg = true;
+        tok = next();
+      }
+      let ok: boolean;
+      switch (tok) {
+        case '-i':
+          ok = ifaceMatches(next(), p.iif);
+          break;
+        case '-o':
+          ok = ifaceMatches(next(), p.oif);
+          break;
+        case '-p':
+          ok = next() === p.proto;
+          break;
+        case '-s':
+          ok = inCidr(next(), p.src);
+          break;
+        case '-d':
+          ok = inCidr(next(), p.dst);
+          break;
+        case '-m': {
+          const mod = next();
+          let n = false;
+          let opt = next();
+          if (opt === '!') {
+            n = true;
+            opt = next();
+          }
+          switch (`${mod} ${opt}`) {
+            case 'set --match-set': {
+              const name = next();
+              const flags = next();
+              const members = this.sets.get(name);
+              assert.ok(members, `ipset ${name} is not defined`);
+              if (flags === 'src' || flags === 'dst') {
+                const ip = flags === 'src' ? p.src : p.dst;
+                ok = members.some((c) => inCidr(c, ip));
+              } else {
+                const [side] = flags.split(',');
+                const ip = side === 'src' ? p.src : p.dst;
+                const port = side === 'src' ? p.sport : p.dport;
+                ok = members.includes(`${ip},${p.proto}:${port}`);
+              }
+              break;
+            }
+            case 'multiport --dports':
+              ok = portIn(next(), p.dport);
+              break;
+            case 'multiport --sports':
+              ok = portIn(next(), p.sport);
+              break;
+            case 'mark --mark': {
+              const [v, m] = next().split('/').map(Number);
+              ok = (this.mark & m!) === v;
+              break;
+            }
+            case 'conntrack --ctstate':
+              ok = next()
+                .split(',')
+                .includes(p.ct ?? 'NEW');
+              break;
+            case 'icmp --icmp-type': {
+              const tc = next();
+              const [ty, co] = tc.split('/').map(Number);
+              ok =
+                p.proto === 'icmp' &&
+                (tc === 'any' || (p.icmpType === ty && (co === undefined || p.icmpCode === co)));
+              break;
+            }
+            default:
+              assert.fail(`the interpreter does not know "-m ${mod} ${opt}" in: ${match}`);
+          }
+          if (n) ok = !ok;
+          break;
+        }
+        default:
+          assert.fail(`the interpreter does not know "${tok}" in: ${match}`);
+      }
+      if (neg) ok = !ok;
+      if (!ok) return false;
+    }
+    return true;
+  }
+
+  /** Runs a chain; undefined means it returned (or fell off its end). */
+  run(name: string, p: Packet, w: Walk, depth = 0): Verdict | undefined {
+    assert.ok(depth < 50, 'chain loop');
+    const rules = this.chains.get(name);
+    assert.ok(rules, `chain ${name} is not defined`);
+    w.chains.push(name);
+    for (const r of rules) {
+      w.steps++;
+      if (!this.matches(r.match, p)) continue;
+      const a = tokens(r.action);
+      const [kind, target] = a;
+      if (kind === '-g') return this.run(target!, p, w, depth + 1);
+      assert.equal(kind, '-j', r.action);
+      switch (target) {
+        case 'ACCEPT':
+        case 'DROP':
+        case 'MASQUERADE':
+          return target;
+        case 'RETURN':
+          return undefined;
+        case 'MARK': {
+          assert.equal(a[2], '--set-xmark');
+          const [v, m] = a[3]!.split('/').map(Number);
+          this.mark = ((this.mark & ~m!) ^ v!) >>> 0;
+          break;
+        }
+        case 'LOG':
+          w.logs.push(a[a.indexOf('--log-prefix') + 1]!);
+          break;
+        default: {
+          const v = this.run(target!, p, w, depth + 1);
+          if (v) return v;
+        }
+      }
+    }
+    return undefined;
+  }
+}
+
+/** Walks a packet through a table from a built-in chain's hooks (built-in policy: ACCEPT). */
+function walk(table: Table, builtin: string, p: Packet, sets: IpSets = new Map()): Walk {
+  const it = new Interp(table, sets);
+  const w: Walk = { verdict: undefined, logs: [], chains: [], steps: 0 };
+  for (const h of table.hooks.filter((h) => h.chain === builtin)) {
+    const a = tokens(h.rule.action);
+    assert.equal(a[0], '-j');
+    const v = it.run(a[1]!, p, w);
+    if (v) {
+      w.verdict = v;
+      return w;
+    }
+  }
+  return w;
+}
+
+const forward = (table: Table, p: Packet, sets: IpSets) =>
+  walk(table, 'FORWARD', p, sets).verdict ?? 'ACCEPT';
+
+// --- inputs ---------------------------------------------------------------------------------
+
+const entity = (e: Partial<CompiledEntity> = {}): CompiledEntity => ({
+  ipSets: [],
+  notIpSets: [],
+  ports: [],
+  notPorts: [],
+  namedPortIpSets: [],
+  ...e,
+});
+const rule = (r: Partial<CompiledRule> & Pick<CompiledRule, 'action'>): CompiledRule => ({
+  src: entity(),
+  dst: entity(),
+  ...r,
+});
+const pk = (s: string) => s as PolicyKey;
+const ap = (key: string, inbound: CompiledRule[], outbound: CompiledRule[] = []): ActivePolicy => ({
+  key: pk(key),
+  displayName: key.split('/').slice(1).join('/'),
+  inbound,
+  outbound,
+});
+const tiers = (...ts: [string, string[]][]): TierPolicies[] =>
+  ts.map(([tier, ps]) => ({ tier, policies: ps.map(pk) }));
+const ep = (
+  iface: string,
+  ip: string,
+  ingress: TierPolicies[] = [],
+  egress: TierPolicies[] = [],
+): LocalEndpoint =>
+  ({
+    key: `a-node1/k8s/shop/${iface}/eth0`,
+    interfaceName: iface,
+    ipv4Nets: [`${ip}/32`],
+    ingress,
+    egress,
+  }) as LocalEndpoint;
+
+const PASS_GUARD = '-m mark --mark 0x0/0x20000';
+
+// --- endpoint chains ------------------------------------------------------------------------
+
+describe('endpoint chains', () => {
+  it('conntrack first, then per tier: policy jumps guarded by the pass mark, accept returns, a closing DROP', () => {
+    const [tw, fw] = renderEndpointChains(
+      ep(
+        'cali1234567890a',
+        '10.10.0.5',
+        tiers(['security', ['security/sec']], ['default', ['default/shop/a', 'default/b']]),
+      ),
+    );
+    assert.equal(tw!.name, 'cali-tw-cali1234567890a');
+    assert.equal(fw!.name, 'cali-fw-cali1234567890a');
+    const rs = tw!.rules;
+    assert.deepEqual(rs.slice(0, 2), [
+      { match: '-m conntrack --ctstate RELATED,ESTABLISHED', action: '-j ACCEPT' },
+      { match: '-m conntrack --ctstate INVALID', action: '-j DROP' },
+    ]);
+    assert.deepEqual(rs[2], { match: '', action: '-j MARK --set-xmark 0x0/0x30000' });
+    const jumps = rs.filter((r) => r.action.startsWith('-j cali-pi-'));
+    assert.deepEqual(
+      jumps.map((r) => r.action),
+      ['security/sec', 'default/shop/a', 'default/b'].map((k) => `-j ${policyChain('in', k)}`),
+    );
+    for (const j of jumps) {
+      assert.equal(j.match, PASS_GUARD, 'a policy is skipped once a Pass happened in its tier');
+      const next = rs[rs.indexOf(j) + 1];
+      assert.deepEqual(
+        [next?.match, next?.action],
+        ['-m mark --mark 0x10000/0x10000', '-j RETURN'],
+        'an accept returns at once',
+      );
+    }
+    const drops = rs.filter((r) => r.action === '-j DROP' && r.match === PASS_GUARD);
+    assert.equal(drops.length, 2, 'one closing DROP per tier');
+    assert.ok(
+      rs.indexOf(drops[0]!) < rs.indexOf(jumps[1]!),
+      'the security tier closes before the default tier starts',
+    );
+    assert.deepEqual(rs.at(-1), drops[1]);
+    // The second tier starts by clearing the pass mark.
+    assert.deepEqual(rs[rs.indexOf(drops[0]!) + 1]?.action, '-j MARK --set-xmark 0x0/0x20000');
+    // Egress has no policy: open.
+    assert.ok(!fw!.rules.some((r) => r.action === '-j DROP' && r.match !== '-m conntrack --ctstate INVALID'));
+  });
+
+  it('an endpoint no policy selects is open: no DROP but for invalid packets', () => {
+    for (const c of renderEndpointChains(ep('cali0000000000a', '10.10.0.9'))) {
+      assert.deepEqual(
+        c.rules.filter((r) => r.action === '-j DROP'),
+        [{ match: '-m conntrack --ctstate INVALID', action: '-j DROP' }],
+        c.name,
+      );
+      assert.ok(!c.rules.some((r) => r.action.startsWith('-j cali-p')), c.name);
+    }
+  });
+});
+
+describe('walking packets through the filter table', () => {
+  const WEB = 'cali1111111111a';
+  const DB = 'cali2222222222b';
+  const OPEN = 'cali3333333333c';
+  const webSet = 's:web' as IpSetId;
+  const blockedSet = 'n:blocked' as IpSetId;
+  const sets: IpSets = new Map([
+    [ipsetName(webSet), ['10.10.0.5/32', '10.20.0.5/32']],
+    [ipsetName(blockedSet), ['10.66.0.0/16', '10.67.0.0/16']],
+  ]);
+  const policies = [
+    // security tier: deny the blocked nets, log, pass the rest on to the next tier
+    ap('security/sec', [
+      rule({ action: 'deny', src: entity({ ipSets: [blockedSet] }) }),
+      rule({ action: 'log', protocol: 'tcp', dst: entity({ ports: [{ first: 22, last: 22 }] }) }),
+      rule({ action: 'pass' }),
+    ]),
+    // default tier, db: allow web's set on 5432, and one /8 on 9000-9100 (ordered before a broader deny)
+    ap('default/shop/db', [
+      rule({
+        action: 'allow',
+        protocol: 'tcp',
+        src: entity({ ipSets: [webSet] }),
+        dst: entity({ ports: [{ first: 5432, last: 5432 }] }),
+      }),
+      rule({
+        action: 'allow',
+        protocol: 'tcp',
+        src: entity({ net: '10.30.0.0/16' as Cidr }),
+        dst: entity({ ports: [{ first: 9000, last: 9100 }] }),
+      }),
+    ]),
+    ap('default/deny-9050', [
+      rule({ action: 'deny', protocol: 'tcp', dst: entity({ ports: [{ first: 9050, last: 9050 }] }) }),
+    ]),
+    // web egress: only DNS and the db
+    ap(
+      'default/shop/web-egress',
+      [],
+      [
+        rule({ action: 'allow', protocol: 'udp', dst: entity({ ports: [{ first: 53, last: 53 }] }) }),
+        rule({ action: 'allow', protocol: 'tcp', dst: entity({ net: '10.10.0.6/32' as Cidr }) }),
+      ],
+    ),
+    // a security-tier policy for web with nothing but a deny: the end of its tier drops the rest
+    ap('security/web-strict', [rule({ action: 'deny', src: entity({ net: '10.40.0.0/16' as Cidr }) })]),
+  ];
+  const table = renderFilterTable({
+    policies,
+    endpoints: [
+      ep(
+        WEB,
+        '10.10.0.5',
+        tiers(['security', ['security/web-strict']]),
+        tiers(['default', ['default/shop/web-egress']]),
+      ),
+      ep(
+        DB,
+        '10.10.0.6',
+        tiers(['security', ['security/sec']], ['default', ['default/shop/db', 'default/deny-9050']]),
+      ),
+      ep(OPEN, '10.10.0.7'),
+    ],
+  });
+  const tcp = (o: Omit<Packet, 'proto'>): Packet => ({ proto: 'tcp', ...o });
+
+  it('allows what the policies allow, in tier and policy order', () => {
+    // web → db:5432: web's egress allows 10.10.0.6, db's ingress allows web's set.
+    assert.equal(
+      forward(table, tcp({ iif: WEB, oif: DB, src: '10.10.0.5', dst: '10.10.0.6', dport: 5432 }), sets),
+      'ACCEPT',
+    );
+    // A remote member of the set, over the tunnel.
+    assert.equal(
+      forward(
+        table,
+        tcp({ iif: 'vxlan.calico', oif: DB, src: '10.20.0.5', dst: '10.10.0.6', dport: 5432 }),
+        sets,
+      ),
+      'ACCEPT',
+    );
+    // An earlier allow wins over a later policy's deny in the same tier.
+    assert.equal(
+      forward(table, tcp({ iif: 'eth0', oif: DB, src: '10.30.1.1', dst: '10.10.0.6', dport: 9050 }), sets),
+      'ACCEPT',
+    );
+  });
+
+  it('drops what no policy of a tier allows, and what a deny matches', () => {
+    // Not in the set: falls to the end of the default tier.
+    assert.equal(
+      forward(table, tcp({ iif: 'eth0', oif: DB, src: '10.20.0.9', dst: '10.10.0.6', dport: 5432 }), sets),
+      'DROP',
+    );
+    // Deny in the security tier, before the default tier's allow could apply.
+    assert.equal(
+      forward(table, tcp({ iif: 'eth0', oif: DB, src: '10.66.1.1', dst: '10.10.0.6', dport: 5432 }), sets),
+      'DROP',
+    );
+    // web's egress allows only DNS and the db.
+    assert.equal(
+      forward(table, tcp({ iif: WEB, oif: 'eth0', src: '10.10.0.5', dst: '1.1.1.1', dport: 443 }), sets),
+      'DROP',
+    );
+    assert.equal(
+      forward(
+        table,
+        { proto: 'udp', iif: WEB, oif: 'eth0', src: '10.10.0.5', dst: '1.1.1.1', dport: 53 },
+        sets,
+      ),
+      'ACCEPT',
+    );
+    // A tier whose only policy has no allow: the end of the tier drops everything it did not deny.
+    assert.equal(
+      forward(table, tcp({ iif: 'eth0', oif: WEB, src: '10.50.0.1', dst: '10.10.0.5', dport: 80 }), sets),
+      'DROP',
+    );
+  });
+
+  it('log logs with the policy in its prefix and carries on', () => {
+    const w = walk(
+      table,
+      'FORWARD',
+      tcp({ iif: WEB, oif: DB, src: '10.10.0.5', dst: '10.10.0.6', dport: 22 }),
+      sets,
+    );
+    assert.deepEqual(w.logs, ['calico-packet sec ']);
+    assert.equal(w.verdict, 'DROP', 'logged, passed, then not allowed by the default tier');
+  });
+
+  it('established traffic is accepted before any policy; an open endpoint accepts everything', () => {
+    assert.equal(
+      forward(
+        table,
+        tcp({ iif: 'eth0', oif: DB, src: '10.66.1.1', dst: '10.10.0.6', dport: 5432, ct: 'ESTABLISHED' }),
+        sets,
+      ),
+      'ACCEPT',
+    );
+    assert.equal(
+      forward(table, tcp({ iif: 'eth0', oif: OPEN, src: '10.66.1.1', dst: '10.10.0.7', dport: 1 }), sets),
+      'ACCEPT',
+    );
+    assert.equal(
+      forward(table, tcp({ iif: OPEN, oif: 'eth0', src: '10.10.0.7', dst: '8.8.8.8', dport: 1 }), sets),
+      'ACCEPT',
+    );
+    assert.equal(
+      forward(
+        table,
+        tcp({ iif: 'eth0', oif: OPEN, src: '1.1.1.1', dst: '10.10.0.7', dport: 1, ct: 'INVALID' }),
+        sets,
+      ),
+      'DROP',
+    );
+  });
+
+  it('traffic not to or from a workload is left alone; an unknown workload interface is dropped', () => {
+    assert.equal(
+      walk(
+        table,
+        'FORWARD',
+        tcp({ iif: 'eth0', oif: 'eth1', src: '1.1.1.1', dst: '2.2.2.2', dport: 1 }),
+        sets,
+      ).verdict,
+      undefined,
+    );
+    assert.equal(
+      forward(
+        table,
+        tcp({ iif: 'eth0', oif: 'cali9999999999z', src: '1.1.1.1', dst: '10.10.0.99', dport: 1 }),
+        sets,
+      ),
+      'DROP',
+    );
+    assert.equal(
+      forward(
+        table,
+        tcp({ iif: 'cali9999999999z', oif: 'eth0', src: '10.10.0.99', dst: '1.1.1.1', dport: 1 }),
+        sets,
+      ),
+      'DROP',
+    );
+  });
+
+  it('workload to host goes through egress policy (INPUT); host to workload is allowed (OUTPUT)', () => {
+    assert.equal(
+      walk(table, 'INPUT', tcp({ iif: WEB, src: '10.10.0.5', dst: '192.168.100.11', dport: 10250 }), sets)
+        .verdict,
+      'DROP',
+    );
+    assert.equal(
+      walk(
+        table,
+        'INPUT',
+        { proto: 'udp', iif: WEB, src: '10.10.0.5', dst: '192.168.100.11', dport: 53 },
+        sets,
+      ).verdict,
+      'ACCEPT',
+    );
+    assert.equal(
+      walk(table, 'OUTPUT', tcp({ oif: DB, src: '192.168.100.11', dst: '10.10.0.6', dport: 1 }), sets)
+        .verdict,
+      undefined,
+    );
+  });
+});
+
+// --- dispatch -------------------------------------------------------------------------------
+
+/** Follows dispatch chains for one interface; returns the endpoint chain it reaches, if any. */
+function dispatchOf(byName: ReadonlyMap<string, Chain>, root: string, flag: '-i' | '-o', iface: string) {
+  let chain = byName.get(root);
+  let steps = 0;
+  let depth = 0;
+  while (chain) {
+    assert.ok(++depth < 20, 'dispatch loop');
+    let next: string | undefined;
+    for (const r of chain.rules) {
+      steps++;
+      if (r.match === '') {
+        if (r.action === '-j DROP') return { target: 'DROP', steps, depth };
+        continue;
+      }
+      const [f, pattern] = r.match.split(' ');
+      assert.equal(f, flag);
+      if (!ifaceMatches(pattern!, iface)) continue;
+      assert.match(r.action, /^-g /);
+      next = r.action.slice(3);
+      break;
+    }
+    if (next === undefined) return { target: undefined, steps, depth }; // fell off the end: RETURN
+    if (!byName.has(next)) return { target: next, steps, depth };
+    chain = byName.get(next);
+  }
+  assert.fail('unreachable');
+}
+
+describe('workload dispatch', () => {
+  const ifaces = Array.from({ length: 1000 }, (_, i) => caliInterfaceName(`ns-${i % 7}`, `pod-${i}`));
+
+  it('a handful of interfaces dispatch linearly, with a final DROP for unknown ones', () => {
+    const cs = renderDispatch(chains.toWlDispatch, '-o', ['calib', 'calia'], toWorkloadChain);
+    assert.deepEqual(cs, [
+      {
+        name: 'cali-to-wl-dispatch',
+        rules: [
+          { match: '-o calia', action: '-g cali-tw-calia' },
+          { match: '-o calib', action: '-g cali-tw-calib' },
+          { match: '', action: '-j DROP', comment: 'Unknown interface' },
+        ],
+      },
+    ]);
+  });
+
+  for (const [root, flag, target] of [
+    [chains.toWlDispatch, '-o', toWorkloadChain],
+    [chains.fromWlDispatch, '-i', fromWorkloadChain],
+  ] as const) {
+    it(`1,000 interfaces: ${root} is a tree of short chains that dispatches each interface exactly once`, () => {
+      const cs = renderDispatch(root, flag, ifaces, target);
+      const byName = new Map(cs.map((c) => [c.name, c]));
+      assert.equal(byName.size, cs.length, 'chain names are unique');
+      for (const c of cs) {
+        assert.ok(c.name.length <= MAX_CHAIN_NAME, `${c.name} too long`);
+        assert.ok(c.rules.length <= 17, `${c.name} has ${c.rules.length} rules`);
+      }
+      // A tree: every chain but the root is jumped to from exactly one rule.
+      const refs = new Map<string, number>();
+      for (const c of cs)
+        for (const r of c.rules)
+          if (r.action.startsWith('-g ')) refs.set(r.action.slice(3), (refs.get(r.action.slice(3)) ?? 0) + 1);
+      for (const c of cs) assert.equal(refs.get(c.name) ?? 0, c.name === root ? 0 : 1, c.name);
+      // Every endpoint chain is the target of exactly one rule, and each interface reaches its own.
+      const endpointTargets = [...refs].filter(([n]) => !byName.has(n));
+      assert.equal(endpointTargets.length, ifaces.length);
+      assert.ok(endpointTargets.every(([, n]) => n === 1));
+      let maxSteps = 0;
+      for (const i of ifaces) {
+        const d = dispatchOf(byName, root, flag, i);
+        assert.equal(d.target, target(i), i);
+        maxSteps = Math.max(maxSteps, d.steps);
+      }
+      assert.ok(maxSteps <= 60, `worst case ${maxSteps} rules evaluated`);
+    });
+  }
+
+  it('an unknown interface is dropped by a dispatch tree as by a linear one', () => {
+    const eps = ifaces.map((i, n) => ep(i, `10.10.${n >> 8}.${n & 255}`));
+    const table = renderFilterTable({ policies: [], endpoints: eps });
+    // A new pod whose endpoint the agent does not know yet (or refused): same prefix as known ones.
+    const unknown = `${ifaces[0]!.slice(0, 6)}fffffffff`;
+    assert.ok(!ifaces.includes(unknown));
+    const byName = new Map(table.chains.map((c) => [c.name, c]));
+    assert.equal(dispatchOf(byName, chains.toWlDispatch, '-o', unknown).target, 'DROP');
+    const p: Packet = {
+      proto: 'tcp',
+      iif: 'eth0',
+      oif: unknown,
+      src: '1.1.1.1',
+      dst: '10.10.9.9',
+      dport: 80,
+    };
+    assert.equal(forward(table, p, new Map()), 'DROP');
+  });
+});
+
+// --- filter table shape and nat -------------------------------------------------------------
+
+describe('filter table', () => {
+  it('hooks FORWARD, INPUT and OUTPUT, and renders each active policy in both directions', () => {
+    const p = ap('default/shop/p', [rule({ action: 'deny' })]);
+    const t = renderFilterTable({
+      policies: [p],
+      endpoints: [ep('cali1', '10.10.0.5', tiers(['default', ['default/shop/p']]))],
+    });
+    assert.deepEqual(
+      t.hooks.map((h) => [h.chain, h.rule.action]),
+      [
+        ['FORWARD', '-j cali-FORWARD'],
+        ['INPUT', '-j cali-INPUT'],
+        ['OUTPUT', '-j cali-OUTPUT'],
+      ],
+    );
+    const names = t.chains.map((c) => c.name);
+    for (const c of renderPolicyChains(p)) assert.ok(names.includes(c.name), c.name);
+    assert.ok(names.includes('cali-tw-cali1') && names.includes('cali-fw-cali1'));
+    for (const n of names) assert.ok(n.startsWith('cali-') && n.length <= MAX_CHAIN_NAME, n);
+  });
+
+  it('renders the same table whatever order its inputs come in', () => {
+    const ps = [ap('default/b', [rule({ action: 'deny' })]), ap('default/a', [rule({ action: 'pass' })])];
+    const es = [ep('cali2', '10.10.0.2'), ep('cali1', '10.10.0.1')];
+    assert.deepEqual(
+      renderFilterTable({ policies: ps, endpoints: es }),
+      renderFilterTable({ policies: [...ps].reverse(), endpoints: [...es].reverse() }),
+    );
+  });
+});
+
+describe('nat table', () => {
+  const nat = renderNatTable();
+  const sets: IpSets = new Map([
+    // What the ipsets manager holds: local natOutgoing pools in masq; every pool, remote ones too, in all-pools.
+    ['cali40masq-ipam-pools', ['10.10.0.0/16']],
+    ['cali40all-ipam-pools', ['10.10.0.0/16', '10.11.0.0/16', '10.20.0.0/16']],
+  ]);
+  const post = (src: string, dst: string) =>
+    walk(nat, 'POSTROUTING', { proto: 'tcp', oif: 'eth0', src, dst, dport: 80 }, sets).verdict;
+
+  it('masquerades the masq set except to the all-pools set', () => {
+    assert.deepEqual(nat.hooks, [
+      { chain: 'POSTROUTING', rule: { match: '', action: '-j cali-POSTROUTING' } },
+    ]);
+    const outgoing = nat.chains.find((c) => c.name === 'cali-nat-outgoing');
+    assert.deepEqual(
+      outgoing?.rules.map((r) => [r.match, r.action]),
+      [
+        [
+          '-m set --match-set cali40masq-ipam-pools src -m set ! --match-set cali40all-ipam-pools dst',
+          '-j MASQUERADE',
+        ],
+      ],
+    );
+    assert.equal(post('10.10.0.5', '8.8.8.8'), 'MASQUERADE');
+    assert.equal(post('10.10.0.5', '10.20.0.7'), undefined, 'to a remote pool: source kept');
+    assert.equal(post('10.10.0.5', '10.11.0.7'), undefined, 'to another local pool: source kept');
+    assert.equal(post('10.11.0.5', '8.8.8.8'), undefined, 'a pool without natOutgoing');
+    assert.equal(post('10.20.0.5', '8.8.8.8'), undefined, 'remote pools are never masqueraded here');
+  });
+});
