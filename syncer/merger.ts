@@ -149,7 +149,7 @@ export class Merger {
   }
 
   private onEvents(src: Source, events: DatastoreEvent[]): void {
-    let localTopologyChanged = false;
+    let topologyChanged = false;
     for (const ev of events) {
       if (ev.type === 'upsert') {
         const r = ev.resource;
@@ -165,7 +165,7 @@ export class Merger {
         if (u.body.case === 'policy' && !this.policyCompiles(r, u.body.value)) continue;
         src.wanted.set(id, u);
         this.reconcile(src, id);
-        if (!src.ctx.remote && (r.kind === 'IPPool' || r.kind === 'Node')) localTopologyChanged = true;
+        if (r.kind === 'Node' || (!src.ctx.remote && r.kind === 'IPPool')) topologyChanged = true;
       } else {
         const id = resourceId({ kind: ev.kind, name: ev.name, namespace: ev.namespace });
         if (ev.kind === 'RemoteClusterConfiguration') {
@@ -173,11 +173,12 @@ export class Merger {
           continue;
         }
         this.withdraw(src, id);
-        if (!src.ctx.remote && (ev.kind === 'IPPool' || ev.kind === 'Node')) localTopologyChanged = true;
+        if (ev.kind === 'Node' || (!src.ctx.remote && ev.kind === 'IPPool')) topologyChanged = true;
       }
     }
-    // Local wins: a local pool or node change can make remote data conflict (or stop conflicting).
-    if (localTopologyChanged) for (const r of this.remotes.values()) this.recheckAll(r.source);
+    // Local wins: a local pool or node change can make remote data conflict (or stop conflicting);
+    // a node appearing or going in one remote can do the same for another remote's node names.
+    if (topologyChanged) for (const r of this.remotes.values()) this.recheckAll(r.source);
     if (src.ctx.remote) this.publishStatus(src);
   }
 
@@ -368,7 +369,13 @@ export class Merger {
     const src = remote.source;
     src.status = st;
     src.detail = detail ?? '';
-    if (st === 'ResyncInProgress' || st === 'Connecting') src.seen ??= new Set();
+    if (st === 'ResyncInProgress' || st === 'Connecting') {
+      // A new listing is coming: it alone decides what stays (an aborted earlier one does not count),
+      // and the remote is back, so its data is no longer on the retention clock.
+      src.seen = new Set();
+      clearTimeout(remote.retentionTimer);
+      remote.retentionTimer = undefined;
+    }
     if (st === 'InSync') {
       clearTimeout(remote.retentionTimer);
       remote.retentionTimer = undefined;
@@ -401,6 +408,11 @@ export class Merger {
     src.seen = undefined;
     if (!seen) return;
     for (const id of [...src.wanted.keys()]) if (!seen.has(id)) this.withdraw(src, id);
+    if (src === this.local) {
+      for (const name of [...this.rccs.keys()]) {
+        if (!seen.has(resourceId({ kind: 'RemoteClusterConfiguration', name }))) this.deleteRcc(name);
+      }
+    }
   }
 
   private deleteRcc(name: string): void {
@@ -410,7 +422,9 @@ export class Merger {
     log.info({ remote: name }, 'remote cluster configuration deleted; withdrawing its data');
     this.remotes.delete(name);
     clearTimeout(remote.retentionTimer);
-    void remote.datastore?.stop();
+    const ds = remote.datastore;
+    remote.datastore = undefined; // detach first: nothing it says from now on is applied
+    void ds?.stop();
     for (const id of [...remote.source.wanted.keys()]) this.withdraw(remote.source, id);
     this.opts.cache.removeRemoteStatus(name);
     this.startRemotes?.delete(name);

@@ -7,7 +7,12 @@ import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { RemoteClusterConfiguration, Resource } from '../../model/resources.ts';
 import { parseYamlDocuments } from '../../model/validate.ts';
-import { RemoteClusterState, type RemoteClusterStatus, ResourceKind, type Update } from '../../proto/service.ts';
+import {
+  RemoteClusterState,
+  type RemoteClusterStatus,
+  ResourceKind,
+  type Update,
+} from '../../proto/service.ts';
 import type {
   Datastore,
   DatastoreEvent,
@@ -350,7 +355,10 @@ describe('Merger: the merged feed', () => {
     assert.deepEqual(keys(cache, isPolicy), ['policy/shop/frontend-egress']);
     remote('b').upsert(policy('another'), globalPolicy('another-global'));
     assert.deepEqual(keys(cache, isPolicy), ['policy/shop/frontend-egress']);
-    assert.equal([...cache.all()].filter((u) => u.kind === ResourceKind.POLICY && u.cluster === 'b').length, 0);
+    assert.equal(
+      [...cache.all()].filter((u) => u.kind === ResourceKind.POLICY && u.cluster === 'b').length,
+      0,
+    );
   });
 
   test('a remote endpoint change and delete arrive; the local cluster is untouched', async (t) => {
@@ -360,7 +368,10 @@ describe('Merger: the merged feed', () => {
     remote('b').delete(wep('b-node1', 'cache-1', '10.20.1.6', 'cache'));
     assert.equal(cache.get(ResourceKind.WORKLOAD_ENDPOINT, 'b/b-node1/k8s/shop/cache-1/eth0'), undefined);
     assert.equal(statusOf(cache, 'b').endpoints, 1);
-    assert.deepEqual(keys(cache, (k) => !k.startsWith('b/')), A_KEYS);
+    assert.deepEqual(
+      keys(cache, (k) => !k.startsWith('b/')),
+      A_KEYS,
+    );
   });
 });
 
@@ -373,7 +384,11 @@ describe('Merger: conflicts are refused, local wins', () => {
       wep('b-node1', 'squatter', '10.10.1.77', 'db'),
       node('a-node1', '192.168.100.99', '10.20.9.0', '66:bb:00:00:00:99'),
     );
-    assert.equal(cache.get(ResourceKind.IP_POOL, 'b/ippool/b-overlap'), undefined, 'overlapping pool refused');
+    assert.equal(
+      cache.get(ResourceKind.IP_POOL, 'b/ippool/b-overlap'),
+      undefined,
+      'overlapping pool refused',
+    );
     assert.equal(
       cache.get(ResourceKind.WORKLOAD_ENDPOINT, 'b/b-node1/k8s/shop/squatter/eth0'),
       undefined,
@@ -430,7 +445,10 @@ describe('Merger: conflicts are refused, local wins', () => {
     local.delete(clash);
     cache.flush();
     assert.ok(cache.get(ResourceKind.IP_POOL, 'b/ippool/b-extra'), 'remote pool restored');
-    assert.ok(cache.get(ResourceKind.WORKLOAD_ENDPOINT, 'b/b-node1/k8s/shop/extra-1/eth0'), 'endpoint restored');
+    assert.ok(
+      cache.get(ResourceKind.WORKLOAD_ENDPOINT, 'b/b-node1/k8s/shop/extra-1/eth0'),
+      'endpoint restored',
+    );
     assert.deepEqual(sub.log.sort(), [
       'del ippool/a-extra',
       'set b/b-node1/k8s/shop/extra-1/eth0',
@@ -456,24 +474,23 @@ describe('Merger: conflicts are refused, local wins', () => {
     assert.equal(statusOf(cache, 'b').nodes, 1);
   });
 
-  test(
-    'a node refused for duplicating another remote’s node is served once that remote drops it',
-    { todo: 'bug: remote-vs-remote node conflicts are only re-checked on local pool/node changes' },
-    async (t) => {
-      const h = await meshed(t);
-      h.local.upsert(rcc('c'));
-      const shared = node('shared-node', '192.168.100.50', '10.40.0.0', '66:cc:00:00:00:01');
-      h.remote('b').upsert(shared);
-      h.remote('c').sync([pool('c-pool', '10.40.0.0/16'), shared]);
-      assert.ok(h.cache.get(ResourceKind.NODE, 'b/node/shared-node'));
-      assert.equal(h.cache.get(ResourceKind.NODE, 'c/node/shared-node'), undefined, 'refused while b has it');
-      assert.equal(statusOf(h.cache, 'c').conflicts, 1);
-      h.remote('b').delete(shared);
-      assert.equal(h.cache.get(ResourceKind.NODE, 'b/node/shared-node'), undefined);
-      assert.ok(h.cache.get(ResourceKind.NODE, 'c/node/shared-node'), 'no duplicate any more: c’s node is served');
-      assert.equal(statusOf(h.cache, 'c').conflicts, 0);
-    },
-  );
+  test('a node refused for duplicating another remote’s node is served once that remote drops it', async (t) => {
+    const h = await meshed(t);
+    h.local.upsert(rcc('c'));
+    const shared = node('shared-node', '192.168.100.50', '10.40.0.0', '66:cc:00:00:00:01');
+    h.remote('b').upsert(shared);
+    h.remote('c').sync([pool('c-pool', '10.40.0.0/16'), shared]);
+    assert.ok(h.cache.get(ResourceKind.NODE, 'b/node/shared-node'));
+    assert.equal(h.cache.get(ResourceKind.NODE, 'c/node/shared-node'), undefined, 'refused while b has it');
+    assert.equal(statusOf(h.cache, 'c').conflicts, 1);
+    h.remote('b').delete(shared);
+    assert.equal(h.cache.get(ResourceKind.NODE, 'b/node/shared-node'), undefined);
+    assert.ok(
+      h.cache.get(ResourceKind.NODE, 'c/node/shared-node'),
+      'no duplicate any more: c’s node is served',
+    );
+    assert.equal(statusOf(h.cache, 'c').conflicts, 0);
+  });
 });
 
 describe('Merger: overlay resources', () => {
@@ -524,19 +541,15 @@ describe('Merger: remote cluster lifecycle', () => {
     assert.equal(h.made[0]?.stopCalled, true, 'its datastore is stopped');
   });
 
-  test(
-    'a deleted remote’s datastore delivering events before its stop() resolves does not bring data back',
-    { todo: 'bug: deleteRcc stops the datastore without detaching its handlers (remote.datastore is kept)' },
-    async (t) => {
-      const h = await meshed(t);
-      const old = h.remote('b');
-      h.local.delete(rcc('b'));
-      assert.deepEqual(keys(h.cache), A_KEYS);
-      // A watch event already in flight when the RCC was deleted (stop() has not resolved yet).
-      old.upsert(wep('b-node1', 'late-1', '10.20.1.9', 'db'));
-      assert.deepEqual(keys(h.cache), A_KEYS, 'nothing of a deleted remote comes back');
-    },
-  );
+  test('a deleted remote’s datastore delivering events before its stop() resolves does not bring data back', async (t) => {
+    const h = await meshed(t);
+    const old = h.remote('b');
+    h.local.delete(rcc('b'));
+    assert.deepEqual(keys(h.cache), A_KEYS);
+    // A watch event already in flight when the RCC was deleted (stop() has not resolved yet).
+    old.upsert(wep('b-node1', 'late-1', '10.20.1.9', 'db'));
+    assert.deepEqual(keys(h.cache), A_KEYS, 'nothing of a deleted remote comes back');
+  });
 
   test('ConnectionFailed keeps the data (fail-static) until the retention time withdraws it', async (t) => {
     const h = await meshed(t, { remoteRetentionMs: 250 });
@@ -568,23 +581,19 @@ describe('Merger: remote cluster lifecycle', () => {
     assert.deepEqual(remoteKeys(h.cache), B_KEYS);
   });
 
-  test(
-    'the retention time running out during a resync does not lose the data it lists',
-    { todo: 'bug: the retention timer is only cancelled at InSync; firing mid-resync empties wanted for good' },
-    async (t) => {
-      const h = await meshed(t, { remoteRetentionMs: 100 });
-      h.remote('b').status('ConnectionFailed', 'timeout');
-      await sleep(50);
-      // Reconnected: a (slow) resync starts and the listing arrives...
-      h.remote('b').status('ResyncInProgress');
-      h.remote('b').upsert(...remoteB());
-      await sleep(100); // ...the retention time runs out before InSync...
-      h.remote('b').status('InSync');
-      // ...yet the remote is in sync with everything listed.
-      assert.equal(statusOf(h.cache, 'b').state, RemoteClusterState.IN_SYNC);
-      assert.deepEqual(remoteKeys(h.cache), B_KEYS);
-    },
-  );
+  test('the retention time running out during a resync does not lose the data it lists', async (t) => {
+    const h = await meshed(t, { remoteRetentionMs: 100 });
+    h.remote('b').status('ConnectionFailed', 'timeout');
+    await sleep(50);
+    // Reconnected: a (slow) resync starts and the listing arrives...
+    h.remote('b').status('ResyncInProgress');
+    h.remote('b').upsert(...remoteB());
+    await sleep(100); // ...the retention time runs out before InSync...
+    h.remote('b').status('InSync');
+    // ...yet the remote is in sync with everything listed.
+    assert.equal(statusOf(h.cache, 'b').state, RemoteClusterState.IN_SYNC);
+    assert.deepEqual(remoteKeys(h.cache), B_KEYS);
+  });
 
   test('an RCC of datastoreType etcdv3 gives ConfigIncomplete, not a crash, and does not hold in-sync', async (t) => {
     const h = await harness(t);
@@ -679,30 +688,22 @@ describe('Merger: in-sync and resyncs', () => {
     assert.deepEqual(keys(cache), [...A_KEYS.filter((k) => !k.startsWith('policy/')), ...B_KEYS].sort());
   });
 
-  test(
-    'a remote resync interrupted after its listing: the next listing alone decides what exists',
-    { todo: 'bug: onRemoteStatus keeps the previous (aborted) resync’s seen set (src.seen ??= …)' },
-    async (t) => {
-      const { cache, remote } = await meshed(t);
-      remote('b').status('ResyncInProgress');
-      remote('b').upsert(...remoteB());
-      remote('b').status('ConnectionFailed', 'connection reset');
-      remote('b').status('ResyncInProgress');
-      remote('b').upsert(...remoteB().filter((r) => r.name !== 'b-node1-k8s-db-1-eth0'));
-      remote('b').status('InSync');
-      assert.equal(cache.get(ResourceKind.WORKLOAD_ENDPOINT, B_DB1), undefined, 'db-1 is gone from b');
-    },
-  );
+  test('a remote resync interrupted after its listing: the next listing alone decides what exists', async (t) => {
+    const { cache, remote } = await meshed(t);
+    remote('b').status('ResyncInProgress');
+    remote('b').upsert(...remoteB());
+    remote('b').status('ConnectionFailed', 'connection reset');
+    remote('b').status('ResyncInProgress');
+    remote('b').upsert(...remoteB().filter((r) => r.name !== 'b-node1-k8s-db-1-eth0'));
+    remote('b').status('InSync');
+    assert.equal(cache.get(ResourceKind.WORKLOAD_ENDPOINT, B_DB1), undefined, 'db-1 is gone from b');
+  });
 
-  test(
-    'a local resync that omits an RCC withdraws that remote',
-    { todo: 'bug: RCCs are never in the local source’s wanted map, so finishResync cannot delete them' },
-    async (t) => {
-      const { cache, local, merger } = await meshed(t);
-      local.sync(localA());
-      assert.deepEqual(merger.remoteNames(), []);
-      assert.deepEqual(keys(cache), A_KEYS);
-      assert.deepEqual(cache.remoteStatuses(), []);
-    },
-  );
+  test('a local resync that omits an RCC withdraws that remote', async (t) => {
+    const { cache, local, merger } = await meshed(t);
+    local.sync(localA());
+    assert.deepEqual(merger.remoteNames(), []);
+    assert.deepEqual(keys(cache), A_KEYS);
+    assert.deepEqual(cache.remoteStatuses(), []);
+  });
 });
