@@ -45,7 +45,8 @@ export function parseListen(listen: string): { target: string; socketPath?: stri
 
 class ClientStream implements FeedSubscriber {
   private readonly queue: ServerMessage[] = [];
-  private writing = false;
+  /** grpc-js said its buffer is full: write nothing more until 'drain'. */
+  private blocked = false;
   private closed = false;
 
   constructor(
@@ -55,7 +56,10 @@ class ClientStream implements FeedSubscriber {
     private readonly maxQueue: number,
     private readonly onClose: () => void,
   ) {
-    call.on('drain', () => this.pump());
+    call.on('drain', () => {
+      this.blocked = false;
+      this.pump();
+    });
   }
 
   onUpdates(updates: Update[]): void {
@@ -99,13 +103,10 @@ class ClientStream implements FeedSubscriber {
   }
 
   private pump(): void {
-    if (this.writing || this.closed) return;
-    this.writing = true;
-    while (this.queue.length > 0 && !this.closed) {
+    while (!this.blocked && !this.closed && this.queue.length > 0) {
       const m = this.queue.shift()!;
-      if (!this.call.write(m)) break; // wait for 'drain'
+      if (!this.call.write(m)) this.blocked = true; // the rest waits in our bounded queue for 'drain'
     }
-    this.writing = false;
   }
 
   close(err?: Partial<grpc.StatusObject>): void {
@@ -113,7 +114,8 @@ class ClientStream implements FeedSubscriber {
     this.closed = true;
     this.queue.length = 0;
     this.onClose();
-    if (err) this.call.destroy(Object.assign(new Error(err.details), err));
+    // grpc-js sends a status to the client for an 'error' event (destroy() would send none).
+    if (err) this.call.emit('error', Object.assign(new Error(err.details), err));
     else this.call.end();
   }
 }
