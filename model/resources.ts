@@ -114,6 +114,12 @@ export interface Profile extends Meta {
   spec: { labelsToApply: Labels };
 }
 
+/** Calico's policy tiers: lower order first; the default tier's order is 1,000,000. */
+export interface Tier extends Meta {
+  kind: 'Tier';
+  spec: { order?: number };
+}
+
 export interface NetworkSet extends Meta {
   kind: 'NetworkSet';
   namespace: string;
@@ -178,6 +184,7 @@ export type Resource =
   | Namespace
   | ServiceAccount
   | Profile
+  | Tier
   | NetworkSet
   | GlobalNetworkSet
   | IPPool

@@ -25,6 +25,7 @@ import {
   ProfileSchema,
   ResourceKind,
   RuleSchema,
+  TierSchema,
   type Update,
   UpdateSchema,
   WorkloadEndpointSchema,
@@ -117,6 +118,8 @@ export function baseKey(r: Resource): string {
       return `networkset/${r.namespace}/${r.name}`;
     case 'GlobalNetworkSet':
       return `globalnetworkset/${r.name}`;
+    case 'Tier':
+      return `tier/${r.name}`;
     case 'IPPool':
       return `ippool/${r.name}`;
     case 'IPAMBlock':
@@ -244,6 +247,17 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
           ipv4PrefixLen: r.spec.ipv4PrefixLen ?? 0,
           vxlanTunnelAddress: r.spec.vxlanTunnelAddress ?? '',
           vxlanTunnelMac: r.spec.vxlanTunnelMac ?? '',
+        }),
+      });
+    case 'Tier':
+      // Tiers order policies, and policies are never federated: remote tiers stay home.
+      if (ctx.remote) return undefined;
+      return u(ResourceKind.TIER, {
+        case: 'tier',
+        value: create(TierSchema, {
+          name: r.name,
+          hasOrder: r.spec.order !== undefined,
+          order: r.spec.order ?? 0,
         }),
       });
     case 'RemoteClusterConfiguration':

@@ -277,6 +277,10 @@ export class Merger {
       const clash = this.localPools().find((p) => cidrsOverlap(p, b.value.cidr as Cidr));
       return clash ? `pool ${b.value.cidr} overlaps local pool ${clash}` : undefined;
     }
+    if (b.case === 'ipamBlock') {
+      const clash = this.localPools().find((p) => cidrsOverlap(p, b.value.cidr as Cidr));
+      return clash ? `block ${b.value.cidr} overlaps local pool ${clash}` : undefined;
+    }
     if (b.case === 'workloadEndpoint') {
       for (const net of b.value.ipv4Nets) {
         const ip = parseCidrParts(net, true).base;

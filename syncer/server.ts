@@ -49,6 +49,10 @@ class ClientStream implements FeedSubscriber {
   private blocked = false;
   private closed = false;
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   constructor(
     private readonly call: grpc.ServerWritableStream<ClientHello, ServerMessage>,
     private readonly node: string,
@@ -198,6 +202,8 @@ export class FeedServer {
       }),
     );
     unsubscribe = this.opts.cache.subscribe(client);
+    // Cut off while its snapshot was being queued: it must not stay subscribed.
+    if (client.isClosed) unsubscribe();
     call.on('cancelled', () => {
       log.info({ node }, 'agent disconnected');
       client.close();

@@ -143,6 +143,11 @@ export class CalculationGraph {
         this.policies.upsertPolicy(compiled);
         return;
       }
+      case 'tier':
+        if (!this.isLocalCluster(u.cluster))
+          throw new RefuseError('tiers are never federated from remote clusters');
+        this.policies.setTier(b.value.name, b.value.hasOrder ? b.value.order : undefined);
+        return;
       case 'ipPool':
         this.overlay.upsertPool(u.key, u.cluster, this.isLocalCluster(u.cluster), b.value);
         return;
@@ -176,6 +181,9 @@ export class CalculationGraph {
         if (pk) this.policies.deletePolicy(pk);
         return;
       }
+      case ResourceKind.TIER:
+        this.policies.setTier(u.key.slice(u.key.lastIndexOf('/') + 1), undefined);
+        return;
       case ResourceKind.IP_POOL:
         this.overlay.deletePool(u.key);
         return;

@@ -24,6 +24,8 @@ export class PolicyResolver {
   private readonly policies = new Map<PolicyKey, CompiledPolicy>();
   private readonly endpoints = new Map<EndpointKey, EndpointState>();
   private readonly endpointsByPolicy = new Map<PolicyKey, Set<EndpointKey>>();
+  /** Tier orders from Tier resources; the default tier has Calico's order unless one says otherwise. */
+  private readonly tierOrders = new Map<string, number>();
 
   constructor(
     private readonly index: LabelIndex,
@@ -107,6 +109,13 @@ export class PolicyResolver {
     for (const pk of ep.policies) this.detach(pk, key);
   }
 
+  /** A Tier was set (order) or deleted (undefined): every endpoint's tier order may change. */
+  setTier(name: string, order: number | undefined): void {
+    if (order === undefined) this.tierOrders.delete(name);
+    else this.tierOrders.set(name, order);
+    for (const ep of this.endpoints.values()) this.sendEndpoint(ep);
+  }
+
   hasEndpoint(key: EndpointKey): boolean {
     return this.endpoints.has(key);
   }
@@ -141,8 +150,14 @@ export class PolicyResolver {
       key: ep.input.key,
       interfaceName: ep.input.interfaceName,
       ipv4Nets: ep.input.ipv4Nets,
-      ingress: tiersOf(applied.filter((p) => p.ingress)),
-      egress: tiersOf(applied.filter((p) => p.egress)),
+      ingress: tiersOf(
+        applied.filter((p) => p.ingress),
+        this.tierOrders,
+      ),
+      egress: tiersOf(
+        applied.filter((p) => p.egress),
+        this.tierOrders,
+      ),
     };
     const text = JSON.stringify(endpoint);
     if (text === ep.lastSent) return;
@@ -151,13 +166,27 @@ export class PolicyResolver {
   }
 }
 
-/** Tiers in name order ('default' last, as its Calico order is the highest), policies ordered within. */
-export function tiersOf(policies: CompiledPolicy[]): TierPolicies[] {
+/** Calico's order for the default tier when no Tier resource gives one. */
+export const DEFAULT_TIER_ORDER = 1_000_000;
+
+/**
+ * Tiers by their order (Tier resources; `default` is 1,000,000 unless set; a tier with no order,
+ * or no Tier resource, sorts after all ordered ones), then by name; policies ordered within.
+ */
+export function tiersOf(
+  policies: CompiledPolicy[],
+  tierOrders: ReadonlyMap<string, number> = new Map(),
+): TierPolicies[] {
   const byTier = new Map<string, CompiledPolicy[]>();
   for (const p of policies) byTier.get(p.tier)?.push(p) ?? byTier.set(p.tier, [p]);
-  const names = [...byTier.keys()].sort((a, b) =>
-    a === b ? 0 : a === 'default' ? 1 : b === 'default' ? -1 : a < b ? -1 : 1,
-  );
+  const orderOf = (t: string) =>
+    tierOrders.get(t) ?? (t === 'default' ? DEFAULT_TIER_ORDER : Number.POSITIVE_INFINITY);
+  const names = [...byTier.keys()].sort((a, b) => {
+    const oa = orderOf(a);
+    const ob = orderOf(b);
+    if (oa !== ob) return oa < ob ? -1 : 1;
+    return a < b ? -1 : a > b ? 1 : 0;
+  });
   return names.map((tier) => ({
     tier,
     policies: byTier

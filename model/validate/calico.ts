@@ -14,6 +14,7 @@ import type {
   Node,
   Profile,
   RemoteClusterConfiguration,
+  Tier,
   WorkloadEndpoint,
 } from '../resources.ts';
 import {
@@ -183,6 +184,17 @@ const globalNetworkPolicy = defineKind({
 });
 
 // IPv6 members are dropped: they cannot match IPv4 traffic, and mixed sets are common.
+const tier = defineKind({
+  namespaced: false,
+  nameRule: 'subdomain',
+  body: specOf(z.object({ order: z.number().finite().min(0).optional() })),
+  build: (meta, { spec }): Tier => ({
+    kind: 'Tier',
+    ...meta,
+    spec: spec.order === undefined ? {} : { order: spec.order },
+  }),
+});
+
 const netSetSpec = z.object({ nets: addressList(checkCidr, true) });
 
 const networkSet = defineKind({
@@ -401,6 +413,7 @@ export const calicoV3: Record<string, KindHandler> = {
   Profile: profile,
   NetworkPolicy: networkPolicy,
   GlobalNetworkPolicy: globalNetworkPolicy,
+  Tier: tier,
   NetworkSet: networkSet,
   GlobalNetworkSet: globalNetworkSet,
   IPPool: ipPool,

@@ -28,6 +28,7 @@ import {
   type Rule,
   RuleSchema,
   ServiceAccountMatchSchema,
+  TierSchema,
   type Update,
   UpdateSchema,
   WorkloadEndpointSchema,
@@ -337,6 +338,19 @@ export function pool(
       name: o.name,
     }),
   });
+}
+
+/** A policy tier with an order (Calico: lower first; the default tier is 1,000,000). */
+export function tier(name: string, order?: number): Update {
+  return update(
+    ResourceKind.TIER,
+    `tier/${name}`,
+    {},
+    {
+      case: 'tier',
+      value: create(TierSchema, { name, hasOrder: order !== undefined, order: order ?? 0 }),
+    },
+  );
 }
 
 /** An IPAM block affine to `node`; its key is derived from the CIDR as Calico names blocks. */

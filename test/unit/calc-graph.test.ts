@@ -29,6 +29,7 @@ import {
   pool,
   profile,
   type RuleInit,
+  tier,
   wep,
   wepKey,
 } from '../helpers/feed-builders.ts';
@@ -622,6 +623,7 @@ describe("an endpoint's policies in Calico's order", () => {
         ingress: allow,
         egress: allow,
       }),
+      tier('security', 100),
       policy({ name: 'sec', tier: 'security', order: 500, selector: 'all()', ingress: [{ action: 'Pass' }] }),
     );
     const ep = rec.model.endpoints.get(key);

@@ -18,7 +18,7 @@ import { ipsetName } from '../../agent/rules/names.ts';
 import { renderFilterTable } from '../../agent/rules/render-tables.ts';
 import type { Rule, Table } from '../../agent/rules/types.ts';
 import type { Update } from '../../proto/service.ts';
-import { namespace, networkSet, policy, serviceAccount, wep } from '../helpers/feed-builders.ts';
+import { namespace, networkSet, policy, serviceAccount, tier, wep } from '../helpers/feed-builders.ts';
 
 const GOLDEN = fileURLToPath(new URL('../golden/filter-table.txt', import.meta.url));
 const NODE = 'a-node1';
@@ -76,7 +76,8 @@ function resources(): Update[] {
       labels: { kind: 'partner' },
     }),
 
-    // security tier, global, first: block bad nets both ways, pass the rest on.
+    // security tier (order 100, before default's 1,000,000), global: block bad nets, pass the rest on.
+    tier('security', 100),
     policy({
       name: 'block-bad-nets',
       tier: 'security',

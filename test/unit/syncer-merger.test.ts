@@ -384,6 +384,12 @@ describe('Merger: conflicts are refused, local wins', () => {
       pool('b-overlap', '10.10.128.0/17'),
       wep('b-node1', 'squatter', '10.10.1.77', 'db'),
       node('a-node1', '192.168.100.99', '10.20.9.0', '66:bb:00:00:00:99'),
+      block('10.10.7.0/26', 'b-node1'),
+    );
+    assert.equal(
+      cache.get(ResourceKind.IPAM_BLOCK, 'b/ipamblock/10-10-7-0-26'),
+      undefined,
+      'block inside a local pool refused (it would route local addresses to b)',
     );
     assert.equal(
       cache.get(ResourceKind.IP_POOL, 'b/ippool/b-overlap'),
@@ -401,7 +407,7 @@ describe('Merger: conflicts are refused, local wins', () => {
     assert.deepEqual(keys(cache), [...A_KEYS, ...B_KEYS].sort());
 
     const st = statusOf(cache, 'b');
-    assert.deepEqual(counts(st), { endpoints: 2, profiles: 1, pools: 1, blocks: 1, nodes: 1, conflicts: 3 });
+    assert.deepEqual(counts(st), { endpoints: 2, profiles: 1, pools: 1, blocks: 1, nodes: 1, conflicts: 4 });
     assert.equal(st.state, RemoteClusterState.IN_SYNC);
     assert.match(st.detail, /10\.10\.128\.0\/17/);
     assert.match(st.detail, /10\.10\.1\.77/);
