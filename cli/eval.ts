@@ -56,21 +56,23 @@ export async function runEval(opts: EvalOptions): Promise<number> {
   for (const u of updates) if (u.body.case === 'profile') index.setProfileLabels(u.key, u.body.value.labels);
   const endpoints: { name: string; cluster: string; key: string }[] = [];
   for (const u of updates) {
-    if (u.body.case !== 'workloadEndpoint') continue;
-    const w = u.body.value;
-    index.upsertItem({
-      key: u.key,
-      ownLabels: w.labels,
-      profiles: w.profiles,
-      namespace: w.namespace,
-      nets: w.ipv4Nets,
-    });
-    const remote = u.cluster !== opts.cluster;
-    endpoints.push({
-      key: u.key,
-      cluster: u.cluster,
-      name: `${remote ? `${u.cluster}/` : ''}${w.namespace}/${w.name}`,
-    });
+    const prefix = u.cluster !== opts.cluster ? `${u.cluster}/` : '';
+    if (u.body.case === 'workloadEndpoint') {
+      const w = u.body.value;
+      index.upsertItem({
+        key: u.key,
+        ownLabels: w.labels,
+        profiles: w.profiles,
+        namespace: w.namespace,
+        nets: w.ipv4Nets,
+      });
+      endpoints.push({ key: u.key, cluster: u.cluster, name: `${prefix}${w.namespace}/${w.name}` });
+    } else if (u.body.case === 'hostEndpoint') {
+      // Host endpoints are not namespaced: `<name>`, or `<cluster>/<name>` for a remote one.
+      const h = u.body.value;
+      index.upsertItem({ key: u.key, ownLabels: h.labels, profiles: h.profiles, nets: h.expectedIpv4s });
+      endpoints.push({ key: u.key, cluster: u.cluster, name: `${prefix}${h.name}` });
+    }
   }
   const matches = endpoints
     .filter((e) => selector.evaluate(index.getLabels(e.key) ?? {}))
