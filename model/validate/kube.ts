@@ -1,11 +1,32 @@
-// Kubernetes core kinds: Namespace, ServiceAccount and Pod (as a WorkloadEndpoint), plus the
-// kinds recognised but not handled yet.
+// Kubernetes kinds: Namespace, ServiceAccount, Pod (as a WorkloadEndpoint) and NetworkPolicy
+// (networking.k8s.io/v1, as a Calico NetworkPolicy), plus the kinds recognised but not handled yet.
+import { BlockList, isIPv6 as isIPv6Address } from 'node:net';
 import { z } from 'zod';
-import type { Cidr } from '../net.ts';
+import {
+  type IpBlock,
+  type K8sNetworkPolicySpec,
+  K8sPolicyConversionError,
+  k8sNetworkPolicyToCalico,
+  type LabelSelector,
+  type Peer,
+  type PolicyPort,
+  type PolicyRule,
+} from '../k8s-networkpolicy.ts';
+import { type Cidr, cidrContainsIp, intToIp4, NetParseError, parseCidrParts } from '../net.ts';
 import { podToWorkloadEndpoint } from '../pod.ts';
 import type { NamedPort, Namespace, ResourceError, ServiceAccount } from '../resources.ts';
-import { checkBool, checked, checkInt, formatPath, requireString } from './common.ts';
-import { checkIpNetwork, checkProtocol, isIPv6 } from './fields.ts';
+import {
+  checkBool,
+  checked,
+  checkInt,
+  describe,
+  enumSchema,
+  FieldError,
+  formatPath,
+  labelsSchema,
+  requireString,
+} from './common.ts';
+import { checkIpNetwork, checkPortName, checkProtocol, isIPv6 } from './fields.ts';
 import {
   defineKind,
   type KindContext,
@@ -142,6 +163,261 @@ export const coreV1: Record<string, KindHandler> = {
   Endpoints: notHandledYet(true, 'Endpoints are not handled yet'),
 };
 
+// ---------------------------------------------------------------------------------------------
+// NetworkPolicy (networking.k8s.io/v1): validated as the API server does, then converted as
+// Calico does (model/k8s-networkpolicy.ts).
+
+/**
+ * A mapping that refuses fields it does not know. Elsewhere unknown fields are ignored, but in a
+ * rule, peer or selector a misspelt field would be dropped and widen what the policy allows
+ * (`form:` for `from:` would allow every source).
+ */
+function exactObject<S extends z.ZodRawShape>(shape: S, what: string) {
+  const known = Object.keys(shape).join(', ');
+  return z.object(shape).catchall(
+    checked((): never => {
+      throw new FieldError(`unknown field in ${what} (known: ${known})`);
+    }),
+  );
+}
+
+/** The first problem labelsSchema finds with one label, if any. */
+function labelProblem(key: string, value: string): string | undefined {
+  const r = labelsSchema.safeParse({ [key]: value });
+  return r.success ? undefined : (r.error.issues[0]?.message ?? 'invalid');
+}
+
+function checkLabelKey(v: unknown): string {
+  const key = requireString(v);
+  const problem = labelProblem(key, '');
+  if (problem) throw new FieldError(problem);
+  return key;
+}
+
+function checkLabelValue(v: unknown): string {
+  if (typeof v !== 'string') throw new FieldError(`expected a string, got ${describe(v)} (quote it)`);
+  const problem = labelProblem('k', v);
+  if (problem) throw new FieldError(problem);
+  return v;
+}
+
+const selectorRequirement = exactObject(
+  {
+    key: checked(checkLabelKey),
+    operator: enumSchema(['In', 'NotIn', 'Exists', 'DoesNotExist'] as const),
+    values: z.array(checked(checkLabelValue)).optional(),
+  },
+  'a matchExpressions entry',
+)
+  .superRefine((e, ctx) => {
+    const n = e.values?.length ?? 0;
+    if ((e.operator === 'In' || e.operator === 'NotIn') && n === 0) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `operator ${e.operator} needs at least one value`,
+        path: ['values'],
+      });
+    }
+    if ((e.operator === 'Exists' || e.operator === 'DoesNotExist') && n > 0) {
+      ctx.addIssue({ code: 'custom', message: `operator ${e.operator} takes no values`, path: ['values'] });
+    }
+  })
+  .transform((e) => ({ key: e.key, operator: e.operator, values: e.values ?? [] }));
+
+const labelSelector = exactObject(
+  { matchLabels: labelsSchema, matchExpressions: z.array(selectorRequirement).default([]) },
+  'a label selector',
+).transform((s): LabelSelector => ({ matchLabels: s.matchLabels, matchExpressions: s.matchExpressions }));
+
+type BlockNet = { v6: false; base: number; len: number } | { v6: true; addr: string; len: number };
+
+/**
+ * An ipBlock CIDR. Host bits are masked off, as the API server accepts them and Calico masks them
+ * (`192.168.1.1/24` is 192.168.1.0/24). IPv6 is checked, then left to match nothing.
+ */
+function parseBlockNet(v: unknown): BlockNet {
+  const s = requireString(v).trim();
+  const slash = s.indexOf('/');
+  if (slash < 0) throw new FieldError(`"${s}" is not a CIDR: expected address/prefix-length`);
+  const addr = s.slice(0, slash);
+  const lenText = s.slice(slash + 1);
+  if (addr.includes(':')) {
+    const len = /^(0|[1-9][0-9]{0,2})$/.test(lenText) ? Number(lenText) : Number.NaN;
+    if (!isIPv6Address(addr) || !(len >= 0 && len <= 128)) throw new FieldError(`"${s}" is not a CIDR`);
+    return { v6: true, addr, len };
+  }
+  try {
+    return { v6: false, ...parseCidrParts(s, true) };
+  } catch (e) {
+    if (e instanceof NetParseError) throw new FieldError(e.message);
+    throw e;
+  }
+}
+
+/** Is `inner` a strict subset of `outer` (same family, longer prefix, inside)? */
+function strictSubset(inner: BlockNet, outer: BlockNet): boolean {
+  if (inner.len <= outer.len) return false;
+  if (!inner.v6 && !outer.v6) return cidrContainsIp(outer, inner.base);
+  if (inner.v6 && outer.v6) {
+    const list = new BlockList();
+    list.addSubnet(outer.addr, outer.len, 'ipv6');
+    return list.check(inner.addr, 'ipv6');
+  }
+  return false;
+}
+
+function blockText(n: BlockNet): string {
+  return n.v6 ? `${n.addr}/${n.len}` : `${intToIp4(n.base)}/${n.len}`;
+}
+
+const ipBlock = exactObject(
+  { cidr: checked(parseBlockNet), except: z.array(checked(parseBlockNet)).default([]) },
+  'an ipBlock',
+).transform((b, ctx): IpBlock => {
+  b.except.forEach((e, i) => {
+    if (!strictSubset(e, b.cidr)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${blockText(e)} is not inside cidr ${blockText(b.cidr)} (except must be a strict subset of cidr)`,
+        path: ['except', i],
+      });
+    }
+  });
+  if (b.cidr.v6) return { ipv6: true };
+  return {
+    ipv6: false,
+    cidr: blockText(b.cidr) as Cidr,
+    except: b.except.map((e) => blockText(e) as Cidr),
+  };
+});
+
+const peer = exactObject(
+  {
+    podSelector: labelSelector.optional(),
+    namespaceSelector: labelSelector.optional(),
+    ipBlock: ipBlock.optional(),
+  },
+  'a peer',
+)
+  .superRefine((p, ctx) => {
+    if (!p.podSelector && !p.namespaceSelector && !p.ipBlock) {
+      ctx.addIssue({ code: 'custom', message: 'a peer needs podSelector, namespaceSelector or ipBlock' });
+    } else if (p.ipBlock && (p.podSelector || p.namespaceSelector)) {
+      ctx.addIssue({
+        code: 'custom',
+        message:
+          'ipBlock cannot be combined with podSelector or namespaceSelector in one peer (make them separate peers)',
+        path: ['ipBlock'],
+      });
+    }
+  })
+  .transform(
+    (p): Peer => ({
+      ...(p.podSelector ? { podSelector: p.podSelector } : {}),
+      ...(p.namespaceSelector ? { namespaceSelector: p.namespaceSelector } : {}),
+      ...(p.ipBlock ? { ipBlock: p.ipBlock } : {}),
+    }),
+  );
+
+const K8S_PROTOCOLS = ['TCP', 'UDP', 'SCTP'] as const;
+
+function checkK8sProtocol(v: unknown): PolicyPort['protocol'] {
+  if (typeof v === 'string' && (K8S_PROTOCOLS as readonly string[]).includes(v))
+    return v as PolicyPort['protocol'];
+  throw new FieldError(`unknown protocol ${describe(v)}: a NetworkPolicy port takes TCP, UDP or SCTP`);
+}
+
+/** A port number, or the name of a container port (an IANA service name, with a letter). */
+function checkK8sPort(v: unknown): number | string {
+  if (typeof v === 'number') return checkInt(v, 1, 65535);
+  const s = requireString(v);
+  if (/^[0-9]+$/.test(s)) throw new FieldError(`"${s}" is quoted: a port number is written without quotes`);
+  try {
+    return checkPortName(s);
+  } catch {
+    throw new FieldError(
+      `"${s}" is not a port name: at most 15 lower-case letters, digits and '-', with a letter`,
+    );
+  }
+}
+
+const policyPort = exactObject(
+  {
+    protocol: checked(checkK8sProtocol).default('TCP'),
+    port: checked(checkK8sPort).optional(),
+    endPort: checked((v) => checkInt(v, 1, 65535)).optional(),
+  },
+  'a port',
+)
+  .superRefine((p, ctx) => {
+    if (p.endPort === undefined) return;
+    const fail = (message: string) => ctx.addIssue({ code: 'custom', message, path: ['endPort'] });
+    if (p.port === undefined) fail('endPort needs port (the first port of the range)');
+    else if (typeof p.port === 'string') fail(`endPort cannot be used with a named port ("${p.port}")`);
+    else if (p.endPort < p.port) fail(`endPort ${p.endPort} is less than port ${p.port}`);
+  })
+  .transform(
+    (p): PolicyPort => ({
+      protocol: p.protocol,
+      ...(p.port !== undefined ? { port: p.port } : {}),
+      ...(p.endPort !== undefined ? { endPort: p.endPort } : {}),
+    }),
+  );
+
+const ingressRule = exactObject(
+  { from: z.array(peer).default([]), ports: z.array(policyPort).default([]) },
+  'an ingress rule',
+).transform((r): PolicyRule => ({ peers: r.from, ports: r.ports }));
+
+const egressRule = exactObject(
+  { to: z.array(peer).default([]), ports: z.array(policyPort).default([]) },
+  'an egress rule',
+).transform((r): PolicyRule => ({ peers: r.to, ports: r.ports }));
+
+const networkPolicyBody = z.object({
+  spec: exactObject(
+    {
+      podSelector: labelSelector.prefault({}),
+      policyTypes: z.array(enumSchema(['Ingress', 'Egress'] as const)).optional(),
+      ingress: z.array(ingressRule).default([]),
+      egress: z.array(egressRule).default([]),
+    },
+    'a NetworkPolicy spec',
+  )
+    .superRefine((s, ctx) => {
+      const seen = new Set<string>();
+      s.policyTypes?.forEach((t, i) => {
+        if (seen.has(t))
+          ctx.addIssue({ code: 'custom', message: `${t} listed twice`, path: ['policyTypes', i] });
+        seen.add(t);
+      });
+    })
+    .transform(
+      (s): K8sNetworkPolicySpec => ({
+        podSelector: s.podSelector,
+        ...(s.policyTypes ? { policyTypes: s.policyTypes } : {}),
+        ingress: s.ingress,
+        egress: s.egress,
+      }),
+    )
+    .prefault({}),
+});
+
+const networkPolicy = defineKind({
+  namespaced: true,
+  nameRule: 'subdomain',
+  body: networkPolicyBody,
+  build(meta, { spec }, ctx): ValidateResult {
+    try {
+      const resource = k8sNetworkPolicyToCalico({ ...meta, namespace: meta.namespace as string }, spec);
+      return { resource };
+    } catch (e) {
+      if (!(e instanceof K8sPolicyConversionError)) throw e;
+      return { errors: [{ origin: ctx.origin, resource: ctx.id, field: e.field, message: e.reason }] };
+    }
+  },
+});
+
 export const networkingV1: Record<string, KindHandler> = {
-  NetworkPolicy: notHandledYet(true, 'Kubernetes NetworkPolicy is not handled yet'),
+  NetworkPolicy: networkPolicy,
 };

@@ -426,7 +426,7 @@ items:
     );
   });
 
-  test('Kubernetes NetworkPolicy, Service and Endpoints are skipped and listed, not errors', () => {
+  test('Kubernetes Service and Endpoints are skipped and listed, not errors; NetworkPolicy is converted', () => {
     const r =
       parse(`{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: np, namespace: shop}, spec: {podSelector: {}}}
 ---
@@ -434,11 +434,13 @@ items:
 ---
 {apiVersion: v1, kind: Endpoints, metadata: {name: web, namespace: shop}}`);
     assert.deepEqual(r.errors, []);
-    assert.deepEqual(r.resources, []);
+    assert.deepEqual(
+      r.resources.map((x) => [x.kind, x.namespace, x.name]),
+      [['NetworkPolicy', 'shop', 'knp.default.np']],
+    );
     assert.deepEqual(
       r.skipped.map((s) => [s.kind, s.name, s.namespace, s.origin.document]),
       [
-        ['NetworkPolicy', 'np', 'shop', 0],
         ['Service', 'web', 'shop', 1],
         ['Endpoints', 'web', 'shop', 2],
       ],
