@@ -13,6 +13,7 @@ Usage:
   fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen HOST:PORT]
   fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR [--output text|json]
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json]
+  fedmesh explain --cluster NAME --datastore file:DIR --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
   fedmesh demo   [--keep] [--iptables-backend nft|legacy]
   fedmesh demo down
 
@@ -124,6 +125,29 @@ async function main(argv: string[]): Promise<number> {
         selector,
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        output: f.get('output') ?? 'text',
+      });
+    }
+    case 'explain': {
+      const f = flags(rest, {
+        cluster: { type: 'string' },
+        datastore: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        port: { type: 'string' },
+        'source-port': { type: 'string' },
+        output: { type: 'string' },
+      });
+      if (f.positionals.length > 0) throw new UsageError(`explain: unexpected argument ${f.positionals[0]}`);
+      const { runExplain } = await import('./explain.ts');
+      const sourcePort = f.get('source-port');
+      return runExplain({
+        cluster: f.need('cluster'),
+        datastore: f.need('datastore'),
+        from: f.need('from'),
+        to: f.need('to'),
+        port: f.need('port'),
+        ...(sourcePort !== undefined ? { sourcePort } : {}),
         output: f.get('output') ?? 'text',
       });
     }
