@@ -1,0 +1,624 @@
+// `fedmesh explain --from A --to B --port 5432/tcp`: is this flow allowed, and why.
+//
+// Policies are never federated, so a flow has two decisions, each taken in its own cluster: the
+// source's egress by the policies of the source's cluster, the destination's ingress by the
+// policies of the destination's cluster. Each is evaluated in that cluster's own view: its local
+// endpoints, plus its remotes' endpoints renamed `<cluster>/...` with `fedmesh.io/cluster`, exactly
+// as syncer/convert.ts feeds that cluster's agents. The other cluster's datastore is found through
+// the RemoteClusterConfigurations of --datastore (file datastores only); when it cannot be read,
+// its decision is unknown. The decision logic itself is agent/calc/flow-evaluator.ts.
+import { resolve } from 'node:path';
+import {
+  ClusterView,
+  type DecidingRule,
+  type Direction,
+  type DirectionResult,
+  evaluateDirection,
+  type Flow,
+  protocolName,
+  type TierTrace,
+  type ViewItem,
+} from '../agent/calc/flow-evaluator.ts';
+import { addressOfIpNetwork, cidrContainsIp, type Ip4, NetParseError, parseIp4 } from '../model/net.ts';
+import type { HostEndpoint, Labels, Resource, WorkloadEndpoint } from '../model/resources.ts';
+import type { Update } from '../proto/service.ts';
+import { baseKey, toUpdate } from '../syncer/convert.ts';
+import { FileDatastore } from '../syncer/datastore/file.ts';
+
+export interface ExplainOptions {
+  cluster: string;
+  datastore: string;
+  from: string;
+  to: string;
+  port: string;
+  /** Usually unknown (ephemeral); rules that test it are then taken as not matching. */
+  sourcePort?: string;
+  output: string;
+}
+
+/** A problem with what was asked (unknown endpoint, bad --port): exit code 2. */
+export class ExplainError extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// --port
+
+export interface FlowPort {
+  protocol: number;
+  dstPort?: number;
+  icmp?: { type: number; code?: number };
+  /** For people: `tcp port 5432`, `icmp type 8 code 0 (echo request)`. */
+  text: string;
+}
+
+/** `N/tcp`, `N/udp`, `N/sctp`, `icmp` (echo request), `icmp/TYPE` or `icmp/TYPE/CODE`. */
+export function parseFlowPort(s: string): FlowPort {
+  const spec = s.trim().toLowerCase();
+  const icmp = /^icmp(?:\/(\d{1,3})(?:\/(\d{1,3}))?)?$/.exec(spec);
+  if (icmp) {
+    const type = icmp[1] === undefined ? 8 : Number(icmp[1]);
+    const code = icmp[1] === undefined ? 0 : icmp[2] === undefined ? undefined : Number(icmp[2]);
+    if (type > 255 || (code !== undefined && code > 255))
+      throw new ExplainError(`--port ${s}: ICMP type and code are 0-255`);
+    const what = code === undefined ? `type ${type}` : `type ${type} code ${code}`;
+    const echo = type === 8 && code === 0 ? ' (echo request)' : '';
+    return { protocol: 1, icmp: code === undefined ? { type } : { type, code }, text: `icmp ${what}${echo}` };
+  }
+  const m = /^(\d{1,5})\/(tcp|udp|sctp)$/.exec(spec);
+  if (m) {
+    const port = Number(m[1]);
+    if (port < 1 || port > 65535) throw new ExplainError(`--port ${s}: port must be 1-65535`);
+    const proto = m[2] as 'tcp' | 'udp' | 'sctp';
+    const protocol = proto === 'tcp' ? 6 : proto === 'udp' ? 17 : 132;
+    return { protocol, dstPort: port, text: `${proto} port ${port}` };
+  }
+  const hint = /^\d+$/.test(spec) ? ` (say ${spec}/tcp or ${spec}/udp)` : '';
+  throw new ExplainError(`--port ${s}: expected N/tcp, N/udp, N/sctp or icmp${hint}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clusters: the --datastore one and those its RCCs point at
+
+interface Loaded {
+  resources?: Resource[];
+  error?: string;
+}
+
+interface ClusterData extends Loaded {
+  /** As the --cluster datastore names it (the RCC's name for remote ones). */
+  name: string;
+  local: boolean;
+}
+
+/** Reads file datastores once each (by absolute path), warning about refused resources on stderr. */
+class Loader {
+  private readonly cache = new Map<string, Promise<Loaded>>();
+
+  load(dir: string): Promise<Loaded> {
+    const abs = resolve(dir);
+    let p = this.cache.get(abs);
+    if (!p) {
+      p = FileDatastore.load(abs).then(
+        ({ resources, errors }) => {
+          for (const e of errors)
+            process.stderr.write(
+              `warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`,
+            );
+          return { resources };
+        },
+        (e: Error) => ({ error: e.message }),
+      );
+      this.cache.set(abs, p);
+    }
+    return p;
+  }
+
+  /** How a cluster reaches one of its remotes: loaded resources, or why not. */
+  async remote(r: Resource): Promise<Loaded> {
+    if (r.kind !== 'RemoteClusterConfiguration') return { error: 'not a RemoteClusterConfiguration' };
+    if (r.spec.datastoreType !== 'file' || !r.spec.fileDatastorePath)
+      return { error: `its datastore is ${r.spec.datastoreType}; explain reads file datastores only` };
+    return this.load(r.spec.fileDatastorePath);
+  }
+}
+
+const isRcc = (r: Resource) => r.kind === 'RemoteClusterConfiguration';
+const isWep = (r: Resource): r is WorkloadEndpoint => r.kind === 'WorkloadEndpoint';
+const isHep = (r: Resource): r is HostEndpoint => r.kind === 'HostEndpoint';
+
+// ---------------------------------------------------------------------------------------------
+// The two ends of the flow
+
+interface FlowEnd {
+  given: string;
+  ip: Ip4;
+  /** The endpoint, when the name or address is one. */
+  endpoint?: { cluster: ClusterData; resource: WorkloadEndpoint | HostEndpoint; name: string };
+}
+
+function addresses(r: WorkloadEndpoint | HostEndpoint): Ip4[] {
+  if (r.kind === 'HostEndpoint') return [...r.spec.expectedIPs];
+  const out: Ip4[] = [];
+  for (const n of r.spec.ipNetworks) {
+    try {
+      out.push(addressOfIpNetwork(n));
+    } catch (e) {
+      if (!(e instanceof NetParseError)) throw e;
+    }
+  }
+  return out;
+}
+
+/**
+ * `eval`'s name for an endpoint: `<ns>/<name>` (workload) or `<name>` (host) locally, with a
+ * `<cluster>/` prefix for remote ones.
+ */
+function endpointName(c: ClusterData, r: WorkloadEndpoint | HostEndpoint): string {
+  const base = r.kind === 'WorkloadEndpoint' ? `${r.namespace}/${r.name}` : r.name;
+  return c.local ? base : `${c.name}/${base}`;
+}
+
+function end(given: string, c: ClusterData, r: WorkloadEndpoint | HostEndpoint, flag: string): FlowEnd {
+  const ip = addresses(r)[0];
+  if (!ip) throw new ExplainError(`--${flag} ${given}: ${endpointName(c, r)} has no IPv4 address`);
+  return { given, ip, endpoint: { cluster: c, resource: r, name: endpointName(c, r) } };
+}
+
+function readable(flag: string, given: string, c: ClusterData): Resource[] {
+  if (c.resources) return c.resources;
+  throw new ExplainError(
+    `--${flag} ${given}: cluster ${c.name}'s datastore cannot be read (${c.error}); give the endpoint's IP address to have the other side evaluated`,
+  );
+}
+
+/**
+ * An end as `eval` names endpoints (`<ns>/<name>`, `<cluster>/<ns>/<name>`, a pod's name in place
+ * of the endpoint's, host endpoints as `[<cluster>/]<name>`) or an IPv4 address.
+ */
+function resolveEnd(flag: string, given: string, clusters: ClusterData[]): FlowEnd {
+  let ip: Ip4 | undefined;
+  try {
+    ip = parseIp4(given);
+  } catch (e) {
+    if (!(e instanceof NetParseError)) throw e;
+  }
+  if (ip !== undefined) {
+    // A workload endpoint first, then a host endpoint; local cluster first.
+    for (const kind of ['WorkloadEndpoint', 'HostEndpoint'] as const) {
+      for (const c of clusters) {
+        const r = (c.resources ?? [])
+          .filter((x): x is WorkloadEndpoint | HostEndpoint => x.kind === kind)
+          .find((x) => addresses(x).includes(ip));
+        if (r) return { given, ip, endpoint: { cluster: c, resource: r, name: endpointName(c, r) } };
+      }
+    }
+    return { given, ip };
+  }
+  const parts = given.split('/');
+  if (parts.length < 1 || parts.length > 3 || parts.some((p) => p === ''))
+    throw new ExplainError(
+      `--${flag} ${given}: expected <namespace>/<name> (local), <cluster>/<namespace>/<name> or an IPv4 address`,
+    );
+  const local = clusters[0]!;
+  const known = () => clusters.map((x) => x.name).join(', ');
+  if (parts.length === 1) {
+    const hep = (local.resources ?? []).filter(isHep).find((h) => h.name === given);
+    if (hep) return end(given, local, hep, flag);
+    throw new ExplainError(
+      `--${flag} ${given}: no host endpoint ${given} in cluster ${local.name} (a workload endpoint is <namespace>/<name>)`,
+    );
+  }
+  if (parts.length === 2) {
+    // `<ns>/<name>` locally, or a remote host endpoint `<cluster>/<name>`.
+    const [first, name] = parts as [string, string];
+    const hasLocalNs = (local.resources ?? []).some(
+      (r) => (isWep(r) && r.namespace === first) || (r.kind === 'Namespace' && r.name === first),
+    );
+    const remote = clusters.find((x) => !x.local && x.name === first);
+    if (remote && !hasLocalNs) {
+      const hep = readable(flag, given, remote)
+        .filter(isHep)
+        .find((h) => h.name === name);
+      if (hep) return end(given, remote, hep, flag);
+      throw new ExplainError(
+        `--${flag} ${given}: no host endpoint ${name} in cluster ${remote.name} (a remote workload endpoint is <cluster>/<namespace>/<name>)`,
+      );
+    }
+  }
+  const clusterName = parts.length === 3 ? parts[0]! : local.name;
+  const [ns, name] = parts.slice(-2) as [string, string];
+  const c = clusters.find((x) => x.name === clusterName);
+  if (!c)
+    throw new ExplainError(
+      `--${flag} ${given}: no cluster "${clusterName}" (cluster ${local.name} knows ${known()})`,
+    );
+  const inNs = readable(flag, given, c)
+    .filter(isWep)
+    .filter((w) => w.namespace === ns);
+  const exact = inNs.filter((w) => w.name === name);
+  const found = exact.length > 0 ? exact : inNs.filter((w) => w.spec.pod === name);
+  if (found.length === 0) {
+    const there = inNs.map((w) => w.name).sort();
+    const hint = there.length > 0 ? ` (there: ${there.join(', ')})` : ` (no endpoints in namespace ${ns})`;
+    throw new ExplainError(
+      `--${flag} ${given}: no workload endpoint "${name}" in namespace ${ns} of cluster ${c.name}${hint}`,
+    );
+  }
+  if (found.length > 1)
+    throw new ExplainError(
+      `--${flag} ${given}: pod ${name} has ${found.length} endpoints (${found.map((w) => w.name).join(', ')}); name one`,
+    );
+  return end(given, c, found[0]!, flag);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report
+
+export interface EndReport {
+  given: string;
+  /** `eval`'s name for it; null for an address that is no endpoint. */
+  endpoint: string | null;
+  kind: 'workload' | 'host' | null;
+  ip: string;
+  /** The cluster the endpoint lives in (and its identity, its labels, come from). */
+  cluster: string | null;
+  labels: Labels | null;
+}
+
+export interface PeerReport {
+  ip: string;
+  /** How the deciding cluster names the other end; null when it knows no endpoint there. */
+  seenAs: string | null;
+  identityFrom: string | null;
+  labels: Labels | null;
+  networkSets: string[];
+}
+
+export interface DirectionReport {
+  direction: Direction;
+  /** The cluster whose policies decide; null when no cluster's policies apply. */
+  policiesOf: string | null;
+  decision: 'allow' | 'deny' | 'unknown';
+  by: DirectionResult['by'] | 'not-an-endpoint' | 'host-endpoint' | 'unreadable';
+  reason: string;
+  /** The other end, as the deciding cluster sees it. */
+  peer?: PeerReport;
+  rule?: DecidingRule;
+  tiers: TierTrace[];
+  notes: string[];
+}
+
+export interface ExplainReport {
+  flow: {
+    from: string;
+    to: string;
+    protocol: string;
+    port: number | null;
+    icmp?: { type: number; code?: number };
+    sourcePort?: number;
+    text: string;
+  };
+  verdict: 'allowed' | 'denied' | 'unknown';
+  source: EndReport;
+  destination: EndReport;
+  egress: DirectionReport;
+  ingress: DirectionReport;
+  /** About the clusters' views (a remote that could not be read, refused resources). */
+  notes: string[];
+}
+
+interface BuiltView {
+  view: ClusterView;
+  notes: string[];
+}
+
+async function buildView(c: ClusterData, loader: Loader): Promise<BuiltView> {
+  const updates: Update[] = [];
+  const notes: string[] = [];
+  const add = (cluster: string, remote: boolean, rs: readonly Resource[]) => {
+    for (const r of rs) {
+      const u = toUpdate({ cluster, remote }, r);
+      if (u) updates.push(u);
+    }
+  };
+  add(c.name, false, c.resources ?? []);
+  for (const r of (c.resources ?? []).filter(isRcc)) {
+    const got = await loader.remote(r);
+    if (got.resources) add(r.name, true, got.resources);
+    else {
+      // The --datastore cluster's own remotes are reported once, with the error, by explain().
+      const detail = c.local ? '' : ` (cannot be read here: ${got.error})`;
+      notes.push(
+        `cluster ${r.name}'s endpoints have no identity (labels) in cluster ${c.name}'s view${detail}`,
+      );
+    }
+  }
+  const view = new ClusterView(c.name, updates);
+  for (const x of view.refused) notes.push(`cluster ${c.name}: ${x.key} refused: ${x.reason}`);
+  return { view, notes };
+}
+
+function peerReport(view: ClusterView, ip: Ip4): PeerReport {
+  const items = view.itemsAt(ip);
+  const ep: ViewItem | undefined = items.find((i) => i.kind !== 'networkSet');
+  return {
+    ip,
+    seenAs: ep ? view.displayName(ep) : null,
+    identityFrom: ep ? ep.cluster : null,
+    labels: ep ? (view.labels(ep.key) ?? null) : null,
+    networkSets: items.filter((i) => i.kind === 'networkSet').map((i) => view.displayName(i)),
+  };
+}
+
+function poolOwner(clusters: readonly ClusterData[], ip: Ip4): ClusterData | undefined {
+  return clusters.find((c) =>
+    c.resources?.some((r) => r.kind === 'IPPool' && cidrContainsIp(r.spec.cidr, ip)),
+  );
+}
+
+export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
+  const port = parseFlowPort(opts.port);
+  let sourcePort: number | undefined;
+  if (opts.sourcePort !== undefined) {
+    sourcePort = Number(opts.sourcePort);
+    if (!/^\d{1,5}$/.test(opts.sourcePort) || sourcePort < 1 || sourcePort > 65535)
+      throw new ExplainError(`--source-port ${opts.sourcePort}: expected a port number 1-65535`);
+  }
+  if (!opts.datastore.startsWith('file:'))
+    throw new ExplainError(`--datastore ${opts.datastore}: explain supports file:DIR so far`);
+  const loader = new Loader();
+  const own = await loader.load(opts.datastore.slice('file:'.length));
+  if (own.error) throw new Error(own.error);
+  const clusters: ClusterData[] = [{ name: opts.cluster, local: true, resources: own.resources ?? [] }];
+  for (const r of (own.resources ?? []).filter(isRcc)) {
+    if (r.name === opts.cluster) continue;
+    clusters.push({ name: r.name, local: false, ...(await loader.remote(r)) });
+  }
+
+  const src = resolveEnd('from', opts.from, clusters);
+  const dst = resolveEnd('to', opts.to, clusters);
+
+  const views = new Map<string, Promise<BuiltView>>();
+  const viewOf = (c: ClusterData) => {
+    let v = views.get(c.name);
+    if (!v) {
+      v = buildView(c, loader);
+      views.set(c.name, v);
+    }
+    return v;
+  };
+  const notes = new Set<string>();
+  const unreadable = clusters.filter((c) => !c.resources);
+  for (const c of unreadable) notes.add(`cluster ${c.name}'s datastore cannot be read: ${c.error}`);
+
+  const endReport = async (e: FlowEnd): Promise<EndReport> => {
+    if (!e.endpoint)
+      return { given: e.given, endpoint: null, kind: null, ip: e.ip, cluster: null, labels: null };
+    const { view } = await viewOf(e.endpoint.cluster);
+    return {
+      given: e.given,
+      endpoint: e.endpoint.name,
+      kind: e.endpoint.resource.kind === 'WorkloadEndpoint' ? 'workload' : 'host',
+      ip: e.ip,
+      cluster: e.endpoint.cluster.name,
+      labels: view.labels(baseKey(e.endpoint.resource)) ?? null,
+    };
+  };
+
+  const side = async (direction: Direction, self: FlowEnd, other: FlowEnd): Promise<DirectionReport> => {
+    const role = direction === 'egress' ? 'source' : 'destination';
+    if (!self.endpoint) {
+      const pool = poolOwner(clusters, self.ip);
+      if (!pool && unreadable.length > 0) {
+        const names = unreadable.map((c) => c.name).join(', ');
+        return {
+          direction,
+          policiesOf: null,
+          decision: 'unknown',
+          by: 'unreadable',
+          reason: `the ${role} ${self.ip} is no endpoint of a cluster that can be read; it may belong to cluster ${names}, whose datastore cannot be read: ${direction} decision unknown`,
+          tiers: [],
+          notes: [],
+        };
+      }
+      const where = pool ? ` (an address of cluster ${pool.name}'s pool, but no workload endpoint)` : '';
+      return {
+        direction,
+        policiesOf: null,
+        decision: 'allow',
+        by: 'not-an-endpoint',
+        reason: `the ${role} ${self.ip} is not a workload endpoint${where}: no ${direction} policy applies`,
+        tiers: [],
+        notes: [],
+      };
+    }
+    const c = self.endpoint.cluster;
+    const { view, notes: viewNotes } = await viewOf(c);
+    for (const n of viewNotes) notes.add(n);
+    const peer = peerReport(view, other.ip);
+    if (self.endpoint.resource.kind === 'HostEndpoint') {
+      return {
+        direction,
+        policiesOf: null,
+        decision: 'allow',
+        by: 'host-endpoint',
+        reason: `the ${role} is host endpoint ${self.endpoint.name}: fedmesh applies no ${direction} policy to host endpoints`,
+        peer,
+        tiers: [],
+        notes: [],
+      };
+    }
+    const labels = view.labels(baseKey(self.endpoint.resource));
+    if (!labels) {
+      return {
+        direction,
+        policiesOf: c.name,
+        decision: 'unknown',
+        by: 'unreadable',
+        reason: `cluster ${c.name} refused the ${role} endpoint; ${direction} decision unknown`,
+        peer,
+        tiers: [],
+        notes: [],
+      };
+    }
+    const flow: Flow = {
+      src: view.peer(src.ip),
+      dst: view.peer(dst.ip),
+      protocol: port.protocol,
+      ...(port.dstPort !== undefined ? { dstPort: port.dstPort } : {}),
+      ...(sourcePort !== undefined ? { srcPort: sourcePort } : {}),
+      ...(port.icmp ? { icmp: port.icmp } : {}),
+    };
+    const r = evaluateDirection({
+      direction,
+      endpointLabels: labels,
+      policies: view.policies,
+      index: view.index,
+      flow,
+      tierOrders: view.tierOrders,
+    });
+    return {
+      direction,
+      policiesOf: c.name,
+      decision: r.decision,
+      by: r.by,
+      reason: r.reason,
+      peer,
+      ...(r.rule ? { rule: r.rule } : {}),
+      tiers: r.tiers,
+      notes: r.notes,
+    };
+  };
+
+  const egress = await side('egress', src, dst);
+  const ingress = await side('ingress', dst, src);
+  const decisions = [egress.decision, ingress.decision];
+  const verdict = decisions.includes('deny')
+    ? 'denied'
+    : decisions.includes('unknown')
+      ? 'unknown'
+      : 'allowed';
+  return {
+    flow: {
+      from: src.endpoint?.name ?? src.ip,
+      to: dst.endpoint?.name ?? dst.ip,
+      protocol: protocolName(port.protocol),
+      port: port.dstPort ?? null,
+      ...(port.icmp ? { icmp: port.icmp } : {}),
+      ...(sourcePort !== undefined ? { sourcePort } : {}),
+      text: port.text,
+    },
+    verdict,
+    source: await endReport(src),
+    destination: await endReport(dst),
+    egress,
+    ingress,
+    notes: [...notes],
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text
+
+const DECISION_WORD = { allow: 'ALLOWED', deny: 'DENIED', unknown: 'UNKNOWN' } as const;
+
+/** Labels for people: the namespace's and service account's (pcns./pcsa.) inherited copies left out. */
+function labelsText(l: Labels): string {
+  return Object.entries(l)
+    .filter(([k]) => !k.startsWith('pcns.') && !k.startsWith('pcsa.'))
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
+}
+
+function endText(title: string, e: EndReport): string[] {
+  if (!e.endpoint) return [`${title} ${e.ip}: not an endpoint of any cluster that can be read`];
+  const host = e.kind === 'host' ? 'host endpoint ' : '';
+  return [
+    `${title} ${host}${e.endpoint} (${e.ip}), identity from cluster ${e.cluster}`,
+    `${' '.repeat(title.length)} labels: ${e.labels ? labelsText(e.labels) : '(unknown)'}`,
+  ];
+}
+
+function directionText(d: DirectionReport): string[] {
+  const head = d.direction === 'egress' ? 'Egress from the source' : 'Ingress to the destination';
+  const out: string[] = [];
+  const whose = d.policiesOf ? `, by the policies of cluster ${d.policiesOf}` : '';
+  out.push(`${head}${whose}: ${DECISION_WORD[d.decision]}`);
+  if (d.peer && d.policiesOf) {
+    const role = d.direction === 'egress' ? 'destination' : 'source';
+    const seen = d.peer.seenAs
+      ? `${d.peer.seenAs} (${d.peer.ip}), identity from cluster ${d.peer.identityFrom}`
+      : `${d.peer.ip}, no endpoint with this address (only nets and ports rules can match it)`;
+    const sets = d.peer.networkSets.length ? `; in network sets ${d.peer.networkSets.join(', ')}` : '';
+    out.push(`  ${role} as cluster ${d.policiesOf} sees it: ${seen}${sets}`);
+  }
+  for (const t of d.tiers) {
+    out.push(`  tier ${t.tier}`);
+    for (const p of t.policies) {
+      const order = p.order !== undefined ? ` (order ${p.order})` : '';
+      out.push(`    policy ${p.policy}${order}`);
+      if (p.rules.length === 0) out.push(`      no ${d.direction} rules`);
+      for (const r of p.rules) {
+        let what: string;
+        if (r.uncertain) what = `taken as no match: ${r.uncertain}, which the flow does not say`;
+        else if (!r.matched) what = `no match: ${r.why}`;
+        else if (r.action === 'log') what = 'matched: logged, carrying on';
+        else if (r.action === 'pass') what = 'matched: pass, on to the next tier';
+        else what = `matched: ${r.action === 'allow' ? 'allowed' : 'denied'}`;
+        out.push(`      rule ${r.index}  ${r.match}`);
+        out.push(`              ${what}`);
+      }
+      if (p.outcome === 'no-match' && p.rules.length > 0)
+        out.push('      no rule decided: on to the next policy');
+    }
+    if (t.outcome === 'pass' && d.tiers[d.tiers.length - 1] !== t)
+      out.push(`  end of tier ${t.tier}: passed, on to the next tier`);
+  }
+  out.push(`  => ${d.reason}`);
+  for (const n of d.notes) out.push(`  note: ${n}`);
+  return out;
+}
+
+export function renderText(r: ExplainReport): string {
+  const lines: string[] = [];
+  lines.push(`Flow ${r.flow.from} -> ${r.flow.to}, ${r.flow.text}: ${r.verdict.toUpperCase()}`);
+  if (r.flow.sourcePort !== undefined) lines.push(`  (source port ${r.flow.sourcePort})`);
+  lines.push('');
+  lines.push(...endText('Source:     ', r.source));
+  lines.push(...endText('Destination:', r.destination));
+  lines.push('');
+  lines.push(...directionText(r.egress));
+  lines.push('');
+  lines.push(...directionText(r.ingress));
+  lines.push('');
+  const word = (d: DirectionReport) =>
+    d.decision === 'allow' ? 'allows' : d.decision === 'deny' ? 'denies' : 'unknown';
+  const why =
+    r.verdict === 'allowed'
+      ? 'both directions allow it'
+      : r.verdict === 'denied'
+        ? `egress ${word(r.egress)}, ingress ${word(r.ingress)}`
+        : `egress ${word(r.egress)}, ingress ${word(r.ingress)}: a decision is unknown`;
+  lines.push(`Verdict: ${r.verdict.toUpperCase()} (${why})`);
+  for (const n of r.notes) lines.push(`note: ${n}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export async function runExplain(opts: ExplainOptions): Promise<number> {
+  if (opts.output !== 'text' && opts.output !== 'json') {
+    process.stderr.write(`fedmesh explain: --output ${opts.output}: expected text or json\n`);
+    return 2;
+  }
+  let report: ExplainReport;
+  try {
+    report = await explain(opts);
+  } catch (e) {
+    if (e instanceof ExplainError) {
+      process.stderr.write(`fedmesh explain: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  process.stdout.write(opts.output === 'json' ? `${JSON.stringify(report, null, 2)}\n` : renderText(report));
+  return 0;
+}
