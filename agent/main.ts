@@ -2,6 +2,7 @@
 
 import { startHealthServer } from '../lib/health.ts';
 import { logger } from '../lib/log.ts';
+import { gauge } from '../lib/metrics.ts';
 import { IpRouteDriver } from '../native/iproute.ts';
 import { IpSetDriver } from '../native/ipset.ts';
 import { type IptablesBackend, IptablesDriver } from '../native/iptables.ts';
@@ -82,6 +83,24 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
       },
       onRemoteStatus: (st) => remotes.set(st.cluster, st),
     },
+  );
+  gauge('fedmesh_agent_feed_connected', 'Whether the agent is connected to its feed.', [], (g) =>
+    g.set(feed.connected ? 1 : 0),
+  );
+  gauge('fedmesh_agent_in_sync', 'Whether the agent has had its first in-sync.', [], (g) =>
+    g.set(inSyncAt ? 1 : 0),
+  );
+  gauge('fedmesh_agent_apply_passes', 'Successful dataplane apply passes.', [], (g) =>
+    g.set(dataplane.stats.applies),
+  );
+  gauge('fedmesh_agent_apply_failures', 'Failed dataplane apply passes (each retried).', [], (g) =>
+    g.set(dataplane.stats.failures),
+  );
+  gauge('fedmesh_agent_last_apply_seconds', 'Duration of the last dataplane apply pass.', [], (g) =>
+    g.set(dataplane.stats.lastApplyMs / 1000),
+  );
+  gauge('fedmesh_agent_refused_updates', 'Feed updates refused by the calculation graph (recent).', [], (g) =>
+    g.set(graph?.refused.length ?? 0),
   );
   dataplane.start();
   feed.start();

@@ -2,6 +2,7 @@
 // JSON `/status` for people.
 import { createServer, type Server } from 'node:http';
 import { logger } from './log.ts';
+import { registry } from './metrics.ts';
 
 const log = logger('health');
 
@@ -27,7 +28,15 @@ export async function startHealthServer(listen: string, src: HealthSource): Prom
     if (req.url === '/liveness') send(src.live(), { live: src.live() });
     else if (req.url === '/readiness') send(src.ready(), { ready: src.ready() });
     else if (req.url === '/status') send(true, src.status());
-    else send(false, { error: 'not found' });
+    else if (req.url === '/metrics') {
+      void registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': registry.contentType });
+          res.end(text);
+        },
+        (e: Error) => send(false, { error: e.message }),
+      );
+    } else send(false, { error: 'not found' });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -1,7 +1,9 @@
 // `fedmesh syncer`: the local datastore plus every remote cluster's, merged and served to agents.
 import { startHealthServer } from '../lib/health.ts';
 import { logger } from '../lib/log.ts';
+import { gauge } from '../lib/metrics.ts';
 import type { RemoteClusterConfiguration } from '../model/resources.ts';
+import { RemoteClusterState } from '../proto/service.ts';
 import { FileDatastore } from './datastore/file.ts';
 import type { Datastore } from './datastore/types.ts';
 import { FeedCache } from './feed-cache.ts';
@@ -57,6 +59,47 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   const server = new FeedServer({ cluster: opts.cluster, cache, listen: opts.listen });
   const address = await server.start();
   await merger.start();
+  gauge('fedmesh_syncer_in_sync', 'Whether the syncer serves an in-sync feed (1) or not yet (0).', [], (g) =>
+    g.set(cache.inSync ? 1 : 0),
+  );
+  gauge('fedmesh_syncer_feed_entries', 'Entries in the merged feed.', [], (g) => g.set(cache.size));
+  gauge('fedmesh_syncer_agents_connected', 'Agents connected to the feed.', [], (g) =>
+    g.set(server.clientCount),
+  );
+  gauge(
+    'fedmesh_syncer_refused_documents',
+    'Documents refused by validation (recent, up to 1000).',
+    [],
+    (g) => g.set(merger.errors.length),
+  );
+  gauge(
+    'fedmesh_remote_cluster_state',
+    'Remote cluster connection state: 1 for the state it is in.',
+    ['cluster', 'state'],
+    (g) => {
+      g.reset();
+      for (const r of cache.remoteStatuses())
+        g.set({ cluster: r.cluster, state: RemoteClusterState[r.state] ?? '' }, 1);
+    },
+  );
+  gauge(
+    'fedmesh_remote_cluster_endpoints',
+    'Endpoints served from each remote cluster.',
+    ['cluster'],
+    (g) => {
+      g.reset();
+      for (const r of cache.remoteStatuses()) g.set({ cluster: r.cluster }, r.endpoints);
+    },
+  );
+  gauge(
+    'fedmesh_remote_cluster_conflicts',
+    'Remote resources refused because they conflict with the local cluster (local wins).',
+    ['cluster'],
+    (g) => {
+      g.reset();
+      for (const r of cache.remoteStatuses()) g.set({ cluster: r.cluster }, r.conflicts);
+    },
+  );
   const health = opts.healthListen
     ? await startHealthServer(opts.healthListen, {
         live: () => true,
