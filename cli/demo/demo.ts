@@ -25,6 +25,8 @@ import {
 export const EXAMPLE_DIR = new URL('../../examples/two-cluster', import.meta.url).pathname;
 export const DEFAULT_WORKDIR = '/tmp/fedmesh-demo';
 export const DEFAULT_PREFIX = 'fmdemo';
+/** Each agent's health/metrics port, on its node namespace's own loopback (as the DaemonSet has it). */
+export const AGENT_HEALTH_PORT = 9099;
 const CLUSTERS = ['a', 'b'];
 
 export interface DemoOptions {
@@ -161,6 +163,8 @@ export async function startMesh(opts: {
         `unix:${join(workDir, `${n.cluster}.sock`)}`,
         '--iptables-backend',
         opts.backend,
+        '--health-listen',
+        `127.0.0.1:${AGENT_HEALTH_PORT}`,
       ],
       { netns: n.netns, env },
     ),

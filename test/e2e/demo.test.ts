@@ -111,6 +111,24 @@ for (const backend of ['nft', 'legacy'] as const) {
       assert.match(link, /vxlan id 4096 .*dstport 4789/);
     });
 
+    await t.test("each agent is ready and reports in metrics on its node's loopback", async () => {
+      const script =
+        "const r=await fetch('http://127.0.0.1:9099/readiness');const m=await (await fetch('http://127.0.0.1:9099/metrics')).text();console.log(r.status);console.log(m)";
+      const r = await run('ip', [
+        'netns',
+        'exec',
+        node,
+        process.execPath,
+        '--input-type=module',
+        '-e',
+        script,
+      ]);
+      assert.match(r.stdout, /^200$/m);
+      assert.match(r.stdout, /^fedmesh_agent_in_sync 1$/m);
+      assert.match(r.stdout, /^fedmesh_agent_feed_connected 1$/m);
+      assert.match(r.stdout, /^fedmesh_agent_apply_failures 0$/m);
+    });
+
     await t.test(
       'a malformed YAML document is refused with file and field; everything else keeps working',
       async () => {
