@@ -171,6 +171,17 @@ function entityMatch(
       return { matched: false, why: `${portWord} ${port} is in notPorts ${portsText(e.notPorts)}` };
     }
   }
+  if (port !== undefined) {
+    for (const id of e.notNamedPortIpSets ?? []) {
+      const spec = matchers.get(id);
+      if (spec?.namedPort && namedPortHolds(spec, peer, flow.protocol, port, index)) {
+        return {
+          matched: false,
+          why: `${portWord} ${port} is ${who}'s named port "${spec.namedPort.name}", in notPorts`,
+        };
+      }
+    }
+  }
   if (e.ports.length > 0 || e.namedPortIpSets.length > 0) {
     const wanted = portAlternativesText(e, matchers);
     if (port === undefined) {

@@ -29,6 +29,8 @@ export interface CompiledEntity {
   notPorts: PortRange[];
   /** Named ports resolve to hash:ip,port sets: the address and port must be in one of them. */
   namedPortIpSets: IpSetId[];
+  /** Named ports in notPorts: the address and port must be in none of these sets. */
+  notNamedPortIpSets?: IpSetId[];
   /** A condition nothing can satisfy (a named port on the source side, say). */
   matchesNothing?: boolean;
 }

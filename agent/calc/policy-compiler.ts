@@ -118,13 +118,10 @@ class RuleCompiler {
     if (numericPorts && !(protocol && PORT_PROTOCOLS.has(protocol))) {
       throw new PolicyError(`${field}.ports`, 'numeric ports need protocol TCP, UDP, SCTP or UDPLite');
     }
-    const namedNot = e.notPorts.findIndex((p) => p.name);
-    if (namedNot >= 0) {
+    const namedNot = e.notPorts.filter((p) => p.name);
+    if (namedNot.length > 0 && !isDst) {
       // Refused rather than ignored: dropping it would make the rule match the excluded port too.
-      throw new PolicyError(
-        `${field}.notPorts[${namedNot}]`,
-        'named ports in notPorts are not supported yet',
-      );
+      throw new PolicyError(`${field}.notPorts`, 'named ports in a source notPorts are not supported');
     }
     out.ports = numeric(e.ports, `${field}.ports`);
     out.notPorts = numeric(e.notPorts, `${field}.notPorts`);
@@ -139,6 +136,19 @@ class RuleCompiler {
       // A named port is an (address, port) set: the endpoints the rule selects, each with its own
       // number for that name. Without a protocol, TCP and UDP both count.
       const protocols = protocol ? [protocol] : ['tcp', 'udp'];
+      // A named port in notPorts: the destination's own number for that name is excluded.
+      for (const p of namedNot) {
+        for (const proto of protocols) {
+          out.notNamedPortIpSets ??= [];
+          out.notNamedPortIpSets.push(
+            this.add({
+              ...(base ?? { id: '' as IpSetId }),
+              type: 'hash:ip,port',
+              namedPort: { name: p.name, protocol: proto },
+            }),
+          );
+        }
+      }
       for (const p of named) {
         for (const proto of protocols) {
           out.namedPortIpSets.push(

@@ -43,7 +43,10 @@ function entityMatches(e: CompiledEntity, side: 'src' | 'dst'): string[] {
 
 function notPortMatches(e: CompiledEntity, side: 'src' | 'dst'): string[] {
   const opt = side === 'src' ? '--sports' : '--dports';
-  return portChunks(e.notPorts).map((c) => `-m multiport ! ${opt} ${c.join(',')}`);
+  const out = portChunks(e.notPorts).map((c) => `-m multiport ! ${opt} ${c.join(',')}`);
+  for (const s of e.notNamedPortIpSets ?? [])
+    out.push(`-m set ! --match-set ${ipsetName(s)} ${side},${side}`);
+  return out;
 }
 
 /**

@@ -456,6 +456,18 @@ const CASES: Case[] = [
     expect: { decision: 'deny', by: 'end-of-tier' },
   },
   {
+    name: "named port in notPorts: the endpoint's own number is excluded",
+    policies: [dbIngress([{ action: 'Allow', protocol: 'TCP', destination: { notPorts: ['pg'] } }])],
+    ...IN,
+    expect: { decision: 'deny', by: 'end-of-tier' },
+  },
+  {
+    name: 'named port in notPorts: other ports still pass',
+    policies: [dbIngress([{ action: 'Allow', protocol: 'TCP', destination: { notPorts: ['metrics'] } }])],
+    ...IN,
+    expect: { decision: 'allow', by: 'rule' },
+  },
+  {
     name: 'a source-side named port matches nothing',
     policies: [dbIngress([{ action: 'Allow', protocol: 'TCP', source: { ports: ['pg'] } }])],
     ...IN,
