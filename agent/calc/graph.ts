@@ -83,7 +83,7 @@ export class CalculationGraph {
     switch (b.case) {
       case 'workloadEndpoint': {
         const w = b.value;
-        const nets = w.ipv4Nets.map((n) => parseCidr(n, false));
+        const nets = w.ipv4Nets.map(checkedCidr);
         const key = u.key as EndpointKey;
         const local = this.isLocalCluster(u.cluster) && w.node === this.opts.nodeName;
         // Refuse before touching any state: a refused update must change nothing.
@@ -215,6 +215,51 @@ function namedPortsOf(ports: readonly { name: string; protocol: string; port: nu
     m.get(p.name)?.push(v) ?? m.set(p.name, [v]);
   }
   return m;
+}
+
+/**
+ * `parseCidr(s)` (no host bits allowed), without its allocations when `s` is already canonical,
+ * as the syncer sends it: the common case on the snapshot's hot path.
+ */
+export function checkedCidr(s: string): Cidr {
+  return isCanonicalCidr(s) ? (s as Cidr) : parseCidr(s, false);
+}
+
+/** `a.b.c.d/len` exactly as parseCidr prints it: no leading zeros, octets ≤ 255, no host bits. */
+function isCanonicalCidr(s: string): boolean {
+  let i = 0;
+  let ip = 0;
+  for (let part = 0; part < 4; part++) {
+    if (part > 0) {
+      if (s.charCodeAt(i) !== 0x2e) return false; // '.'
+      i++;
+    }
+    const start = i;
+    let n = 0;
+    while (i < s.length && i - start < 4) {
+      const c = s.charCodeAt(i);
+      if (c < 0x30 || c > 0x39) break;
+      n = n * 10 + (c - 0x30);
+      i++;
+    }
+    const digits = i - start;
+    if (digits === 0 || digits > 3 || n > 255 || (digits > 1 && s.charCodeAt(start) === 0x30)) return false;
+    ip = ip * 256 + n;
+  }
+  if (s.charCodeAt(i) !== 0x2f) return false; // '/'
+  i++;
+  const start = i;
+  let len = 0;
+  while (i < s.length) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39 || i - start >= 2) return false;
+    len = len * 10 + (c - 0x30);
+    i++;
+  }
+  const digits = i - start;
+  if (digits === 0 || len > 32 || (digits > 1 && s.charCodeAt(start) === 0x30)) return false;
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  return (ip & mask) >>> 0 === ip;
 }
 
 /** Node keys are `<name>` locally and `<cluster>/<name>` for remote clusters. */

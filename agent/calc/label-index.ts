@@ -1,13 +1,36 @@
 // Label index: every item a rule selector can match (local and remote workload endpoints, host
 // endpoints, network sets), with labels inherited from profiles, and every active rule matcher
-// with the ipset members it selects, reference-counted.
+// with the ipset members it selects.
 //
-// Incremental by construction: an item's change re-evaluates each active matcher once against
-// that item (cost: number of active matchers); a profile's change re-evaluates only the items that
-// name the profile; a new matcher scans the items once. Output: IPSet messages to the sink.
+// Incremental, and indexed both ways so that cost follows what a change touches, not the totals:
+//   - items are indexed by their own labels (key=value → sorted item ids), by profile and by
+//     namespace; a new matcher reads off its selectors what an item must have
+//     (selector-requirements.ts), takes the most selective condition's items as candidates and
+//     intersects them with the next ones' lists before evaluating anything;
+//   - matchers are indexed by their most selective condition; an item's change re-evaluates only
+//     the matchers registered under a label (or namespace label, or namespace) the item has or
+//     had, plus those that can match items with nothing in particular (`all()`, `!has(k)`...);
+//   - a profile's change re-evaluates only the items that name the profile.
+// Nothing is stored per (matcher, item) pair: items are immutable snapshots, replaced on every
+// change, so "did the matcher select it" is the matcher evaluated on the previous snapshot; and a
+// member (an address) stays in a set while some other selected item holds it, which the index of
+// addresses to items answers. Memory per item is kept small: one effective-labels object (own
+// labels are its keys listed in a shared key list), label values shared through the postings, and
+// namespace/service-account label objects, profile lists and named-port maps shared among items.
+// Output: IPSet messages to the sink.
 import type { Labels } from '../../model/resources.ts';
 import type { Selector } from '../../model/selector/index.ts';
+import { ascending, IdList, SharedByPair, TupleInterner } from './index-structures.ts';
 import type { IpSetId, IpSetType, MessageSink } from './messages.ts';
+import {
+  type Atom,
+  type Clause,
+  cheapestClause,
+  isNothing,
+  matcherRequirement,
+  NS_NAME_LABEL,
+  type Requirement,
+} from './selector-requirements.ts';
 
 export const NAMESPACE_LABEL = 'projectcalico.org/namespace';
 export const SERVICE_ACCOUNT_LABEL = 'projectcalico.org/serviceaccount';
@@ -28,12 +51,23 @@ export interface ItemInput {
   namedPorts?: ReadonlyMap<string, readonly string[]>;
 }
 
-interface Item extends ItemInput {
-  labels: Labels;
+/** An item's state; never mutated (a change replaces it), so old snapshots stay evaluable. */
+interface Item {
+  /** Small integer, stable while the key exists: what the index lists hold. */
+  readonly id: number;
+  readonly key: string;
+  /** Effective labels: profiles' labels in order, then the item's own (own win). */
+  readonly labels: Labels;
+  /** Which keys of `labels` are the item's own (a shared list); null: all of them. */
+  readonly ownKeys: readonly string[] | null;
+  readonly profiles: readonly string[];
+  readonly namespace: string | undefined;
+  readonly nets: readonly string[];
+  readonly namedPorts: ReadonlyMap<string, readonly string[]> | undefined;
   /** Labels of the item's namespace (from its kns profile, prefix stripped); undefined if global. */
-  nsLabels: Labels | undefined;
+  readonly nsLabels: Labels | undefined;
   /** Labels of the item's service account (from its ksa profile, prefix stripped). */
-  saLabels: Labels;
+  readonly saLabels: Labels;
 }
 
 /** A rule-side condition on items; everything given must hold. */
@@ -55,22 +89,94 @@ export interface MatcherSpec {
 }
 
 interface MatcherState {
-  spec: MatcherSpec;
+  readonly spec: MatcherSpec;
   refs: number;
-  matched: Set<string>;
-  members: Map<string, number>;
+  /** Activation order: matchers touched by one change are handled in this order. */
+  readonly seq: number;
+  /** What an item needs for this matcher to select it (null: nothing in particular). */
+  readonly req: Requirement;
+  /**
+   * Where the matcher is registered for items' changes: under each atom of its most selective
+   * clause, and within that under a second single-atom clause (label value or namespace) when it
+   * has one. Both undefined with a null `req`: always evaluated.
+   */
+  readonly primary: Clause | undefined;
+  readonly secondary: Atom | undefined;
+  /** Scratch: the last collection pass that picked this matcher. */
+  mark: number;
 }
 
-function inheritLabels(
-  own: Labels,
-  profiles: readonly string[],
-  profileLabels: ReadonlyMap<string, Labels>,
-): Labels {
-  if (profiles.length === 0) return own;
-  const out: Record<string, string> = {};
-  for (const p of profiles) Object.assign(out, profileLabels.get(p));
-  return Object.assign(out, own);
+/** Matchers registered under one atom, directly or by a second atom (key → value → matchers). */
+interface RegNode {
+  direct: Set<MatcherState> | undefined;
+  bySecondary: Map<string, Map<string, Set<MatcherState>>> | undefined;
 }
+
+/** The secondary key standing for the item's namespace (not a valid label key). */
+const SCOPE_KEY = '\0namespace';
+
+/** Items with one own label key=value; `value` is the one shared copy of the value string. */
+interface ValueEntry {
+  readonly value: string;
+  /** Items with this own label. */
+  refs: number;
+  /** Their ids, once some matcher has needed the label key (see KeyPostings.indexed). */
+  list: IdList | undefined;
+}
+
+interface KeyPostings {
+  /** Items with the key among their own labels. */
+  count: number;
+  /** Whether the values' item lists are kept: only for keys some matcher has looked up. */
+  indexed: boolean;
+  readonly byValue: Map<string, ValueEntry>;
+}
+
+/** Values shared by signature, reference-counted so that nothing outlives its last user. */
+class Shared<V> {
+  private readonly entries = new Map<string, { value: V; refs: number }>();
+
+  acquire(sig: string, make: () => V): V {
+    let e = this.entries.get(sig);
+    if (!e) {
+      e = { value: make(), refs: 0 };
+      this.entries.set(sig, e);
+    }
+    e.refs++;
+    return e.value;
+  }
+
+  release(sig: string): void {
+    const e = this.entries.get(sig);
+    if (e && --e.refs <= 0) this.entries.delete(sig);
+  }
+
+  /** Replaces the shared value under `sig` (its users keep the old one until they are rebuilt). */
+  remake(sig: string, make: () => V): void {
+    const e = this.entries.get(sig);
+    if (e) e.value = make();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}
+
+const EMPTY_LABELS: Labels = Object.freeze({}) as Labels;
+const NO_PROFILES: readonly string[] = Object.freeze([]) as readonly string[];
+const NO_MEMBERS: readonly string[] = Object.freeze([]) as readonly string[];
+/** Implicit labels: poor selectivity, so an index prefers any other atom of a selector. */
+const IMPLICIT_KEYS: ReadonlySet<string> = new Set([
+  NAMESPACE_LABEL,
+  SERVICE_ACCOUNT_LABEL,
+  CLUSTER_LABEL,
+  'projectcalico.org/orchestrator',
+]);
+/** Candidate lists this short are evaluated as they are, without intersecting. */
+const INTERSECT_MIN = 16;
+/** At most this many further clauses filter the candidates, each with at most this many lists. */
+const MAX_FILTERS = 2;
+const MAX_FILTER_LISTS = 8;
 
 function stripPrefixed(labels: Labels | undefined, prefix: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -87,11 +193,69 @@ function isServiceAccountProfile(p: string): boolean {
   return p.startsWith('ksa.') || p.includes('/ksa.');
 }
 
+function namedPortsSig(np: ReadonlyMap<string, readonly string[]>): string {
+  let s = '';
+  for (const [name, ports] of np) s += `${name}=${ports.join(',')};`;
+  return s;
+}
+
+function getOrCreate<K, V>(m: Map<K, V>, k: K, make: () => V): V {
+  let v = m.get(k);
+  if (v === undefined) {
+    v = make();
+    m.set(k, v);
+  }
+  return v;
+}
+
+function newSet<T>(): Set<T> {
+  return new Set<T>();
+}
+
 export class LabelIndex {
   private readonly items = new Map<string, Item>();
+  /** Current snapshot by item id. */
+  private readonly byId: (Item | undefined)[] = [];
+  private readonly freeIds: number[] = [];
   private readonly profileLabels = new Map<string, Labels>();
-  private readonly itemsByProfile = new Map<string, Set<string>>();
+  private readonly itemsByProfile = new Map<string, IdList>();
   private readonly matchers = new Map<IpSetId, MatcherState>();
+
+  // Items by own label (key → value → items), and namespaced items whose own namespace label is
+  // not their namespace (the others are found through the namespace label's postings).
+  private readonly postings = new Map<string, KeyPostings>();
+  /** Label keys whose postings keep item lists (some matcher has looked them up). */
+  private readonly indexedKeys = new Set<string>();
+  private readonly unlabelledNamespace = new Map<string, IdList>();
+  // Profiles by label (key → value → profile names): items inherit through itemsByProfile.
+  private readonly profilesByLabel = new Map<string, Map<string, Set<string>>>();
+  /** Items by address (net): one id, or several when items share it. */
+  private readonly netHolders = new Map<string, number | number[]>();
+  /** Addresses held by more than one item, and items with more than one address. */
+  private sharedNets = 0;
+  private multiNetItems = 0;
+
+  // Matchers by what their items need (see MatcherState.primary).
+  private readonly matchersByLabel = new Map<string, Map<string, RegNode>>();
+  private readonly matchersByLabelKey = new Map<string, RegNode>();
+  private readonly matchersByNsLabel = new Map<string, Map<string, RegNode>>();
+  private readonly matchersByNsLabelKey = new Map<string, RegNode>();
+  private readonly matchersByNamespace = new Map<string, RegNode>();
+  private readonly matchersAlways = new Set<MatcherState>();
+  private registrations = 0;
+
+  // Shared per-item parts.
+  private readonly profileLists = new TupleInterner();
+  /** Labels a profile list passes on (merged in order), per interned list; built on demand. */
+  private readonly inherited = new Map<readonly string[], Labels | null>();
+  private readonly ownKeyLists = new TupleInterner();
+  private readonly sharedNsLabels = new SharedByPair<Labels>();
+  private readonly sharedSaLabels = new Shared<Labels>();
+  private readonly sharedNamedPorts = new Shared<ReadonlyMap<string, readonly string[]>>();
+  private readonly sharedNamespaces = new Shared<string>();
+
+  private matcherSeq = 0;
+  private collectPass = 0;
 
   constructor(private readonly sink: MessageSink) {}
 
@@ -106,11 +270,28 @@ export class LabelIndex {
   /** Add or replace an item; returns its effective labels. */
   upsertItem(input: ItemInput): Labels {
     const old = this.items.get(input.key);
-    if (old) this.unindexProfiles(old);
-    const item = this.build(input);
-    this.items.set(input.key, item);
-    for (const p of item.profiles)
-      this.itemsByProfile.get(p)?.add(item.key) ?? this.itemsByProfile.set(p, new Set([item.key]));
+    const key = old?.key ?? input.key;
+    const id = old ? old.id : this.newId();
+    // Own labels with the shared copies of their values (new ones are indexed here).
+    const own: Record<string, string> = {};
+    for (const k in input.ownLabels) {
+      const v = input.ownLabels[k];
+      if (typeof v !== 'string') continue;
+      const oldV = old ? this.ownValue(old, k) : undefined;
+      own[k] = oldV === v ? oldV : this.addOwn(k, v, id);
+    }
+    const item = this.build(id, key, own, input.profiles, input.namespace, input.nets, input.namedPorts);
+    this.items.set(key, item);
+    this.byId[id] = item;
+    // Removals once the new snapshot is in place (the lists check membership against it).
+    if (old) {
+      this.forEachOwn(old, (k, v) => {
+        if (own[k] !== v) this.removeOwn(k, v, id);
+      });
+    }
+    this.reindexProfilesAndNamespace(item, old);
+    this.reindexNets(item, old);
+    if (old) this.release(old);
     this.reevaluate(item, old);
     return item.labels;
   }
@@ -119,24 +300,46 @@ export class LabelIndex {
     const old = this.items.get(key);
     if (!old) return;
     this.items.delete(key);
-    this.unindexProfiles(old);
-    for (const m of this.matchers.values()) {
-      if (m.matched.delete(key)) this.removeMembers(m, this.membersOf(m.spec, old));
-    }
+    this.byId[old.id] = undefined;
+    this.forEachOwn(old, (k, v) => this.removeOwn(k, v, old.id));
+    this.reindexProfilesAndNamespace(undefined, old);
+    this.reindexNets(undefined, old);
+    this.release(old);
+    this.reevaluate(undefined, old);
+    this.freeIds.push(old.id);
   }
 
   /** Set (or with undefined, delete) a profile's labels; returns the keys of items whose labels changed. */
   setProfileLabels(name: string, labels: Labels | undefined): string[] {
-    if (labels) this.profileLabels.set(name, labels);
-    else this.profileLabels.delete(name);
-    const changed: string[] = [];
-    for (const key of this.itemsByProfile.get(name) ?? []) {
-      const old = this.items.get(key);
+    const before = this.profileLabels.get(name);
+    if (before) this.indexProfile(name, before, false);
+    if (labels) {
+      this.profileLabels.set(name, labels);
+      this.indexProfile(name, labels, true);
+    } else this.profileLabels.delete(name);
+    const list = this.itemsByProfile.get(name);
+    if (!list) return [];
+    const ids = [...list.members(this.namesProfile(name))];
+    const changed = ids.map((id) => this.byId[id]!.key);
+    if (sameLabels(before, labels)) return changed;
+    // What was built from this profile is rebuilt; items still holding the old shared objects keep
+    // them until they are rebuilt just below.
+    for (const profiles of this.inherited.keys())
+      if (profiles.includes(name)) this.inherited.delete(profiles);
+    if (isNamespaceProfile(name)) this.sharedNsLabels.remake(name, (ns) => this.nsLabelsOf(name, ns));
+    if (isServiceAccountProfile(name)) this.sharedSaLabels.remake(name, () => this.saLabelsOf(name));
+    for (const id of ids) {
+      const old = this.byId[id];
       if (!old) continue;
-      const item = this.build(old);
-      this.items.set(key, item);
+      const own: Record<string, string> = {};
+      this.forEachOwn(old, (k, v) => {
+        own[k] = v;
+      });
+      const item = this.build(id, old.key, own, old.profiles, old.namespace, old.nets, old.namedPorts);
+      this.items.set(old.key, item);
+      this.byId[id] = item;
+      this.release(old);
       this.reevaluate(item, old);
-      changed.push(key);
     }
     return changed;
   }
@@ -148,18 +351,14 @@ export class LabelIndex {
       existing.refs++;
       return;
     }
-    const state: MatcherState = { spec, refs: 1, matched: new Set(), members: new Map() };
-    if (spec.staticMembers) {
-      for (const m of spec.staticMembers) state.members.set(m, 1);
-    } else {
-      for (const item of this.items.values()) {
-        if (!this.matches(spec, item)) continue;
-        state.matched.add(item.key);
-        for (const m of this.membersOf(spec, item)) state.members.set(m, (state.members.get(m) ?? 0) + 1);
-      }
-    }
+    const req = matcherRequirement(spec, this.cost);
+    const primary = req === null || isNothing(req) ? undefined : cheapestClause(req, this.cost);
+    const secondary = primary && req ? this.secondaryOf(req, primary) : undefined;
+    const state: MatcherState = { spec, refs: 1, seq: ++this.matcherSeq, req, primary, secondary, mark: 0 };
+    const members = spec.staticMembers ? [...spec.staticMembers] : this.computeMembers(spec, req);
+    if (!spec.staticMembers) this.registerMatcher(state);
     this.matchers.set(spec.id, state);
-    this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members: [...state.members.keys()] });
+    this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members });
   }
 
   unrefMatcher(id: IpSetId): void {
@@ -167,13 +366,15 @@ export class LabelIndex {
     if (!state) return;
     if (--state.refs > 0) return;
     this.matchers.delete(id);
+    if (!state.spec.staticMembers) this.unregisterMatcher(state);
     this.sink.send({ kind: 'IPSetRemove', id });
   }
 
   /** Current members of an active matcher (for tests and `explain`). */
   membersOf_(id: IpSetId): string[] | undefined {
     const s = this.matchers.get(id);
-    return s ? [...s.members.keys()] : undefined;
+    if (!s) return undefined;
+    return s.spec.staticMembers ? [...s.spec.staticMembers] : this.computeMembers(s.spec, s.req);
   }
 
   get activeMatcherCount(): number {
@@ -186,63 +387,712 @@ export class LabelIndex {
     return item ? this.matches(spec, item) : false;
   }
 
-  private build(input: ItemInput): Item {
-    const nsProfile = input.profiles.find(isNamespaceProfile);
-    const saProfile = input.profiles.find(isServiceAccountProfile);
+  /**
+   * Keys of the items a matcher could select, by the index (a superset of those it selects), or
+   * undefined when the index cannot narrow it down (every item is a candidate). For tests.
+   */
+  candidatesOf(spec: MatcherSpec): Set<string> | undefined {
+    const req = matcherRequirement(spec, this.cost);
+    if (req === null) return undefined;
+    const out = new Set<string>();
+    for (const id of this.candidateIds(req)) {
+      const item = this.byId[id];
+      if (item) out.add(item.key);
+    }
+    return out;
+  }
+
+  /** Active matchers an item's change would re-evaluate (ids), by the index. For tests. */
+  matchersFor(key: string): Set<IpSetId> {
+    const item = this.items.get(key);
+    const out = new Set<IpSetId>();
+    if (!item) return out;
+    for (const m of this.collectMatchers(item, undefined)) out.add(m.spec.id);
+    return out;
+  }
+
+  /** Sizes of the internal indexes (for tests: everything drains when items and matchers go). */
+  indexSizes(): Record<string, number> {
+    let postings = 0;
+    let labelled = 0;
+    for (const kp of this.postings.values()) {
+      labelled += kp.count;
+      for (const e of kp.byValue.values()) postings += e.list?.size ?? 0;
+    }
+    const matcherEntries = this.matchersAlways.size + this.registrations;
+    let regNodes =
+      this.matchersByLabelKey.size + this.matchersByNsLabelKey.size + this.matchersByNamespace.size;
+    for (const m of [this.matchersByLabel, this.matchersByNsLabel])
+      for (const byValue of m.values()) regNodes += byValue.size;
+    let unlabelled = 0;
+    for (const s of this.unlabelledNamespace.values()) unlabelled += s.size;
+    let profileEntries = 0;
+    for (const s of this.itemsByProfile.values()) profileEntries += s.size;
+    let profileLabelEntries = 0;
+    for (const byValue of this.profilesByLabel.values())
+      for (const s of byValue.values()) profileLabelEntries += s.size;
     return {
-      key: input.key,
-      ownLabels: input.ownLabels,
-      profiles: input.profiles,
-      namespace: input.namespace,
-      nets: input.nets,
-      namedPorts: input.namedPorts,
-      labels: inheritLabels(input.ownLabels, input.profiles, this.profileLabels),
-      // The namespace's own labels, plus its name under the implicit key, so that global() (which
-      // tests for that key) is false for namespaced items.
-      nsLabels:
-        input.namespace === undefined
-          ? undefined
-          : {
-              ...stripPrefixed(
-                nsProfile ? this.profileLabels.get(nsProfile) : undefined,
-                NAMESPACE_LABEL_PREFIX,
-              ),
-              [NAMESPACE_LABEL]: input.namespace,
-              'projectcalico.org/name': input.namespace,
-            },
-      saLabels: stripPrefixed(
-        saProfile ? this.profileLabels.get(saProfile) : undefined,
-        SERVICE_ACCOUNT_LABEL_PREFIX,
-      ),
+      items: this.items.size,
+      itemIds: this.byId.length - this.freeIds.length,
+      postingKeys: this.postings.size,
+      ownLabels: labelled,
+      postings,
+      unlabelledNamespace: unlabelled,
+      itemsByProfile: profileEntries,
+      profilesByLabel: profileLabelEntries,
+      nets: this.netHolders.size,
+      sharedNets: this.sharedNets,
+      multiNetItems: this.multiNetItems,
+      matchers: this.matchers.size,
+      matcherEntries,
+      regNodes,
+      profileLists: this.profileLists.size,
+      ownKeyLists: this.ownKeyLists.size,
+      sharedNsLabels: this.sharedNsLabels.size,
+      sharedSaLabels: this.sharedSaLabels.size,
+      sharedNamedPorts: this.sharedNamedPorts.size,
+      sharedNamespaces: this.sharedNamespaces.size,
     };
   }
 
-  private unindexProfiles(item: Item): void {
-    for (const p of item.profiles) {
-      const s = this.itemsByProfile.get(p);
-      if (!s) continue;
-      s.delete(item.key);
-      if (s.size === 0) this.itemsByProfile.delete(p);
+  // --- items -------------------------------------------------------------------------------------
+
+  private newId(): number {
+    return this.freeIds.pop() ?? this.byId.length;
+  }
+
+  private build(
+    id: number,
+    key: string,
+    own: Record<string, string>,
+    inputProfiles: readonly string[],
+    inputNamespace: string | undefined,
+    nets: readonly string[],
+    inputNamedPorts: ReadonlyMap<string, readonly string[]> | undefined,
+  ): Item {
+    const profiles = inputProfiles.length === 0 ? NO_PROFILES : this.profileLists.acquire(inputProfiles);
+    let labels: Record<string, string> = own;
+    let ownKeys: readonly string[] | null = null;
+    const inherited = profiles.length === 0 ? null : this.inheritedOf(profiles);
+    if (inherited) {
+      // Object.assign, not spread: a spread clone that then grows gets slow (un-shared) shapes.
+      labels = Object.assign({}, inherited, own);
+      ownKeys = this.ownKeyLists.acquire(Object.keys(own));
+    }
+    const namespace =
+      inputNamespace === undefined
+        ? undefined
+        : this.sharedNamespaces.acquire(inputNamespace, () => inputNamespace);
+    let nsLabels: Labels | undefined;
+    if (namespace !== undefined) {
+      const nsProfile = profiles.find(isNamespaceProfile);
+      nsLabels = this.sharedNsLabels.acquire(nsProfile ?? '', namespace, () =>
+        this.nsLabelsOf(nsProfile, namespace),
+      );
+    }
+    const saProfile = profiles.find(isServiceAccountProfile);
+    const saLabels = saProfile
+      ? this.sharedSaLabels.acquire(saProfile, () => this.saLabelsOf(saProfile))
+      : EMPTY_LABELS;
+    const namedPorts =
+      inputNamedPorts && inputNamedPorts.size > 0
+        ? this.sharedNamedPorts.acquire(namedPortsSig(inputNamedPorts), () => inputNamedPorts)
+        : undefined;
+    return { id, key, labels, ownKeys, profiles, namespace, nets, namedPorts, nsLabels, saLabels };
+  }
+
+  /** Drop an item snapshot's references on shared parts. */
+  private release(item: Item): void {
+    if (item.profiles.length > 0 && this.profileLists.release(item.profiles))
+      this.inherited.delete(item.profiles);
+    if (item.ownKeys) this.ownKeyLists.release(item.ownKeys);
+    if (item.namespace !== undefined) {
+      this.sharedNamespaces.release(item.namespace);
+      this.sharedNsLabels.release(item.profiles.find(isNamespaceProfile) ?? '', item.namespace);
+    }
+    const saProfile = item.profiles.find(isServiceAccountProfile);
+    if (saProfile) this.sharedSaLabels.release(saProfile);
+    if (item.namedPorts) this.sharedNamedPorts.release(namedPortsSig(item.namedPorts));
+  }
+
+  /** The labels an (interned) profile list passes on, or null when its profiles have none. */
+  private inheritedOf(profiles: readonly string[]): Labels | null {
+    let out = this.inherited.get(profiles);
+    if (out !== undefined) return out;
+    let merged: Record<string, string> | null = null;
+    for (const p of profiles) {
+      const pl = this.profileLabels.get(p);
+      if (!pl) continue;
+      for (const k in pl) {
+        merged ??= {};
+        merged[k] = pl[k]!;
+      }
+    }
+    out = merged;
+    this.inherited.set(profiles, out);
+    return out;
+  }
+
+  /**
+   * The namespace's own labels, plus its name under the implicit keys, so that global() (which
+   * tests for that key) is false for namespaced items.
+   */
+  private nsLabelsOf(nsProfile: string | undefined, namespace: string): Labels {
+    const out = stripPrefixed(
+      nsProfile ? this.profileLabels.get(nsProfile) : undefined,
+      NAMESPACE_LABEL_PREFIX,
+    );
+    out[NAMESPACE_LABEL] = namespace;
+    out[NS_NAME_LABEL] = namespace;
+    return out;
+  }
+
+  private saLabelsOf(saProfile: string): Labels {
+    return stripPrefixed(this.profileLabels.get(saProfile), SERVICE_ACCOUNT_LABEL_PREFIX);
+  }
+
+  private forEachOwn(item: Item, fn: (k: string, v: string) => void): void {
+    const labels = item.labels;
+    if (item.ownKeys === null) {
+      for (const k in labels) fn(k, labels[k]!);
+    } else {
+      for (const k of item.ownKeys) fn(k, labels[k]!);
     }
   }
 
-  private reevaluate(item: Item, old: Item | undefined): void {
-    for (const m of this.matchers.values()) {
-      if (m.spec.staticMembers) continue;
-      const was = old !== undefined && m.matched.has(item.key);
-      const now = this.matches(m.spec, item);
-      const before = was && old ? this.membersOf(m.spec, old) : [];
-      const after = now ? this.membersOf(m.spec, item) : [];
-      if (now) m.matched.add(item.key);
-      else m.matched.delete(item.key);
-      if (!was && !now) continue;
-      if (was && now && sameList(before, after)) continue;
-      // Add first, then remove: a member shared by old and new never blinks out of the set.
-      const added = this.addMembers(m, after, false);
-      const removed = this.removeMembers(m, before, false);
-      if (added.length || removed.length)
-        this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added, removed });
+  private ownValue(item: Item, k: string): string | undefined {
+    if (item.ownKeys !== null && !item.ownKeys.includes(k)) return undefined;
+    const v = item.labels[k];
+    return typeof v === 'string' ? v : undefined;
+  }
+
+  /** Index an item under an own label it did not have; returns the shared copy of the value. */
+  private addOwn(k: string, v: string, id: number): string {
+    let kp = this.postings.get(k);
+    if (!kp) {
+      kp = { count: 0, indexed: this.indexedKeys.has(k), byValue: new Map() };
+      this.postings.set(k, kp);
     }
+    let e = kp.byValue.get(v);
+    if (!e) {
+      e = { value: v, refs: 0, list: kp.indexed ? new IdList() : undefined };
+      kp.byValue.set(v, e);
+    }
+    e.refs++;
+    kp.count++;
+    e.list?.add(id);
+    return e.value;
+  }
+
+  /** The item no longer has the own label (its new snapshot, if any, is already in place). */
+  private removeOwn(k: string, v: string, id: number): void {
+    const kp = this.postings.get(k);
+    const e = kp?.byValue.get(v);
+    if (!kp || !e) return;
+    kp.count--;
+    if (--e.refs <= 0) {
+      kp.byValue.delete(v);
+      if (kp.byValue.size === 0) this.postings.delete(k);
+    } else e.list?.remove(id, this.hasOwn(k, v));
+  }
+
+  /** Membership test of a posting list: does the item (now) have this own label? */
+  private hasOwn(k: string, v: string): (id: number) => boolean {
+    return (id) => {
+      const item = this.byId[id];
+      return item !== undefined && this.ownValue(item, k) === v;
+    };
+  }
+
+  private namesProfile(p: string): (id: number) => boolean {
+    return (id) => this.byId[id]?.profiles.includes(p) ?? false;
+  }
+
+  private inUnlabelledNamespace(ns: string): (id: number) => boolean {
+    return (id) => {
+      const item = this.byId[id];
+      return item !== undefined && unlabelledNamespace(item) === ns;
+    };
+  }
+
+  /** From now on keep item lists for this label key (built once from every item). */
+  private ensureIndexed(k: string): KeyPostings | undefined {
+    if (!this.indexedKeys.has(k)) {
+      this.indexedKeys.add(k);
+      const kp = this.postings.get(k);
+      if (kp && !kp.indexed) {
+        kp.indexed = true;
+        for (const e of kp.byValue.values()) e.list = new IdList();
+        for (const item of this.items.values()) {
+          const v = this.ownValue(item, k);
+          if (v !== undefined) kp.byValue.get(v)?.list?.add(item.id);
+        }
+      }
+    }
+    return this.postings.get(k);
+  }
+
+  private reindexProfilesAndNamespace(item: Item | undefined, old: Item | undefined): void {
+    const id = (item ?? old)!.id;
+    if (item?.profiles !== old?.profiles) {
+      if (item) {
+        for (const p of item.profiles) {
+          if (old?.profiles.includes(p)) continue;
+          let list = this.itemsByProfile.get(p);
+          if (!list) {
+            list = new IdList();
+            this.itemsByProfile.set(p, list);
+          }
+          list.add(id);
+        }
+      }
+      if (old) {
+        for (const p of old.profiles) {
+          if (item?.profiles.includes(p)) continue;
+          const list = this.itemsByProfile.get(p);
+          if (!list) continue;
+          list.remove(id, this.namesProfile(p));
+          if (list.size === 0) this.itemsByProfile.delete(p);
+        }
+      }
+    }
+    const was = old && unlabelledNamespace(old);
+    const now = item && unlabelledNamespace(item);
+    if (was !== now) {
+      if (now) getOrCreate(this.unlabelledNamespace, now, () => new IdList()).add(id);
+      if (was) {
+        const list = this.unlabelledNamespace.get(was);
+        list?.remove(id, this.inUnlabelledNamespace(was));
+        if (list?.size === 0) this.unlabelledNamespace.delete(was);
+      }
+    }
+  }
+
+  private reindexNets(item: Item | undefined, old: Item | undefined): void {
+    const before = old?.nets ?? NO_MEMBERS;
+    const after = item?.nets ?? NO_MEMBERS;
+    if (before === after || sameList(before, after)) return;
+    const id = (item ?? old)!.id;
+    if (before.length > 1) this.multiNetItems--;
+    if (after.length > 1) this.multiNetItems++;
+    for (const net of after) if (!before.includes(net)) this.addHolder(net, id);
+    for (const net of before) if (!after.includes(net)) this.removeHolder(net, id);
+  }
+
+  private addHolder(net: string, id: number): void {
+    const h = this.netHolders.get(net);
+    if (h === undefined) this.netHolders.set(net, id);
+    else if (typeof h === 'number') {
+      if (h === id) return;
+      this.netHolders.set(net, [h, id]);
+      this.sharedNets++;
+    } else if (!h.includes(id)) h.push(id);
+  }
+
+  private removeHolder(net: string, id: number): void {
+    const h = this.netHolders.get(net);
+    if (h === undefined) return;
+    if (typeof h === 'number') {
+      if (h === id) this.netHolders.delete(net);
+      return;
+    }
+    const i = h.indexOf(id);
+    if (i < 0) return;
+    h.splice(i, 1);
+    if (h.length === 1) {
+      this.netHolders.set(net, h[0]!);
+      this.sharedNets--;
+    }
+  }
+
+  private indexProfile(name: string, labels: Labels, add: boolean): void {
+    for (const k in labels) {
+      const v = labels[k]!;
+      if (add)
+        getOrCreate(
+          getOrCreate(this.profilesByLabel, k, () => new Map()),
+          v,
+          newSet<string>,
+        ).add(name);
+      else {
+        const byValue = this.profilesByLabel.get(k);
+        const s = byValue?.get(v);
+        if (!byValue || !s) continue;
+        s.delete(name);
+        if (s.size === 0) byValue.delete(v);
+        if (byValue.size === 0) this.profilesByLabel.delete(k);
+      }
+    }
+  }
+
+  // --- candidates ------------------------------------------------------------------------------
+
+  /**
+   * Estimated candidates of a clause (scaled, with a tie-break by kind of atom). A value's count
+   * is what the index holds now, but never less than an even share of the items among the key's
+   * values: when a matcher comes before most items (policies before remote endpoints), "no item
+   * has cluster == 'c' yet" must not make that the condition to index it under.
+   */
+  private readonly cost = (clause: Clause): number => {
+    const total = Math.max(1, this.items.size);
+    let c = 0;
+    for (const a of clause) {
+      let est = 0;
+      let rank: number;
+      if (a.space === 'scope') {
+        const kp = this.postings.get(NAMESPACE_LABEL);
+        const n =
+          (kp?.byValue.get(a.namespace)?.refs ?? 0) + (this.unlabelledNamespace.get(a.namespace)?.size ?? 0);
+        est = Math.max(n, total / Math.max(1, this.sharedNamespaces.size));
+        rank = 3;
+      } else {
+        const k = a.space === 'ns' ? NAMESPACE_LABEL_PREFIX + a.key : a.key;
+        const kp = a.space === 'labels' ? this.postings.get(k) : undefined;
+        const distinct = (kp?.byValue.size ?? 0) + (this.profilesByLabel.get(k)?.size ?? 0);
+        if (a.values) {
+          for (const v of a.values) {
+            let n = kp?.byValue.get(v)?.refs ?? 0;
+            this.forEachProfileWith(k, [v], (p) => {
+              n += this.itemsByProfile.get(p)?.size ?? 0;
+            });
+            est += Math.max(n, total / Math.max(1, distinct));
+          }
+        } else {
+          let n = kp?.count ?? 0;
+          this.forEachProfileWith(k, undefined, (p) => {
+            n += this.itemsByProfile.get(p)?.size ?? 0;
+          });
+          est = n > 0 ? n : total;
+        }
+        rank = !a.values ? 4 : a.space === 'ns' ? 1 : IMPLICIT_KEYS.has(a.key) ? 2 : 0;
+      }
+      c += est * 8 + rank;
+    }
+    return c;
+  };
+
+  private forEachProfileWith(
+    k: string,
+    values: readonly string[] | undefined,
+    fn: (p: string) => void,
+  ): void {
+    const byValue = this.profilesByLabel.get(k);
+    if (!byValue) return;
+    if (values) {
+      for (const v of values) {
+        const s = byValue.get(v);
+        if (s) for (const p of s) fn(p);
+      }
+    } else for (const s of byValue.values()) for (const p of s) fn(p);
+  }
+
+  /**
+   * The sorted id lists whose union holds every item satisfying the clause (superset), and
+   * whether they are disjoint (postings of one key: an item has one value per key).
+   */
+  private clauseLists(clause: Clause): { lists: (readonly number[])[]; disjoint: boolean } {
+    const lists: (readonly number[])[] = [];
+    let onlyKey: string | undefined;
+    let disjoint = true;
+    const own = (k: string, e: ValueEntry | undefined) => {
+      if (!e?.list) return;
+      if (onlyKey !== undefined && onlyKey !== k) disjoint = false;
+      onlyKey = k;
+      lists.push(e.list.members(this.hasOwn(k, e.value)));
+    };
+    const viaProfiles = (k: string, values: readonly string[] | undefined) =>
+      this.forEachProfileWith(k, values, (p) => {
+        const list = this.itemsByProfile.get(p);
+        if (!list) return;
+        disjoint = false;
+        lists.push(list.members(this.namesProfile(p)));
+      });
+    for (const a of clause) {
+      if (a.space === 'scope') {
+        own(NAMESPACE_LABEL, this.ensureIndexed(NAMESPACE_LABEL)?.byValue.get(a.namespace));
+        const extra = this.unlabelledNamespace.get(a.namespace);
+        if (extra) {
+          disjoint = false;
+          lists.push(extra.members(this.inUnlabelledNamespace(a.namespace)));
+        }
+      } else if (a.space === 'labels') {
+        const kp = this.ensureIndexed(a.key);
+        if (kp) {
+          if (a.values) for (const v of a.values) own(a.key, kp.byValue.get(v));
+          else for (const e of kp.byValue.values()) own(a.key, e);
+        }
+        viaProfiles(a.key, a.values);
+      } else viaProfiles(NAMESPACE_LABEL_PREFIX + a.key, a.values);
+    }
+    return { lists, disjoint };
+  }
+
+  /**
+   * Ids of the items that satisfy every clause of a requirement as far as the index can tell
+   * (a superset of those a matcher with it selects), each once: the most selective clause's items,
+   * intersected with the lists of the next most selective ones.
+   */
+  private candidateIds(req: readonly Clause[]): readonly number[] {
+    if (isNothing(req)) return NO_IDS;
+    const costs = req.map((c) => ({ c, cost: this.cost(c) }));
+    costs.sort((a, b) => a.cost - b.cost);
+    const driver = this.clauseLists(costs[0]!.c);
+    // Sorted, disjoint lists whose union is the driver clause's items.
+    let lists = driver.lists;
+    if (!driver.disjoint && lists.length > 1) lists = [sortedUnique(lists.flat())];
+    let size = 0;
+    for (const l of lists) size += l.length;
+    if (size === 0) return NO_IDS;
+    // Filters: the next clauses whose lists are few and (by estimate) clearly smaller than all.
+    const filters: (readonly number[])[][] = [];
+    if (size >= INTERSECT_MIN) {
+      const total = Math.max(1, this.items.size);
+      for (let i = 1; i < costs.length && filters.length < MAX_FILTERS; i++) {
+        if (costs[i]!.cost / 8 > total / 2) break;
+        const f = this.clauseLists(costs[i]!.c).lists;
+        if (f.length <= MAX_FILTER_LISTS) filters.push(f);
+      }
+    }
+    if (filters.length === 0) return lists.length === 1 ? lists[0]! : lists.flat();
+    const out: number[] = [];
+    for (const l of lists) {
+      let keep: readonly number[] = l;
+      for (const f of filters) {
+        const hit = new Uint8Array(keep.length);
+        for (const fl of f) markCommon(keep, fl, hit);
+        const next: number[] = [];
+        for (let i = 0; i < keep.length; i++) if (hit[i]) next.push(keep[i]!);
+        keep = next;
+        if (keep.length === 0) break;
+      }
+      for (const id of keep) out.push(id);
+    }
+    return out;
+  }
+
+  /** The members of a matcher, computed from its candidates. */
+  private computeMembers(spec: MatcherSpec, req: Requirement): string[] {
+    const out: string[] = [];
+    const visit = (item: Item | undefined) => {
+      if (item === undefined || !this.matches(spec, item)) return;
+      if (spec.type === 'hash:net') for (const x of item.nets) out.push(x);
+      else for (const x of this.membersOf(spec, item)) out.push(x);
+    };
+    if (req === null) for (const item of this.items.values()) visit(item);
+    else for (const id of this.candidateIds(req)) visit(this.byId[id]);
+    // Shared addresses (or several per item, or ports) can repeat a member.
+    if (this.sharedNets > 0 || this.multiNetItems > 0 || spec.type !== 'hash:net') return [...new Set(out)];
+    return out;
+  }
+
+  // --- matchers ----------------------------------------------------------------------------------
+
+  /** The cheapest single-atom clause other than `primary` that a registration can key on. */
+  private secondaryOf(req: readonly Clause[], primary: Clause): Atom | undefined {
+    let best: Atom | undefined;
+    let bestCost = Number.POSITIVE_INFINITY;
+    for (const c of req) {
+      if (c === primary || c.length !== 1) continue;
+      const a = c[0]!;
+      if (a.space === 'ns' || (a.space === 'labels' && !a.values)) continue;
+      const cost = this.cost(c);
+      if (cost < bestCost) {
+        best = a;
+        bestCost = cost;
+      }
+    }
+    return best;
+  }
+
+  /** The registration nodes of an atom (one per value), created if asked. */
+  private nodesOf(a: Atom, create: boolean): { node: RegNode; drop: () => void }[] {
+    const out: { node: RegNode; drop: () => void }[] = [];
+    const at = <K>(map: Map<K, RegNode>, k: K) => {
+      let node = map.get(k);
+      if (!node && create) {
+        node = { direct: undefined, bySecondary: undefined };
+        map.set(k, node);
+      }
+      if (node) out.push({ node, drop: () => map.delete(k) });
+    };
+    if (a.space === 'scope') at(this.matchersByNamespace, a.namespace);
+    else {
+      const [byValue, byKey] =
+        a.space === 'labels'
+          ? [this.matchersByLabel, this.matchersByLabelKey]
+          : [this.matchersByNsLabel, this.matchersByNsLabelKey];
+      if (!a.values) at(byKey, a.key);
+      else {
+        let values = byValue.get(a.key);
+        if (!values && create) {
+          values = new Map();
+          byValue.set(a.key, values);
+        }
+        if (values) {
+          const vs = values;
+          for (const v of a.values) {
+            const before = out.length;
+            at(vs, v);
+            if (out.length > before) {
+              const drop = out[out.length - 1]!.drop;
+              out[out.length - 1]!.drop = () => {
+                drop();
+                if (vs.size === 0) byValue.delete(a.key);
+              };
+            }
+          }
+        }
+      }
+    }
+    return out;
+  }
+
+  private registerMatcher(m: MatcherState): void {
+    if (m.req === null) {
+      this.matchersAlways.add(m);
+      return;
+    }
+    if (!m.primary) return; // selects nothing
+    const sec = m.secondary;
+    const secKey = sec === undefined ? undefined : sec.space === 'scope' ? SCOPE_KEY : sec.key;
+    const secValues = sec === undefined ? [] : sec.space === 'scope' ? [sec.namespace] : (sec.values ?? []);
+    for (const a of m.primary) {
+      for (const { node } of this.nodesOf(a, true)) {
+        const sets: Set<MatcherState>[] = [];
+        if (secKey === undefined) {
+          node.direct ??= new Set();
+          sets.push(node.direct);
+        } else {
+          node.bySecondary ??= new Map();
+          const byValue = getOrCreate(node.bySecondary, secKey, () => new Map<string, Set<MatcherState>>());
+          for (const v of secValues) sets.push(getOrCreate(byValue, v, newSet<MatcherState>));
+        }
+        for (const set of sets) {
+          if (set.has(m)) continue;
+          set.add(m);
+          this.registrations++;
+        }
+      }
+    }
+  }
+
+  private unregisterMatcher(m: MatcherState): void {
+    if (m.req === null) {
+      this.matchersAlways.delete(m);
+      return;
+    }
+    if (!m.primary) return;
+    const sec = m.secondary;
+    const secKey = sec === undefined ? undefined : sec.space === 'scope' ? SCOPE_KEY : sec.key;
+    const secValues = sec === undefined ? [] : sec.space === 'scope' ? [sec.namespace] : (sec.values ?? []);
+    for (const a of m.primary) {
+      for (const { node, drop } of this.nodesOf(a, false)) {
+        if (secKey === undefined) {
+          if (node.direct?.delete(m)) this.registrations--;
+          if (node.direct?.size === 0) node.direct = undefined;
+        } else {
+          const byValue = node.bySecondary?.get(secKey);
+          if (byValue) {
+            for (const v of secValues) {
+              const s = byValue.get(v);
+              if (s?.delete(m)) this.registrations--;
+              if (s?.size === 0) byValue.delete(v);
+            }
+            if (byValue.size === 0) node.bySecondary!.delete(secKey);
+          }
+          if (node.bySecondary?.size === 0) node.bySecondary = undefined;
+        }
+        if (!node.direct && !node.bySecondary) drop();
+      }
+    }
+  }
+
+  /** The active matchers that could select `item` (and, when given, `other`), in activation order. */
+  private collectMatchers(item: Item, other: Item | undefined): MatcherState[] {
+    const pass = ++this.collectPass;
+    const out: MatcherState[] = [];
+    collectInto(this.matchersAlways, pass, out);
+    this.collectFor(item, pass, out);
+    if (other) this.collectFor(other, pass, out);
+    if (out.length > 1) out.sort(bySeq);
+    return out;
+  }
+
+  private collectFor(item: Item, pass: number, out: MatcherState[]): void {
+    const byLabel = this.matchersByLabel;
+    const byKey = this.matchersByLabelKey;
+    if (byLabel.size > 0 || byKey.size > 0) {
+      const labels = item.labels;
+      for (const k in labels) {
+        const values = byLabel.get(k);
+        if (values !== undefined) {
+          const node = values.get(labels[k]!);
+          if (node !== undefined) collectNode(node, item, pass, out);
+        }
+        if (byKey.size > 0) {
+          const node = byKey.get(k);
+          if (node !== undefined) collectNode(node, item, pass, out);
+        }
+      }
+    }
+    const ns = item.nsLabels;
+    if (ns && (this.matchersByNsLabel.size > 0 || this.matchersByNsLabelKey.size > 0)) {
+      for (const k in ns) {
+        const node = this.matchersByNsLabel.get(k)?.get(ns[k]!);
+        if (node !== undefined) collectNode(node, item, pass, out);
+        const nodeK = this.matchersByNsLabelKey.get(k);
+        if (nodeK !== undefined) collectNode(nodeK, item, pass, out);
+      }
+    }
+    if (item.namespace !== undefined && this.matchersByNamespace.size > 0) {
+      const node = this.matchersByNamespace.get(item.namespace);
+      if (node !== undefined) collectNode(node, item, pass, out);
+    }
+  }
+
+  /** An item was added (old undefined), changed, or deleted (item undefined): update the sets. */
+  private reevaluate(item: Item | undefined, old: Item | undefined): void {
+    const any = item ?? old;
+    if (!any || this.matchers.size === 0) return;
+    for (const m of this.collectMatchers(any, item && old)) {
+      const was = old !== undefined && this.matches(m.spec, old);
+      const now = item !== undefined && this.matches(m.spec, item);
+      if (!was && !now) continue;
+      const before = was ? this.membersOf(m.spec, old) : NO_MEMBERS;
+      const after = now ? this.membersOf(m.spec, item) : NO_MEMBERS;
+      if (was && now && sameList(before, after)) continue;
+      // A member comes (goes) when this item brings (takes) it and no other selected item has it.
+      let added: string[] | undefined;
+      let removed: string[] | undefined;
+      for (const x of after) {
+        if (before.includes(x) || added?.includes(x) || this.heldByOther(m.spec, x, any.id)) continue;
+        added ??= [];
+        added.push(x);
+      }
+      for (const x of before) {
+        if (after.includes(x) || removed?.includes(x) || this.heldByOther(m.spec, x, any.id)) continue;
+        removed ??= [];
+        removed.push(x);
+      }
+      if (added || removed)
+        this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: added ?? [], removed: removed ?? [] });
+    }
+  }
+
+  /** Does an item other than `self` that the matcher selects contribute the member? */
+  private heldByOther(spec: MatcherSpec, member: string, self: number): boolean {
+    const h = this.netHolders.get(spec.type === 'hash:net' ? member : netOfMember(member));
+    if (h === undefined) return false;
+    if (typeof h === 'number') return h !== self && this.contributes(spec, this.byId[h], member);
+    for (const id of h) if (id !== self && this.contributes(spec, this.byId[id], member)) return true;
+    return false;
+  }
+
+  private contributes(spec: MatcherSpec, item: Item | undefined, member: string): boolean {
+    if (item === undefined || !this.matches(spec, item)) return false;
+    return spec.type === 'hash:net'
+      ? item.nets.includes(member)
+      : this.membersOf(spec, item).includes(member);
   }
 
   private matches(spec: MatcherSpec, item: Item): boolean {
@@ -272,7 +1122,7 @@ export class LabelIndex {
   private membersOf(spec: MatcherSpec, item: Item): readonly string[] {
     if (spec.type === 'hash:net') return item.nets;
     const np = spec.namedPort;
-    if (!np) return [];
+    if (!np) return NO_MEMBERS;
     const ports = (item.namedPorts?.get(np.name) ?? []).filter((p) => p.startsWith(`${np.protocol}:`));
     const out: string[] = [];
     for (const net of item.nets) {
@@ -281,30 +1131,92 @@ export class LabelIndex {
     }
     return out;
   }
+}
 
-  private addMembers(m: MatcherState, members: readonly string[], emit = true): string[] {
-    const added: string[] = [];
-    for (const x of members) {
-      const n = m.members.get(x) ?? 0;
-      m.members.set(x, n + 1);
-      if (n === 0) added.push(x);
-    }
-    if (emit && added.length) this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added, removed: [] });
-    return added;
-  }
+const NO_IDS: readonly number[] = Object.freeze([]) as readonly number[];
 
-  private removeMembers(m: MatcherState, members: readonly string[], emit = true): string[] {
-    const removed: string[] = [];
-    for (const x of members) {
-      const n = m.members.get(x) ?? 0;
-      if (n <= 1) {
-        m.members.delete(x);
-        removed.push(x);
-      } else m.members.set(x, n - 1);
+function sortedUnique(ids: number[]): number[] {
+  ids.sort(ascending);
+  let n = 0;
+  for (let i = 0; i < ids.length; i++) if (i === 0 || ids[i] !== ids[n - 1]) ids[n++] = ids[i]!;
+  ids.length = n;
+  return ids;
+}
+
+/**
+ * Marks in `hit` the positions of `a` whose id is also in `b` (both sorted): a merge that gallops
+ * through `b`, so a short `a` against a long `b` costs about |a| · log(|b| / |a|).
+ */
+function markCommon(a: readonly number[], b: readonly number[], hit: Uint8Array): void {
+  let j = 0;
+  const n = b.length;
+  for (let i = 0; i < a.length && j < n; i++) {
+    const x = a[i]!;
+    if (b[j]! < x) {
+      // Gallop to a bound, then binary search within it.
+      let step = 1;
+      let lo = j;
+      let hi = j + 1;
+      while (hi < n && b[hi]! < x) {
+        lo = hi;
+        step *= 2;
+        hi = j + step;
+      }
+      if (hi > n) hi = n;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (b[mid]! < x) lo = mid + 1;
+        else hi = mid;
+      }
+      j = lo;
     }
-    if (emit && removed.length) this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: [], removed });
-    return removed;
+    if (j < n && b[j] === x) hit[i] = 1;
   }
+}
+
+/** The address (net) a hash:ip,port member comes from: `10.0.0.5,tcp:80` → `10.0.0.5/32`. */
+function netOfMember(member: string): string {
+  const ip = member.slice(0, member.indexOf(','));
+  return ip.includes('/') ? ip : `${ip}/32`;
+}
+
+/** The namespace of a namespaced item whose own namespace label does not name it, else undefined. */
+function unlabelledNamespace(item: Item): string | undefined {
+  if (item.namespace === undefined) return undefined;
+  if (item.ownKeys !== null && !item.ownKeys.includes(NAMESPACE_LABEL)) return item.namespace;
+  return item.labels[NAMESPACE_LABEL] === item.namespace ? undefined : item.namespace;
+}
+
+function collectNode(node: RegNode, item: Item, pass: number, out: MatcherState[]): void {
+  if (node.direct !== undefined) collectInto(node.direct, pass, out);
+  if (node.bySecondary === undefined) return;
+  for (const [k, byValue] of node.bySecondary) {
+    const v = k === SCOPE_KEY ? item.namespace : item.labels[k];
+    if (v === undefined) continue;
+    const s = byValue.get(v);
+    if (s !== undefined) collectInto(s, pass, out);
+  }
+}
+
+function collectInto(s: ReadonlySet<MatcherState>, pass: number, out: MatcherState[]): void {
+  for (const m of s) {
+    if (m.mark === pass) continue;
+    m.mark = pass;
+    out.push(m);
+  }
+}
+
+function bySeq(a: MatcherState, b: MatcherState): number {
+  return a.seq - b.seq;
+}
+
+function sameLabels(a: Labels | undefined, b: Labels | undefined): boolean {
+  if (a === b) return true;
+  if (!a || !b) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) if (a[k] !== b[k]) return false;
+  return true;
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {

@@ -15,14 +15,21 @@ export function derivedVtepMac(nodeIp: Ip4): Mac {
 }
 
 interface BlockState {
+  key: string;
   cidr: Cidr;
   node: string;
   cluster: string;
+  /** Position in insertion order (a Map's iteration order), for "the first block" among several. */
+  seq: number;
 }
 
 export class OverlayResolver {
   private readonly vteps = new Map<string, Vtep>();
   private readonly blocks = new Map<string, BlockState>();
+  // The blocks by node and by CIDR, so a node's or a CIDR's change looks at its own blocks only.
+  private readonly blocksByNode = new Map<string, Set<BlockState>>();
+  private readonly blocksByCidr = new Map<Cidr, Set<BlockState>>();
+  private blockSeq = 0;
   private readonly routesSent = new Map<Cidr, string>();
   private readonly pools = new Map<string, Pool>();
 
@@ -89,7 +96,11 @@ export class OverlayResolver {
   upsertBlock(key: string, cluster: string, b: IPAMBlock): void {
     const cidr = parseCidr(b.cidr);
     const old = this.blocks.get(key);
-    this.blocks.set(key, { cidr, node: b.affinityNode, cluster });
+    if (old) this.unindexBlock(old);
+    const block: BlockState = { key, cidr, node: b.affinityNode, cluster, seq: old?.seq ?? ++this.blockSeq };
+    this.blocks.set(key, block);
+    addTo(this.blocksByNode, block.node, block);
+    addTo(this.blocksByCidr, block.cidr, block);
     if (old && old.cidr !== cidr) this.refreshRoute(old.cidr);
     this.refreshRoute(cidr);
   }
@@ -98,7 +109,13 @@ export class OverlayResolver {
     const old = this.blocks.get(key);
     if (!old) return;
     this.blocks.delete(key);
+    this.unindexBlock(old);
     this.refreshRoute(old.cidr);
+  }
+
+  private unindexBlock(b: BlockState): void {
+    removeFrom(this.blocksByNode, b.node, b);
+    removeFrom(this.blocksByCidr, b.cidr, b);
   }
 
   upsertPool(key: string, cluster: string, local: boolean, p: IPPool): void {
@@ -123,14 +140,16 @@ export class OverlayResolver {
   }
 
   private refreshRoutesFor(node: string): void {
-    for (const b of this.blocks.values()) if (b.node === node) this.refreshRoute(b.cidr);
+    const blocks = this.blocksByNode.get(node);
+    if (blocks) for (const b of inOrder(blocks)) this.refreshRoute(b.cidr);
   }
 
   /** Recompute the route for one CIDR from whichever block currently holds it. */
   private refreshRoute(cidr: Cidr): void {
     let want: RemoteBlockRoute | undefined;
-    for (const b of this.blocks.values()) {
-      if (b.cidr !== cidr || b.node === this.myNode || !this.vteps.has(b.node)) continue;
+    const blocks = this.blocksByCidr.get(cidr);
+    for (const b of blocks ? inOrder(blocks) : []) {
+      if (b.node === this.myNode || !this.vteps.has(b.node)) continue;
       want = { dst: cidr, node: b.node, cluster: b.cluster };
       break;
     }
@@ -145,4 +164,20 @@ export class OverlayResolver {
       this.sink.send({ kind: 'RouteRemove', dst: cidr });
     }
   }
+}
+
+function addTo<K>(m: Map<K, Set<BlockState>>, k: K, b: BlockState): void {
+  const s = m.get(k);
+  if (s) s.add(b);
+  else m.set(k, new Set([b]));
+}
+
+function removeFrom<K>(m: Map<K, Set<BlockState>>, k: K, b: BlockState): void {
+  const s = m.get(k);
+  if (s?.delete(b) && s.size === 0) m.delete(k);
+}
+
+/** Blocks in the order the block map iterates them (usually just one). */
+function inOrder(blocks: ReadonlySet<BlockState>): Iterable<BlockState> {
+  return blocks.size <= 1 ? blocks : [...blocks].sort((a, b) => a.seq - b.seq);
 }

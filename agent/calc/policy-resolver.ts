@@ -1,10 +1,20 @@
 // Which policies apply to which local endpoints, and in what order. A policy is active while it
 // selects at least one local endpoint; only active policies' rule matchers are referenced, so the
 // ipsets a node holds are the ones its own endpoints' policies use (Felix's active-rules calculator).
+// Policies are indexed by a label their selector requires, so an endpoint's change evaluates only
+// the policies that could select it (thousands of policies, a handful of candidates).
 import type { Labels } from '../../model/resources.ts';
 import type { LabelIndex } from './label-index.ts';
 import type { EndpointKey, LocalEndpoint, MessageSink, PolicyKey, TierPolicies } from './messages.ts';
 import { type CompiledPolicy, comparePolicies } from './policy-compiler.ts';
+import {
+  type Atom,
+  type Clause,
+  cheapestClause,
+  isNothing,
+  requirementOf,
+  selectorAst,
+} from './selector-requirements.ts';
 
 export interface LocalEndpointInput {
   key: EndpointKey;
@@ -17,7 +27,7 @@ interface EndpointState {
   labels: Labels;
   policies: Set<PolicyKey>;
   /** The last rendering sent, to skip no-op updates. */
-  lastSent?: string;
+  lastSent?: LocalEndpoint;
 }
 
 export class PolicyResolver {
@@ -26,6 +36,15 @@ export class PolicyResolver {
   private readonly endpointsByPolicy = new Map<PolicyKey, Set<EndpointKey>>();
   /** Tier orders from Tier resources; the default tier has Calico's order unless one says otherwise. */
   private readonly tierOrders = new Map<string, number>();
+  /** Each policy's position in `policies` (insertion order): candidates are evaluated in it. */
+  private readonly policySeq = new Map<PolicyKey, number>();
+  private nextSeq = 0;
+  // Policies by a label their selector requires (key → value, or key alone), or always evaluated.
+  private readonly policiesByLabel = new Map<string, Map<string, Set<PolicyKey>>>();
+  private readonly policiesByLabelKey = new Map<string, Set<PolicyKey>>();
+  private readonly policiesAlways = new Set<PolicyKey>();
+  /** The clause each policy is registered under (null: always; undefined: selects nothing). */
+  private readonly registeredUnder = new Map<PolicyKey, Clause | null | undefined>();
 
   constructor(
     private readonly index: LabelIndex,
@@ -43,6 +62,11 @@ export class PolicyResolver {
   upsertPolicy(p: CompiledPolicy): void {
     const old = this.policies.get(p.key);
     this.policies.set(p.key, p);
+    if (!old) this.policySeq.set(p.key, this.nextSeq++);
+    if (!old || old.selector !== p.selector) {
+      if (old) this.unregisterPolicy(p.key);
+      this.registerPolicy(p);
+    }
     const before = this.endpointsByPolicy.get(p.key) ?? new Set<EndpointKey>();
     const after = new Set<EndpointKey>();
     for (const [k, ep] of this.endpoints) if (p.selector.evaluate(ep.labels)) after.add(k);
@@ -74,6 +98,8 @@ export class PolicyResolver {
     const old = this.policies.get(key);
     if (!old) return;
     this.policies.delete(key);
+    this.policySeq.delete(key);
+    this.unregisterPolicy(key);
     const before = this.endpointsByPolicy.get(key);
     this.endpointsByPolicy.delete(key);
     if (!before) return;
@@ -94,7 +120,8 @@ export class PolicyResolver {
     ep.labels = labels;
     this.endpoints.set(input.key, ep);
     const now = new Set<PolicyKey>();
-    for (const [pk, p] of this.policies) if (p.selector.evaluate(labels)) now.add(pk);
+    for (const pk of this.candidatePolicies(labels))
+      if (this.policies.get(pk)?.selector.evaluate(labels)) now.add(pk);
     for (const pk of ep.policies) if (!now.has(pk)) this.detach(pk, input.key);
     for (const pk of now) if (!ep.policies.has(pk)) this.attach(pk, input.key);
     ep.policies = now;
@@ -118,6 +145,65 @@ export class PolicyResolver {
 
   hasEndpoint(key: EndpointKey): boolean {
     return this.endpoints.has(key);
+  }
+
+  /** The policies whose selector could select these labels, in the order of `policies`. */
+  private candidatePolicies(labels: Labels): PolicyKey[] {
+    const out = new Set<PolicyKey>(this.policiesAlways);
+    for (const k in labels) {
+      const byKey = this.policiesByLabelKey.get(k);
+      if (byKey) for (const pk of byKey) out.add(pk);
+      const byValue = this.policiesByLabel.get(k)?.get(labels[k]!);
+      if (byValue) for (const pk of byValue) out.add(pk);
+    }
+    const seq = this.policySeq;
+    return [...out].sort((a, b) => seq.get(a)! - seq.get(b)!);
+  }
+
+  private registerPolicy(p: CompiledPolicy): void {
+    const req = requirementOf(selectorAst(p.selector), false, 'labels', clauseCost);
+    if (req === null) {
+      this.registeredUnder.set(p.key, null);
+      this.policiesAlways.add(p.key);
+      return;
+    }
+    if (isNothing(req)) {
+      this.registeredUnder.set(p.key, undefined);
+      return;
+    }
+    const clause = cheapestClause(req, clauseCost);
+    this.registeredUnder.set(p.key, clause);
+    for (const a of clause) {
+      if (a.space !== 'labels') continue; // a policy selector reads labels only
+      if (!a.values) getOrCreateSet(this.policiesByLabelKey, a.key).add(p.key);
+      else {
+        let byValue = this.policiesByLabel.get(a.key);
+        if (!byValue) {
+          byValue = new Map();
+          this.policiesByLabel.set(a.key, byValue);
+        }
+        for (const v of a.values) getOrCreateSet(byValue, v).add(p.key);
+      }
+    }
+  }
+
+  private unregisterPolicy(key: PolicyKey): void {
+    const clause = this.registeredUnder.get(key);
+    this.registeredUnder.delete(key);
+    if (clause === null) {
+      this.policiesAlways.delete(key);
+      return;
+    }
+    for (const a of clause ?? []) {
+      if (a.space !== 'labels') continue;
+      if (!a.values) deleteFromSet(this.policiesByLabelKey, a.key, key);
+      else {
+        const byValue = this.policiesByLabel.get(a.key);
+        if (!byValue) continue;
+        for (const v of a.values) deleteFromSet(byValue, v, key);
+        if (byValue.size === 0) this.policiesByLabel.delete(a.key);
+      }
+    }
   }
 
   private attach(pk: PolicyKey, ek: EndpointKey): void {
@@ -145,25 +231,77 @@ export class PolicyResolver {
   }
 
   private sendEndpoint(ep: EndpointState): void {
-    const applied = [...ep.policies].map((k) => this.policies.get(k)).filter((p): p is CompiledPolicy => !!p);
+    const ingress: CompiledPolicy[] = [];
+    const egress: CompiledPolicy[] = [];
+    for (const k of ep.policies) {
+      const p = this.policies.get(k);
+      if (!p) continue;
+      if (p.ingress) ingress.push(p);
+      if (p.egress) egress.push(p);
+    }
     const endpoint: LocalEndpoint = {
       key: ep.input.key,
       interfaceName: ep.input.interfaceName,
       ipv4Nets: ep.input.ipv4Nets,
-      ingress: tiersOf(
-        applied.filter((p) => p.ingress),
-        this.tierOrders,
-      ),
-      egress: tiersOf(
-        applied.filter((p) => p.egress),
-        this.tierOrders,
-      ),
+      ingress: tiersOf(ingress, this.tierOrders),
+      egress: tiersOf(egress, this.tierOrders),
     };
-    const text = JSON.stringify(endpoint);
-    if (text === ep.lastSent) return;
-    ep.lastSent = text;
+    // Compared field by field (what JSON text equality would say, without building the text).
+    if (ep.lastSent && sameEndpoint(ep.lastSent, endpoint)) return;
+    ep.lastSent = endpoint;
     this.sink.send({ kind: 'EndpointUpdate', endpoint });
   }
+}
+
+/** Prefer a label value to a mere key, and any label to the implicit namespace one. */
+function clauseCost(clause: Clause): number {
+  let c = 0;
+  for (const a of clause) c += atomCost(a);
+  return c;
+}
+
+function atomCost(a: Atom): number {
+  if (a.space !== 'labels') return 100;
+  if (!a.values) return 50;
+  return a.values.length * (a.key === 'projectcalico.org/namespace' ? 10 : 1);
+}
+
+function getOrCreateSet<K, V>(m: Map<K, Set<V>>, k: K): Set<V> {
+  let s = m.get(k);
+  if (!s) {
+    s = new Set();
+    m.set(k, s);
+  }
+  return s;
+}
+
+function deleteFromSet<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
+  const s = m.get(k);
+  if (s?.delete(v) && s.size === 0) m.delete(k);
+}
+
+function sameEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
+  return (
+    a.key === b.key &&
+    a.interfaceName === b.interfaceName &&
+    sameStrings(a.ipv4Nets, b.ipv4Nets) &&
+    sameTiers(a.ingress, b.ingress) &&
+    sameTiers(a.egress, b.egress)
+  );
+}
+
+function sameTiers(a: readonly TierPolicies[], b: readonly TierPolicies[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    if (a[i]!.tier !== b[i]!.tier || !sameStrings(a[i]!.policies, b[i]!.policies)) return false;
+  }
+  return true;
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Calico's order for the default tier when no Tier resource gives one. */

@@ -17,8 +17,12 @@ import type {
   Vtep,
 } from './messages.ts';
 
+/**
+ * A set's pending change: a full update (its members as sent, plus the deltas that followed, kept
+ * as a log and applied at flush: cheap when a snapshot sends millions of deltas), or deltas only.
+ */
 type PendingSet =
-  | { full: true; type: IpSetType; members: Set<string> }
+  | { full: true; type: IpSetType; members: readonly string[]; log: string[] | undefined; adds: boolean[] }
   | { full: false; added: Set<string>; removed: Set<string> };
 
 export class Sequencer implements MessageSink {
@@ -43,28 +47,40 @@ export class Sequencer implements MessageSink {
     switch (msg.kind) {
       case 'IPSetUpdate':
         this.ipsetRemoves.delete(msg.id);
-        this.ipsets.set(msg.id, { full: true, type: msg.type, members: new Set(msg.members) });
+        this.ipsets.set(msg.id, {
+          full: true,
+          type: msg.type,
+          members: msg.members,
+          log: undefined,
+          adds: [],
+        });
         return;
       case 'IPSetDelta': {
-        const p = this.ipsets.get(msg.id) ?? {
-          full: false,
-          added: new Set<string>(),
-          removed: new Set<string>(),
-        };
-        this.ipsets.set(msg.id, p);
-        for (const a of msg.added) {
-          if (p.full) p.members.add(a);
-          else {
-            p.removed.delete(a);
-            p.added.add(a);
+        let p = this.ipsets.get(msg.id);
+        if (!p) {
+          p = { full: false, added: new Set<string>(), removed: new Set<string>() };
+          this.ipsets.set(msg.id, p);
+        }
+        if (p.full) {
+          p.log ??= [];
+          const log = p.log;
+          for (const a of msg.added) {
+            log.push(a);
+            p.adds.push(true);
           }
+          for (const r of msg.removed) {
+            log.push(r);
+            p.adds.push(false);
+          }
+          return;
+        }
+        for (const a of msg.added) {
+          p.removed.delete(a);
+          p.added.add(a);
         }
         for (const r of msg.removed) {
-          if (p.full) p.members.delete(r);
-          else {
-            p.added.delete(r);
-            p.removed.add(r);
-          }
+          p.added.delete(r);
+          p.removed.add(r);
         }
         return;
       }
@@ -116,7 +132,7 @@ export class Sequencer implements MessageSink {
     const out: DataplaneMessage[] = [];
     if (this.hostConfig) out.push({ kind: 'HostConfigUpdate', config: this.hostConfig });
     for (const [id, p] of this.ipsets) {
-      if (p.full) out.push({ kind: 'IPSetUpdate', id, type: p.type, members: [...p.members] });
+      if (p.full) out.push({ kind: 'IPSetUpdate', id, type: p.type, members: fullMembers(p) });
       else if (p.added.size || p.removed.size) {
         out.push({ kind: 'IPSetDelta', id, added: [...p.added], removed: [...p.removed] });
       }
@@ -149,4 +165,23 @@ export class Sequencer implements MessageSink {
     this.inSync = false;
     this.count = 0;
   }
+}
+
+/**
+ * A full update's members: as sent when no delta followed (the dataplane takes them as a set),
+ * else the sent members with the deltas applied in order.
+ */
+function fullMembers(p: {
+  members: readonly string[];
+  log: string[] | undefined;
+  adds: boolean[];
+}): string[] {
+  if (!p.log) return p.members as string[];
+  const s = new Set(p.members);
+  const { log, adds } = p;
+  for (let i = 0; i < log.length; i++) {
+    if (adds[i]) s.add(log[i]!);
+    else s.delete(log[i]!);
+  }
+  return [...s];
 }

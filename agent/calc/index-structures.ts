@@ -1,0 +1,204 @@
+// Small data structures for the label index, chosen for memory and allocation per item: an index
+// entry costs one array slot (not a hash-set entry), and what many items have in common (key
+// lists, profile lists, namespace label objects) is stored once and reference-counted.
+
+/** Lists up to this long are kept exact (sorted inserts and removals in place); longer ones lazily. */
+const EXACT_MAX = 4096;
+
+/**
+ * A list of item ids, read sorted with each member once, so it can be searched and intersected.
+ * Short lists are kept exact: an id is inserted at its place and removed in place. Long ones
+ * (where moving the tail would cost more) are lazy: adding is a push, removing only counts, and
+ * stale or out-of-order entries are sorted out (with `isMember`, which must already reflect the
+ * removal) when they grow too many or before the list is read. Add an id only when it is not a
+ * member already, remove it only when it is.
+ */
+export class IdList {
+  private ids: number[] = [];
+  private live = 0;
+  /** Sorted, and no stale entries (then `live === ids.length`). */
+  private exact = true;
+
+  get size(): number {
+    return this.live;
+  }
+
+  add(id: number): void {
+    const ids = this.ids;
+    const n = ids.length;
+    this.live++;
+    if (n === 0 || ids[n - 1]! < id) {
+      ids.push(id);
+      return;
+    }
+    if (this.exact && n < EXACT_MAX) {
+      ids.splice(lowerBound(ids, id), 0, id);
+      return;
+    }
+    ids.push(id);
+    this.exact = false;
+  }
+
+  remove(id: number, isMember: (id: number) => boolean): void {
+    this.live--;
+    const ids = this.ids;
+    if (this.exact && ids.length <= EXACT_MAX) {
+      const i = lowerBound(ids, id);
+      if (ids[i] === id) {
+        ids.splice(i, 1);
+        return;
+      }
+    }
+    this.exact = false;
+    if (ids.length > 2 * this.live + 16) this.compact(isMember);
+  }
+
+  /** Every member once, in ascending order. */
+  members(isMember: (id: number) => boolean): readonly number[] {
+    if (!this.exact) this.compact(isMember);
+    return this.ids;
+  }
+
+  private compact(isMember: (id: number) => boolean): void {
+    // Sorted always (cheap when it is already): a reused id can follow a stale copy of itself.
+    const out = this.ids.filter(isMember).sort(ascending);
+    let n = 0;
+    for (let i = 0; i < out.length; i++) if (i === 0 || out[i] !== out[n - 1]) out[n++] = out[i]!;
+    out.length = n;
+    this.ids = out;
+    this.live = n;
+    this.exact = true;
+  }
+}
+
+/** The first position in a sorted list whose id is not below `id`. */
+function lowerBound(ids: readonly number[], id: number): number {
+  let lo = 0;
+  let hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ids[mid]! < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+export function ascending(a: number, b: number): number {
+  return a - b;
+}
+
+/** Whether a sorted id list holds `id`. */
+export function hasId(ids: readonly number[], id: number): boolean {
+  let lo = 0;
+  let hi = ids.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const v = ids[mid]!;
+    if (v === id) return true;
+    if (v < id) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return false;
+}
+
+interface TrieNode {
+  next: Map<string, TrieNode> | undefined;
+  tuple: readonly string[] | undefined;
+  refs: number;
+}
+
+/**
+ * Interned string tuples (an item's own label keys, its profile list): one frozen array per
+ * distinct tuple, found without building a signature string, freed with its last reference.
+ */
+export class TupleInterner {
+  private readonly root: TrieNode = { next: undefined, tuple: undefined, refs: 0 };
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The shared copy of `parts`, with one more reference. */
+  acquire(parts: readonly string[]): readonly string[] {
+    let node = this.root;
+    for (const p of parts) {
+      node.next ??= new Map();
+      let child = node.next.get(p);
+      if (!child) {
+        child = { next: undefined, tuple: undefined, refs: 0 };
+        node.next.set(p, child);
+      }
+      node = child;
+    }
+    if (!node.tuple) {
+      node.tuple = Object.freeze([...parts]);
+      this.count++;
+    }
+    node.refs++;
+    return node.tuple;
+  }
+
+  /** Drops a reference taken by `acquire`; returns true when that was the last one. */
+  release(tuple: readonly string[]): boolean {
+    const path: TrieNode[] = [this.root];
+    let node = this.root;
+    for (const p of tuple) {
+      const child = node.next?.get(p);
+      if (!child) return false;
+      node = child;
+      path.push(node);
+    }
+    if (!node.tuple || --node.refs > 0) return false;
+    node.tuple = undefined;
+    this.count--;
+    // Prune the branch that now leads nowhere.
+    for (let i = path.length - 1; i > 0; i--) {
+      const n = path[i]!;
+      if (n.tuple || (n.next && n.next.size > 0)) break;
+      path[i - 1]!.next!.delete(tuple[i - 1]!);
+    }
+    return true;
+  }
+}
+
+/** Values shared by a pair of keys, reference-counted so that nothing outlives its last user. */
+export class SharedByPair<V> {
+  private readonly entries = new Map<string, Map<string, { value: V; refs: number }>>();
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  acquire(a: string, b: string, make: () => V): V {
+    let inner = this.entries.get(a);
+    if (!inner) {
+      inner = new Map();
+      this.entries.set(a, inner);
+    }
+    let e = inner.get(b);
+    if (!e) {
+      e = { value: make(), refs: 0 };
+      inner.set(b, e);
+      this.count++;
+    }
+    e.refs++;
+    return e.value;
+  }
+
+  release(a: string, b: string): void {
+    const inner = this.entries.get(a);
+    const e = inner?.get(b);
+    if (!inner || !e || --e.refs > 0) return;
+    inner.delete(b);
+    this.count--;
+    if (inner.size === 0) this.entries.delete(a);
+  }
+
+  /** Replaces the values under `a` (their users keep the old ones until they are rebuilt). */
+  remake(a: string, make: (b: string) => V): void {
+    const inner = this.entries.get(a);
+    if (inner) for (const [b, e] of inner) e.value = make(b);
+  }
+}
