@@ -1,9 +1,17 @@
 // Prometheus metrics, served on `/metrics` of `--health-listen`. Each process gets its own
 // registry; gauges that mirror state are collected on scrape from a callback, so nothing on the
 // hot path updates them.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Gauge, Registry } from 'prom-client';
 
 export const registry = new Registry();
+
+/**
+ * A metric is (re)defined by the component that owns it; a second instance in one process (tests
+ * run several syncers) replaces the first, so the newest component's callbacks are the ones read.
+ */
+function fresh(name: string): void {
+  if (registry.getSingleMetric(name)) registry.removeSingleMetric(name);
+}
 
 export function gauge(
   name: string,
@@ -11,6 +19,7 @@ export function gauge(
   labelNames: string[] = [],
   collect?: (g: Gauge) => void,
 ): Gauge {
+  fresh(name);
   return new Gauge({
     name,
     help,
@@ -24,12 +33,4 @@ export function gauge(
         }
       : {}),
   });
-}
-
-export function counter(name: string, help: string, labelNames: string[] = []): Counter {
-  return new Counter({ name, help, labelNames, registers: [registry] });
-}
-
-export function histogram(name: string, help: string, buckets: number[]): Histogram {
-  return new Histogram({ name, help, buckets, registers: [registry] });
 }

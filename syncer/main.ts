@@ -58,7 +58,13 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   });
   const server = new FeedServer({ cluster: opts.cluster, cache, listen: opts.listen });
   const address = await server.start();
-  await merger.start();
+  try {
+    await merger.start();
+  } catch (e) {
+    // Never leave a listening server behind a failed start: the process could not exit.
+    await server.stop();
+    throw e;
+  }
   gauge('fedmesh_syncer_in_sync', 'Whether the syncer serves an in-sync feed (1) or not yet (0).', [], (g) =>
     g.set(cache.inSync ? 1 : 0),
   );
