@@ -5,6 +5,7 @@ import { gauge } from '../lib/metrics.ts';
 import type { RemoteClusterConfiguration } from '../model/resources.ts';
 import { RemoteClusterState } from '../proto/service.ts';
 import { FileDatastore } from './datastore/file.ts';
+import { openConnection, parseDatastoreSpec } from './datastore/open.ts';
 import type { Datastore } from './datastore/types.ts';
 import { FeedCache } from './feed-cache.ts';
 import { Merger } from './merger.ts';
@@ -21,17 +22,9 @@ export interface SyncerOptions {
   remoteRetentionMs?: number;
 }
 
-/** `file:DIR` (etcdv3 and kubernetes come with later drivers). */
+/** The local cluster's datastore, from `--datastore`. */
 export function openDatastore(spec: string): Datastore {
-  if (spec.startsWith('file:')) {
-    const dir = spec.slice('file:'.length);
-    if (!dir) throw new Error('--datastore file:DIR needs a directory');
-    return new FileDatastore(dir);
-  }
-  if (spec.startsWith('etcdv3') || spec.startsWith('kubernetes')) {
-    throw new Error(`--datastore ${spec}: this build supports file:DIR only so far`);
-  }
-  throw new Error(`--datastore ${spec}: expected file:DIR, etcdv3:URL[,URL] or kubernetes[:KUBECONFIG]`);
+  return openConnection(parseDatastoreSpec(spec));
 }
 
 export function remoteDatastore(rcc: RemoteClusterConfiguration): Datastore | { error: string } {
