@@ -15,27 +15,38 @@ export interface EvalOptions {
   output: string;
 }
 
-async function loadFile(spec: string): Promise<Resource[]> {
+/** Where eval prints: the process's stdout/stderr unless a caller (a test) gives its own. */
+export interface EvalOutput {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const PROCESS_OUTPUT: EvalOutput = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+};
+
+async function loadFile(spec: string, io: EvalOutput): Promise<Resource[]> {
   if (!spec.startsWith('file:')) throw new Error(`--datastore ${spec}: eval supports file:DIR so far`);
   const { resources, errors } = await FileDatastore.load(spec.slice('file:'.length));
   for (const e of errors)
-    process.stderr.write(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
+    io.err(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
   return resources;
 }
 
-export async function runEval(opts: EvalOptions): Promise<number> {
+export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT): Promise<number> {
   let selector: ReturnType<typeof parseSelector>;
   try {
     selector = parseSelector(opts.selector);
   } catch (e) {
     if (e instanceof SelectorParseError) {
-      process.stderr.write(`fedmesh eval: invalid selector: ${e.message}\n`);
+      io.err(`fedmesh eval: invalid selector: ${e.message}\n`);
       return 2;
     }
     throw e;
   }
   const updates: Update[] = [];
-  const local = await loadFile(opts.datastore);
+  const local = await loadFile(opts.datastore, io);
   const add = (cluster: string, remote: boolean, rs: Resource[]) => {
     for (const r of rs) {
       const u = toUpdate({ cluster, remote }, r);
@@ -50,7 +61,7 @@ export async function runEval(opts: EvalOptions): Promise<number> {
       !r.spec.fileDatastorePath
     )
       continue;
-    add(r.name, true, await loadFile(`file:${r.spec.fileDatastorePath}`));
+    add(r.name, true, await loadFile(`file:${r.spec.fileDatastorePath}`, io));
   }
   const index = new LabelIndex({ send: () => {} });
   for (const u of updates) if (u.body.case === 'profile') index.setProfileLabels(u.key, u.body.value.labels);
@@ -78,12 +89,12 @@ export async function runEval(opts: EvalOptions): Promise<number> {
     .filter((e) => selector.evaluate(index.getLabels(e.key) ?? {}))
     .sort((a, b) => (a.name < b.name ? -1 : 1));
   if (opts.output === 'json') {
-    process.stdout.write(
+    io.out(
       `${JSON.stringify({ selector: selector.canonical, matches: matches.map((m) => ({ endpoint: m.name, cluster: m.cluster })) }, null, 2)}\n`,
     );
   } else {
-    process.stdout.write(`Endpoints matching selector ${selector.canonical}:\n`);
-    for (const m of matches) process.stdout.write(`  ${m.name}\n`);
+    io.out(`Endpoints matching selector ${selector.canonical}:\n`);
+    for (const m of matches) io.out(`  ${m.name}\n`);
   }
   return 0;
 }

@@ -3,6 +3,7 @@
 // policy is refused here, whole, before it can touch anything.
 import { createHash } from 'node:crypto';
 import { NetParseError, parseCidr } from '../../model/net.ts';
+import type { Node } from '../../model/selector/ast.ts';
 import { parseSelectorCached, type Selector, SelectorParseError } from '../../model/selector/index.ts';
 import {
   Action,
@@ -13,6 +14,7 @@ import {
 } from '../../proto/service.ts';
 import { type MatcherSpec, NAMESPACE_LABEL } from './label-index.ts';
 import type { CompiledEntity, CompiledRule, IpSetId, PolicyKey, PortRange, RuleAction } from './messages.ts';
+import { selectorAst } from './selector-requirements.ts';
 
 export class PolicyError extends Error {
   constructor(
@@ -49,12 +51,44 @@ function hashId(prefix: string, text: string): string {
   return prefix + createHash('sha224').update(text).digest('base64url');
 }
 
-function sel(text: string, field: string): Selector {
+/**
+ * Where global() may stand, as Calico's validator (the CRDs' CEL rules and validateEntityRule)
+ * allows it: anywhere it is simply true (a rule's notSelector, a service-account selector), only
+ * alone in a rule's namespaceSelector (where it means "non-namespaced"), and nowhere in a policy's
+ * selector or a rule's selector.
+ */
+type GlobalUse = 'true' | 'alone' | 'refused';
+
+const GLOBAL_ONLY_IN_NS = 'global() can only be used in an entity rule namespaceSelector';
+
+function sel(text: string, field: string, global: GlobalUse = 'true'): Selector {
+  let s: Selector;
   try {
-    return parseSelectorCached(text);
+    s = parseSelectorCached(text);
   } catch (e) {
     if (e instanceof SelectorParseError) throw new PolicyError(field, e.message);
     throw e;
+  }
+  if (global !== 'true' && usesGlobal(selectorAst(s))) {
+    if (global === 'refused') throw new PolicyError(field, GLOBAL_ONLY_IN_NS);
+    if (selectorAst(s).kind !== 'global') {
+      throw new PolicyError(field, 'a namespaceSelector with global() must be global() alone');
+    }
+  }
+  return s;
+}
+
+function usesGlobal(n: Node): boolean {
+  switch (n.kind) {
+    case 'global':
+      return true;
+    case 'not':
+      return usesGlobal(n.operand);
+    case 'and':
+    case 'or':
+      return n.operands.some(usesGlobal);
+    default:
+      return false;
   }
 }
 
@@ -178,7 +212,7 @@ class RuleCompiler {
     const spec: MatcherSpec = { id: '' as IpSetId, type: 'hash:net' };
     let any = false;
     if (e.selector) {
-      spec.selector = sel(e.selector, `${field}.selector`);
+      spec.selector = sel(e.selector, `${field}.selector`, 'refused');
       any = true;
     }
     if (e.notSelector) {
@@ -186,7 +220,7 @@ class RuleCompiler {
       any = true;
     }
     if (e.namespaceSelector) {
-      spec.namespaceSelector = sel(e.namespaceSelector, `${field}.namespaceSelector`);
+      spec.namespaceSelector = sel(e.namespaceSelector, `${field}.namespaceSelector`, 'alone');
       any = true;
     }
     if (e.serviceAccounts && (e.serviceAccounts.names.length || e.serviceAccounts.selector)) {
@@ -253,7 +287,7 @@ function icmpOf(i: { hasType: boolean; type: number; hasCode: boolean; code: num
 export function compilePolicy(p: Policy): CompiledPolicy {
   if (!p.name) throw new PolicyError('metadata.name', 'missing');
   const rc = new RuleCompiler(p);
-  const base = sel(p.selector || 'all()', 'spec.selector');
+  const base = sel(p.selector || 'all()', 'spec.selector', 'refused');
   const selector = p.namespace
     ? sel(`(${base.canonical}) && ${NAMESPACE_LABEL} == ${quote(p.namespace)}`, 'spec.selector')
     : base;
