@@ -3,9 +3,8 @@
 // same datastores, so what it prints is what the controller writes.
 
 import { type RemoteStatus, ServicesController } from '../services/controller.ts';
-import type { ServiceReport } from '../services/federation.ts';
-import type { ExportStatus } from '../services/mcs.ts';
 import { resolveRemote } from '../services/remotes.ts';
+import type { ExportStatus, ServiceReport } from '../services/types.ts';
 import { openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 
 export interface ServicesReport {

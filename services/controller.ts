@@ -12,8 +12,9 @@ import { describeConnection } from '../syncer/datastore/connection.ts';
 import { openConnection } from '../syncer/datastore/open.ts';
 import type { Datastore } from '../syncer/datastore/types.ts';
 import { ClusterState } from './cluster-state.ts';
-import { type ClusterView, type DesiredState, desiredState } from './federation.ts';
+import { desiredState } from './federation.ts';
 import type { RemoteAccess, RemoteResolver } from './remotes.ts';
+import type { ClusterView, DesiredState } from './types.ts';
 import { clusterView } from './view.ts';
 import type { OwnedWriter } from './writer.ts';
 

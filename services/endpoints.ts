@@ -11,6 +11,7 @@ import type {
   SliceEndpoint,
 } from '../model/resources.ts';
 import { CONTROLLER_ORIGIN, MANAGED_BY, MANAGED_BY_VALUE, SOURCE_CLUSTER } from './names.ts';
+import type { EndpointRow } from './types.ts';
 
 /** `name/PROTOCOL`: the identity of a port for matching; numbers are the backing Service's. */
 export function portId(p: Pick<EndpointPort, 'name' | 'protocol'>): string {
@@ -141,6 +142,32 @@ export function cmp(a: string, b: string): number {
 /** Number of (address, port) pairs: what "endpoints" counts in metrics and reports. */
 export function countAddresses(subsets: readonly EndpointSubset[]): number {
   return subsets.reduce((n, s) => n + s.addresses.length + s.notReadyAddresses.length, 0);
+}
+
+/** Flattened rows of one cluster's subsets. */
+export function rows(cluster: string, subsets: readonly EndpointSubset[]): EndpointRow[] {
+  const out: EndpointRow[] = [];
+  for (const s of subsets) {
+    for (const [list, ready] of [
+      [s.addresses, true],
+      [s.notReadyAddresses, false],
+    ] as const) {
+      for (const a of list) {
+        for (const p of s.ports) {
+          out.push({
+            cluster,
+            ...(a.targetRef?.name ? { pod: a.targetRef.name } : {}),
+            ip: a.ip,
+            port: p.port,
+            portName: p.name,
+            protocol: p.protocol,
+            ready,
+          });
+        }
+      }
+    }
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

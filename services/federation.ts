@@ -16,8 +16,8 @@ import type {
   ServiceImport,
 } from '../model/resources.ts';
 import { and, parseSelectorCached, SelectorParseError } from '../model/selector/index.ts';
-import { cmp, portId, renameRemote, repack, selectPorts, slicesFor } from './endpoints.ts';
-import { type ExportStatus, importServices } from './mcs.ts';
+import { cmp, portId, renameRemote, repack, rows, selectPorts, slicesFor } from './endpoints.ts';
+import { importServices } from './mcs.ts';
 import {
   CONTROLLER_ORIGIN,
   FEDMESH_SELECTOR,
@@ -27,65 +27,13 @@ import {
   SKIP_MIRROR,
   TIGERA_SELECTOR,
 } from './names.ts';
-
-/** One cluster as the calculation sees it. */
-export interface ClusterView {
-  cluster: string;
-  remote: boolean;
-  services: readonly Service[];
-  /** `namespace/name` → that Service's endpoints (its Endpoints object, or derived), owned ones excluded. */
-  endpoints: ReadonlyMap<string, readonly EndpointSubset[]>;
-  exports: readonly ServiceExport[];
-}
-
-export interface FederationInput {
-  local: ClusterView;
-  /** Remotes whose Services can be read and are not withdrawn, in any order. */
-  remotes: readonly ClusterView[];
-  /** The local cluster's Endpoints objects as they are (`namespace/name`), to tell ours from others'. */
-  localEndpoints: ReadonlyMap<string, Endpoints>;
-  /** The local cluster's ServiceImports as they are. */
-  localImports: ReadonlyMap<string, ServiceImport>;
-}
-
-/** One endpoint of a reported Service, flattened for people: one row per (address, port). */
-export interface EndpointRow {
-  cluster: string;
-  /** targetRef.name as written (remote: `<cluster>/<pod>`), if any. */
-  pod?: string;
-  ip: string;
-  port: number;
-  portName: string;
-  protocol: string;
-  ready: boolean;
-}
-
-export interface ServiceReport {
-  namespace: string;
-  name: string;
-  kind: 'federated' | 'imported';
-  /** Federated: the annotation's text; imported: undefined. */
-  selector?: string;
-  /** Whether the controller writes endpoints for it (false: refused, see problems). */
-  active: boolean;
-  /** Federated: the backing Services as `<cluster>/<namespace>/<name>`; imported: exporting clusters. */
-  sources: string[];
-  endpoints: EndpointRow[];
-  problems: string[];
-}
-
-export interface DesiredState {
-  endpoints: Endpoints[];
-  endpointSlices: EndpointSlice[];
-  serviceImports: ServiceImport[];
-  /** Conditions for the local cluster's ServiceExports. */
-  exportStatus: ExportStatus[];
-  services: ServiceReport[];
-}
-
-export function key(r: { namespace?: string; name: string }): string {
-  return `${r.namespace ?? ''}/${r.name}`;
-}
+import {
+  type ClusterView,
+  type DesiredState,
+  type FederationInput,
+  key,
+  type ServiceReport,
+} from './types.ts';
 
 function isFederatedService(s: Service): boolean {
   return s.annotations[TIGERA_SELECTOR] !== undefined || s.annotations[FEDMESH_SELECTOR] !== undefined;
@@ -94,32 +42,6 @@ function isFederatedService(s: Service): boolean {
 /** Owned: carries the annotation the controller writes. Anything else is never touched. */
 export function ownedEndpoints(e: Endpoints): boolean {
   return e.annotations[TIGERA_SELECTOR] !== undefined;
-}
-
-/** Flattened rows of one cluster's subsets. */
-export function rows(cluster: string, subsets: readonly EndpointSubset[]): EndpointRow[] {
-  const out: EndpointRow[] = [];
-  for (const s of subsets) {
-    for (const [list, ready] of [
-      [s.addresses, true],
-      [s.notReadyAddresses, false],
-    ] as const) {
-      for (const a of list) {
-        for (const p of s.ports) {
-          out.push({
-            cluster,
-            ...(a.targetRef?.name ? { pod: a.targetRef.name } : {}),
-            ip: a.ip,
-            port: p.port,
-            portName: p.name,
-            protocol: p.protocol,
-            ready,
-          });
-        }
-      }
-    }
-  }
-  return out;
 }
 
 type Selection = { text: string; matches: (labels: Labels) => boolean } | { problem: string };

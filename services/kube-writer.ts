@@ -11,10 +11,9 @@ import {
 import type { Resource } from '../model/resources.ts';
 import { validateResource } from '../model/validate.ts';
 import type { KubernetesConnection } from '../syncer/datastore/connection.ts';
-import { key } from './federation.ts';
 import { API_VERSION, type Owned, toManifest } from './manifest.ts';
-import type { ExportStatus } from './mcs.ts';
 import { IMPORT_MANAGED_BY, MANAGED_BY, MANAGED_BY_VALUE, TIGERA_SELECTOR } from './names.ts';
+import { type ExportStatus, key } from './types.ts';
 import type { OwnedObjects, OwnedWriter } from './writer.ts';
 
 const b64 = (pem: string | undefined) =>

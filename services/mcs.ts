@@ -4,29 +4,17 @@
 // as the KEP says — the oldest export wins (creationTimestamp, then cluster name) — and reported
 // on the local cluster's ServiceExports as conditions.
 import type { EndpointPort, Service, ServiceExport, ServiceImport } from '../model/resources.ts';
-import { cmp, portId, renameRemote, repack, selectPorts, slicesFor } from './endpoints.ts';
+import { cmp, portId, renameRemote, repack, rows, selectPorts, slicesFor } from './endpoints.ts';
+import { CONTROLLER_ORIGIN, IMPORT_MANAGED_BY, MANAGED_BY_VALUE, MCS_SERVICE_NAME } from './names.ts';
 import {
   type ClusterView,
   type DesiredState,
+  type ExportCondition,
+  type ExportStatus,
   type FederationInput,
   key,
-  rows,
   type ServiceReport,
-} from './federation.ts';
-import { CONTROLLER_ORIGIN, IMPORT_MANAGED_BY, MANAGED_BY_VALUE, MCS_SERVICE_NAME } from './names.ts';
-
-export interface ExportCondition {
-  type: 'Valid' | 'Conflict';
-  status: 'True' | 'False';
-  reason: string;
-  message: string;
-}
-
-export interface ExportStatus {
-  namespace: string;
-  name: string;
-  conditions: ExportCondition[];
-}
+} from './types.ts';
 
 interface Exported {
   view: ClusterView;

@@ -16,8 +16,9 @@ import type {
 } from '../model/resources.ts';
 import { deriveEndpoints } from './derive.ts';
 import { repack } from './endpoints.ts';
-import { type ClusterView, key, ownedEndpoints } from './federation.ts';
+import { ownedEndpoints } from './federation.ts';
 import { MANAGED_BY, MANAGED_BY_VALUE, SERVICE_NAME } from './names.ts';
+import { type ClusterView, key } from './types.ts';
 
 export interface LocalObjects {
   endpoints: Map<string, Endpoints>;

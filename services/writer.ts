@@ -5,8 +5,8 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { type Owned, toManifest } from './manifest.ts';
-import type { ExportStatus } from './mcs.ts';
 import { OWNED_FILE } from './names.ts';
+import type { ExportStatus } from './types.ts';
 
 export interface OwnedObjects {
   objects: Owned[];

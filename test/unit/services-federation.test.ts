@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { Endpoints, Resource } from '../../model/resources.ts';
 import { parseYamlDocuments } from '../../model/validate.ts';
-import { desiredState, type FederationInput } from '../../services/federation.ts';
+import { desiredState } from '../../services/federation.ts';
+import type { FederationInput } from '../../services/types.ts';
 import { clusterView } from '../../services/view.ts';
 
 function resources(yaml: string): Resource[] {
