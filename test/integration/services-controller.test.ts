@@ -197,3 +197,115 @@ describe('services controller over file datastores', () => {
     );
   });
 });
+
+describe('services controller: grace period, etcd-only remotes, failed writes', () => {
+  let dir: string;
+  let ctl: ServicesController | undefined;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'fedmesh-svc2-'));
+  });
+  after(async () => {
+    await ctl?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function setup(
+    name: string,
+    opts: { graceMs?: number; writer?: FileWriter | { description: string; write(): Promise<void> } },
+  ) {
+    const a = join(dir, name, 'a');
+    const b = join(dir, name, 'b');
+    mkdirSync(a, { recursive: true });
+    mkdirSync(b, { recursive: true });
+    writeFileSync(join(a, 'services.yaml'), FED);
+    writeFileSync(join(a, 'remote-b.yaml'), RCC);
+    writeFileSync(
+      join(a, 'remote-e.yaml'),
+      'apiVersion: projectcalico.org/v3\nkind: RemoteClusterConfiguration\nmetadata: {name: e}\nspec: {datastoreType: etcdv3, etcdEndpoints: "http://127.0.0.1:1"}\n',
+    );
+    writeFileSync(join(b, 'backing.yaml'), backing(['10.20.0.1']));
+    return {
+      a,
+      b,
+      controller: new ServicesController({
+        cluster: 'a',
+        local: new FileDatastore(a, { pollIntervalMs: 100 }),
+        localDerive: true,
+        writer: opts.writer ?? new FileWriter(a),
+        resolveRemote,
+        openRemote: (c) => new FileDatastore((c as { dir: string }).dir, { pollIntervalMs: 100 }),
+        remoteSyncTimeoutMs: 5000,
+        remoteEndpointsGraceMs: opts.graceMs ?? 0,
+        retryMs: 20,
+      }),
+    };
+  }
+
+  const ipsIn = (a: string) => () => {
+    try {
+      const rs = parseYamlDocuments(readFileSync(join(a, OWNED_FILE), 'utf8'), {
+        source: 'x',
+        baseDir: a,
+      }).resources;
+      return rs.flatMap((r) =>
+        r.kind === 'Endpoints' && r.name === 'fed'
+          ? r.subsets.flatMap((s) => s.addresses.map((x) => x.ip))
+          : [],
+      );
+    } catch {
+      return [];
+    }
+  };
+
+  test('an etcd-only remote is skipped with a status entry; a failed remote keeps its endpoints for the grace period', async () => {
+    const s = setup('grace', { graceMs: 1500 });
+    ctl = s.controller;
+    await ctl.start();
+    await waitFor('remote endpoints', ipsIn(s.a), (v) => v.includes('10.20.0.1'));
+    const e = ctl.remoteStatuses().find((r) => r.cluster === 'e');
+    assert.equal(e?.status, 'Skipped');
+    assert.match(e?.detail ?? '', /etcd access only/);
+    renameSync(s.b, `${s.b}.away`);
+    await waitFor(
+      'b failed',
+      () => ctl?.remoteStatuses().find((r) => r.cluster === 'b')?.status,
+      (v) => v === 'ConnectionFailed',
+    );
+    const failedAt = performance.now();
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(ipsIn(s.a)().includes('10.20.0.1'), 'withdrawn before the grace period ended');
+    await waitFor('withdrawn after grace', ipsIn(s.a), (v) => !v.includes('10.20.0.1'), 5000);
+    assert.ok(performance.now() - failedAt >= 1400, 'withdrawn too early');
+    await ctl.stop();
+    ctl = undefined;
+  });
+
+  test('failed writes are retried with backoff until they succeed', async () => {
+    let calls = 0;
+    const stamps: number[] = [];
+    const writer = {
+      description: 'flaky',
+      async write() {
+        calls += 1;
+        stamps.push(performance.now());
+        if (calls <= 3) throw new Error(`injected failure ${calls}`);
+      },
+    };
+    const s = setup('retry', { writer });
+    ctl = s.controller;
+    await ctl.start();
+    await waitFor(
+      'written after retries',
+      () => ctl?.written !== undefined,
+      (v) => v,
+      5000,
+    );
+    assert.equal(ctl.writeFailures, 3);
+    assert.equal(calls, 4);
+    const gaps = stamps.slice(1).map((t, i) => t - stamps[i]!);
+    // 20, 40, 80 ms: each wait at least the previous one (backoff), give or take timer slack.
+    assert.ok(gaps[2]! >= gaps[0]! && gaps[2]! >= 70, `gaps ${gaps.map((g) => g.toFixed(0))}`);
+    await ctl.stop();
+    ctl = undefined;
+  });
+});
