@@ -44,7 +44,10 @@ export class FileWriter implements OwnedWriter {
     const text = ownedFileText(desired);
     const path = join(this.dir, OWNED_FILE);
     // Compared with the file as it is, not as last written: a manual edit is overwritten.
-    if ((await readFile(path, 'utf8').catch(() => undefined)) === text) return;
+    const current = await readFile(path, 'utf8').catch(() => undefined);
+    if (current === text) return;
+    // A cluster with nothing federated gets no file at all.
+    if (current === undefined && desired.objects.length === 0) return;
     // A dot-name is not read by the file datastore, so the temporary file is never half-parsed.
     const tmp = join(this.dir, `.${OWNED_FILE}.${process.pid}.tmp`);
     await writeFile(tmp, text, { mode: 0o644 });
