@@ -223,6 +223,52 @@ subsets: [{addresses: [{ip: 1.2.3.4}], ports: [{name: pg, port: 1}]}]
     ]);
   });
 
+  test('a backing Service with EndpointSlices and no Endpoints object (Kubernetes 1.33+) is read from its slices', () => {
+    const sliced = `---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop, labels: {app: db}}
+spec: {ports: [{name: pg, port: 5432}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: db-x1, namespace: shop, labels: {kubernetes.io/service-name: db}}
+addressType: IPv4
+endpoints:
+  - {addresses: [10.0.0.3], conditions: {ready: true}, nodeName: n1}
+  - {addresses: [10.0.0.4], conditions: {ready: false}}
+ports: [{name: pg, port: 5432, protocol: TCP}]
+`;
+    const d = desiredState(input(FEDERATED + sliced));
+    assert.deepEqual(d.endpoints[0]!.subsets, [
+      {
+        addresses: [{ ip: '10.0.0.3', nodeName: 'n1' }],
+        notReadyAddresses: [{ ip: '10.0.0.4' }],
+        ports: [{ name: 'pg', port: 5432, protocol: 'TCP' }],
+      },
+    ]);
+  });
+
+  test('owned Endpoints never back anything: a Service that lost its annotation does not feed on its old output', () => {
+    const old = `---
+apiVersion: v1
+kind: Service
+metadata: {name: was-fed, namespace: shop, labels: {app: db}}
+spec: {ports: [{name: pg, port: 5432}]}
+---
+apiVersion: v1
+kind: Endpoints
+metadata: {name: was-fed, namespace: shop, annotations: {federation.tigera.io/serviceSelector: "app == 'db'"}}
+subsets: [{addresses: [{ip: 10.0.0.66}], ports: [{name: pg, port: 5432}]}]
+`;
+    const d = desiredState(input(FEDERATED + old));
+    assert.deepEqual(
+      d.endpoints.map((e) => e.name),
+      ['fed'],
+    );
+    assert.deepEqual(d.endpoints[0]!.subsets, []);
+  });
+
   test('a file datastore Service with a selector and no Endpoints gets endpoints from matching workload endpoints', () => {
     const pods = `apiVersion: v1
 kind: Pod
