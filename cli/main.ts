@@ -14,6 +14,8 @@ Usage:
   fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR [--output text|json]
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json]
   fedmesh explain --cluster NAME --datastore file:DIR --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
+  fedmesh services-controller --cluster NAME --datastore file:DIR [--health-listen HOST:PORT] [--remote-endpoints-grace 0s] [--remote-sync-timeout 10s]
+  fedmesh services --cluster NAME --datastore file:DIR [--output text|json]
   fedmesh demo   [--keep] [--iptables-backend nft|legacy]
   fedmesh demo down
 
@@ -162,6 +164,38 @@ async function main(argv: string[]): Promise<number> {
         feed: f.need('feed'),
         output: f.get('output') ?? 'text',
         timeoutMs: ms(f.get('timeout'), 'timeout') ?? 15_000,
+      });
+    }
+    case 'services-controller': {
+      const f = flags(rest, {
+        cluster: { type: 'string' },
+        datastore: { type: 'string' },
+        'health-listen': { type: 'string' },
+        'remote-sync-timeout': { type: 'string' },
+        'remote-endpoints-grace': { type: 'string' },
+      });
+      const { runServicesController } = await import('../services/main.ts');
+      const stop = await runServicesController({
+        cluster: f.need('cluster'),
+        datastore: f.need('datastore'),
+        healthListen: f.get('health-listen'),
+        remoteSyncTimeoutMs: ms(f.get('remote-sync-timeout'), 'remote-sync-timeout'),
+        remoteEndpointsGraceMs: ms(f.get('remote-endpoints-grace'), 'remote-endpoints-grace'),
+      });
+      onSignals(stop);
+      return -1;
+    }
+    case 'services': {
+      const f = flags(rest, {
+        cluster: { type: 'string' },
+        datastore: { type: 'string' },
+        output: { type: 'string' },
+      });
+      const { runServices } = await import('./services.ts');
+      return runServices({
+        cluster: f.need('cluster'),
+        datastore: f.need('datastore'),
+        output: f.get('output') ?? 'text',
       });
     }
     case 'demo': {
