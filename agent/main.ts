@@ -6,10 +6,12 @@ import { gauge } from '../lib/metrics.ts';
 import { IpRouteDriver } from '../native/iproute.ts';
 import { IpSetDriver } from '../native/ipset.ts';
 import { type IptablesBackend, IptablesDriver } from '../native/iptables.ts';
+import { IpMonitorSource } from '../native/kernel-events.ts';
 import type { RemoteClusterStatus } from '../proto/service.ts';
 import { CalculationGraph } from './calc/graph.ts';
 import { Sequencer } from './calc/sequencer.ts';
 import { Dataplane } from './dataplane/dataplane.ts';
+import { KernelWatch } from './dataplane/kernel-watch.ts';
 import { FeedClient } from './feed/client.ts';
 
 const log = logger('agent');
@@ -20,6 +22,8 @@ export interface AgentOptions {
   iptablesBackend: IptablesBackend | 'auto';
   healthListen?: string;
   resyncIntervalMs?: number;
+  /** Repair routes, FDB, ARP and vxlan.calico on kernel events (default true). */
+  kernelEvents?: boolean;
 }
 
 export const AGENT_VERSION = '0.1.0';
@@ -102,7 +106,20 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
   gauge('fedmesh_agent_refused_updates', 'Feed updates refused by the calculation graph (recent).', [], (g) =>
     g.set(graph?.refused.length ?? 0),
   );
+  // Kernel events drive repairs of routes, FDB, ARP and vxlan.calico within a second; the
+  // periodic resync stays as the safety net for what events cannot show (iptables, ipsets).
+  const watch =
+    opts.kernelEvents === false
+      ? undefined
+      : new KernelWatch(new IpMonitorSource(), dataplane, () => dataplane.desiredKernelState());
+  gauge(
+    'fedmesh_agent_kernel_repairs',
+    'Repairs started by kernel events (someone changed our state).',
+    [],
+    (g) => g.set(watch?.stats.repairs ?? 0),
+  );
   dataplane.start();
+  watch?.start();
   feed.start();
   const health = opts.healthListen
     ? await startHealthServer(opts.healthListen, {
@@ -125,6 +142,7 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
     : undefined;
   return async () => {
     feed.stop();
+    watch?.stop();
     dataplane.stop();
     health?.close();
   };

@@ -7,7 +7,8 @@ import { logger } from '../../lib/log.ts';
 import type { DataplaneMessage } from '../calc/messages.ts';
 import { IpSetManager, type IpSetWriter } from './ipsets.ts';
 import { FilterTableManager, NatManager, type TableWriter } from './iptables.ts';
-import { type LinkWriter, RouteManager, VxlanManager } from './vxlan.ts';
+import type { DesiredKernelState, RepairScope } from './kernel-watch.ts';
+import { type LinkWriter, RouteManager, VXLAN_DEVICE, VxlanManager } from './vxlan.ts';
 
 const log = logger('dataplane');
 
@@ -102,6 +103,36 @@ export class Dataplane {
     this.vxlan.markDirty();
     this.routes.markDirty();
     this.schedule();
+  }
+
+  /**
+   * Someone changed what these managers own (a kernel event): re-read and rewrite it now, not at
+   * the next periodic resync.
+   */
+  repair(scopes: ReadonlySet<RepairScope>, _why: string): void {
+    if (scopes.has('vxlan')) {
+      this.vxlan.markDirty();
+      this.routes.markDirty();
+    }
+    if (scopes.has('routes')) this.routes.markDirty();
+    this.schedule(0);
+  }
+
+  /** What the VXLAN and route managers want in the kernel, for the kernel watch's classifier. */
+  desiredKernelState(): DesiredKernelState {
+    const routes = new Map<string, { dev: string; via?: string }>();
+    const workloadInterfaces = new Set<string>();
+    for (const r of this.routes.desired()) {
+      routes.set(r.dst, r.via === undefined ? { dev: r.dev } : { dev: r.dev, via: r.via });
+      if (r.dev !== VXLAN_DEVICE) workloadInterfaces.add(r.dev);
+    }
+    const neighbours = new Map<string, string>();
+    const fdb = new Map<string, string>();
+    for (const v of this.vxlan.desiredVteps()) {
+      neighbours.set(v.tunnelIp, v.mac.toLowerCase());
+      fdb.set(v.mac.toLowerCase(), v.nodeIp);
+    }
+    return { routes, neighbours, fdb, workloadInterfaces };
   }
 
   /** Resolves after the next complete, successful apply pass. */

@@ -28,7 +28,14 @@ export class VxlanManager {
   private host?: HostConfig;
   private readonly vteps = new Map<string, Vtep>();
   private dirty = true;
+  /** The device has been set up for the current host config (routes may use it). */
   private deviceReady = false;
+  /**
+   * The device must be read back (and fixed) on the next apply. Kept apart from deviceReady so a
+   * resync or repair asked for in the middle of a pass does not hide the block routes from the
+   * route manager, which would then delete them.
+   */
+  private deviceChecked = false;
 
   constructor(private readonly writer: LinkWriter) {}
 
@@ -50,6 +57,11 @@ export class VxlanManager {
     this.dirty = true;
   }
 
+  /** The remote VTEPs this node programs (FDB and ARP on vxlan.calico). */
+  desiredVteps(): Vtep[] {
+    return [...this.vteps.values()];
+  }
+
   tunnelIpOf(node: string): Ip4 | undefined {
     return this.vteps.get(node)?.tunnelIp;
   }
@@ -60,7 +72,7 @@ export class VxlanManager {
 
   markDirty(): void {
     this.dirty = true;
-    this.deviceReady = false;
+    this.deviceChecked = false;
   }
 
   async apply(): Promise<boolean> {
@@ -75,7 +87,7 @@ export class VxlanManager {
       this.dirty = false;
       return false;
     }
-    if (!this.deviceReady) {
+    if (!this.deviceReady || !this.deviceChecked) {
       const parent = await this.writer.findDeviceWithAddress(h.nodeIp);
       if (!parent)
         throw new Error(`no interface holds this node's address ${h.nodeIp}; cannot create ${VXLAN_DEVICE}`);
@@ -90,6 +102,7 @@ export class VxlanManager {
         tunnelAddress: h.tunnelIp,
       });
       this.deviceReady = true;
+      this.deviceChecked = true;
     }
     const vteps = [...this.vteps.values()];
     await this.writer.syncFdb(
