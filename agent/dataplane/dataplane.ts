@@ -4,10 +4,11 @@
 // pass leaves the kernel as it was, marks the agent unhealthy and is retried with backoff; a
 // periodic pass re-reads the kernel and repairs drift.
 import { logger } from '../../lib/log.ts';
+import type { FdbSpec, NeighSpec, RouteSpec } from '../../native/iproute.ts';
 import type { DataplaneMessage } from '../calc/messages.ts';
 import { IpSetManager, type IpSetWriter } from './ipsets.ts';
 import { FilterTableManager, NatManager, type TableWriter } from './iptables.ts';
-import type { DesiredKernelState, RepairScope } from './kernel-watch.ts';
+import type { DesiredKernelState, RepairPlan } from './kernel-watch.ts';
 import { type LinkWriter, RouteManager, VXLAN_DEVICE, VxlanManager } from './vxlan.ts';
 
 const log = logger('dataplane');
@@ -49,11 +50,19 @@ export class Dataplane {
   private stopped = false;
   private readonly waiters: (() => void)[] = [];
   readonly stats: DataplaneStats = { inSync: false, applies: 0, failures: 0, lastApplyMs: 0 };
+  private readonly links: LinkWriter;
+  /** Objects kernel events reported damaged, rewritten at the start of the next pass. */
+  private rewrites: { routes: RouteSpec[]; neighbours: NeighSpec[]; fdb: FdbSpec[] } = {
+    routes: [],
+    neighbours: [],
+    fdb: [],
+  };
 
   constructor(
     drivers: DataplaneDrivers,
     private readonly opts: DataplaneOptions = {},
   ) {
+    this.links = drivers.links;
     this.ipsets = new IpSetManager(drivers.ipsets);
     this.filter = new FilterTableManager(drivers.iptables);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
@@ -106,24 +115,25 @@ export class Dataplane {
   }
 
   /**
-   * Someone changed what these managers own (a kernel event): re-read and rewrite it now, not at
-   * the next periodic resync.
+   * Someone changed what these managers own (kernel events): rewrite the objects named, or have a
+   * manager re-read and rewrite all it owns, now rather than at the next periodic resync.
    */
-  repair(scopes: ReadonlySet<RepairScope>, _why: string): void {
-    if (scopes.has('vxlan')) {
-      this.vxlan.markDirty();
-      this.routes.markDirty();
-    }
-    if (scopes.has('routes')) this.routes.markDirty();
+  repair(plan: RepairPlan, _why: string): void {
+    if (plan.scopes.has('vxlan')) this.vxlan.markDirty();
+    if (plan.scopes.has('vxlan') || plan.scopes.has('routes')) this.routes.markDirty();
+    const r = this.rewrites;
+    r.routes.push(...plan.routes);
+    r.neighbours.push(...plan.neighbours);
+    r.fdb.push(...plan.fdb);
     this.schedule(0);
   }
 
   /** What the VXLAN and route managers want in the kernel, for the kernel watch's classifier. */
   desiredKernelState(): DesiredKernelState {
-    const routes = new Map<string, { dev: string; via?: string }>();
+    const routes = new Map<string, RouteSpec>();
     const workloadInterfaces = new Set<string>();
     for (const r of this.routes.desired()) {
-      routes.set(r.dst, r.via === undefined ? { dev: r.dev } : { dev: r.dev, via: r.via });
+      routes.set(r.dst, r);
       if (r.dev !== VXLAN_DEVICE) workloadInterfaces.add(r.dev);
     }
     const neighbours = new Map<string, string>();
@@ -159,12 +169,30 @@ export class Dataplane {
     );
   }
 
+  private async applyRewrites(): Promise<void> {
+    const r = this.rewrites;
+    if (r.routes.length + r.neighbours.length + r.fdb.length === 0) return;
+    this.rewrites = { routes: [], neighbours: [], fdb: [] };
+    const started = performance.now();
+    await this.links.rewrite(r);
+    log.debug(
+      {
+        routes: r.routes.length,
+        arp: r.neighbours.length,
+        fdb: r.fdb.length,
+        ms: performance.now() - started,
+      },
+      'repaired objects reported by kernel events',
+    );
+  }
+
   private async applyPass(): Promise<void> {
     this.running = true;
     this.again = false;
     const started = performance.now();
     try {
       await this.ipsets.apply();
+      await this.applyRewrites();
       if (await this.vxlan.apply()) this.routes.markDirty();
       await this.routes.apply();
       await this.filter.apply();

@@ -4,6 +4,8 @@
 // its route is written at once. Our own writes come back as events too; they match what we want,
 // so the classifier ignores them and no write loop starts.
 import { logger } from '../../lib/log.ts';
+import type { Ip4, Mac } from '../../model/net.ts';
+import type { FdbSpec, NeighSpec, RouteSpec } from '../../native/iproute.ts';
 import type { KernelEvent, KernelEventSource } from '../../native/kernel-events.ts';
 import { VXLAN_DEVICE } from './vxlan.ts';
 
@@ -13,56 +15,112 @@ export type RepairScope = 'vxlan' | 'routes';
 
 /** What this node wants in the kernel, for telling a foreign change from our own. */
 export interface DesiredKernelState {
-  /** Route destination → the device (and next hop) we program for it. */
-  routes: ReadonlyMap<string, { dev: string; via?: string }>;
-  /** ARP on vxlan.calico: tunnel IP → VTEP MAC. */
+  /** Route destination → the route we program for it. */
+  routes: ReadonlyMap<string, RouteSpec>;
+  /** ARP on vxlan.calico: tunnel IP → VTEP MAC (lower case). */
   neighbours: ReadonlyMap<string, string>;
-  /** FDB on vxlan.calico: VTEP MAC → remote node IP. */
+  /** FDB on vxlan.calico: VTEP MAC (lower case) → remote node IP. */
   fdb: ReadonlyMap<string, string>;
   /** The interfaces our workload routes use. */
   workloadInterfaces: ReadonlySet<string>;
 }
 
-/** Which manager must repair after this event, if any (pure). */
-export function classify(e: KernelEvent, want: DesiredKernelState): RepairScope | undefined {
+/**
+ * What to do about one event: a manager re-reads and rewrites all it owns (`scope`), or just this
+ * object is written again (`target`), which needs no read-back: the event said what went wrong.
+ */
+export type Repair =
+  | { scope: RepairScope }
+  | { target: 'route' | 'neigh' | 'fdb' | 'interface'; key: string };
+
+/** Which repair this event asks for, if any (pure). */
+export function classify(e: KernelEvent, want: DesiredKernelState): Repair | undefined {
   switch (e.object) {
     case 'link': {
       if (e.subject === VXLAN_DEVICE) {
         // Deleted, or set down: recreate / bring up (ensureVxlan reads it back).
-        return e.deleted || !/<[^>]*\bUP\b/.test(e.line) ? 'vxlan' : undefined;
+        return e.deleted || !/<[^>]*\bUP\b/.test(e.line) ? { scope: 'vxlan' } : undefined;
       }
-      // A workload interface appeared or came up: its route can be written now.
-      if (!e.deleted && want.workloadInterfaces.has(e.subject) && /<[^>]*\bUP\b/.test(e.line))
-        return 'routes';
+      // A workload interface appeared or came up: its routes can be written now (the CNI race).
+      if (!e.deleted && want.workloadInterfaces.has(e.subject) && /<[^>]*\bUP\b/.test(e.line)) {
+        return { target: 'interface', key: e.subject };
+      }
       return undefined;
     }
     case 'route': {
       const ours = want.routes.get(e.subject);
       if (!ours) return undefined;
-      if (e.deleted) return e.dev === ours.dev ? 'routes' : undefined;
+      if (e.deleted) return e.dev === ours.dev ? { target: 'route', key: e.subject } : undefined;
       const via = /\svia (\S+)/.exec(e.line)?.[1];
-      return e.dev !== ours.dev || via !== ours.via ? 'routes' : undefined;
+      return e.dev !== ours.dev || via !== ours.via ? { target: 'route', key: e.subject } : undefined;
     }
     case 'neigh': {
       if (e.dev !== VXLAN_DEVICE) return undefined;
       const mac = want.neighbours.get(e.subject);
       if (mac === undefined) return undefined;
-      if (e.deleted || !/\bPERMANENT\b/.test(e.line)) return 'vxlan';
-      return /\slladdr (\S+)/.exec(e.line)?.[1] !== mac ? 'vxlan' : undefined;
+      const ok = !e.deleted && /\bPERMANENT\b/.test(e.line) && /\slladdr (\S+)/.exec(e.line)?.[1] === mac;
+      return ok ? undefined : { target: 'neigh', key: e.subject };
     }
     case 'fdb': {
       if (e.dev !== VXLAN_DEVICE) return undefined;
       const dst = want.fdb.get(e.subject);
       if (dst === undefined) return undefined;
-      if (e.deleted) return 'vxlan';
-      return /\sdst (\S+)/.exec(e.line)?.[1] !== dst ? 'vxlan' : undefined;
+      const ok = !e.deleted && /\sdst (\S+)/.exec(e.line)?.[1] === dst;
+      return ok ? undefined : { target: 'fdb', key: e.subject };
     }
   }
 }
 
+/** The repairs one burst of events asks for. */
+export interface RepairPlan {
+  scopes: Set<RepairScope>;
+  routes: RouteSpec[];
+  neighbours: NeighSpec[];
+  fdb: FdbSpec[];
+}
+
+/** Gathers a burst's repairs into one plan (pure); undefined when nothing is ours. */
+export function planRepairs(
+  events: readonly KernelEvent[],
+  want: DesiredKernelState,
+): RepairPlan | undefined {
+  const plan: RepairPlan = { scopes: new Set(), routes: [], neighbours: [], fdb: [] };
+  const routes = new Set<string>();
+  let any = false;
+  for (const e of events) {
+    const r = classify(e, want);
+    if (!r) continue;
+    any = true;
+    if ('scope' in r) {
+      plan.scopes.add(r.scope);
+    } else if (r.target === 'route' || r.target === 'interface') {
+      const dsts =
+        r.target === 'route'
+          ? [r.key]
+          : [...want.routes.values()].filter((x) => x.dev === r.key).map((x) => x.dst as string);
+      for (const d of dsts) {
+        if (routes.has(d)) continue;
+        routes.add(d);
+        plan.routes.push(want.routes.get(d)!);
+      }
+    } else if (r.target === 'neigh') {
+      plan.neighbours.push({ ip: r.key as Ip4, mac: want.neighbours.get(r.key)! as Mac });
+    } else {
+      plan.fdb.push({ mac: r.key as Mac, dst: want.fdb.get(r.key)! as Ip4 });
+    }
+  }
+  // A device check rewrites its FDB and ARP entries anyway (and the route sync every route).
+  if (plan.scopes.has('vxlan')) {
+    plan.neighbours = [];
+    plan.fdb = [];
+    plan.scopes.add('routes');
+  }
+  if (plan.scopes.has('routes')) plan.routes = [];
+  return any ? plan : undefined;
+}
+
 export interface RepairTarget {
-  /** Re-read and rewrite what these managers own, soon. */
-  repair(scopes: ReadonlySet<RepairScope>, why: string): void;
+  repair(plan: RepairPlan, why: string): void;
   /** Events were lost: re-read everything. */
   resync(): void;
 }
@@ -118,20 +176,16 @@ export class KernelWatch {
     const events = [...last.values()];
     const seen = this.pending.length;
     this.pending = [];
-    const want = this.desired();
-    const scopes = new Set<RepairScope>();
-    let example: KernelEvent | undefined;
-    for (const e of events) {
-      const s = classify(e, want);
-      if (s && !scopes.has(s)) {
-        scopes.add(s);
-        example ??= e;
-      }
-    }
-    if (scopes.size === 0 || !example) return;
+    const plan = planRepairs(events, this.desired());
+    if (!plan) return;
     this.stats.repairs++;
-    const why = `${example.deleted ? 'deleted ' : ''}${example.object} ${example.subject}${example.dev ? ` dev ${example.dev}` : ''}`;
-    log.info({ scopes: [...scopes], events: seen, why }, 'kernel changed under us: repairing');
-    this.target.repair(scopes, why);
+    const what = [
+      ...plan.scopes,
+      ...(plan.routes.length ? [`${plan.routes.length} routes`] : []),
+      ...(plan.neighbours.length ? [`${plan.neighbours.length} ARP`] : []),
+      ...(plan.fdb.length ? [`${plan.fdb.length} FDB`] : []),
+    ];
+    log.info({ repair: what, events: seen }, 'kernel changed under us: repairing');
+    this.target.repair(plan, what.join(', '));
   }
 }

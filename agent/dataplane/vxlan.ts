@@ -22,6 +22,12 @@ export interface LinkWriter {
     desired: readonly RouteSpec[],
     opts?: { ownedDevices?: (dev: string) => boolean },
   ): Promise<unknown>;
+  /** Write these as wanted without a read-back (repairs of what kernel events reported). */
+  rewrite(objects: {
+    routes: readonly RouteSpec[];
+    neighbours: readonly NeighSpec[];
+    fdb: readonly FdbSpec[];
+  }): Promise<unknown>;
 }
 
 export class VxlanManager {
