@@ -33,6 +33,10 @@ function portChunks(ranges: readonly PortRange[]): string[][] {
 
 function entityMatches(e: CompiledEntity, side: 'src' | 'dst'): string[] {
   const flag = side === 'src' ? '-s' : '-d';
+  // iptables refuses a second -s/-d in one rule ("multiple -d flags not allowed"); the compiler
+  // puts every further CIDR list into a set, so both here is a bug, stopped before the kernel.
+  if (e.net && e.notNet)
+    throw new Error(`${side}: ${e.net} and not ${e.notNet} inline (one ${flag} per rule)`);
   const out: string[] = [];
   if (e.net) out.push(`${flag} ${e.net}`);
   if (e.notNet) out.push(`! ${flag} ${e.notNet}`);
