@@ -3,6 +3,7 @@
 import type { IpSetSpec } from '../../native/ipset.ts';
 import type { DataplaneMessage, IpSetId, IpSetType } from '../calc/messages.ts';
 import { ipsetName } from '../rules/names.ts';
+import { Generations } from './generation.ts';
 
 export interface IpSetWriter {
   apply(desired: ReadonlyMap<string, IpSetSpec>): Promise<unknown>;
@@ -11,8 +12,9 @@ export interface IpSetWriter {
 
 export class IpSetManager {
   private readonly desired = new Map<string, { name: string; type: IpSetType; members: Set<string> }>();
-  private dirty = true;
-  private staleMayExist = true;
+  private readonly gen = new Generations();
+  /** Sets may exist in the kernel that we no longer want (bumped on removal and on resync). */
+  private readonly stale = new Generations();
 
   constructor(private readonly writer: IpSetWriter) {}
 
@@ -26,11 +28,11 @@ export class IpSetManager {
         if (!s) return; // a delta for a set we never had: the graph's next full update brings it
         for (const m of msg.added) s.members.add(m);
         for (const m of msg.removed) s.members.delete(m);
-        this.dirty = true;
+        this.gen.bump();
         return;
       }
       case 'IPSetRemove':
-        if (this.desired.delete(ipsetName(msg.id))) this.staleMayExist = true;
+        if (this.desired.delete(ipsetName(msg.id))) this.stale.bump();
         return;
       default:
     }
@@ -40,7 +42,7 @@ export class IpSetManager {
   replace(id: IpSetId, type: IpSetType, members: Iterable<string>): void {
     const name = ipsetName(id);
     this.desired.set(name, { name, type, members: new Set(members) });
-    this.dirty = true;
+    this.gen.bump();
   }
 
   has(id: IpSetId): boolean {
@@ -52,22 +54,24 @@ export class IpSetManager {
   }
 
   markDirty(): void {
-    this.dirty = true;
-    this.staleMayExist = true;
+    this.gen.bump();
+    this.stale.bump();
   }
 
   /** Create and update; never destroys (iptables may still reference a set). */
   async apply(): Promise<boolean> {
-    if (!this.dirty) return false;
+    if (!this.gen.pending) return false;
+    const gen = this.gen.begin();
     await this.writer.apply(this.desired);
-    this.dirty = false;
+    this.gen.done(gen);
     return true;
   }
 
   /** After iptables no longer references them, destroy the sets we no longer want. */
   async cleanup(): Promise<void> {
-    if (!this.staleMayExist) return;
+    if (!this.stale.pending) return;
+    const gen = this.stale.begin();
     await this.writer.destroyStale(new Set(this.desired.keys()));
-    this.staleMayExist = false;
+    this.stale.done(gen);
   }
 }

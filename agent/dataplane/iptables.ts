@@ -12,6 +12,7 @@ import type {
 } from '../calc/messages.ts';
 import { ALL_POOLS_SET, MASQ_POOLS_SET } from '../rules/names.ts';
 import { renderFilterTable, renderNatTable } from '../rules/render-tables.ts';
+import { Generations } from './generation.ts';
 import type { IpSetManager } from './ipsets.ts';
 
 export interface TableWriter {
@@ -21,7 +22,7 @@ export interface TableWriter {
 export class FilterTableManager {
   private readonly policies = new Map<PolicyKey, ActivePolicy>();
   private readonly endpoints = new Map<EndpointKey, LocalEndpoint>();
-  private dirty = true;
+  private readonly gen = new Generations();
 
   constructor(private readonly writer: TableWriter) {}
 
@@ -42,7 +43,7 @@ export class FilterTableManager {
       default:
         return;
     }
-    this.dirty = true;
+    this.gen.bump();
   }
 
   get endpointCount(): number {
@@ -50,7 +51,7 @@ export class FilterTableManager {
   }
 
   markDirty(): void {
-    this.dirty = true;
+    this.gen.bump();
   }
 
   render(): TableState {
@@ -58,9 +59,10 @@ export class FilterTableManager {
   }
 
   async apply(): Promise<boolean> {
-    if (!this.dirty) return false;
+    if (!this.gen.pending) return false;
+    const gen = this.gen.begin();
     await this.writer.syncTable('filter', this.render());
-    this.dirty = false;
+    this.gen.done(gen);
     return true;
   }
 }
@@ -71,7 +73,7 @@ export class FilterTableManager {
  */
 export class NatManager {
   private readonly pools = new Map<string, Pool>();
-  private dirty = true;
+  private readonly gen = new Generations();
 
   constructor(
     private readonly writer: TableWriter,
@@ -102,13 +104,14 @@ export class NatManager {
   }
 
   markDirty(): void {
-    this.dirty = true;
+    this.gen.bump();
   }
 
   async apply(): Promise<boolean> {
-    if (!this.dirty) return false;
+    if (!this.gen.pending) return false;
+    const gen = this.gen.begin();
     await this.writer.syncTable('nat', renderNatTable());
-    this.dirty = false;
+    this.gen.done(gen);
     return true;
   }
 }
