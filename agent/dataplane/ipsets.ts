@@ -4,8 +4,14 @@ import type { IpSetSpec } from '../../native/ipset.ts';
 import type { DataplaneMessage, IpSetId, IpSetType } from '../calc/messages.ts';
 import { ipsetName } from '../rules/names.ts';
 import { Generations } from './generation.ts';
+import { type Refusal, RefusalLog } from './refusals.ts';
+
+export interface IpSetWriteResult {
+  refused?: readonly { set: string; reason: string }[];
+}
 
 export interface IpSetWriter {
+  /** What it resolves to may say what the kernel refused ({ refused: [{ set, reason }] }). */
   apply(desired: ReadonlyMap<string, IpSetSpec>): Promise<unknown>;
   destroyStale(keep: ReadonlySet<string>): Promise<unknown>;
 }
@@ -15,6 +21,7 @@ export class IpSetManager {
   private readonly gen = new Generations();
   /** Sets may exist in the kernel that we no longer want (bumped on removal and on resync). */
   private readonly stale = new Generations();
+  private readonly refusals = new RefusalLog('an ipset');
 
   constructor(private readonly writer: IpSetWriter) {}
 
@@ -45,6 +52,11 @@ export class IpSetManager {
     this.gen.bump();
   }
 
+  /** Sets the kernel refused in the last write (left as they were). */
+  get refused(): readonly Refusal[] {
+    return this.refusals.list;
+  }
+
   has(id: IpSetId): boolean {
     return this.desired.has(ipsetName(id));
   }
@@ -62,7 +74,8 @@ export class IpSetManager {
   async apply(): Promise<boolean> {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
-    await this.writer.apply(this.desired);
+    const res = (await this.writer.apply(this.desired)) as IpSetWriteResult | undefined;
+    this.refusals.set((res?.refused ?? []).map((r) => ({ table: 'ipset', object: r.set, reason: r.reason })));
     this.gen.done(gen);
     return true;
   }
