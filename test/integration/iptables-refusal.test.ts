@@ -5,9 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type IptablesBackend, IptablesDriver, type TableState } from '../../native/iptables.ts';
-import { hasTool, isRoot, netnsScope, sh } from '../harness/netns.ts';
-
-const legacyMissing = !(await hasTool('iptables-legacy'));
+import { iptablesBackendSkip, netnsScope, sh } from '../harness/netns.ts';
 
 function state(o: { a: string; b: string; twExtra?: string[]; c?: string }): TableState {
   const chains: TableState['chains'] = [
@@ -30,11 +28,7 @@ function state(o: { a: string; b: string; twExtra?: string[]; c?: string }): Tab
 const UNLOADABLE = '-m set --match-set cali40no-such-set src';
 
 for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
-  const skip = !isRoot()
-    ? 'needs root (network namespaces)'
-    : backend === 'legacy' && legacyMissing
-      ? 'iptables-legacy is not installed'
-      : false;
+  const skip = await iptablesBackendSkip(backend);
 
   test(`a refused chain keeps its last good version; the rest of the table is applied (${backend})`, {
     skip,

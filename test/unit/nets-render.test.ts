@@ -44,4 +44,14 @@ describe('nets and notNets render to rules iptables accepts', () => {
     const none = compiledRule({ nets: ['10.0.0.0/8'], notNets: ['0.0.0.0/0'] });
     assert.deepEqual(ruleMatches(none.rule), []);
   });
+
+  it('protocol with notProtocol: one -p (iptables refuses two); the same protocol matches nothing', () => {
+    const compiled = (notProtocol: string) => {
+      const u = policy({ name: 'p', ingress: [{ action: 'Allow', protocol: 'UDP', notProtocol }] });
+      assert.equal(u.body.case, 'policy');
+      return compilePolicy(u.body.value).inbound[0]!;
+    };
+    assert.deepEqual(ruleMatches(compiled('ICMP')), ['-p udp']);
+    assert.deepEqual(ruleMatches(compiled('17')), []);
+  });
 });
