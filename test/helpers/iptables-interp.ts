@@ -79,12 +79,18 @@ export class Interp {
       assert.ok(v !== undefined, `truncated match: ${match}`);
       return v;
     };
+    // The kernel's own parse rule: one -s, -d, -p, -i, -o per rule, negated or not.
+    const once = new Set<string>();
     while (i < t.length) {
       let neg = false;
       let tok = next();
       if (tok === '!') {
         neg = true;
         tok = next();
+      }
+      if (['-s', '-d', '-p', '-i', '-o'].includes(tok)) {
+        assert.ok(!once.has(tok), `iptables refuses multiple ${tok} flags: ${match}`);
+        once.add(tok);
       }
       let ok: boolean;
       switch (tok) {
