@@ -13,6 +13,7 @@ Usage:
   fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen HOST:PORT]
   fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR [--output text|json]
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json]
+  fedmesh status --agent HOST:PORT [--output text|json]   (one agent: refused policies, apply state)
   fedmesh explain --cluster NAME --datastore file:DIR --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
   fedmesh services-controller --cluster NAME --datastore file:DIR [--health-listen HOST:PORT] [--remote-endpoints-grace 0s] [--remote-sync-timeout 10s]
   fedmesh services --cluster NAME --datastore file:DIR [--output text|json]
@@ -156,9 +157,16 @@ async function main(argv: string[]): Promise<number> {
     case 'status': {
       const f = flags(rest, {
         feed: { type: 'string' },
+        agent: { type: 'string' },
         output: { type: 'string' },
         timeout: { type: 'string' },
       });
+      const agent = f.get('agent');
+      if (agent !== undefined) {
+        const { runAgentStatus } = await import('./agent-status.ts');
+        const timeoutMs = ms(f.get('timeout'), 'timeout') ?? 5_000;
+        return runAgentStatus({ agent, output: f.get('output') ?? 'text', timeoutMs });
+      }
       const { runStatus } = await import('./status.ts');
       return runStatus({
         feed: f.need('feed'),

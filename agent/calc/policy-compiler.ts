@@ -2,7 +2,7 @@
 // keys, and its rules with every selector replaced by an ipset id. Pure: no state, no I/O, so a bad
 // policy is refused here, whole, before it can touch anything.
 import { createHash } from 'node:crypto';
-import { NetParseError, parseCidr } from '../../model/net.ts';
+import { type Cidr, NetParseError, parseCidr } from '../../model/net.ts';
 import type { Node } from '../../model/selector/ast.ts';
 import { parseSelectorCached, type Selector, SelectorParseError } from '../../model/selector/index.ts';
 import {
@@ -195,16 +195,29 @@ class RuleCompiler {
         }
       }
     }
-    const nets = parseNets(e.nets, `${field}.nets`);
-    const notNets = parseNets(e.notNets, `${field}.notNets`);
-    if (nets.length === 1) out.net = nets[0];
-    else if (nets.length > 1)
-      out.ipSets.push(this.add({ id: '' as IpSetId, type: 'hash:net', staticMembers: nets }));
-    if (notNets.length === 1) out.notNet = notNets[0];
-    else if (notNets.length > 1) {
-      out.notIpSets.push(this.add({ id: '' as IpSetId, type: 'hash:net', staticMembers: notNets }));
-    }
+    this.netMatches(out, parseNets(e.nets, `${field}.nets`), parseNets(e.notNets, `${field}.notNets`));
     return out;
+  }
+
+  /**
+   * nets (any of) and notNets (none of) for one side. iptables takes one `-s`/`-d` per rule, negated
+   * or not, so at most one CIDR of a side is inline and every other list becomes a hash:net set
+   * (an ipBlock with except: the block inline, the exceptions a set). A catch-all /0 cannot be a
+   * hash:net member (the kernel refuses it) and needs none: among nets it admits everything; among
+   * notNets it excludes everything, so the rule can never match (Felix drops such a rule too).
+   */
+  private netMatches(out: CompiledEntity, nets: readonly Cidr[], notNets: readonly Cidr[]): void {
+    if (notNets.some(isCatchAll)) {
+      out.matchesNothing = true;
+      return;
+    }
+    const positive = nets.some(isCatchAll) ? [] : nets;
+    if (positive.length === 1) out.net = positive[0];
+    else if (positive.length > 1)
+      out.ipSets.push(this.add({ id: '' as IpSetId, type: 'hash:net', staticMembers: [...positive] }));
+    if (notNets.length === 1 && out.net === undefined) out.notNet = notNets[0];
+    else if (notNets.length > 0)
+      out.notIpSets.push(this.add({ id: '' as IpSetId, type: 'hash:net', staticMembers: [...notNets] }));
   }
 
   /** The selecting part of an entity rule, or undefined if it selects by nothing but nets/ports. */
@@ -268,6 +281,8 @@ export function matcherId(spec: MatcherSpec): IpSetId {
   ];
   return hashId(spec.type === 'hash:net' ? 's:' : 'p:', parts.join(';')) as IpSetId;
 }
+
+const isCatchAll = (c: Cidr) => c.endsWith('/0');
 
 function parseNets(nets: readonly string[], field: string) {
   return nets.map((n, i) => {

@@ -7,8 +7,9 @@ import { logger } from '../../lib/log.ts';
 import type { FdbSpec, NeighSpec, RouteSpec } from '../../native/iproute.ts';
 import type { DataplaneMessage } from '../calc/messages.ts';
 import { IpSetManager, type IpSetWriter } from './ipsets.ts';
-import { FilterTableManager, NatManager, type TableWriter } from './iptables.ts';
+import { type FilterFaults, FilterTableManager, NatManager, type TableWriter } from './iptables.ts';
 import type { DesiredKernelState, RepairPlan } from './kernel-watch.ts';
+import type { Refusal } from './refusals.ts';
 import { type LinkWriter, RouteManager, VXLAN_DEVICE, VxlanManager } from './vxlan.ts';
 
 const log = logger('dataplane');
@@ -24,6 +25,8 @@ export interface DataplaneOptions {
   resyncIntervalMs?: number;
   /** Coalesce bursts: wait this long after a change before applying. */
   applyDelayMs?: number;
+  /** Test hooks (see FilterFaults). */
+  faults?: FilterFaults;
 }
 
 export interface DataplaneStats {
@@ -33,6 +36,8 @@ export interface DataplaneStats {
   lastApplyMs: number;
   firstProgrammedAt?: number;
   lastError?: string;
+  /** What the kernel refused in the last pass, by policy where there is one; all else is applied. */
+  refused: Refusal[];
 }
 
 export class Dataplane {
@@ -49,7 +54,7 @@ export class Dataplane {
   private backoffMs = 0;
   private stopped = false;
   private readonly waiters: (() => void)[] = [];
-  readonly stats: DataplaneStats = { inSync: false, applies: 0, failures: 0, lastApplyMs: 0 };
+  readonly stats: DataplaneStats = { inSync: false, applies: 0, failures: 0, lastApplyMs: 0, refused: [] };
   private readonly links: LinkWriter;
   /** Objects kernel events reported damaged, rewritten at the start of the next pass. */
   private rewrites: { routes: RouteSpec[]; neighbours: NeighSpec[]; fdb: FdbSpec[] } = {
@@ -64,7 +69,7 @@ export class Dataplane {
   ) {
     this.links = drivers.links;
     this.ipsets = new IpSetManager(drivers.ipsets);
-    this.filter = new FilterTableManager(drivers.iptables);
+    this.filter = new FilterTableManager(drivers.iptables, opts.faults);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
     this.vxlan = new VxlanManager(drivers.links);
     this.routes = new RouteManager(drivers.links, this.vxlan);
@@ -186,6 +191,15 @@ export class Dataplane {
     );
   }
 
+  /** Refused ipsets are named by the policies that use them, one entry per policy. */
+  private refusals(): Refusal[] {
+    const sets = this.ipsets.refused.flatMap((r) => {
+      const users = this.filter.policiesUsingSet(r.object);
+      return users.length > 0 ? users.map((policy) => ({ ...r, policy })) : [r];
+    });
+    return [...this.filter.refused, ...sets];
+  }
+
   private async applyPass(): Promise<void> {
     this.running = true;
     this.again = false;
@@ -198,6 +212,7 @@ export class Dataplane {
       await this.filter.apply();
       await this.nat.apply();
       await this.ipsets.cleanup();
+      this.stats.refused = this.refusals();
       const ms = performance.now() - started;
       this.stats.applies++;
       this.stats.lastApplyMs = ms;
