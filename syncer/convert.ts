@@ -128,6 +128,8 @@ export function baseKey(r: Resource): string {
       return `node/${r.name}`;
     case 'RemoteClusterConfiguration':
       return `rcc/${r.name}`;
+    case 'Secret':
+      return `secret/${r.namespace}/${r.name}`;
   }
 }
 
@@ -261,6 +263,8 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
         }),
       });
     case 'RemoteClusterConfiguration':
+    case 'Secret':
+      // Consumed by the syncer itself; a Secret's values never leave it.
       return undefined;
   }
 }
