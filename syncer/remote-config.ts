@@ -32,14 +32,7 @@ export const SECRET_KEYS = [
   'kubeconfig',
 ] as const;
 
-const ETCD_SECRET_KEYS = [
-  'etcdEndpoints',
-  'etcdUsername',
-  'etcdPassword',
-  'etcdKey',
-  'etcdCert',
-  'etcdCACert',
-];
+const ETCD_SECRET_KEYS = SECRET_KEYS.filter((k) => k.startsWith('etcd'));
 const URL_RE = /^https?:\/\/[^:/\s]+:\d+\/?$/;
 
 class Incomplete extends Error {}
