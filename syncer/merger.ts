@@ -70,6 +70,13 @@ interface Source {
   wide: Map<string, Range[]>;
 }
 
+interface LocalPool {
+  name: string;
+  cidr: string;
+  disabled: boolean;
+  range: ParsedCidr;
+}
+
 /** An address range a resource claims, and what it is, for conflict messages. */
 interface Range {
   what: string;
@@ -107,6 +114,8 @@ export class Merger {
   private startRemotes: Set<string> | undefined;
   private syncTimer?: NodeJS.Timeout;
   private reresolveTimer?: NodeJS.Timeout;
+  private poolCache?: LocalPool[];
+  private enabledPoolCache?: LocalPool[];
   private stopped = false;
   readonly errors: ResourceError[] = [];
 
@@ -284,11 +293,13 @@ export class Merger {
   /** Record what a source wants; true when its address ranges changed. */
   private setWanted(src: Source, id: string, u: Update): boolean {
     src.wanted.set(id, u);
+    if (src === this.local && u.kind === ResourceKind.IP_POOL)
+      this.poolCache = this.enabledPoolCache = undefined;
     if (!src.ctx.remote) return false;
     const ranges = rangesOf(u);
     const old = src.ranges.get(id);
     indexRanges(src, id, ranges);
-    return JSON.stringify(old ?? []) !== JSON.stringify(ranges);
+    return !sameRanges(old ?? [], ranges);
   }
 
   /**
@@ -326,6 +337,8 @@ export class Merger {
     const u = src.wanted.get(id);
     if (!u) return;
     src.wanted.delete(id);
+    if (src === this.local && u.kind === ResourceKind.IP_POOL)
+      this.poolCache = this.enabledPoolCache = undefined;
     indexRanges(src, id, []);
     src.conflicts.delete(id);
     src.notes.delete(id);
@@ -341,7 +354,7 @@ export class Merger {
     const u = src.wanted.get(id);
     if (!u) return;
     const ck = `${u.kind}|${u.key}`;
-    const conflict = src.ctx.remote ? this.conflictOf(src, u) : undefined;
+    const conflict = src.ctx.remote ? this.conflictOf(src, u, src.ranges.get(id) ?? []) : undefined;
     const owner = this.owner.get(ck);
     if (conflict) {
       if (src.conflicts.get(id) !== conflict) {
@@ -390,14 +403,13 @@ export class Merger {
     return out;
   }
 
-  private conflictOf(src: Source, u: Update): string | undefined {
+  private conflictOf(src: Source, u: Update, ranges: readonly Range[]): string | undefined {
     const b = u.body;
     if (b.case === 'workloadEndpoint') {
       // Calico: a remote endpoint's nets must be host routes; a wider one would claim a range.
-      const wide = b.value.ipv4Nets.find((n) => parseCidrParts(n, true).len !== 32);
-      if (wide) return `endpoint net ${wide} is wider than a host route (/32)`;
+      const wide = ranges.find((r) => r.cidr.len !== 32);
+      if (wide) return `${wide.what} is wider than a host route (/32)`;
     }
-    const ranges = rangesOf(u);
     if (ranges.length) {
       const pools = this.localPools(true);
       for (const r of ranges) {
@@ -706,6 +718,13 @@ function rangesOf(u: Update): Range[] {
   if (b.case === 'workloadEndpoint')
     return b.value.ipv4Nets.map((n) => ({ what: `endpoint net ${n}`, cidr: parseCidrParts(n, true) }));
   return [];
+}
+
+function sameRanges(a: readonly Range[], b: readonly Range[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((x, i) => x.cidr.base === b[i]?.cidr.base && x.cidr.len === b[i]?.cidr.len)
+  );
 }
 
 function maskOf(len: number): number {
