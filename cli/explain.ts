@@ -347,9 +347,10 @@ function peerReport(view: ClusterView, ip: Ip4): PeerReport {
   };
 }
 
+// A disabled pool allocates nothing: in flat routing it covers another cluster's pods (NAT exemption).
 function poolOwner(clusters: readonly ClusterData[], ip: Ip4): ClusterData | undefined {
   return clusters.find((c) =>
-    c.resources?.some((r) => r.kind === 'IPPool' && cidrContainsIp(r.spec.cidr, ip)),
+    c.resources?.some((r) => r.kind === 'IPPool' && !r.spec.disabled && cidrContainsIp(r.spec.cidr, ip)),
   );
 }
 
