@@ -3,7 +3,9 @@
 // Assertions are on what an operator (or an agent) observes: the feed cache's contents, its
 // in-sync marker and the per-remote status.
 import assert from 'node:assert/strict';
-import { basename } from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Resource } from '../../model/resources.ts';
@@ -968,5 +970,38 @@ spec: {node: b-node1, pod: remote-wide, interfaceName: cali-rw, ipNetworks: [10.
     assert.ok(h.cache.get(ResourceKind.IP_POOL, 'c/ippool/c-pool'));
     assert.ok(h.cache.get(ResourceKind.WORKLOAD_ENDPOINT, 'c/c-node1/k8s/shop/twin/eth0'));
     assert.equal(statusOf(h.cache, 'c').conflicts, 0);
+  });
+});
+
+describe('Merger: files an RCC names', () => {
+  test('a changed TLS file reconnects that remote in place (the RCC itself unchanged)', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'fedmesh-rcc-tls-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const pem = (body: string) => `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
+    writeFileSync(join(dir, 'ca.crt'), pem('MIIB'));
+    const h = await harness(t, { reresolveMs: 20 });
+    const tlsRcc = one(`apiVersion: projectcalico.org/v3
+kind: RemoteClusterConfiguration
+metadata: {name: b}
+spec: {datastoreType: etcdv3, etcdEndpoints: "https://b-etcd:2379", etcdCACertFile: ${join(dir, 'ca.crt')}}`);
+    h.local.sync([...localA(), tlsRcc]);
+    h.remote('b-etcd').sync(remoteB());
+    assert.equal(h.made.length, 1);
+    await sleep(60);
+    assert.equal(h.made.length, 1, 'an unchanged file does not reconnect');
+    writeFileSync(join(dir, 'ca.crt'), pem('MIIC'));
+    await waitFor('a reconnect with the new CA', () => h.made.length === 2);
+    const c = h.connections[1];
+    assert.ok(c?.type === 'etcdv3');
+    assert.match(c.tls?.ca ?? '', /MIIC/);
+    assert.ok(h.made[0]?.stopCalled);
+    assert.deepEqual(remoteKeys(h.cache), B_NON_OVERLAY_KEYS, 'the data stays while reconnecting');
+    rmSync(join(dir, 'ca.crt'));
+    await waitFor(
+      'ConfigIncomplete when the file is gone',
+      () => statusOf(h.cache, 'b').state === RemoteClusterState.CONFIG_INCOMPLETE,
+    );
+    assert.match(statusOf(h.cache, 'b').detail, /spec\.etcdCACertFile: cannot read .*ENOENT/);
+    assert.deepEqual(remoteKeys(h.cache), []);
   });
 });
