@@ -1,4 +1,4 @@
-// `npm run bench -- <name> [args]`: dataplane | selector | calc
+// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger
 import { spawnSync } from 'node:child_process';
 
 const [name, ...rest] = process.argv.slice(2);
@@ -7,6 +7,7 @@ if (name === 'dataplane') await import('./dataplane.ts');
 else if (name === 'selector') await import('./selector.ts');
 else if (name === 'services') await import('./services.ts');
 else if (name === 'repair') await import('./repair.ts');
+else if (name === 'merger') await import('./merger.ts');
 else if (name === 'calc') {
   if (typeof (globalThis as { gc?: unknown }).gc === 'function') await import('./calc.ts');
   else {
@@ -20,7 +21,7 @@ else if (name === 'calc') {
   }
 } else {
   process.stderr.write(
-    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials]\n',
+    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints]\n',
   );
   process.exit(2);
 }

@@ -1,12 +1,13 @@
 // `fedmesh eval SELECTOR`: which local and remote endpoints a selector matches, like `calicoq eval`.
-// Reads the local datastore and follows its RemoteClusterConfigurations, then evaluates the
+// Reads the cluster through the syncer's own merged view (syncer/merged-view.ts: the local
+// datastore and its RemoteClusterConfigurations, with the same refusals), then evaluates the
 // selector on exactly the labels an agent would see (profiles inherited, implicit labels added).
 import { LabelIndex } from '../agent/calc/label-index.ts';
-import type { Resource } from '../model/resources.ts';
+import { quietLogsForCli } from '../lib/log.ts';
 import { parseSelector, SelectorParseError } from '../model/selector/index.ts';
-import type { Update } from '../proto/service.ts';
-import { toUpdate } from '../syncer/convert.ts';
-import { FileDatastore } from '../syncer/datastore/file.ts';
+import { RemoteClusterState } from '../proto/service.ts';
+import { parseDatastoreSpec } from '../syncer/datastore/open.ts';
+import { mergedViewOf } from '../syncer/merged-view.ts';
 
 export interface EvalOptions {
   selector: string;
@@ -26,14 +27,6 @@ const PROCESS_OUTPUT: EvalOutput = {
   err: (t) => process.stderr.write(t),
 };
 
-async function loadFile(spec: string, io: EvalOutput): Promise<Resource[]> {
-  if (!spec.startsWith('file:')) throw new Error(`--datastore ${spec}: eval supports file:DIR so far`);
-  const { resources, errors } = await FileDatastore.load(spec.slice('file:'.length));
-  for (const e of errors)
-    io.err(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
-  return resources;
-}
-
 export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT): Promise<number> {
   let selector: ReturnType<typeof parseSelector>;
   try {
@@ -45,24 +38,17 @@ export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT
     }
     throw e;
   }
-  const updates: Update[] = [];
-  const local = await loadFile(opts.datastore, io);
-  const add = (cluster: string, remote: boolean, rs: Resource[]) => {
-    for (const r of rs) {
-      const u = toUpdate({ cluster, remote }, r);
-      if (u) updates.push(u);
-    }
-  };
-  add(opts.cluster, false, local);
-  for (const r of local) {
-    if (
-      r.kind !== 'RemoteClusterConfiguration' ||
-      r.spec.datastoreType !== 'file' ||
-      !r.spec.fileDatastorePath
-    )
-      continue;
-    add(r.name, true, await loadFile(`file:${r.spec.fileDatastorePath}`, io));
+  quietLogsForCli();
+  const view = await mergedViewOf(opts.cluster, parseDatastoreSpec(opts.datastore));
+  for (const e of view.errors)
+    io.err(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
+  for (const r of view.remotes) {
+    if (r.state !== RemoteClusterState.IN_SYNC || r.conflicts > 0)
+      io.err(
+        `warning: remote cluster ${r.cluster}: ${RemoteClusterState[r.state]}${r.detail ? `: ${r.detail}` : ''}\n`,
+      );
   }
+  const updates = view.updates;
   const index = new LabelIndex({ send: () => {} });
   for (const u of updates) if (u.body.case === 'profile') index.setProfileLabels(u.key, u.body.value.labels);
   const endpoints: { name: string; cluster: string; key: string }[] = [];

@@ -4,7 +4,8 @@
 // source's egress by the policies of the source's cluster, the destination's ingress by the
 // policies of the destination's cluster. Each is evaluated in that cluster's own view: its local
 // endpoints, plus its remotes' endpoints renamed `<cluster>/...` with `fedmesh.io/cluster`, exactly
-// as syncer/convert.ts feeds that cluster's agents. The other cluster's datastore is found through
+// as that cluster's syncer serves them (syncer/merged-view.ts runs the syncer's own Merger: remote
+// conflicts refused, remote network sets left out). The other cluster's datastore is found through
 // the RemoteClusterConfigurations of --datastore (file datastores only); when it cannot be read,
 // its decision is unknown. The decision logic itself is agent/calc/flow-evaluator.ts.
 import { resolve } from 'node:path';
@@ -19,11 +20,13 @@ import {
   type TierTrace,
   type ViewItem,
 } from '../agent/calc/flow-evaluator.ts';
+import { quietLogsForCli } from '../lib/log.ts';
 import { addressOfIpNetwork, cidrContainsIp, type Ip4, NetParseError, parseIp4 } from '../model/net.ts';
 import type { HostEndpoint, Labels, Resource, WorkloadEndpoint } from '../model/resources.ts';
-import type { Update } from '../proto/service.ts';
-import { baseKey, toUpdate } from '../syncer/convert.ts';
+import { RemoteClusterState } from '../proto/service.ts';
+import { baseKey } from '../syncer/convert.ts';
 import { FileDatastore } from '../syncer/datastore/file.ts';
+import { mergedViewOf } from '../syncer/merged-view.ts';
 
 export interface ExplainOptions {
   cluster: string;
@@ -87,6 +90,8 @@ interface ClusterData extends Loaded {
   /** As the --cluster datastore names it (the RCC's name for remote ones). */
   name: string;
   local: boolean;
+  /** Its file datastore's directory, when it can be read. */
+  dir?: string;
 }
 
 /** Reads file datastores once each (by absolute path), warning about refused resources on stderr. */
@@ -311,28 +316,21 @@ interface BuiltView {
   notes: string[];
 }
 
-async function buildView(c: ClusterData, loader: Loader): Promise<BuiltView> {
-  const updates: Update[] = [];
+async function buildView(c: ClusterData): Promise<BuiltView> {
   const notes: string[] = [];
-  const add = (cluster: string, remote: boolean, rs: readonly Resource[]) => {
-    for (const r of rs) {
-      const u = toUpdate({ cluster, remote }, r);
-      if (u) updates.push(u);
-    }
-  };
-  add(c.name, false, c.resources ?? []);
-  for (const r of (c.resources ?? []).filter(isRcc)) {
-    const got = await loader.remote(r);
-    if (got.resources) add(r.name, true, got.resources);
-    else {
+  const merged = c.dir ? await mergedViewOf(c.name, { type: 'file', dir: c.dir }) : undefined;
+  for (const r of merged?.remotes ?? []) {
+    if (r.state !== RemoteClusterState.IN_SYNC) {
       // The --datastore cluster's own remotes are reported once, with the error, by explain().
-      const detail = c.local ? '' : ` (cannot be read here: ${got.error})`;
+      const detail = c.local ? '' : ` (cannot be read here: ${r.detail || RemoteClusterState[r.state]})`;
       notes.push(
-        `cluster ${r.name}'s endpoints have no identity (labels) in cluster ${c.name}'s view${detail}`,
+        `cluster ${r.cluster}'s endpoints have no identity (labels) in cluster ${c.name}'s view${detail}`,
       );
+    } else if (r.conflicts > 0) {
+      notes.push(`cluster ${c.name} refuses ${r.conflicts} resource(s) of cluster ${r.cluster}: ${r.detail}`);
     }
   }
-  const view = new ClusterView(c.name, updates);
+  const view = new ClusterView(c.name, merged?.updates ?? []);
   for (const x of view.refused) notes.push(`cluster ${c.name}: ${x.key} refused: ${x.reason}`);
   return { view, notes };
 }
@@ -349,9 +347,10 @@ function peerReport(view: ClusterView, ip: Ip4): PeerReport {
   };
 }
 
+// A disabled pool allocates nothing: in flat routing it covers another cluster's pods (NAT exemption).
 function poolOwner(clusters: readonly ClusterData[], ip: Ip4): ClusterData | undefined {
   return clusters.find((c) =>
-    c.resources?.some((r) => r.kind === 'IPPool' && cidrContainsIp(r.spec.cidr, ip)),
+    c.resources?.some((r) => r.kind === 'IPPool' && !r.spec.disabled && cidrContainsIp(r.spec.cidr, ip)),
   );
 }
 
@@ -365,13 +364,24 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
   }
   if (!opts.datastore.startsWith('file:'))
     throw new ExplainError(`--datastore ${opts.datastore}: explain supports file:DIR so far`);
+  quietLogsForCli();
   const loader = new Loader();
   const own = await loader.load(opts.datastore.slice('file:'.length));
   if (own.error) throw new Error(own.error);
-  const clusters: ClusterData[] = [{ name: opts.cluster, local: true, resources: own.resources ?? [] }];
+  const clusters: ClusterData[] = [
+    {
+      name: opts.cluster,
+      local: true,
+      resources: own.resources ?? [],
+      dir: resolve(opts.datastore.slice(5)),
+    },
+  ];
   for (const r of (own.resources ?? []).filter(isRcc)) {
     if (r.name === opts.cluster) continue;
-    clusters.push({ name: r.name, local: false, ...(await loader.remote(r)) });
+    const got = await loader.remote(r);
+    const dir =
+      got.resources && r.kind === 'RemoteClusterConfiguration' ? r.spec.fileDatastorePath : undefined;
+    clusters.push({ name: r.name, local: false, ...got, ...(dir ? { dir } : {}) });
   }
 
   const src = resolveEnd('from', opts.from, clusters);
@@ -381,7 +391,7 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
   const viewOf = (c: ClusterData) => {
     let v = views.get(c.name);
     if (!v) {
-      v = buildView(c, loader);
+      v = buildView(c);
       views.set(c.name, v);
     }
     return v;

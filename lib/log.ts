@@ -12,3 +12,11 @@ export const rootLogger: Logger = pino(
 export function logger(component: string, bindings: Record<string, unknown> = {}): Logger {
   return rootLogger.child({ component, ...bindings });
 }
+
+/**
+ * For CLI commands that run syncer code in-process (eval, explain): its info/warn lines would bury
+ * the command's own output and warnings. FEDMESH_LOG_LEVEL, when set, still wins.
+ */
+export function quietLogsForCli(): void {
+  if (!process.env.FEDMESH_LOG_LEVEL) rootLogger.level = 'error';
+}

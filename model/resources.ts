@@ -163,14 +163,32 @@ export interface Node extends Meta {
   };
 }
 
+/**
+ * Calico's RemoteClusterConfiguration, every field. Paths are absolute after validation (resolved
+ * against the RCC file's directory); secrets (etcdPassword, k8sAPIToken) are held as given and
+ * never logged.
+ */
 export interface RemoteClusterConfiguration extends Meta {
   kind: 'RemoteClusterConfiguration';
   spec: {
-    datastoreType: 'file' | 'etcdv3' | 'kubernetes';
-    /** For file: an absolute path (validation resolves it against the RCC file's directory). */
+    /** Absent when clusterAccessSecret is set (the Secret's `datastoreType` key decides). */
+    datastoreType?: 'file' | 'etcdv3' | 'kubernetes';
+    /** For file (fedmesh's extension): an absolute path. */
     fileDatastorePath?: string;
     etcdEndpoints?: string[];
+    etcdUsername?: string;
+    etcdPassword?: string;
+    etcdKeyFile?: string;
+    etcdCertFile?: string;
+    etcdCACertFile?: string;
     kubeconfig?: string;
+    kubeconfigInline?: string;
+    k8sAPIEndpoint?: string;
+    k8sKeyFile?: string;
+    k8sCertFile?: string;
+    k8sCAFile?: string;
+    k8sAPIToken?: string;
+    k8sInsecureSkipTLSVerify?: boolean;
     clusterAccessSecret?: { name: string; namespace?: string };
     overlayRouting: boolean;
   };
@@ -272,6 +290,17 @@ export interface ServiceImport extends Meta {
   clusters: string[];
 }
 
+/**
+ * A Kubernetes Secret (v1). Only read for RemoteClusterConfigurations' clusterAccessSecret; its
+ * values never reach the feed, logs or errors. `data` is decoded from base64 and merged with
+ * `stringData` (which wins, as the API server does).
+ */
+export interface Secret extends Meta {
+  kind: 'Secret';
+  namespace: string;
+  data: Readonly<Record<string, string>>;
+}
+
 export type Resource =
   | NetworkPolicy
   | GlobalNetworkPolicy
@@ -291,7 +320,8 @@ export type Resource =
   | Endpoints
   | EndpointSlice
   | ServiceExport
-  | ServiceImport;
+  | ServiceImport
+  | Secret;
 
 export type ResourceKind = Resource['kind'];
 

@@ -54,9 +54,10 @@ function unknownKind(apiVersion: string, kind: string): { field: string; message
 
 /**
  * Validate one decoded object. `baseDir` is the directory of the file it came from (relative
- * paths in a RemoteClusterConfiguration resolve against it).
+ * paths in a RemoteClusterConfiguration resolve against it); undefined when it was not read from
+ * a file (etcd, the Kubernetes API), where a relative path is refused.
  */
-export function validateResource(obj: unknown, origin: Origin, baseDir: string): ValidateResult {
+export function validateResource(obj: unknown, origin: Origin, baseDir: string | undefined): ValidateResult {
   const id = readIdentity(obj);
   const fail = (field: string | undefined, message: string): ValidateResult => ({
     errors: [{ origin, ...(id ? { resource: id } : {}), ...(field ? { field } : {}), message }],

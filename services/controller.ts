@@ -6,11 +6,12 @@
 // fail-static: traffic should move to the clusters that answer); a deleted RCC withdraws at once.
 // Failed writes are retried with backoff.
 import { logger } from '../lib/log.ts';
-import type { RemoteClusterConfiguration } from '../model/resources.ts';
+import type { RemoteClusterConfiguration, Secret } from '../model/resources.ts';
 import type { ConnectionConfig } from '../syncer/datastore/connection.ts';
 import { describeConnection } from '../syncer/datastore/connection.ts';
 import { openConnection } from '../syncer/datastore/open.ts';
 import type { Datastore } from '../syncer/datastore/types.ts';
+import type { SecretLookup } from '../syncer/remote-config.ts';
 import { ClusterState } from './cluster-state.ts';
 import { desiredState } from './federation.ts';
 import type { RemoteAccess, RemoteResolver } from './remotes.ts';
@@ -57,7 +58,7 @@ export interface RemoteStatus {
 
 interface Remote {
   name: string;
-  /** The RCC's spec as text: a change means a new connection. */
+  /** The resolved connection as text (RCC and Secret): a change means a new connection. */
   rccKey: string;
   access: RemoteAccess;
   datastore?: Datastore;
@@ -170,10 +171,15 @@ export class ServicesController {
 
   private syncRemotes(): void {
     const rccs = new Map<string, RemoteClusterConfiguration>();
-    for (const r of this.local.values()) if (r.kind === 'RemoteClusterConfiguration') rccs.set(r.name, r);
+    const secrets = new Map<string, Secret>();
+    for (const r of this.local.values()) {
+      if (r.kind === 'RemoteClusterConfiguration') rccs.set(r.name, r);
+      else if (r.kind === 'Secret') secrets.set(`${r.namespace}/${r.name}`, r);
+    }
+    const lookup: SecretLookup = (ns, name) => secrets.get(`${ns}/${name}`);
     for (const [name, remote] of this.remotes) {
       const rcc = rccs.get(name);
-      if (!rcc || JSON.stringify(rcc.spec) !== remote.rccKey) {
+      if (!rcc || accessKey(this.opts.resolveRemote(rcc, lookup)) !== remote.rccKey) {
         log.info(
           { remote: name },
           rcc ? 'RCC changed: reconnecting' : 'RCC deleted: withdrawing its endpoints',
@@ -183,14 +189,14 @@ export class ServicesController {
         void this.dropRemote(remote);
       }
     }
-    for (const [name, rcc] of rccs) if (!this.remotes.has(name)) this.addRemote(name, rcc);
+    for (const [name, rcc] of rccs) if (!this.remotes.has(name)) this.addRemote(name, rcc, lookup);
   }
 
-  private addRemote(name: string, rcc: RemoteClusterConfiguration): void {
-    const access = this.opts.resolveRemote(rcc);
+  private addRemote(name: string, rcc: RemoteClusterConfiguration, secrets: SecretLookup): void {
+    const access = this.opts.resolveRemote(rcc, secrets);
     const remote: Remote = {
       name,
-      rccKey: JSON.stringify(rcc.spec),
+      rccKey: accessKey(access),
       access,
       state: new ClusterState(),
       derive: 'config' in access && access.config.type === 'file',
@@ -357,4 +363,9 @@ export class ServicesController {
     }
     this.loggedProblems = now;
   }
+}
+
+/** A resolved access as text, to tell a changed RCC or Secret from an unchanged one. */
+function accessKey(a: RemoteAccess): string {
+  return JSON.stringify(a);
 }

@@ -2,27 +2,13 @@
 // services controller needs the Kubernetes API (or a file datastore): a remote it can reach only
 // through etcd has no Services to read and is skipped, with a warning and a status entry.
 //
-// `rccConnection` is the one place that turns an RCC into a ConnectionConfig here; once the
-// syncer's full resolution (syncer/remote-config.ts: kubeconfig files, inline, Secrets) is in,
-// it replaces this function and `servicesAccess` stays as it is.
+// The RCC (and its clusterAccessSecret) is resolved exactly as the syncer resolves it
+// (syncer/remote-config.ts); only what the controller can read differs.
 import type { RemoteClusterConfiguration } from '../model/resources.ts';
 import type { ConnectionConfig } from '../syncer/datastore/connection.ts';
+import { resolveRemoteConfig, type SecretLookup } from '../syncer/remote-config.ts';
 
 export type RemoteAccess = { config: ConnectionConfig } | { skip: string } | { error: string };
-
-/** What this build can resolve by itself: file RCCs. */
-export function rccConnection(rcc: RemoteClusterConfiguration): ConnectionConfig | { error: string } {
-  switch (rcc.spec.datastoreType) {
-    case 'file':
-      return rcc.spec.fileDatastorePath
-        ? { type: 'file', dir: rcc.spec.fileDatastorePath }
-        : { error: 'spec.fileDatastorePath is required for datastoreType file' };
-    case 'etcdv3':
-      return { type: 'etcdv3', endpoints: rcc.spec.etcdEndpoints ?? [] };
-    case 'kubernetes':
-      return { error: 'datastoreType kubernetes: RCC credential resolution is not in this build yet' };
-  }
-}
 
 /** Can the services controller read Services through this connection? */
 export function servicesAccess(resolved: ConnectionConfig | { error: string }): RemoteAccess {
@@ -34,6 +20,16 @@ export function servicesAccess(resolved: ConnectionConfig | { error: string }): 
   return { config: resolved };
 }
 
-export type RemoteResolver = (rcc: RemoteClusterConfiguration) => RemoteAccess;
+export type RemoteResolver = (rcc: RemoteClusterConfiguration, secrets: SecretLookup) => RemoteAccess;
 
-export const resolveRemote: RemoteResolver = (rcc) => servicesAccess(rccConnection(rcc));
+/** Resolves as the syncer does; a Secret named without a namespace is in `defaultSecretNamespace`. */
+export function remoteResolver(defaultSecretNamespace: string): RemoteResolver {
+  return (rcc, secrets) => {
+    const r = resolveRemoteConfig(rcc, secrets, { defaultSecretNamespace });
+    return servicesAccess('connection' in r ? r.connection : { error: r.incomplete });
+  };
+}
+
+export const resolveRemote: RemoteResolver = remoteResolver(
+  process.env.FEDMESH_NAMESPACE ?? process.env.POD_NAMESPACE ?? 'fedmesh-system',
+);

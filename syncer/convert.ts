@@ -1,7 +1,9 @@
 // Datastore resources → feed updates. This is where a cluster's objects get their mesh-wide
-// identity: remote keys and profile names gain a `<cluster>/` prefix, every endpoint gets the
-// `fedmesh.io/cluster` label, namespaces and service accounts become label-only profiles, and remote
-// policies are dropped (policies are never federated).
+// identity: remote keys, profile names, node names and block affinities gain a `<cluster>/` prefix
+// (as Calico's remote-cluster syncer does, so two clusters may each have a `worker-1`), every
+// endpoint gets the `fedmesh.io/cluster` label, namespaces and service accounts become label-only
+// profiles. What a remote never sends, Calico never federates: policies, tiers, NetworkSets and
+// GlobalNetworkSets (a remote must not put CIDRs into local rules).
 import { create } from '@bufbuild/protobuf';
 import type {
   IcmpSpec,
@@ -134,6 +136,8 @@ export function baseKey(r: Resource): string {
     case 'ServiceExport':
     case 'ServiceImport':
       return `${r.kind.toLowerCase()}/${r.namespace}/${r.name}`;
+    case 'Secret':
+      return `secret/${r.namespace}/${r.name}`;
   }
 }
 
@@ -150,7 +154,7 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
       return u(ResourceKind.WORKLOAD_ENDPOINT, {
         case: 'workloadEndpoint',
         value: create(WorkloadEndpointSchema, {
-          node: r.spec.node,
+          node: prefix(ctx, r.spec.node),
           orchestrator: r.spec.orchestrator,
           namespace: r.namespace,
           pod: r.spec.pod,
@@ -168,7 +172,7 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
       return u(ResourceKind.HOST_ENDPOINT, {
         case: 'hostEndpoint',
         value: create(HostEndpointSchema, {
-          node: r.spec.node,
+          node: prefix(ctx, r.spec.node),
           interfaceName: r.spec.interfaceName ?? '',
           expectedIpv4s: r.spec.expectedIPs,
           profiles: r.spec.profiles.map((p) => prefix(ctx, p)),
@@ -218,6 +222,7 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
     }
     case 'NetworkSet':
     case 'GlobalNetworkSet':
+      if (ctx.remote) return undefined;
       return u(ResourceKind.NETWORK_SET, {
         case: 'networkSet',
         value: create(NetworkSetSchema, {
@@ -242,13 +247,18 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
     case 'IPAMBlock':
       return u(ResourceKind.IPAM_BLOCK, {
         case: 'ipamBlock',
-        value: create(IPAMBlockSchema, { cidr: r.spec.cidr, affinityNode: r.spec.affinityNode ?? '' }),
+        value: create(IPAMBlockSchema, {
+          cidr: r.spec.cidr,
+          affinityNode: r.spec.affinityNode ? prefix(ctx, r.spec.affinityNode) : '',
+        }),
       });
     case 'Node':
       return u(ResourceKind.NODE, {
         case: 'node',
         value: create(NodeSchema, {
-          name: r.name,
+          // `<cluster>/<node>` for a remote; a VTEP MAC the agent derives uses the node IP, never
+          // the name, so every cluster computes the same MAC for it.
+          name: prefix(ctx, r.name),
           ipv4Address: r.spec.ipv4Address ?? '',
           ipv4PrefixLen: r.spec.ipv4PrefixLen ?? 0,
           vxlanTunnelAddress: r.spec.vxlanTunnelAddress ?? '',
@@ -267,6 +277,8 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
         }),
       });
     case 'RemoteClusterConfiguration':
+    case 'Secret':
+      // Consumed by the syncer itself; a Secret's values never leave it.
       return undefined;
     // Services and their endpoints are the services controller's, not the agents'.
     case 'Service':

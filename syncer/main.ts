@@ -2,9 +2,7 @@
 import { startHealthServer } from '../lib/health.ts';
 import { logger } from '../lib/log.ts';
 import { gauge } from '../lib/metrics.ts';
-import type { RemoteClusterConfiguration } from '../model/resources.ts';
 import { RemoteClusterState } from '../proto/service.ts';
-import { FileDatastore } from './datastore/file.ts';
 import { openConnection, parseDatastoreSpec } from './datastore/open.ts';
 import type { Datastore } from './datastore/types.ts';
 import { FeedCache } from './feed-cache.ts';
@@ -20,20 +18,13 @@ export interface SyncerOptions {
   healthListen?: string;
   remoteSyncTimeoutMs?: number;
   remoteRetentionMs?: number;
+  /** The syncer's namespace: where a clusterAccessSecret without a namespace is looked up. */
+  namespace?: string;
 }
 
 /** The local cluster's datastore, from `--datastore`. */
 export function openDatastore(spec: string): Datastore {
   return openConnection(parseDatastoreSpec(spec));
-}
-
-export function remoteDatastore(rcc: RemoteClusterConfiguration): Datastore | { error: string } {
-  if (rcc.spec.datastoreType === 'file') {
-    if (!rcc.spec.fileDatastorePath)
-      return { error: 'spec.fileDatastorePath is required for datastoreType file' };
-    return new FileDatastore(rcc.spec.fileDatastorePath);
-  }
-  return { error: `datastoreType ${rcc.spec.datastoreType} is not supported by this build yet` };
 }
 
 export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void>> {
@@ -45,7 +36,9 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
     cluster: opts.cluster,
     local: openDatastore(opts.datastore),
     cache,
-    makeRemote: remoteDatastore,
+    // Remotes: RCC (+ its clusterAccessSecret) → ConnectionConfig (remote-config.ts) → openConnection.
+    defaultSecretNamespace:
+      opts.namespace ?? process.env.FEDMESH_NAMESPACE ?? process.env.POD_NAMESPACE ?? 'fedmesh-system',
     remoteSyncTimeoutMs: opts.remoteSyncTimeoutMs ?? 10_000,
     remoteRetentionMs: opts.remoteRetentionMs ?? 600_000,
   });

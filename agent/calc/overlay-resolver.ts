@@ -121,8 +121,8 @@ export class OverlayResolver {
   upsertPool(key: string, cluster: string, local: boolean, p: IPPool): void {
     const pool: Pool = { cidr: parseCidr(p.cidr), cluster, local, natOutgoing: local && p.natOutgoing };
     const old = this.pools.get(key);
-    if (old && old.cidr !== pool.cidr) this.sink.send({ kind: 'PoolRemove', cidr: old.cidr });
     this.pools.set(key, pool);
+    if (old && old.cidr !== pool.cidr) this.poolGone(old.cidr);
     this.sink.send({ kind: 'PoolUpdate', pool });
   }
 
@@ -130,7 +130,17 @@ export class OverlayResolver {
     const old = this.pools.get(key);
     if (!old) return;
     this.pools.delete(key);
-    this.sink.send({ kind: 'PoolRemove', cidr: old.cidr });
+    this.poolGone(old.cidr);
+  }
+
+  /**
+   * Pool messages are keyed by CIDR. Two pools may share one (a remote pool and the disabled local
+   * pool that exempts it from NAT): when one goes, the other is sent again instead of a removal,
+   * so the range never drops out of the all-pools set (which would masquerade it).
+   */
+  private poolGone(cidr: Cidr): void {
+    const other = [...this.pools.values()].find((p) => p.cidr === cidr);
+    this.sink.send(other ? { kind: 'PoolUpdate', pool: other } : { kind: 'PoolRemove', cidr });
   }
 
   private removeVtep(name: string): void {

@@ -83,8 +83,8 @@ export async function probe(
 }
 
 /** Copy the example clusters into the work directory (the demo edits its copy, never the repo). */
-function writeClusters(workDir: string): void {
-  for (const c of CLUSTERS) cpSync(join(EXAMPLE_DIR, c), join(workDir, c), { recursive: true });
+function writeClusters(workDir: string, exampleDir: string): void {
+  for (const c of CLUSTERS) cpSync(join(exampleDir, c), join(workDir, c), { recursive: true });
 }
 
 async function loadClusters(workDir: string): Promise<Record<string, Resource[]>> {
@@ -105,12 +105,14 @@ export async function startMesh(opts: {
   workDir: string;
   prefix: string;
   backend: 'nft' | 'legacy';
+  /** A directory with clusters a/ and b/ (default examples/two-cluster; tests use variants). */
+  exampleDir?: string;
 }): Promise<Mesh> {
   const { workDir, prefix } = opts;
   await stopMesh(workDir, prefix);
   mkdirSync(workDir, { recursive: true });
   writeFileSync(join(workDir, 'prefix'), prefix);
-  writeClusters(workDir);
+  writeClusters(workDir, opts.exampleDir ?? EXAMPLE_DIR);
   const topology = topologyFromResources(prefix, await loadClusters(workDir));
   await buildTopology(topology);
   for (const p of allPods(topology)) {

@@ -21,6 +21,8 @@ import {
   checkBool,
   checked,
   checkInt,
+  checkName,
+  describe,
   enumSchema,
   FieldError,
   isMapping,
@@ -38,7 +40,7 @@ import {
   macSchema,
   namedPortSchema,
 } from './fields.ts';
-import { defineKind, type KindHandler } from './kind.ts';
+import { defineKind, type KindHandler, type ValidateResult } from './kind.ts';
 import { policySpecSchema } from './policy.ts';
 
 const str = checked(requireString);
@@ -332,7 +334,23 @@ const node = defineKind({
 });
 
 // ---------------------------------------------------------------------------------------------
-// RemoteClusterConfiguration
+// RemoteClusterConfiguration: every field of Calico's (tigera/api remoteclusterconfig.go), checked
+// as libcalico-go's validator checks them. What a working connection needs beyond that (endpoints
+// for etcdv3, a kubeconfig or API endpoint for kubernetes, the Secret's keys) is not a validation
+// error in Calico but ConfigIncomplete at run time: syncer/remote-config.ts.
+
+/** A mapping that refuses fields it does not know: a misspelt connection field must not vanish. */
+function strictObject<S extends z.ZodRawShape>(shape: S, what: string) {
+  const known = Object.keys(shape).join(', ');
+  return z.object(shape).catchall(
+    checked((): never => {
+      throw new FieldError(`unknown field in ${what} (known: ${known})`);
+    }),
+  );
+}
+
+// Calico: `https?://[^:]+:\d+`, the port required, several joined by commas for etcd.
+const ENDPOINT_URL = /^https?:\/\/[^:/\s]+:\d+\/?$/;
 
 /** Calico writes etcdEndpoints as one comma-separated string; a list is accepted too. */
 const etcdEndpoints = checked((v) => {
@@ -340,59 +358,183 @@ const etcdEndpoints = checked((v) => {
   if (!items) throw new FieldError('expected a comma-separated string of URLs');
   const urls = items.map((x) => requireString(typeof x === 'string' ? x.trim() : x)).filter(Boolean);
   for (const u of urls) {
-    if (!/^https?:\/\/[^/\s]+/.test(u)) throw new FieldError(`"${u}" is not an http(s) URL`);
+    if (!ENDPOINT_URL.test(u)) throw new FieldError(`"${u}" is not an http(s)://host:port URL`);
   }
+  if (urls.length === 0) throw new FieldError('must not be empty');
   return urls;
 });
 
-const rccSpec = z
-  .object({
-    datastoreType: enumSchema(['file', 'etcdv3', 'kubernetes'] as const).optional(),
-    fileDatastorePath: optStr,
-    etcdEndpoints: etcdEndpoints.optional(),
-    kubeconfig: optStr,
-    clusterAccessSecret: z.object({ name: str, namespace: optStr }).optional(),
-    syncOptions: z
-      .object({ overlayRoutingMode: enumSchema(['Enabled', 'Disabled'] as const).default('Disabled') })
-      .prefault({}),
-  })
-  .superRefine((s, ctx) => {
-    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', message, path: [path] });
-    const type = rccDatastoreType(s);
-    if (type === undefined) issue('datastoreType', 'required (file, etcdv3 or kubernetes)');
-    if (type === 'file' && !s.fileDatastorePath)
-      issue('fileDatastorePath', 'required when datastoreType is file');
-    if (type === 'etcdv3' && !s.etcdEndpoints?.length)
-      issue('etcdEndpoints', 'required when datastoreType is etcdv3');
-    if (type === 'kubernetes' && !s.kubeconfig && !s.clusterAccessSecret) {
-      issue('kubeconfig', 'kubeconfig or clusterAccessSecret is required when datastoreType is kubernetes');
-    }
-  });
+const k8sEndpoint = checked((v) => {
+  const s = requireString(v);
+  if (!ENDPOINT_URL.test(s)) throw new FieldError(`"${s}" is not an http(s)://host:port URL`);
+  return s;
+});
 
-/** A clusterAccessSecret holds a kubeconfig: without an explicit type it means kubernetes. */
-function rccDatastoreType(s: {
-  datastoreType?: RemoteClusterConfiguration['spec']['datastoreType'];
-  clusterAccessSecret?: unknown;
-}) {
-  return s.datastoreType ?? (s.clusterAccessSecret ? 'kubernetes' : undefined);
-}
+/** Calico's `file` rule: any non-empty path without a NUL byte. */
+const filePath = checked((v) => {
+  const s = requireString(v);
+  if (s.includes('\0')) throw new FieldError('a path must not contain a NUL byte');
+  return s;
+});
+
+/** A value that must not be echoed in an error (password, token, inline kubeconfig). */
+const secretText = checked((v) => {
+  if (typeof v !== 'string') throw new FieldError(`expected a string, got ${typeof v}`);
+  if (v === '') throw new FieldError('must not be empty');
+  return v;
+});
+
+const clusterAccessSecret = strictObject(
+  {
+    name: checked((v) => checkName('subdomain', v)),
+    namespace: checked((v) => checkName('label', v)).optional(),
+    kind: checked((v) => {
+      if (v !== 'Secret') throw new FieldError(`must be Secret, got ${describe(v)}`);
+      return v;
+    }).optional(),
+    apiVersion: checked((v) => {
+      if (v !== 'v1') throw new FieldError(`must be v1, got ${describe(v)}`);
+      return v;
+    }).optional(),
+    uid: optStr,
+    resourceVersion: optStr,
+    fieldPath: optStr,
+  },
+  'spec.clusterAccessSecret',
+);
+
+/** Connection fields: with a clusterAccessSecret, all of these must be empty (Calico's rule). */
+const CONNECTION_FIELDS = [
+  'datastoreType',
+  'fileDatastorePath',
+  'etcdEndpoints',
+  'etcdUsername',
+  'etcdPassword',
+  'etcdKeyFile',
+  'etcdCertFile',
+  'etcdCACertFile',
+  'kubeconfig',
+  'kubeconfigInline',
+  'k8sAPIEndpoint',
+  'k8sKeyFile',
+  'k8sCertFile',
+  'k8sCAFile',
+  'k8sAPIToken',
+  'k8sInsecureSkipTLSVerify',
+] as const;
+
+/** Refused with datastoreType kubernetes (libcalico-go validator). */
+const ETCD_ONLY = ['etcdEndpoints', 'etcdPassword', 'etcdKeyFile', 'etcdCertFile', 'etcdCACertFile'] as const;
+
+const rccSpec = strictObject(
+  {
+    datastoreType: enumSchema(['etcdv3', 'kubernetes', 'file'] as const).optional(),
+    fileDatastorePath: filePath.optional(),
+    etcdEndpoints: etcdEndpoints.optional(),
+    etcdUsername: optStr,
+    etcdPassword: secretText.optional(),
+    etcdKeyFile: filePath.optional(),
+    etcdCertFile: filePath.optional(),
+    etcdCACertFile: filePath.optional(),
+    kubeconfig: filePath.optional(),
+    kubeconfigInline: secretText.optional(),
+    k8sAPIEndpoint: k8sEndpoint.optional(),
+    k8sKeyFile: filePath.optional(),
+    k8sCertFile: filePath.optional(),
+    k8sCAFile: filePath.optional(),
+    k8sAPIToken: secretText.optional(),
+    k8sInsecureSkipTLSVerify: checked(checkBool).optional(),
+    clusterAccessSecret: clusterAccessSecret.optional(),
+    syncOptions: strictObject(
+      // The CRD's default is Disabled: without it a remote sends endpoints only, no routes.
+      { overlayRoutingMode: enumSchema(['Enabled', 'Disabled'] as const).default('Disabled') },
+      'spec.syncOptions',
+    ).prefault({}),
+  },
+  'spec',
+).superRefine((s, ctx) => {
+  const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', message, path: [path] });
+  const given = (f: (typeof CONNECTION_FIELDS)[number]) => s[f] !== undefined;
+  if (s.clusterAccessSecret) {
+    for (const f of CONNECTION_FIELDS) {
+      if (given(f))
+        issue(f, 'must be empty when clusterAccessSecret is set (the Secret holds the connection)');
+    }
+    return;
+  }
+  if (s.datastoreType === undefined) {
+    issue('datastoreType', 'required (etcdv3, kubernetes or file) unless clusterAccessSecret is set');
+    return;
+  }
+  if (s.datastoreType === 'kubernetes') {
+    for (const f of ETCD_ONLY) if (given(f)) issue(f, 'not allowed with datastoreType kubernetes');
+  }
+  if (s.datastoreType === 'file') {
+    if (!s.fileDatastorePath) issue('fileDatastorePath', 'required when datastoreType is file');
+  } else if (s.fileDatastorePath !== undefined) {
+    issue('fileDatastorePath', `only for datastoreType file, not ${s.datastoreType}`);
+  }
+});
+
+const RCC_PATHS = [
+  'fileDatastorePath',
+  'etcdKeyFile',
+  'etcdCertFile',
+  'etcdCACertFile',
+  'kubeconfig',
+  'k8sKeyFile',
+  'k8sCertFile',
+  'k8sCAFile',
+] as const;
 
 const remoteClusterConfiguration = defineKind({
   namespaced: false,
   nameRule: 'subdomain',
   body: specOf(rccSpec),
-  build(meta, { spec }, ctx): RemoteClusterConfiguration {
-    // Relative paths are relative to the directory holding the RCC's file, not to the cwd.
-    const abs = (p: string) => (isAbsolute(p) ? p : resolve(ctx.baseDir, p));
+  build(meta, { spec }, ctx): RemoteClusterConfiguration | ValidateResult {
+    // Relative paths are relative to the directory holding the RCC's file, not to the cwd. An RCC
+    // read from etcd or the Kubernetes API has no such directory: a relative path is refused.
+    const paths: Partial<Record<(typeof RCC_PATHS)[number], string>> = {};
+    for (const f of RCC_PATHS) {
+      const p = spec[f];
+      if (p === undefined) continue;
+      if (isAbsolute(p)) paths[f] = p;
+      else if (ctx.baseDir !== undefined) paths[f] = resolve(ctx.baseDir, p);
+      else {
+        return {
+          errors: [
+            {
+              origin: ctx.origin,
+              ...(ctx.id ? { resource: ctx.id } : {}),
+              field: `spec.${f}`,
+              message: `"${p}" is a relative path, and this RemoteClusterConfiguration was not read from a file (${ctx.origin.source}): there is no directory to resolve it against; give an absolute path`,
+            },
+          ],
+        };
+      }
+    }
     const secret = spec.clusterAccessSecret;
+    const opt = <K extends string, V>(k: K, v: V | undefined) => (v === undefined ? {} : { [k]: v });
     return {
       kind: 'RemoteClusterConfiguration',
       ...meta,
       spec: {
-        datastoreType: rccDatastoreType(spec) as RemoteClusterConfiguration['spec']['datastoreType'],
-        ...(spec.fileDatastorePath ? { fileDatastorePath: abs(spec.fileDatastorePath) } : {}),
-        ...(spec.etcdEndpoints ? { etcdEndpoints: spec.etcdEndpoints } : {}),
-        ...(spec.kubeconfig ? { kubeconfig: abs(spec.kubeconfig) } : {}),
+        ...opt('datastoreType', spec.datastoreType),
+        ...opt('fileDatastorePath', paths.fileDatastorePath),
+        ...opt('etcdEndpoints', spec.etcdEndpoints),
+        ...opt('etcdUsername', spec.etcdUsername),
+        ...opt('etcdPassword', spec.etcdPassword),
+        ...opt('etcdKeyFile', paths.etcdKeyFile),
+        ...opt('etcdCertFile', paths.etcdCertFile),
+        ...opt('etcdCACertFile', paths.etcdCACertFile),
+        ...opt('kubeconfig', paths.kubeconfig),
+        ...opt('kubeconfigInline', spec.kubeconfigInline),
+        ...opt('k8sAPIEndpoint', spec.k8sAPIEndpoint),
+        ...opt('k8sKeyFile', paths.k8sKeyFile),
+        ...opt('k8sCertFile', paths.k8sCertFile),
+        ...opt('k8sCAFile', paths.k8sCAFile),
+        ...opt('k8sAPIToken', spec.k8sAPIToken),
+        ...opt('k8sInsecureSkipTLSVerify', spec.k8sInsecureSkipTLSVerify),
         ...(secret
           ? {
               clusterAccessSecret: {

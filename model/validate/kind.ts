@@ -34,8 +34,11 @@ export interface KindContext {
   apiVersion: string;
   kind: string;
   origin: Origin;
-  /** Directory of the file the document came from: relative paths in it resolve against it. */
-  baseDir: string;
+  /**
+   * Directory of the file the document came from: relative paths in it resolve against it.
+   * Undefined for documents not read from a file (etcd, the Kubernetes API): no relative paths.
+   */
+  baseDir: string | undefined;
   /** `Kind/namespace/name` as written, when readable, for error messages. */
   id: string | undefined;
 }

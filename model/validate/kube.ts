@@ -14,7 +14,7 @@ import {
 } from '../k8s-networkpolicy.ts';
 import { type Cidr, cidrContainsIp, intToIp4, NetParseError, parseCidrParts } from '../net.ts';
 import { podToWorkloadEndpoint } from '../pod.ts';
-import type { NamedPort, Namespace, ResourceError, ServiceAccount } from '../resources.ts';
+import type { NamedPort, Namespace, ResourceError, Secret, ServiceAccount } from '../resources.ts';
 import {
   checkBool,
   checked,
@@ -149,10 +149,65 @@ const pod = defineKind({
   },
 });
 
+// ---------------------------------------------------------------------------------------------
+// Secret: read only for RemoteClusterConfigurations' clusterAccessSecret. Its values never appear
+// in an error message (keys and positions do).
+
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+function secretMap(what: string, decode: boolean) {
+  return checked((v) => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v))
+      throw new FieldError(`expected a mapping of key to ${what}`);
+    const out: Record<string, string> = {};
+    for (const [k, x] of Object.entries(v)) {
+      if (!SECRET_KEY.test(k) || k.length > 253)
+        throw new FieldError(`key "${k}" is invalid: letters, digits, '-', '_' or '.'`);
+      if (typeof x !== 'string') throw new FieldError(`the value of key "${k}" must be a string`);
+      const text = x.replace(/\s+/g, '');
+      if (decode && (text.length % 4 !== 0 || !BASE64.test(text)))
+        throw new FieldError(
+          `the value of key "${k}" is not base64 (data holds base64; use stringData for text)`,
+        );
+      out[k] = decode ? Buffer.from(text, 'base64').toString('utf8') : x;
+    }
+    return out;
+  });
+}
+
+const secret = defineKind({
+  namespaced: true,
+  nameRule: 'subdomain',
+  body: z
+    .object({
+      apiVersion: z.unknown(),
+      kind: z.unknown(),
+      metadata: z.unknown(),
+      type: optStr,
+      immutable: checked(checkBool).optional(),
+      data: secretMap('base64 text', true).optional(),
+      stringData: secretMap('text', false).optional(),
+    })
+    .catchall(
+      checked((): never => {
+        throw new FieldError('unknown field in a Secret (known: type, immutable, data, stringData)');
+      }),
+    ),
+  build: (meta, body): Secret => ({
+    kind: 'Secret',
+    ...meta,
+    namespace: meta.namespace as string,
+    // The API server merges stringData into data, stringData winning.
+    data: { ...(body.data ?? {}), ...(body.stringData ?? {}) },
+  }),
+});
+
 export const coreV1: Record<string, KindHandler> = {
   Namespace: namespace,
   ServiceAccount: serviceAccount,
   Pod: pod,
+  Secret: secret,
 };
 
 // ---------------------------------------------------------------------------------------------

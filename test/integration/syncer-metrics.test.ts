@@ -72,5 +72,8 @@ test('syncer health, readiness and metrics, with a remote conflict counted', {
   assert.match(metrics, /^fedmesh_remote_cluster_endpoints\{cluster="b"\} 4$/m);
   assert.match(metrics, /^fedmesh_remote_cluster_conflicts\{cluster="b"\} 1$/m);
   const status = JSON.parse((await get(`${base}/status`))!.body) as { remotes: { detail: string }[] };
-  assert.match(status.remotes[0]!.detail, /10\.10\.128\.0\/17 overlaps local pool 10\.10\.0\.0\/16/);
+  assert.match(
+    status.remotes[0]!.detail,
+    /10\.10\.128\.0\/17 overlaps enabled local pool a-pool \(10\.10\.0\.0\/16\)/,
+  );
 });

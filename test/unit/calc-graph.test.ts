@@ -998,6 +998,21 @@ describe('overlay: VTEPs, routes, pools and host config', () => {
     ]);
     assert.equal(rec.model.pools.size, 2);
   });
+
+  it('a disabled local pool and a remote pool with one CIDR: either going leaves the range in the pool set', () => {
+    const { feed, rec } = newGraph();
+    feed(
+      pool({ name: 'b-range', cidr: '10.20.0.0/16', natOutgoing: false, disabled: true }),
+      pool({ cluster: 'b', name: 'b-pool', cidr: '10.20.0.0/16' }),
+    );
+    assert.deepEqual(feed(deletion(pool({ cluster: 'b', name: 'b-pool', cidr: '10.20.0.0/16' }))), [
+      { kind: 'PoolUpdate', pool: { cidr: '10.20.0.0/16', cluster: 'a', local: true, natOutgoing: false } },
+    ]);
+    assert.equal(rec.model.pools.size, 1, 'the remote range stays exempt from NAT outgoing');
+    assert.deepEqual(feed(deletion(pool({ name: 'b-range', cidr: '10.20.0.0/16' }))), [
+      { kind: 'PoolRemove', cidr: '10.20.0.0/16' },
+    ]);
+  });
 });
 
 // --- incremental equals from scratch (property) -------------------------------------------------

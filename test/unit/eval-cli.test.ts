@@ -39,6 +39,7 @@ before(() => {
       wep('a-node2', 'ops', 'prom-1', '10.10.0.7', '{app: prometheus}'),
       'apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: a-node1-eth0, labels: {role: node}}\nspec: {node: a-node1, interfaceName: eth0, expectedIPs: [192.168.0.11]}',
       'apiVersion: projectcalico.org/v3\nkind: RemoteClusterConfiguration\nmetadata: {name: b}\nspec: {datastoreType: file, fileDatastorePath: ../b}',
+      'apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: a-pool}\nspec: {cidr: 10.10.0.0/16}',
     ].join('\n---\n'),
   );
   writeFileSync(
@@ -47,6 +48,8 @@ before(() => {
       'apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: data}}',
       wep('b-node1', 'shop', 'db-1', '10.20.0.5', '{app: db, version: v2}'),
       wep('b-node1', 'shop', 'frontend-9', '10.20.0.6', '{app: frontend}'),
+      // Inside cluster a's pool: the syncer refuses it, so eval must not show it either.
+      wep('b-node1', 'shop', 'squatter-1', '10.10.0.99', '{app: frontend}'),
     ].join('\n---\n'),
   );
 });
@@ -73,6 +76,16 @@ const PROM = 'ops/a--node2-k8s-prom--1-eth0';
 const DB = 'b/shop/b--node1-k8s-db--1-eth0';
 const FE9 = 'b/shop/b--node1-k8s-frontend--9-eth0';
 const HEP = 'a-node1-eth0';
+
+test('eval reads the syncer’s merged view: a remote endpoint the syncer refuses is not shown, and why', () => {
+  const r = evalSel("app == 'frontend'", 'json');
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, /squatter/);
+  assert.match(
+    r.stderr,
+    /remote cluster b: .*endpoint net 10\.10\.0\.99\/32 overlaps enabled local pool a-pool/,
+  );
+});
 
 const cases: [string, string[]][] = [
   ["app == 'frontend'", [FE1, FE9]],

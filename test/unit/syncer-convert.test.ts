@@ -116,8 +116,8 @@ describe('convert: workload endpoints', () => {
       'projectcalico.org/orchestrator': 'k8s',
       [CLUSTER_LABEL]: 'b',
     });
-    // The endpoint's own data is not renamed: node names are unique mesh-wide.
-    assert.equal(w.node, 'b-node1');
+    // Its node is the remote node's prefixed name, as Calico renames remote hosts.
+    assert.equal(w.node, 'b/b-node1');
     assert.equal(w.namespace, 'shop');
     assert.equal(w.pod, 'db-1');
     assert.equal(w.endpoint, 'eth0');
@@ -312,13 +312,13 @@ describe('convert: overlay resources', () => {
     assert.equal(b.kind, ResourceKind.IPAM_BLOCK);
     assert.equal(b.body.case, 'ipamBlock');
     assert.equal(b.body.value.cidr, '10.20.1.0/26');
-    assert.equal(b.body.value.affinityNode, 'b-node1');
+    assert.equal(b.body.value.affinityNode, 'b/b-node1', 'affinity host:b/b-node1, as Calico has it');
 
     const n = convert(REMOTE, node);
     assert.equal(n.key, 'b/node/b-node1');
     assert.equal(n.kind, ResourceKind.NODE);
     assert.equal(n.body.case, 'node');
-    assert.equal(n.body.value.name, 'b-node1');
+    assert.equal(n.body.value.name, 'b/b-node1', 'two clusters may each have a node b-node1');
     assert.equal(n.body.value.ipv4Address, '192.168.100.21');
     assert.equal(n.body.value.ipv4PrefixLen, 24);
     assert.equal(n.body.value.vxlanTunnelAddress, '10.20.1.0');
@@ -328,9 +328,14 @@ describe('convert: overlay resources', () => {
       [pool, block, node].map((r) => convert(LOCAL, r).key),
       ['ippool/b-pool', 'ipamblock/10-20-1-0-26', 'node/b-node1'],
     );
+    const lb = convert(LOCAL, block);
+    const ln = convert(LOCAL, node);
+    assert.ok(lb.body.case === 'ipamBlock' && ln.body.case === 'node');
+    assert.equal(lb.body.value.affinityNode, 'b-node1', 'local names are not prefixed');
+    assert.equal(ln.body.value.name, 'b-node1');
   });
 
-  test('network sets are prefixed and labelled with their cluster', () => {
+  test('network sets: local ones labelled with their cluster; a remote never sends them (as Calico)', () => {
     const [ns, gns] = resources(`
 apiVersion: projectcalico.org/v3
 kind: NetworkSet
@@ -343,11 +348,14 @@ metadata: {name: office, labels: {kind: office}}
 spec: {nets: [203.0.113.0/24]}
 `);
     assert.ok(ns && gns);
-    const u = convert(REMOTE, ns);
-    assert.equal(u.key, 'b/networkset/shop/partners');
+    const u = convert(LOCAL, ns);
+    assert.equal(u.key, 'networkset/shop/partners');
     assert.equal(u.body.case, 'networkSet');
-    assert.deepEqual(u.body.value.labels, { kind: 'partner', [CLUSTER_LABEL]: 'b' });
+    assert.deepEqual(u.body.value.labels, { kind: 'partner', [CLUSTER_LABEL]: 'a' });
     assert.equal(convert(LOCAL, gns).key, 'globalnetworkset/office');
+    // A remote cluster must not put CIDRs into local rules: its network sets stay home.
+    assert.equal(toUpdate(REMOTE, ns), undefined);
+    assert.equal(toUpdate(REMOTE, gns), undefined);
     assert.equal(baseKey(gns), 'globalnetworkset/office');
   });
 });

@@ -3,9 +3,12 @@
 // Assertions are on what an operator (or an agent) observes: the feed cache's contents, its
 // in-sync marker and the per-remote status.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { RemoteClusterConfiguration, Resource } from '../../model/resources.ts';
+import type { Resource } from '../../model/resources.ts';
 import { parseYamlDocuments } from '../../model/validate.ts';
 import {
   RemoteClusterState,
@@ -13,6 +16,7 @@ import {
   ResourceKind,
   type Update,
 } from '../../proto/service.ts';
+import type { ConnectionConfig } from '../../syncer/datastore/connection.ts';
 import type {
   Datastore,
   DatastoreEvent,
@@ -25,7 +29,6 @@ import { FeedCache, type FeedSubscriber } from '../../syncer/feed-cache.ts';
 // loads, hence the dynamic imports).
 process.env.FEDMESH_LOG_LEVEL ??= 'silent';
 const { Merger } = await import('../../syncer/merger.ts');
-const { remoteDatastore } = await import('../../syncer/main.ts');
 
 // ---------------------------------------------------------------------------------------------
 // Resources
@@ -91,7 +94,7 @@ spec: {selector: all(), types: [Ingress]}`);
 function rcc(name: string, opts: { overlay?: boolean; type?: 'file' | 'etcdv3' } = {}): Resource {
   const spec =
     opts.type === 'etcdv3'
-      ? 'datastoreType: etcdv3\n  etcdEndpoints: "http://127.0.0.1:2379"'
+      ? 'datastoreType: etcdv3'
       : `datastoreType: file\n  fileDatastorePath: /nonexistent/${name}`;
   return one(`apiVersion: projectcalico.org/v3
 kind: RemoteClusterConfiguration
@@ -223,29 +226,41 @@ interface Harness {
   made: FakeDatastore[];
   /** The latest remote datastore made for an RCC name. */
   remote(name: string): FakeDatastore;
+  /** Every connection a datastore was opened with, in order. */
+  connections: ConnectionConfig[];
 }
 
 async function harness(
   t: TestContext,
-  opts: { remoteSyncTimeoutMs?: number; remoteRetentionMs?: number } = {},
+  opts: { remoteSyncTimeoutMs?: number; remoteRetentionMs?: number; reresolveMs?: number } = {},
 ): Promise<Harness> {
   const cache = new FeedCache();
+  const connections: ConnectionConfig[] = [];
   const local = new FakeDatastore('local a');
   const made: FakeDatastore[] = [];
   const byName = new Map<string, FakeDatastore>();
-  const makeRemote = (r: RemoteClusterConfiguration) => {
-    // Only file RCCs get a fake; anything else goes through the syncer's real factory.
-    if (r.spec.datastoreType !== 'file') return remoteDatastore(r);
-    const ds = new FakeDatastore(`remote ${r.name} #${made.length}`);
+  // Every resolved connection gets a fake, named after the directory (`/nonexistent/<remote>`) or
+  // the first endpoint; the resolution itself (RCC + Secret → connection) is the syncer's own.
+  const openRemote = (c: ConnectionConfig) => {
+    const name =
+      c.type === 'file'
+        ? basename(c.dir)
+        : c.type === 'etcdv3'
+          ? new URL(c.endpoints[0] ?? '').hostname
+          : 'k8s';
+    const ds = new FakeDatastore(`remote ${name} #${made.length}`);
     made.push(ds);
-    byName.set(r.name, ds);
+    byName.set(name, ds);
+    connections.push(c);
     return ds;
   };
   const merger = new Merger({
     cluster: 'a',
     local,
     cache,
-    makeRemote,
+    openRemote,
+    defaultSecretNamespace: 'fedmesh-system',
+    reresolveMs: opts.reresolveMs ?? 60_000,
     remoteSyncTimeoutMs: opts.remoteSyncTimeoutMs ?? 5_000,
     remoteRetentionMs: opts.remoteRetentionMs ?? 60_000,
   });
@@ -256,6 +271,7 @@ async function harness(
     local,
     merger,
     made,
+    connections,
     remote(name) {
       const ds = byName.get(name);
       assert.ok(ds, `a datastore was made for remote ${name}`);
@@ -377,7 +393,7 @@ describe('Merger: the merged feed', () => {
 });
 
 describe('Merger: conflicts are refused, local wins', () => {
-  test('remote pool overlapping a local pool, endpoint inside a local pool, duplicate node name', async (t) => {
+  test('remote pool, block and endpoint inside an enabled local pool are refused; a same-named node is not', async (t) => {
     const { cache, remote } = await meshed(t);
     const localNode = cache.get(ResourceKind.NODE, 'node/a-node1');
     remote('b').upsert(
@@ -401,17 +417,18 @@ describe('Merger: conflicts are refused, local wins', () => {
       undefined,
       'endpoint in a local pool refused',
     );
-    assert.equal(cache.get(ResourceKind.NODE, 'b/node/a-node1'), undefined, 'duplicate node name refused');
-    // Local wins: the local entries are as they were; the rest of b is still served.
+    // Calico prefixes remote node names: b's a-node1 is b/a-node1, no clash with a's a-node1.
+    const bNode = cache.get(ResourceKind.NODE, 'b/node/a-node1');
+    assert.ok(bNode?.body.case === 'node');
+    assert.equal(bNode.body.value.name, 'b/a-node1');
     assert.deepEqual(cache.get(ResourceKind.NODE, 'node/a-node1'), localNode);
-    assert.deepEqual(keys(cache), [...A_KEYS, ...B_KEYS].sort());
+    assert.deepEqual(keys(cache), [...A_KEYS, ...B_KEYS, 'b/node/a-node1'].sort());
 
     const st = statusOf(cache, 'b');
-    assert.deepEqual(counts(st), { endpoints: 2, profiles: 1, pools: 1, blocks: 1, nodes: 1, conflicts: 4 });
+    assert.deepEqual(counts(st), { endpoints: 2, profiles: 1, pools: 1, blocks: 1, nodes: 2, conflicts: 3 });
     assert.equal(st.state, RemoteClusterState.IN_SYNC);
-    assert.match(st.detail, /10\.10\.128\.0\/17/);
+    assert.match(st.detail, /pool 10\.10\.128\.0\/17 overlaps enabled local pool a-pool/);
     assert.match(st.detail, /10\.10\.1\.77/);
-    assert.match(st.detail, /a-node1/);
   });
 
   test('conflicting data in the initial listing is refused too', async (t) => {
@@ -467,35 +484,23 @@ describe('Merger: conflicts are refused, local wins', () => {
     assert.equal(st.endpoints, 3);
   });
 
-  test('a later local node with a remote node’s name withdraws the remote node; removing it restores it', async (t) => {
-    const { cache, local } = await meshed(t);
-    const dup = node('b-node1', '192.168.100.13', '10.10.3.0', '66:aa:00:00:00:03');
-    local.upsert(dup);
-    assert.equal(cache.get(ResourceKind.NODE, 'b/node/b-node1'), undefined);
-    assert.ok(cache.get(ResourceKind.NODE, 'node/b-node1'));
-    assert.equal(statusOf(cache, 'b').conflicts, 1);
-    assert.equal(statusOf(cache, 'b').nodes, 0);
-    local.delete(dup);
-    assert.ok(cache.get(ResourceKind.NODE, 'b/node/b-node1'));
-    assert.equal(statusOf(cache, 'b').conflicts, 0);
-    assert.equal(statusOf(cache, 'b').nodes, 1);
-  });
-
-  test('a node refused for duplicating another remote’s node is served once that remote drops it', async (t) => {
+  test('same node names in the local cluster and two remotes: each served under its own prefix', async (t) => {
     const h = await meshed(t);
     h.local.upsert(rcc('c'));
-    const shared = node('shared-node', '192.168.100.50', '10.40.0.0', '66:cc:00:00:00:01');
-    h.remote('b').upsert(shared);
-    h.remote('c').sync([pool('c-pool', '10.40.0.0/16'), shared]);
-    assert.ok(h.cache.get(ResourceKind.NODE, 'b/node/shared-node'));
-    assert.equal(h.cache.get(ResourceKind.NODE, 'c/node/shared-node'), undefined, 'refused while b has it');
-    assert.equal(statusOf(h.cache, 'c').conflicts, 1);
-    h.remote('b').delete(shared);
-    assert.equal(h.cache.get(ResourceKind.NODE, 'b/node/shared-node'), undefined);
-    assert.ok(
-      h.cache.get(ResourceKind.NODE, 'c/node/shared-node'),
-      'no duplicate any more: c’s node is served',
-    );
+    h.local.upsert(node('b-node1', '192.168.100.13', '10.10.3.0', '66:aa:00:00:00:03'));
+    h.remote('c').sync([
+      pool('c-pool', '10.40.0.0/16'),
+      node('b-node1', '192.168.100.50', '10.40.0.0', '66:cc:00:00:00:01'),
+      block('10.40.1.0/26', 'b-node1'),
+    ]);
+    const names = [...h.cache.all()]
+      .flatMap((u) => (u.body.case === 'node' ? [u.body.value.name] : []))
+      .sort();
+    assert.deepEqual(names, ['a-node1', 'b-node1', 'b/b-node1', 'c/b-node1']);
+    const cBlock = h.cache.get(ResourceKind.IPAM_BLOCK, 'c/ipamblock/10-40-1-0-26');
+    assert.ok(cBlock?.body.case === 'ipamBlock');
+    assert.equal(cBlock.body.value.affinityNode, 'c/b-node1', 'the block follows its prefixed node');
+    assert.equal(statusOf(h.cache, 'b').conflicts, 0);
     assert.equal(statusOf(h.cache, 'c').conflicts, 0);
   });
 });
@@ -602,12 +607,12 @@ describe('Merger: remote cluster lifecycle', () => {
     assert.deepEqual(remoteKeys(h.cache), B_KEYS);
   });
 
-  test('an RCC of datastoreType etcdv3 gives ConfigIncomplete, not a crash, and does not hold in-sync', async (t) => {
+  test('an incomplete RCC (etcdv3 without endpoints) gives ConfigIncomplete, not a crash, and does not hold in-sync', async (t) => {
     const h = await harness(t);
     h.local.sync([...localA(), rcc('e', { type: 'etcdv3' })]);
     const st = statusOf(h.cache, 'e');
     assert.equal(st.state, RemoteClusterState.CONFIG_INCOMPLETE);
-    assert.match(st.detail, /etcdv3/);
+    assert.match(st.detail, /spec\.etcdEndpoints is required/);
     assert.equal(h.cache.inSync, true);
     assert.deepEqual(keys(h.cache), A_KEYS);
 
@@ -712,5 +717,291 @@ describe('Merger: in-sync and resyncs', () => {
     assert.deepEqual(merger.remoteNames(), []);
     assert.deepEqual(keys(cache), A_KEYS);
     assert.deepEqual(cache.remoteStatuses(), []);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// clusterAccessSecret, Calico's remote-cluster semantics
+
+const secret = (name: string, data: Record<string, string>) =>
+  one(`apiVersion: v1
+kind: Secret
+metadata: {name: ${name}, namespace: fedmesh-system}
+stringData: ${JSON.stringify(data)}`);
+
+const rccWithSecret = (name: string, secretName: string) =>
+  one(`apiVersion: projectcalico.org/v3
+kind: RemoteClusterConfiguration
+metadata: {name: ${name}}
+spec:
+  clusterAccessSecret: {name: ${secretName}, namespace: fedmesh-system, kind: Secret}
+  syncOptions: {overlayRoutingMode: Disabled}`);
+
+const etcdSecret = (host: string) =>
+  secret('remote-b', {
+    datastoreType: 'etcdv3',
+    etcdEndpoints: `https://${host}:2379`,
+    etcdPassword: 's3cret-pw',
+  });
+
+const disabledPool = (name: string, cidr: string) =>
+  one(`apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: ${name}}
+spec: {cidr: ${cidr}, disabled: true, natOutgoing: false}`);
+
+describe('Merger: clusterAccessSecret watched at run time', () => {
+  test('a Secret listed with its RCC connects once, with the Secret’s endpoints and credentials', async (t) => {
+    const h = await harness(t);
+    h.local.sync([...localA(), rccWithSecret('b', 'remote-b'), etcdSecret('b-etcd')]);
+    assert.equal(h.made.length, 1, 'one connection, no ConfigIncomplete in between');
+    assert.deepEqual(h.connections[0], {
+      type: 'etcdv3',
+      endpoints: ['https://b-etcd:2379'],
+      password: 's3cret-pw',
+    });
+    h.remote('b-etcd').sync(remoteB());
+    assert.deepEqual(remoteKeys(h.cache), B_NON_OVERLAY_KEYS);
+    assert.equal(statusOf(h.cache, 'b').state, RemoteClusterState.IN_SYNC);
+  });
+
+  test('changed: reconnect in place; removed: ConfigIncomplete and data withdrawn; restored: data back', async (t) => {
+    const h = await harness(t);
+    h.local.sync([...localA(), rccWithSecret('b', 'remote-b'), etcdSecret('b-etcd')]);
+    const first = h.remote('b-etcd');
+    first.sync(remoteB());
+    assert.deepEqual(remoteKeys(h.cache), B_NON_OVERLAY_KEYS);
+
+    // The same content again (a relist, an annotation change): no reconnect.
+    h.local.upsert(etcdSecret('b-etcd'));
+    assert.equal(h.made.length, 1);
+
+    // Changed: a new connection; the old data is served until the new listing replaces it.
+    h.local.upsert(etcdSecret('b-etcd2'));
+    assert.equal(h.made.length, 2);
+    assert.ok(first.stopCalled, 'the old connection is stopped');
+    assert.deepEqual(remoteKeys(h.cache), B_NON_OVERLAY_KEYS, 'fail-static across the reconnect');
+    h.remote('b-etcd2').sync(remoteB().filter((r) => r.name !== 'b-node1-k8s-cache-1-eth0'));
+    assert.deepEqual(
+      remoteKeys(h.cache),
+      B_NON_OVERLAY_KEYS.filter((k) => !k.includes('cache-1')),
+    );
+
+    // Removed: Calico withdraws the remote's data and reports ConfigIncomplete.
+    h.local.delete(etcdSecret('b-etcd2'));
+    assert.deepEqual(remoteKeys(h.cache), []);
+    let st = statusOf(h.cache, 'b');
+    assert.equal(st.state, RemoteClusterState.CONFIG_INCOMPLETE);
+    assert.match(st.detail, /clusterAccessSecret fedmesh-system\/remote-b does not exist/);
+    assert.ok(h.remote('b-etcd2').stopCalled);
+    assert.deepEqual(keys(h.cache), A_KEYS, 'the local cluster is untouched');
+
+    // Restored: a new connection and the data back, without restarting anything.
+    h.local.upsert(etcdSecret('b-etcd3'));
+    h.remote('b-etcd3').sync(remoteB());
+    assert.deepEqual(remoteKeys(h.cache), B_NON_OVERLAY_KEYS);
+    st = statusOf(h.cache, 'b');
+    assert.equal(st.state, RemoteClusterState.IN_SYNC);
+    assert.equal(st.detail, '');
+  });
+
+  test('a Secret that becomes invalid withdraws the data; the reason names the key, never a value', async (t) => {
+    const h = await harness(t);
+    h.local.sync([...localA(), rccWithSecret('b', 'remote-b'), etcdSecret('b-etcd')]);
+    h.remote('b-etcd').sync(remoteB());
+    h.local.upsert(
+      secret('remote-b', {
+        datastoreType: 'etcdv3',
+        etcdEndpoint: 'https://x:2379',
+        etcdPassword: 's3cret-pw',
+      }),
+    );
+    const st = statusOf(h.cache, 'b');
+    assert.equal(st.state, RemoteClusterState.CONFIG_INCOMPLETE);
+    assert.match(st.detail, /unknown key etcdEndpoint/);
+    assert.doesNotMatch(st.detail, /s3cret-pw/);
+    assert.deepEqual(remoteKeys(h.cache), []);
+  });
+
+  test('a local resync that no longer lists the Secret withdraws the remote’s data', async (t) => {
+    const h = await harness(t);
+    h.local.sync([...localA(), rccWithSecret('b', 'remote-b'), etcdSecret('b-etcd')]);
+    h.remote('b-etcd').sync(remoteB());
+    h.local.sync([...localA(), rccWithSecret('b', 'remote-b')]);
+    assert.equal(statusOf(h.cache, 'b').state, RemoteClusterState.CONFIG_INCOMPLETE);
+    assert.deepEqual(remoteKeys(h.cache), []);
+  });
+
+  test('a driver this build lacks is ConfigIncomplete with the reason', async (t) => {
+    const cache = new FeedCache();
+    const local = new FakeDatastore('local a');
+    const merger = new Merger({
+      cluster: 'a',
+      local,
+      cache,
+      openRemote: (c) => {
+        throw new Error(`${c.type}: not in this build`);
+      },
+      remoteSyncTimeoutMs: 1000,
+      remoteRetentionMs: 1000,
+    });
+    await merger.start();
+    t.after(() => merger.stop());
+    local.sync([...localA(), rccWithSecret('b', 'remote-b'), etcdSecret('b-etcd')]);
+    assert.equal(statusOf(cache, 'b').state, RemoteClusterState.CONFIG_INCOMPLETE);
+    assert.match(statusOf(cache, 'b').detail, /etcdv3: not in this build/);
+    assert.equal(cache.inSync, true);
+  });
+});
+
+describe('Merger: Calico’s remote-cluster semantics', () => {
+  test('a remote never sends NetworkSets or GlobalNetworkSets', async (t) => {
+    const { cache, remote } = await meshed(t);
+    remote('b').upsert(
+      one(`apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: {name: everything, labels: {app: frontend}}
+spec: {nets: [0.0.0.0/0]}`),
+      one(`apiVersion: projectcalico.org/v3
+kind: NetworkSet
+metadata: {name: partners, namespace: shop}
+spec: {nets: [198.51.100.0/24]}`),
+    );
+    assert.deepEqual(remoteKeys(cache), B_KEYS);
+    assert.equal([...cache.all()].filter((u) => u.kind === ResourceKind.NETWORK_SET).length, 0);
+  });
+
+  test('an endpoint net wider than a host route is refused, whatever its first address', async (t) => {
+    const { cache, remote } = await meshed(t);
+    remote('b').upsert(
+      one(`apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: b-node1-k8s-wide-eth0, namespace: shop, labels: {app: db}}
+spec: {node: b-node1, pod: wide, interfaceName: cali-wide, ipNetworks: [10.0.0.0/8], profiles: [kns.shop]}`),
+      one(`apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: {name: b-node1-k8s-remote-wide-eth0, namespace: shop, labels: {app: db}}
+spec: {node: b-node1, pod: remote-wide, interfaceName: cali-rw, ipNetworks: [10.20.8.0/24], profiles: [kns.shop]}`),
+    );
+    assert.equal(cache.get(ResourceKind.WORKLOAD_ENDPOINT, 'b/b-node1/k8s/shop/wide/eth0'), undefined);
+    assert.equal(cache.get(ResourceKind.WORKLOAD_ENDPOINT, 'b/b-node1/k8s/shop/remote-wide/eth0'), undefined);
+    const st = statusOf(cache, 'b');
+    assert.match(st.detail, /endpoint net 10\.0\.0\.0\/8 is wider than a host route/);
+    assert.match(st.detail, /endpoint net 10\.20\.8\.0\/24 is wider than a host route/);
+  });
+
+  test('a remote pool is compared as a whole range: 10.0.0.0/8 overlaps local 10.10.0.0/16', async (t) => {
+    const { cache, remote } = await meshed(t);
+    remote('b').upsert(pool('b-wide', '10.0.0.0/8'), block('10.0.0.0/26', 'b-node1'));
+    assert.equal(cache.get(ResourceKind.IP_POOL, 'b/ippool/b-wide'), undefined);
+    assert.ok(
+      cache.get(ResourceKind.IPAM_BLOCK, 'b/ipamblock/10-0-0-0-26'),
+      'a block outside the local pool is fine',
+    );
+    assert.match(
+      statusOf(cache, 'b').detail,
+      /pool 10\.0\.0\.0\/8 overlaps enabled local pool a-pool \(10\.10\.0\.0\/16\)/,
+    );
+  });
+
+  test('disabled local pools never conflict: the flat-routing NAT-exemption pools', async (t) => {
+    const h = await harness(t);
+    h.local.sync([...localA(), disabledPool('b-range', '10.20.0.0/16'), rcc('b', { overlay: false })]);
+    h.remote('b').sync(remoteB());
+    assert.deepEqual(remoteKeys(h.cache), B_NON_OVERLAY_KEYS);
+    const st = statusOf(h.cache, 'b');
+    assert.equal(st.conflicts, 0);
+    assert.equal(st.endpoints, 2);
+
+    // The same pool enabled is a conflict; disabling it again clears it.
+    h.local.upsert(pool('b-range', '10.20.0.0/16'));
+    assert.deepEqual(remoteKeys(h.cache), ['b/kns.shop']);
+    assert.equal(statusOf(h.cache, 'b').conflicts, 2);
+    h.local.upsert(disabledPool('b-range', '10.20.0.0/16'));
+    assert.deepEqual(remoteKeys(h.cache), B_NON_OVERLAY_KEYS);
+    assert.equal(statusOf(h.cache, 'b').conflicts, 0);
+  });
+
+  test('with overlay routing, a disabled pool covering a remote pool is reported as no longer needed', async (t) => {
+    const h = await harness(t);
+    h.local.sync([...localA(), disabledPool('b-range', '10.20.0.0/16'), rcc('b', { overlay: true })]);
+    h.remote('b').sync(remoteB());
+    assert.deepEqual(remoteKeys(h.cache), B_KEYS, 'no harm: everything served');
+    const st = statusOf(h.cache, 'b');
+    assert.equal(st.conflicts, 0);
+    assert.match(
+      st.detail,
+      /disabled local pool b-range \(10\.20\.0\.0\/16\) covers remote pool 10\.20\.0\.0\/16: .*no longer needed/,
+    );
+    h.local.delete(disabledPool('b-range', '10.20.0.0/16'));
+    assert.doesNotMatch(
+      statusOf(h.cache, 'b').detail,
+      /no longer needed/,
+      'cleared when the pool is deleted',
+    );
+  });
+
+  test('two remotes serving the same addresses: the first by name wins, whatever the arrival order', async (t) => {
+    const h = await harness(t);
+    h.local.sync([...localA(), rcc('b', { overlay: true }), rcc('c', { overlay: true })]);
+    // c arrives first, with b's pool and one of b's endpoint addresses.
+    h.remote('c').sync([
+      pool('c-pool', '10.20.0.0/16'),
+      wep('c-node1', 'twin', '10.20.1.5', 'db'),
+      wep('c-node1', 'own', '10.30.0.5', 'web'),
+    ]);
+    assert.ok(h.cache.get(ResourceKind.IP_POOL, 'c/ippool/c-pool'), 'alone, c is served');
+    h.remote('b').sync(remoteB());
+    assert.deepEqual(remoteKeys(h.cache), B_KEYS, 'b comes first by name: all of b is served');
+    assert.equal(h.cache.get(ResourceKind.IP_POOL, 'c/ippool/c-pool'), undefined);
+    assert.equal(h.cache.get(ResourceKind.WORKLOAD_ENDPOINT, 'c/c-node1/k8s/shop/twin/eth0'), undefined);
+    assert.ok(
+      h.cache.get(ResourceKind.WORKLOAD_ENDPOINT, 'c/c-node1/k8s/shop/own/eth0'),
+      'the rest of c is fine',
+    );
+    const st = statusOf(h.cache, 'c');
+    assert.equal(st.conflicts, 2);
+    assert.match(st.detail, /pool 10\.20\.0\.0\/16 overlaps pool 10\.20\.0\.0\/16 of remote cluster b/);
+    assert.match(st.detail, /endpoint net 10\.20\.1\.5\/32 overlaps .* of remote cluster b/);
+    assert.equal(statusOf(h.cache, 'b').conflicts, 0);
+
+    // b's RCC deleted: c's refused data is served.
+    h.local.sync([...localA(), rcc('c', { overlay: true })]);
+    assert.ok(h.cache.get(ResourceKind.IP_POOL, 'c/ippool/c-pool'));
+    assert.ok(h.cache.get(ResourceKind.WORKLOAD_ENDPOINT, 'c/c-node1/k8s/shop/twin/eth0'));
+    assert.equal(statusOf(h.cache, 'c').conflicts, 0);
+  });
+});
+
+describe('Merger: files an RCC names', () => {
+  test('a changed TLS file reconnects that remote in place (the RCC itself unchanged)', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'fedmesh-rcc-tls-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const pem = (body: string) => `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
+    writeFileSync(join(dir, 'ca.crt'), pem('MIIB'));
+    const h = await harness(t, { reresolveMs: 20 });
+    const tlsRcc = one(`apiVersion: projectcalico.org/v3
+kind: RemoteClusterConfiguration
+metadata: {name: b}
+spec: {datastoreType: etcdv3, etcdEndpoints: "https://b-etcd:2379", etcdCACertFile: ${join(dir, 'ca.crt')}}`);
+    h.local.sync([...localA(), tlsRcc]);
+    h.remote('b-etcd').sync(remoteB());
+    assert.equal(h.made.length, 1);
+    await sleep(60);
+    assert.equal(h.made.length, 1, 'an unchanged file does not reconnect');
+    writeFileSync(join(dir, 'ca.crt'), pem('MIIC'));
+    await waitFor('a reconnect with the new CA', () => h.made.length === 2);
+    const c = h.connections[1];
+    assert.ok(c?.type === 'etcdv3');
+    assert.match(c.tls?.ca ?? '', /MIIC/);
+    assert.ok(h.made[0]?.stopCalled);
+    assert.deepEqual(remoteKeys(h.cache), B_NON_OVERLAY_KEYS, 'the data stays while reconnecting');
+    rmSync(join(dir, 'ca.crt'));
+    await waitFor(
+      'ConfigIncomplete when the file is gone',
+      () => statusOf(h.cache, 'b').state === RemoteClusterState.CONFIG_INCOMPLETE,
+    );
+    assert.match(statusOf(h.cache, 'b').detail, /spec\.etcdCACertFile: cannot read .*ENOENT/);
+    assert.deepEqual(remoteKeys(h.cache), []);
   });
 });

@@ -364,8 +364,8 @@ spec: {datastoreType: file, fileDatastorePath: /data/f}`);
       kubeconfig: '/etc/d/kubeconfig',
       overlayRouting: false,
     });
+    // With a clusterAccessSecret the Secret's datastoreType key decides (Calico): none here.
     assert.deepEqual(find(rs, 'RemoteClusterConfiguration', 'e').spec, {
-      datastoreType: 'kubernetes',
       clusterAccessSecret: { name: 'e-secret', namespace: 'calico-system' },
       overlayRouting: false,
     });

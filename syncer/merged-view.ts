@@ -1,0 +1,71 @@
+// The merged view of one cluster, built once: the syncer's own Merger run over the cluster's
+// datastore and its remotes until in sync, then stopped. `fedmesh eval` and `fedmesh explain`
+// read through this, so they see exactly what the syncer serves (remote conflicts refused, remote
+// network sets left out, incomplete RCCs withdrawn) and nothing it refuses.
+import type { ResourceError } from '../model/resources.ts';
+import type { RemoteClusterStatus, Update } from '../proto/service.ts';
+import type { ConnectionConfig } from './datastore/connection.ts';
+import { openConnection } from './datastore/open.ts';
+import type { Datastore } from './datastore/types.ts';
+import { FeedCache } from './feed-cache.ts';
+import { Merger } from './merger.ts';
+
+export interface MergedView {
+  /** What the syncer would serve its agents. */
+  updates: Update[];
+  /** Each remote's state, counts and refusals (as `fedmesh status` shows them). */
+  remotes: RemoteClusterStatus[];
+  /** Documents refused by validation. */
+  errors: ResourceError[];
+  /** False when the wait for in-sync timed out: the view may be partial. */
+  inSync: boolean;
+}
+
+export async function buildMergedView(opts: {
+  cluster: string;
+  local: Datastore;
+  openRemote?: (c: ConnectionConfig) => Datastore;
+  defaultSecretNamespace?: string;
+  /** How long to wait for the local datastore and the remotes (the syncer's bounded wait). */
+  timeoutMs?: number;
+}): Promise<MergedView> {
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const cache = new FeedCache();
+  const merger = new Merger({
+    cluster: opts.cluster,
+    local: opts.local,
+    cache,
+    ...(opts.openRemote ? { openRemote: opts.openRemote } : {}),
+    ...(opts.defaultSecretNamespace ? { defaultSecretNamespace: opts.defaultSecretNamespace } : {}),
+    remoteSyncTimeoutMs: timeoutMs,
+    // A remote that fails while the view is built is shown as failed, not kept.
+    remoteRetentionMs: 0,
+  });
+  try {
+    await merger.start();
+    const deadline = Date.now() + timeoutMs + 1000;
+    while (!cache.inSync && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    const synced = cache.inSync;
+    return {
+      updates: [...cache.all()],
+      remotes: cache.remoteStatuses(),
+      errors: [...merger.errors],
+      inSync: synced,
+    };
+  } finally {
+    await merger.stop();
+  }
+}
+
+/** A merged view of the cluster behind a connection (the `--datastore` of eval and explain). */
+export function mergedViewOf(
+  cluster: string,
+  connection: ConnectionConfig,
+  timeoutMs?: number,
+): Promise<MergedView> {
+  return buildMergedView({
+    cluster,
+    local: openConnection(connection),
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+  });
+}
