@@ -5,7 +5,8 @@
 // - deltas are encoded once into a shared log (feed-log.ts); a client holds a cursor into it, so
 //   its queue costs nothing until it falls behind, and then only the log behind it;
 // - a client's snapshot is read lazily from the cache as the client takes it, one small message
-//   at a time, so a client that never reads holds one message, not the whole state;
+//   at a time, so a client that never reads holds one message, not the whole state; each Update
+//   is encoded once for all clients (feed-encoding.ts);
 // - at most MAX_IN_FLIGHT messages per client are handed to grpc-js (it copies each one);
 // - a client whose queue exceeds maxLagBytes, or whose oldest queued message is older than
 //   maxLagAgeMs, is cut off (RESOURCE_EXHAUSTED; it reconnects and resyncs from a fresh snapshot),
@@ -28,6 +29,7 @@ import {
   type Update,
 } from '../proto/service.ts';
 import type { FeedCache, FeedSubscriber } from './feed-cache.ts';
+import { encodeUpdatesMessage } from './feed-encoding.ts';
 import { FeedLog, type LogEntry } from './feed-log.ts';
 
 const log = logger('feed-server');
@@ -98,9 +100,7 @@ function message(payload: MessageInitShape<typeof ServerMessageSchema>['payload'
   return encode(create(ServerMessageSchema, { payload }));
 }
 
-function updatesMessage(updates: Update[]): Uint8Array {
-  return message({ case: 'updates', value: { updates } });
-}
+const updatesMessage = encodeUpdatesMessage;
 
 /** The server's side of the service: messages arrive already encoded (the log's shared bytes). */
 const encodedSyncDefinition = {
