@@ -11,7 +11,9 @@
 // - a client whose queue exceeds maxLagBytes, or whose oldest queued message is older than
 //   maxLagAgeMs, is cut off (RESOURCE_EXHAUSTED; it reconnects and resyncs from a fresh snapshot),
 //   which releases its cursor and with it the log behind it. A cut-off client that does not even
-//   read its status within CLOSE_GRACE_MS has its HTTP/2 stream reset, releasing grpc-js's buffers.
+//   read its status within CLOSE_GRACE_MS has its HTTP/2 stream reset and, unless it has opened a
+//   new feed stream on it since, its connection closed: that releases what grpc-js and the socket
+//   still hold for it.
 // The others never wait for a slow one: nothing is written to a client that has not taken the last.
 import { randomUUID } from 'node:crypto';
 import { chmodSync, unlinkSync } from 'node:fs';
@@ -113,16 +115,29 @@ const encodedSyncDefinition = {
 
 type SyncCall = grpc.ServerWritableStream<ClientHello, Uint8Array>;
 
+interface Http2StreamLike {
+  close(code?: number): void;
+  closed: boolean;
+  session?: Http2SessionLike;
+}
+interface Http2SessionLike {
+  destroy(): void;
+  destroyed: boolean;
+}
+
 /** grpc-js's http2 stream under a call, to reset it (no public API); undefined if not found. */
-function http2StreamOf(call: SyncCall): { close(code?: number): void; closed: boolean } | undefined {
+function http2StreamOf(call: SyncCall): Http2StreamLike | undefined {
   let c: unknown = (call as unknown as { call?: unknown }).call;
   for (let i = 0; i < 8 && c && typeof c === 'object'; i++) {
-    const s = (c as { stream?: { close?: unknown; closed?: boolean } }).stream;
-    if (s && typeof s.close === 'function') return s as { close(code?: number): void; closed: boolean };
+    const s = (c as { stream?: { close?: unknown } }).stream;
+    if (s && typeof s.close === 'function') return s as Http2StreamLike;
     c = (c as { nextCall?: unknown }).nextCall;
   }
   return undefined;
 }
+
+/** Feed streams open per HTTP/2 connection: a cut-off client's connection is closed only if none. */
+const openStreams = new WeakMap<Http2SessionLike, number>();
 
 class FeedConnection {
   /** The last log entry handed on; the client's queue is everything after it. */
@@ -134,6 +149,7 @@ class FeedConnection {
   private readonly subscribedAt = Date.now();
   private inFlight = 0;
   private closed = false;
+  private readonly session?: Http2SessionLike;
 
   constructor(
     private readonly call: SyncCall,
@@ -146,6 +162,8 @@ class FeedConnection {
     private readonly onClose: () => void,
   ) {
     this.last = feedLog.head;
+    this.session = http2StreamOf(call)?.session;
+    if (this.session) openStreams.set(this.session, (openStreams.get(this.session) ?? 0) + 1);
     this.snapshot = snapshot;
     this.afterSnapshot = [hello, ...afterSnapshot];
     // The hello goes first, before the snapshot.
@@ -204,6 +222,8 @@ class FeedConnection {
     this.closed = true;
     this.snapshot = undefined;
     this.afterSnapshot = [];
+    const session = this.session;
+    if (session) openStreams.set(session, (openStreams.get(session) ?? 1) - 1);
     this.onClose();
     if (!err) {
       this.call.end();
@@ -211,12 +231,15 @@ class FeedConnection {
     }
     // grpc-js sends a status to the client for an 'error' event (destroy() would send none).
     this.call.emit('error', Object.assign(new Error(err.details), err));
-    // A client that reads nothing never takes that status, and grpc-js keeps the stream's
-    // buffers until it does: reset the stream after a grace period.
+    // A client that reads nothing never takes that status, and grpc-js and the socket keep what
+    // was queued for it until it does: reset the stream after a grace period, and close the
+    // connection unless the client has started a new feed stream on it (a slow client that read
+    // its status and reconnected at once).
     const stream = http2StreamOf(this.call);
     if (stream)
       setTimeout(() => {
         if (!stream.closed) stream.close(0x8 /* NGHTTP2_CANCEL */);
+        if (session && !session.destroyed && (openStreams.get(session) ?? 0) === 0) session.destroy();
       }, CLOSE_GRACE_MS).unref();
   }
 }

@@ -39,13 +39,21 @@ const server = new FeedServer({
 });
 await server.start();
 
-process.on('message', (m: { type: string; round?: number; gc?: boolean }) => {
+/** A full GC, twice, a moment apart: ArrayBuffer backing stores are freed after their wrappers. */
+async function collect(): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  await new Promise((r) => setTimeout(r, 200));
+  gc?.();
+}
+
+process.on('message', async (m: { type: string; round?: number; gc?: boolean }) => {
   if (m.type === 'churn') {
     for (let i = 0; i < endpoints; i++) cache.set(endpoint(i, m.round ?? 0));
     cache.flush();
     send({ type: 'churned', round: m.round });
   } else if (m.type === 'stats') {
-    if (m.gc) (globalThis as { gc?: () => void }).gc?.();
+    if (m.gc) await collect();
     send({
       type: 'stats',
       memory: process.memoryUsage(),
