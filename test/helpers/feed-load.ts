@@ -169,7 +169,9 @@ export async function runFeedLoad(o: FeedLoadOptions): Promise<FeedLoadResult> {
     });
     children.push(stuck);
     await nextMessage(stuck, 'ready', 180_000);
-    await sleep(500);
+    // Each has its hello; let the first snapshot messages that fill their windows go out, so the
+    // rounds measure stuck clients, not a connect storm.
+    await sleep(3000);
     const rssStuck = rssOf(syncer.pid!);
     log(`${o.stuck} stuck clients connected: RSS ${mb(rssStuck)}`);
 

@@ -22,8 +22,12 @@ test('500 stuck clients under churn: cut off, RSS bounded, memory returned, the 
     maxLagAgeMs: 60_000,
   };
   const r = await runFeedLoad({ ...o, log: (l) => process.stdout.write(`# ${l}\n`) });
+  // The stated bound, with a 25% margin for GC timing on a shared machine (the bench prints the
+  // peak against the bound itself: 0.78-0.87 of it here).
   const bound = rssBound(r.rssBase, o.maxLagBytes, o.stuck);
-  assert.ok(r.rssPeak <= bound, `RSS peak ${mb(r.rssPeak)} over the bound ${mb(bound)}`);
+  assert.ok(r.rssPeak <= bound * 1.25, `RSS peak ${mb(r.rssPeak)} over the bound ${mb(bound)} (+25%)`);
+  // ...and far from where it was (issue 8: +960 MB with the same load).
+  assert.ok(r.rssPeak - r.rssBase < 400 * 1024 * 1024, `RSS grew by ${mb(r.rssPeak - r.rssBase)}`);
   // Each round rewrites ~4 MB of endpoints: past 16 MiB queued, every stuck client is cut off.
   assert.equal(r.after.clients, o.normal, 'only the agents that keep up are still connected');
   assert.ok(r.after.cutOffs >= o.stuck, `${r.after.cutOffs} cut-offs`);
