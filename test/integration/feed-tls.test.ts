@@ -4,7 +4,7 @@
 // name; certificates rotate under a running syncer and agent; plain TCP needs --insecure; a Unix
 // socket is 0660; `--listen :PORT` means every address; an over-long node name is refused.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -269,6 +269,52 @@ describe('feed TLS: who may read the feed', () => {
     await waitFor('the right name connects', () => hellos === 1);
   });
 
+  test('`fedmesh status` over mutual TLS, its settings from FEDMESH_* variables', async (t) => {
+    const dir = tempDir(t);
+    const p = pki(dir, 'ca1');
+    const { target } = await tlsServer(t, dir, p, syncedCache('p1', 'p2'));
+    const run = (env: Record<string, string>) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [BIN, 'status', '--feed', target, '--output', 'json'], {
+          env: { ...process.env, FEDMESH_LOG_LEVEL: 'silent', ...env },
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (b: Buffer) => {
+          stdout += b.toString();
+        });
+        child.stderr.on('data', (b: Buffer) => {
+          stderr += b.toString();
+        });
+        child.on('exit', (code) => resolve({ code, stdout, stderr }));
+      });
+    const tls = {
+      FEDMESH_TLS_CA_FILE: p.ca.crt,
+      FEDMESH_TLS_CERT_FILE: p.agent.crt,
+      FEDMESH_TLS_KEY_FILE: p.agent.key,
+      FEDMESH_TLS_SERVER_NAME: SERVER_NAME,
+      FEDMESH_TIMEOUT: '10s',
+    };
+    const ok = await run(tls);
+    assert.equal(ok.code, 0, ok.stderr);
+    const out = JSON.parse(ok.stdout) as {
+      cluster: string;
+      inSync: boolean;
+      feed: Record<string, Record<string, number>>;
+    };
+    assert.equal(out.cluster, 'a');
+    assert.equal(out.inSync, true);
+    assert.equal(out.feed.a?.PROFILE, 2);
+    // The same client, told to expect another name: no answer from this syncer.
+    const wrong = await run({
+      ...tls,
+      FEDMESH_TLS_SERVER_NAME: 'fedmesh-syncer.elsewhere',
+      FEDMESH_TIMEOUT: '2s',
+    });
+    assert.equal(wrong.code, 1);
+    assert.equal((JSON.parse(wrong.stdout) as { inSync: boolean }).inSync, false);
+  });
+
   test('certificates rotated under a running syncer and agent: new connections use them, the agent reconnects', async (t) => {
     const dir = tempDir(t);
     const old = pki(dir, 'old');
@@ -418,7 +464,7 @@ describe('feed transport: plain TCP, Unix sockets, addresses, hellos', () => {
   test('`fedmesh syncer`: the refusal of a long node name is logged at warn, truncated', async (t) => {
     const dir = tempDir(t);
     const socket = join(dir, 's.sock');
-    const child = (await import('node:child_process')).spawn(
+    const child = spawn(
       process.execPath,
       [BIN, 'syncer', '--cluster', 'a', '--datastore', `file:${dir}`, '--listen', `unix:${socket}`],
       { env: { ...process.env, FEDMESH_LOG_LEVEL: 'info' }, stdio: ['ignore', 'ignore', 'pipe'] },
