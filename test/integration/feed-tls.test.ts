@@ -269,6 +269,24 @@ describe('feed TLS: who may read the feed', () => {
     await waitFor('the right name connects', () => hellos === 1);
   });
 
+  test('certificate files caught mid-rotation (a key that does not match) keep the last good ones', async (t) => {
+    const dir = tempDir(t);
+    const p = pki(dir, 'ca1');
+    const { target, files } = await tlsServer(t, dir, p, syncedCache('p1'));
+    const other = makeLeaf(p.ca, 'other-server', 'fedmesh-syncer', 'serverAuth', [`DNS:${SERVER_NAME}`]);
+    install(p.ca, { crt: other.crt, key: p.server.key }, files); // new certificate, old key
+    await sleep(400); // several reload periods
+    assert.equal(await servedFingerprint(target, p, p.agent), fingerprintOf(p.server.crt));
+    assert.deepEqual(await trySync(target, creds(p.ca, p.agent)), { first: 'hello' });
+    install(p.ca, other, files); // the key arrives: now it changes
+    let served = '';
+    for (let i = 0; i < 50 && served !== fingerprintOf(other.crt); i++) {
+      await sleep(50);
+      served = await servedFingerprint(target, p, p.agent);
+    }
+    assert.equal(served, fingerprintOf(other.crt));
+  });
+
   test('`fedmesh status` over mutual TLS, its settings from FEDMESH_* variables', async (t) => {
     const dir = tempDir(t);
     const p = pki(dir, 'ca1');
