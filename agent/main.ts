@@ -1,5 +1,6 @@
 // `fedmesh agent`: feed client → calculation graph → sequencer → dataplane → kernel, on one node.
 
+import { feedClientTls, type TlsFlags } from '../lib/feed-tls.ts';
 import { startHealthServer } from '../lib/health.ts';
 import { logger } from '../lib/log.ts';
 import { gauge } from '../lib/metrics.ts';
@@ -30,6 +31,8 @@ export interface AgentOptions {
    * a refused policy holds back nothing else. From FEDMESH_TEST_UNLOADABLE_POLICIES (comma list).
    */
   unloadablePolicies?: string[];
+  /** --tls-* and --insecure (TCP feeds need one of them). */
+  tls?: TlsFlags & { serverName?: string };
 }
 
 export const AGENT_VERSION = '0.1.0';
@@ -57,12 +60,15 @@ export function refusedPolicies(
 
 export function feedTarget(feed: string): string {
   if (feed.startsWith('unix:')) return feed;
-  if (!/^[^:\s]+:\d+$/.test(feed)) throw new Error(`--feed ${feed}: expected HOST:PORT or unix:PATH`);
+  if (!/^(\[[0-9A-Fa-f:.]+\]|[^:\s[\]]+):\d{1,5}$/.test(feed))
+    throw new Error(`--feed ${feed}: expected HOST:PORT, [IPv6]:PORT or unix:PATH`);
   return feed;
 }
 
 export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>> {
   const started = Date.now();
+  const target = feedTarget(opts.feed);
+  const tls = feedClientTls(opts.feed, opts.tls ?? {}, 'agent');
   const backend =
     opts.iptablesBackend === 'auto' ? await IptablesDriver.detectBackend() : opts.iptablesBackend;
   log.info({ node: opts.node, feed: opts.feed, backend }, 'starting agent');
@@ -79,7 +85,7 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
   const remotes = new Map<string, RemoteClusterStatus>();
 
   const feed = new FeedClient(
-    { target: feedTarget(opts.feed), nodeName: opts.node, version: AGENT_VERSION },
+    { target, nodeName: opts.node, version: AGENT_VERSION, ...(tls ? { tls } : {}) },
     {
       onHello: (hello) => {
         if (graph && graph.localCluster !== hello.cluster) {

@@ -1,4 +1,4 @@
-// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger
+// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger | feed | services | repair
 import { spawnSync } from 'node:child_process';
 
 const [name, ...rest] = process.argv.slice(2);
@@ -8,6 +8,7 @@ else if (name === 'selector') await import('./selector.ts');
 else if (name === 'services') await import('./services.ts');
 else if (name === 'repair') await import('./repair.ts');
 else if (name === 'merger') await import('./merger.ts');
+else if (name === 'feed') await import('./feed.ts');
 else if (name === 'calc') {
   if (typeof (globalThis as { gc?: unknown }).gc === 'function') await import('./calc.ts');
   else {
@@ -21,7 +22,7 @@ else if (name === 'calc') {
   }
 } else {
   process.stderr.write(
-    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints]\n',
+    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs]\n',
   );
   process.exit(2);
 }

@@ -9,10 +9,13 @@ const log = logger('cli');
 const USAGE = `fedmesh — cluster-mesh federation for Kubernetes networking
 
 Usage:
-  fedmesh syncer --cluster NAME --datastore file:DIR --listen HOST:PORT|unix:PATH [--health-listen HOST:PORT]
-  fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen HOST:PORT]
+  fedmesh syncer --cluster NAME --datastore file:DIR --listen HOST:PORT|:PORT|unix:PATH [--health-listen [HOST]:PORT]
+                 [--tls-ca-file F --tls-cert-file F --tls-key-file F --tls-client-cn REGEX | --insecure]
+                 [--max-lag-bytes SIZE (64Mi)] [--max-lag-age DURATION (120s)]
+  fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen [HOST]:PORT]
+                 [--tls-ca-file F --tls-cert-file F --tls-key-file F [--tls-server-name NAME] | --insecure]
   fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR [--output text|json]
-  fedmesh status --feed HOST:PORT|unix:PATH [--output text|json]
+  fedmesh status --feed HOST:PORT|unix:PATH [--output text|json] [TLS flags as for the agent | --insecure]
   fedmesh status --agent HOST:PORT [--output text|json]   (one agent: refused policies, apply state)
   fedmesh explain --cluster NAME --datastore file:DIR --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
   fedmesh services-controller --cluster NAME --datastore file:DIR [--health-listen HOST:PORT] [--remote-endpoints-grace 0s] [--remote-sync-timeout 10s]
@@ -22,6 +25,8 @@ Usage:
 
 Environment: FEDMESH_<FLAG> (e.g. FEDMESH_NODE, FEDMESH_FEED) stands in for a missing flag;
 FEDMESH_LOG_LEVEL sets the log level (default info; logs are JSON on stderr).
+A TCP feed is mutual TLS; plain text needs --insecure. A Unix socket is created with mode 0660.
+--health-listen PORT listens on loopback only, :PORT on every address, HOST:PORT on HOST.
 `;
 
 class UsageError extends Error {}
@@ -45,7 +50,36 @@ function flags<T extends FlagSpec>(argv: string[], spec: T) {
     if (!v) throw new UsageError(`--${name} is required`);
     return v;
   };
-  return { values: values as Record<string, unknown>, positionals, get, need };
+  /** A boolean flag, or FEDMESH_<FLAG>=true|1. */
+  const bool = (name: string): boolean => {
+    if ((values as Record<string, unknown>)[name] === true) return true;
+    return /^(true|1|yes)$/i.test(process.env[`FEDMESH_${name.toUpperCase().replace(/-/g, '_')}`] ?? '');
+  };
+  return { values: values as Record<string, unknown>, positionals, get, need, bool };
+}
+
+/** The feed's TLS flags, for the syncer (with --tls-client-cn) and its clients (--tls-server-name). */
+const TLS_FLAGS = {
+  'tls-ca-file': { type: 'string' },
+  'tls-cert-file': { type: 'string' },
+  'tls-key-file': { type: 'string' },
+  insecure: { type: 'boolean' },
+} as const;
+
+function tlsFlags(f: ReturnType<typeof flags>) {
+  return {
+    caFile: f.get('tls-ca-file'),
+    certFile: f.get('tls-cert-file'),
+    keyFile: f.get('tls-key-file'),
+    insecure: f.bool('insecure'),
+  };
+}
+
+function bytes(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(v);
+  if (!m) throw new UsageError(`--${flag} ${v}: expected a size like 1048576, 512Ki, 64Mi or 1Gi`);
+  return Number(m[1]) * (m[2] === 'Gi' ? 1 << 30 : m[2] === 'Mi' ? 1 << 20 : m[2] === 'Ki' ? 1 << 10 : 1);
 }
 
 function ms(v: string | undefined, flag: string): number | undefined {
@@ -79,6 +113,10 @@ async function main(argv: string[]): Promise<number> {
         'health-listen': { type: 'string' },
         'remote-sync-timeout': { type: 'string' },
         'remote-retention': { type: 'string' },
+        ...TLS_FLAGS,
+        'tls-client-cn': { type: 'string' },
+        'max-lag-bytes': { type: 'string' },
+        'max-lag-age': { type: 'string' },
       });
       const { runSyncer } = await import('../syncer/main.ts');
       const stop = await runSyncer({
@@ -88,6 +126,9 @@ async function main(argv: string[]): Promise<number> {
         healthListen: f.get('health-listen'),
         remoteSyncTimeoutMs: ms(f.get('remote-sync-timeout'), 'remote-sync-timeout'),
         remoteRetentionMs: ms(f.get('remote-retention'), 'remote-retention'),
+        tls: { ...tlsFlags(f), clientCn: f.get('tls-client-cn') },
+        maxLagBytes: bytes(f.get('max-lag-bytes'), 'max-lag-bytes'),
+        maxLagAgeMs: ms(f.get('max-lag-age'), 'max-lag-age'),
       });
       onSignals(stop);
       return -1;
@@ -99,6 +140,8 @@ async function main(argv: string[]): Promise<number> {
         'iptables-backend': { type: 'string' },
         'health-listen': { type: 'string' },
         'resync-interval': { type: 'string' },
+        ...TLS_FLAGS,
+        'tls-server-name': { type: 'string' },
       });
       const backend = f.get('iptables-backend') ?? 'auto';
       if (!['auto', 'nft', 'legacy'].includes(backend)) {
@@ -111,6 +154,7 @@ async function main(argv: string[]): Promise<number> {
         iptablesBackend: backend as 'auto' | 'nft' | 'legacy',
         healthListen: f.get('health-listen'),
         resyncIntervalMs: ms(f.get('resync-interval'), 'resync-interval'),
+        tls: { ...tlsFlags(f), serverName: f.get('tls-server-name') },
       });
       onSignals(stop);
       return -1;
@@ -160,6 +204,8 @@ async function main(argv: string[]): Promise<number> {
         agent: { type: 'string' },
         output: { type: 'string' },
         timeout: { type: 'string' },
+        ...TLS_FLAGS,
+        'tls-server-name': { type: 'string' },
       });
       const agent = f.get('agent');
       if (agent !== undefined) {
@@ -172,6 +218,7 @@ async function main(argv: string[]): Promise<number> {
         feed: f.need('feed'),
         output: f.get('output') ?? 'text',
         timeoutMs: ms(f.get('timeout'), 'timeout') ?? 15_000,
+        tls: { ...tlsFlags(f), serverName: f.get('tls-server-name') },
       });
     }
     case 'services-controller': {

@@ -1,22 +1,31 @@
 // `fedmesh status`: connect to a syncer's feed like an agent would, wait for in-sync, and print
 // each remote cluster's connection state and counts.
 import { FeedClient } from '../agent/feed/client.ts';
+import { feedClientTls, type TlsFlags } from '../lib/feed-tls.ts';
 import { RemoteClusterState, type RemoteClusterStatus, ResourceKind, type Update } from '../proto/service.ts';
 
 export interface StatusOptions {
   feed: string;
   output: string;
   timeoutMs: number;
+  tls?: TlsFlags & { serverName?: string };
 }
 
 export async function runStatus(opts: StatusOptions): Promise<number> {
+  const tls = feedClientTls(opts.feed, opts.tls ?? {}, 'status');
   const remotes = new Map<string, RemoteClusterStatus>();
   const counts = new Map<string, Map<string, number>>();
   let cluster = '';
   const result = await new Promise<'insync' | 'timeout'>((resolve) => {
     const timer = setTimeout(() => resolve('timeout'), opts.timeoutMs);
     const client = new FeedClient(
-      { target: opts.feed, nodeName: 'fedmesh-status', version: '0.1.0', maxBackoffMs: 1000 },
+      {
+        target: opts.feed,
+        nodeName: 'fedmesh-status',
+        version: '0.1.0',
+        maxBackoffMs: 1000,
+        ...(tls ? { tls } : {}),
+      },
       {
         onHello: (h) => {
           cluster = h.cluster;

@@ -1,6 +1,8 @@
 // Liveness and readiness over HTTP for the kubelet's probes (`/liveness`, `/readiness`), plus a
-// JSON `/status` for people.
+// JSON `/status` for people. Loopback unless the operator names another address: `/status` and
+// `/metrics` describe the whole mesh, and nothing but the kubelet and a local scraper needs them.
 import { createServer, type Server } from 'node:http';
+import { describeListenAddress, parseListenAddress } from './listen-address.ts';
 import { logger } from './log.ts';
 import { registry } from './metrics.ts';
 
@@ -12,10 +14,11 @@ export interface HealthSource {
   status(): unknown;
 }
 
-export function parseHostPort(s: string, flag: string): { host: string; port: number } {
-  const m = /^(.*):(\d+)$/.exec(s);
-  if (!m) throw new Error(`${flag} ${s}: expected HOST:PORT`);
-  return { host: m[1] || '0.0.0.0', port: Number(m[2]) };
+/** `--health-listen`: PORT (loopback), HOST:PORT, or :PORT (every address). */
+export function parseHostPort(s: string, flag: string): { host: string | undefined; port: number } {
+  const a = parseListenAddress(s, flag);
+  if (a.kind !== 'tcp') throw new Error(`${flag} ${s}: expected HOST:PORT`);
+  return { host: a.host, port: a.port };
 }
 
 export async function startHealthServer(listen: string, src: HealthSource): Promise<Server> {
@@ -40,9 +43,10 @@ export async function startHealthServer(listen: string, src: HealthSource): Prom
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
+    // host undefined: Node listens on every address (:: dual-stack, or 0.0.0.0 without IPv6).
     server.listen(port, host, () => resolve());
   });
   server.unref();
-  log.info({ listen }, 'health server listening');
+  log.info({ listen, on: describeListenAddress({ kind: 'tcp', host, port }) }, 'health server listening');
   return server;
 }

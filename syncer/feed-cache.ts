@@ -83,6 +83,17 @@ export class FeedCache {
     return () => this.subscribers.delete(s);
   }
 
+  /**
+   * Register for every later change only, without a snapshot (the feed server sends each client
+   * its snapshot itself, lazily). Pending changes are flushed first: what follows is exactly what
+   * changes after the entries as they are now.
+   */
+  follow(s: FeedSubscriber): () => void {
+    this.flush();
+    this.subscribers.add(s);
+    return () => this.subscribers.delete(s);
+  }
+
   *all(): IterableIterator<Update> {
     yield* this.entries.values();
   }

@@ -1,4 +1,5 @@
 // `fedmesh syncer`: the local datastore plus every remote cluster's, merged and served to agents.
+import { feedServerTls, type TlsFlags } from '../lib/feed-tls.ts';
 import { startHealthServer } from '../lib/health.ts';
 import { logger } from '../lib/log.ts';
 import { gauge } from '../lib/metrics.ts';
@@ -20,6 +21,11 @@ export interface SyncerOptions {
   remoteRetentionMs?: number;
   /** The syncer's namespace: where a clusterAccessSecret without a namespace is looked up. */
   namespace?: string;
+  /** --tls-* and --insecure (a TCP --listen needs one of them). */
+  tls?: TlsFlags & { clientCn?: string };
+  /** Per-client queue bounds (FeedServer's defaults when absent). */
+  maxLagBytes?: number;
+  maxLagAgeMs?: number;
 }
 
 /** The local cluster's datastore, from `--datastore`. */
@@ -31,6 +37,8 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(opts.cluster)) {
     throw new Error(`--cluster ${opts.cluster}: must be a DNS label (lower-case letters, digits, '-')`);
   }
+  // Refuse a plaintext TCP feed, or half a TLS configuration, before touching any datastore.
+  const tls = feedServerTls(opts.listen, opts.tls ?? {});
   const cache = new FeedCache();
   const merger = new Merger({
     cluster: opts.cluster,
@@ -42,7 +50,14 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
     remoteSyncTimeoutMs: opts.remoteSyncTimeoutMs ?? 10_000,
     remoteRetentionMs: opts.remoteRetentionMs ?? 600_000,
   });
-  const server = new FeedServer({ cluster: opts.cluster, cache, listen: opts.listen });
+  const server = new FeedServer({
+    cluster: opts.cluster,
+    cache,
+    listen: opts.listen,
+    ...(tls ? { tls } : { insecure: opts.tls?.insecure === true }),
+    ...(opts.maxLagBytes !== undefined ? { maxLagBytes: opts.maxLagBytes } : {}),
+    ...(opts.maxLagAgeMs !== undefined ? { maxLagAgeMs: opts.maxLagAgeMs } : {}),
+  });
   const address = await server.start();
   try {
     await merger.start();
@@ -57,6 +72,18 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   gauge('fedmesh_syncer_feed_entries', 'Entries in the merged feed.', [], (g) => g.set(cache.size));
   gauge('fedmesh_syncer_agents_connected', 'Agents connected to the feed.', [], (g) =>
     g.set(server.clientCount),
+  );
+  gauge(
+    'fedmesh_syncer_feed_queued_bytes',
+    'Bytes queued for the agent furthest behind (the feed log kept in memory for it).',
+    [],
+    (g) => g.set(server.queuedBytes),
+  );
+  gauge(
+    'fedmesh_syncer_feed_cutoffs',
+    'Agents cut off since start for falling too far behind (by bytes or by age).',
+    [],
+    (g) => g.set(server.cutOffCount),
   );
   gauge(
     'fedmesh_syncer_refused_documents',

@@ -3,6 +3,7 @@
 // complete, hands on only the difference from what it had — it never flushes and rebuilds.
 import { create, equals } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
+import { type ClientCredentials, type ClientTlsConfig, clientCredentials } from '../../lib/feed-tls.ts';
 import { logger } from '../../lib/log.ts';
 import {
   ClientHelloSchema,
@@ -33,12 +34,21 @@ export interface FeedClientOptions {
   /** Reconnect when nothing (not even a heartbeat) arrives for this long. */
   silenceTimeoutMs?: number;
   maxBackoffMs?: number;
+  /** Mutual TLS; its files are re-read at each (re)connection, so rotated certificates are used. */
+  tls?: ClientTlsConfig;
 }
 
 const key = (u: Update) => `${u.kind}|${u.key}`;
 
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.keepalive_time_ms': 20_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.max_receive_message_length': 256 * 1024 * 1024,
+};
+
 export class FeedClient {
-  private readonly client: grpc.Client;
+  private client: grpc.Client;
+  private credentials: ClientCredentials;
   /** What this agent currently believes the feed holds (last applied). */
   private readonly state = new Map<string, Update>();
   /** The snapshot being received on a new connection, until its InSync. */
@@ -55,11 +65,34 @@ export class FeedClient {
     private readonly opts: FeedClientOptions,
     private readonly handlers: FeedHandlers,
   ) {
-    this.client = new grpc.Client(opts.target, grpc.credentials.createInsecure(), {
-      'grpc.keepalive_time_ms': 20_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      'grpc.max_receive_message_length': 256 * 1024 * 1024,
+    // Unreadable or mismatched files at start are an error for the caller to report.
+    this.credentials = clientCredentials(opts.tls);
+    this.client = this.newClient();
+  }
+
+  private newClient(): grpc.Client {
+    return new grpc.Client(this.opts.target, this.credentials.credentials, {
+      ...CHANNEL_OPTIONS,
+      ...this.credentials.options,
     });
+  }
+
+  /** New certificate files since the last connection: a new channel with them. */
+  private refreshCredentials(): void {
+    if (!this.opts.tls) return;
+    let next: ClientCredentials;
+    try {
+      next = clientCredentials(this.opts.tls);
+    } catch (e) {
+      // Caught mid-rotation, say: keep the last good ones and try again at the next connection.
+      log.warn({ err: (e as Error).message }, 'feed certificates unreadable; keeping the current ones');
+      return;
+    }
+    if (next.digest === this.credentials.digest) return;
+    this.credentials = next;
+    this.client.close();
+    this.client = this.newClient();
+    log.info({ certFile: this.opts.tls.certFile }, 'feed certificates changed; reconnecting with them');
   }
 
   start(): void {
@@ -81,6 +114,7 @@ export class FeedClient {
   private connect(): void {
     if (this.stopped) return;
     this.handlers.onConnectionState?.('connecting');
+    this.refreshCredentials();
     this.incoming = new Map();
     const def = feedServiceDefinition.sync;
     const hello = create(ClientHelloSchema, {

@@ -86,7 +86,14 @@ function cacheWith(updates: Update[], inSync = true): FeedCache {
 
 async function serve(
   t: TestContext,
-  opts: { cache: FeedCache; listen: string; batchSize?: number; maxQueue?: number; heartbeatMs?: number },
+  opts: {
+    cache: FeedCache;
+    listen: string;
+    batchSize?: number;
+    maxLagBytes?: number;
+    maxLagAgeMs?: number;
+    heartbeatMs?: number;
+  },
 ): Promise<{ server: Server; target: string }> {
   const server = new FeedServer({ cluster: 'a', heartbeatMs: 60_000, ...opts });
   const target = await server.start();
@@ -348,12 +355,12 @@ describe('feed server and client over a Unix socket', () => {
     const cache = cacheWith([]);
     // 10 updates of ~2 kB per flush: one ~20 kB message per flush for each client. A paused
     // client's HTTP/2 window and socket buffer fill after a few dozen of them, then grpc-js's own
-    // buffer (16 messages), then the server's queue (maxQueue). 300 messages are far more than that.
+    // buffer, then the server's queue (maxLagBytes: 1 MB of the 6 MB pushed).
     const { target, server } = await serve(t, {
       cache,
       listen: `unix:${join(dir, 'feed.sock')}`,
       batchSize: 100,
-      maxQueue: 100,
+      maxLagBytes: 1_000_000,
     });
     const slow = rawCall(t, target, 'slow', { pauseAfter: 1 });
     const { agent: normal } = agent(t, target);
@@ -388,17 +395,28 @@ describe('feed server and client over a Unix socket', () => {
     assert.equal(server.clientCount, 1);
   });
 
-  test('a client the server cuts off is told RESOURCE_EXHAUSTED (maxQueue 0: cut off at once)', async (t) => {
+  test('a client whose oldest queued message is older than maxLagAgeMs is cut off, with no further change', async (t) => {
     const dir = tempDir(t);
     const cache = cacheWith([profile('p1')]);
     const { target, server } = await serve(t, {
       cache,
       listen: `unix:${join(dir, 'feed.sock')}`,
-      maxQueue: 0,
+      batchSize: 10,
+      maxLagAgeMs: 300,
     });
-    const raw = rawCall(t, target, 'cut-off');
-    await waitFor('the server to drop it', () => server.clientCount === 0 && raw.messages.length === 0, 1000);
-    await waitFor('the client to see an error', () => raw.error !== undefined, 1500);
-    assert.equal(raw.error?.code, grpc.status.RESOURCE_EXHAUSTED);
+    const slow = rawCall(t, target, 'stuck', { pauseAfter: 1 });
+    await waitFor('connected', () => server.clientCount === 1);
+    // ~4 MB of deltas at once, in 100 messages: more than a paused grpc-js client takes in (its
+    // HTTP/2 window and 16 buffered messages) and the messages in flight.
+    const big = 'y'.repeat(4000);
+    for (let i = 0; i < 1000; i++) cache.set(profile(`q${i}`, { big }));
+    cache.flush();
+    assert.equal(server.clientCount, 1, 'not cut off at once: 4 MB is within the byte bound');
+    const ms = await waitFor('the age bound to cut it off', () => server.clientCount === 0, 3000);
+    assert.ok(ms >= 200, `cut off after ${ms} ms, not before its oldest message was 300 ms old`);
+    assert.equal(server.cutOffCount, 1);
+    slow.call.resume();
+    await waitFor('the client to see an error', () => slow.error !== undefined, 3000);
+    assert.equal(slow.error?.code, grpc.status.RESOURCE_EXHAUSTED);
   });
 });

@@ -158,18 +158,29 @@ interface FlagSpec {
 }
 
 const ENDPOINT = (v: string) => /^unix:\/.+/.test(v) || parseHostPort(v) !== undefined;
+const ABSOLUTE_PATH = (v: string) => /^\/[^\s]+$/.test(v);
+/** The feed is mutual TLS (DESIGN.md): the manifests give every TLS flag, never --insecure. */
+const TLS_FILES: Record<string, FlagSpec> = {
+  '--tls-ca-file': { required: true, check: ABSOLUTE_PATH },
+  '--tls-cert-file': { required: true, check: ABSOLUTE_PATH },
+  '--tls-key-file': { required: true, check: ABSOLUTE_PATH },
+};
 const CONTRACT: Record<string, Record<string, FlagSpec>> = {
   agent: {
     '--node': { required: true, check: (v) => v !== '' },
     '--feed': { required: true, check: ENDPOINT },
     '--iptables-backend': { required: false, check: (v) => ['auto', 'nft', 'legacy'].includes(v) },
     '--health-listen': { required: false, check: (v) => parseHostPort(v) !== undefined },
+    ...TLS_FILES,
+    '--tls-server-name': { required: true, check: (v) => /^[a-z0-9.-]+$/.test(v) },
   },
   syncer: {
     '--cluster': { required: true, check: (v) => v !== '' },
     '--datastore': { required: true, check: (v) => /^(file:.+|etcdv3:.+|kubernetes(:.+)?)$/.test(v) },
     '--listen': { required: true, check: ENDPOINT },
     '--health-listen': { required: false, check: (v) => parseHostPort(v) !== undefined },
+    ...TLS_FILES,
+    '--tls-client-cn': { required: true, check: (v) => v !== '' && v !== '.*' },
   },
   'services-controller': {
     '--cluster': { required: true, check: (v) => v !== '' },
@@ -236,9 +247,15 @@ function probeProblems(c: IContainer, kind: 'liveness' | 'readiness', probe: IPr
     problems.push(`${kind} probe port ${get.port} != --health-listen ${health.port}`);
   if (get.path !== `/${kind}`) problems.push(`${kind} probe path ${get.path} != /${kind}`);
   // A health server on a specific address (loopback) is reachable only there; the kubelet probes
-  // the pod IP unless told otherwise.
+  // the pod IP unless told otherwise, which `$(VAR)` from the field status.podIP is.
   const wildcard = health.host === '0.0.0.0' || health.host === '[::]';
-  if (!wildcard && get.host !== health.host)
+  const podIpVar = /^\$\((\w+)\)$/.exec(health.host)?.[1];
+  const podIp =
+    podIpVar !== undefined &&
+    c.env?.find((e) => e.name === podIpVar)?.valueFrom?.fieldRef?.fieldPath === 'status.podIP';
+  if (podIp && get.host !== undefined)
+    problems.push(`${kind} probe host ${get.host} is not the pod IP --health-listen uses`);
+  if (!wildcard && !podIp && get.host !== health.host)
     problems.push(`${kind} probe host ${get.host ?? '(pod IP)'} cannot reach --health-listen ${health.host}`);
   if ((get.scheme ?? 'HTTP') !== 'HTTP') problems.push(`${kind} probe scheme ${get.scheme}`);
   return problems;
@@ -614,6 +631,57 @@ describe('daemonset/ manifests: workloads', () => {
       [['grpc', 5473]],
     );
     assert.equal(podSpec(d).serviceAccountName, 'fedmesh-syncer');
+  });
+
+  test('the feed is mutual TLS: Secrets mounted, flags pointing into them, names that match', () => {
+    const syncer = podSpec(one<IDeployment>('Deployment', 'fedmesh-syncer', 'syncer-deployment.yaml'));
+    const agent = podSpec(one<IDaemonSet>('DaemonSet', 'fedmesh-agent', 'agent-daemonset.yaml'));
+    const sFlags = parseArgs(syncer.containers[0]?.args ?? []).flags;
+    const aFlags = parseArgs(agent.containers[0]?.args ?? []).flags;
+    for (const [spec, secret] of [
+      [syncer, 'fedmesh-syncer-tls'],
+      [agent, 'fedmesh-agent-tls'],
+    ] as const) {
+      const c = spec.containers[0]!;
+      const flags = parseArgs(c.args ?? []).flags;
+      assert.ok(!(c.args ?? []).includes('--insecure'), `${secret}: --insecure in a manifest`);
+      const vol = spec.volumes?.find((v) => v.secret?.secretName === secret);
+      assert.ok(vol, `no volume from Secret ${secret}`);
+      const mount = c.volumeMounts?.find((m) => m.name === vol.name);
+      assert.ok(mount?.readOnly, `Secret ${secret} is not mounted read-only`);
+      // Files of a kubernetes.io/tls Secret with ca.crt (what scripts/make-feed-certs.sh writes).
+      assert.equal(flags.get('--tls-ca-file'), `${mount.mountPath}/ca.crt`);
+      assert.equal(flags.get('--tls-cert-file'), `${mount.mountPath}/tls.crt`);
+      assert.equal(flags.get('--tls-key-file'), `${mount.mountPath}/tls.key`);
+      assert.ok((vol.secret?.defaultMode ?? 0o644) & 0o400, 'the key must be readable by its owner');
+      assert.equal((vol.secret?.defaultMode ?? 0o644) & 0o007, 0, `${secret}: key readable by others`);
+    }
+    // The syncer runs as a non-root user: the Secret is group-readable through fsGroup.
+    assert.equal(syncer.securityContext?.fsGroup, syncer.securityContext?.runAsGroup);
+    // The names the script gives the certificates: the agent's CN, the Service's DNS name.
+    const script = readFileSync(path.join(ROOT, 'scripts/make-feed-certs.sh'), 'utf8');
+    assert.ok(new RegExp(`^(?:${sFlags.get('--tls-client-cn')})$`).test('fedmesh-agent'));
+    assert.match(script, /leaf agent fedmesh-agent clientAuth/);
+    const serverName = aFlags.get('--tls-server-name') ?? '';
+    assert.equal(serverName, 'fedmesh-syncer.fedmesh-system.svc');
+    assert.equal(aFlags.get('--feed')?.split(':')[0], serverName, 'the name checked is the one dialled');
+    assert.ok(script.includes('DNS:fedmesh-syncer.$ns.svc'), 'the script puts the Service name in the SANs');
+  });
+
+  test('health and metrics: loopback, or the pod IP where the kubelet must reach them; never 0.0.0.0', () => {
+    for (const w of workloads()) {
+      const c = podSpec(w).containers[0]!;
+      const v = parseArgs(c.args ?? []).flags.get('--health-listen');
+      if (v === undefined) continue;
+      const host = parseHostPort(v)?.host;
+      assert.ok(host === '127.0.0.1' || host === '$(POD_IP)', `${where(w.doc)}: --health-listen ${v}`);
+    }
+    assert.equal(
+      parseArgs(podSpec(one<IDaemonSet>('DaemonSet', 'fedmesh-agent')).containers[0]?.args ?? []).flags.get(
+        '--health-listen',
+      ),
+      '127.0.0.1:9099',
+    );
   });
 
   test('services controller: one writer, its contract arguments and service account', () => {
