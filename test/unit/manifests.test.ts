@@ -698,7 +698,7 @@ describe('daemonset/ manifests: workloads', () => {
       '--datastore',
       'kubernetes',
       '--health-listen',
-      '0.0.0.0:9097',
+      '$(POD_IP):9097',
     ]);
     assert.equal(podSpec(d).serviceAccountName, 'fedmesh-services-controller');
     assert.equal(d.spec?.replicas, 1, 'two controllers would fight over the same Endpoints');
