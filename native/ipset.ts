@@ -341,9 +341,17 @@ export class IpSetDriver {
     const refused: IpSetStats['refused'] = [];
     let commands = 0;
     let ms = 0;
+    let before: Map<string, KernelIpSet> | undefined;
     for (let round = 0; ; round++) {
-      const want = new Map([...desired].filter(([k]) => !refused.some((r) => r.set === k)));
       const actual = await this.list();
+      before ??= actual;
+      // A refused set goes back to what it held before this call: the lines of its restore before
+      // the refused one (a `del`, say) took effect.
+      const want = new Map<string, IpSetSpec>();
+      for (const [k, v] of desired) {
+        if (!refused.some((r) => r.set === k)) want.set(k, v);
+        else if (before.has(k)) want.set(k, before.get(k) as KernelIpSet);
+      }
       let diff = diffIpSets(want, actual);
       if (diff.stats.recreated > 0) {
         // Only a type change needs the reference counts; ask once, then re-plan with them.
@@ -356,7 +364,8 @@ export class IpSetDriver {
             'ipset type change blocked: set is referenced; left as is',
           );
         }
-      if (diff.script === '') return { ...diff.stats, commands, ms, refused };
+      if (diff.script === '')
+        return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
       const started = performance.now();
       const res = await run('ipset', ['restore'], {
         netns: this.netns,
@@ -369,7 +378,8 @@ export class IpSetDriver {
         { netns: this.netns, lines: diff.stats.lines, bytes: diff.script.length, ms },
         'ipset restore',
       );
-      if (res.exitCode === 0) return { ...diff.stats, commands, ms, refused };
+      if (res.exitCode === 0)
+        return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
       const m = /Error in line (\d+):\s*(.*)/.exec(res.stderr);
       const set = m ? setOfLine(diff.script, Number(m[1])) : undefined;
       if (m === null || set === undefined || !want.has(set) || round + 1 >= maxRounds)
@@ -421,6 +431,24 @@ export class IpSetDriver {
       );
     }
     return stats;
+  }
+
+  /**
+   * A refused set that did not exist before may be half-made (its create and first adds landed):
+   * gone is safer than half-filled, as a rule that needs it is then refused and fails closed.
+   */
+  private async dropNew(
+    refused: readonly { set: string }[],
+    before: ReadonlyMap<string, KernelIpSet>,
+  ): Promise<number> {
+    const fresh = refused.filter((r) => !before.has(r.set)).map((r) => `destroy ${r.set}`);
+    if (fresh.length === 0) return 0;
+    await run('ipset', ['restore'], {
+      netns: this.netns,
+      input: `${fresh.join('\n')}\n`,
+      allowFailure: true,
+    });
+    return 1;
   }
 
   private async referencedSets(): Promise<Set<string>> {

@@ -519,7 +519,8 @@ export async function applyAcceptedChains(
     if (res.exitCode === 0) return { plan: p, refused, attempts };
     const line = refusedLine(res.stderr);
     let culprit = line === undefined ? undefined : p.origins[line - 2];
-    if (culprit === undefined || refused.has(culprit)) {
+    if (culprit === undefined || refused.has(culprit)) culprit = jumperToMissing(p, res.stderr, refused);
+    if (culprit === undefined) {
       const found = await bisect(p, refused, plan, probe, order);
       attempts += found.attempts;
       culprit = found.culprit;
@@ -529,6 +530,28 @@ export async function applyAcceptedChains(
     if (round === maxRounds - 1) return { failed: res.stderr, attempts };
   }
   return { failed: 'too many refused chains', attempts };
+}
+
+/**
+ * nft checks jump targets only at COMMIT (and `--test` never gets there): "Chain 'X' does not
+ * exist", blamed on the COMMIT line. The culprit is the chain whose written rule jumps to X.
+ */
+function jumperToMissing(
+  p: RestorePlan,
+  stderr: string,
+  refused: ReadonlyMap<string, string>,
+): string | undefined {
+  const missing = /Chain '([^']+)' does not exist/.exec(stderr)?.[1];
+  if (missing === undefined) return undefined;
+  const body = (p.script ?? '').split('\n').slice(1);
+  const jump = new RegExp(
+    `\\s(?:-j|-g|--jump|--goto)\\s+${missing.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?:\\s|$)`,
+  );
+  for (const [i, line] of body.entries()) {
+    const chain = p.origins[i];
+    if (chain !== undefined && !refused.has(chain) && jump.test(line)) return chain;
+  }
+  return undefined;
 }
 
 /**

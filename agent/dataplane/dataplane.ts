@@ -54,6 +54,8 @@ export class Dataplane {
   private backoffMs = 0;
   private stopped = false;
   private readonly waiters: (() => void)[] = [];
+  /** Messages that came in during a pass, for the next one. */
+  private readonly arrived: DataplaneMessage[] = [];
   readonly stats: DataplaneStats = { inSync: false, applies: 0, failures: 0, lastApplyMs: 0, refused: [] };
   private readonly links: LinkWriter;
   /** Objects kernel events reported damaged, rewritten at the start of the next pass. */
@@ -81,6 +83,15 @@ export class Dataplane {
   }
 
   onMessages(msgs: readonly DataplaneMessage[]): void {
+    // During a pass the managers must keep the state the pass began with: a policy arriving after
+    // the ipsets were written would otherwise be rendered against a set not yet in the kernel. It
+    // waits for the next pass (scheduled at once), so nothing is lost or reordered.
+    if (this.running) this.arrived.push(...msgs);
+    else this.deliver(msgs);
+    if (msgs.length > 0) this.schedule();
+  }
+
+  private deliver(msgs: readonly DataplaneMessage[]): void {
     for (const m of msgs) {
       if (m.kind === 'InSync') {
         if (!this.inSync) log.info('in sync: programming the dataplane');
@@ -94,7 +105,6 @@ export class Dataplane {
       this.vxlan.onUpdate(m);
       this.routes.onUpdate(m);
     }
-    if (msgs.length > 0) this.schedule();
   }
 
   start(): void {
@@ -201,6 +211,7 @@ export class Dataplane {
   }
 
   private async applyPass(): Promise<void> {
+    this.deliver(this.arrived.splice(0));
     this.running = true;
     this.again = false;
     const started = performance.now();

@@ -4,6 +4,7 @@
 // Real kernel, both backends, each in its own namespace.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { IpSetDriver, type IpSetSpec } from '../../native/ipset.ts';
 import { type IptablesBackend, IptablesDriver, type TableState } from '../../native/iptables.ts';
 import { iptablesBackendSkip, netnsScope, sh } from '../harness/netns.ts';
 
@@ -72,3 +73,43 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
     assert.equal(rules(s2, 'cali-tw-x').length, 3);
   });
 }
+
+test('ipset restore: a refused set is left as it was, every other set is written', {
+  skip: await iptablesBackendSkip('nft'),
+}, async (t) => {
+  const ns = await netnsScope(t).add('refset');
+  const sets = new IpSetDriver({ netns: ns });
+  const spec = (name: string, members: string[]): [string, IpSetSpec] => [
+    name,
+    { name, type: 'hash:net', members: new Set(members) },
+  ];
+  await sets.apply(new Map([spec('cali40bad', ['10.0.0.1']), spec('cali40good', ['10.0.0.2'])]));
+  // hash:net refuses a /0 member: that set keeps its members; the others are written.
+  const st = await sets.apply(
+    new Map([
+      spec('cali40bad', ['0.0.0.0/0', '10.0.0.9']),
+      spec('cali40good', ['10.0.0.3']),
+      spec('cali40new', ['10.0.0.4']),
+    ]),
+  );
+  assert.deepEqual(
+    st.refused.map((r) => r.set),
+    ['cali40bad'],
+  );
+  assert.match(st.refused[0]?.reason ?? '', /CIDR/);
+  const listed = await sets.list();
+  assert.deepEqual([...(listed.get('cali40good')?.members ?? [])], ['10.0.0.3']);
+  assert.deepEqual([...(listed.get('cali40new')?.members ?? [])], ['10.0.0.4']);
+  assert.deepEqual(
+    [...(listed.get('cali40bad')?.members ?? [])],
+    ['10.0.0.1'],
+    'the refused set keeps what it had',
+  );
+  // A refused set that never existed is not left half-made.
+  const st2 = await sets.apply(new Map([spec('cali40fresh', ['10.0.0.5', '0.0.0.0/0'])]));
+  assert.deepEqual(
+    st2.refused.map((r) => r.set),
+    ['cali40fresh'],
+  );
+  assert.ok(!(await sets.list()).has('cali40fresh'));
+});
