@@ -55,7 +55,9 @@ test('mutated policies are accepted or refused with a field, never crash or hang
         for (const [p, v] of mutations) doc = setAt(doc, p, v);
         const started = performance.now();
         tally[runOne(doc)]++;
-        assert.ok(performance.now() - started < 200, 'one document took too long');
+        // A guard against a pathological (super-linear) path, not a speed target: generous, so a
+        // busy machine does not fail it.
+        assert.ok(performance.now() - started < 2000, 'one document took too long');
       },
     ),
     { numRuns: 1500 },
