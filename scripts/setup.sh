@@ -20,6 +20,7 @@ need iptables-legacy-restore iptables
 need ipset ipset
 need ping iputils-ping
 need sysctl procps
+need etcd etcd-server
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   echo "installing Debian packages: $pkgs"
