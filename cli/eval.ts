@@ -6,21 +6,18 @@ import type { Resource } from '../model/resources.ts';
 import { parseSelector, SelectorParseError } from '../model/selector/index.ts';
 import type { Update } from '../proto/service.ts';
 import { toUpdate } from '../syncer/convert.ts';
-import { FileDatastore } from '../syncer/datastore/file.ts';
+import { type DatastoreFlags, openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
+import type { Datastore } from '../syncer/datastore/types.ts';
+import { remoteDatastore } from '../syncer/main.ts';
+import { readCluster } from './read-cluster.ts';
 
 export interface EvalOptions {
   selector: string;
   cluster: string;
   datastore: string;
+  /** TLS and credentials for --datastore (--etcd-ca-file ...). */
+  datastoreFlags?: DatastoreFlags;
   output: string;
-}
-
-async function loadFile(spec: string): Promise<Resource[]> {
-  if (!spec.startsWith('file:')) throw new Error(`--datastore ${spec}: eval supports file:DIR so far`);
-  const { resources, errors } = await FileDatastore.load(spec.slice('file:'.length));
-  for (const e of errors)
-    process.stderr.write(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
-  return resources;
 }
 
 export async function runEval(opts: EvalOptions): Promise<number> {
@@ -35,7 +32,7 @@ export async function runEval(opts: EvalOptions): Promise<number> {
     throw e;
   }
   const updates: Update[] = [];
-  const local = await loadFile(opts.datastore);
+  const local = await readCluster(openConnection(parseDatastoreSpec(opts.datastore, opts.datastoreFlags)));
   const add = (cluster: string, remote: boolean, rs: Resource[]) => {
     for (const r of rs) {
       const u = toUpdate({ cluster, remote }, r);
@@ -44,13 +41,9 @@ export async function runEval(opts: EvalOptions): Promise<number> {
   };
   add(opts.cluster, false, local);
   for (const r of local) {
-    if (
-      r.kind !== 'RemoteClusterConfiguration' ||
-      r.spec.datastoreType !== 'file' ||
-      !r.spec.fileDatastorePath
-    )
-      continue;
-    add(r.name, true, await loadFile(`file:${r.spec.fileDatastorePath}`));
+    if (r.kind !== 'RemoteClusterConfiguration') continue;
+    const ds: Datastore | { error: string } = remoteDatastore(r);
+    if (!('error' in ds)) add(r.name, true, await readCluster(ds));
   }
   const index = new LabelIndex({ send: () => {} });
   for (const u of updates) if (u.body.case === 'profile') index.setProfileLabels(u.key, u.body.value.labels);

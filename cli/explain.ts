@@ -5,9 +5,8 @@
 // policies of the destination's cluster. Each is evaluated in that cluster's own view: its local
 // endpoints, plus its remotes' endpoints renamed `<cluster>/...` with `fedmesh.io/cluster`, exactly
 // as syncer/convert.ts feeds that cluster's agents. The other cluster's datastore is found through
-// the RemoteClusterConfigurations of --datastore (file datastores only); when it cannot be read,
+// the RemoteClusterConfigurations of --datastore; when it cannot be read,
 // its decision is unknown. The decision logic itself is agent/calc/flow-evaluator.ts.
-import { resolve } from 'node:path';
 import {
   ClusterView,
   type DecidingRule,
@@ -23,11 +22,16 @@ import { addressOfIpNetwork, cidrContainsIp, type Ip4, NetParseError, parseIp4 }
 import type { HostEndpoint, Labels, Resource, WorkloadEndpoint } from '../model/resources.ts';
 import type { Update } from '../proto/service.ts';
 import { baseKey, toUpdate } from '../syncer/convert.ts';
-import { FileDatastore } from '../syncer/datastore/file.ts';
+import { type DatastoreFlags, openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
+import type { Datastore } from '../syncer/datastore/types.ts';
+import { remoteDatastore } from '../syncer/main.ts';
+import { readCluster } from './read-cluster.ts';
 
 export interface ExplainOptions {
   cluster: string;
   datastore: string;
+  /** TLS and credentials for --datastore (--etcd-ca-file ...). */
+  datastoreFlags?: DatastoreFlags;
   from: string;
   to: string;
   port: string;
@@ -89,25 +93,18 @@ interface ClusterData extends Loaded {
   local: boolean;
 }
 
-/** Reads file datastores once each (by absolute path), warning about refused resources on stderr. */
+/** Reads datastores once each (by description), warning about refused resources on stderr. */
 class Loader {
   private readonly cache = new Map<string, Promise<Loaded>>();
 
-  load(dir: string): Promise<Loaded> {
-    const abs = resolve(dir);
-    let p = this.cache.get(abs);
+  load(ds: Datastore): Promise<Loaded> {
+    let p = this.cache.get(ds.description);
     if (!p) {
-      p = FileDatastore.load(abs).then(
-        ({ resources, errors }) => {
-          for (const e of errors)
-            process.stderr.write(
-              `warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`,
-            );
-          return { resources };
-        },
+      p = readCluster(ds).then(
+        (resources) => ({ resources }),
         (e: Error) => ({ error: e.message }),
       );
-      this.cache.set(abs, p);
+      this.cache.set(ds.description, p);
     }
     return p;
   }
@@ -115,9 +112,9 @@ class Loader {
   /** How a cluster reaches one of its remotes: loaded resources, or why not. */
   async remote(r: Resource): Promise<Loaded> {
     if (r.kind !== 'RemoteClusterConfiguration') return { error: 'not a RemoteClusterConfiguration' };
-    if (r.spec.datastoreType !== 'file' || !r.spec.fileDatastorePath)
-      return { error: `its datastore is ${r.spec.datastoreType}; explain reads file datastores only` };
-    return this.load(r.spec.fileDatastorePath);
+    const ds = remoteDatastore(r);
+    if ('error' in ds) return { error: `its datastore cannot be opened here: ${ds.error}` };
+    return this.load(ds);
   }
 }
 
@@ -363,10 +360,14 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
     if (!/^\d{1,5}$/.test(opts.sourcePort) || sourcePort < 1 || sourcePort > 65535)
       throw new ExplainError(`--source-port ${opts.sourcePort}: expected a port number 1-65535`);
   }
-  if (!opts.datastore.startsWith('file:'))
-    throw new ExplainError(`--datastore ${opts.datastore}: explain supports file:DIR so far`);
+  let local: Datastore;
+  try {
+    local = openConnection(parseDatastoreSpec(opts.datastore, opts.datastoreFlags));
+  } catch (e) {
+    throw new ExplainError((e as Error).message);
+  }
   const loader = new Loader();
-  const own = await loader.load(opts.datastore.slice('file:'.length));
+  const own = await loader.load(local);
   if (own.error) throw new Error(own.error);
   const clusters: ClusterData[] = [{ name: opts.cluster, local: true, resources: own.resources ?? [] }];
   for (const r of (own.resources ?? []).filter(isRcc)) {

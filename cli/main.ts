@@ -9,13 +9,18 @@ const log = logger('cli');
 const USAGE = `fedmesh — cluster-mesh federation for Kubernetes networking
 
 Usage:
-  fedmesh syncer --cluster NAME --datastore file:DIR --listen HOST:PORT|unix:PATH [--health-listen HOST:PORT]
+  fedmesh syncer --cluster NAME --datastore file:DIR|etcdv3:URL[,URL] --listen HOST:PORT|unix:PATH [--health-listen HOST:PORT]
   fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen HOST:PORT]
-  fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR [--output text|json]
+  fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR|etcdv3:URL[,URL] [--output text|json]
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json]
-  fedmesh explain --cluster NAME --datastore file:DIR --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
-  fedmesh demo   [--keep] [--iptables-backend nft|legacy]
+  fedmesh explain --cluster NAME --datastore file:DIR|etcdv3:URL[,URL] --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
+  fedmesh demo   [--keep] [--iptables-backend nft|legacy] [--etcd]
   fedmesh demo down
+  fedmesh etcd-load --endpoints URL[,URL] [ETCD FLAGS] DIR   (write a cluster directory into etcd in Calico's layout)
+
+Datastores: --datastore file:DIR | etcdv3:URL[,URL]; with etcdv3, ETCD FLAGS are
+  --etcd-ca-file F --etcd-cert-file F --etcd-key-file F --etcd-username U --etcd-password P
+  (or FEDMESH_ETCD_CA_FILE, FEDMESH_ETCD_CERT_FILE, ... ; FEDMESH_ETCD_PASSWORD keeps it off the command line).
 
 Environment: FEDMESH_<FLAG> (e.g. FEDMESH_NODE, FEDMESH_FEED) stands in for a missing flag;
 FEDMESH_LOG_LEVEL sets the log level (default info; logs are JSON on stderr).
@@ -43,6 +48,18 @@ function flags<T extends FlagSpec>(argv: string[], spec: T) {
     return v;
   };
   return { values: values as Record<string, unknown>, positionals, get, need };
+}
+
+/** --etcd-ca-file and the other credentials of `--datastore etcdv3:...`. */
+const ETCD_FLAG_SPEC: FlagSpec = Object.fromEntries(
+  ['etcd-ca-file', 'etcd-cert-file', 'etcd-key-file', 'etcd-username', 'etcd-password'].map((n) => [
+    n,
+    { type: 'string' as const },
+  ]),
+);
+
+function etcdFlags(f: { get(name: string): string | undefined }): Record<string, string | undefined> {
+  return Object.fromEntries(Object.keys(ETCD_FLAG_SPEC).map((n) => [n, f.get(n)]));
 }
 
 function ms(v: string | undefined, flag: string): number | undefined {
@@ -76,11 +93,13 @@ async function main(argv: string[]): Promise<number> {
         'health-listen': { type: 'string' },
         'remote-sync-timeout': { type: 'string' },
         'remote-retention': { type: 'string' },
+        ...ETCD_FLAG_SPEC,
       });
       const { runSyncer } = await import('../syncer/main.ts');
       const stop = await runSyncer({
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        datastoreFlags: etcdFlags(f),
         listen: f.need('listen'),
         healthListen: f.get('health-listen'),
         remoteSyncTimeoutMs: ms(f.get('remote-sync-timeout'), 'remote-sync-timeout'),
@@ -117,6 +136,7 @@ async function main(argv: string[]): Promise<number> {
         cluster: { type: 'string' },
         datastore: { type: 'string' },
         output: { type: 'string' },
+        ...ETCD_FLAG_SPEC,
       });
       const selector = f.positionals[0];
       if (selector === undefined) throw new UsageError('eval needs a SELECTOR argument');
@@ -125,6 +145,7 @@ async function main(argv: string[]): Promise<number> {
         selector,
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        datastoreFlags: etcdFlags(f),
         output: f.get('output') ?? 'text',
       });
     }
@@ -137,6 +158,7 @@ async function main(argv: string[]): Promise<number> {
         port: { type: 'string' },
         'source-port': { type: 'string' },
         output: { type: 'string' },
+        ...ETCD_FLAG_SPEC,
       });
       if (f.positionals.length > 0) throw new UsageError(`explain: unexpected argument ${f.positionals[0]}`);
       const { runExplain } = await import('./explain.ts');
@@ -144,6 +166,7 @@ async function main(argv: string[]): Promise<number> {
       return runExplain({
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        datastoreFlags: etcdFlags(f),
         from: f.need('from'),
         to: f.need('to'),
         port: f.need('port'),
@@ -183,6 +206,14 @@ async function main(argv: string[]): Promise<number> {
         workDir: f.get('dir'),
         prefix: f.get('prefix'),
       });
+    }
+    case 'etcd-load': {
+      const f = flags(rest, { endpoints: { type: 'string' }, ...ETCD_FLAG_SPEC });
+      const dir = f.positionals[0];
+      if (dir === undefined || f.positionals.length > 1)
+        throw new UsageError('etcd-load needs one DIR argument');
+      const { runEtcdLoad } = await import('./etcd-load.ts');
+      return runEtcdLoad({ endpoints: f.need('endpoints'), flags: etcdFlags(f), dir });
     }
     case undefined:
     case 'help':

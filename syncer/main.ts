@@ -4,8 +4,9 @@ import { logger } from '../lib/log.ts';
 import { gauge } from '../lib/metrics.ts';
 import type { RemoteClusterConfiguration } from '../model/resources.ts';
 import { RemoteClusterState } from '../proto/service.ts';
+import { EtcdDatastore } from './datastore/etcd.ts';
 import { FileDatastore } from './datastore/file.ts';
-import { openConnection, parseDatastoreSpec } from './datastore/open.ts';
+import { type DatastoreFlags, openConnection, parseDatastoreSpec } from './datastore/open.ts';
 import type { Datastore } from './datastore/types.ts';
 import { FeedCache } from './feed-cache.ts';
 import { Merger } from './merger.ts';
@@ -16,6 +17,8 @@ const log = logger('syncer');
 export interface SyncerOptions {
   cluster: string;
   datastore: string;
+  /** TLS and credentials for --datastore (--etcd-ca-file ...). */
+  datastoreFlags?: DatastoreFlags;
   listen: string;
   healthListen?: string;
   remoteSyncTimeoutMs?: number;
@@ -23,8 +26,8 @@ export interface SyncerOptions {
 }
 
 /** The local cluster's datastore, from `--datastore`. */
-export function openDatastore(spec: string): Datastore {
-  return openConnection(parseDatastoreSpec(spec));
+export function openDatastore(spec: string, flags: DatastoreFlags = {}): Datastore {
+  return openConnection(parseDatastoreSpec(spec, flags));
 }
 
 export function remoteDatastore(rcc: RemoteClusterConfiguration): Datastore | { error: string } {
@@ -33,6 +36,9 @@ export function remoteDatastore(rcc: RemoteClusterConfiguration): Datastore | { 
       return { error: 'spec.fileDatastorePath is required for datastoreType file' };
     return new FileDatastore(rcc.spec.fileDatastorePath);
   }
+  // Endpoints only for now: credentials and clusterAccessSecret come with full RCC resolution.
+  if (rcc.spec.datastoreType === 'etcdv3' && rcc.spec.etcdEndpoints?.length)
+    return new EtcdDatastore({ type: 'etcdv3', endpoints: rcc.spec.etcdEndpoints });
   return { error: `datastoreType ${rcc.spec.datastoreType} is not supported by this build yet` };
 }
 
@@ -43,7 +49,7 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   const cache = new FeedCache();
   const merger = new Merger({
     cluster: opts.cluster,
-    local: openDatastore(opts.datastore),
+    local: openDatastore(opts.datastore, opts.datastoreFlags),
     cache,
     makeRemote: remoteDatastore,
     remoteSyncTimeoutMs: opts.remoteSyncTimeoutMs ?? 10_000,

@@ -88,10 +88,10 @@ kind: GlobalNetworkPolicy
 metadata: {name: ${name}}
 spec: {selector: all(), types: [Ingress]}`);
 
-function rcc(name: string, opts: { overlay?: boolean; type?: 'file' | 'etcdv3' } = {}): Resource {
+function rcc(name: string, opts: { overlay?: boolean; type?: 'file' | 'kubernetes' } = {}): Resource {
   const spec =
-    opts.type === 'etcdv3'
-      ? 'datastoreType: etcdv3\n  etcdEndpoints: "http://127.0.0.1:2379"'
+    opts.type === 'kubernetes'
+      ? 'datastoreType: kubernetes\n  kubeconfig: /nonexistent/kubeconfig'
       : `datastoreType: file\n  fileDatastorePath: /nonexistent/${name}`;
   return one(`apiVersion: projectcalico.org/v3
 kind: RemoteClusterConfiguration
@@ -602,12 +602,12 @@ describe('Merger: remote cluster lifecycle', () => {
     assert.deepEqual(remoteKeys(h.cache), B_KEYS);
   });
 
-  test('an RCC of datastoreType etcdv3 gives ConfigIncomplete, not a crash, and does not hold in-sync', async (t) => {
+  test('an RCC this build cannot serve gives ConfigIncomplete, not a crash, and does not hold in-sync', async (t) => {
     const h = await harness(t);
-    h.local.sync([...localA(), rcc('e', { type: 'etcdv3' })]);
+    h.local.sync([...localA(), rcc('e', { type: 'kubernetes' })]);
     const st = statusOf(h.cache, 'e');
     assert.equal(st.state, RemoteClusterState.CONFIG_INCOMPLETE);
-    assert.match(st.detail, /etcdv3/);
+    assert.match(st.detail, /kubernetes/);
     assert.equal(h.cache.inSync, true);
     assert.deepEqual(keys(h.cache), A_KEYS);
 
