@@ -190,6 +190,7 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const f = flags(rest, {
         keep: { type: 'boolean' },
+        etcd: { type: 'boolean' },
         'iptables-backend': { type: 'string' },
         dir: { type: 'string' },
         prefix: { type: 'string' },
@@ -202,6 +203,7 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError('--iptables-backend: expected nft or legacy');
       return runDemo({
         keep: f.values.keep === true,
+        etcd: f.values.etcd === true,
         backend,
         workDir: f.get('dir'),
         prefix: f.get('prefix'),

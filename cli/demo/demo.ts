@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { Resource } from '../../model/resources.ts';
 import { run } from '../../native/exec.ts';
 import { FileDatastore } from '../../syncer/datastore/file.ts';
+import { checkEtcdInstalled, loadDemoEtcd, setEtcdLabel, startDemoEtcd, writeEtcdRcc } from './etcd.ts';
 import { FEDMESH_BIN, type StartedProcess, startProcess, stopRecorded, waitForLog } from './processes.ts';
 import { DB_PORT, FLOWS, type Flow, HOST_PORT, RELABEL } from './scenario.ts';
 import {
@@ -32,6 +33,8 @@ const CLUSTERS = ['a', 'b'];
 export interface DemoOptions {
   keep: boolean;
   backend: 'nft' | 'legacy';
+  /** Cluster b's data in a real etcd (Calico's layout), read by b's syncer and a's RCC. */
+  etcd?: boolean;
   workDir?: string;
   prefix?: string;
   out?: (s: string) => void;
@@ -44,6 +47,8 @@ export interface Mesh {
   agents: StartedProcess[];
   syncers: StartedProcess[];
   timings: { startToAllInSyncMs: number; inSyncToProgrammedMs: number[]; startToAllProgrammedMs: number };
+  /** With --etcd: b's etcd and the relabelled pod's WorkloadEndpoint there. */
+  etcd?: { endpoint: string; relabel: { namespace: string; name: string } };
 }
 
 async function preflight(): Promise<void> {
@@ -103,13 +108,30 @@ export async function startMesh(opts: {
   workDir: string;
   prefix: string;
   backend: 'nft' | 'legacy';
+  etcd?: boolean;
 }): Promise<Mesh> {
   const { workDir, prefix } = opts;
   await stopMesh(workDir, prefix);
   mkdirSync(workDir, { recursive: true });
   writeFileSync(join(workDir, 'prefix'), prefix);
   writeClusters(workDir);
-  const topology = topologyFromResources(prefix, await loadClusters(workDir));
+  let etcd: Mesh['etcd'];
+  if (opts.etcd) {
+    await checkEtcdInstalled();
+    const { endpoint } = await startDemoEtcd(workDir);
+    await loadDemoEtcd(endpoint, join(workDir, RELABEL.cluster));
+    writeEtcdRcc(workDir, endpoint);
+    etcd = { endpoint, relabel: { namespace: '', name: '' } };
+  }
+  const clusters = await loadClusters(workDir);
+  const topology = topologyFromResources(prefix, clusters);
+  if (etcd) {
+    const w = clusters[RELABEL.cluster]?.find(
+      (r) => r.kind === 'WorkloadEndpoint' && r.spec.pod === RELABEL.pod,
+    );
+    if (!w?.namespace) throw new Error(`relabel: pod ${RELABEL.pod} not found in cluster ${RELABEL.cluster}`);
+    etcd.relabel = { namespace: w.namespace, name: w.name };
+  }
   await buildTopology(topology);
   for (const p of allPods(topology)) {
     startProcess(
@@ -142,7 +164,7 @@ export async function startMesh(opts: {
         '--cluster',
         c,
         '--datastore',
-        `file:${join(workDir, c)}`,
+        etcd && c === RELABEL.cluster ? `etcdv3:${etcd.endpoint}` : `file:${join(workDir, c)}`,
         '--listen',
         `unix:${join(workDir, `${c}.sock`)}`,
       ],
@@ -185,6 +207,7 @@ export async function startMesh(opts: {
     topology,
     agents,
     syncers,
+    ...(etcd ? { etcd } : {}),
     timings: {
       startToAllInSyncMs: Math.max(...inSync.map((m) => Number(m[1]))) + Math.min(allInSync - started, 0),
       inSyncToProgrammedMs: programmed.map((m) => Number(m[1])),
@@ -286,11 +309,19 @@ export interface RelabelResult {
   pass: boolean;
 }
 
+/** Relabel the pod where its cluster keeps it: the YAML file, or etcd with --etcd. */
+export async function relabel(mesh: Mesh, retired: boolean): Promise<void> {
+  const { key, value, retired: other } = RELABEL.label;
+  if (mesh.etcd) await setEtcdLabel(mesh.etcd.endpoint, mesh.etcd.relabel, key, retired ? other : value);
+  else if (retired) setPodLabel(mesh.workDir, RELABEL.from.label, RELABEL.from.to);
+  else setPodLabel(mesh.workDir, RELABEL.from.to, RELABEL.from.label);
+}
+
 export async function runRelabel(mesh: Mesh): Promise<RelabelResult> {
   const limit = RELABEL.deadlineMs * 3;
-  setPodLabel(mesh.workDir, RELABEL.from.label, RELABEL.from.to);
+  await relabel(mesh, true);
   const cutMs = await timeUntil(mesh.topology, false, limit);
-  setPodLabel(mesh.workDir, RELABEL.from.to, RELABEL.from.label);
+  await relabel(mesh, false);
   const restoredMs = await timeUntil(mesh.topology, true, limit);
   const ok = (v: number | undefined) => v !== undefined && v <= RELABEL.deadlineMs;
   return { cutMs, restoredMs, pass: ok(cutMs) && ok(restoredMs) };
@@ -313,6 +344,11 @@ function lookCommands(mesh: Mesh): string {
       .join(' ')})`,
     `  npx fedmesh status --feed unix:${join(mesh.workDir, 'a.sock')}`,
     `Cluster YAML (edit it live): ${join(mesh.workDir, 'a')} and ${join(mesh.workDir, 'b')}; logs: ${mesh.workDir}/*.log`,
+    ...(mesh.etcd
+      ? [
+          `Cluster b's data is in etcd at ${mesh.etcd.endpoint}: npx fedmesh eval "app == 'db'" --cluster b --datastore etcdv3:${mesh.etcd.endpoint}`,
+        ]
+      : []),
     'Remove everything: npx fedmesh demo down',
   ].join('\n');
 }
@@ -330,8 +366,14 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    out(`fedmesh demo: clusters a and b, 2 nodes each, 2 pods per node (iptables backend: ${opts.backend})`);
-    const mesh = await startMesh({ workDir, prefix, backend: opts.backend });
+    out(
+      `fedmesh demo: clusters a and b, 2 nodes each, 2 pods per node (iptables backend: ${opts.backend})${opts.etcd ? "; cluster b's data in etcd" : ''}`,
+    );
+    const mesh = await startMesh({ workDir, prefix, backend: opts.backend, etcd: opts.etcd === true });
+    if (mesh.etcd)
+      out(
+        `cluster b's Calico data is in etcd at ${mesh.etcd.endpoint} (Calico's key layout); b's syncer reads it with --datastore etcdv3:${mesh.etcd.endpoint}, a's RCC for b is datastoreType etcdv3`,
+      );
     const tm = mesh.timings;
     out(
       `all agents in sync ${tm.startToAllInSyncMs} ms after start; every node programmed ${Math.max(...tm.inSyncToProgrammedMs)} ms after its in-sync (all programmed ${tm.startToAllProgrammedMs} ms after start)`,
@@ -342,7 +384,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     out('');
     const rel = await runRelabel(mesh);
     out(
-      `relabel b/db-1 app=db → app=db-retired: a/frontend-1 → b/db-1:5432 cut after ${rel.cutMs ?? 'never'} ms; ` +
+      `relabel b/db-1 app=db → app=db-retired${mesh.etcd ? ' (written to etcd)' : ''}: a/frontend-1 → b/db-1:5432 cut after ${rel.cutMs ?? 'never'} ms; ` +
         `relabelled back: restored after ${rel.restoredMs ?? 'never'} ms (bar: ${RELABEL.deadlineMs} ms) ${rel.pass ? 'ok' : 'MISMATCH'}`,
     );
     const failed = rows.filter((r) => !r.pass).length + (rel.pass ? 0 : 1);
