@@ -60,6 +60,7 @@ export class EtcdDatastore implements Datastore {
   private listed = false;
   private needRelist = true;
   private watchers: Watcher[] = [];
+  private readonly canceledByEtcd = new Set<Watcher>();
   /** Bumped on every (re)connect: callbacks of older watchers are ignored. */
   private generation = 0;
   private retryMs: number;
@@ -90,10 +91,11 @@ export class EtcdDatastore implements Datastore {
   }
 
   async stop(): Promise<void> {
+    // An attempt still under way finds itself stale at its next step, and every handler call
+    // checks `stopped`: nothing reaches the handlers after this, without waiting for etcd.
     this.stopped = true;
     this.generation++;
     clearTimeout(this.retryTimer);
-    await this.connecting?.catch(() => undefined);
     await this.cancelWatchers();
     this.client.close();
   }
@@ -253,6 +255,7 @@ export class EtcdDatastore implements Datastore {
         () => settle({ lost: `watch not established within ${this.opts.requestTimeoutMs} ms` }),
         this.opts.requestTimeoutMs,
       );
+      timer.unref();
       for (const prefix of WATCHED_PREFIXES) {
         const w = this.client.watch().prefix(prefix).startRevision(String(startRevision)).watcher();
         this.watchers.push(w);
@@ -268,6 +271,8 @@ export class EtcdDatastore implements Datastore {
           else if (!this.isStale(gen)) void this.onLost(detail);
         });
         w.on('error', (err) => {
+          // etcd canceled it and the library has let go of it: no cancel request for it later.
+          this.canceledByEtcd.add(w);
           const detail = errorText(err);
           if (!settled) settle({ canceled: detail });
           else if (!this.isStale(gen)) void this.onCanceled(detail);
@@ -296,10 +301,13 @@ export class EtcdDatastore implements Datastore {
     const ws = this.watchers.splice(0);
     // A cancel waits for etcd's answer; with etcd gone that may never come.
     await Promise.all(
-      ws.map((w) =>
-        Promise.race([w.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]),
-      ),
+      ws
+        .filter((w) => !this.canceledByEtcd.has(w))
+        .map((w) =>
+          Promise.race([w.cancel().catch(() => undefined), new Promise((r) => setTimeout(r, 1000).unref())]),
+        ),
     );
+    for (const w of ws) this.canceledByEtcd.delete(w);
     for (const w of ws) w.removeAllListeners().on('error', () => undefined);
   }
 
@@ -374,7 +382,7 @@ export class EtcdDatastore implements Datastore {
   }
 
   private report(errors: ResourceError[]): void {
-    if (errors.length === 0) return;
+    if (errors.length === 0 || this.stopped) return;
     for (const e of errors) {
       log.warn(
         { key: e.origin.source, resource: e.resource, field: e.field },
