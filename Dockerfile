@@ -32,6 +32,7 @@ COPY model ./model
 COPY proto ./proto
 COPY native ./native
 COPY lib ./lib
+COPY services ./services
 
 ENV NODE_ENV=production
 # The manifests pass the subcommand and flags as args, e.g. [agent, --node, ..., --feed, ...].

@@ -6,10 +6,13 @@ import { gauge } from '../lib/metrics.ts';
 import { IpRouteDriver } from '../native/iproute.ts';
 import { IpSetDriver } from '../native/ipset.ts';
 import { type IptablesBackend, IptablesDriver } from '../native/iptables.ts';
+import { IpMonitorSource } from '../native/kernel-events.ts';
 import type { RemoteClusterStatus } from '../proto/service.ts';
 import { CalculationGraph } from './calc/graph.ts';
 import { Sequencer } from './calc/sequencer.ts';
 import { Dataplane } from './dataplane/dataplane.ts';
+import { KernelWatch } from './dataplane/kernel-watch.ts';
+import type { Refusal } from './dataplane/refusals.ts';
 import { FeedClient } from './feed/client.ts';
 
 const log = logger('agent');
@@ -20,9 +23,37 @@ export interface AgentOptions {
   iptablesBackend: IptablesBackend | 'auto';
   healthListen?: string;
   resyncIntervalMs?: number;
+  /** Repair routes, FDB, ARP and vxlan.calico on kernel events (default true). */
+  kernelEvents?: boolean;
+  /**
+   * Test hook: policies (`namespace/name` or `name`) rendered with a rule no kernel loads, to prove
+   * a refused policy holds back nothing else. From FEDMESH_TEST_UNLOADABLE_POLICIES (comma list).
+   */
+  unloadablePolicies?: string[];
 }
 
 export const AGENT_VERSION = '0.1.0';
+
+function unloadableFromEnv(): string[] {
+  return (process.env.FEDMESH_TEST_UNLOADABLE_POLICIES ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+}
+
+/** Refusals grouped by policy (endpoint chains and policy-less objects under their own name). */
+export function refusedPolicies(
+  refused: readonly Refusal[],
+): { policy: string; objects: string[]; reason: string }[] {
+  const by = new Map<string, { policy: string; objects: string[]; reason: string }>();
+  for (const r of refused) {
+    if (r.policy === undefined) continue;
+    const e = by.get(r.policy) ?? { policy: r.policy, objects: [], reason: r.reason };
+    e.objects.push(r.object);
+    by.set(r.policy, e);
+  }
+  return [...by.values()];
+}
 
 export function feedTarget(feed: string): string {
   if (feed.startsWith('unix:')) return feed;
@@ -37,7 +68,10 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
   log.info({ node: opts.node, feed: opts.feed, backend }, 'starting agent');
   const dataplane = new Dataplane(
     { ipsets: new IpSetDriver(), iptables: new IptablesDriver({ backend }), links: new IpRouteDriver() },
-    { resyncIntervalMs: opts.resyncIntervalMs },
+    {
+      resyncIntervalMs: opts.resyncIntervalMs,
+      faults: { unloadablePolicies: new Set(opts.unloadablePolicies ?? unloadableFromEnv()) },
+    },
   );
   const sequencer = new Sequencer();
   let graph: CalculationGraph | undefined;
@@ -99,10 +133,39 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
   gauge('fedmesh_agent_last_apply_seconds', 'Duration of the last dataplane apply pass.', [], (g) =>
     g.set(dataplane.stats.lastApplyMs / 1000),
   );
+  gauge(
+    'fedmesh_agent_dataplane_refused',
+    'Kernel objects (chains, ipsets) the kernel refused in the last apply, by policy; each keeps its last good version.',
+    ['table', 'object', 'policy'],
+    (g) => {
+      g.reset();
+      for (const r of dataplane.stats.refused)
+        g.set({ table: r.table, object: r.object, policy: r.policy ?? '' }, 1);
+    },
+  );
+  gauge(
+    'fedmesh_agent_refused_policies',
+    'Policies the kernel refused (their last good version stays in force).',
+    [],
+    (g) => g.set(refusedPolicies(dataplane.stats.refused).length),
+  );
   gauge('fedmesh_agent_refused_updates', 'Feed updates refused by the calculation graph (recent).', [], (g) =>
     g.set(graph?.refused.length ?? 0),
   );
+  // Kernel events drive repairs of routes, FDB, ARP and vxlan.calico within a second; the
+  // periodic resync stays as the safety net for what events cannot show (iptables, ipsets).
+  const watch =
+    opts.kernelEvents === false
+      ? undefined
+      : new KernelWatch(new IpMonitorSource(), dataplane, () => dataplane.desiredKernelState());
+  gauge(
+    'fedmesh_agent_kernel_repairs',
+    'Repairs started by kernel events (someone changed our state).',
+    [],
+    (g) => g.set(watch?.stats.repairs ?? 0),
+  );
   dataplane.start();
+  watch?.start();
   feed.start();
   const health = opts.healthListen
     ? await startHealthServer(opts.healthListen, {
@@ -115,6 +178,7 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
           feedEntries: feed.size,
           dataplane: dataplane.stats,
           refused: graph?.refused.slice(-20) ?? [],
+          refusedPolicies: refusedPolicies(dataplane.stats.refused),
           remotes: [...remotes.values()].map((r) => ({
             cluster: r.cluster,
             state: r.state,
@@ -125,6 +189,7 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
     : undefined;
   return async () => {
     feed.stop();
+    watch?.stop();
     dataplane.stop();
     health?.close();
   };

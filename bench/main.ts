@@ -6,6 +6,8 @@ process.argv = [process.argv[0]!, process.argv[1]!, ...rest];
 if (name === 'dataplane') await import('./dataplane.ts');
 else if (name === 'selector') await import('./selector.ts');
 else if (name === 'etcd') await import('./etcd.ts');
+else if (name === 'services') await import('./services.ts');
+else if (name === 'repair') await import('./repair.ts');
 else if (name === 'calc') {
   if (typeof (globalThis as { gc?: unknown }).gc === 'function') await import('./calc.ts');
   else {
@@ -19,7 +21,7 @@ else if (name === 'calc') {
   }
 } else {
   process.stderr.write(
-    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | etcd [endpoints runs]\n',
+    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | etcd [endpoints runs]\n',
   );
   process.exit(2);
 }

@@ -20,19 +20,33 @@ export interface EvalOptions {
   output: string;
 }
 
-export async function runEval(opts: EvalOptions): Promise<number> {
+/** Where eval prints: the process's stdout/stderr unless a caller (a test) gives its own. */
+export interface EvalOutput {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const PROCESS_OUTPUT: EvalOutput = {
+  out: (t) => process.stdout.write(t),
+  err: (t) => process.stderr.write(t),
+};
+
+export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT): Promise<number> {
   let selector: ReturnType<typeof parseSelector>;
   try {
     selector = parseSelector(opts.selector);
   } catch (e) {
     if (e instanceof SelectorParseError) {
-      process.stderr.write(`fedmesh eval: invalid selector: ${e.message}\n`);
+      io.err(`fedmesh eval: invalid selector: ${e.message}\n`);
       return 2;
     }
     throw e;
   }
   const updates: Update[] = [];
-  const local = await readCluster(openConnection(parseDatastoreSpec(opts.datastore, opts.datastoreFlags)));
+  const local = await readCluster(
+    openConnection(parseDatastoreSpec(opts.datastore, opts.datastoreFlags)),
+    io.err,
+  );
   const add = (cluster: string, remote: boolean, rs: Resource[]) => {
     for (const r of rs) {
       const u = toUpdate({ cluster, remote }, r);
@@ -43,7 +57,7 @@ export async function runEval(opts: EvalOptions): Promise<number> {
   for (const r of local) {
     if (r.kind !== 'RemoteClusterConfiguration') continue;
     const ds: Datastore | { error: string } = remoteDatastore(r);
-    if (!('error' in ds)) add(r.name, true, await readCluster(ds));
+    if (!('error' in ds)) add(r.name, true, await readCluster(ds, io.err));
   }
   const index = new LabelIndex({ send: () => {} });
   for (const u of updates) if (u.body.case === 'profile') index.setProfileLabels(u.key, u.body.value.labels);
@@ -71,12 +85,12 @@ export async function runEval(opts: EvalOptions): Promise<number> {
     .filter((e) => selector.evaluate(index.getLabels(e.key) ?? {}))
     .sort((a, b) => (a.name < b.name ? -1 : 1));
   if (opts.output === 'json') {
-    process.stdout.write(
+    io.out(
       `${JSON.stringify({ selector: selector.canonical, matches: matches.map((m) => ({ endpoint: m.name, cluster: m.cluster })) }, null, 2)}\n`,
     );
   } else {
-    process.stdout.write(`Endpoints matching selector ${selector.canonical}:\n`);
-    for (const m of matches) process.stdout.write(`  ${m.name}\n`);
+    io.out(`Endpoints matching selector ${selector.canonical}:\n`);
+    for (const m of matches) io.out(`  ${m.name}\n`);
   }
   return 0;
 }

@@ -13,7 +13,10 @@ Usage:
   fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen HOST:PORT]
   fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR|etcdv3:URL[,URL] [--output text|json]
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json]
+  fedmesh status --agent HOST:PORT [--output text|json]   (one agent: refused policies, apply state)
   fedmesh explain --cluster NAME --datastore file:DIR|etcdv3:URL[,URL] --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
+  fedmesh services-controller --cluster NAME --datastore file:DIR [--health-listen HOST:PORT] [--remote-endpoints-grace 0s] [--remote-sync-timeout 10s]
+  fedmesh services --cluster NAME --datastore file:DIR [--output text|json]
   fedmesh demo   [--keep] [--iptables-backend nft|legacy] [--etcd]
   fedmesh demo down
   fedmesh etcd-load --endpoints URL[,URL] [ETCD FLAGS] DIR   (write a cluster directory into etcd in Calico's layout)
@@ -177,14 +180,53 @@ async function main(argv: string[]): Promise<number> {
     case 'status': {
       const f = flags(rest, {
         feed: { type: 'string' },
+        agent: { type: 'string' },
         output: { type: 'string' },
         timeout: { type: 'string' },
       });
+      const agent = f.get('agent');
+      if (agent !== undefined) {
+        const { runAgentStatus } = await import('./agent-status.ts');
+        const timeoutMs = ms(f.get('timeout'), 'timeout') ?? 5_000;
+        return runAgentStatus({ agent, output: f.get('output') ?? 'text', timeoutMs });
+      }
       const { runStatus } = await import('./status.ts');
       return runStatus({
         feed: f.need('feed'),
         output: f.get('output') ?? 'text',
         timeoutMs: ms(f.get('timeout'), 'timeout') ?? 15_000,
+      });
+    }
+    case 'services-controller': {
+      const f = flags(rest, {
+        cluster: { type: 'string' },
+        datastore: { type: 'string' },
+        'health-listen': { type: 'string' },
+        'remote-sync-timeout': { type: 'string' },
+        'remote-endpoints-grace': { type: 'string' },
+      });
+      const { runServicesController } = await import('../services/main.ts');
+      const stop = await runServicesController({
+        cluster: f.need('cluster'),
+        datastore: f.need('datastore'),
+        healthListen: f.get('health-listen'),
+        remoteSyncTimeoutMs: ms(f.get('remote-sync-timeout'), 'remote-sync-timeout'),
+        remoteEndpointsGraceMs: ms(f.get('remote-endpoints-grace'), 'remote-endpoints-grace'),
+      });
+      onSignals(stop);
+      return -1;
+    }
+    case 'services': {
+      const f = flags(rest, {
+        cluster: { type: 'string' },
+        datastore: { type: 'string' },
+        output: { type: 'string' },
+      });
+      const { runServices } = await import('./services.ts');
+      return runServices({
+        cluster: f.need('cluster'),
+        datastore: f.need('datastore'),
+        output: f.get('output') ?? 'text',
       });
     }
     case 'demo': {

@@ -34,3 +34,8 @@ export function gauge(
       : {}),
   });
 }
+
+/** A counter read from the owner's own tally on scrape (the owner keeps counting, nothing else). */
+export function counter(name: string, help: string, read: () => number): void {
+  gauge(name, help, [], (g) => g.set(read()));
+}

@@ -176,6 +176,102 @@ export interface RemoteClusterConfiguration extends Meta {
   };
 }
 
+// ---------------------------------------------------------------------------------------------
+// Services (v1), their endpoints (v1 Endpoints, discovery.k8s.io/v1 EndpointSlice) and the
+// multi-cluster services API (multicluster.x-k8s.io/v1alpha1): what the services controller
+// reads and writes. Kubernetes' protocol spelling (TCP, UDP, SCTP) is kept, as these objects are
+// written back to the API.
+
+export type ServiceProtocol = 'TCP' | 'UDP' | 'SCTP';
+
+export interface ServicePort {
+  /** '' when the Service has a single unnamed port. */
+  name: string;
+  protocol: ServiceProtocol;
+  port: number;
+  /** A number or a container port's name; absent means the same as `port`. */
+  targetPort?: number | string;
+}
+
+export interface Service extends Meta {
+  kind: 'Service';
+  namespace: string;
+  spec: {
+    /** Absent (or empty): a Service without a selector, whose endpoints someone else writes. */
+    selector?: Labels;
+    ports: ServicePort[];
+    type?: string;
+    /** `None` for a headless Service. */
+    clusterIP?: string;
+  };
+}
+
+export interface ObjectRef {
+  kind?: string;
+  name?: string;
+  namespace?: string;
+  uid?: string;
+}
+
+export interface EndpointAddress {
+  ip: string;
+  hostname?: string;
+  nodeName?: string;
+  targetRef?: ObjectRef;
+}
+
+export interface EndpointPort {
+  /** '' for an unnamed port. */
+  name: string;
+  port: number;
+  protocol: ServiceProtocol;
+}
+
+export interface EndpointSubset {
+  addresses: EndpointAddress[];
+  notReadyAddresses: EndpointAddress[];
+  ports: EndpointPort[];
+}
+
+export interface Endpoints extends Meta {
+  kind: 'Endpoints';
+  namespace: string;
+  subsets: EndpointSubset[];
+}
+
+export interface SliceEndpoint {
+  addresses: string[];
+  conditions: { ready?: boolean; serving?: boolean; terminating?: boolean };
+  hostname?: string;
+  nodeName?: string;
+  zone?: string;
+  targetRef?: ObjectRef;
+}
+
+export interface EndpointSlice extends Meta {
+  kind: 'EndpointSlice';
+  namespace: string;
+  addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  endpoints: SliceEndpoint[];
+  /** A port without a name has name ''; a port without a number (all ports) is not kept. */
+  ports: EndpointPort[];
+}
+
+export interface ServiceExport extends Meta {
+  kind: 'ServiceExport';
+  namespace: string;
+  /** metadata.creationTimestamp, when given: KEP-1645 resolves conflicts oldest-first. */
+  createdAt?: string;
+}
+
+export interface ServiceImport extends Meta {
+  kind: 'ServiceImport';
+  namespace: string;
+  spec: { type: 'ClusterSetIP' | 'Headless'; ports: EndpointPort[]; ips: string[] };
+  /** status.clusters: the clusters the Service is exported from. */
+  clusters: string[];
+}
+
 export type Resource =
   | NetworkPolicy
   | GlobalNetworkPolicy
@@ -190,7 +286,12 @@ export type Resource =
   | IPPool
   | IPAMBlock
   | Node
-  | RemoteClusterConfiguration;
+  | RemoteClusterConfiguration
+  | Service
+  | Endpoints
+  | EndpointSlice
+  | ServiceExport
+  | ServiceImport;
 
 export type ResourceKind = Resource['kind'];
 

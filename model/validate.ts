@@ -8,14 +8,17 @@ import { calicoCrdV1, calicoV3 } from './validate/calico.ts';
 import { describe, dropNulls, isMapping } from './validate/common.ts';
 import type { KindHandler, SkippedResource, ValidateResult } from './validate/kind.ts';
 import { coreV1, networkingV1 } from './validate/kube.ts';
+import { discoveryV1, multiclusterV1alpha1, servicesCoreV1 } from './validate/services.ts';
 
 export type { SkippedResource, ValidateResult } from './validate/kind.ts';
 
 const API_GROUPS: Record<string, Record<string, KindHandler>> = {
   'projectcalico.org/v3': calicoV3,
   'crd.projectcalico.org/v1': calicoCrdV1,
-  v1: coreV1,
+  v1: { ...coreV1, ...servicesCoreV1 },
   'networking.k8s.io/v1': networkingV1,
+  'discovery.k8s.io/v1': discoveryV1,
+  'multicluster.x-k8s.io/v1alpha1': multiclusterV1alpha1,
 };
 
 /** The handler for apiVersion + kind; own properties only (a kind named "toString" is unknown). */

@@ -394,6 +394,26 @@ export class IpRouteDriver {
     return this.applyLines('bridge', diffFdb(dev, desired, actual));
   }
 
+  /**
+   * Writes these objects as wanted without reading the kernel first: the repair of objects that a
+   * kernel event said were deleted or changed. One `bridge -batch` for FDB, one `ip -batch` for
+   * ARP then routes (a route's next hop resolves through the ARP entry).
+   */
+  async rewrite(o: {
+    routes: readonly RouteSpec[];
+    neighbours: readonly NeighSpec[];
+    fdb: readonly FdbSpec[];
+  }): Promise<number> {
+    let ms = 0;
+    if (o.fdb.length > 0) ms += (await this.applyLines('bridge', diffFdb(VXLAN_DEV, o.fdb, []))).ms;
+    const ipLines = [
+      ...diffNeighbours(VXLAN_DEV, o.neighbours, []),
+      ...renderRoutePlan({ replace: [...o.routes], remove: [], conflicts: [] }),
+    ];
+    if (ipLines.length > 0) ms += (await this.applyLines('ip', ipLines)).ms;
+    return ms;
+  }
+
   private async applyLines(tool: Tool, lines: string[]): Promise<IpStats> {
     const deleted = lines.filter((l) => / del /.test(` ${l}`)).length;
     const base = { lines: lines.length, replaced: lines.length - deleted, deleted, skipped: [] };

@@ -293,6 +293,19 @@ export interface IpSetStats extends IpSetDiffStats {
   /** Write commands run: 0 when the kernel already matched. */
   commands: number;
   ms: number;
+  /** Sets the kernel refused a line of: left as they were (the rest of the batch is applied). */
+  refused: { set: string; reason: string }[];
+}
+
+/**
+ * The desired set a refused restore line is about: its second word, or for a temp set (filled to be
+ * swapped in) the set it was to replace.
+ */
+export function setOfLine(script: string, line: number): string | undefined {
+  const lines = script.split('\n');
+  const name = lines[line - 1]?.split(' ')[1];
+  if (name === undefined || !/^cali[46]t/.test(name)) return name;
+  return lines.find((l) => l.startsWith(`swap ${name} `))?.split(' ')[2] ?? name;
 }
 
 export interface IpSetDestroyStats {
@@ -319,20 +332,50 @@ export class IpSetDriver {
     return parseIpSetSave(stdout);
   }
 
-  /** Create missing sets, fix members and headers; never destroys a set that is not desired. */
-  async apply(desired: ReadonlyMap<string, IpSetSpec>): Promise<IpSetStats> {
-    const actual = await this.list();
-    let diff = diffIpSets(desired, actual);
-    if (diff.stats.recreated > 0) {
-      // Only a type change needs the reference counts; ask once, then re-plan with them.
-      diff = diffIpSets(desired, actual, { inUse: await this.referencedSets() });
+  /**
+   * Create missing sets, fix members and headers; never destroys a set that is not desired. A set
+   * the kernel refuses a line of is left as it is (`ipset restore` stops at the refused line, having
+   * applied the lines before it) and the rest is applied on a fresh read.
+   */
+  async apply(desired: ReadonlyMap<string, IpSetSpec>, maxRounds = 16): Promise<IpSetStats> {
+    const refused: IpSetStats['refused'] = [];
+    let commands = 0;
+    let ms = 0;
+    for (let round = 0; ; round++) {
+      const want = new Map([...desired].filter(([k]) => !refused.some((r) => r.set === k)));
+      const actual = await this.list();
+      let diff = diffIpSets(want, actual);
+      if (diff.stats.recreated > 0) {
+        // Only a type change needs the reference counts; ask once, then re-plan with them.
+        diff = diffIpSets(want, actual, { inUse: await this.referencedSets() });
+      }
+      if (round === 0)
+        for (const name of diff.stats.blocked) {
+          log.warn(
+            { set: name, netns: this.netns },
+            'ipset type change blocked: set is referenced; left as is',
+          );
+        }
+      if (diff.script === '') return { ...diff.stats, commands, ms, refused };
+      const started = performance.now();
+      const res = await run('ipset', ['restore'], {
+        netns: this.netns,
+        input: diff.script,
+        allowFailure: true,
+      });
+      commands++;
+      ms += performance.now() - started;
+      log.debug(
+        { netns: this.netns, lines: diff.stats.lines, bytes: diff.script.length, ms },
+        'ipset restore',
+      );
+      if (res.exitCode === 0) return { ...diff.stats, commands, ms, refused };
+      const m = /Error in line (\d+):\s*(.*)/.exec(res.stderr);
+      const set = m ? setOfLine(diff.script, Number(m[1])) : undefined;
+      if (m === null || set === undefined || !want.has(set) || round + 1 >= maxRounds)
+        throw new CommandError('ipset restore', res.exitCode, res.stderr);
+      refused.push({ set, reason: (m[2] ?? '').trim() });
     }
-    for (const name of diff.stats.blocked) {
-      log.warn({ set: name, netns: this.netns }, 'ipset type change blocked: set is referenced; left as is');
-    }
-    if (diff.script === '') return { ...diff.stats, commands: 0, ms: 0 };
-    const ms = await this.restore(diff.script, diff.stats.lines);
-    return { ...diff.stats, commands: 1, ms };
   }
 
   /**
@@ -385,13 +428,5 @@ export class IpSetDriver {
     const inUse = new Set<string>();
     for (const [name, info] of parseIpSetTerse(stdout)) if (info.references > 0) inUse.add(name);
     return inUse;
-  }
-
-  private async restore(script: string, lines: number): Promise<number> {
-    const started = performance.now();
-    await run('ipset', ['restore'], { netns: this.netns, input: script });
-    const ms = performance.now() - started;
-    log.debug({ netns: this.netns, lines, bytes: script.length, ms }, 'ipset restore');
-    return ms;
   }
 }

@@ -14,7 +14,7 @@
 // The restore is a transaction: it lands completely or not at all.
 import { createHash } from 'node:crypto';
 import { logger } from '../lib/log.ts';
-import { run } from './exec.ts';
+import { CommandError, run } from './exec.ts';
 
 const log = logger('iptables');
 
@@ -249,7 +249,25 @@ export interface RestorePlan {
   script: string | undefined;
   /** Number of command lines (excluding *table and COMMIT). */
   lines: number;
+  /** Per command line (script line n is origins[n - 2]): the owned chain it writes, if any. */
+  origins: (string | undefined)[];
   stats: RestorePlanStats;
+}
+
+export interface PlanOptions {
+  /**
+   * Chains left exactly as the kernel holds them (their last good version): not rewritten, not
+   * deleted. How a refused chain stays out of a restore. One the kernel does not have yet becomes a
+   * placeholder that drops (fail closed), so that the chains jumping to it still load: left absent,
+   * each of them would be refused in turn, up to the hooks, and the whole table would freeze.
+   */
+  keep?: ReadonlySet<string>;
+}
+
+export const PLACEHOLDER_COMMENT = 'refused by the kernel, never loaded: dropping until it loads';
+
+function placeholder(name: string): IptChain {
+  return { name, rules: [{ match: '', action: '-j DROP', comment: PLACEHOLDER_COMMENT }] };
 }
 
 function validate(table: Table, desired: TableState): void {
@@ -339,8 +357,13 @@ function hookOps(
  * Stale owned chains that can go: nothing we keep and nothing foreign jumps to them. A stale chain
  * we must keep also keeps what it jumps to (we do not flush it either).
  */
-function deletableChains(desired: TableState, actual: ParsedTable, stats: RestorePlanStats): string[] {
-  const wanted = new Set(desired.chains.map((c) => c.name));
+function deletableChains(
+  desired: TableState,
+  actual: ParsedTable,
+  stats: RestorePlanStats,
+  keep: ReadonlySet<string>,
+): string[] {
+  const wanted = new Set([...desired.chains.map((c) => c.name), ...keep]);
   const stale = new Set([...actual.chains.keys()].filter((n) => !wanted.has(n)));
   if (stale.size === 0) return [];
   const pinned = new Set<string>(actual.foreignTargets);
@@ -363,8 +386,14 @@ function deletableChains(desired: TableState, actual: ParsedTable, stats: Restor
 }
 
 /** The full plan: restore text plus what it does. */
-export function planRestore(table: Table, desired: TableState, actual: ParsedTable): RestorePlan {
+export function planRestore(
+  table: Table,
+  desired: TableState,
+  actual: ParsedTable,
+  opts: PlanOptions = {},
+): RestorePlan {
   validate(table, desired);
+  const keep = opts.keep ?? new Set<string>();
   const stats: RestorePlanStats = {
     chainsCreated: 0,
     chainsUpdated: 0,
@@ -379,10 +408,15 @@ export function planRestore(table: Table, desired: TableState, actual: ParsedTab
   // old hooks and rewrite chains before flushing and deleting the chains they jumped to.
   const declare: string[] = [];
   const chainLines: string[] = [];
-  for (const chain of desired.chains) {
-    const have = actual.chains.get(chain.name);
+  const chainOrigins: string[] = [];
+  for (const wanted of desired.chains) {
+    const have = actual.chains.get(wanted.name);
+    if (keep.has(wanted.name) && have !== undefined) continue;
+    const chain = keep.has(wanted.name) ? placeholder(wanted.name) : wanted;
     if (have === undefined) declare.push(`:${chain.name} - [0:0]`);
+    const before = chainLines.length;
     chainOps(chain, have, chainLines, stats);
+    for (let i = before; i < chainLines.length; i++) chainOrigins.push(chain.name);
   }
   const hookDeletes: string[] = [];
   const hookInserts: string[] = [];
@@ -391,8 +425,16 @@ export function planRestore(table: Table, desired: TableState, actual: ParsedTab
     const rules = desired.hooks.filter((h) => h.chain === chain).map((h) => h.rule);
     hookOps(chain, rules, actual.builtins.get(chain), hookDeletes, hookInserts, stats);
   }
-  const doomed = deletableChains(desired, actual, stats);
+  const doomed = deletableChains(desired, actual, stats, keep);
   stats.chainsDeleted = doomed.length;
+  const origins = [
+    ...declare.map((l) => l.slice(1, l.indexOf(' '))),
+    ...chainOrigins,
+    ...hookDeletes.map(() => undefined),
+    ...hookInserts.map(() => undefined),
+    ...doomed,
+    ...doomed,
+  ];
   const body = [
     ...declare,
     ...chainLines,
@@ -401,8 +443,8 @@ export function planRestore(table: Table, desired: TableState, actual: ParsedTab
     ...doomed.map((n) => `-F ${n}`),
     ...doomed.map((n) => `-X ${n}`),
   ];
-  if (body.length === 0) return { script: undefined, lines: 0, stats };
-  return { script: `*${table}\n${body.join('\n')}\nCOMMIT\n`, lines: body.length, stats };
+  if (body.length === 0) return { script: undefined, lines: 0, origins: [], stats };
+  return { script: `*${table}\n${body.join('\n')}\nCOMMIT\n`, lines: body.length, origins, stats };
 }
 
 /** The iptables-restore --noflush text that turns `actual` into `desired`; undefined if nothing to do. */
@@ -415,10 +457,118 @@ export function renderRestore(table: Table, desired: TableState, actual: ParsedT
 
 export interface IptStats extends RestorePlanStats {
   table: Table;
-  /** Write commands run: 0 when the kernel already matched, else 1. */
+  /** Write commands run: 0 when the kernel already matched, else 1 (more when a restore was refused). */
   commands: number;
   lines: number;
   ms: number;
+  /** Chains the kernel refused, kept at their last good version (absent if they never loaded). */
+  refused: RefusedChain[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refusals: a restore the kernel refuses must not hold back every other chain of the table.
+
+export interface RefusedChain {
+  chain: string;
+  /** The tool's complaint. */
+  reason: string;
+}
+
+/**
+ * The line a restore tool blames: `Error occurred at line: N` (parse errors, both backends),
+ * `line N: RULE_APPEND failed` (nft, kernel errors at commit), `line N failed` (legacy, COMMIT).
+ */
+export function refusedLine(stderr: string): number | undefined {
+  const m = /Error occurred at line: (\d+)/.exec(stderr) ?? /line (\d+)(?::| failed)/.exec(stderr);
+  return m ? Number(m[1]) : undefined;
+}
+
+function refusalReason(stderr: string): string {
+  const first = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l !== '' && !/^(Error occurred at line|Try `)/.test(l));
+  return (first ?? 'refused').replace(/^iptables\S*( v[\d.]+)?( \([^)]*\))?: /, '').slice(0, 300);
+}
+
+type Attempt = (script: string) => Promise<{ exitCode: number; stderr: string }>;
+
+/**
+ * Apply what the kernel accepts. Each round applies the plan with the chains found so far kept as
+ * the kernel holds them; the culprit of a refusal is the chain of the line the tool names, or,
+ * when it names none a chain can be blamed for (a refusal at COMMIT), the one a bisection over the
+ * plan's chains with `--test` finds. `failed` when no chain is to blame (the table fails whatever
+ * is kept). A restore is a transaction: a refused round changes nothing.
+ */
+export async function applyAcceptedChains(
+  plan: (keep: ReadonlySet<string>) => RestorePlan,
+  apply: Attempt,
+  probe: Attempt,
+  order: readonly string[],
+  maxRounds = 32,
+): Promise<
+  { plan: RestorePlan; refused: Map<string, string>; attempts: number } | { failed: string; attempts: number }
+> {
+  const refused = new Map<string, string>();
+  let attempts = 0;
+  for (let round = 0; round < maxRounds; round++) {
+    const p = plan(new Set(refused.keys()));
+    if (p.script === undefined) return { plan: p, refused, attempts };
+    attempts++;
+    const res = await apply(p.script);
+    if (res.exitCode === 0) return { plan: p, refused, attempts };
+    const line = refusedLine(res.stderr);
+    let culprit = line === undefined ? undefined : p.origins[line - 2];
+    if (culprit === undefined || refused.has(culprit)) {
+      const found = await bisect(p, refused, plan, probe, order);
+      attempts += found.attempts;
+      culprit = found.culprit;
+    }
+    if (culprit === undefined) return { failed: res.stderr, attempts };
+    refused.set(culprit, refusalReason(res.stderr));
+    if (round === maxRounds - 1) return { failed: res.stderr, attempts };
+  }
+  return { failed: 'too many refused chains', attempts };
+}
+
+/**
+ * The chain to blame when the tool names no line: chains are ordered as rendered (a chain jumps
+ * only to chains after it), so applying a suffix never misses a target. Find the longest suffix
+ * the kernel accepts; the chain just before it is the culprit.
+ */
+async function bisect(
+  failed: RestorePlan,
+  refused: ReadonlyMap<string, string>,
+  plan: (keep: ReadonlySet<string>) => RestorePlan,
+  probe: Attempt,
+  order: readonly string[],
+): Promise<{ culprit: string | undefined; attempts: number }> {
+  const written = new Set(failed.origins.filter((o): o is string => o !== undefined));
+  const candidates = order.filter((c) => written.has(c));
+  for (const c of written) if (!candidates.includes(c)) candidates.push(c);
+  let attempts = 0;
+  const passes = async (j: number) => {
+    const p = plan(new Set([...refused.keys(), ...candidates.slice(0, j)]));
+    if (p.script === undefined) return true;
+    attempts++;
+    return (await probe(p.script)).exitCode === 0;
+  };
+  // `--test` does not run the kernel's own checks (a jump loop passes it): if it cannot see the
+  // refusal, it cannot find its culprit either. And a tool that refuses even an empty table (a
+  // held lock) has nothing to do with any chain.
+  if (await passes(0)) return { culprit: undefined, attempts };
+  const header = failed.script?.split('\n', 1)[0] ?? '*filter';
+  attempts++;
+  if ((await probe(`${header}\nCOMMIT\n`)).exitCode !== 0) return { culprit: undefined, attempts };
+  if (!(await passes(candidates.length))) return { culprit: undefined, attempts };
+  let lo = 0;
+  let hi = candidates.length;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >> 1;
+    if (await passes(mid)) hi = mid;
+    else lo = mid;
+  }
+  return { culprit: candidates[lo], attempts };
 }
 
 const TOOLS: Readonly<Record<IptablesBackend, { save: string; restore: string }>> = {
@@ -469,22 +619,48 @@ export class IptablesDriver {
   }
 
   async syncTable(table: Table, desired: TableState): Promise<IptStats> {
-    const plan = planRestore(table, desired, await this.read(table));
+    const actual = await this.read(table);
+    const planWith = (keep: ReadonlySet<string>) => planRestore(table, desired, actual, { keep });
+    const plan = planWith(new Set());
     if (plan.stats.chainsKept.length > 0) {
       log.warn(
         { table, chains: plan.stats.chainsKept, netns: this.netns },
         'stale chains still referenced; kept',
       );
     }
-    const base = { ...plan.stats, table, lines: plan.lines };
-    if (plan.script === undefined) return { ...base, commands: 0, ms: 0 };
+    if (plan.script === undefined) return { ...plan.stats, table, lines: 0, commands: 0, ms: 0, refused: [] };
     const started = performance.now();
-    await run(TOOLS[this.backend].restore, ['--noflush', '--wait'], {
-      netns: this.netns,
-      input: plan.script,
-    });
+    const order = [...desired.chains.map((c) => c.name), ...actual.chains.keys()];
+    const result = await applyAcceptedChains(
+      planWith,
+      (script) => this.restore(script, false),
+      (script) => this.restore(script, true),
+      order,
+    );
     const ms = performance.now() - started;
-    log.debug({ table, backend: this.backend, netns: this.netns, lines: plan.lines, ms }, 'iptables-restore');
-    return { ...base, commands: 1, ms };
+    if ('failed' in result) {
+      // No chain to blame: the table as a whole is refused (the kernel keeps what it had).
+      throw new CommandError(`${TOOLS[this.backend].restore} --noflush`, undefined, result.failed);
+    }
+    const refused: RefusedChain[] = [...result.refused].map(([chain, reason]) => ({
+      chain,
+      reason: actual.chains.has(chain) ? reason : `${reason} (never loaded: its placeholder drops)`,
+    }));
+    const p = result.plan;
+    log.debug(
+      { table, backend: this.backend, netns: this.netns, lines: p.lines, ms, attempts: result.attempts },
+      'iptables-restore',
+    );
+    return { ...p.stats, table, lines: p.lines, commands: result.attempts, ms, refused };
+  }
+
+  private async restore(script: string, test: boolean): Promise<{ exitCode: number; stderr: string }> {
+    const args = ['--noflush', '--wait', ...(test ? ['--test'] : [])];
+    const res = await run(TOOLS[this.backend].restore, args, {
+      netns: this.netns,
+      input: script,
+      allowFailure: true,
+    });
+    return { exitCode: res.exitCode, stderr: res.stderr || res.stdout };
   }
 }

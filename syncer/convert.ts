@@ -128,6 +128,12 @@ export function baseKey(r: Resource): string {
       return `node/${r.name}`;
     case 'RemoteClusterConfiguration':
       return `rcc/${r.name}`;
+    case 'Service':
+    case 'Endpoints':
+    case 'EndpointSlice':
+    case 'ServiceExport':
+    case 'ServiceImport':
+      return `${r.kind.toLowerCase()}/${r.namespace}/${r.name}`;
   }
 }
 
@@ -261,6 +267,13 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
         }),
       });
     case 'RemoteClusterConfiguration':
+      return undefined;
+    // Services and their endpoints are the services controller's, not the agents'.
+    case 'Service':
+    case 'Endpoints':
+    case 'EndpointSlice':
+    case 'ServiceExport':
+    case 'ServiceImport':
       return undefined;
   }
 }

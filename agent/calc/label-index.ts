@@ -26,6 +26,7 @@ import {
   type Atom,
   type Clause,
   cheapestClause,
+  isGlobalOnly,
   isNothing,
   matcherRequirement,
   NS_NAME_LABEL,
@@ -1099,11 +1100,11 @@ export class LabelIndex {
     if (spec.staticMembers) return false;
     if (spec.namespace !== undefined && item.namespace !== spec.namespace) return false;
     if (spec.namespaceSelector) {
-      // Calico: inside a namespaceSelector, all() means "any namespaced endpoint".
-      if (item.nsLabels === undefined) {
-        if (!spec.namespaceSelector.canonical.includes('global()')) return false;
-        if (!spec.namespaceSelector.evaluate(item.labels)) return false;
-      } else if (!spec.namespaceSelector.evaluate(item.nsLabels)) return false;
+      // Calico: a namespaceSelector of global() selects the non-namespaced items; any other
+      // (all() included) selects namespaced items by their namespace's labels.
+      if (isGlobalOnly(spec.namespaceSelector)) {
+        if (item.nsLabels !== undefined) return false;
+      } else if (item.nsLabels === undefined || !spec.namespaceSelector.evaluate(item.nsLabels)) return false;
     }
     if (spec.selector && !spec.selector.evaluate(item.labels)) return false;
     if (spec.notSelector?.evaluate(item.labels)) return false;

@@ -2,7 +2,8 @@
 // keys, and its rules with every selector replaced by an ipset id. Pure: no state, no I/O, so a bad
 // policy is refused here, whole, before it can touch anything.
 import { createHash } from 'node:crypto';
-import { NetParseError, parseCidr } from '../../model/net.ts';
+import { type Cidr, NetParseError, parseCidr } from '../../model/net.ts';
+import type { Node } from '../../model/selector/ast.ts';
 import { parseSelectorCached, type Selector, SelectorParseError } from '../../model/selector/index.ts';
 import {
   Action,
@@ -13,6 +14,7 @@ import {
 } from '../../proto/service.ts';
 import { type MatcherSpec, NAMESPACE_LABEL } from './label-index.ts';
 import type { CompiledEntity, CompiledRule, IpSetId, PolicyKey, PortRange, RuleAction } from './messages.ts';
+import { selectorAst } from './selector-requirements.ts';
 
 export class PolicyError extends Error {
   constructor(
@@ -49,12 +51,44 @@ function hashId(prefix: string, text: string): string {
   return prefix + createHash('sha224').update(text).digest('base64url');
 }
 
-function sel(text: string, field: string): Selector {
+/**
+ * Where global() may stand, as Calico's validator (the CRDs' CEL rules and validateEntityRule)
+ * allows it: anywhere it is simply true (a rule's notSelector, a service-account selector), only
+ * alone in a rule's namespaceSelector (where it means "non-namespaced"), and nowhere in a policy's
+ * selector or a rule's selector.
+ */
+type GlobalUse = 'true' | 'alone' | 'refused';
+
+const GLOBAL_ONLY_IN_NS = 'global() can only be used in an entity rule namespaceSelector';
+
+function sel(text: string, field: string, global: GlobalUse = 'true'): Selector {
+  let s: Selector;
   try {
-    return parseSelectorCached(text);
+    s = parseSelectorCached(text);
   } catch (e) {
     if (e instanceof SelectorParseError) throw new PolicyError(field, e.message);
     throw e;
+  }
+  if (global !== 'true' && usesGlobal(selectorAst(s))) {
+    if (global === 'refused') throw new PolicyError(field, GLOBAL_ONLY_IN_NS);
+    if (selectorAst(s).kind !== 'global') {
+      throw new PolicyError(field, 'a namespaceSelector with global() must be global() alone');
+    }
+  }
+  return s;
+}
+
+function usesGlobal(n: Node): boolean {
+  switch (n.kind) {
+    case 'global':
+      return true;
+    case 'not':
+      return usesGlobal(n.operand);
+    case 'and':
+    case 'or':
+      return n.operands.some(usesGlobal);
+    default:
+      return false;
   }
 }
 
@@ -161,16 +195,29 @@ class RuleCompiler {
         }
       }
     }
-    const nets = parseNets(e.nets, `${field}.nets`);
-    const notNets = parseNets(e.notNets, `${field}.notNets`);
-    if (nets.length === 1) out.net = nets[0];
-    else if (nets.length > 1)
-      out.ipSets.push(this.add({ id: '' as IpSetId, type: 'hash:net', staticMembers: nets }));
-    if (notNets.length === 1) out.notNet = notNets[0];
-    else if (notNets.length > 1) {
-      out.notIpSets.push(this.add({ id: '' as IpSetId, type: 'hash:net', staticMembers: notNets }));
-    }
+    this.netMatches(out, parseNets(e.nets, `${field}.nets`), parseNets(e.notNets, `${field}.notNets`));
     return out;
+  }
+
+  /**
+   * nets (any of) and notNets (none of) for one side. iptables takes one `-s`/`-d` per rule, negated
+   * or not, so at most one CIDR of a side is inline and every other list becomes a hash:net set
+   * (an ipBlock with except: the block inline, the exceptions a set). A catch-all /0 cannot be a
+   * hash:net member (the kernel refuses it) and needs none: among nets it admits everything; among
+   * notNets it excludes everything, so the rule can never match (Felix drops such a rule too).
+   */
+  private netMatches(out: CompiledEntity, nets: readonly Cidr[], notNets: readonly Cidr[]): void {
+    if (notNets.some(isCatchAll)) {
+      out.matchesNothing = true;
+      return;
+    }
+    const positive = nets.some(isCatchAll) ? [] : nets;
+    if (positive.length === 1) out.net = positive[0];
+    else if (positive.length > 1)
+      out.ipSets.push(this.add({ id: '' as IpSetId, type: 'hash:net', staticMembers: [...positive] }));
+    if (notNets.length === 1 && out.net === undefined) out.notNet = notNets[0];
+    else if (notNets.length > 0)
+      out.notIpSets.push(this.add({ id: '' as IpSetId, type: 'hash:net', staticMembers: [...notNets] }));
   }
 
   /** The selecting part of an entity rule, or undefined if it selects by nothing but nets/ports. */
@@ -178,7 +225,7 @@ class RuleCompiler {
     const spec: MatcherSpec = { id: '' as IpSetId, type: 'hash:net' };
     let any = false;
     if (e.selector) {
-      spec.selector = sel(e.selector, `${field}.selector`);
+      spec.selector = sel(e.selector, `${field}.selector`, 'refused');
       any = true;
     }
     if (e.notSelector) {
@@ -186,7 +233,7 @@ class RuleCompiler {
       any = true;
     }
     if (e.namespaceSelector) {
-      spec.namespaceSelector = sel(e.namespaceSelector, `${field}.namespaceSelector`);
+      spec.namespaceSelector = sel(e.namespaceSelector, `${field}.namespaceSelector`, 'alone');
       any = true;
     }
     if (e.serviceAccounts && (e.serviceAccounts.names.length || e.serviceAccounts.selector)) {
@@ -235,6 +282,8 @@ export function matcherId(spec: MatcherSpec): IpSetId {
   return hashId(spec.type === 'hash:net' ? 's:' : 'p:', parts.join(';')) as IpSetId;
 }
 
+const isCatchAll = (c: Cidr) => c.endsWith('/0');
+
 function parseNets(nets: readonly string[], field: string) {
   return nets.map((n, i) => {
     try {
@@ -253,7 +302,7 @@ function icmpOf(i: { hasType: boolean; type: number; hasCode: boolean; code: num
 export function compilePolicy(p: Policy): CompiledPolicy {
   if (!p.name) throw new PolicyError('metadata.name', 'missing');
   const rc = new RuleCompiler(p);
-  const base = sel(p.selector || 'all()', 'spec.selector');
+  const base = sel(p.selector || 'all()', 'spec.selector', 'refused');
   const selector = p.namespace
     ? sel(`(${base.canonical}) && ${NAMESPACE_LABEL} == ${quote(p.namespace)}`, 'spec.selector')
     : base;

@@ -54,6 +54,14 @@ export interface RequirementSource {
 
 const astCache = new WeakMap<Selector, Node>();
 
+/**
+ * A namespaceSelector of exactly `global()`: "non-namespaced entities only" (Calico rewrites it to
+ * `!has(projectcalico.org/namespace)`). The rule compiler refuses global() anywhere else in one.
+ */
+export function isGlobalOnly(namespaceSelector: Selector): boolean {
+  return selectorAst(namespaceSelector).kind === 'global';
+}
+
 /** A selector's syntax tree: the compiled selector keeps it; any other is re-parsed once. */
 export function selectorAst(sel: Selector): Node {
   const own = (sel as { ast?: Node }).ast;
@@ -73,10 +81,8 @@ export function selectorAst(sel: Selector): Node {
 export function requirementOf(n: Node, negated: boolean, space: 'labels' | 'ns', cost: CostFn): Requirement {
   switch (n.kind) {
     case 'all':
-      return negated ? NOTHING : null;
     case 'global':
-      // global() is "no namespace label"; its negation needs the label.
-      return negated ? atomRequirement(space, NAMESPACE_LABEL) : null;
+      return negated ? NOTHING : null;
     case 'has':
     case 'contains':
     case 'startsWith':
@@ -147,9 +153,9 @@ export function matcherRequirement(spec: RequirementSource, cost: CostFn): Requi
   if (spec.staticMembers) return NOTHING;
   const parts: Requirement[] = [];
   if (spec.namespace !== undefined) parts.push([[{ space: 'scope', namespace: spec.namespace }]]);
-  // With global() in it, a namespaceSelector also reaches non-namespaced items (through their own
-  // labels): nothing to read from it then.
-  if (spec.namespaceSelector && !spec.namespaceSelector.canonical.includes('global()'))
+  // A namespaceSelector of global() selects non-namespaced items, which have no namespace labels
+  // to index by: nothing to read from it then.
+  if (spec.namespaceSelector && !isGlobalOnly(spec.namespaceSelector))
     parts.push(requirementOf(selectorAst(spec.namespaceSelector), false, 'ns', cost));
   if (spec.selector) parts.push(requirementOf(selectorAst(spec.selector), false, 'labels', cost));
   if (spec.notSelector) parts.push(requirementOf(selectorAst(spec.notSelector), true, 'labels', cost));

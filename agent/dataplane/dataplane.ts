@@ -4,10 +4,13 @@
 // pass leaves the kernel as it was, marks the agent unhealthy and is retried with backoff; a
 // periodic pass re-reads the kernel and repairs drift.
 import { logger } from '../../lib/log.ts';
+import type { FdbSpec, NeighSpec, RouteSpec } from '../../native/iproute.ts';
 import type { DataplaneMessage } from '../calc/messages.ts';
 import { IpSetManager, type IpSetWriter } from './ipsets.ts';
-import { FilterTableManager, NatManager, type TableWriter } from './iptables.ts';
-import { type LinkWriter, RouteManager, VxlanManager } from './vxlan.ts';
+import { type FilterFaults, FilterTableManager, NatManager, type TableWriter } from './iptables.ts';
+import type { DesiredKernelState, RepairPlan } from './kernel-watch.ts';
+import type { Refusal } from './refusals.ts';
+import { type LinkWriter, RouteManager, VXLAN_DEVICE, VxlanManager } from './vxlan.ts';
 
 const log = logger('dataplane');
 
@@ -22,6 +25,8 @@ export interface DataplaneOptions {
   resyncIntervalMs?: number;
   /** Coalesce bursts: wait this long after a change before applying. */
   applyDelayMs?: number;
+  /** Test hooks (see FilterFaults). */
+  faults?: FilterFaults;
 }
 
 export interface DataplaneStats {
@@ -31,6 +36,8 @@ export interface DataplaneStats {
   lastApplyMs: number;
   firstProgrammedAt?: number;
   lastError?: string;
+  /** What the kernel refused in the last pass, by policy where there is one; all else is applied. */
+  refused: Refusal[];
 }
 
 export class Dataplane {
@@ -47,14 +54,22 @@ export class Dataplane {
   private backoffMs = 0;
   private stopped = false;
   private readonly waiters: (() => void)[] = [];
-  readonly stats: DataplaneStats = { inSync: false, applies: 0, failures: 0, lastApplyMs: 0 };
+  readonly stats: DataplaneStats = { inSync: false, applies: 0, failures: 0, lastApplyMs: 0, refused: [] };
+  private readonly links: LinkWriter;
+  /** Objects kernel events reported damaged, rewritten at the start of the next pass. */
+  private rewrites: { routes: RouteSpec[]; neighbours: NeighSpec[]; fdb: FdbSpec[] } = {
+    routes: [],
+    neighbours: [],
+    fdb: [],
+  };
 
   constructor(
     drivers: DataplaneDrivers,
     private readonly opts: DataplaneOptions = {},
   ) {
+    this.links = drivers.links;
     this.ipsets = new IpSetManager(drivers.ipsets);
-    this.filter = new FilterTableManager(drivers.iptables);
+    this.filter = new FilterTableManager(drivers.iptables, opts.faults);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
     this.vxlan = new VxlanManager(drivers.links);
     this.routes = new RouteManager(drivers.links, this.vxlan);
@@ -104,6 +119,37 @@ export class Dataplane {
     this.schedule();
   }
 
+  /**
+   * Someone changed what these managers own (kernel events): rewrite the objects named, or have a
+   * manager re-read and rewrite all it owns, now rather than at the next periodic resync.
+   */
+  repair(plan: RepairPlan, _why: string): void {
+    if (plan.scopes.has('vxlan')) this.vxlan.markDirty();
+    if (plan.scopes.has('vxlan') || plan.scopes.has('routes')) this.routes.markDirty();
+    const r = this.rewrites;
+    r.routes.push(...plan.routes);
+    r.neighbours.push(...plan.neighbours);
+    r.fdb.push(...plan.fdb);
+    this.schedule(0);
+  }
+
+  /** What the VXLAN and route managers want in the kernel, for the kernel watch's classifier. */
+  desiredKernelState(): DesiredKernelState {
+    const routes = new Map<string, RouteSpec>();
+    const workloadInterfaces = new Set<string>();
+    for (const r of this.routes.desired()) {
+      routes.set(r.dst, r);
+      if (r.dev !== VXLAN_DEVICE) workloadInterfaces.add(r.dev);
+    }
+    const neighbours = new Map<string, string>();
+    const fdb = new Map<string, string>();
+    for (const v of this.vxlan.desiredVteps()) {
+      neighbours.set(v.tunnelIp, v.mac.toLowerCase());
+      fdb.set(v.mac.toLowerCase(), v.nodeIp);
+    }
+    return { routes, neighbours, fdb, workloadInterfaces };
+  }
+
   /** Resolves after the next complete, successful apply pass. */
   whenApplied(): Promise<void> {
     return new Promise((resolve) => {
@@ -128,17 +174,45 @@ export class Dataplane {
     );
   }
 
+  private async applyRewrites(): Promise<void> {
+    const r = this.rewrites;
+    if (r.routes.length + r.neighbours.length + r.fdb.length === 0) return;
+    this.rewrites = { routes: [], neighbours: [], fdb: [] };
+    const started = performance.now();
+    await this.links.rewrite(r);
+    log.debug(
+      {
+        routes: r.routes.length,
+        arp: r.neighbours.length,
+        fdb: r.fdb.length,
+        ms: performance.now() - started,
+      },
+      'repaired objects reported by kernel events',
+    );
+  }
+
+  /** Refused ipsets are named by the policies that use them, one entry per policy. */
+  private refusals(): Refusal[] {
+    const sets = this.ipsets.refused.flatMap((r) => {
+      const users = this.filter.policiesUsingSet(r.object);
+      return users.length > 0 ? users.map((policy) => ({ ...r, policy })) : [r];
+    });
+    return [...this.filter.refused, ...sets];
+  }
+
   private async applyPass(): Promise<void> {
     this.running = true;
     this.again = false;
     const started = performance.now();
     try {
       await this.ipsets.apply();
+      await this.applyRewrites();
       if (await this.vxlan.apply()) this.routes.markDirty();
       await this.routes.apply();
       await this.filter.apply();
       await this.nat.apply();
       await this.ipsets.cleanup();
+      this.stats.refused = this.refusals();
       const ms = performance.now() - started;
       this.stats.applies++;
       this.stats.lastApplyMs = ms;

@@ -3,16 +3,25 @@
 import type { IpSetSpec } from '../../native/ipset.ts';
 import type { DataplaneMessage, IpSetId, IpSetType } from '../calc/messages.ts';
 import { ipsetName } from '../rules/names.ts';
+import { Generations } from './generation.ts';
+import { type Refusal, RefusalLog } from './refusals.ts';
+
+export interface IpSetWriteResult {
+  refused?: readonly { set: string; reason: string }[];
+}
 
 export interface IpSetWriter {
+  /** What it resolves to may say what the kernel refused ({ refused: [{ set, reason }] }). */
   apply(desired: ReadonlyMap<string, IpSetSpec>): Promise<unknown>;
   destroyStale(keep: ReadonlySet<string>): Promise<unknown>;
 }
 
 export class IpSetManager {
   private readonly desired = new Map<string, { name: string; type: IpSetType; members: Set<string> }>();
-  private dirty = true;
-  private staleMayExist = true;
+  private readonly gen = new Generations();
+  /** Sets may exist in the kernel that we no longer want (bumped on removal and on resync). */
+  private readonly stale = new Generations();
+  private readonly refusals = new RefusalLog('an ipset');
 
   constructor(private readonly writer: IpSetWriter) {}
 
@@ -26,11 +35,11 @@ export class IpSetManager {
         if (!s) return; // a delta for a set we never had: the graph's next full update brings it
         for (const m of msg.added) s.members.add(m);
         for (const m of msg.removed) s.members.delete(m);
-        this.dirty = true;
+        this.gen.bump();
         return;
       }
       case 'IPSetRemove':
-        if (this.desired.delete(ipsetName(msg.id))) this.staleMayExist = true;
+        if (this.desired.delete(ipsetName(msg.id))) this.stale.bump();
         return;
       default:
     }
@@ -40,7 +49,12 @@ export class IpSetManager {
   replace(id: IpSetId, type: IpSetType, members: Iterable<string>): void {
     const name = ipsetName(id);
     this.desired.set(name, { name, type, members: new Set(members) });
-    this.dirty = true;
+    this.gen.bump();
+  }
+
+  /** Sets the kernel refused in the last write (left as they were). */
+  get refused(): readonly Refusal[] {
+    return this.refusals.list;
   }
 
   has(id: IpSetId): boolean {
@@ -52,22 +66,25 @@ export class IpSetManager {
   }
 
   markDirty(): void {
-    this.dirty = true;
-    this.staleMayExist = true;
+    this.gen.bump();
+    this.stale.bump();
   }
 
   /** Create and update; never destroys (iptables may still reference a set). */
   async apply(): Promise<boolean> {
-    if (!this.dirty) return false;
-    await this.writer.apply(this.desired);
-    this.dirty = false;
+    if (!this.gen.pending) return false;
+    const gen = this.gen.begin();
+    const res = (await this.writer.apply(this.desired)) as IpSetWriteResult | undefined;
+    this.refusals.set((res?.refused ?? []).map((r) => ({ table: 'ipset', object: r.set, reason: r.reason })));
+    this.gen.done(gen);
     return true;
   }
 
   /** After iptables no longer references them, destroy the sets we no longer want. */
   async cleanup(): Promise<void> {
-    if (!this.staleMayExist) return;
+    if (!this.stale.pending) return;
+    const gen = this.stale.begin();
     await this.writer.destroyStale(new Set(this.desired.keys()));
-    this.staleMayExist = false;
+    this.stale.done(gen);
   }
 }

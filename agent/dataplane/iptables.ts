@@ -10,20 +10,56 @@ import type {
   PolicyKey,
   Pool,
 } from '../calc/messages.ts';
-import { ALL_POOLS_SET, MASQ_POOLS_SET } from '../rules/names.ts';
-import { renderFilterTable, renderNatTable } from '../rules/render-tables.ts';
+import {
+  ALL_POOLS_SET,
+  fromWorkloadChain,
+  ipsetName,
+  MASQ_POOLS_SET,
+  policyChain,
+  toWorkloadChain,
+} from '../rules/names.ts';
+import { renderFilterTable, renderNatTable, renderPolicyChains } from '../rules/render-tables.ts';
+import { Generations } from './generation.ts';
 import type { IpSetManager } from './ipsets.ts';
+import { type Refusal, RefusalLog } from './refusals.ts';
+
+export interface TableSyncResult {
+  /** Chains the kernel refused (kept at their last good version, or absent). */
+  refused?: readonly { chain: string; reason: string }[];
+}
 
 export interface TableWriter {
+  /** What it resolves to may say what the kernel refused (a TableSyncResult). */
   syncTable(table: KernelTable, desired: TableState): Promise<unknown>;
 }
+
+export interface FilterFaults {
+  /**
+   * Test hook: policies (by `namespace/name`, `name` or key) whose chains get a rule no kernel
+   * loads (a jump to a chain that does not exist), to prove a refusal holds back nothing else.
+   */
+  unloadablePolicies?: ReadonlySet<string>;
+}
+
+const FAULT_TARGET = 'cali-fault-injected';
 
 export class FilterTableManager {
   private readonly policies = new Map<PolicyKey, ActivePolicy>();
   private readonly endpoints = new Map<EndpointKey, LocalEndpoint>();
-  private dirty = true;
+  private readonly gen = new Generations();
+  /** Policies that rendered once: rendering is pure, so an unchanged object renders again. */
+  private readonly renderable = new WeakSet<ActivePolicy>();
+  private readonly refusals = new RefusalLog('a policy');
 
-  constructor(private readonly writer: TableWriter) {}
+  constructor(
+    private readonly writer: TableWriter,
+    private readonly faults: FilterFaults = {},
+  ) {}
+
+  /** What the kernel (or the renderer) refused in the last write. */
+  get refused(): readonly Refusal[] {
+    return this.refusals.list;
+  }
 
   onUpdate(msg: DataplaneMessage): void {
     switch (msg.kind) {
@@ -42,7 +78,7 @@ export class FilterTableManager {
       default:
         return;
     }
-    this.dirty = true;
+    this.gen.bump();
   }
 
   get endpointCount(): number {
@@ -50,17 +86,90 @@ export class FilterTableManager {
   }
 
   markDirty(): void {
-    this.dirty = true;
+    this.gen.bump();
   }
 
   render(): TableState {
-    return renderFilterTable({ policies: this.policies.values(), endpoints: this.endpoints.values() });
+    return this.renderChecked().table;
+  }
+
+  /**
+   * The table, without the policies the renderer cannot render (each is refused alone: the
+   * endpoint chains jumping to it are then refused by the kernel and keep their last version).
+   */
+  private renderChecked(): { table: TableState; failed: Refusal[] } {
+    const failed: Refusal[] = [];
+    const ok: ActivePolicy[] = [];
+    for (const p of this.policies.values()) {
+      if (!this.renderable.has(p)) {
+        try {
+          renderPolicyChains(p);
+          this.renderable.add(p);
+        } catch (e) {
+          const reason = `cannot be rendered: ${(e as Error).message}`;
+          failed.push({ table: 'filter', object: policyChain('in', p.key), policy: p.displayName, reason });
+          continue;
+        }
+      }
+      ok.push(p);
+    }
+    const table = renderFilterTable({ policies: ok, endpoints: this.endpoints.values() });
+    this.injectFaults(table);
+    return { table, failed };
+  }
+
+  private injectFaults(table: TableState): void {
+    const names = this.faults.unloadablePolicies;
+    if (!names?.size) return;
+    for (const p of this.policies.values()) {
+      if (!names.has(p.displayName) && !names.has(p.key)) continue;
+      for (const dir of ['in', 'out'] as const) {
+        const chain = table.chains.find((c) => c.name === policyChain(dir, p.key));
+        chain?.rules.push({ match: '', action: `-j ${FAULT_TARGET}`, comment: 'fault injected by a test' });
+      }
+    }
+  }
+
+  /** The policies whose rules use an ipset (by its kernel name). */
+  policiesUsingSet(name: string): string[] {
+    const out: string[] = [];
+    for (const p of this.policies.values()) {
+      const ids = [...p.inbound, ...p.outbound].flatMap((r) =>
+        [r.src, r.dst].flatMap((e) => [
+          ...e.ipSets,
+          ...e.notIpSets,
+          ...e.namedPortIpSets,
+          ...(e.notNamedPortIpSets ?? []),
+        ]),
+      );
+      if (ids.some((id) => ipsetName(id) === name)) out.push(p.displayName);
+    }
+    return out;
+  }
+
+  /** The policy or endpoint a chain of ours belongs to. */
+  private owners(): Map<string, { policy?: string; endpoint?: string }> {
+    const out = new Map<string, { policy?: string; endpoint?: string }>();
+    for (const p of this.policies.values())
+      for (const dir of ['in', 'out'] as const) out.set(policyChain(dir, p.key), { policy: p.displayName });
+    for (const e of this.endpoints.values()) {
+      out.set(toWorkloadChain(e.interfaceName), { endpoint: e.key });
+      out.set(fromWorkloadChain(e.interfaceName), { endpoint: e.key });
+    }
+    return out;
   }
 
   async apply(): Promise<boolean> {
-    if (!this.dirty) return false;
-    await this.writer.syncTable('filter', this.render());
-    this.dirty = false;
+    if (!this.gen.pending) return false;
+    const gen = this.gen.begin();
+    const { table, failed } = this.renderChecked();
+    const res = (await this.writer.syncTable('filter', table)) as TableSyncResult | undefined;
+    const owners = this.owners();
+    const refused = (res?.refused ?? []).map(
+      (r): Refusal => ({ table: 'filter', object: r.chain, ...owners.get(r.chain), reason: r.reason }),
+    );
+    this.refusals.set([...failed, ...refused]);
+    this.gen.done(gen);
     return true;
   }
 }
@@ -71,7 +180,7 @@ export class FilterTableManager {
  */
 export class NatManager {
   private readonly pools = new Map<string, Pool>();
-  private dirty = true;
+  private readonly gen = new Generations();
 
   constructor(
     private readonly writer: TableWriter,
@@ -102,13 +211,14 @@ export class NatManager {
   }
 
   markDirty(): void {
-    this.dirty = true;
+    this.gen.bump();
   }
 
   async apply(): Promise<boolean> {
-    if (!this.dirty) return false;
+    if (!this.gen.pending) return false;
+    const gen = this.gen.begin();
     await this.writer.syncTable('nat', renderNatTable());
-    this.dirty = false;
+    this.gen.done(gen);
     return true;
   }
 }

@@ -6,6 +6,7 @@ import type { Cidr, Ip4 } from '../../model/net.ts';
 import type { FdbSpec, NeighSpec, RouteSpec, VxlanSpec } from '../../native/iproute.ts';
 import type { DataplaneMessage, EndpointKey, HostConfig, RemoteBlockRoute, Vtep } from '../calc/messages.ts';
 import { derivedVtepMac } from '../calc/overlay-resolver.ts';
+import { Generations } from './generation.ts';
 
 const log = logger('vxlan');
 
@@ -22,20 +23,36 @@ export interface LinkWriter {
     desired: readonly RouteSpec[],
     opts?: { ownedDevices?: (dev: string) => boolean },
   ): Promise<unknown>;
+  /** Write these as wanted without a read-back (repairs of what kernel events reported). */
+  rewrite(objects: {
+    routes: readonly RouteSpec[];
+    neighbours: readonly NeighSpec[];
+    fdb: readonly FdbSpec[];
+  }): Promise<unknown>;
 }
 
 export class VxlanManager {
   private host?: HostConfig;
   private readonly vteps = new Map<string, Vtep>();
-  private dirty = true;
-  private deviceReady = false;
+  private readonly gen = new Generations();
+  /** The device is checked when its settings (host config) change and on resync. */
+  private readonly device = new Generations();
+  /**
+   * The device has been set up for the current host config, so routes may use it. Kept apart from
+   * the device's pending check: a resync or repair asked for in the middle of a pass must not hide
+   * the block routes from the route manager, which would then delete them.
+   */
+  private established = false;
 
   constructor(private readonly writer: LinkWriter) {}
 
   onUpdate(msg: DataplaneMessage): void {
     switch (msg.kind) {
       case 'HostConfigUpdate':
-        if (JSON.stringify(msg.config) !== JSON.stringify(this.host)) this.deviceReady = false;
+        if (JSON.stringify(msg.config) !== JSON.stringify(this.host)) {
+          this.device.bump();
+          this.established = false;
+        }
         this.host = msg.config;
         break;
       case 'VTEPUpdate':
@@ -47,7 +64,7 @@ export class VxlanManager {
       default:
         return;
     }
-    this.dirty = true;
+    this.gen.bump();
   }
 
   tunnelIpOf(node: string): Ip4 | undefined {
@@ -55,16 +72,22 @@ export class VxlanManager {
   }
 
   get ready(): boolean {
-    return this.deviceReady;
+    return this.established;
+  }
+
+  /** The remote VTEPs this node programs (FDB and ARP on vxlan.calico). */
+  desiredVteps(): Vtep[] {
+    return [...this.vteps.values()];
   }
 
   markDirty(): void {
-    this.dirty = true;
-    this.deviceReady = false;
+    this.gen.bump();
+    this.device.bump();
   }
 
   async apply(): Promise<boolean> {
-    if (!this.dirty) return false;
+    if (!this.gen.pending) return false;
+    const gen = this.gen.begin();
     const h = this.host;
     if (!h?.nodeIp || !h.tunnelIp) {
       if (this.vteps.size > 0)
@@ -72,10 +95,12 @@ export class VxlanManager {
           { node: h?.node },
           'this node has no IPv4 address or tunnel address yet; VXLAN not programmed',
         );
-      this.dirty = false;
+      this.gen.done(gen);
       return false;
     }
-    if (!this.deviceReady) {
+    const vteps = [...this.vteps.values()];
+    if (this.device.pending) {
+      const deviceGen = this.device.begin();
       const parent = await this.writer.findDeviceWithAddress(h.nodeIp);
       if (!parent)
         throw new Error(`no interface holds this node's address ${h.nodeIp}; cannot create ${VXLAN_DEVICE}`);
@@ -89,9 +114,9 @@ export class VxlanManager {
         mtu: parent.mtu - 50,
         tunnelAddress: h.tunnelIp,
       });
-      this.deviceReady = true;
+      this.device.done(deviceGen);
+      this.established = true;
     }
-    const vteps = [...this.vteps.values()];
     await this.writer.syncFdb(
       VXLAN_DEVICE,
       vteps.map((v) => ({ mac: v.mac, dst: v.nodeIp })),
@@ -100,7 +125,7 @@ export class VxlanManager {
       VXLAN_DEVICE,
       vteps.map((v) => ({ ip: v.tunnelIp, mac: v.mac })),
     );
-    this.dirty = false;
+    this.gen.done(gen);
     return true;
   }
 }
@@ -112,7 +137,7 @@ export class VxlanManager {
 export class RouteManager {
   private readonly workloads = new Map<EndpointKey, { iface: string; nets: Cidr[] }>();
   private readonly blocks = new Map<Cidr, RemoteBlockRoute>();
-  private dirty = true;
+  private readonly gen = new Generations();
 
   constructor(
     private readonly writer: LinkWriter,
@@ -144,11 +169,11 @@ export class RouteManager {
       default:
         return;
     }
-    this.dirty = true;
+    this.gen.bump();
   }
 
   markDirty(): void {
-    this.dirty = true;
+    this.gen.bump();
   }
 
   desired(): RouteSpec[] {
@@ -165,9 +190,10 @@ export class RouteManager {
   }
 
   async apply(): Promise<boolean> {
-    if (!this.dirty) return false;
+    if (!this.gen.pending) return false;
+    const gen = this.gen.begin();
     await this.writer.syncRoutes(this.desired(), { ownedDevices: (dev) => dev.startsWith('cali') });
-    this.dirty = false;
+    this.gen.done(gen);
     return true;
   }
 }

@@ -1,6 +1,7 @@
 // One compiled policy rule → iptables rules. Pure. The match is what Calico's rule says; the
 // action uses Felix's mark protocol: Allow sets the accept mark and returns, Pass sets the pass
 // mark and returns (on to the next tier), Deny drops, Log logs and carries on.
+import { protocolNumber } from '../calc/flow-evaluator.ts';
 import type { CompiledEntity, CompiledRule, PortRange } from '../calc/messages.ts';
 import { ipsetName } from './names.ts';
 import type { Rule } from './types.ts';
@@ -33,6 +34,10 @@ function portChunks(ranges: readonly PortRange[]): string[][] {
 
 function entityMatches(e: CompiledEntity, side: 'src' | 'dst'): string[] {
   const flag = side === 'src' ? '-s' : '-d';
+  // iptables refuses a second -s/-d in one rule ("multiple -d flags not allowed"); the compiler
+  // puts every further CIDR list into a set, so both here is a bug, stopped before the kernel.
+  if (e.net && e.notNet)
+    throw new Error(`${side}: ${e.net} and not ${e.notNet} inline (one ${flag} per rule)`);
   const out: string[] = [];
   if (e.net) out.push(`${flag} ${e.net}`);
   if (e.notNet) out.push(`! ${flag} ${e.notNet}`);
@@ -70,7 +75,10 @@ export function ruleMatches(r: CompiledRule): string[] {
   if (r.matchesNothing || r.src.matchesNothing || r.dst.matchesNothing) return [];
   const base: string[] = [];
   if (r.protocol) base.push(`-p ${r.protocol}`);
-  if (r.notProtocol) base.push(`! -p ${r.notProtocol}`);
+  // iptables takes one -p per rule: a protocol already excludes every other, so notProtocol only
+  // matters alone, or when it names the same protocol (then nothing can match).
+  if (r.protocol && r.notProtocol && protocolNumber(r.protocol) === protocolNumber(r.notProtocol)) return [];
+  if (r.notProtocol && !r.protocol) base.push(`! -p ${r.notProtocol}`);
   base.push(...entityMatches(r.src, 'src'), ...entityMatches(r.dst, 'dst'));
   base.push(...notPortMatches(r.src, 'src'), ...notPortMatches(r.dst, 'dst'));
   const icmpProto = r.protocol === 'icmpv6' ? 'icmpv6' : 'icmp';

@@ -2,13 +2,14 @@
 // syncer per cluster and one agent per node, each agent inside its node's namespace; then real
 // packets across a connectivity matrix, expected beside observed, and the relabel check.
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Resource } from '../../model/resources.ts';
+import { parseYamlDocuments } from '../../model/validate.ts';
 import { run } from '../../native/exec.ts';
 import { FileDatastore } from '../../syncer/datastore/file.ts';
 import { checkEtcdInstalled, loadDemoEtcd, setEtcdLabel, startDemoEtcd, writeEtcdRcc } from './etcd.ts';
 import { FEDMESH_BIN, type StartedProcess, startProcess, stopRecorded, waitForLog } from './processes.ts';
-import { DB_PORT, FLOWS, type Flow, HOST_PORT, RELABEL } from './scenario.ts';
+import { DB_PORT, FEDERATED_SERVICE, FLOWS, type Flow, HOST_PORT, RELABEL } from './scenario.ts';
 import {
   allPods,
   buildTopology,
@@ -46,6 +47,7 @@ export interface Mesh {
   topology: Topology;
   agents: StartedProcess[];
   syncers: StartedProcess[];
+  servicesControllers: StartedProcess[];
   timings: { startToAllInSyncMs: number; inSyncToProgrammedMs: number[]; startToAllProgrammedMs: number };
   /** With --etcd: b's etcd and the relabelled pod's WorkloadEndpoint there. */
   etcd?: { endpoint: string; relabel: { namespace: string; name: string } };
@@ -171,6 +173,24 @@ export async function startMesh(opts: {
       { env },
     ),
   );
+  // One services controller per cluster, as the Deployment has it: each writes its cluster's
+  // federated Endpoints into <cluster>/federated-endpoints.yaml.
+  const servicesControllers = CLUSTERS.map((c) =>
+    startProcess(
+      workDir,
+      `services-${c}`,
+      [
+        process.execPath,
+        FEDMESH_BIN,
+        'services-controller',
+        '--cluster',
+        c,
+        '--datastore',
+        `file:${join(workDir, c)}`,
+      ],
+      { env },
+    ),
+  );
   const agents = topology.nodes.map((n) =>
     startProcess(
       workDir,
@@ -208,6 +228,7 @@ export async function startMesh(opts: {
     agents,
     syncers,
     ...(etcd ? { etcd } : {}),
+    servicesControllers,
     timings: {
       startToAllInSyncMs: Math.max(...inSync.map((m) => Number(m[1]))) + Math.min(allInSync - started, 0),
       inSyncToProgrammedMs: programmed.map((m) => Number(m[1])),
@@ -303,6 +324,95 @@ async function timeUntil(t: Topology, want: boolean, limitMs: number): Promise<n
   return undefined;
 }
 
+export interface FederatedEndpointRow {
+  cluster: string;
+  pod: string;
+  ip: string;
+  port: number;
+  observed: 'allow' | 'deny';
+  sourceSeen?: string;
+  pass: boolean;
+}
+
+/**
+ * The federated Service of cluster a as its services controller wrote it (Endpoints and the
+ * EndpointSlices that say which cluster each address comes from), then real packets from a's
+ * frontend to every endpoint: each must answer and see the frontend's own IP.
+ */
+/** How many endpoints the federated Service must have in this mesh. */
+export function federatedExpected(mesh: Mesh): number {
+  return mesh.etcd ? FEDERATED_SERVICE.expectedWithEtcd : FEDERATED_SERVICE.expected;
+}
+
+export async function runFederatedService(mesh: Mesh): Promise<FederatedEndpointRow[]> {
+  const { cluster, namespace, name, from } = FEDERATED_SERVICE;
+  const expected = federatedExpected(mesh);
+  const file = join(mesh.workDir, cluster, 'federated-endpoints.yaml');
+  let resources: Resource[] = [];
+  const start = Date.now();
+  const addresses = () =>
+    resources.flatMap((r) =>
+      r.kind === 'Endpoints' && r.namespace === namespace && r.name === name
+        ? r.subsets.flatMap((s) => s.addresses)
+        : [],
+    );
+  while (addresses().length < expected && Date.now() - start < 30_000) {
+    await new Promise((r) => setTimeout(r, 100));
+    const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+    resources = parseYamlDocuments(text, { source: file, baseDir: dirname(file) }).resources;
+  }
+  const clusterOf = new Map<string, string>();
+  for (const r of resources)
+    if (r.kind === 'EndpointSlice' && r.labels['kubernetes.io/service-name'] === name)
+      for (const e of r.endpoints)
+        for (const ip of e.addresses)
+          clusterOf.set(ip, r.labels['multicluster.kubernetes.io/source-cluster'] ?? '?');
+  const port =
+    resources.flatMap((r) =>
+      r.kind === 'Endpoints' && r.name === name ? r.subsets.flatMap((s) => s.ports) : [],
+    )[0]?.port ?? DB_PORT;
+  const client = endpointOf(mesh.topology, from);
+  return Promise.all(
+    addresses().map(async (a) => {
+      const r = await tcpProbe(client.netns, a.ip as never, port, 2000);
+      return {
+        cluster: clusterOf.get(a.ip) ?? '?',
+        pod: a.targetRef?.name ?? '-',
+        ip: a.ip,
+        port,
+        observed: r.ok ? ('allow' as const) : ('deny' as const),
+        ...(r.sourceSeen ? { sourceSeen: r.sourceSeen } : {}),
+        pass: r.ok && r.sourceSeen === client.ip,
+      };
+    }),
+  );
+}
+
+export function formatFederated(rows: FederatedEndpointRow[]): string {
+  const { cluster, namespace, name, from } = FEDERATED_SERVICE;
+  const head = ['CLUSTER', 'POD', 'IP', 'PORT', `FROM ${from}`, 'SOURCE SEEN', 'RESULT'];
+  const body = rows.map((r) => [
+    r.cluster,
+    r.pod,
+    r.ip,
+    `${r.port}/tcp`,
+    r.observed,
+    r.sourceSeen ?? '-',
+    r.pass ? 'ok' : 'MISMATCH',
+  ]);
+  const all = [head, ...body];
+  const w = head.map((_, i) => Math.max(...all.map((row) => row[i]!.length)));
+  return [
+    `federated Service ${namespace}/${name} in cluster ${cluster} (written by its services controller): ${rows.length} endpoints`,
+    ...all.map((row) =>
+      row
+        .map((c, i) => c.padEnd(w[i]!))
+        .join('  ')
+        .trimEnd(),
+    ),
+  ].join('\n');
+}
+
 export interface RelabelResult {
   cutMs?: number;
   restoredMs?: number;
@@ -367,7 +477,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   process.once('SIGTERM', onSignal);
   try {
     out(
-      `fedmesh demo: clusters a and b, 2 nodes each, 2 pods per node (iptables backend: ${opts.backend})${opts.etcd ? "; cluster b's data in etcd" : ''}`,
+      `fedmesh demo: clusters a and b, 2 nodes each, 2 pods per node plus a db pod on a-node1 (iptables backend: ${opts.backend})${opts.etcd ? "; cluster b's data in etcd" : ''}`,
     );
     const mesh = await startMesh({ workDir, prefix, backend: opts.backend, etcd: opts.etcd === true });
     if (mesh.etcd)
@@ -382,13 +492,21 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     out('');
     out(formatMatrix(rows));
     out('');
+    const fed = await runFederatedService(mesh);
+    out(formatFederated(fed));
+    const fedOk = fed.length === federatedExpected(mesh) && fed.every((r) => r.pass);
+    if (mesh.etcd)
+      out(
+        "(with b in etcd, a's RCC for b gives no Kubernetes API access, so b's Services are not read: only a's own backends, as in Calico)",
+      );
+    out('');
     const rel = await runRelabel(mesh);
     out(
       `relabel b/db-1 app=db → app=db-retired${mesh.etcd ? ' (written to etcd)' : ''}: a/frontend-1 → b/db-1:5432 cut after ${rel.cutMs ?? 'never'} ms; ` +
         `relabelled back: restored after ${rel.restoredMs ?? 'never'} ms (bar: ${RELABEL.deadlineMs} ms) ${rel.pass ? 'ok' : 'MISMATCH'}`,
     );
-    const failed = rows.filter((r) => !r.pass).length + (rel.pass ? 0 : 1);
-    out(`${rows.length + 1 - failed} passed, ${failed} failed`);
+    const failed = rows.filter((r) => !r.pass).length + (rel.pass ? 0 : 1) + (fedOk ? 0 : 1);
+    out(`${rows.length + 2 - failed} passed, ${failed} failed`);
     if (keep) out(`\n${lookCommands(mesh)}`);
     return failed === 0 ? 0 : 1;
   } finally {

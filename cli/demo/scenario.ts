@@ -134,3 +134,21 @@ export const RELABEL = {
   /** The issue's bar: access cut (and restored) within this long of the edit. */
   deadlineMs: 2000,
 };
+
+/**
+ * Cluster a's federated Service (examples/two-cluster/a/services.yaml): the databases of both
+ * clusters. Its endpoints are a's db-a and b's db-1 and db-2; a's frontend must reach each by pod
+ * IP, its own IP seen at the far end.
+ */
+export const FEDERATED_SERVICE = {
+  cluster: 'a',
+  namespace: 'shop',
+  name: 'db-federated',
+  from: 'a/frontend-1',
+  expected: 3,
+  /**
+   * With `demo --etcd`, a's RCC for b gives etcd access only, and remote Services are read through
+   * Kubernetes credentials (as in Calico): b is skipped, and only a's own db-a backs the Service.
+   */
+  expectedWithEtcd: 1,
+};

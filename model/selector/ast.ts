@@ -26,9 +26,9 @@ export type SetOp = 'in' | 'notIn';
 export type BoolOp = 'and' | 'or';
 
 /**
- * The label Calico puts on namespaced entities. `global()` matches label sets without it, i.e.
- * non-namespaced entities (host endpoints, global network sets). Calico's own GlobalNode evaluates
- * to true and leaves the namespace test to the caller; fedmesh folds the test into the selector.
+ * The label Calico puts on namespaced entities. A rule's namespaceSelector of `global()` selects
+ * entities without it (host endpoints, global network sets); `global()` itself, as Calico's
+ * GlobalNode, is true wherever it stands.
  */
 export const NAMESPACE_LABEL = 'projectcalico.org/namespace';
 
@@ -125,13 +125,11 @@ function printInto(n: Node, out: string[]): void {
   }
 }
 
-/** Every label key the node reads; `global()` reads the namespace label. */
+/** Every label key the node reads. */
 export function collectKeys(n: Node, into: Set<string>): Set<string> {
   switch (n.kind) {
     case 'all':
-      break;
     case 'global':
-      into.add(NAMESPACE_LABEL);
       break;
     case 'not':
       collectKeys(n.operand, into);

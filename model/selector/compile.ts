@@ -6,7 +6,7 @@
 // read as absent. (`__proto__` cannot reach here: it is not a valid label key.) `==` and `in`
 // compare against strings only, so they need no separate presence test.
 import type { Labels } from '../resources.ts';
-import { NAMESPACE_LABEL, type Node } from './ast.ts';
+import type { Node } from './ast.ts';
 
 export type Predicate = (labels: Labels) => boolean;
 
@@ -18,7 +18,9 @@ export function compile(n: Node): Predicate {
     case 'all':
       return TRUE;
     case 'global':
-      return (l) => typeof l[NAMESPACE_LABEL] !== 'string';
+      // Calico's GlobalNode is true: "non-namespaced" is the meaning of a namespaceSelector of
+      // `global()`, which the rule compiler handles (the only place Calico allows it).
+      return TRUE;
     case 'has': {
       const k = n.key;
       return (l) => typeof l[k] === 'string';

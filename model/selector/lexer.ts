@@ -33,10 +33,17 @@ const SINGLE: ReadonlyMap<string, Tok> = new Map<string, Tok>([
   [',', Tok.Comma],
 ]);
 
-/** Calico allows only space and tab; newlines come in through YAML block scalars, so take them too. */
+/**
+ * Calico's tokenizer skips only spaces and tabs: a line break (easy to get from a YAML `|` block,
+ * which also keeps a trailing newline) makes Calico refuse the selector, so fedmesh refuses it too,
+ * saying why, rather than accept a policy that calicoctl would not.
+ */
 function isSpace(c: number): boolean {
-  return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+  return c === 0x20 || c === 0x09;
 }
+
+export const LINE_BREAK_RULE =
+  "no line break (Calico allows only spaces and tabs between tokens: write the selector on one line, or fold it in YAML with '>-')";
 
 function isWordChar(c: number): boolean {
   return (

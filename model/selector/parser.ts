@@ -8,12 +8,13 @@
 //   op         := '==' | '!=' | 'contains' | 'starts' 'with' | 'ends' 'with'
 //
 // As in Calico: a run of `!` collapses to one (or none), `startswith`, `endswith` and `notin` are
-// accepted as single words, a set may end with a trailing comma, and a word is a function name
-// only when `(` follows it (so `has`, `all`, `in`... are usable as label keys).
+// accepted as single words, a set may end with a trailing comma, a word is a function name only
+// when `(` follows it at once (so `has`, `all`, `in`... are usable as label keys), only spaces
+// and tabs separate tokens, and a label key is any run of [A-Za-z0-9_./-] up to 512 characters.
 import { ALL_NODE, boolDepth, type Node, negate, normaliseSet, type ValueOp } from './ast.ts';
 import { SelectorParseError } from './errors.ts';
 import { checkLabelKey } from './keys.ts';
-import { Lexer, Tok } from './lexer.ts';
+import { Lexer, LINE_BREAK_RULE, Tok } from './lexer.ts';
 
 export const MAX_SELECTOR_BYTES = 64 * 1024;
 export const MAX_NESTING = 256;
@@ -64,6 +65,9 @@ class Parser {
   }
 
   private fail(expected: string, position = this.lx.start): never {
+    if (this.lx.kind === Tok.Invalid && (this.lx.value === '\n' || this.lx.value === '\r')) {
+      throw new SelectorParseError(this.src, this.lx.start, LINE_BREAK_RULE);
+    }
     throw new SelectorParseError(this.src, position, expected);
   }
 
@@ -130,7 +134,9 @@ class Parser {
     const word = this.lx.value;
     const start = this.lx.start;
     this.lx.next();
-    if (this.kind() === Tok.LParen && (word === 'has' || word === 'all' || word === 'global')) {
+    // As Calico's tokenizer: `has(`, `all(`, `global(` only when the `(` follows at once.
+    const call = this.kind() === Tok.LParen && this.lx.start === start + word.length;
+    if (call && (word === 'has' || word === 'all' || word === 'global')) {
       return this.call(word);
     }
     return this.comparison(this.key(word, start));

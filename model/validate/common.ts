@@ -71,7 +71,7 @@ export function checkName(rule: NameRule, v: unknown): string {
 export const nameSchema = (rule: NameRule) => checked((v) => checkName(rule, v));
 
 const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+export const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
 /** A Kubernetes label or annotation key: `[prefix/]name`, prefix a DNS subdomain. */
 function keyProblem(key: string): string | undefined {

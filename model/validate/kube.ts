@@ -27,13 +27,7 @@ import {
   requireString,
 } from './common.ts';
 import { checkIpNetwork, checkPortName, checkProtocol, isIPv6 } from './fields.ts';
-import {
-  defineKind,
-  type KindContext,
-  type KindHandler,
-  notHandledYet,
-  type ValidateResult,
-} from './kind.ts';
+import { defineKind, type KindContext, type KindHandler, type ValidateResult } from './kind.ts';
 
 const str = checked(requireString);
 const optStr = str.optional();
@@ -159,8 +153,6 @@ export const coreV1: Record<string, KindHandler> = {
   Namespace: namespace,
   ServiceAccount: serviceAccount,
   Pod: pod,
-  Service: notHandledYet(true, 'Services are not handled yet'),
-  Endpoints: notHandledYet(true, 'Endpoints are not handled yet'),
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -172,7 +164,7 @@ export const coreV1: Record<string, KindHandler> = {
  * rule, peer or selector a misspelt field would be dropped and widen what the policy allows
  * (`form:` for `from:` would allow every source).
  */
-function exactObject<S extends z.ZodRawShape>(shape: S, what: string) {
+export function exactObject<S extends z.ZodRawShape>(shape: S, what: string) {
   const known = Object.keys(shape).join(', ');
   return z.object(shape).catchall(
     checked((): never => {

@@ -43,7 +43,7 @@ test('two-cluster demo with cluster b in etcd (nft)', {
   assert.doesNotMatch(res.stdout, /MISMATCH/);
   assert.match(res.stdout, /cluster b's Calico data is in etcd at http:\/\/127\.0\.0\.1:\d+/);
   assert.match(res.stdout, /relabel b\/db-1 app=db → app=db-retired \(written to etcd\): .* ok$/m);
-  assert.match(res.stdout, /^15 passed, 0 failed$/m);
+  assert.match(res.stdout, /^16 passed, 0 failed$/m);
 
   const endpoint = demoEtcdEndpoint(dir);
   assert.ok(endpoint);

@@ -28,7 +28,47 @@ for (const backend of ['nft', 'legacy'] as const) {
     t.diagnostic(res.stdout);
     assert.equal(res.status, 0, `demo failed:\n${res.stdout}\n${res.stderr.slice(-3000)}`);
     assert.doesNotMatch(res.stdout, /MISMATCH/);
-    assert.match(res.stdout, /^15 passed, 0 failed$/m);
+    assert.match(res.stdout, /^16 passed, 0 failed$/m);
+    // The federated Service of a: endpoints from both clusters, each reached by a real packet from
+    // a's frontend with its own source IP (10.10.1.5) kept.
+    assert.match(res.stdout, /^federated Service shop\/db-federated in cluster a .*: 3 endpoints$/m);
+    for (const [cluster, pod, ip] of [
+      ['a', 'db-a', '10.10.1.7'],
+      ['b', 'b\\/db-1', '10.20.1.5'],
+      ['b', 'b\\/db-2', '10.20.2.5'],
+    ] as const)
+      assert.match(
+        res.stdout,
+        new RegExp(
+          `^${cluster}\\s+${pod}\\s+${ip.replace(/\./g, '\\.')}\\s+5432/tcp\\s+allow\\s+10\\.10\\.1\\.5\\s+ok$`,
+          'm',
+        ),
+      );
+
+    await t.test('fedmesh services shows the federated Service with its endpoints per cluster', () => {
+      const r = fedmesh([
+        'services',
+        '--cluster',
+        'a',
+        '--datastore',
+        `file:${join(dir, 'a')}`,
+        '--output',
+        'json',
+      ]);
+      assert.equal(r.status, 0, r.stderr);
+      const report = JSON.parse(r.stdout) as {
+        services: { name: string; problems: string[]; endpoints: { cluster: string; ip: string }[] }[];
+      };
+      const svc = report.services.find((s) => s.name === 'db-federated');
+      assert.ok(svc, r.stdout);
+      assert.deepEqual(svc.problems, []);
+      assert.deepEqual(svc.endpoints.map((e) => `${e.cluster} ${e.ip}`).sort(), [
+        'a 10.10.1.7',
+        'b 10.20.1.5',
+        'b 10.20.2.5',
+      ]);
+      assert.match(readFileSync(join(dir, 'a', 'federated-endpoints.yaml'), 'utf8'), /name: b\/db-2/);
+    });
 
     const node = `${prefix}-b-node1`;
     const frontendNs = `${prefix}-a-frontend-1`;

@@ -165,3 +165,10 @@ export async function leftovers(prefix = 'fmt'): Promise<string[]> {
     .map((l) => l.trim().split(/\s+/)[0] ?? '')
     .filter((n) => n.startsWith(prefix));
 }
+
+/** Why a kernel test on this iptables backend cannot run here, or false when it can. */
+export async function iptablesBackendSkip(backend: 'nft' | 'legacy'): Promise<string | false> {
+  if (!isRoot()) return 'needs root (network namespaces)';
+  if (backend === 'legacy' && !(await hasTool('iptables-legacy'))) return 'iptables-legacy is not installed';
+  return false;
+}

@@ -31,6 +31,7 @@ const B_ENDPOINTS = [
   'b/b-node2/k8s/shop/web-b/eth0',
 ];
 const A_ENDPOINTS = [
+  'a-node1/k8s/shop/db-a/eth0',
   'a-node1/k8s/shop/frontend-1/eth0',
   'a-node1/k8s/shop/web-1/eth0',
   'a-node2/k8s/shop/batch-1/eth0',

@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { create } from '@bufbuild/protobuf';
 import { CalculationGraph } from '../../agent/calc/graph.ts';
-import type { DataplaneMessage } from '../../agent/calc/messages.ts';
 import { HostEndpointSchema, ResourceKind, UpdateSchema } from '../../proto/service.ts';
 import { deletion, networkSet, policy, wep } from '../helpers/feed-builders.ts';
+import { ipsetCollector } from '../helpers/ipset-sink.ts';
 
 function hostEndpoint(name: string, ip: string, labels: Record<string, string>, cluster = 'a') {
   const remote = cluster !== 'a';
@@ -27,16 +27,7 @@ function hostEndpoint(name: string, ip: string, labels: Record<string, string>, 
 }
 
 function setup() {
-  const sets = new Map<string, Set<string>>();
-  const sink = {
-    send: (m: DataplaneMessage) => {
-      if (m.kind === 'IPSetUpdate') sets.set(m.id, new Set(m.members));
-      else if (m.kind === 'IPSetDelta') {
-        for (const a of m.added) sets.get(m.id)?.add(a);
-        for (const r of m.removed) sets.get(m.id)?.delete(r);
-      } else if (m.kind === 'IPSetRemove') sets.delete(m.id);
-    },
-  };
+  const { sink, sets } = ipsetCollector();
   const g = new CalculationGraph({ nodeName: 'a-node1', localCluster: 'a' }, sink);
   g.onUpdate(
     wep({ node: 'a-node1', namespace: 'shop', pod: 'fe', labels: { app: 'fe' }, ips: ['10.10.0.5'] }),

@@ -29,6 +29,8 @@ function recorder(failFirst?: string) {
       syncNeighbours: async (_d: string, n: readonly unknown[]) => rec(`neigh:${n.length}`),
       syncFdb: async (_d: string, f: readonly unknown[]) => rec(`fdb:${f.length}`),
       syncRoutes: async (r: readonly { dst: string }[]) => rec(`routes:${r.map((x) => x.dst).join(',')}`),
+      rewrite: async (o: { routes: readonly { dst: string }[] }) =>
+        rec(`rewrite:${o.routes.map((x) => x.dst).join(',')}`),
     },
   };
   return { calls, drivers };

@@ -91,7 +91,7 @@ const cases: [string, string[]][] = [
   ["pcns.team == 'web'", [FE1, WEB1]], // namespace labels arrive through kns.<ns>
   ["projectcalico.org/namespace == 'shop'", [DB, FE1, FE9, WEB1]],
   ["fedmesh.io/cluster == 'b'", [DB, FE9]],
-  ['global()', [HEP]],
+  ['global()', [DB, FE1, FE9, HEP, PROM, WEB1]], // Calico's GlobalNode: true outside a namespaceSelector
   ['all()', [DB, FE1, FE9, HEP, PROM, WEB1]],
   ['', [DB, FE1, FE9, HEP, PROM, WEB1]],
   ["role == 'node'", [HEP]],

@@ -418,6 +418,9 @@ const REMOTE_READ: Record<string, string[]> = {
     'profiles',
     'workloadendpoints',
   ],
+  // A peer's services controller (federated services, MCS API).
+  'discovery.k8s.io': ['endpointslices'],
+  'multicluster.x-k8s.io': ['serviceexports'],
 };
 
 function remoteRoleProblems(role: IClusterRole): string[] {
@@ -626,6 +629,8 @@ describe('daemonset/ manifests: workloads', () => {
       '$(CLUSTER_NAME)',
       '--datastore',
       'kubernetes',
+      '--health-listen',
+      '0.0.0.0:9097',
     ]);
     assert.equal(podSpec(d).serviceAccountName, 'fedmesh-services-controller');
     assert.equal(d.spec?.replicas, 1, 'two controllers would fight over the same Endpoints');
@@ -748,6 +753,13 @@ describe('daemonset/ manifests: RBAC', () => {
     for (const v of ['create', 'update', 'patch', 'delete'])
       assert.ok(allowed(sa, '', 'endpoints', v), `cannot ${v} endpoints`);
     assert.ok(!allowed(sa, '', 'services', 'update'), 'it writes Endpoints, never Services');
+    for (const v of [...READ, 'create', 'update', 'delete']) {
+      assert.ok(allowed(sa, 'discovery.k8s.io', 'endpointslices', v), `cannot ${v} endpointslices`);
+      assert.ok(allowed(sa, 'multicluster.x-k8s.io', 'serviceimports', v), `cannot ${v} serviceimports`);
+    }
+    for (const v of READ) assert.ok(allowed(sa, 'multicluster.x-k8s.io', 'serviceexports', v));
+    assert.ok(allowed(sa, 'multicluster.x-k8s.io', 'serviceexports/status', 'update'));
+    assert.ok(!allowed(sa, 'multicluster.x-k8s.io', 'serviceexports', 'update'), 'it never edits exports');
   });
 });
 

@@ -10,79 +10,9 @@ import { compilePolicy, PolicyError } from '../../agent/calc/policy-compiler.ts'
 import { renderPolicyChains } from '../../agent/rules/render-tables.ts';
 import { validateResource } from '../../model/validate.ts';
 import { toUpdate } from '../../syncer/convert.ts';
+import { type Json, junk, paths, setAt, VALID_SEED } from '../helpers/policy-gen.ts';
 
-const VALID = {
-  apiVersion: 'projectcalico.org/v3',
-  kind: 'NetworkPolicy',
-  metadata: { name: 'p', namespace: 'shop' },
-  spec: {
-    tier: 'default',
-    order: 10,
-    selector: "app == 'frontend'",
-    types: ['Ingress', 'Egress'],
-    ingress: [
-      {
-        action: 'Allow',
-        protocol: 'TCP',
-        source: { selector: "app == 'web'", namespaceSelector: "team == 'x'", nets: ['10.0.0.0/8'] },
-        destination: { ports: [80, '8000:8080', 'http'], notPorts: [81] },
-      },
-      { action: 'Deny', protocol: 'ICMP', icmp: { type: 8, code: 0 } },
-    ],
-    egress: [
-      {
-        action: 'Pass',
-        destination: { notSelector: 'has(x)', notNets: ['192.168.0.0/16', '172.16.0.0/12'] },
-      },
-      {
-        action: 'Log',
-        notProtocol: 'UDP',
-        source: { serviceAccounts: { names: ['sa1'], selector: "k == 'v'" } },
-      },
-    ],
-  },
-};
-
-/** Leaf values that exercise the validators: wrong types, edge numbers, odd strings. */
-const junk = fc.oneof(
-  fc.constantFrom(null, true, false, 0, -1, 65536, 1.5, Number.NaN, '', ' ', 'TCP', 'tcp', 'Allow', 'nope'),
-  fc.constantFrom(
-    '10.0.0.0/8',
-    '10.0.0.1/8',
-    '300.0.0.0/8',
-    '::1/128',
-    'app ==',
-    "app == 'x'",
-    'all()',
-    '80:70',
-    'http',
-  ),
-  fc.string({ maxLength: 20 }),
-  fc.integer(),
-  fc.array(fc.oneof(fc.integer({ min: -5, max: 70000 }), fc.string({ maxLength: 6 })), { maxLength: 4 }),
-  fc.dictionary(fc.string({ maxLength: 6 }), fc.string({ maxLength: 6 }), { maxKeys: 3 }),
-);
-
-type Json = unknown;
-
-/** Every path (as a key list) inside a JSON value. */
-function paths(v: Json, prefix: (string | number)[] = []): (string | number)[][] {
-  const out: (string | number)[][] = [prefix];
-  if (Array.isArray(v)) for (const [i, x] of v.entries()) out.push(...paths(x, [...prefix, i]));
-  else if (v && typeof v === 'object')
-    for (const [k, x] of Object.entries(v)) out.push(...paths(x, [...prefix, k]));
-  return out;
-}
-
-function setAt(v: Json, path: (string | number)[], value: Json): Json {
-  if (path.length === 0) return value;
-  const [head, ...rest] = path;
-  // An earlier mutation may have replaced a parent with a scalar: rebuild the container.
-  const base = v !== null && typeof v === 'object' ? v : typeof head === 'number' ? [] : {};
-  const copy = (Array.isArray(base) ? [...base] : { ...base }) as Record<string | number, Json>;
-  copy[head!] = setAt((base as Record<string | number, Json>)[head!], rest, value);
-  return copy;
-}
+const VALID = VALID_SEED;
 
 function runOne(doc: Json): 'accepted' | 'refused' | 'skipped' {
   const res = validateResource(doc, { source: 'fuzz.yaml', document: 0 }, '/tmp');

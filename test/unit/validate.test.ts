@@ -426,7 +426,7 @@ items:
     );
   });
 
-  test('Kubernetes Service and Endpoints are skipped and listed, not errors; NetworkPolicy is converted', () => {
+  test('Kubernetes Service and Endpoints are read (the services controller uses them); NetworkPolicy is converted', () => {
     const r =
       parse(`{apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: np, namespace: shop}, spec: {podSelector: {}}}
 ---
@@ -436,15 +436,13 @@ items:
     assert.deepEqual(r.errors, []);
     assert.deepEqual(
       r.resources.map((x) => [x.kind, x.namespace, x.name]),
-      [['NetworkPolicy', 'shop', 'knp.default.np']],
-    );
-    assert.deepEqual(
-      r.skipped.map((s) => [s.kind, s.name, s.namespace, s.origin.document]),
       [
-        ['Service', 'web', 'shop', 1],
-        ['Endpoints', 'web', 'shop', 2],
+        ['NetworkPolicy', 'shop', 'knp.default.np'],
+        ['Service', 'shop', 'web'],
+        ['Endpoints', 'shop', 'web'],
       ],
     );
+    assert.deepEqual(r.skipped, []);
   });
 
   test('unknown fields are ignored, nulls are unset', () => {

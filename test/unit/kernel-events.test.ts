@@ -1,0 +1,192 @@
+// Kernel event lines as `ip -o monitor link route neigh` and `bridge monitor fdb` print them
+// (captured from this kernel), parsed, and classified against what the node wants: a foreign
+// deletion or change of our state asks for a repair; our own writes, echoed back, do not.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { classify, type DesiredKernelState, planRepairs } from '../../agent/dataplane/kernel-watch.ts';
+import type { Cidr, Ip4 } from '../../model/net.ts';
+import type { RouteSpec } from '../../native/iproute.ts';
+import { type KernelEvent, parseMonitorLine } from '../../native/kernel-events.ts';
+
+const ip = (l: string) => parseMonitorLine(l);
+const br = (l: string) => parseMonitorLine(l, true);
+
+describe('parseMonitorLine', () => {
+  it('links, with the @peer suffix stripped', () => {
+    assert.deepEqual(
+      pick(
+        ip(
+          '4: vxlan.calico: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue state UNKNOWN group default \\    link/ether ba:f7:f8:bc:02:ae brd ff:ff:ff:ff:ff:ff',
+        ),
+      ),
+      { object: 'link', deleted: false, subject: 'vxlan.calico', dev: 'vxlan.calico' },
+    );
+    assert.deepEqual(
+      pick(ip('Deleted 4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noop state DOWN group default')),
+      { object: 'link', deleted: true, subject: 'vxlan.calico', dev: 'vxlan.calico' },
+    );
+    assert.equal(
+      ip('3: cali1a2b3c4d5e6@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500')?.subject,
+      'cali1a2b3c4d5e6',
+    );
+  });
+  it('routes, a host route as a /32', () => {
+    assert.deepEqual(pick(ip('Deleted 10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 onlink ')), {
+      object: 'route',
+      deleted: true,
+      subject: '10.20.0.0/26',
+      dev: 'vxlan.calico',
+    });
+    assert.deepEqual(pick(ip('10.10.0.5 dev cali1a2b3c4d5e6 scope link ')), {
+      object: 'route',
+      deleted: false,
+      subject: '10.10.0.5/32',
+      dev: 'cali1a2b3c4d5e6',
+    });
+    assert.equal(
+      ip('local 10.10.0.1 dev vxlan.calico table local proto kernel scope host src 10.10.0.1 ')?.subject,
+      '10.10.0.1/32',
+    );
+  });
+  it('neighbours and FDB entries', () => {
+    assert.deepEqual(pick(ip('10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ')), {
+      object: 'neigh',
+      deleted: false,
+      subject: '10.20.0.1',
+      dev: 'vxlan.calico',
+    });
+    assert.equal(ip('Deleted 10.20.0.1 dev vxlan.calico FAILED ')?.deleted, true);
+    assert.deepEqual(pick(br('Deleted 66:00:00:00:00:02 dev vxlan.calico dst 10.99.0.2 self permanent')), {
+      object: 'fdb',
+      deleted: true,
+      subject: '66:00:00:00:00:02',
+      dev: 'vxlan.calico',
+    });
+  });
+  it('addresses and blank lines are not events', () => {
+    assert.equal(
+      ip('4: vxlan.calico    inet 10.10.0.1/32 scope global vxlan.calico\\       valid_lft forever'),
+      undefined,
+    );
+    assert.equal(ip(''), undefined);
+  });
+});
+
+function pick(e: KernelEvent | undefined) {
+  assert.ok(e);
+  return { object: e.object, deleted: e.deleted, subject: e.subject, dev: e.dev };
+}
+
+const WANT: DesiredKernelState = {
+  routes: new Map<string, RouteSpec>([
+    [
+      '10.20.0.0/26',
+      { dst: '10.20.0.0/26' as Cidr, dev: 'vxlan.calico', via: '10.20.0.1' as Ip4, onlink: true },
+    ],
+    ['10.10.0.5/32', { dst: '10.10.0.5/32' as Cidr, dev: 'cali1a2b3c4d5e6' }],
+  ]),
+  neighbours: new Map([['10.20.0.1', '66:00:00:00:00:02']]),
+  fdb: new Map([['66:00:00:00:00:02', '10.99.0.2']]),
+  workloadInterfaces: new Set(['cali1a2b3c4d5e6']),
+};
+/** The repair, written short: a scope name, or `target key`. */
+const cls = (e: KernelEvent | undefined) => {
+  const r = classify(e!, WANT);
+  return r === undefined ? undefined : 'scope' in r ? r.scope : `${r.target} ${r.key}`;
+};
+
+describe('classify', () => {
+  it('our own writes, echoed back, ask for nothing', () => {
+    assert.equal(cls(ip('10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 onlink ')), undefined);
+    assert.equal(cls(ip('10.10.0.5 dev cali1a2b3c4d5e6 proto 80 scope link ')), undefined);
+    assert.equal(cls(ip('10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ')), undefined);
+    assert.equal(cls(br('66:00:00:00:00:02 dev vxlan.calico dst 10.99.0.2 self permanent')), undefined);
+    assert.equal(
+      cls(ip('4: vxlan.calico: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue')),
+      undefined,
+    );
+    // What we delete ourselves is no longer wanted.
+    assert.equal(cls(ip('Deleted 10.30.0.0/26 via 10.30.0.1 dev vxlan.calico proto 80 onlink ')), undefined);
+  });
+  it('a deleted or changed route of ours is rewritten, that route alone', () => {
+    assert.equal(
+      cls(ip('Deleted 10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 onlink ')),
+      'route 10.20.0.0/26',
+    );
+    assert.equal(cls(ip('10.20.0.0/26 via 192.168.1.1 dev eth0 ')), 'route 10.20.0.0/26');
+    assert.equal(cls(ip('Deleted 10.10.0.5 dev cali1a2b3c4d5e6 scope link ')), 'route 10.10.0.5/32');
+  });
+  it('a deleted or changed ARP or FDB entry is rewritten; vxlan.calico gone or down asks for a device check', () => {
+    assert.equal(
+      cls(ip('Deleted 10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ')),
+      'neigh 10.20.0.1',
+    );
+    assert.equal(cls(ip('10.20.0.1 dev vxlan.calico FAILED ')), 'neigh 10.20.0.1');
+    assert.equal(
+      cls(ip('10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:99 PERMANENT ')),
+      'neigh 10.20.0.1',
+    );
+    assert.equal(
+      cls(br('Deleted 66:00:00:00:00:02 dev vxlan.calico dst 10.99.0.2 self permanent')),
+      'fdb 66:00:00:00:00:02',
+    );
+    assert.equal(
+      cls(br('66:00:00:00:00:02 dev vxlan.calico dst 10.99.0.7 self permanent')),
+      'fdb 66:00:00:00:00:02',
+    );
+    assert.equal(
+      cls(ip('Deleted 4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noop state DOWN')),
+      'vxlan',
+    );
+    assert.equal(
+      cls(ip('4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noqueue state DOWN')),
+      'vxlan',
+    );
+  });
+  it("a workload's interface appearing asks for its route (the CNI race)", () => {
+    assert.equal(
+      cls(ip('9: cali1a2b3c4d5e6@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue')),
+      'interface cali1a2b3c4d5e6',
+    );
+    assert.equal(cls(ip('9: cali0000000000f@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500')), undefined);
+  });
+  it('foreign objects are not our business', () => {
+    assert.equal(cls(ip('Deleted 192.168.7.0/24 via 10.99.0.9 dev eth0 ')), undefined);
+    assert.equal(cls(ip('10.99.0.9 dev eth0 lladdr 11:22:33:44:55:66 REACHABLE ')), undefined);
+  });
+});
+
+describe('planRepairs', () => {
+  it('gathers a burst: the routes of an interface that appeared, the entries named', () => {
+    const plan = planRepairs(
+      [
+        ip('9: cali1a2b3c4d5e6@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500')!,
+        ip('Deleted 10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ')!,
+        br('Deleted 66:00:00:00:00:02 dev vxlan.calico dst 10.99.0.2 self permanent')!,
+      ],
+      WANT,
+    );
+    assert.ok(plan);
+    assert.deepEqual([...plan.scopes], []);
+    assert.deepEqual(
+      plan.routes.map((r) => r.dst),
+      ['10.10.0.5/32'],
+    );
+    assert.deepEqual(plan.neighbours, [{ ip: '10.20.0.1', mac: '66:00:00:00:00:02' }]);
+    assert.deepEqual(plan.fdb, [{ mac: '66:00:00:00:00:02', dst: '10.99.0.2' }]);
+  });
+  it('a device check subsumes its entries and every route', () => {
+    const plan = planRepairs(
+      [
+        ip('Deleted 10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ')!,
+        ip('Deleted 4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noop state DOWN')!,
+      ],
+      WANT,
+    );
+    assert.deepEqual([...(plan?.scopes ?? [])].sort(), ['routes', 'vxlan']);
+    assert.deepEqual([plan?.neighbours, plan?.routes], [[], []]);
+  });
+  it('nothing of ours: no plan', () => {
+    assert.equal(planRepairs([ip('Deleted 192.168.7.0/24 via 10.99.0.9 dev eth0 ')!], WANT), undefined);
+  });
+});
