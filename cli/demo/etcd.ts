@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { run } from '../../native/exec.ts';
 import { etcdClient } from '../../syncer/datastore/etcd.ts';
 import { resourceKey } from '../../syncer/datastore/etcd-layout.ts';
-import { loadDirectory } from '../../syncer/datastore/etcd-load.ts';
+import { type LoadReport, loadDirectory } from '../../syncer/datastore/etcd-load.ts';
 import { type StartedProcess, startProcess } from './processes.ts';
 
 const ETCD_NAME = 'etcd-b';
@@ -80,16 +80,14 @@ export async function startDemoEtcd(workDir: string): Promise<{ endpoint: string
   return { endpoint: saved.endpoint, process: proc };
 }
 
-/** Write cluster b's directory into etcd in Calico's layout. */
-export async function loadDemoEtcd(endpoint: string, dir: string): Promise<number> {
+/**
+ * Write cluster b's directory into etcd in Calico's layout. What has no place there (Services and
+ * Endpoints live in the Kubernetes API) stays in b's YAML, which b's services controller reads.
+ */
+export async function loadDemoEtcd(endpoint: string, dir: string): Promise<LoadReport> {
   const client = etcdClient({ type: 'etcdv3', endpoints: [endpoint] });
   try {
-    const report = await loadDirectory(client, dir);
-    if (report.skipped.length)
-      throw new Error(
-        `cannot load ${dir} into etcd: ${report.skipped.map((s) => `${s.source}: ${s.reason}`).join('; ')}`,
-      );
-    return report.written.length;
+    return await loadDirectory(client, dir);
   } finally {
     client.close();
   }
