@@ -1,10 +1,11 @@
-// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger | feed | services | repair
+// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger | feed | services | repair | etcd
 import { spawnSync } from 'node:child_process';
 
 const [name, ...rest] = process.argv.slice(2);
 process.argv = [process.argv[0]!, process.argv[1]!, ...rest];
 if (name === 'dataplane') await import('./dataplane.ts');
 else if (name === 'selector') await import('./selector.ts');
+else if (name === 'etcd') await import('./etcd.ts');
 else if (name === 'services') await import('./services.ts');
 else if (name === 'repair') await import('./repair.ts');
 else if (name === 'merger') await import('./merger.ts');
@@ -22,7 +23,7 @@ else if (name === 'calc') {
   }
 } else {
   process.stderr.write(
-    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs]\n',
+    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs] | etcd [endpoints runs]\n',
   );
   process.exit(2);
 }

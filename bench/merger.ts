@@ -20,7 +20,7 @@ class MemoryDatastore implements Datastore {
     this.handlers = h;
   }
   async stop(): Promise<void> {}
-  list(rs: Resource[]): void {
+  setListing(rs: Resource[]): void {
     const h = this.handlers!;
     h.onStatus('ResyncInProgress');
     h.onEvents(
@@ -60,7 +60,7 @@ const merger = new Merger({
   remoteRetentionMs: 60_000,
 });
 await merger.start();
-local.list(
+local.setListing(
   parse(`apiVersion: projectcalico.org/v3
 kind: IPPool
 metadata: {name: a-pool}
@@ -90,7 +90,7 @@ const report = (what: string, ms: number, targetMs: number) =>
 const listings = { b: endpoints('b', 20, N), c: endpoints('c', 30, N) };
 for (const [name, rs] of Object.entries(listings)) {
   const t0 = performance.now();
-  remotes.get(`/${name}`)!.list(rs);
+  remotes.get(`/${name}`)!.setListing(rs);
   report(`remote ${name}: ${N} endpoints listed and merged`, performance.now() - t0, N / 10);
 }
 for (const name of ['b', 'c']) {

@@ -6,13 +6,15 @@ import { LabelIndex } from '../agent/calc/label-index.ts';
 import { quietLogsForCli } from '../lib/log.ts';
 import { parseSelector, SelectorParseError } from '../model/selector/index.ts';
 import { RemoteClusterState } from '../proto/service.ts';
-import { parseDatastoreSpec } from '../syncer/datastore/open.ts';
+import { type DatastoreFlags, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 import { mergedViewOf } from '../syncer/merged-view.ts';
 
 export interface EvalOptions {
   selector: string;
   cluster: string;
   datastore: string;
+  /** TLS and credentials for --datastore (--etcd-ca-file ...). */
+  datastoreFlags?: DatastoreFlags;
   output: string;
 }
 
@@ -39,7 +41,7 @@ export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT
     throw e;
   }
   quietLogsForCli();
-  const view = await mergedViewOf(opts.cluster, parseDatastoreSpec(opts.datastore));
+  const view = await mergedViewOf(opts.cluster, parseDatastoreSpec(opts.datastore, opts.datastoreFlags));
   for (const e of view.errors)
     io.err(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
   for (const r of view.remotes) {

@@ -6,9 +6,8 @@
 // endpoints, plus its remotes' endpoints renamed `<cluster>/...` with `fedmesh.io/cluster`, exactly
 // as that cluster's syncer serves them (syncer/merged-view.ts runs the syncer's own Merger: remote
 // conflicts refused, remote network sets left out). The other cluster's datastore is found through
-// the RemoteClusterConfigurations of --datastore (file datastores only); when it cannot be read,
+// the RemoteClusterConfigurations of --datastore; when it cannot be read,
 // its decision is unknown. The decision logic itself is agent/calc/flow-evaluator.ts.
-import { resolve } from 'node:path';
 import {
   ClusterView,
   type DecidingRule,
@@ -22,15 +21,20 @@ import {
 } from '../agent/calc/flow-evaluator.ts';
 import { quietLogsForCli } from '../lib/log.ts';
 import { addressOfIpNetwork, cidrContainsIp, type Ip4, NetParseError, parseIp4 } from '../model/net.ts';
-import type { HostEndpoint, Labels, Resource, WorkloadEndpoint } from '../model/resources.ts';
+import type { HostEndpoint, Labels, Resource, Secret, WorkloadEndpoint } from '../model/resources.ts';
 import { RemoteClusterState } from '../proto/service.ts';
 import { baseKey } from '../syncer/convert.ts';
-import { FileDatastore } from '../syncer/datastore/file.ts';
+import { type ConnectionConfig, describeConnection } from '../syncer/datastore/connection.ts';
+import { type DatastoreFlags, openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 import { mergedViewOf } from '../syncer/merged-view.ts';
+import { resolveRemoteConfig, type SecretLookup } from '../syncer/remote-config.ts';
+import { readCluster } from './read-cluster.ts';
 
 export interface ExplainOptions {
   cluster: string;
   datastore: string;
+  /** TLS and credentials for --datastore (--etcd-ca-file ...). */
+  datastoreFlags?: DatastoreFlags;
   from: string;
   to: string;
   port: string;
@@ -84,47 +88,46 @@ export function parseFlowPort(s: string): FlowPort {
 interface Loaded {
   resources?: Resource[];
   error?: string;
+  /** How it was read, for the merged view of that cluster. */
+  connection?: ConnectionConfig;
 }
 
 interface ClusterData extends Loaded {
   /** As the --cluster datastore names it (the RCC's name for remote ones). */
   name: string;
   local: boolean;
-  /** Its file datastore's directory, when it can be read. */
-  dir?: string;
 }
 
-/** Reads file datastores once each (by absolute path), warning about refused resources on stderr. */
+/** Reads datastores once each (by connection), warning about refused resources on stderr. */
 class Loader {
   private readonly cache = new Map<string, Promise<Loaded>>();
 
-  load(dir: string): Promise<Loaded> {
-    const abs = resolve(dir);
-    let p = this.cache.get(abs);
+  load(connection: ConnectionConfig): Promise<Loaded> {
+    const key = JSON.stringify(connection);
+    let p = this.cache.get(key);
     if (!p) {
-      p = FileDatastore.load(abs).then(
-        ({ resources, errors }) => {
-          for (const e of errors)
-            process.stderr.write(
-              `warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`,
-            );
-          return { resources };
-        },
-        (e: Error) => ({ error: e.message }),
-      );
-      this.cache.set(abs, p);
+      p = Promise.resolve()
+        .then(() => readCluster(openConnection(connection)))
+        .then(
+          (resources) => ({ resources, connection }),
+          (e: Error) => ({ error: `${describeConnection(connection)}: ${e.message}` }),
+        );
+      this.cache.set(key, p);
     }
     return p;
   }
 
-  /** How a cluster reaches one of its remotes: loaded resources, or why not. */
-  async remote(r: Resource): Promise<Loaded> {
+  /** How a cluster reaches one of its remotes (resolved as the syncer resolves RCCs). */
+  async remote(r: Resource, secrets: SecretLookup): Promise<Loaded> {
     if (r.kind !== 'RemoteClusterConfiguration') return { error: 'not a RemoteClusterConfiguration' };
-    if (r.spec.datastoreType !== 'file' || !r.spec.fileDatastorePath)
-      return { error: `its datastore is ${r.spec.datastoreType}; explain reads file datastores only` };
-    return this.load(r.spec.fileDatastorePath);
+    const resolved = resolveRemoteConfig(r, secrets, { defaultSecretNamespace: DEFAULT_SECRET_NAMESPACE });
+    if ('incomplete' in resolved) return { error: `its configuration is incomplete: ${resolved.incomplete}` };
+    return this.load(resolved.connection);
   }
 }
+
+const DEFAULT_SECRET_NAMESPACE =
+  process.env.FEDMESH_NAMESPACE ?? process.env.POD_NAMESPACE ?? 'fedmesh-system';
 
 const isRcc = (r: Resource) => r.kind === 'RemoteClusterConfiguration';
 const isWep = (r: Resource): r is WorkloadEndpoint => r.kind === 'WorkloadEndpoint';
@@ -318,7 +321,7 @@ interface BuiltView {
 
 async function buildView(c: ClusterData): Promise<BuiltView> {
   const notes: string[] = [];
-  const merged = c.dir ? await mergedViewOf(c.name, { type: 'file', dir: c.dir }) : undefined;
+  const merged = c.connection ? await mergedViewOf(c.name, c.connection) : undefined;
   for (const r of merged?.remotes ?? []) {
     if (r.state !== RemoteClusterState.IN_SYNC) {
       // The --datastore cluster's own remotes are reported once, with the error, by explain().
@@ -362,26 +365,25 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
     if (!/^\d{1,5}$/.test(opts.sourcePort) || sourcePort < 1 || sourcePort > 65535)
       throw new ExplainError(`--source-port ${opts.sourcePort}: expected a port number 1-65535`);
   }
-  if (!opts.datastore.startsWith('file:'))
-    throw new ExplainError(`--datastore ${opts.datastore}: explain supports file:DIR so far`);
+  let localConnection: ConnectionConfig;
+  try {
+    localConnection = parseDatastoreSpec(opts.datastore, opts.datastoreFlags);
+  } catch (e) {
+    throw new ExplainError((e as Error).message);
+  }
   quietLogsForCli();
   const loader = new Loader();
-  const own = await loader.load(opts.datastore.slice('file:'.length));
+  const own = await loader.load(localConnection);
   if (own.error) throw new Error(own.error);
+  const secrets = new Map<string, Secret>();
+  for (const r of own.resources ?? []) if (r.kind === 'Secret') secrets.set(`${r.namespace}/${r.name}`, r);
   const clusters: ClusterData[] = [
-    {
-      name: opts.cluster,
-      local: true,
-      resources: own.resources ?? [],
-      dir: resolve(opts.datastore.slice(5)),
-    },
+    { name: opts.cluster, local: true, ...own, resources: own.resources ?? [] },
   ];
   for (const r of (own.resources ?? []).filter(isRcc)) {
     if (r.name === opts.cluster) continue;
-    const got = await loader.remote(r);
-    const dir =
-      got.resources && r.kind === 'RemoteClusterConfiguration' ? r.spec.fileDatastorePath : undefined;
-    clusters.push({ name: r.name, local: false, ...got, ...(dir ? { dir } : {}) });
+    const got = await loader.remote(r, (ns, name) => secrets.get(`${ns}/${name}`));
+    clusters.push({ name: r.name, local: false, ...got });
   }
 
   const src = resolveEnd('from', opts.from, clusters);

@@ -9,19 +9,24 @@ const log = logger('cli');
 const USAGE = `fedmesh — cluster-mesh federation for Kubernetes networking
 
 Usage:
-  fedmesh syncer --cluster NAME --datastore file:DIR --listen HOST:PORT|:PORT|unix:PATH [--health-listen [HOST]:PORT]
+  fedmesh syncer --cluster NAME --datastore file:DIR|etcdv3:URL[,URL] --listen HOST:PORT|:PORT|unix:PATH [--health-listen [HOST]:PORT]
                  [--tls-ca-file F --tls-cert-file F --tls-key-file F --tls-client-cn REGEX | --insecure]
                  [--max-lag-bytes SIZE (64Mi)] [--max-lag-age DURATION (120s)]
   fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen [HOST]:PORT]
                  [--tls-ca-file F --tls-cert-file F --tls-key-file F [--tls-server-name NAME] | --insecure]
-  fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR [--output text|json]
+  fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR|etcdv3:URL[,URL] [--output text|json]
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json] [TLS flags as for the agent | --insecure]
   fedmesh status --agent HOST:PORT [--output text|json]   (one agent: refused policies, apply state)
-  fedmesh explain --cluster NAME --datastore file:DIR --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
+  fedmesh explain --cluster NAME --datastore file:DIR|etcdv3:URL[,URL] --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
   fedmesh services-controller --cluster NAME --datastore file:DIR [--health-listen HOST:PORT] [--remote-endpoints-grace 0s] [--remote-sync-timeout 10s]
   fedmesh services --cluster NAME --datastore file:DIR [--output text|json]
-  fedmesh demo   [--keep] [--iptables-backend nft|legacy]
+  fedmesh demo   [--keep] [--iptables-backend nft|legacy] [--etcd]
   fedmesh demo down
+  fedmesh etcd-load --endpoints URL[,URL] [ETCD FLAGS] DIR   (write a cluster directory into etcd in Calico's layout)
+
+Datastores: --datastore file:DIR | etcdv3:URL[,URL]; with etcdv3, ETCD FLAGS are
+  --etcd-ca-file F --etcd-cert-file F --etcd-key-file F --etcd-username U --etcd-password P
+  (or FEDMESH_ETCD_CA_FILE, FEDMESH_ETCD_CERT_FILE, ... ; FEDMESH_ETCD_PASSWORD keeps it off the command line).
 
 Environment: FEDMESH_<FLAG> (e.g. FEDMESH_NODE, FEDMESH_FEED) stands in for a missing flag;
 FEDMESH_LOG_LEVEL sets the log level (default info; logs are JSON on stderr).
@@ -82,6 +87,18 @@ function bytes(v: string | undefined, flag: string): number | undefined {
   return Number(m[1]) * (m[2] === 'Gi' ? 1 << 30 : m[2] === 'Mi' ? 1 << 20 : m[2] === 'Ki' ? 1 << 10 : 1);
 }
 
+/** --etcd-ca-file and the other credentials of `--datastore etcdv3:...`. */
+const ETCD_FLAG_SPEC: FlagSpec = Object.fromEntries(
+  ['etcd-ca-file', 'etcd-cert-file', 'etcd-key-file', 'etcd-username', 'etcd-password'].map((n) => [
+    n,
+    { type: 'string' as const },
+  ]),
+);
+
+function etcdFlags(f: { get(name: string): string | undefined }): Record<string, string | undefined> {
+  return Object.fromEntries(Object.keys(ETCD_FLAG_SPEC).map((n) => [n, f.get(n)]));
+}
+
 function ms(v: string | undefined, flag: string): number | undefined {
   if (v === undefined) return undefined;
   const m = /^(\d+)(ms|s|m)?$/.exec(v);
@@ -117,11 +134,13 @@ async function main(argv: string[]): Promise<number> {
         'tls-client-cn': { type: 'string' },
         'max-lag-bytes': { type: 'string' },
         'max-lag-age': { type: 'string' },
+        ...ETCD_FLAG_SPEC,
       });
       const { runSyncer } = await import('../syncer/main.ts');
       const stop = await runSyncer({
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        datastoreFlags: etcdFlags(f),
         listen: f.need('listen'),
         healthListen: f.get('health-listen'),
         remoteSyncTimeoutMs: ms(f.get('remote-sync-timeout'), 'remote-sync-timeout'),
@@ -164,6 +183,7 @@ async function main(argv: string[]): Promise<number> {
         cluster: { type: 'string' },
         datastore: { type: 'string' },
         output: { type: 'string' },
+        ...ETCD_FLAG_SPEC,
       });
       const selector = f.positionals[0];
       if (selector === undefined) throw new UsageError('eval needs a SELECTOR argument');
@@ -172,6 +192,7 @@ async function main(argv: string[]): Promise<number> {
         selector,
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        datastoreFlags: etcdFlags(f),
         output: f.get('output') ?? 'text',
       });
     }
@@ -184,6 +205,7 @@ async function main(argv: string[]): Promise<number> {
         port: { type: 'string' },
         'source-port': { type: 'string' },
         output: { type: 'string' },
+        ...ETCD_FLAG_SPEC,
       });
       if (f.positionals.length > 0) throw new UsageError(`explain: unexpected argument ${f.positionals[0]}`);
       const { runExplain } = await import('./explain.ts');
@@ -191,6 +213,7 @@ async function main(argv: string[]): Promise<number> {
       return runExplain({
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        datastoreFlags: etcdFlags(f),
         from: f.need('from'),
         to: f.need('to'),
         port: f.need('port'),
@@ -256,6 +279,7 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const f = flags(rest, {
         keep: { type: 'boolean' },
+        etcd: { type: 'boolean' },
         'iptables-backend': { type: 'string' },
         dir: { type: 'string' },
         prefix: { type: 'string' },
@@ -268,10 +292,19 @@ async function main(argv: string[]): Promise<number> {
         throw new UsageError('--iptables-backend: expected nft or legacy');
       return runDemo({
         keep: f.values.keep === true,
+        etcd: f.values.etcd === true,
         backend,
         workDir: f.get('dir'),
         prefix: f.get('prefix'),
       });
+    }
+    case 'etcd-load': {
+      const f = flags(rest, { endpoints: { type: 'string' }, ...ETCD_FLAG_SPEC });
+      const dir = f.positionals[0];
+      if (dir === undefined || f.positionals.length > 1)
+        throw new UsageError('etcd-load needs one DIR argument');
+      const { runEtcdLoad } = await import('./etcd-load.ts');
+      return runEtcdLoad({ endpoints: f.need('endpoints'), flags: etcdFlags(f), dir });
     }
     case undefined:
     case 'help':

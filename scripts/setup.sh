@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fedmesh needs on a fresh Debian machine: the kernel tools (iproute2, iptables with
-# both backends, ipset, ping) from Debian, and the npm packages from the lockfile. Idempotent:
+# both backends, ipset, ping) and etcd-server (etcdv3 tests, `demo --etcd`) from Debian, and the npm
+# packages from the lockfile. Idempotent:
 # it installs only what is missing. Needs root for apt-get (the demo and tests need root anyway).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,7 @@ need ipset ipset
 need ping iputils-ping
 need sysctl procps
 need openssl openssl  # feed TLS tests and scripts/make-feed-certs.sh
+need etcd etcd-server
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   echo "installing Debian packages: $pkgs"

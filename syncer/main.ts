@@ -4,7 +4,7 @@ import { startHealthServer } from '../lib/health.ts';
 import { logger } from '../lib/log.ts';
 import { gauge } from '../lib/metrics.ts';
 import { RemoteClusterState } from '../proto/service.ts';
-import { openConnection, parseDatastoreSpec } from './datastore/open.ts';
+import { type DatastoreFlags, openConnection, parseDatastoreSpec } from './datastore/open.ts';
 import type { Datastore } from './datastore/types.ts';
 import { FeedCache } from './feed-cache.ts';
 import { Merger } from './merger.ts';
@@ -15,6 +15,8 @@ const log = logger('syncer');
 export interface SyncerOptions {
   cluster: string;
   datastore: string;
+  /** TLS and credentials for --datastore (--etcd-ca-file ...). */
+  datastoreFlags?: DatastoreFlags;
   listen: string;
   healthListen?: string;
   remoteSyncTimeoutMs?: number;
@@ -29,8 +31,8 @@ export interface SyncerOptions {
 }
 
 /** The local cluster's datastore, from `--datastore`. */
-export function openDatastore(spec: string): Datastore {
-  return openConnection(parseDatastoreSpec(spec));
+export function openDatastore(spec: string, flags: DatastoreFlags = {}): Datastore {
+  return openConnection(parseDatastoreSpec(spec, flags));
 }
 
 export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void>> {
@@ -42,7 +44,7 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   const cache = new FeedCache();
   const merger = new Merger({
     cluster: opts.cluster,
-    local: openDatastore(opts.datastore),
+    local: openDatastore(opts.datastore, opts.datastoreFlags),
     cache,
     // Remotes: RCC (+ its clusterAccessSecret) → ConnectionConfig (remote-config.ts) → openConnection.
     defaultSecretNamespace:

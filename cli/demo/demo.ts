@@ -7,6 +7,7 @@ import type { Resource } from '../../model/resources.ts';
 import { parseYamlDocuments } from '../../model/validate.ts';
 import { run } from '../../native/exec.ts';
 import { FileDatastore } from '../../syncer/datastore/file.ts';
+import { checkEtcdInstalled, loadDemoEtcd, setEtcdLabel, startDemoEtcd, writeEtcdRcc } from './etcd.ts';
 import { FEDMESH_BIN, type StartedProcess, startProcess, stopRecorded, waitForLog } from './processes.ts';
 import { DB_PORT, FEDERATED_SERVICE, FLOWS, type Flow, HOST_PORT, RELABEL } from './scenario.ts';
 import {
@@ -33,6 +34,8 @@ const CLUSTERS = ['a', 'b'];
 export interface DemoOptions {
   keep: boolean;
   backend: 'nft' | 'legacy';
+  /** Cluster b's data in a real etcd (Calico's layout), read by b's syncer and a's RCC. */
+  etcd?: boolean;
   workDir?: string;
   prefix?: string;
   out?: (s: string) => void;
@@ -46,6 +49,8 @@ export interface Mesh {
   syncers: StartedProcess[];
   servicesControllers: StartedProcess[];
   timings: { startToAllInSyncMs: number; inSyncToProgrammedMs: number[]; startToAllProgrammedMs: number };
+  /** With --etcd: b's etcd and the relabelled pod's WorkloadEndpoint there. */
+  etcd?: { endpoint: string; relabel: { namespace: string; name: string } };
 }
 
 async function preflight(): Promise<void> {
@@ -107,13 +112,31 @@ export async function startMesh(opts: {
   backend: 'nft' | 'legacy';
   /** A directory with clusters a/ and b/ (default examples/two-cluster; tests use variants). */
   exampleDir?: string;
+  /** Cluster b's data in a real etcd (Calico's layout) instead of YAML files. */
+  etcd?: boolean;
 }): Promise<Mesh> {
   const { workDir, prefix } = opts;
   await stopMesh(workDir, prefix);
   mkdirSync(workDir, { recursive: true });
   writeFileSync(join(workDir, 'prefix'), prefix);
   writeClusters(workDir, opts.exampleDir ?? EXAMPLE_DIR);
-  const topology = topologyFromResources(prefix, await loadClusters(workDir));
+  let etcd: Mesh['etcd'];
+  if (opts.etcd) {
+    await checkEtcdInstalled();
+    const { endpoint } = await startDemoEtcd(workDir);
+    await loadDemoEtcd(endpoint, join(workDir, RELABEL.cluster));
+    writeEtcdRcc(workDir, endpoint);
+    etcd = { endpoint, relabel: { namespace: '', name: '' } };
+  }
+  const clusters = await loadClusters(workDir);
+  const topology = topologyFromResources(prefix, clusters);
+  if (etcd) {
+    const w = clusters[RELABEL.cluster]?.find(
+      (r) => r.kind === 'WorkloadEndpoint' && r.spec.pod === RELABEL.pod,
+    );
+    if (!w?.namespace) throw new Error(`relabel: pod ${RELABEL.pod} not found in cluster ${RELABEL.cluster}`);
+    etcd.relabel = { namespace: w.namespace, name: w.name };
+  }
   await buildTopology(topology);
   for (const p of allPods(topology)) {
     startProcess(
@@ -146,7 +169,7 @@ export async function startMesh(opts: {
         '--cluster',
         c,
         '--datastore',
-        `file:${join(workDir, c)}`,
+        etcd && c === RELABEL.cluster ? `etcdv3:${etcd.endpoint}` : `file:${join(workDir, c)}`,
         '--listen',
         `unix:${join(workDir, `${c}.sock`)}`,
       ],
@@ -207,6 +230,7 @@ export async function startMesh(opts: {
     topology,
     agents,
     syncers,
+    ...(etcd ? { etcd } : {}),
     servicesControllers,
     timings: {
       startToAllInSyncMs: Math.max(...inSync.map((m) => Number(m[1]))) + Math.min(allInSync - started, 0),
@@ -318,8 +342,14 @@ export interface FederatedEndpointRow {
  * EndpointSlices that say which cluster each address comes from), then real packets from a's
  * frontend to every endpoint: each must answer and see the frontend's own IP.
  */
+/** How many endpoints the federated Service must have in this mesh. */
+export function federatedExpected(mesh: Mesh): number {
+  return mesh.etcd ? FEDERATED_SERVICE.expectedWithEtcd : FEDERATED_SERVICE.expected;
+}
+
 export async function runFederatedService(mesh: Mesh): Promise<FederatedEndpointRow[]> {
-  const { cluster, namespace, name, from, expected } = FEDERATED_SERVICE;
+  const { cluster, namespace, name, from } = FEDERATED_SERVICE;
+  const expected = federatedExpected(mesh);
   const file = join(mesh.workDir, cluster, 'federated-endpoints.yaml');
   let resources: Resource[] = [];
   const start = Date.now();
@@ -392,11 +422,19 @@ export interface RelabelResult {
   pass: boolean;
 }
 
+/** Relabel the pod where its cluster keeps it: the YAML file, or etcd with --etcd. */
+export async function relabel(mesh: Mesh, retired: boolean): Promise<void> {
+  const { key, value, retired: other } = RELABEL.label;
+  if (mesh.etcd) await setEtcdLabel(mesh.etcd.endpoint, mesh.etcd.relabel, key, retired ? other : value);
+  else if (retired) setPodLabel(mesh.workDir, RELABEL.from.label, RELABEL.from.to);
+  else setPodLabel(mesh.workDir, RELABEL.from.to, RELABEL.from.label);
+}
+
 export async function runRelabel(mesh: Mesh): Promise<RelabelResult> {
   const limit = RELABEL.deadlineMs * 3;
-  setPodLabel(mesh.workDir, RELABEL.from.label, RELABEL.from.to);
+  await relabel(mesh, true);
   const cutMs = await timeUntil(mesh.topology, false, limit);
-  setPodLabel(mesh.workDir, RELABEL.from.to, RELABEL.from.label);
+  await relabel(mesh, false);
   const restoredMs = await timeUntil(mesh.topology, true, limit);
   const ok = (v: number | undefined) => v !== undefined && v <= RELABEL.deadlineMs;
   return { cutMs, restoredMs, pass: ok(cutMs) && ok(restoredMs) };
@@ -419,6 +457,11 @@ function lookCommands(mesh: Mesh): string {
       .join(' ')})`,
     `  npx fedmesh status --feed unix:${join(mesh.workDir, 'a.sock')}`,
     `Cluster YAML (edit it live): ${join(mesh.workDir, 'a')} and ${join(mesh.workDir, 'b')}; logs: ${mesh.workDir}/*.log`,
+    ...(mesh.etcd
+      ? [
+          `Cluster b's data is in etcd at ${mesh.etcd.endpoint}: npx fedmesh eval "app == 'db'" --cluster b --datastore etcdv3:${mesh.etcd.endpoint}`,
+        ]
+      : []),
     'Remove everything: npx fedmesh demo down',
   ].join('\n');
 }
@@ -437,9 +480,13 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
   process.once('SIGTERM', onSignal);
   try {
     out(
-      `fedmesh demo: clusters a and b, 2 nodes each, 2 pods per node plus a db pod on a-node1 (iptables backend: ${opts.backend})`,
+      `fedmesh demo: clusters a and b, 2 nodes each, 2 pods per node plus a db pod on a-node1 (iptables backend: ${opts.backend})${opts.etcd ? "; cluster b's data in etcd" : ''}`,
     );
-    const mesh = await startMesh({ workDir, prefix, backend: opts.backend });
+    const mesh = await startMesh({ workDir, prefix, backend: opts.backend, etcd: opts.etcd === true });
+    if (mesh.etcd)
+      out(
+        `cluster b's Calico data is in etcd at ${mesh.etcd.endpoint} (Calico's key layout); b's syncer reads it with --datastore etcdv3:${mesh.etcd.endpoint}, a's RCC for b is datastoreType etcdv3`,
+      );
     const tm = mesh.timings;
     out(
       `all agents in sync ${tm.startToAllInSyncMs} ms after start; every node programmed ${Math.max(...tm.inSyncToProgrammedMs)} ms after its in-sync (all programmed ${tm.startToAllProgrammedMs} ms after start)`,
@@ -450,11 +497,15 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     out('');
     const fed = await runFederatedService(mesh);
     out(formatFederated(fed));
-    const fedOk = fed.length === FEDERATED_SERVICE.expected && fed.every((r) => r.pass);
+    const fedOk = fed.length === federatedExpected(mesh) && fed.every((r) => r.pass);
+    if (mesh.etcd)
+      out(
+        "(with b in etcd, a's RCC for b gives no Kubernetes API access, so b's Services are not read: only a's own backends, as in Calico)",
+      );
     out('');
     const rel = await runRelabel(mesh);
     out(
-      `relabel b/db-1 app=db → app=db-retired: a/frontend-1 → b/db-1:5432 cut after ${rel.cutMs ?? 'never'} ms; ` +
+      `relabel b/db-1 app=db → app=db-retired${mesh.etcd ? ' (written to etcd)' : ''}: a/frontend-1 → b/db-1:5432 cut after ${rel.cutMs ?? 'never'} ms; ` +
         `relabelled back: restored after ${rel.restoredMs ?? 'never'} ms (bar: ${RELABEL.deadlineMs} ms) ${rel.pass ? 'ok' : 'MISMATCH'}`,
     );
     const failed = rows.filter((r) => !r.pass).length + (rel.pass ? 0 : 1) + (fedOk ? 0 : 1);

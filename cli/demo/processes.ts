@@ -39,7 +39,7 @@ export function startProcess(
   return { name, pid: child.pid, log, child };
 }
 
-function alive(pid: number): boolean {
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

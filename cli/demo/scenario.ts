@@ -128,6 +128,8 @@ export const RELABEL = {
   file: 'workloads.yaml',
   pod: 'db-1',
   from: { label: 'app: db,', to: 'app: db-retired,' },
+  /** The same change as a label (for `demo --etcd`, where b's endpoints live in etcd). */
+  label: { key: 'app', value: 'db', retired: 'db-retired' },
   flow: { from: 'a/frontend-1', to: 'b/db-1', proto: 'tcp' as const, port: DB_PORT },
   /** The issue's bar: access cut (and restored) within this long of the edit. */
   deadlineMs: 2000,
@@ -144,4 +146,9 @@ export const FEDERATED_SERVICE = {
   name: 'db-federated',
   from: 'a/frontend-1',
   expected: 3,
+  /**
+   * With `demo --etcd`, a's RCC for b gives etcd access only, and remote Services are read through
+   * Kubernetes credentials (as in Calico): b is skipped, and only a's own db-a backs the Service.
+   */
+  expectedWithEtcd: 1,
 };

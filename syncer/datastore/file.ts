@@ -19,7 +19,14 @@ import { basename, join, resolve } from 'node:path';
 import { logger } from '../../lib/log.ts';
 import { type Resource, type ResourceError, resourceId } from '../../model/resources.ts';
 import { duplicateInFile, parseDocuments, type SkippedResource } from '../../model/validate.ts';
-import type { Datastore, DatastoreEvent, DatastoreHandlers, DatastoreStatus } from './types.ts';
+import {
+  type Datastore,
+  type DatastoreEvent,
+  type DatastoreHandlers,
+  type DatastoreSnapshot,
+  type DatastoreStatus,
+  deleteEvent,
+} from './types.ts';
 
 const log = logger('file-datastore');
 
@@ -276,6 +283,10 @@ export class FileDatastore implements Datastore {
     return { resources: [...set.allEffective().values()], errors, skipped };
   }
 
+  list(): Promise<DatastoreSnapshot> {
+    return FileDatastore.load(this.dir);
+  }
+
   async start(handlers: DatastoreHandlers): Promise<void> {
     if (this.handlers) throw new Error(`${this.description}: already started`);
     this.handlers = handlers;
@@ -503,13 +514,4 @@ export class FileDatastore implements Datastore {
     clearTimeout(this.debounceTimer);
     this.debounceTimer = setTimeout(() => void this.requestScan(), WATCH_DEBOUNCE_MS);
   }
-}
-
-function deleteEvent(r: Resource): DatastoreEvent {
-  return {
-    type: 'delete',
-    kind: r.kind,
-    name: r.name,
-    ...(r.namespace !== undefined ? { namespace: r.namespace } : {}),
-  };
 }

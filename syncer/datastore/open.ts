@@ -1,7 +1,9 @@
 // From a resolved ConnectionConfig to a running driver, and from the `--datastore` flag to a
 // ConnectionConfig. The one place that knows every driver: syncer, eval, explain and the
 // services controller all open datastores here, so they read clusters the same way.
-import { type ConnectionConfig, describeConnection } from './connection.ts';
+import { readFileSync } from 'node:fs';
+import { type ConnectionConfig, describeConnection, type EtcdConnection } from './connection.ts';
+import { EtcdDatastore } from './etcd.ts';
 import { FileDatastore } from './file.ts';
 import type { Datastore } from './types.ts';
 
@@ -11,13 +13,14 @@ export interface DatastoreFlags {
 }
 
 /** `file:DIR | etcdv3:URL[,URL] | kubernetes[:KUBECONFIG]` plus its flags → a ConnectionConfig. */
-export function parseDatastoreSpec(spec: string, _flags: DatastoreFlags = {}): ConnectionConfig {
+export function parseDatastoreSpec(spec: string, flags: DatastoreFlags = {}): ConnectionConfig {
   if (spec.startsWith('file:')) {
     const dir = spec.slice('file:'.length);
     if (!dir) throw new Error('--datastore file:DIR needs a directory');
     return { type: 'file', dir };
   }
-  if (spec.startsWith('etcdv3') || spec.startsWith('kubernetes')) {
+  if (spec.startsWith('etcdv3')) return parseEtcdSpec(spec, flags);
+  if (spec.startsWith('kubernetes')) {
     throw new Error(`--datastore ${spec}: this build supports file:DIR only so far`);
   }
   throw new Error(`--datastore ${spec}: expected file:DIR, etcdv3:URL[,URL] or kubernetes[:KUBECONFIG]`);
@@ -28,7 +31,67 @@ export function openConnection(config: ConnectionConfig): Datastore {
   switch (config.type) {
     case 'file':
       return new FileDatastore(config.dir);
+    case 'etcdv3':
+      return new EtcdDatastore(config);
     default:
       throw new Error(`${describeConnection(config)}: this build supports file datastores only so far`);
   }
+}
+
+/** The flags (and FEDMESH_* variables) that go with `--datastore etcdv3:...`. */
+export const ETCD_FLAGS = [
+  'etcd-ca-file',
+  'etcd-cert-file',
+  'etcd-key-file',
+  'etcd-username',
+  'etcd-password',
+];
+
+/** `etcdv3:URL[,URL]` with --etcd-* flags; certificate files are read here, once. */
+function parseEtcdSpec(spec: string, flags: DatastoreFlags): EtcdConnection {
+  const m = /^etcdv3:(.+)$/.exec(spec);
+  if (!m)
+    throw new Error(`--datastore ${spec}: expected etcdv3:URL[,URL] (e.g. etcdv3:https://10.0.0.1:2379)`);
+  const endpoints = m[1]!.split(',').map((u) => u.trim());
+  for (const u of endpoints) {
+    if (!/^https?:\/\/[^/\s]+$/.test(u.replace(/\/$/, '')))
+      throw new Error(`--datastore ${spec}: "${u}" is not an http(s)://HOST:PORT URL`);
+  }
+  const secure = endpoints.filter((u) => u.startsWith('https://')).length;
+  if (secure > 0 && secure < endpoints.length)
+    throw new Error(`--datastore ${spec}: mixes http:// and https:// endpoints`);
+  const read = (flag: string): string | undefined => {
+    const path = flags[flag];
+    if (!path) return undefined;
+    try {
+      return readFileSync(path, 'utf8');
+    } catch (e) {
+      throw new Error(`--${flag} ${path}: ${(e as Error).message}`);
+    }
+  };
+  const tls = { ca: read('etcd-ca-file'), cert: read('etcd-cert-file'), key: read('etcd-key-file') };
+  if ((tls.cert === undefined) !== (tls.key === undefined))
+    throw new Error('--etcd-cert-file and --etcd-key-file go together (a client certificate and its key)');
+  const hasTls = tls.ca !== undefined || tls.cert !== undefined;
+  if (hasTls && secure === 0)
+    throw new Error(`--datastore ${spec}: TLS files are given but the endpoints are http://; use https://`);
+  const username = flags['etcd-username'];
+  const password = flags['etcd-password'];
+  if (password !== undefined && username === undefined)
+    throw new Error('--etcd-password needs --etcd-username');
+  return {
+    type: 'etcdv3',
+    endpoints: endpoints.map((u) => u.replace(/\/$/, '')),
+    ...(username !== undefined ? { username } : {}),
+    ...(password !== undefined ? { password } : {}),
+    ...(hasTls
+      ? {
+          tls: {
+            ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+            ...(tls.cert !== undefined ? { cert: tls.cert } : {}),
+            ...(tls.key !== undefined ? { key: tls.key } : {}),
+          },
+        }
+      : {}),
+  };
 }

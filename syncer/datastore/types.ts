@@ -1,6 +1,7 @@
 // The interface every datastore driver (file, etcdv3, kubernetes) offers the syncer: a listing,
 // then changes, with a monotonically increasing revision and a sync status.
 import type { Resource, ResourceError, ResourceKind } from '../../model/resources.ts';
+import type { SkippedResource } from '../../model/validate.ts';
 
 export type DatastoreStatus = 'Connecting' | 'ResyncInProgress' | 'InSync' | 'ConnectionFailed';
 
@@ -8,11 +9,28 @@ export type DatastoreEvent =
   | { type: 'upsert'; resource: Resource }
   | { type: 'delete'; kind: ResourceKind; name: string; namespace?: string };
 
+export function deleteEvent(r: Resource): DatastoreEvent {
+  return {
+    type: 'delete',
+    kind: r.kind,
+    name: r.name,
+    ...(r.namespace !== undefined ? { namespace: r.namespace } : {}),
+  };
+}
+
+/** A datastore read once: what exists, what was refused, what is recognised but not handled. */
+export interface DatastoreSnapshot {
+  resources: Resource[];
+  errors: ResourceError[];
+  skipped: SkippedResource[];
+}
+
 export interface DatastoreHandlers {
   /**
    * A batch of changes; `revision` increases monotonically from batch to batch. The first batch
    * after 'ResyncInProgress' is a complete listing (an upsert for everything that exists), as in
-   * Calico's syncers: whatever it does not mention is gone.
+   * Calico's syncers: whatever it does not mention is gone. After 'ConnectionFailed' a driver may
+   * resume without 'ResyncInProgress': it then sends only what changed meanwhile, then 'InSync'.
    */
   onEvents(events: DatastoreEvent[], revision: number): void;
   onStatus(status: DatastoreStatus, detail?: string): void;
@@ -30,4 +48,9 @@ export interface Datastore {
   start(handlers: DatastoreHandlers): Promise<void>;
   /** Stops watching; no handler is called after the returned promise resolves. */
   stop(): Promise<void>;
+  /**
+   * One-shot read for CLI commands (eval, explain), instead of start(); no watch is left behind.
+   * Rejects when the store cannot be read. Optional: readOnce() falls back to start/stop.
+   */
+  list?(): Promise<DatastoreSnapshot>;
 }

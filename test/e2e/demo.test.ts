@@ -3,41 +3,15 @@
 // packets across the connectivity matrix and the relabel check; then this test looks at the kernel
 // as an operator would, feeds bad input, and tears everything down with `fedmesh demo down`.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { run } from '../../native/exec.ts';
 import { listNetns, uniqueTag } from '../../native/netns.ts';
+import { fedmesh, tcp, waitFor } from '../helpers/demo-cli.ts';
 
-const BIN = new URL('../../bin/fedmesh.js', import.meta.url).pathname;
 const isRoot = process.getuid?.() === 0;
-
-function fedmesh(args: string[]) {
-  return spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 240_000 });
-}
-
-async function waitFor(
-  what: string,
-  fn: () => Promise<boolean> | boolean,
-  timeoutMs = 10_000,
-): Promise<number> {
-  const start = Date.now();
-  while (Date.now() - start < timeoutMs) {
-    if (await fn()) return Date.now() - start;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-const tcp = async (podNs: string, ip: string) => {
-  const probe = new URL('../../scripts/probe.mjs', import.meta.url).pathname;
-  const r = await run('ip', ['netns', 'exec', podNs, process.execPath, probe, 'connect', ip, '5432', '500'], {
-    allowFailure: true,
-  });
-  return r.exitCode === 0;
-};
 
 for (const backend of ['nft', 'legacy'] as const) {
   test(`two-cluster demo end to end (${backend})`, {
