@@ -3,6 +3,8 @@
 // services controller all open datastores here, so they read clusters the same way.
 import { type ConnectionConfig, describeConnection } from './connection.ts';
 import { FileDatastore } from './file.ts';
+import { parseKubernetesSpec } from './kube-spec.ts';
+import { KubernetesDatastore } from './kubernetes.ts';
 import type { Datastore } from './types.ts';
 
 /** Credentials and TLS for `--datastore` given by flags or FEDMESH_* variables. */
@@ -11,12 +13,13 @@ export interface DatastoreFlags {
 }
 
 /** `file:DIR | etcdv3:URL[,URL] | kubernetes[:KUBECONFIG]` plus its flags → a ConnectionConfig. */
-export function parseDatastoreSpec(spec: string, _flags: DatastoreFlags = {}): ConnectionConfig {
+export function parseDatastoreSpec(spec: string, flags: DatastoreFlags = {}): ConnectionConfig {
   if (spec.startsWith('file:')) {
     const dir = spec.slice('file:'.length);
     if (!dir) throw new Error('--datastore file:DIR needs a directory');
     return { type: 'file', dir };
   }
+  if (spec === 'kubernetes' || spec.startsWith('kubernetes:')) return parseKubernetesSpec(spec, flags);
   if (spec.startsWith('etcdv3') || spec.startsWith('kubernetes')) {
     throw new Error(`--datastore ${spec}: this build supports file:DIR only so far`);
   }
@@ -28,6 +31,8 @@ export function openConnection(config: ConnectionConfig): Datastore {
   switch (config.type) {
     case 'file':
       return new FileDatastore(config.dir);
+    case 'kubernetes':
+      return new KubernetesDatastore(config);
     default:
       throw new Error(`${describeConnection(config)}: this build supports file datastores only so far`);
   }
