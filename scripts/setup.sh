@@ -20,6 +20,8 @@ need iptables-legacy-restore iptables
 need ipset ipset
 need ping iputils-ping
 need sysctl procps
+# Tests drive the Kubernetes API server double with a real kubectl.
+need kubectl kubernetes-client
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   echo "installing Debian packages: $pkgs"
