@@ -6,18 +6,20 @@ import type { Resource } from '../model/resources.ts';
 import { parseSelector, SelectorParseError } from '../model/selector/index.ts';
 import type { Update } from '../proto/service.ts';
 import { toUpdate } from '../syncer/convert.ts';
-import { FileDatastore } from '../syncer/datastore/file.ts';
+import type { DatastoreFlags } from '../syncer/datastore/open.ts';
+import { readDatastore } from '../syncer/datastore/read-once.ts';
 
 export interface EvalOptions {
   selector: string;
   cluster: string;
   datastore: string;
+  /** Credentials and TLS for --datastore (the --k8s-* flags). */
+  datastoreFlags?: DatastoreFlags;
   output: string;
 }
 
-async function loadFile(spec: string): Promise<Resource[]> {
-  if (!spec.startsWith('file:')) throw new Error(`--datastore ${spec}: eval supports file:DIR so far`);
-  const { resources, errors } = await FileDatastore.load(spec.slice('file:'.length));
+async function loadFile(spec: string, flags: DatastoreFlags = {}): Promise<Resource[]> {
+  const { resources, errors } = await readDatastore(spec, flags);
   for (const e of errors)
     process.stderr.write(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
   return resources;
@@ -35,7 +37,7 @@ export async function runEval(opts: EvalOptions): Promise<number> {
     throw e;
   }
   const updates: Update[] = [];
-  const local = await loadFile(opts.datastore);
+  const local = await loadFile(opts.datastore, opts.datastoreFlags);
   const add = (cluster: string, remote: boolean, rs: Resource[]) => {
     for (const r of rs) {
       const u = toUpdate({ cluster, remote }, r);

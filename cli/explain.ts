@@ -20,14 +20,18 @@ import {
   type ViewItem,
 } from '../agent/calc/flow-evaluator.ts';
 import { addressOfIpNetwork, cidrContainsIp, type Ip4, NetParseError, parseIp4 } from '../model/net.ts';
-import type { HostEndpoint, Labels, Resource, WorkloadEndpoint } from '../model/resources.ts';
+import type { HostEndpoint, Labels, Resource, ResourceError, WorkloadEndpoint } from '../model/resources.ts';
 import type { Update } from '../proto/service.ts';
 import { baseKey, toUpdate } from '../syncer/convert.ts';
 import { FileDatastore } from '../syncer/datastore/file.ts';
+import type { DatastoreFlags } from '../syncer/datastore/open.ts';
+import { readDatastore } from '../syncer/datastore/read-once.ts';
 
 export interface ExplainOptions {
   cluster: string;
   datastore: string;
+  /** Credentials and TLS for --datastore (the --k8s-* flags). */
+  datastoreFlags?: DatastoreFlags;
   from: string;
   to: string;
   port: string;
@@ -89,6 +93,11 @@ interface ClusterData extends Loaded {
   local: boolean;
 }
 
+function warnRefused(errors: readonly ResourceError[]): void {
+  for (const e of errors)
+    process.stderr.write(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
+}
+
 /** Reads file datastores once each (by absolute path), warning about refused resources on stderr. */
 class Loader {
   private readonly cache = new Map<string, Promise<Loaded>>();
@@ -99,10 +108,7 @@ class Loader {
     if (!p) {
       p = FileDatastore.load(abs).then(
         ({ resources, errors }) => {
-          for (const e of errors)
-            process.stderr.write(
-              `warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`,
-            );
+          warnRefused(errors);
           return { resources };
         },
         (e: Error) => ({ error: e.message }),
@@ -363,10 +369,13 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
     if (!/^\d{1,5}$/.test(opts.sourcePort) || sourcePort < 1 || sourcePort > 65535)
       throw new ExplainError(`--source-port ${opts.sourcePort}: expected a port number 1-65535`);
   }
-  if (!opts.datastore.startsWith('file:'))
-    throw new ExplainError(`--datastore ${opts.datastore}: explain supports file:DIR so far`);
   const loader = new Loader();
-  const own = await loader.load(opts.datastore.slice('file:'.length));
+  const own: Loaded = opts.datastore.startsWith('file:')
+    ? await loader.load(opts.datastore.slice('file:'.length))
+    : await readDatastore(opts.datastore, opts.datastoreFlags).then(({ resources, errors }) => {
+        warnRefused(errors);
+        return { resources };
+      });
   if (own.error) throw new Error(own.error);
   const clusters: ClusterData[] = [{ name: opts.cluster, local: true, resources: own.resources ?? [] }];
   for (const r of (own.resources ?? []).filter(isRcc)) {

@@ -3,19 +3,24 @@
 // DaemonSet's way in and are used when the flag is absent.
 import { parseArgs } from 'node:util';
 import { logger } from '../lib/log.ts';
+import { KUBE_FLAGS } from '../syncer/datastore/kube-spec.ts';
 
 const log = logger('cli');
 
 const USAGE = `fedmesh — cluster-mesh federation for Kubernetes networking
 
 Usage:
-  fedmesh syncer --cluster NAME --datastore file:DIR --listen HOST:PORT|unix:PATH [--health-listen HOST:PORT]
+  fedmesh syncer --cluster NAME --datastore file:DIR|kubernetes[:KUBECONFIG] --listen HOST:PORT|unix:PATH [--health-listen HOST:PORT]
   fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen HOST:PORT]
   fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR [--output text|json]
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json]
   fedmesh explain --cluster NAME --datastore file:DIR --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
   fedmesh demo   [--keep] [--iptables-backend nft|legacy]
   fedmesh demo down
+
+Kubernetes datastore (syncer, eval, explain): --datastore kubernetes:KUBECONFIG, or $KUBECONFIG,
+or --k8s-api-endpoint URL [--k8s-token-file F] [--k8s-ca-file F] [--k8s-cert-file F --k8s-key-file F]
+[--k8s-insecure-skip-tls-verify], else the in-cluster service account.
 
 Environment: FEDMESH_<FLAG> (e.g. FEDMESH_NODE, FEDMESH_FEED) stands in for a missing flag;
 FEDMESH_LOG_LEVEL sets the log level (default info; logs are JSON on stderr).
@@ -43,6 +48,15 @@ function flags<T extends FlagSpec>(argv: string[], spec: T) {
     return v;
   };
   return { values: values as Record<string, unknown>, positionals, get, need };
+}
+
+/** The --k8s-* flags of commands that open a datastore (FEDMESH_K8S_* stand in for them). */
+const DATASTORE_FLAGS: FlagSpec = Object.fromEntries(
+  KUBE_FLAGS.map((name) => [name, { type: name === 'k8s-insecure-skip-tls-verify' ? 'boolean' : 'string' }]),
+);
+
+function datastoreFlags(f: ReturnType<typeof flags>): Record<string, string | undefined> {
+  return Object.fromEntries(KUBE_FLAGS.map((name) => [name, f.values[name] === true ? 'true' : f.get(name)]));
 }
 
 function ms(v: string | undefined, flag: string): number | undefined {
@@ -76,11 +90,13 @@ async function main(argv: string[]): Promise<number> {
         'health-listen': { type: 'string' },
         'remote-sync-timeout': { type: 'string' },
         'remote-retention': { type: 'string' },
+        ...DATASTORE_FLAGS,
       });
       const { runSyncer } = await import('../syncer/main.ts');
       const stop = await runSyncer({
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        datastoreFlags: datastoreFlags(f),
         listen: f.need('listen'),
         healthListen: f.get('health-listen'),
         remoteSyncTimeoutMs: ms(f.get('remote-sync-timeout'), 'remote-sync-timeout'),
@@ -117,6 +133,7 @@ async function main(argv: string[]): Promise<number> {
         cluster: { type: 'string' },
         datastore: { type: 'string' },
         output: { type: 'string' },
+        ...DATASTORE_FLAGS,
       });
       const selector = f.positionals[0];
       if (selector === undefined) throw new UsageError('eval needs a SELECTOR argument');
@@ -125,6 +142,7 @@ async function main(argv: string[]): Promise<number> {
         selector,
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        datastoreFlags: datastoreFlags(f),
         output: f.get('output') ?? 'text',
       });
     }
@@ -137,6 +155,7 @@ async function main(argv: string[]): Promise<number> {
         port: { type: 'string' },
         'source-port': { type: 'string' },
         output: { type: 'string' },
+        ...DATASTORE_FLAGS,
       });
       if (f.positionals.length > 0) throw new UsageError(`explain: unexpected argument ${f.positionals[0]}`);
       const { runExplain } = await import('./explain.ts');
@@ -144,6 +163,7 @@ async function main(argv: string[]): Promise<number> {
       return runExplain({
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        datastoreFlags: datastoreFlags(f),
         from: f.need('from'),
         to: f.need('to'),
         port: f.need('port'),

@@ -1,11 +1,13 @@
 // `fedmesh syncer`: the local datastore plus every remote cluster's, merged and served to agents.
+
+import { readFileSync } from 'node:fs';
 import { startHealthServer } from '../lib/health.ts';
 import { logger } from '../lib/log.ts';
 import { gauge } from '../lib/metrics.ts';
 import type { RemoteClusterConfiguration } from '../model/resources.ts';
 import { RemoteClusterState } from '../proto/service.ts';
 import { FileDatastore } from './datastore/file.ts';
-import { openConnection, parseDatastoreSpec } from './datastore/open.ts';
+import { type DatastoreFlags, openConnection, parseDatastoreSpec } from './datastore/open.ts';
 import type { Datastore } from './datastore/types.ts';
 import { FeedCache } from './feed-cache.ts';
 import { Merger } from './merger.ts';
@@ -16,6 +18,8 @@ const log = logger('syncer');
 export interface SyncerOptions {
   cluster: string;
   datastore: string;
+  /** Credentials and TLS for --datastore (the --k8s-* flags). */
+  datastoreFlags?: DatastoreFlags;
   listen: string;
   healthListen?: string;
   remoteSyncTimeoutMs?: number;
@@ -23,8 +27,8 @@ export interface SyncerOptions {
 }
 
 /** The local cluster's datastore, from `--datastore`. */
-export function openDatastore(spec: string): Datastore {
-  return openConnection(parseDatastoreSpec(spec));
+export function openDatastore(spec: string, flags: DatastoreFlags = {}): Datastore {
+  return openConnection(parseDatastoreSpec(spec, flags));
 }
 
 export function remoteDatastore(rcc: RemoteClusterConfiguration): Datastore | { error: string } {
@@ -32,6 +36,14 @@ export function remoteDatastore(rcc: RemoteClusterConfiguration): Datastore | { 
     if (!rcc.spec.fileDatastorePath)
       return { error: 'spec.fileDatastorePath is required for datastoreType file' };
     return new FileDatastore(rcc.spec.fileDatastorePath);
+  }
+  if (rcc.spec.datastoreType === 'kubernetes' && rcc.spec.kubeconfig) {
+    try {
+      const text = readFileSync(rcc.spec.kubeconfig, 'utf8');
+      return openConnection({ type: 'kubernetes', source: { kind: 'kubeconfig', text } });
+    } catch (e) {
+      return { error: `spec.kubeconfig ${rcc.spec.kubeconfig}: ${(e as Error).message}` };
+    }
   }
   return { error: `datastoreType ${rcc.spec.datastoreType} is not supported by this build yet` };
 }
@@ -43,7 +55,7 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   const cache = new FeedCache();
   const merger = new Merger({
     cluster: opts.cluster,
-    local: openDatastore(opts.datastore),
+    local: openDatastore(opts.datastore, opts.datastoreFlags),
     cache,
     makeRemote: remoteDatastore,
     remoteSyncTimeoutMs: opts.remoteSyncTimeoutMs ?? 10_000,
