@@ -40,7 +40,7 @@ export function remoteDatastore(rcc: RemoteClusterConfiguration): Datastore | { 
   if (rcc.spec.datastoreType === 'kubernetes' && rcc.spec.kubeconfig) {
     try {
       const text = readFileSync(rcc.spec.kubeconfig, 'utf8');
-      return openConnection({ type: 'kubernetes', source: { kind: 'kubeconfig', text } });
+      return openConnection({ type: 'kubernetes', source: { kind: 'kubeconfig', text } }, { remote: true });
     } catch (e) {
       return { error: `spec.kubeconfig ${rcc.spec.kubeconfig}: ${(e as Error).message}` };
     }

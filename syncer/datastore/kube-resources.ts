@@ -13,33 +13,40 @@ export interface KubeResource {
    * name: the syncer is granted Secrets there (a Role), never cluster-wide.
    */
   onlyInRccSecretNamespaces?: boolean;
+  /**
+   * Also read from a remote cluster: what Calico federates (endpoints and their identities, and
+   * for overlay routing nodes, pools and blocks), which is exactly what the peer's
+   * fedmesh-remote-cluster role (daemonset/remote-cluster-access.yaml) grants.
+   */
+  remote?: boolean;
 }
 
-const core = (plural: string, kind: string, namespaced: boolean): KubeResource => ({
+const core = (plural: string, kind: string, namespaced: boolean, remote = false): KubeResource => ({
   group: '',
   version: 'v1',
   plural,
   kind,
   namespaced,
+  ...(remote ? { remote } : {}),
 });
 
-const calico = (plural: string, kind: string, namespaced: boolean): KubeResource => ({
+const calico = (plural: string, kind: string, namespaced: boolean, remote = false): KubeResource => ({
   group: 'crd.projectcalico.org',
   version: 'v1',
   plural,
   kind,
   namespaced,
+  ...(remote ? { remote } : {}),
 });
 
 export const KUBE_RESOURCES: readonly KubeResource[] = [
-  // RemoteClusterConfigurations first: they decide which namespaces' Secrets are read.
   calico('remoteclusterconfigurations', 'RemoteClusterConfiguration', false),
-  core('namespaces', 'Namespace', false),
-  core('serviceaccounts', 'ServiceAccount', true),
-  core('pods', 'Pod', true),
-  core('nodes', 'Node', false),
-  core('services', 'Service', true),
-  core('endpoints', 'Endpoints', true),
+  core('namespaces', 'Namespace', false, true),
+  core('serviceaccounts', 'ServiceAccount', true, true),
+  core('pods', 'Pod', true, true),
+  core('nodes', 'Node', false, true),
+  core('services', 'Service', true, true),
+  core('endpoints', 'Endpoints', true, true),
   { ...core('secrets', 'Secret', true), onlyInRccSecretNamespaces: true },
   {
     group: 'discovery.k8s.io',
@@ -55,13 +62,13 @@ export const KUBE_RESOURCES: readonly KubeResource[] = [
     kind: 'NetworkPolicy',
     namespaced: true,
   },
-  calico('ippools', 'IPPool', false),
-  calico('ipamblocks', 'IPAMBlock', false),
+  calico('ippools', 'IPPool', false, true),
+  calico('ipamblocks', 'IPAMBlock', false, true),
   calico('networkpolicies', 'NetworkPolicy', true),
   calico('globalnetworkpolicies', 'GlobalNetworkPolicy', false),
   calico('networksets', 'NetworkSet', true),
   calico('globalnetworksets', 'GlobalNetworkSet', false),
-  calico('hostendpoints', 'HostEndpoint', false),
+  calico('hostendpoints', 'HostEndpoint', false, true),
   calico('tiers', 'Tier', false),
 ];
 

@@ -23,6 +23,8 @@ import type { Datastore, DatastoreEvent, DatastoreHandlers, DatastoreStatus } fr
 
 const log = logger('kube-datastore');
 
+const RCC_RESOURCE = KUBE_RESOURCES.find((r) => r.kind === 'RemoteClusterConfiguration') as KubeResource;
+
 // biome-ignore lint/suspicious/noExplicitAny: Kubernetes objects are free-form JSON.
 type KubeObject = Record<string, any>;
 
@@ -38,6 +40,11 @@ export interface KubeDatastoreOptions {
   pageSize?: number;
   /** Prefix of the service-account files for in-cluster configuration (tests). */
   inClusterRoot?: string;
+  /**
+   * A remote cluster's datastore: only what is federated is read (kube-resources.ts `remote`), as
+   * the peer grants nothing more; no RCCs, no Secrets, no policies.
+   */
+  remote?: boolean;
 }
 
 /** A failed request: HTTP status and reason when the server answered, none when it could not be reached. */
@@ -341,7 +348,9 @@ interface Produced {
 export class KubernetesDatastore implements Datastore {
   readonly description: string;
   readonly client: KubeClient;
-  readonly opts: Required<Omit<KubeDatastoreOptions, 'inClusterRoot'>>;
+  readonly opts: Required<Omit<KubeDatastoreOptions, 'inClusterRoot' | 'remote'>>;
+  /** The collections this datastore reads. */
+  private readonly resources: readonly KubeResource[];
   private handlers?: DatastoreHandlers;
   private readonly reflectors = new Map<string, Reflector>();
   /** Object key (reflector prefix + namespace/name) → the resources it produced, as last emitted. */
@@ -366,6 +375,7 @@ export class KubernetesDatastore implements Datastore {
     this.client = new KubeClient(kc);
     this.description = `kubernetes:${this.client.server}`;
     this.ownNamespace = kc.getContextObject(kc.getCurrentContext())?.namespace || 'default';
+    this.resources = opts.remote ? KUBE_RESOURCES.filter((r) => r.remote) : KUBE_RESOURCES;
     this.opts = {
       minBackoffMs: opts.minBackoffMs ?? 500,
       maxBackoffMs: opts.maxBackoffMs ?? 30_000,
@@ -390,11 +400,11 @@ export class KubernetesDatastore implements Datastore {
       this.settleStart = resolve;
     });
     // RemoteClusterConfigurations first: they say which namespaces' Secrets belong to the listing.
-    const [rcc, ...rest] = KUBE_RESOURCES;
-    const rccReflector = this.addReflector(rcc as KubeResource, undefined);
-    await rccReflector.firstAttempt;
+    const rcc = this.resources.find((r) => r === RCC_RESOURCE);
+    if (rcc) await this.addReflector(rcc, undefined).firstAttempt;
     if (this.stopped) return;
-    for (const r of rest) {
+    for (const r of this.resources) {
+      if (r === rcc) continue;
       if (r.onlyInRccSecretNamespaces) for (const ns of this.secretNamespaces()) this.addReflector(r, ns);
       else this.addReflector(r, undefined);
     }
@@ -504,8 +514,7 @@ export class KubernetesDatastore implements Datastore {
   }
 
   private get rccPrefix(): string {
-    const rcc = KUBE_RESOURCES[0] as KubeResource;
-    return `${rcc.plural}.${rcc.group}|*|`;
+    return `${RCC_RESOURCE.plural}.${RCC_RESOURCE.group}|*|`;
   }
 
   /** The model's documents for one object: [] when there are none (skipped, ignored), undefined when refused. */
@@ -586,7 +595,7 @@ export class KubernetesDatastore implements Datastore {
   private updateSecretReflectors(): void {
     // Before start() created the others, the initial set is decided there.
     if (this.stopped || !this.allAdded) return;
-    const secrets = KUBE_RESOURCES.find((r) => r.onlyInRccSecretNamespaces);
+    const secrets = this.resources.find((r) => r.onlyInRccSecretNamespaces);
     if (!secrets) return;
     const wanted = this.secretNamespaces();
     for (const [prefix, reflector] of this.reflectors) {

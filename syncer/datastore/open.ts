@@ -26,13 +26,13 @@ export function parseDatastoreSpec(spec: string, flags: DatastoreFlags = {}): Co
   throw new Error(`--datastore ${spec}: expected file:DIR, etcdv3:URL[,URL] or kubernetes[:KUBECONFIG]`);
 }
 
-/** A driver for the connection (not started). */
-export function openConnection(config: ConnectionConfig): Datastore {
+/** A driver for the connection (not started); `remote`: a peer cluster's, read for federation only. */
+export function openConnection(config: ConnectionConfig, opts: { remote?: boolean } = {}): Datastore {
   switch (config.type) {
     case 'file':
       return new FileDatastore(config.dir);
     case 'kubernetes':
-      return new KubernetesDatastore(config);
+      return new KubernetesDatastore(config, { remote: opts.remote === true });
     default:
       throw new Error(`${describeConnection(config)}: this build supports file datastores only so far`);
   }

@@ -58,7 +58,7 @@ class Recorder {
   }
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
+async function until(what: string, cond: () => boolean, timeoutMs = 20_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);

@@ -161,6 +161,12 @@ describe('syncer on the kubernetes datastore (API server doubles)', () => {
       'b/b-node1/k8s/shop/db-2/eth0',
     ]);
     assert.equal(agent.statuses.get('b')?.state, RemoteClusterState.IN_SYNC);
+    // From the remote only what is federated is read: no policies, RCCs or Secrets.
+    assert.ok(b.requests.some((r) => r.startsWith('GET /api/v1/pods')));
+    assert.deepEqual(
+      b.requests.filter((r) => /networkpolicies|remoteclusterconfigurations|secrets|tiers/.test(r)),
+      [],
+    );
 
     // A pod changed in the remote cluster reaches the agent through the watch.
     b.put({
