@@ -342,7 +342,8 @@ class Reflector {
 
 interface Produced {
   resource: Resource;
-  key: string;
+  /** contentKey(resource), computed when first compared: a first listing needs none. */
+  key?: string;
 }
 
 export class KubernetesDatastore implements Datastore {
@@ -502,10 +503,17 @@ export class KubernetesDatastore implements Datastore {
     const before = this.produced.get(key);
     const next = new Map<string, Produced>();
     for (const [id, resource] of now) {
-      const k = contentKey(resource);
       const prev = before?.get(id);
-      next.set(id, prev?.key === k ? prev : { resource, key: k });
-      if (prev?.key !== k) this.queue({ type: 'upsert', resource });
+      if (prev) {
+        prev.key ??= contentKey(prev.resource);
+        const k = contentKey(resource);
+        if (prev.key === k) {
+          next.set(id, prev);
+          continue;
+        }
+        next.set(id, { resource, key: k });
+      } else next.set(id, { resource });
+      this.queue({ type: 'upsert', resource });
     }
     for (const [id, prev] of before ?? []) if (!now.has(id)) this.queue(deleteEvent(prev.resource));
     if (next.size > 0) this.produced.set(key, next);

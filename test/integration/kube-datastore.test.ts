@@ -434,7 +434,14 @@ describe('kubernetes datastore against the API server double', () => {
       () => rec.status === 'InSync' && rec.get(WEP('shop', 'while-gone')) !== undefined,
     );
     await until('relisted', () => driver.relistCount > relists);
-    await sleep(100);
+    // Each collection relists on its own: wait until every change has arrived.
+    await until(
+      'every change seen',
+      () =>
+        rec.get('GlobalNetworkSet/blocklist') === undefined &&
+        rec.get(WEP('shop', 'frontend-1'))?.labels.version === 'v3',
+    );
+    await sleep(200);
     const events = rec.eventsSince(from);
     const ids = events.map((e) => (e.type === 'upsert' ? resourceId(e.resource) : resourceId(e)));
     assert.deepEqual(
@@ -452,9 +459,9 @@ describe('kubernetes datastore against the API server double', () => {
 
   test('API server stopped: ConnectionFailed, data kept; restarted: the watch resumes without a relist', async () => {
     const count = rec.state.size;
-    const before = rec.batches.length;
     await api.stop();
     await until('connection failed', () => rec.status === 'ConnectionFailed');
+    const before = rec.batches.length;
     await sleep(300);
     assert.equal(rec.state.size, count, 'fail-static: nothing withdrawn');
     assert.equal(rec.batches.length, before, 'no events while down');
