@@ -12,9 +12,9 @@ const USAGE = `fedmesh — cluster-mesh federation for Kubernetes networking
 Usage:
   fedmesh syncer --cluster NAME --datastore file:DIR|kubernetes[:KUBECONFIG] --listen HOST:PORT|unix:PATH [--health-listen HOST:PORT]
   fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen HOST:PORT]
-  fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR [--output text|json]
+  fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR|kubernetes[:KUBECONFIG] [--output text|json]
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json]
-  fedmesh explain --cluster NAME --datastore file:DIR --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
+  fedmesh explain --cluster NAME --datastore file:DIR|kubernetes[:KUBECONFIG] --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
   fedmesh demo   [--keep] [--iptables-backend nft|legacy]
   fedmesh demo down
 
