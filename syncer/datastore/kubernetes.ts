@@ -443,7 +443,7 @@ export class KubernetesDatastore implements Datastore {
     if (this.status !== 'ConnectionFailed') {
       log.warn(
         { server: this.client.server, resource: r.resource.plural, detail },
-        'cannot reach the API server; keeping the last data (fail-static), retrying with backoff',
+        'API server unreachable or refusing requests; keeping the last data (fail-static), retrying with backoff',
       );
       this.setStatus('ConnectionFailed', detail);
     }
