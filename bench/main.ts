@@ -1,4 +1,4 @@
-// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger | feed | services | repair | etcd
+// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger | feed | services | repair | etcd | kube
 import { spawnSync } from 'node:child_process';
 
 const [name, ...rest] = process.argv.slice(2);
@@ -10,6 +10,7 @@ else if (name === 'services') await import('./services.ts');
 else if (name === 'repair') await import('./repair.ts');
 else if (name === 'merger') await import('./merger.ts');
 else if (name === 'feed') await import('./feed.ts');
+else if (name === 'kube') await import('./kube.ts');
 else if (name === 'calc') {
   if (typeof (globalThis as { gc?: unknown }).gc === 'function') await import('./calc.ts');
   else {
@@ -23,7 +24,7 @@ else if (name === 'calc') {
   }
 } else {
   process.stderr.write(
-    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs] | etcd [endpoints runs]\n',
+    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs] | etcd [endpoints runs] | kube [pods]\n',
   );
   process.exit(2);
 }

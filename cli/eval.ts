@@ -13,7 +13,7 @@ export interface EvalOptions {
   selector: string;
   cluster: string;
   datastore: string;
-  /** TLS and credentials for --datastore (--etcd-ca-file ...). */
+  /** TLS and credentials for --datastore (--etcd-*, --k8s-* flags). */
   datastoreFlags?: DatastoreFlags;
   output: string;
 }

@@ -33,7 +33,7 @@ import { readCluster } from './read-cluster.ts';
 export interface ExplainOptions {
   cluster: string;
   datastore: string;
-  /** TLS and credentials for --datastore (--etcd-ca-file ...). */
+  /** TLS and credentials for --datastore (--etcd-*, --k8s-* flags). */
   datastoreFlags?: DatastoreFlags;
   from: string;
   to: string;

@@ -3,21 +3,22 @@
 // DaemonSet's way in and are used when the flag is absent.
 import { parseArgs } from 'node:util';
 import { logger } from '../lib/log.ts';
+import { KUBE_FLAGS } from '../syncer/datastore/kube-spec.ts';
 
 const log = logger('cli');
 
 const USAGE = `fedmesh — cluster-mesh federation for Kubernetes networking
 
 Usage:
-  fedmesh syncer --cluster NAME --datastore file:DIR|etcdv3:URL[,URL] --listen HOST:PORT|:PORT|unix:PATH [--health-listen [HOST]:PORT]
+  fedmesh syncer --cluster NAME --datastore file:DIR|etcdv3:URL[,URL]|kubernetes[:KUBECONFIG] --listen HOST:PORT|:PORT|unix:PATH [--health-listen [HOST]:PORT]
                  [--tls-ca-file F --tls-cert-file F --tls-key-file F --tls-client-cn REGEX | --insecure]
                  [--max-lag-bytes SIZE (64Mi)] [--max-lag-age DURATION (120s)]
   fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen [HOST]:PORT]
                  [--tls-ca-file F --tls-cert-file F --tls-key-file F [--tls-server-name NAME] | --insecure]
-  fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR|etcdv3:URL[,URL] [--output text|json]
+  fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR|etcdv3:URL[,URL]|kubernetes[:KUBECONFIG] [--output text|json]
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json] [TLS flags as for the agent | --insecure]
   fedmesh status --agent HOST:PORT [--output text|json]   (one agent: refused policies, apply state)
-  fedmesh explain --cluster NAME --datastore file:DIR|etcdv3:URL[,URL] --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
+  fedmesh explain --cluster NAME --datastore file:DIR|etcdv3:URL[,URL]|kubernetes[:KUBECONFIG] --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
   fedmesh services-controller --cluster NAME --datastore file:DIR [--health-listen HOST:PORT] [--remote-endpoints-grace 0s] [--remote-sync-timeout 10s]
   fedmesh services --cluster NAME --datastore file:DIR [--output text|json]
   fedmesh demo   [--keep] [--iptables-backend nft|legacy] [--etcd]
@@ -27,6 +28,10 @@ Usage:
 Datastores: --datastore file:DIR | etcdv3:URL[,URL]; with etcdv3, ETCD FLAGS are
   --etcd-ca-file F --etcd-cert-file F --etcd-key-file F --etcd-username U --etcd-password P
   (or FEDMESH_ETCD_CA_FILE, FEDMESH_ETCD_CERT_FILE, ... ; FEDMESH_ETCD_PASSWORD keeps it off the command line).
+
+Kubernetes datastore (syncer, eval, explain): --datastore kubernetes:KUBECONFIG, or $KUBECONFIG,
+or --k8s-api-endpoint URL [--k8s-token-file F] [--k8s-ca-file F] [--k8s-cert-file F --k8s-key-file F]
+[--k8s-insecure-skip-tls-verify], else the in-cluster service account.
 
 Environment: FEDMESH_<FLAG> (e.g. FEDMESH_NODE, FEDMESH_FEED) stands in for a missing flag;
 FEDMESH_LOG_LEVEL sets the log level (default info; logs are JSON on stderr).
@@ -88,15 +93,17 @@ function bytes(v: string | undefined, flag: string): number | undefined {
 }
 
 /** --etcd-ca-file and the other credentials of `--datastore etcdv3:...`. */
-const ETCD_FLAG_SPEC: FlagSpec = Object.fromEntries(
-  ['etcd-ca-file', 'etcd-cert-file', 'etcd-key-file', 'etcd-username', 'etcd-password'].map((n) => [
-    n,
-    { type: 'string' as const },
-  ]),
-);
+/** The --etcd-* and --k8s-* flags of commands that open a datastore (FEDMESH_ETCD_*, FEDMESH_K8S_*). */
+const ETCD_FLAGS = ['etcd-ca-file', 'etcd-cert-file', 'etcd-key-file', 'etcd-username', 'etcd-password'];
+const DATASTORE_FLAGS: FlagSpec = Object.fromEntries([
+  ...ETCD_FLAGS.map((n) => [n, { type: 'string' as const }]),
+  ...KUBE_FLAGS.map((n) => [n, { type: n === 'k8s-insecure-skip-tls-verify' ? 'boolean' : 'string' }]),
+]);
 
-function etcdFlags(f: { get(name: string): string | undefined }): Record<string, string | undefined> {
-  return Object.fromEntries(Object.keys(ETCD_FLAG_SPEC).map((n) => [n, f.get(n)]));
+function datastoreFlags(f: ReturnType<typeof flags>): Record<string, string | undefined> {
+  return Object.fromEntries(
+    [...ETCD_FLAGS, ...KUBE_FLAGS].map((n) => [n, f.values[n] === true ? 'true' : f.get(n)]),
+  );
 }
 
 function ms(v: string | undefined, flag: string): number | undefined {
@@ -134,13 +141,13 @@ async function main(argv: string[]): Promise<number> {
         'tls-client-cn': { type: 'string' },
         'max-lag-bytes': { type: 'string' },
         'max-lag-age': { type: 'string' },
-        ...ETCD_FLAG_SPEC,
+        ...DATASTORE_FLAGS,
       });
       const { runSyncer } = await import('../syncer/main.ts');
       const stop = await runSyncer({
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
-        datastoreFlags: etcdFlags(f),
+        datastoreFlags: datastoreFlags(f),
         listen: f.need('listen'),
         healthListen: f.get('health-listen'),
         remoteSyncTimeoutMs: ms(f.get('remote-sync-timeout'), 'remote-sync-timeout'),
@@ -183,7 +190,7 @@ async function main(argv: string[]): Promise<number> {
         cluster: { type: 'string' },
         datastore: { type: 'string' },
         output: { type: 'string' },
-        ...ETCD_FLAG_SPEC,
+        ...DATASTORE_FLAGS,
       });
       const selector = f.positionals[0];
       if (selector === undefined) throw new UsageError('eval needs a SELECTOR argument');
@@ -192,7 +199,7 @@ async function main(argv: string[]): Promise<number> {
         selector,
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
-        datastoreFlags: etcdFlags(f),
+        datastoreFlags: datastoreFlags(f),
         output: f.get('output') ?? 'text',
       });
     }
@@ -205,7 +212,7 @@ async function main(argv: string[]): Promise<number> {
         port: { type: 'string' },
         'source-port': { type: 'string' },
         output: { type: 'string' },
-        ...ETCD_FLAG_SPEC,
+        ...DATASTORE_FLAGS,
       });
       if (f.positionals.length > 0) throw new UsageError(`explain: unexpected argument ${f.positionals[0]}`);
       const { runExplain } = await import('./explain.ts');
@@ -213,7 +220,7 @@ async function main(argv: string[]): Promise<number> {
       return runExplain({
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
-        datastoreFlags: etcdFlags(f),
+        datastoreFlags: datastoreFlags(f),
         from: f.need('from'),
         to: f.need('to'),
         port: f.need('port'),
@@ -299,12 +306,12 @@ async function main(argv: string[]): Promise<number> {
       });
     }
     case 'etcd-load': {
-      const f = flags(rest, { endpoints: { type: 'string' }, ...ETCD_FLAG_SPEC });
+      const f = flags(rest, { endpoints: { type: 'string' }, ...DATASTORE_FLAGS });
       const dir = f.positionals[0];
       if (dir === undefined || f.positionals.length > 1)
         throw new UsageError('etcd-load needs one DIR argument');
       const { runEtcdLoad } = await import('./etcd-load.ts');
-      return runEtcdLoad({ endpoints: f.need('endpoints'), flags: etcdFlags(f), dir });
+      return runEtcdLoad({ endpoints: f.need('endpoints'), flags: datastoreFlags(f), dir });
     }
     case undefined:
     case 'help':

@@ -8,6 +8,9 @@ export const ORCHESTRATOR_K8S = 'k8s';
 export const LABEL_NAMESPACE = 'projectcalico.org/namespace';
 export const LABEL_ORCHESTRATOR = 'projectcalico.org/orchestrator';
 export const LABEL_SERVICE_ACCOUNT = 'projectcalico.org/serviceaccount';
+/** Written by Calico's CNI plugin; set to "" when it has released the pod's address. */
+export const ANN_POD_IP = 'cni.projectcalico.org/podIP';
+export const ANN_POD_IPS = 'cni.projectcalico.org/podIPs';
 
 /** A Pod's fields that matter here, already validated (see model/validate/kube.ts). */
 export interface PodInput {
@@ -19,6 +22,8 @@ export interface PodInput {
   nodeName?: string;
   hostNetwork: boolean;
   phase?: string;
+  /** metadata.deletionTimestamp is set: the pod is in its termination grace period. */
+  deleting?: boolean;
   /** spec.serviceAccountName; Kubernetes fills in "default" when absent. */
   serviceAccountName?: string;
   /** The Pod's IPv4 addresses as /32s, in Calico's order of preference. */
@@ -56,7 +61,12 @@ export function workloadEndpointName(
 export function podToWorkloadEndpoint(pod: PodInput): WorkloadEndpoint | { ignored: string } {
   if (pod.hostNetwork) return { ignored: 'hostNetwork pod' };
   if (!pod.nodeName) return { ignored: 'pod not scheduled yet' };
-  if (pod.phase === 'Succeeded' || pod.phase === 'Failed') return { ignored: `pod ${pod.phase}` };
+  // Calico's IsFinished: "Completed" is what some tools write into the phase; a pod being deleted
+  // whose address Calico's CNI has released (podIP annotation emptied) is gone for the network.
+  if (pod.phase === 'Succeeded' || pod.phase === 'Failed' || pod.phase === 'Completed')
+    return { ignored: `pod ${pod.phase}` };
+  if (pod.deleting && pod.annotations[ANN_POD_IP] === '')
+    return { ignored: 'pod terminating and its address released by the CNI plugin' };
   if (pod.ips.length === 0) return { ignored: 'pod has no IPv4 address yet' };
   const serviceAccount = pod.serviceAccountName ?? 'default';
   const endpoint = 'eth0';

@@ -28,6 +28,11 @@ function lookup(apiVersion: unknown, kind: unknown): KindHandler | undefined {
   return group && Object.hasOwn(group, kind) ? group[kind] : undefined;
 }
 
+/** Whether the model reads this apiVersion + kind at all (a driver reading a whole cluster skips the rest). */
+export function isKnownKind(apiVersion: string, kind: string): boolean {
+  return lookup(apiVersion, kind) !== undefined;
+}
+
 /** `Kind/namespace/name` of an object as written, when readable; namespaced kinds default to "default". */
 export function readIdentity(obj: unknown): string | undefined {
   if (!isMapping(obj) || typeof obj.kind !== 'string' || !isMapping(obj.metadata)) return undefined;

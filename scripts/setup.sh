@@ -23,6 +23,8 @@ need ping iputils-ping
 need sysctl procps
 need openssl openssl  # feed TLS tests and scripts/make-feed-certs.sh
 need etcd etcd-server
+# Tests drive the Kubernetes API server double with a real kubectl.
+need kubectl kubernetes-client
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   echo "installing Debian packages: $pkgs"

@@ -213,7 +213,7 @@ export class ServicesController {
     }
     let ds: Datastore;
     try {
-      ds = (this.opts.openRemote ?? openConnection)(access.config);
+      ds = (this.opts.openRemote ?? ((c) => openConnection(c, { remote: true })))(access.config);
     } catch (e) {
       remote.access = { error: (e as Error).message };
       log.warn({ remote: name }, `remote cluster not readable: ${(e as Error).message}`);

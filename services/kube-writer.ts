@@ -2,48 +2,15 @@
 // owns (Endpoints carrying the ownership annotation, EndpointSlices and ServiceImports carrying its
 // managed-by label), then creates, replaces (only on a difference, so manual edits are overwritten
 // and nothing else is) and deletes. ServiceExport conditions go to the ServiceExport's status.
-import {
-  CustomObjectsApi,
-  KubeConfig,
-  type KubernetesObject,
-  KubernetesObjectApi,
-} from '@kubernetes/client-node';
+import { CustomObjectsApi, type KubernetesObject, KubernetesObjectApi } from '@kubernetes/client-node';
 import type { Resource } from '../model/resources.ts';
 import { validateResource } from '../model/validate.ts';
 import type { KubernetesConnection } from '../syncer/datastore/connection.ts';
+import { kubeConfigFor } from '../syncer/datastore/kubernetes.ts';
 import { API_VERSION, type Owned, toManifest } from './manifest.ts';
 import { IMPORT_MANAGED_BY, MANAGED_BY, MANAGED_BY_VALUE, TIGERA_SELECTOR } from './names.ts';
 import { type ExportStatus, key } from './types.ts';
 import type { OwnedObjects, OwnedWriter } from './writer.ts';
-
-const b64 = (pem: string | undefined) =>
-  pem === undefined ? undefined : Buffer.from(pem).toString('base64');
-
-// The kubernetes datastore driver builds the same KubeConfig (syncer/datastore/kubernetes.ts,
-// kubeConfigFor): when both are in one tree, this should use that one.
-function kubeConfig(c: KubernetesConnection): KubeConfig {
-  const kc = new KubeConfig();
-  const s = c.source;
-  if (s.kind === 'kubeconfig') {
-    kc.loadFromString(s.text);
-    if (s.context) kc.setCurrentContext(s.context);
-  } else if (s.kind === 'in-cluster') kc.loadFromCluster();
-  else
-    kc.loadFromOptions({
-      clusters: [
-        {
-          name: 'c',
-          server: s.server,
-          caData: b64(s.tls?.ca),
-          skipTLSVerify: s.insecureSkipTLSVerify === true,
-        },
-      ],
-      users: [{ name: 'u', token: s.token, certData: b64(s.tls?.cert), keyData: b64(s.tls?.key) }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
-  return kc;
-}
 
 const OWNED_KINDS: {
   kind: Owned['kind'];
@@ -74,7 +41,7 @@ export class KubeWriter implements OwnedWriter {
   }
 
   static fromConnection(c: KubernetesConnection): KubeWriter {
-    const kc = kubeConfig(c);
+    const kc = kubeConfigFor(c);
     return new KubeWriter(
       KubernetesObjectApi.makeApiClient(kc),
       kc.makeApiClient(CustomObjectsApi),

@@ -15,7 +15,7 @@ const log = logger('syncer');
 export interface SyncerOptions {
   cluster: string;
   datastore: string;
-  /** TLS and credentials for --datastore (--etcd-ca-file ...). */
+  /** TLS and credentials for --datastore (--etcd-*, --k8s-* flags). */
   datastoreFlags?: DatastoreFlags;
   listen: string;
   healthListen?: string;

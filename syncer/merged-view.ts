@@ -6,7 +6,7 @@ import type { ResourceError } from '../model/resources.ts';
 import type { RemoteClusterStatus, Update } from '../proto/service.ts';
 import type { ConnectionConfig } from './datastore/connection.ts';
 import { openConnection } from './datastore/open.ts';
-import type { Datastore } from './datastore/types.ts';
+import type { Datastore, DatastoreStatus } from './datastore/types.ts';
 import { FeedCache } from './feed-cache.ts';
 import { Merger } from './merger.ts';
 
@@ -31,9 +31,23 @@ export async function buildMergedView(opts: {
 }): Promise<MergedView> {
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const cache = new FeedCache();
+  // The local datastore's own state: a cluster that cannot be read is an error, not an empty view.
+  let localStatus: { status: DatastoreStatus; detail?: string } | undefined;
+  const local: Datastore = {
+    description: opts.local.description,
+    start: (h) =>
+      opts.local.start({
+        ...h,
+        onStatus: (status, detail) => {
+          localStatus = { status, ...(detail !== undefined ? { detail } : {}) };
+          h.onStatus(status, detail);
+        },
+      }),
+    stop: () => opts.local.stop(),
+  };
   const merger = new Merger({
     cluster: opts.cluster,
-    local: opts.local,
+    local,
     cache,
     ...(opts.openRemote ? { openRemote: opts.openRemote } : {}),
     ...(opts.defaultSecretNamespace ? { defaultSecretNamespace: opts.defaultSecretNamespace } : {}),
@@ -44,8 +58,16 @@ export async function buildMergedView(opts: {
   try {
     await merger.start();
     const deadline = Date.now() + timeoutMs + 1000;
-    while (!cache.inSync && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    while (!cache.inSync && Date.now() < deadline) {
+      if (localStatus?.status === 'ConnectionFailed') break;
+      await new Promise((r) => setTimeout(r, 5));
+    }
     const synced = cache.inSync;
+    if (!synced && localStatus?.status !== 'InSync') {
+      throw new Error(
+        `${opts.local.description}: ${localStatus?.detail ?? localStatus?.status ?? 'not read'}`,
+      );
+    }
     return {
       updates: [...cache.all()],
       remotes: cache.remoteStatuses(),

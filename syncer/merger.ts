@@ -517,7 +517,7 @@ export class Merger {
       )
         return;
       try {
-        ds = (this.opts.openRemote ?? openConnection)(cfg.connection);
+        ds = (this.opts.openRemote ?? openRemoteConnection)(cfg.connection);
       } catch (e) {
         cfg = { incomplete: (e as Error).message };
       }
@@ -773,3 +773,8 @@ function indexRanges(src: Source, id: string, ranges: Range[]): void {
 }
 
 export type { Resource };
+
+/** A peer cluster's datastore, read for federation only (what its fedmesh-remote-cluster role grants). */
+function openRemoteConnection(c: ConnectionConfig): Datastore {
+  return openConnection(c, { remote: true });
+}

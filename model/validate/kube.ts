@@ -13,7 +13,7 @@ import {
   type PolicyRule,
 } from '../k8s-networkpolicy.ts';
 import { type Cidr, cidrContainsIp, intToIp4, NetParseError, parseCidrParts } from '../net.ts';
-import { podToWorkloadEndpoint } from '../pod.ts';
+import { ANN_POD_IP, ANN_POD_IPS, podToWorkloadEndpoint } from '../pod.ts';
 import type { NamedPort, Namespace, ResourceError, Secret, ServiceAccount } from '../resources.ts';
 import {
   checkBool,
@@ -28,6 +28,7 @@ import {
 } from './common.ts';
 import { checkIpNetwork, checkPortName, checkProtocol, isIPv6 } from './fields.ts';
 import { defineKind, type KindContext, type KindHandler, type ValidateResult } from './kind.ts';
+import { kubeNode } from './kube-node.ts';
 
 const str = checked(requireString);
 const optStr = str.optional();
@@ -67,6 +68,7 @@ const containerPort = z.object({
 });
 
 const podBody = z.object({
+  metadata: z.object({ deletionTimestamp: z.unknown().optional() }).prefault({}),
   spec: z
     .object({
       nodeName: optStr,
@@ -85,9 +87,6 @@ const podBody = z.object({
     })
     .prefault({}),
 });
-
-const ANN_POD_IPS = 'cni.projectcalico.org/podIPs';
-const ANN_POD_IP = 'cni.projectcalico.org/podIP';
 
 /**
  * Calico's order: its CNI plugin's annotations (written before the kubelet reports status), then
@@ -128,7 +127,7 @@ const pod = defineKind({
   namespaced: true,
   nameRule: 'subdomain',
   body: podBody,
-  build(meta, { spec, status }, ctx): ValidateResult {
+  build(meta, { metadata, spec, status }, ctx): ValidateResult {
     const found = podIps(meta.annotations, status, ctx);
     if ('errors' in found) return found;
     const sa = spec.serviceAccountName ?? spec.serviceAccount;
@@ -141,6 +140,7 @@ const pod = defineKind({
       ...(spec.nodeName ? { nodeName: spec.nodeName } : {}),
       hostNetwork: spec.hostNetwork,
       ...(status.phase ? { phase: status.phase } : {}),
+      ...(metadata.deletionTimestamp ? { deleting: true } : {}),
       ...(sa ? { serviceAccountName: sa } : {}),
       ips: found.ips,
       ports: namedPorts(spec),
@@ -208,6 +208,7 @@ export const coreV1: Record<string, KindHandler> = {
   ServiceAccount: serviceAccount,
   Pod: pod,
   Secret: secret,
+  Node: kubeNode,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -199,7 +199,7 @@ function keepLastGood(
 }
 
 /** Content identity of a resource, key order and origin aside: an edit elsewhere in a file is no change. */
-function contentKey(r: Resource): string {
+export function contentKey(r: Resource): string {
   const { origin: _origin, ...rest } = r;
   return JSON.stringify(rest, (_key, v: unknown) =>
     v !== null && typeof v === 'object' && !Array.isArray(v)

@@ -5,6 +5,8 @@ import { readFileSync } from 'node:fs';
 import { type ConnectionConfig, describeConnection, type EtcdConnection } from './connection.ts';
 import { EtcdDatastore } from './etcd.ts';
 import { FileDatastore } from './file.ts';
+import { parseKubernetesSpec } from './kube-spec.ts';
+import { KubernetesDatastore } from './kubernetes.ts';
 import type { Datastore } from './types.ts';
 
 /** Credentials and TLS for `--datastore` given by flags or FEDMESH_* variables. */
@@ -20,19 +22,22 @@ export function parseDatastoreSpec(spec: string, flags: DatastoreFlags = {}): Co
     return { type: 'file', dir };
   }
   if (spec.startsWith('etcdv3')) return parseEtcdSpec(spec, flags);
+  if (spec === 'kubernetes' || spec.startsWith('kubernetes:')) return parseKubernetesSpec(spec, flags);
   if (spec.startsWith('kubernetes')) {
     throw new Error(`--datastore ${spec}: this build supports file:DIR only so far`);
   }
   throw new Error(`--datastore ${spec}: expected file:DIR, etcdv3:URL[,URL] or kubernetes[:KUBECONFIG]`);
 }
 
-/** A driver for the connection (not started). */
-export function openConnection(config: ConnectionConfig): Datastore {
+/** A driver for the connection (not started); `remote`: a peer cluster's, read for federation only. */
+export function openConnection(config: ConnectionConfig, opts: { remote?: boolean } = {}): Datastore {
   switch (config.type) {
     case 'file':
       return new FileDatastore(config.dir);
     case 'etcdv3':
       return new EtcdDatastore(config);
+    case 'kubernetes':
+      return new KubernetesDatastore(config, { remote: opts.remote === true });
     default:
       throw new Error(`${describeConnection(config)}: this build supports file datastores only so far`);
   }

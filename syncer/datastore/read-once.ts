@@ -1,29 +1,40 @@
 // One read of a datastore, for the CLI commands that look at a cluster once (eval, explain): the
-// driver's own list() when it has one, else a start that is stopped as soon as the first listing
-// is in (or the first attempt failed).
+// driver's own list() when it has one; else start it, take its first complete listing, stop. A
+// datastore that cannot be reached fails fast with its reason instead of retrying as the syncer
+// does.
 import { type Resource, resourceId } from '../../model/resources.ts';
-import type { Datastore, DatastoreSnapshot, DatastoreStatus } from './types.ts';
+import type { Datastore, DatastoreSnapshot } from './types.ts';
 
-export async function readOnce(ds: Datastore): Promise<DatastoreSnapshot> {
+export async function readOnce(ds: Datastore, timeoutMs = 30_000): Promise<DatastoreSnapshot> {
   if (ds.list) return ds.list();
-  const resources = new Map<string, Resource>();
+  const state = new Map<string, Resource>();
   const snapshot: DatastoreSnapshot = { resources: [], errors: [], skipped: [] };
-  let status: { status: DatastoreStatus; detail?: string } | undefined;
-  await ds.start({
-    onEvents: (events) => {
-      for (const ev of events) {
-        if (ev.type === 'upsert') resources.set(resourceId(ev.resource), ev.resource);
-        else resources.delete(resourceId(ev));
-      }
-    },
-    onStatus: (s, detail) => {
-      status = { status: s, ...(detail !== undefined ? { detail } : {}) };
-    },
-    onErrors: (errors) => snapshot.errors.push(...errors),
-  });
-  await ds.stop();
-  if (status?.status !== 'InSync')
-    throw new Error(`${ds.description}: ${status?.detail ?? status?.status ?? 'not read'}`);
-  snapshot.resources = [...resources.values()];
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`${ds.description}: not in sync after ${timeoutMs / 1000}s`)),
+        timeoutMs,
+      );
+      ds.start({
+        onEvents: (events) => {
+          for (const ev of events) {
+            if (ev.type === 'upsert') state.set(resourceId(ev.resource), ev.resource);
+            else state.delete(resourceId(ev));
+          }
+        },
+        onStatus: (status, detail) => {
+          if (status === 'InSync') resolve();
+          if (status === 'ConnectionFailed')
+            reject(new Error(`${ds.description}: ${detail ?? 'connection failed'}`));
+        },
+        onErrors: (errs) => snapshot.errors.push(...errs),
+      }).catch(reject);
+    });
+  } finally {
+    clearTimeout(timer);
+    await ds.stop();
+  }
+  snapshot.resources = [...state.values()];
   return snapshot;
 }

@@ -39,6 +39,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { parseAllDocuments } from 'yaml';
+import { KUBE_RESOURCES } from '../../syncer/datastore/kube-resources.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MANIFESTS = path.join(ROOT, 'daemonset');
@@ -811,6 +812,23 @@ describe('daemonset/ manifests: RBAC', () => {
         );
   });
 
+  test('the syncer may read every collection the kubernetes datastore reads (kube-resources.ts)', () => {
+    for (const r of KUBE_RESOURCES) {
+      for (const v of READ) {
+        if (r.onlyInRccSecretNamespaces)
+          assert.ok(
+            allowed('fedmesh-syncer', r.group, r.plural, v, NAMESPACE),
+            `syncer cannot ${v} ${r.plural}`,
+          );
+        else
+          assert.ok(
+            allowed('fedmesh-syncer', r.group, r.plural, v),
+            `syncer cannot ${v} ${r.group}/${r.plural}`,
+          );
+      }
+    }
+  });
+
   test('the services controller reads services and RCCs and writes endpoints', () => {
     const sa = 'fedmesh-services-controller';
     for (const v of READ) {
@@ -836,6 +854,13 @@ describe('daemonset/ manifests: access granted to peer clusters', () => {
     const role = one<IClusterRole>('ClusterRole', 'fedmesh-remote-cluster', 'remote-cluster-access.yaml');
     assert.deepEqual(remoteRoleProblems(role), []);
     for (const r of role.rules ?? []) for (const v of r.verbs) assert.ok(READ.includes(v), `verb ${v}`);
+  });
+
+  test('it grants everything a remote syncer reads from a peer (kube-resources.ts, remote)', () => {
+    const role = roleRules('ClusterRole', 'fedmesh-remote-cluster');
+    for (const r of KUBE_RESOURCES.filter((x) => x.remote))
+      for (const v of READ)
+        assert.ok(grants(role, r.group, r.plural, v), `peers cannot ${v} ${r.group}/${r.plural}`);
   });
 
   test('its ServiceAccount, binding and token Secret fit together', () => {
