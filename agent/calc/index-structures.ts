@@ -202,3 +202,13 @@ export class SharedByPair<V> {
     if (inner) for (const [b, e] of inner) e.value = make(b);
   }
 }
+
+/** The value under `k`, made and stored first when there is none. */
+export function getOrCreate<K, V>(m: Map<K, V>, k: K, make: () => V): V {
+  let v = m.get(k);
+  if (v === undefined) {
+    v = make();
+    m.set(k, v);
+  }
+  return v;
+}

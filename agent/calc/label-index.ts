@@ -20,12 +20,11 @@
 // Output: IPSet messages to the sink.
 import type { Labels } from '../../model/resources.ts';
 import type { Selector } from '../../model/selector/index.ts';
-import { ascending, IdList, SharedByPair, TupleInterner } from './index-structures.ts';
+import { ascending, getOrCreate, IdList, SharedByPair, TupleInterner } from './index-structures.ts';
 import type { IpSetId, IpSetType, MessageSink } from './messages.ts';
+import { type Registration, RequirementRegistry, registrationOf } from './requirement-registry.ts';
 import {
-  type Atom,
   type Clause,
-  cheapestClause,
   isGlobalOnly,
   isNothing,
   matcherRequirement,
@@ -96,25 +95,11 @@ interface MatcherState {
   readonly seq: number;
   /** What an item needs for this matcher to select it (null: nothing in particular). */
   readonly req: Requirement;
-  /**
-   * Where the matcher is registered for items' changes: under each atom of its most selective
-   * clause, and within that under a second single-atom clause (label value or namespace) when it
-   * has one. Both undefined with a null `req`: always evaluated.
-   */
-  readonly primary: Clause | undefined;
-  readonly secondary: Atom | undefined;
-  /** Scratch: the last collection pass that picked this matcher. */
+  /** Where the matcher is registered for items' changes. */
+  readonly reg: Registration;
+  /** Scratch for the registry's collection passes. */
   mark: number;
 }
-
-/** Matchers registered under one atom, directly or by a second atom (key → value → matchers). */
-interface RegNode {
-  direct: Set<MatcherState> | undefined;
-  bySecondary: Map<string, Map<string, Set<MatcherState>>> | undefined;
-}
-
-/** The secondary key standing for the item's namespace (not a valid label key). */
-const SCOPE_KEY = '\0namespace';
 
 /** Items with one own label key=value; `value` is the one shared copy of the value string. */
 interface ValueEntry {
@@ -200,15 +185,6 @@ function namedPortsSig(np: ReadonlyMap<string, readonly string[]>): string {
   return s;
 }
 
-function getOrCreate<K, V>(m: Map<K, V>, k: K, make: () => V): V {
-  let v = m.get(k);
-  if (v === undefined) {
-    v = make();
-    m.set(k, v);
-  }
-  return v;
-}
-
 function newSet<T>(): Set<T> {
   return new Set<T>();
 }
@@ -236,14 +212,8 @@ export class LabelIndex {
   private sharedNets = 0;
   private multiNetItems = 0;
 
-  // Matchers by what their items need (see MatcherState.primary).
-  private readonly matchersByLabel = new Map<string, Map<string, RegNode>>();
-  private readonly matchersByLabelKey = new Map<string, RegNode>();
-  private readonly matchersByNsLabel = new Map<string, Map<string, RegNode>>();
-  private readonly matchersByNsLabelKey = new Map<string, RegNode>();
-  private readonly matchersByNamespace = new Map<string, RegNode>();
-  private readonly matchersAlways = new Set<MatcherState>();
-  private registrations = 0;
+  /** Active matchers by what their items need. */
+  private readonly registry = new RequirementRegistry<MatcherState>();
 
   // Shared per-item parts.
   private readonly profileLists = new TupleInterner();
@@ -256,7 +226,6 @@ export class LabelIndex {
   private readonly sharedNamespaces = new Shared<string>();
 
   private matcherSeq = 0;
-  private collectPass = 0;
 
   constructor(private readonly sink: MessageSink) {}
 
@@ -353,11 +322,10 @@ export class LabelIndex {
       return;
     }
     const req = matcherRequirement(spec, this.cost);
-    const primary = req === null || isNothing(req) ? undefined : cheapestClause(req, this.cost);
-    const secondary = primary && req ? this.secondaryOf(req, primary) : undefined;
-    const state: MatcherState = { spec, refs: 1, seq: ++this.matcherSeq, req, primary, secondary, mark: 0 };
+    const reg = registrationOf(req, this.cost);
+    const state: MatcherState = { spec, refs: 1, seq: ++this.matcherSeq, req, reg, mark: 0 };
     const members = spec.staticMembers ? [...spec.staticMembers] : this.computeMembers(spec, req);
-    if (!spec.staticMembers) this.registerMatcher(state);
+    if (!spec.staticMembers) this.registry.register(state, reg);
     this.matchers.set(spec.id, state);
     this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members });
   }
@@ -367,7 +335,7 @@ export class LabelIndex {
     if (!state) return;
     if (--state.refs > 0) return;
     this.matchers.delete(id);
-    if (!state.spec.staticMembers) this.unregisterMatcher(state);
+    if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
     this.sink.send({ kind: 'IPSetRemove', id });
   }
 
@@ -420,11 +388,7 @@ export class LabelIndex {
       labelled += kp.count;
       for (const e of kp.byValue.values()) postings += e.list?.size ?? 0;
     }
-    const matcherEntries = this.matchersAlways.size + this.registrations;
-    let regNodes =
-      this.matchersByLabelKey.size + this.matchersByNsLabelKey.size + this.matchersByNamespace.size;
-    for (const m of [this.matchersByLabel, this.matchersByNsLabel])
-      for (const byValue of m.values()) regNodes += byValue.size;
+    const { entries: matcherEntries, nodes: regNodes } = this.registry.sizes();
     let unlabelled = 0;
     for (const s of this.unlabelledNamespace.values()) unlabelled += s.size;
     let profileEntries = 0;
@@ -888,167 +852,11 @@ export class LabelIndex {
 
   // --- matchers ----------------------------------------------------------------------------------
 
-  /** The cheapest single-atom clause other than `primary` that a registration can key on. */
-  private secondaryOf(req: readonly Clause[], primary: Clause): Atom | undefined {
-    let best: Atom | undefined;
-    let bestCost = Number.POSITIVE_INFINITY;
-    for (const c of req) {
-      if (c === primary || c.length !== 1) continue;
-      const a = c[0]!;
-      if (a.space === 'ns' || (a.space === 'labels' && !a.values)) continue;
-      const cost = this.cost(c);
-      if (cost < bestCost) {
-        best = a;
-        bestCost = cost;
-      }
-    }
-    return best;
-  }
-
-  /** The registration nodes of an atom (one per value), created if asked. */
-  private nodesOf(a: Atom, create: boolean): { node: RegNode; drop: () => void }[] {
-    const out: { node: RegNode; drop: () => void }[] = [];
-    const at = <K>(map: Map<K, RegNode>, k: K) => {
-      let node = map.get(k);
-      if (!node && create) {
-        node = { direct: undefined, bySecondary: undefined };
-        map.set(k, node);
-      }
-      if (node) out.push({ node, drop: () => map.delete(k) });
-    };
-    if (a.space === 'scope') at(this.matchersByNamespace, a.namespace);
-    else {
-      const [byValue, byKey] =
-        a.space === 'labels'
-          ? [this.matchersByLabel, this.matchersByLabelKey]
-          : [this.matchersByNsLabel, this.matchersByNsLabelKey];
-      if (!a.values) at(byKey, a.key);
-      else {
-        let values = byValue.get(a.key);
-        if (!values && create) {
-          values = new Map();
-          byValue.set(a.key, values);
-        }
-        if (values) {
-          const vs = values;
-          for (const v of a.values) {
-            const before = out.length;
-            at(vs, v);
-            if (out.length > before) {
-              const drop = out[out.length - 1]!.drop;
-              out[out.length - 1]!.drop = () => {
-                drop();
-                if (vs.size === 0) byValue.delete(a.key);
-              };
-            }
-          }
-        }
-      }
-    }
-    return out;
-  }
-
-  private registerMatcher(m: MatcherState): void {
-    if (m.req === null) {
-      this.matchersAlways.add(m);
-      return;
-    }
-    if (!m.primary) return; // selects nothing
-    const sec = m.secondary;
-    const secKey = sec === undefined ? undefined : sec.space === 'scope' ? SCOPE_KEY : sec.key;
-    const secValues = sec === undefined ? [] : sec.space === 'scope' ? [sec.namespace] : (sec.values ?? []);
-    for (const a of m.primary) {
-      for (const { node } of this.nodesOf(a, true)) {
-        const sets: Set<MatcherState>[] = [];
-        if (secKey === undefined) {
-          node.direct ??= new Set();
-          sets.push(node.direct);
-        } else {
-          node.bySecondary ??= new Map();
-          const byValue = getOrCreate(node.bySecondary, secKey, () => new Map<string, Set<MatcherState>>());
-          for (const v of secValues) sets.push(getOrCreate(byValue, v, newSet<MatcherState>));
-        }
-        for (const set of sets) {
-          if (set.has(m)) continue;
-          set.add(m);
-          this.registrations++;
-        }
-      }
-    }
-  }
-
-  private unregisterMatcher(m: MatcherState): void {
-    if (m.req === null) {
-      this.matchersAlways.delete(m);
-      return;
-    }
-    if (!m.primary) return;
-    const sec = m.secondary;
-    const secKey = sec === undefined ? undefined : sec.space === 'scope' ? SCOPE_KEY : sec.key;
-    const secValues = sec === undefined ? [] : sec.space === 'scope' ? [sec.namespace] : (sec.values ?? []);
-    for (const a of m.primary) {
-      for (const { node, drop } of this.nodesOf(a, false)) {
-        if (secKey === undefined) {
-          if (node.direct?.delete(m)) this.registrations--;
-          if (node.direct?.size === 0) node.direct = undefined;
-        } else {
-          const byValue = node.bySecondary?.get(secKey);
-          if (byValue) {
-            for (const v of secValues) {
-              const s = byValue.get(v);
-              if (s?.delete(m)) this.registrations--;
-              if (s?.size === 0) byValue.delete(v);
-            }
-            if (byValue.size === 0) node.bySecondary!.delete(secKey);
-          }
-          if (node.bySecondary?.size === 0) node.bySecondary = undefined;
-        }
-        if (!node.direct && !node.bySecondary) drop();
-      }
-    }
-  }
-
   /** The active matchers that could select `item` (and, when given, `other`), in activation order. */
   private collectMatchers(item: Item, other: Item | undefined): MatcherState[] {
-    const pass = ++this.collectPass;
-    const out: MatcherState[] = [];
-    collectInto(this.matchersAlways, pass, out);
-    this.collectFor(item, pass, out);
-    if (other) this.collectFor(other, pass, out);
+    const out = this.registry.collect(item, other);
     if (out.length > 1) out.sort(bySeq);
     return out;
-  }
-
-  private collectFor(item: Item, pass: number, out: MatcherState[]): void {
-    const byLabel = this.matchersByLabel;
-    const byKey = this.matchersByLabelKey;
-    if (byLabel.size > 0 || byKey.size > 0) {
-      const labels = item.labels;
-      for (const k in labels) {
-        const values = byLabel.get(k);
-        if (values !== undefined) {
-          const node = values.get(labels[k]!);
-          if (node !== undefined) collectNode(node, item, pass, out);
-        }
-        if (byKey.size > 0) {
-          const node = byKey.get(k);
-          if (node !== undefined) collectNode(node, item, pass, out);
-        }
-      }
-    }
-    const ns = item.nsLabels;
-    if (ns && (this.matchersByNsLabel.size > 0 || this.matchersByNsLabelKey.size > 0)) {
-      for (const k in ns) {
-        const node = this.matchersByNsLabel.get(k)?.get(ns[k]!);
-        if (node !== undefined) collectNode(node, item, pass, out);
-        const nodeK = this.matchersByNsLabelKey.get(k);
-        if (nodeK !== undefined) collectNode(nodeK, item, pass, out);
-      }
-    }
-    if (item.namespace !== undefined && this.matchersByNamespace.size > 0) {
-      const node = this.matchersByNamespace.get(item.namespace);
-      if (node !== undefined) collectNode(node, item, pass, out);
-    }
   }
 
   /** An item was added (old undefined), changed, or deleted (item undefined): update the sets. */
@@ -1186,25 +994,6 @@ function unlabelledNamespace(item: Item): string | undefined {
   if (item.namespace === undefined) return undefined;
   if (item.ownKeys !== null && !item.ownKeys.includes(NAMESPACE_LABEL)) return item.namespace;
   return item.labels[NAMESPACE_LABEL] === item.namespace ? undefined : item.namespace;
-}
-
-function collectNode(node: RegNode, item: Item, pass: number, out: MatcherState[]): void {
-  if (node.direct !== undefined) collectInto(node.direct, pass, out);
-  if (node.bySecondary === undefined) return;
-  for (const [k, byValue] of node.bySecondary) {
-    const v = k === SCOPE_KEY ? item.namespace : item.labels[k];
-    if (v === undefined) continue;
-    const s = byValue.get(v);
-    if (s !== undefined) collectInto(s, pass, out);
-  }
-}
-
-function collectInto(s: ReadonlySet<MatcherState>, pass: number, out: MatcherState[]): void {
-  for (const m of s) {
-    if (m.mark === pass) continue;
-    m.mark = pass;
-    out.push(m);
-  }
 }
 
 function bySeq(a: MatcherState, b: MatcherState): number {
