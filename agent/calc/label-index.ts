@@ -21,6 +21,7 @@
 import type { Labels } from '../../model/resources.ts';
 import type { Selector } from '../../model/selector/index.ts';
 import { ascending, getOrCreate, IdList, SharedByPair, TupleInterner } from './index-structures.ts';
+import { IpSetMemberIndex } from './ipset-members.ts';
 import type { IpSetId, IpSetType, MessageSink } from './messages.ts';
 import { type Registration, RequirementRegistry, registrationOf } from './requirement-registry.ts';
 import {
@@ -150,7 +151,6 @@ class Shared<V> {
 
 const EMPTY_LABELS: Labels = Object.freeze({}) as Labels;
 const NO_PROFILES: readonly string[] = Object.freeze([]) as readonly string[];
-const NO_MEMBERS: readonly string[] = Object.freeze([]) as readonly string[];
 /** Implicit labels: poor selectivity, so an index prefers any other atom of a selector. */
 const IMPLICIT_KEYS: ReadonlySet<string> = new Set([
   NAMESPACE_LABEL,
@@ -206,11 +206,8 @@ export class LabelIndex {
   private readonly unlabelledNamespace = new Map<string, IdList>();
   // Profiles by label (key → value → profile names): items inherit through itemsByProfile.
   private readonly profilesByLabel = new Map<string, Map<string, Set<string>>>();
-  /** Items by address (net): one id, or several when items share it. */
-  private readonly netHolders = new Map<string, number | number[]>();
-  /** Addresses held by more than one item, and items with more than one address. */
-  private sharedNets = 0;
-  private multiNetItems = 0;
+  /** ipset members from the items matchers select. */
+  private readonly members = new IpSetMemberIndex<Item>((id) => this.byId[id]);
 
   /** Active matchers by what their items need. */
   private readonly registry = new RequirementRegistry<MatcherState>();
@@ -260,7 +257,7 @@ export class LabelIndex {
       });
     }
     this.reindexProfilesAndNamespace(item, old);
-    this.reindexNets(item, old);
+    this.members.reindex(item, old);
     if (old) this.release(old);
     this.reevaluate(item, old);
     return item.labels;
@@ -273,7 +270,7 @@ export class LabelIndex {
     this.byId[old.id] = undefined;
     this.forEachOwn(old, (k, v) => this.removeOwn(k, v, old.id));
     this.reindexProfilesAndNamespace(undefined, old);
-    this.reindexNets(undefined, old);
+    this.members.reindex(undefined, old);
     this.release(old);
     this.reevaluate(undefined, old);
     this.freeIds.push(old.id);
@@ -405,9 +402,7 @@ export class LabelIndex {
       unlabelledNamespace: unlabelled,
       itemsByProfile: profileEntries,
       profilesByLabel: profileLabelEntries,
-      nets: this.netHolders.size,
-      sharedNets: this.sharedNets,
-      multiNetItems: this.multiNetItems,
+      ...this.members.sizes(),
       matchers: this.matchers.size,
       matcherEntries,
       regNodes,
@@ -633,43 +628,6 @@ export class LabelIndex {
     }
   }
 
-  private reindexNets(item: Item | undefined, old: Item | undefined): void {
-    const before = old?.nets ?? NO_MEMBERS;
-    const after = item?.nets ?? NO_MEMBERS;
-    if (before === after || sameList(before, after)) return;
-    const id = (item ?? old)!.id;
-    if (before.length > 1) this.multiNetItems--;
-    if (after.length > 1) this.multiNetItems++;
-    for (const net of after) if (!before.includes(net)) this.addHolder(net, id);
-    for (const net of before) if (!after.includes(net)) this.removeHolder(net, id);
-  }
-
-  private addHolder(net: string, id: number): void {
-    const h = this.netHolders.get(net);
-    if (h === undefined) this.netHolders.set(net, id);
-    else if (typeof h === 'number') {
-      if (h === id) return;
-      this.netHolders.set(net, [h, id]);
-      this.sharedNets++;
-    } else if (!h.includes(id)) h.push(id);
-  }
-
-  private removeHolder(net: string, id: number): void {
-    const h = this.netHolders.get(net);
-    if (h === undefined) return;
-    if (typeof h === 'number') {
-      if (h === id) this.netHolders.delete(net);
-      return;
-    }
-    const i = h.indexOf(id);
-    if (i < 0) return;
-    h.splice(i, 1);
-    if (h.length === 1) {
-      this.netHolders.set(net, h[0]!);
-      this.sharedNets--;
-    }
-  }
-
   private indexProfile(name: string, labels: Labels, add: boolean): void {
     for (const k in labels) {
       const v = labels[k]!;
@@ -837,17 +795,16 @@ export class LabelIndex {
 
   /** The members of a matcher, computed from its candidates. */
   private computeMembers(spec: MatcherSpec, req: Requirement): string[] {
-    const out: string[] = [];
-    const visit = (item: Item | undefined) => {
-      if (item === undefined || !this.matches(spec, item)) return;
-      if (spec.type === 'hash:net') for (const x of item.nets) out.push(x);
-      else for (const x of this.membersOf(spec, item)) out.push(x);
-    };
-    if (req === null) for (const item of this.items.values()) visit(item);
-    else for (const id of this.candidateIds(req)) visit(this.byId[id]);
-    // Shared addresses (or several per item, or ports) can repeat a member.
-    if (this.sharedNets > 0 || this.multiNetItems > 0 || spec.type !== 'hash:net') return [...new Set(out)];
-    return out;
+    const selected: Item[] = [];
+    if (req === null) {
+      for (const item of this.items.values()) if (this.matches(spec, item)) selected.push(item);
+    } else {
+      for (const id of this.candidateIds(req)) {
+        const item = this.byId[id];
+        if (item !== undefined && this.matches(spec, item)) selected.push(item);
+      }
+    }
+    return this.members.membersOfAll(spec, selected);
   }
 
   // --- matchers ----------------------------------------------------------------------------------
@@ -867,41 +824,9 @@ export class LabelIndex {
       const was = old !== undefined && this.matches(m.spec, old);
       const now = item !== undefined && this.matches(m.spec, item);
       if (!was && !now) continue;
-      const before = was ? this.membersOf(m.spec, old) : NO_MEMBERS;
-      const after = now ? this.membersOf(m.spec, item) : NO_MEMBERS;
-      if (was && now && sameList(before, after)) continue;
-      // A member comes (goes) when this item brings (takes) it and no other selected item has it.
-      let added: string[] | undefined;
-      let removed: string[] | undefined;
-      for (const x of after) {
-        if (before.includes(x) || added?.includes(x) || this.heldByOther(m.spec, x, any.id)) continue;
-        added ??= [];
-        added.push(x);
-      }
-      for (const x of before) {
-        if (after.includes(x) || removed?.includes(x) || this.heldByOther(m.spec, x, any.id)) continue;
-        removed ??= [];
-        removed.push(x);
-      }
-      if (added || removed)
-        this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: added ?? [], removed: removed ?? [] });
+      const d = this.members.delta(m.spec, (i) => this.matches(m.spec, i), item, old, was, now);
+      if (d) this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
     }
-  }
-
-  /** Does an item other than `self` that the matcher selects contribute the member? */
-  private heldByOther(spec: MatcherSpec, member: string, self: number): boolean {
-    const h = this.netHolders.get(spec.type === 'hash:net' ? member : netOfMember(member));
-    if (h === undefined) return false;
-    if (typeof h === 'number') return h !== self && this.contributes(spec, this.byId[h], member);
-    for (const id of h) if (id !== self && this.contributes(spec, this.byId[id], member)) return true;
-    return false;
-  }
-
-  private contributes(spec: MatcherSpec, item: Item | undefined, member: string): boolean {
-    if (item === undefined || !this.matches(spec, item)) return false;
-    return spec.type === 'hash:net'
-      ? item.nets.includes(member)
-      : this.membersOf(spec, item).includes(member);
   }
 
   private matches(spec: MatcherSpec, item: Item): boolean {
@@ -926,19 +851,6 @@ export class LabelIndex {
     }
     if (spec.namedPort && !item.namedPorts?.has(spec.namedPort.name)) return false;
     return true;
-  }
-
-  private membersOf(spec: MatcherSpec, item: Item): readonly string[] {
-    if (spec.type === 'hash:net') return item.nets;
-    const np = spec.namedPort;
-    if (!np) return NO_MEMBERS;
-    const ports = (item.namedPorts?.get(np.name) ?? []).filter((p) => p.startsWith(`${np.protocol}:`));
-    const out: string[] = [];
-    for (const net of item.nets) {
-      const ip = net.endsWith('/32') ? net.slice(0, -3) : net;
-      for (const p of ports) out.push(`${ip},${p}`);
-    }
-    return out;
   }
 }
 
@@ -983,12 +895,6 @@ function markCommon(a: readonly number[], b: readonly number[], hit: Uint8Array)
   }
 }
 
-/** The address (net) a hash:ip,port member comes from: `10.0.0.5,tcp:80` → `10.0.0.5/32`. */
-function netOfMember(member: string): string {
-  const ip = member.slice(0, member.indexOf(','));
-  return ip.includes('/') ? ip : `${ip}/32`;
-}
-
 /** The namespace of a namespaced item whose own namespace label does not name it, else undefined. */
 function unlabelledNamespace(item: Item): string | undefined {
   if (item.namespace === undefined) return undefined;
@@ -1007,8 +913,4 @@ function sameLabels(a: Labels | undefined, b: Labels | undefined): boolean {
   if (ka.length !== Object.keys(b).length) return false;
   for (const k of ka) if (a[k] !== b[k]) return false;
   return true;
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
