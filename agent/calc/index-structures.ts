@@ -212,3 +212,33 @@ export function getOrCreate<K, V>(m: Map<K, V>, k: K, make: () => V): V {
   }
   return v;
 }
+
+/** Values shared by signature, reference-counted so that nothing outlives its last user. */
+export class Shared<V> {
+  private readonly entries = new Map<string, { value: V; refs: number }>();
+
+  acquire(sig: string, make: () => V): V {
+    let e = this.entries.get(sig);
+    if (!e) {
+      e = { value: make(), refs: 0 };
+      this.entries.set(sig, e);
+    }
+    e.refs++;
+    return e.value;
+  }
+
+  release(sig: string): void {
+    const e = this.entries.get(sig);
+    if (e && --e.refs <= 0) this.entries.delete(sig);
+  }
+
+  /** Replaces the shared value under `sig` (its users keep the old one until they are rebuilt). */
+  remake(sig: string, make: () => V): void {
+    const e = this.entries.get(sig);
+    if (e) e.value = make();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}

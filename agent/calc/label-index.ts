@@ -1,44 +1,41 @@
 // Label index: every item a rule selector can match (local and remote workload endpoints, host
-// endpoints, network sets), with labels inherited from profiles, and every active rule matcher
-// with the ipset members it selects.
-//
-// Incremental, and indexed both ways so that cost follows what a change touches, not the totals:
-//   - items are indexed by their own labels (key=value → sorted item ids), by profile and by
-//     namespace; a new matcher reads off its selectors what an item must have
+// endpoints, network sets), and every active rule matcher with the ipset members it selects
+// (Felix's ActiveRulesCalculator and selector index). It composes three jobs:
+//   - label inheritance from profiles (profile-labels.ts): an item's effective labels, namespace
+//     and service-account labels;
+//   - selection, here: items are indexed by their own labels (key=value → sorted item ids), by
+//     profile and by namespace; a new matcher reads off its selectors what an item must have
 //     (selector-requirements.ts), takes the most selective condition's items as candidates and
-//     intersects them with the next ones' lists before evaluating anything;
-//   - matchers are indexed by their most selective condition; an item's change re-evaluates only
-//     the matchers registered under a label (or namespace label, or namespace) the item has or
-//     had, plus those that can match items with nothing in particular (`all()`, `!has(k)`...);
-//   - a profile's change re-evaluates only the items that name the profile.
+//     intersects them with the next ones' lists before evaluating anything; matchers are
+//     registered by their most selective condition (requirement-registry.ts), so an item's change
+//     re-evaluates only the matchers that could select it, and a profile's change only the items
+//     that name the profile;
+//   - ipset membership (ipset-members.ts): the members a selected item gives a set, named ports,
+//     and how an item's change moves them.
 // Nothing is stored per (matcher, item) pair: items are immutable snapshots, replaced on every
-// change, so "did the matcher select it" is the matcher evaluated on the previous snapshot; and a
-// member (an address) stays in a set while some other selected item holds it, which the index of
-// addresses to items answers. Memory per item is kept small: one effective-labels object (own
-// labels are its keys listed in a shared key list), label values shared through the postings, and
-// namespace/service-account label objects, profile lists and named-port maps shared among items.
+// change, so "did the matcher select it" is the matcher evaluated on the previous snapshot. Memory
+// per item is kept small: one effective-labels object (own labels are its keys listed in a shared
+// key list), label values shared through the postings, and shared inherited parts.
 // Output: IPSet messages to the sink.
 import type { Labels } from '../../model/resources.ts';
 import type { Selector } from '../../model/selector/index.ts';
-import { ascending, getOrCreate, IdList, SharedByPair, TupleInterner } from './index-structures.ts';
+import { ascending, getOrCreate, IdList, Shared, TupleInterner } from './index-structures.ts';
 import { IpSetMemberIndex } from './ipset-members.ts';
 import type { IpSetId, IpSetType, MessageSink } from './messages.ts';
+import { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, ProfileLabels } from './profile-labels.ts';
 import { type Registration, RequirementRegistry, registrationOf } from './requirement-registry.ts';
 import {
   type Clause,
   isGlobalOnly,
   isNothing,
   matcherRequirement,
-  NS_NAME_LABEL,
   type Requirement,
 } from './selector-requirements.ts';
 
-export const NAMESPACE_LABEL = 'projectcalico.org/namespace';
+// The label keys callers use with items, from where they are defined.
+export { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, SERVICE_ACCOUNT_LABEL_PREFIX } from './profile-labels.ts';
 export const SERVICE_ACCOUNT_LABEL = 'projectcalico.org/serviceaccount';
 export const CLUSTER_LABEL = 'fedmesh.io/cluster';
-/** Namespace labels reach endpoints through the kns.<ns> profile with this prefix (as in Calico). */
-export const NAMESPACE_LABEL_PREFIX = 'pcns.';
-export const SERVICE_ACCOUNT_LABEL_PREFIX = 'pcsa.';
 
 export interface ItemInput {
   key: string;
@@ -119,38 +116,6 @@ interface KeyPostings {
   readonly byValue: Map<string, ValueEntry>;
 }
 
-/** Values shared by signature, reference-counted so that nothing outlives its last user. */
-class Shared<V> {
-  private readonly entries = new Map<string, { value: V; refs: number }>();
-
-  acquire(sig: string, make: () => V): V {
-    let e = this.entries.get(sig);
-    if (!e) {
-      e = { value: make(), refs: 0 };
-      this.entries.set(sig, e);
-    }
-    e.refs++;
-    return e.value;
-  }
-
-  release(sig: string): void {
-    const e = this.entries.get(sig);
-    if (e && --e.refs <= 0) this.entries.delete(sig);
-  }
-
-  /** Replaces the shared value under `sig` (its users keep the old one until they are rebuilt). */
-  remake(sig: string, make: () => V): void {
-    const e = this.entries.get(sig);
-    if (e) e.value = make();
-  }
-
-  get size(): number {
-    return this.entries.size;
-  }
-}
-
-const EMPTY_LABELS: Labels = Object.freeze({}) as Labels;
-const NO_PROFILES: readonly string[] = Object.freeze([]) as readonly string[];
 /** Implicit labels: poor selectivity, so an index prefers any other atom of a selector. */
 const IMPLICIT_KEYS: ReadonlySet<string> = new Set([
   NAMESPACE_LABEL,
@@ -164,29 +129,10 @@ const INTERSECT_MIN = 16;
 const MAX_FILTERS = 2;
 const MAX_FILTER_LISTS = 8;
 
-function stripPrefixed(labels: Labels | undefined, prefix: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!labels) return out;
-  for (const [k, v] of Object.entries(labels)) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
-  return out;
-}
-
-/** `kns.<ns>` or `<cluster>/kns.<ns>` */
-function isNamespaceProfile(p: string): boolean {
-  return p.startsWith('kns.') || p.includes('/kns.');
-}
-function isServiceAccountProfile(p: string): boolean {
-  return p.startsWith('ksa.') || p.includes('/ksa.');
-}
-
 function namedPortsSig(np: ReadonlyMap<string, readonly string[]>): string {
   let s = '';
   for (const [name, ports] of np) s += `${name}=${ports.join(',')};`;
   return s;
-}
-
-function newSet<T>(): Set<T> {
-  return new Set<T>();
 }
 
 export class LabelIndex {
@@ -194,7 +140,8 @@ export class LabelIndex {
   /** Current snapshot by item id. */
   private readonly byId: (Item | undefined)[] = [];
   private readonly freeIds: number[] = [];
-  private readonly profileLabels = new Map<string, Labels>();
+  /** Label inheritance from profiles. */
+  private readonly profiles = new ProfileLabels();
   private readonly itemsByProfile = new Map<string, IdList>();
   private readonly matchers = new Map<IpSetId, MatcherState>();
 
@@ -204,8 +151,6 @@ export class LabelIndex {
   /** Label keys whose postings keep item lists (some matcher has looked them up). */
   private readonly indexedKeys = new Set<string>();
   private readonly unlabelledNamespace = new Map<string, IdList>();
-  // Profiles by label (key → value → profile names): items inherit through itemsByProfile.
-  private readonly profilesByLabel = new Map<string, Map<string, Set<string>>>();
   /** ipset members from the items matchers select. */
   private readonly members = new IpSetMemberIndex<Item>((id) => this.byId[id]);
 
@@ -213,12 +158,7 @@ export class LabelIndex {
   private readonly registry = new RequirementRegistry<MatcherState>();
 
   // Shared per-item parts.
-  private readonly profileLists = new TupleInterner();
-  /** Labels a profile list passes on (merged in order), per interned list; built on demand. */
-  private readonly inherited = new Map<readonly string[], Labels | null>();
   private readonly ownKeyLists = new TupleInterner();
-  private readonly sharedNsLabels = new SharedByPair<Labels>();
-  private readonly sharedSaLabels = new Shared<Labels>();
   private readonly sharedNamedPorts = new Shared<ReadonlyMap<string, readonly string[]>>();
   private readonly sharedNamespaces = new Shared<string>();
 
@@ -278,23 +218,13 @@ export class LabelIndex {
 
   /** Set (or with undefined, delete) a profile's labels; returns the keys of items whose labels changed. */
   setProfileLabels(name: string, labels: Labels | undefined): string[] {
-    const before = this.profileLabels.get(name);
-    if (before) this.indexProfile(name, before, false);
-    if (labels) {
-      this.profileLabels.set(name, labels);
-      this.indexProfile(name, labels, true);
-    } else this.profileLabels.delete(name);
+    const labelsChanged = this.profiles.set(name, labels);
     const list = this.itemsByProfile.get(name);
     if (!list) return [];
     const ids = [...list.members(this.namesProfile(name))];
     const changed = ids.map((id) => this.byId[id]!.key);
-    if (sameLabels(before, labels)) return changed;
-    // What was built from this profile is rebuilt; items still holding the old shared objects keep
-    // them until they are rebuilt just below.
-    for (const profiles of this.inherited.keys())
-      if (profiles.includes(name)) this.inherited.delete(profiles);
-    if (isNamespaceProfile(name)) this.sharedNsLabels.remake(name, (ns) => this.nsLabelsOf(name, ns));
-    if (isServiceAccountProfile(name)) this.sharedSaLabels.remake(name, () => this.saLabelsOf(name));
+    if (!labelsChanged) return changed;
+    // Items naming the profile still hold what was built from its old labels: rebuild them.
     for (const id of ids) {
       const old = this.byId[id];
       if (!old) continue;
@@ -390,9 +320,6 @@ export class LabelIndex {
     for (const s of this.unlabelledNamespace.values()) unlabelled += s.size;
     let profileEntries = 0;
     for (const s of this.itemsByProfile.values()) profileEntries += s.size;
-    let profileLabelEntries = 0;
-    for (const byValue of this.profilesByLabel.values())
-      for (const s of byValue.values()) profileLabelEntries += s.size;
     return {
       items: this.items.size,
       itemIds: this.byId.length - this.freeIds.length,
@@ -401,15 +328,12 @@ export class LabelIndex {
       postings,
       unlabelledNamespace: unlabelled,
       itemsByProfile: profileEntries,
-      profilesByLabel: profileLabelEntries,
+      ...this.profiles.sizes(),
       ...this.members.sizes(),
       matchers: this.matchers.size,
       matcherEntries,
       regNodes,
-      profileLists: this.profileLists.size,
       ownKeyLists: this.ownKeyLists.size,
-      sharedNsLabels: this.sharedNsLabels.size,
-      sharedSaLabels: this.sharedSaLabels.size,
       sharedNamedPorts: this.sharedNamedPorts.size,
       sharedNamespaces: this.sharedNamespaces.size,
     };
@@ -430,30 +354,18 @@ export class LabelIndex {
     nets: readonly string[],
     inputNamedPorts: ReadonlyMap<string, readonly string[]> | undefined,
   ): Item {
-    const profiles = inputProfiles.length === 0 ? NO_PROFILES : this.profileLists.acquire(inputProfiles);
+    const namespace =
+      inputNamespace === undefined
+        ? undefined
+        : this.sharedNamespaces.acquire(inputNamespace, () => inputNamespace);
+    const { profiles, inherited, nsLabels, saLabels } = this.profiles.acquire(inputProfiles, namespace);
     let labels: Record<string, string> = own;
     let ownKeys: readonly string[] | null = null;
-    const inherited = profiles.length === 0 ? null : this.inheritedOf(profiles);
     if (inherited) {
       // Object.assign, not spread: a spread clone that then grows gets slow (un-shared) shapes.
       labels = Object.assign({}, inherited, own);
       ownKeys = this.ownKeyLists.acquire(Object.keys(own));
     }
-    const namespace =
-      inputNamespace === undefined
-        ? undefined
-        : this.sharedNamespaces.acquire(inputNamespace, () => inputNamespace);
-    let nsLabels: Labels | undefined;
-    if (namespace !== undefined) {
-      const nsProfile = profiles.find(isNamespaceProfile);
-      nsLabels = this.sharedNsLabels.acquire(nsProfile ?? '', namespace, () =>
-        this.nsLabelsOf(nsProfile, namespace),
-      );
-    }
-    const saProfile = profiles.find(isServiceAccountProfile);
-    const saLabels = saProfile
-      ? this.sharedSaLabels.acquire(saProfile, () => this.saLabelsOf(saProfile))
-      : EMPTY_LABELS;
     const namedPorts =
       inputNamedPorts && inputNamedPorts.size > 0
         ? this.sharedNamedPorts.acquire(namedPortsSig(inputNamedPorts), () => inputNamedPorts)
@@ -463,52 +375,10 @@ export class LabelIndex {
 
   /** Drop an item snapshot's references on shared parts. */
   private release(item: Item): void {
-    if (item.profiles.length > 0 && this.profileLists.release(item.profiles))
-      this.inherited.delete(item.profiles);
+    this.profiles.release(item.profiles, item.namespace);
     if (item.ownKeys) this.ownKeyLists.release(item.ownKeys);
-    if (item.namespace !== undefined) {
-      this.sharedNamespaces.release(item.namespace);
-      this.sharedNsLabels.release(item.profiles.find(isNamespaceProfile) ?? '', item.namespace);
-    }
-    const saProfile = item.profiles.find(isServiceAccountProfile);
-    if (saProfile) this.sharedSaLabels.release(saProfile);
+    if (item.namespace !== undefined) this.sharedNamespaces.release(item.namespace);
     if (item.namedPorts) this.sharedNamedPorts.release(namedPortsSig(item.namedPorts));
-  }
-
-  /** The labels an (interned) profile list passes on, or null when its profiles have none. */
-  private inheritedOf(profiles: readonly string[]): Labels | null {
-    let out = this.inherited.get(profiles);
-    if (out !== undefined) return out;
-    let merged: Record<string, string> | null = null;
-    for (const p of profiles) {
-      const pl = this.profileLabels.get(p);
-      if (!pl) continue;
-      for (const k in pl) {
-        merged ??= {};
-        merged[k] = pl[k]!;
-      }
-    }
-    out = merged;
-    this.inherited.set(profiles, out);
-    return out;
-  }
-
-  /**
-   * The namespace's own labels, plus its name under the implicit keys, so that global() (which
-   * tests for that key) is false for namespaced items.
-   */
-  private nsLabelsOf(nsProfile: string | undefined, namespace: string): Labels {
-    const out = stripPrefixed(
-      nsProfile ? this.profileLabels.get(nsProfile) : undefined,
-      NAMESPACE_LABEL_PREFIX,
-    );
-    out[NAMESPACE_LABEL] = namespace;
-    out[NS_NAME_LABEL] = namespace;
-    return out;
-  }
-
-  private saLabelsOf(saProfile: string): Labels {
-    return stripPrefixed(this.profileLabels.get(saProfile), SERVICE_ACCOUNT_LABEL_PREFIX);
   }
 
   private forEachOwn(item: Item, fn: (k: string, v: string) => void): void {
@@ -628,26 +498,6 @@ export class LabelIndex {
     }
   }
 
-  private indexProfile(name: string, labels: Labels, add: boolean): void {
-    for (const k in labels) {
-      const v = labels[k]!;
-      if (add)
-        getOrCreate(
-          getOrCreate(this.profilesByLabel, k, () => new Map()),
-          v,
-          newSet<string>,
-        ).add(name);
-      else {
-        const byValue = this.profilesByLabel.get(k);
-        const s = byValue?.get(v);
-        if (!byValue || !s) continue;
-        s.delete(name);
-        if (s.size === 0) byValue.delete(v);
-        if (byValue.size === 0) this.profilesByLabel.delete(k);
-      }
-    }
-  }
-
   // --- candidates ------------------------------------------------------------------------------
 
   /**
@@ -671,18 +521,18 @@ export class LabelIndex {
       } else {
         const k = a.space === 'ns' ? NAMESPACE_LABEL_PREFIX + a.key : a.key;
         const kp = a.space === 'labels' ? this.postings.get(k) : undefined;
-        const distinct = (kp?.byValue.size ?? 0) + (this.profilesByLabel.get(k)?.size ?? 0);
+        const distinct = (kp?.byValue.size ?? 0) + this.profiles.distinctValues(k);
         if (a.values) {
           for (const v of a.values) {
             let n = kp?.byValue.get(v)?.refs ?? 0;
-            this.forEachProfileWith(k, [v], (p) => {
+            this.profiles.forEachWith(k, [v], (p) => {
               n += this.itemsByProfile.get(p)?.size ?? 0;
             });
             est += Math.max(n, total / Math.max(1, distinct));
           }
         } else {
           let n = kp?.count ?? 0;
-          this.forEachProfileWith(k, undefined, (p) => {
+          this.profiles.forEachWith(k, undefined, (p) => {
             n += this.itemsByProfile.get(p)?.size ?? 0;
           });
           est = n > 0 ? n : total;
@@ -693,21 +543,6 @@ export class LabelIndex {
     }
     return c;
   };
-
-  private forEachProfileWith(
-    k: string,
-    values: readonly string[] | undefined,
-    fn: (p: string) => void,
-  ): void {
-    const byValue = this.profilesByLabel.get(k);
-    if (!byValue) return;
-    if (values) {
-      for (const v of values) {
-        const s = byValue.get(v);
-        if (s) for (const p of s) fn(p);
-      }
-    } else for (const s of byValue.values()) for (const p of s) fn(p);
-  }
 
   /**
    * The sorted id lists whose union holds every item satisfying the clause (superset), and
@@ -724,7 +559,7 @@ export class LabelIndex {
       lists.push(e.list.members(this.hasOwn(k, e.value)));
     };
     const viaProfiles = (k: string, values: readonly string[] | undefined) =>
-      this.forEachProfileWith(k, values, (p) => {
+      this.profiles.forEachWith(k, values, (p) => {
         const list = this.itemsByProfile.get(p);
         if (!list) return;
         disjoint = false;
@@ -904,13 +739,4 @@ function unlabelledNamespace(item: Item): string | undefined {
 
 function bySeq(a: MatcherState, b: MatcherState): number {
   return a.seq - b.seq;
-}
-
-function sameLabels(a: Labels | undefined, b: Labels | undefined): boolean {
-  if (a === b) return true;
-  if (!a || !b) return false;
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  for (const k of ka) if (a[k] !== b[k]) return false;
-  return true;
 }
