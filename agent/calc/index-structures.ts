@@ -202,3 +202,43 @@ export class SharedByPair<V> {
     if (inner) for (const [b, e] of inner) e.value = make(b);
   }
 }
+
+/** The value under `k`, made and stored first when there is none. */
+export function getOrCreate<K, V>(m: Map<K, V>, k: K, make: () => V): V {
+  let v = m.get(k);
+  if (v === undefined) {
+    v = make();
+    m.set(k, v);
+  }
+  return v;
+}
+
+/** Values shared by signature, reference-counted so that nothing outlives its last user. */
+export class Shared<V> {
+  private readonly entries = new Map<string, { value: V; refs: number }>();
+
+  acquire(sig: string, make: () => V): V {
+    let e = this.entries.get(sig);
+    if (!e) {
+      e = { value: make(), refs: 0 };
+      this.entries.set(sig, e);
+    }
+    e.refs++;
+    return e.value;
+  }
+
+  release(sig: string): void {
+    const e = this.entries.get(sig);
+    if (e && --e.refs <= 0) this.entries.delete(sig);
+  }
+
+  /** Replaces the shared value under `sig` (its users keep the old one until they are rebuilt). */
+  remake(sig: string, make: () => V): void {
+    const e = this.entries.get(sig);
+    if (e) e.value = make();
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+}

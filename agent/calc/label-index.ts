@@ -1,44 +1,41 @@
 // Label index: every item a rule selector can match (local and remote workload endpoints, host
-// endpoints, network sets), with labels inherited from profiles, and every active rule matcher
-// with the ipset members it selects.
-//
-// Incremental, and indexed both ways so that cost follows what a change touches, not the totals:
-//   - items are indexed by their own labels (key=value → sorted item ids), by profile and by
-//     namespace; a new matcher reads off its selectors what an item must have
+// endpoints, network sets), and every active rule matcher with the ipset members it selects
+// (Felix's ActiveRulesCalculator and selector index). It composes three jobs:
+//   - label inheritance from profiles (profile-labels.ts): an item's effective labels, namespace
+//     and service-account labels;
+//   - selection, here: items are indexed by their own labels (key=value → sorted item ids), by
+//     profile and by namespace; a new matcher reads off its selectors what an item must have
 //     (selector-requirements.ts), takes the most selective condition's items as candidates and
-//     intersects them with the next ones' lists before evaluating anything;
-//   - matchers are indexed by their most selective condition; an item's change re-evaluates only
-//     the matchers registered under a label (or namespace label, or namespace) the item has or
-//     had, plus those that can match items with nothing in particular (`all()`, `!has(k)`...);
-//   - a profile's change re-evaluates only the items that name the profile.
+//     intersects them with the next ones' lists before evaluating anything; matchers are
+//     registered by their most selective condition (requirement-registry.ts), so an item's change
+//     re-evaluates only the matchers that could select it, and a profile's change only the items
+//     that name the profile;
+//   - ipset membership (ipset-members.ts): the members a selected item gives a set, named ports,
+//     and how an item's change moves them.
 // Nothing is stored per (matcher, item) pair: items are immutable snapshots, replaced on every
-// change, so "did the matcher select it" is the matcher evaluated on the previous snapshot; and a
-// member (an address) stays in a set while some other selected item holds it, which the index of
-// addresses to items answers. Memory per item is kept small: one effective-labels object (own
-// labels are its keys listed in a shared key list), label values shared through the postings, and
-// namespace/service-account label objects, profile lists and named-port maps shared among items.
+// change, so "did the matcher select it" is the matcher evaluated on the previous snapshot. Memory
+// per item is kept small: one effective-labels object (own labels are its keys listed in a shared
+// key list), label values shared through the postings, and shared inherited parts.
 // Output: IPSet messages to the sink.
 import type { Labels } from '../../model/resources.ts';
 import type { Selector } from '../../model/selector/index.ts';
-import { ascending, IdList, SharedByPair, TupleInterner } from './index-structures.ts';
+import { ascending, getOrCreate, IdList, Shared, TupleInterner } from './index-structures.ts';
+import { IpSetMemberIndex } from './ipset-members.ts';
 import type { IpSetId, IpSetType, MessageSink } from './messages.ts';
+import { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, ProfileLabels } from './profile-labels.ts';
+import { type Registration, RequirementRegistry, registrationOf } from './requirement-registry.ts';
 import {
-  type Atom,
   type Clause,
-  cheapestClause,
   isGlobalOnly,
   isNothing,
   matcherRequirement,
-  NS_NAME_LABEL,
   type Requirement,
 } from './selector-requirements.ts';
 
-export const NAMESPACE_LABEL = 'projectcalico.org/namespace';
+// The label keys callers use with items, from where they are defined.
+export { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, SERVICE_ACCOUNT_LABEL_PREFIX } from './profile-labels.ts';
 export const SERVICE_ACCOUNT_LABEL = 'projectcalico.org/serviceaccount';
 export const CLUSTER_LABEL = 'fedmesh.io/cluster';
-/** Namespace labels reach endpoints through the kns.<ns> profile with this prefix (as in Calico). */
-export const NAMESPACE_LABEL_PREFIX = 'pcns.';
-export const SERVICE_ACCOUNT_LABEL_PREFIX = 'pcsa.';
 
 export interface ItemInput {
   key: string;
@@ -96,25 +93,11 @@ interface MatcherState {
   readonly seq: number;
   /** What an item needs for this matcher to select it (null: nothing in particular). */
   readonly req: Requirement;
-  /**
-   * Where the matcher is registered for items' changes: under each atom of its most selective
-   * clause, and within that under a second single-atom clause (label value or namespace) when it
-   * has one. Both undefined with a null `req`: always evaluated.
-   */
-  readonly primary: Clause | undefined;
-  readonly secondary: Atom | undefined;
-  /** Scratch: the last collection pass that picked this matcher. */
+  /** Where the matcher is registered for items' changes. */
+  readonly reg: Registration;
+  /** Scratch for the registry's collection passes. */
   mark: number;
 }
-
-/** Matchers registered under one atom, directly or by a second atom (key → value → matchers). */
-interface RegNode {
-  direct: Set<MatcherState> | undefined;
-  bySecondary: Map<string, Map<string, Set<MatcherState>>> | undefined;
-}
-
-/** The secondary key standing for the item's namespace (not a valid label key). */
-const SCOPE_KEY = '\0namespace';
 
 /** Items with one own label key=value; `value` is the one shared copy of the value string. */
 interface ValueEntry {
@@ -133,39 +116,6 @@ interface KeyPostings {
   readonly byValue: Map<string, ValueEntry>;
 }
 
-/** Values shared by signature, reference-counted so that nothing outlives its last user. */
-class Shared<V> {
-  private readonly entries = new Map<string, { value: V; refs: number }>();
-
-  acquire(sig: string, make: () => V): V {
-    let e = this.entries.get(sig);
-    if (!e) {
-      e = { value: make(), refs: 0 };
-      this.entries.set(sig, e);
-    }
-    e.refs++;
-    return e.value;
-  }
-
-  release(sig: string): void {
-    const e = this.entries.get(sig);
-    if (e && --e.refs <= 0) this.entries.delete(sig);
-  }
-
-  /** Replaces the shared value under `sig` (its users keep the old one until they are rebuilt). */
-  remake(sig: string, make: () => V): void {
-    const e = this.entries.get(sig);
-    if (e) e.value = make();
-  }
-
-  get size(): number {
-    return this.entries.size;
-  }
-}
-
-const EMPTY_LABELS: Labels = Object.freeze({}) as Labels;
-const NO_PROFILES: readonly string[] = Object.freeze([]) as readonly string[];
-const NO_MEMBERS: readonly string[] = Object.freeze([]) as readonly string[];
 /** Implicit labels: poor selectivity, so an index prefers any other atom of a selector. */
 const IMPLICIT_KEYS: ReadonlySet<string> = new Set([
   NAMESPACE_LABEL,
@@ -179,38 +129,10 @@ const INTERSECT_MIN = 16;
 const MAX_FILTERS = 2;
 const MAX_FILTER_LISTS = 8;
 
-function stripPrefixed(labels: Labels | undefined, prefix: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  if (!labels) return out;
-  for (const [k, v] of Object.entries(labels)) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
-  return out;
-}
-
-/** `kns.<ns>` or `<cluster>/kns.<ns>` */
-function isNamespaceProfile(p: string): boolean {
-  return p.startsWith('kns.') || p.includes('/kns.');
-}
-function isServiceAccountProfile(p: string): boolean {
-  return p.startsWith('ksa.') || p.includes('/ksa.');
-}
-
 function namedPortsSig(np: ReadonlyMap<string, readonly string[]>): string {
   let s = '';
   for (const [name, ports] of np) s += `${name}=${ports.join(',')};`;
   return s;
-}
-
-function getOrCreate<K, V>(m: Map<K, V>, k: K, make: () => V): V {
-  let v = m.get(k);
-  if (v === undefined) {
-    v = make();
-    m.set(k, v);
-  }
-  return v;
-}
-
-function newSet<T>(): Set<T> {
-  return new Set<T>();
 }
 
 export class LabelIndex {
@@ -218,7 +140,8 @@ export class LabelIndex {
   /** Current snapshot by item id. */
   private readonly byId: (Item | undefined)[] = [];
   private readonly freeIds: number[] = [];
-  private readonly profileLabels = new Map<string, Labels>();
+  /** Label inheritance from profiles. */
+  private readonly profiles = new ProfileLabels();
   private readonly itemsByProfile = new Map<string, IdList>();
   private readonly matchers = new Map<IpSetId, MatcherState>();
 
@@ -228,35 +151,18 @@ export class LabelIndex {
   /** Label keys whose postings keep item lists (some matcher has looked them up). */
   private readonly indexedKeys = new Set<string>();
   private readonly unlabelledNamespace = new Map<string, IdList>();
-  // Profiles by label (key → value → profile names): items inherit through itemsByProfile.
-  private readonly profilesByLabel = new Map<string, Map<string, Set<string>>>();
-  /** Items by address (net): one id, or several when items share it. */
-  private readonly netHolders = new Map<string, number | number[]>();
-  /** Addresses held by more than one item, and items with more than one address. */
-  private sharedNets = 0;
-  private multiNetItems = 0;
+  /** ipset members from the items matchers select. */
+  private readonly members = new IpSetMemberIndex<Item>((id) => this.byId[id]);
 
-  // Matchers by what their items need (see MatcherState.primary).
-  private readonly matchersByLabel = new Map<string, Map<string, RegNode>>();
-  private readonly matchersByLabelKey = new Map<string, RegNode>();
-  private readonly matchersByNsLabel = new Map<string, Map<string, RegNode>>();
-  private readonly matchersByNsLabelKey = new Map<string, RegNode>();
-  private readonly matchersByNamespace = new Map<string, RegNode>();
-  private readonly matchersAlways = new Set<MatcherState>();
-  private registrations = 0;
+  /** Active matchers by what their items need. */
+  private readonly registry = new RequirementRegistry<MatcherState>();
 
   // Shared per-item parts.
-  private readonly profileLists = new TupleInterner();
-  /** Labels a profile list passes on (merged in order), per interned list; built on demand. */
-  private readonly inherited = new Map<readonly string[], Labels | null>();
   private readonly ownKeyLists = new TupleInterner();
-  private readonly sharedNsLabels = new SharedByPair<Labels>();
-  private readonly sharedSaLabels = new Shared<Labels>();
   private readonly sharedNamedPorts = new Shared<ReadonlyMap<string, readonly string[]>>();
   private readonly sharedNamespaces = new Shared<string>();
 
   private matcherSeq = 0;
-  private collectPass = 0;
 
   constructor(private readonly sink: MessageSink) {}
 
@@ -291,7 +197,7 @@ export class LabelIndex {
       });
     }
     this.reindexProfilesAndNamespace(item, old);
-    this.reindexNets(item, old);
+    this.members.reindex(item, old);
     if (old) this.release(old);
     this.reevaluate(item, old);
     return item.labels;
@@ -304,7 +210,7 @@ export class LabelIndex {
     this.byId[old.id] = undefined;
     this.forEachOwn(old, (k, v) => this.removeOwn(k, v, old.id));
     this.reindexProfilesAndNamespace(undefined, old);
-    this.reindexNets(undefined, old);
+    this.members.reindex(undefined, old);
     this.release(old);
     this.reevaluate(undefined, old);
     this.freeIds.push(old.id);
@@ -312,23 +218,13 @@ export class LabelIndex {
 
   /** Set (or with undefined, delete) a profile's labels; returns the keys of items whose labels changed. */
   setProfileLabels(name: string, labels: Labels | undefined): string[] {
-    const before = this.profileLabels.get(name);
-    if (before) this.indexProfile(name, before, false);
-    if (labels) {
-      this.profileLabels.set(name, labels);
-      this.indexProfile(name, labels, true);
-    } else this.profileLabels.delete(name);
+    const labelsChanged = this.profiles.set(name, labels);
     const list = this.itemsByProfile.get(name);
     if (!list) return [];
     const ids = [...list.members(this.namesProfile(name))];
     const changed = ids.map((id) => this.byId[id]!.key);
-    if (sameLabels(before, labels)) return changed;
-    // What was built from this profile is rebuilt; items still holding the old shared objects keep
-    // them until they are rebuilt just below.
-    for (const profiles of this.inherited.keys())
-      if (profiles.includes(name)) this.inherited.delete(profiles);
-    if (isNamespaceProfile(name)) this.sharedNsLabels.remake(name, (ns) => this.nsLabelsOf(name, ns));
-    if (isServiceAccountProfile(name)) this.sharedSaLabels.remake(name, () => this.saLabelsOf(name));
+    if (!labelsChanged) return changed;
+    // Items naming the profile still hold what was built from its old labels: rebuild them.
     for (const id of ids) {
       const old = this.byId[id];
       if (!old) continue;
@@ -353,11 +249,10 @@ export class LabelIndex {
       return;
     }
     const req = matcherRequirement(spec, this.cost);
-    const primary = req === null || isNothing(req) ? undefined : cheapestClause(req, this.cost);
-    const secondary = primary && req ? this.secondaryOf(req, primary) : undefined;
-    const state: MatcherState = { spec, refs: 1, seq: ++this.matcherSeq, req, primary, secondary, mark: 0 };
+    const reg = registrationOf(req, this.cost);
+    const state: MatcherState = { spec, refs: 1, seq: ++this.matcherSeq, req, reg, mark: 0 };
     const members = spec.staticMembers ? [...spec.staticMembers] : this.computeMembers(spec, req);
-    if (!spec.staticMembers) this.registerMatcher(state);
+    if (!spec.staticMembers) this.registry.register(state, reg);
     this.matchers.set(spec.id, state);
     this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members });
   }
@@ -367,7 +262,7 @@ export class LabelIndex {
     if (!state) return;
     if (--state.refs > 0) return;
     this.matchers.delete(id);
-    if (!state.spec.staticMembers) this.unregisterMatcher(state);
+    if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
     this.sink.send({ kind: 'IPSetRemove', id });
   }
 
@@ -420,18 +315,11 @@ export class LabelIndex {
       labelled += kp.count;
       for (const e of kp.byValue.values()) postings += e.list?.size ?? 0;
     }
-    const matcherEntries = this.matchersAlways.size + this.registrations;
-    let regNodes =
-      this.matchersByLabelKey.size + this.matchersByNsLabelKey.size + this.matchersByNamespace.size;
-    for (const m of [this.matchersByLabel, this.matchersByNsLabel])
-      for (const byValue of m.values()) regNodes += byValue.size;
+    const { entries: matcherEntries, nodes: regNodes } = this.registry.sizes();
     let unlabelled = 0;
     for (const s of this.unlabelledNamespace.values()) unlabelled += s.size;
     let profileEntries = 0;
     for (const s of this.itemsByProfile.values()) profileEntries += s.size;
-    let profileLabelEntries = 0;
-    for (const byValue of this.profilesByLabel.values())
-      for (const s of byValue.values()) profileLabelEntries += s.size;
     return {
       items: this.items.size,
       itemIds: this.byId.length - this.freeIds.length,
@@ -440,17 +328,12 @@ export class LabelIndex {
       postings,
       unlabelledNamespace: unlabelled,
       itemsByProfile: profileEntries,
-      profilesByLabel: profileLabelEntries,
-      nets: this.netHolders.size,
-      sharedNets: this.sharedNets,
-      multiNetItems: this.multiNetItems,
+      ...this.profiles.sizes(),
+      ...this.members.sizes(),
       matchers: this.matchers.size,
       matcherEntries,
       regNodes,
-      profileLists: this.profileLists.size,
       ownKeyLists: this.ownKeyLists.size,
-      sharedNsLabels: this.sharedNsLabels.size,
-      sharedSaLabels: this.sharedSaLabels.size,
       sharedNamedPorts: this.sharedNamedPorts.size,
       sharedNamespaces: this.sharedNamespaces.size,
     };
@@ -471,30 +354,18 @@ export class LabelIndex {
     nets: readonly string[],
     inputNamedPorts: ReadonlyMap<string, readonly string[]> | undefined,
   ): Item {
-    const profiles = inputProfiles.length === 0 ? NO_PROFILES : this.profileLists.acquire(inputProfiles);
+    const namespace =
+      inputNamespace === undefined
+        ? undefined
+        : this.sharedNamespaces.acquire(inputNamespace, () => inputNamespace);
+    const { profiles, inherited, nsLabels, saLabels } = this.profiles.acquire(inputProfiles, namespace);
     let labels: Record<string, string> = own;
     let ownKeys: readonly string[] | null = null;
-    const inherited = profiles.length === 0 ? null : this.inheritedOf(profiles);
     if (inherited) {
       // Object.assign, not spread: a spread clone that then grows gets slow (un-shared) shapes.
       labels = Object.assign({}, inherited, own);
       ownKeys = this.ownKeyLists.acquire(Object.keys(own));
     }
-    const namespace =
-      inputNamespace === undefined
-        ? undefined
-        : this.sharedNamespaces.acquire(inputNamespace, () => inputNamespace);
-    let nsLabels: Labels | undefined;
-    if (namespace !== undefined) {
-      const nsProfile = profiles.find(isNamespaceProfile);
-      nsLabels = this.sharedNsLabels.acquire(nsProfile ?? '', namespace, () =>
-        this.nsLabelsOf(nsProfile, namespace),
-      );
-    }
-    const saProfile = profiles.find(isServiceAccountProfile);
-    const saLabels = saProfile
-      ? this.sharedSaLabels.acquire(saProfile, () => this.saLabelsOf(saProfile))
-      : EMPTY_LABELS;
     const namedPorts =
       inputNamedPorts && inputNamedPorts.size > 0
         ? this.sharedNamedPorts.acquire(namedPortsSig(inputNamedPorts), () => inputNamedPorts)
@@ -504,52 +375,10 @@ export class LabelIndex {
 
   /** Drop an item snapshot's references on shared parts. */
   private release(item: Item): void {
-    if (item.profiles.length > 0 && this.profileLists.release(item.profiles))
-      this.inherited.delete(item.profiles);
+    this.profiles.release(item.profiles, item.namespace);
     if (item.ownKeys) this.ownKeyLists.release(item.ownKeys);
-    if (item.namespace !== undefined) {
-      this.sharedNamespaces.release(item.namespace);
-      this.sharedNsLabels.release(item.profiles.find(isNamespaceProfile) ?? '', item.namespace);
-    }
-    const saProfile = item.profiles.find(isServiceAccountProfile);
-    if (saProfile) this.sharedSaLabels.release(saProfile);
+    if (item.namespace !== undefined) this.sharedNamespaces.release(item.namespace);
     if (item.namedPorts) this.sharedNamedPorts.release(namedPortsSig(item.namedPorts));
-  }
-
-  /** The labels an (interned) profile list passes on, or null when its profiles have none. */
-  private inheritedOf(profiles: readonly string[]): Labels | null {
-    let out = this.inherited.get(profiles);
-    if (out !== undefined) return out;
-    let merged: Record<string, string> | null = null;
-    for (const p of profiles) {
-      const pl = this.profileLabels.get(p);
-      if (!pl) continue;
-      for (const k in pl) {
-        merged ??= {};
-        merged[k] = pl[k]!;
-      }
-    }
-    out = merged;
-    this.inherited.set(profiles, out);
-    return out;
-  }
-
-  /**
-   * The namespace's own labels, plus its name under the implicit keys, so that global() (which
-   * tests for that key) is false for namespaced items.
-   */
-  private nsLabelsOf(nsProfile: string | undefined, namespace: string): Labels {
-    const out = stripPrefixed(
-      nsProfile ? this.profileLabels.get(nsProfile) : undefined,
-      NAMESPACE_LABEL_PREFIX,
-    );
-    out[NAMESPACE_LABEL] = namespace;
-    out[NS_NAME_LABEL] = namespace;
-    return out;
-  }
-
-  private saLabelsOf(saProfile: string): Labels {
-    return stripPrefixed(this.profileLabels.get(saProfile), SERVICE_ACCOUNT_LABEL_PREFIX);
   }
 
   private forEachOwn(item: Item, fn: (k: string, v: string) => void): void {
@@ -669,63 +498,6 @@ export class LabelIndex {
     }
   }
 
-  private reindexNets(item: Item | undefined, old: Item | undefined): void {
-    const before = old?.nets ?? NO_MEMBERS;
-    const after = item?.nets ?? NO_MEMBERS;
-    if (before === after || sameList(before, after)) return;
-    const id = (item ?? old)!.id;
-    if (before.length > 1) this.multiNetItems--;
-    if (after.length > 1) this.multiNetItems++;
-    for (const net of after) if (!before.includes(net)) this.addHolder(net, id);
-    for (const net of before) if (!after.includes(net)) this.removeHolder(net, id);
-  }
-
-  private addHolder(net: string, id: number): void {
-    const h = this.netHolders.get(net);
-    if (h === undefined) this.netHolders.set(net, id);
-    else if (typeof h === 'number') {
-      if (h === id) return;
-      this.netHolders.set(net, [h, id]);
-      this.sharedNets++;
-    } else if (!h.includes(id)) h.push(id);
-  }
-
-  private removeHolder(net: string, id: number): void {
-    const h = this.netHolders.get(net);
-    if (h === undefined) return;
-    if (typeof h === 'number') {
-      if (h === id) this.netHolders.delete(net);
-      return;
-    }
-    const i = h.indexOf(id);
-    if (i < 0) return;
-    h.splice(i, 1);
-    if (h.length === 1) {
-      this.netHolders.set(net, h[0]!);
-      this.sharedNets--;
-    }
-  }
-
-  private indexProfile(name: string, labels: Labels, add: boolean): void {
-    for (const k in labels) {
-      const v = labels[k]!;
-      if (add)
-        getOrCreate(
-          getOrCreate(this.profilesByLabel, k, () => new Map()),
-          v,
-          newSet<string>,
-        ).add(name);
-      else {
-        const byValue = this.profilesByLabel.get(k);
-        const s = byValue?.get(v);
-        if (!byValue || !s) continue;
-        s.delete(name);
-        if (s.size === 0) byValue.delete(v);
-        if (byValue.size === 0) this.profilesByLabel.delete(k);
-      }
-    }
-  }
-
   // --- candidates ------------------------------------------------------------------------------
 
   /**
@@ -749,18 +521,18 @@ export class LabelIndex {
       } else {
         const k = a.space === 'ns' ? NAMESPACE_LABEL_PREFIX + a.key : a.key;
         const kp = a.space === 'labels' ? this.postings.get(k) : undefined;
-        const distinct = (kp?.byValue.size ?? 0) + (this.profilesByLabel.get(k)?.size ?? 0);
+        const distinct = (kp?.byValue.size ?? 0) + this.profiles.distinctValues(k);
         if (a.values) {
           for (const v of a.values) {
             let n = kp?.byValue.get(v)?.refs ?? 0;
-            this.forEachProfileWith(k, [v], (p) => {
+            this.profiles.forEachWith(k, [v], (p) => {
               n += this.itemsByProfile.get(p)?.size ?? 0;
             });
             est += Math.max(n, total / Math.max(1, distinct));
           }
         } else {
           let n = kp?.count ?? 0;
-          this.forEachProfileWith(k, undefined, (p) => {
+          this.profiles.forEachWith(k, undefined, (p) => {
             n += this.itemsByProfile.get(p)?.size ?? 0;
           });
           est = n > 0 ? n : total;
@@ -771,21 +543,6 @@ export class LabelIndex {
     }
     return c;
   };
-
-  private forEachProfileWith(
-    k: string,
-    values: readonly string[] | undefined,
-    fn: (p: string) => void,
-  ): void {
-    const byValue = this.profilesByLabel.get(k);
-    if (!byValue) return;
-    if (values) {
-      for (const v of values) {
-        const s = byValue.get(v);
-        if (s) for (const p of s) fn(p);
-      }
-    } else for (const s of byValue.values()) for (const p of s) fn(p);
-  }
 
   /**
    * The sorted id lists whose union holds every item satisfying the clause (superset), and
@@ -802,7 +559,7 @@ export class LabelIndex {
       lists.push(e.list.members(this.hasOwn(k, e.value)));
     };
     const viaProfiles = (k: string, values: readonly string[] | undefined) =>
-      this.forEachProfileWith(k, values, (p) => {
+      this.profiles.forEachWith(k, values, (p) => {
         const list = this.itemsByProfile.get(p);
         if (!list) return;
         disjoint = false;
@@ -873,182 +630,25 @@ export class LabelIndex {
 
   /** The members of a matcher, computed from its candidates. */
   private computeMembers(spec: MatcherSpec, req: Requirement): string[] {
-    const out: string[] = [];
-    const visit = (item: Item | undefined) => {
-      if (item === undefined || !this.matches(spec, item)) return;
-      if (spec.type === 'hash:net') for (const x of item.nets) out.push(x);
-      else for (const x of this.membersOf(spec, item)) out.push(x);
-    };
-    if (req === null) for (const item of this.items.values()) visit(item);
-    else for (const id of this.candidateIds(req)) visit(this.byId[id]);
-    // Shared addresses (or several per item, or ports) can repeat a member.
-    if (this.sharedNets > 0 || this.multiNetItems > 0 || spec.type !== 'hash:net') return [...new Set(out)];
-    return out;
+    const selected: Item[] = [];
+    if (req === null) {
+      for (const item of this.items.values()) if (this.matches(spec, item)) selected.push(item);
+    } else {
+      for (const id of this.candidateIds(req)) {
+        const item = this.byId[id];
+        if (item !== undefined && this.matches(spec, item)) selected.push(item);
+      }
+    }
+    return this.members.membersOfAll(spec, selected);
   }
 
   // --- matchers ----------------------------------------------------------------------------------
 
-  /** The cheapest single-atom clause other than `primary` that a registration can key on. */
-  private secondaryOf(req: readonly Clause[], primary: Clause): Atom | undefined {
-    let best: Atom | undefined;
-    let bestCost = Number.POSITIVE_INFINITY;
-    for (const c of req) {
-      if (c === primary || c.length !== 1) continue;
-      const a = c[0]!;
-      if (a.space === 'ns' || (a.space === 'labels' && !a.values)) continue;
-      const cost = this.cost(c);
-      if (cost < bestCost) {
-        best = a;
-        bestCost = cost;
-      }
-    }
-    return best;
-  }
-
-  /** The registration nodes of an atom (one per value), created if asked. */
-  private nodesOf(a: Atom, create: boolean): { node: RegNode; drop: () => void }[] {
-    const out: { node: RegNode; drop: () => void }[] = [];
-    const at = <K>(map: Map<K, RegNode>, k: K) => {
-      let node = map.get(k);
-      if (!node && create) {
-        node = { direct: undefined, bySecondary: undefined };
-        map.set(k, node);
-      }
-      if (node) out.push({ node, drop: () => map.delete(k) });
-    };
-    if (a.space === 'scope') at(this.matchersByNamespace, a.namespace);
-    else {
-      const [byValue, byKey] =
-        a.space === 'labels'
-          ? [this.matchersByLabel, this.matchersByLabelKey]
-          : [this.matchersByNsLabel, this.matchersByNsLabelKey];
-      if (!a.values) at(byKey, a.key);
-      else {
-        let values = byValue.get(a.key);
-        if (!values && create) {
-          values = new Map();
-          byValue.set(a.key, values);
-        }
-        if (values) {
-          const vs = values;
-          for (const v of a.values) {
-            const before = out.length;
-            at(vs, v);
-            if (out.length > before) {
-              const drop = out[out.length - 1]!.drop;
-              out[out.length - 1]!.drop = () => {
-                drop();
-                if (vs.size === 0) byValue.delete(a.key);
-              };
-            }
-          }
-        }
-      }
-    }
-    return out;
-  }
-
-  private registerMatcher(m: MatcherState): void {
-    if (m.req === null) {
-      this.matchersAlways.add(m);
-      return;
-    }
-    if (!m.primary) return; // selects nothing
-    const sec = m.secondary;
-    const secKey = sec === undefined ? undefined : sec.space === 'scope' ? SCOPE_KEY : sec.key;
-    const secValues = sec === undefined ? [] : sec.space === 'scope' ? [sec.namespace] : (sec.values ?? []);
-    for (const a of m.primary) {
-      for (const { node } of this.nodesOf(a, true)) {
-        const sets: Set<MatcherState>[] = [];
-        if (secKey === undefined) {
-          node.direct ??= new Set();
-          sets.push(node.direct);
-        } else {
-          node.bySecondary ??= new Map();
-          const byValue = getOrCreate(node.bySecondary, secKey, () => new Map<string, Set<MatcherState>>());
-          for (const v of secValues) sets.push(getOrCreate(byValue, v, newSet<MatcherState>));
-        }
-        for (const set of sets) {
-          if (set.has(m)) continue;
-          set.add(m);
-          this.registrations++;
-        }
-      }
-    }
-  }
-
-  private unregisterMatcher(m: MatcherState): void {
-    if (m.req === null) {
-      this.matchersAlways.delete(m);
-      return;
-    }
-    if (!m.primary) return;
-    const sec = m.secondary;
-    const secKey = sec === undefined ? undefined : sec.space === 'scope' ? SCOPE_KEY : sec.key;
-    const secValues = sec === undefined ? [] : sec.space === 'scope' ? [sec.namespace] : (sec.values ?? []);
-    for (const a of m.primary) {
-      for (const { node, drop } of this.nodesOf(a, false)) {
-        if (secKey === undefined) {
-          if (node.direct?.delete(m)) this.registrations--;
-          if (node.direct?.size === 0) node.direct = undefined;
-        } else {
-          const byValue = node.bySecondary?.get(secKey);
-          if (byValue) {
-            for (const v of secValues) {
-              const s = byValue.get(v);
-              if (s?.delete(m)) this.registrations--;
-              if (s?.size === 0) byValue.delete(v);
-            }
-            if (byValue.size === 0) node.bySecondary!.delete(secKey);
-          }
-          if (node.bySecondary?.size === 0) node.bySecondary = undefined;
-        }
-        if (!node.direct && !node.bySecondary) drop();
-      }
-    }
-  }
-
   /** The active matchers that could select `item` (and, when given, `other`), in activation order. */
   private collectMatchers(item: Item, other: Item | undefined): MatcherState[] {
-    const pass = ++this.collectPass;
-    const out: MatcherState[] = [];
-    collectInto(this.matchersAlways, pass, out);
-    this.collectFor(item, pass, out);
-    if (other) this.collectFor(other, pass, out);
+    const out = this.registry.collect(item, other);
     if (out.length > 1) out.sort(bySeq);
     return out;
-  }
-
-  private collectFor(item: Item, pass: number, out: MatcherState[]): void {
-    const byLabel = this.matchersByLabel;
-    const byKey = this.matchersByLabelKey;
-    if (byLabel.size > 0 || byKey.size > 0) {
-      const labels = item.labels;
-      for (const k in labels) {
-        const values = byLabel.get(k);
-        if (values !== undefined) {
-          const node = values.get(labels[k]!);
-          if (node !== undefined) collectNode(node, item, pass, out);
-        }
-        if (byKey.size > 0) {
-          const node = byKey.get(k);
-          if (node !== undefined) collectNode(node, item, pass, out);
-        }
-      }
-    }
-    const ns = item.nsLabels;
-    if (ns && (this.matchersByNsLabel.size > 0 || this.matchersByNsLabelKey.size > 0)) {
-      for (const k in ns) {
-        const node = this.matchersByNsLabel.get(k)?.get(ns[k]!);
-        if (node !== undefined) collectNode(node, item, pass, out);
-        const nodeK = this.matchersByNsLabelKey.get(k);
-        if (nodeK !== undefined) collectNode(nodeK, item, pass, out);
-      }
-    }
-    if (item.namespace !== undefined && this.matchersByNamespace.size > 0) {
-      const node = this.matchersByNamespace.get(item.namespace);
-      if (node !== undefined) collectNode(node, item, pass, out);
-    }
   }
 
   /** An item was added (old undefined), changed, or deleted (item undefined): update the sets. */
@@ -1059,41 +659,9 @@ export class LabelIndex {
       const was = old !== undefined && this.matches(m.spec, old);
       const now = item !== undefined && this.matches(m.spec, item);
       if (!was && !now) continue;
-      const before = was ? this.membersOf(m.spec, old) : NO_MEMBERS;
-      const after = now ? this.membersOf(m.spec, item) : NO_MEMBERS;
-      if (was && now && sameList(before, after)) continue;
-      // A member comes (goes) when this item brings (takes) it and no other selected item has it.
-      let added: string[] | undefined;
-      let removed: string[] | undefined;
-      for (const x of after) {
-        if (before.includes(x) || added?.includes(x) || this.heldByOther(m.spec, x, any.id)) continue;
-        added ??= [];
-        added.push(x);
-      }
-      for (const x of before) {
-        if (after.includes(x) || removed?.includes(x) || this.heldByOther(m.spec, x, any.id)) continue;
-        removed ??= [];
-        removed.push(x);
-      }
-      if (added || removed)
-        this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: added ?? [], removed: removed ?? [] });
+      const d = this.members.delta(m.spec, (i) => this.matches(m.spec, i), item, old, was, now);
+      if (d) this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
     }
-  }
-
-  /** Does an item other than `self` that the matcher selects contribute the member? */
-  private heldByOther(spec: MatcherSpec, member: string, self: number): boolean {
-    const h = this.netHolders.get(spec.type === 'hash:net' ? member : netOfMember(member));
-    if (h === undefined) return false;
-    if (typeof h === 'number') return h !== self && this.contributes(spec, this.byId[h], member);
-    for (const id of h) if (id !== self && this.contributes(spec, this.byId[id], member)) return true;
-    return false;
-  }
-
-  private contributes(spec: MatcherSpec, item: Item | undefined, member: string): boolean {
-    if (item === undefined || !this.matches(spec, item)) return false;
-    return spec.type === 'hash:net'
-      ? item.nets.includes(member)
-      : this.membersOf(spec, item).includes(member);
   }
 
   private matches(spec: MatcherSpec, item: Item): boolean {
@@ -1118,19 +686,6 @@ export class LabelIndex {
     }
     if (spec.namedPort && !item.namedPorts?.has(spec.namedPort.name)) return false;
     return true;
-  }
-
-  private membersOf(spec: MatcherSpec, item: Item): readonly string[] {
-    if (spec.type === 'hash:net') return item.nets;
-    const np = spec.namedPort;
-    if (!np) return NO_MEMBERS;
-    const ports = (item.namedPorts?.get(np.name) ?? []).filter((p) => p.startsWith(`${np.protocol}:`));
-    const out: string[] = [];
-    for (const net of item.nets) {
-      const ip = net.endsWith('/32') ? net.slice(0, -3) : net;
-      for (const p of ports) out.push(`${ip},${p}`);
-    }
-    return out;
   }
 }
 
@@ -1175,12 +730,6 @@ function markCommon(a: readonly number[], b: readonly number[], hit: Uint8Array)
   }
 }
 
-/** The address (net) a hash:ip,port member comes from: `10.0.0.5,tcp:80` → `10.0.0.5/32`. */
-function netOfMember(member: string): string {
-  const ip = member.slice(0, member.indexOf(','));
-  return ip.includes('/') ? ip : `${ip}/32`;
-}
-
 /** The namespace of a namespaced item whose own namespace label does not name it, else undefined. */
 function unlabelledNamespace(item: Item): string | undefined {
   if (item.namespace === undefined) return undefined;
@@ -1188,38 +737,6 @@ function unlabelledNamespace(item: Item): string | undefined {
   return item.labels[NAMESPACE_LABEL] === item.namespace ? undefined : item.namespace;
 }
 
-function collectNode(node: RegNode, item: Item, pass: number, out: MatcherState[]): void {
-  if (node.direct !== undefined) collectInto(node.direct, pass, out);
-  if (node.bySecondary === undefined) return;
-  for (const [k, byValue] of node.bySecondary) {
-    const v = k === SCOPE_KEY ? item.namespace : item.labels[k];
-    if (v === undefined) continue;
-    const s = byValue.get(v);
-    if (s !== undefined) collectInto(s, pass, out);
-  }
-}
-
-function collectInto(s: ReadonlySet<MatcherState>, pass: number, out: MatcherState[]): void {
-  for (const m of s) {
-    if (m.mark === pass) continue;
-    m.mark = pass;
-    out.push(m);
-  }
-}
-
 function bySeq(a: MatcherState, b: MatcherState): number {
   return a.seq - b.seq;
-}
-
-function sameLabels(a: Labels | undefined, b: Labels | undefined): boolean {
-  if (a === b) return true;
-  if (!a || !b) return false;
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  for (const k of ka) if (a[k] !== b[k]) return false;
-  return true;
-}
-
-function sameList(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
 }

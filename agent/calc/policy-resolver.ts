@@ -1,20 +1,14 @@
 // Which policies apply to which local endpoints, and in what order. A policy is active while it
 // selects at least one local endpoint; only active policies' rule matchers are referenced, so the
 // ipsets a node holds are the ones its own endpoints' policies use (Felix's active-rules calculator).
-// Policies are indexed by a label their selector requires, so an endpoint's change evaluates only
-// the policies that could select it (thousands of policies, a handful of candidates).
+// Policy selectors and local endpoints are indexed both ways (policy-selector-index.ts): an
+// endpoint's change evaluates only the policies that could select it, and a policy's change only
+// the endpoints that could be selected (thousands of policies, a handful of candidates each).
 import type { Labels } from '../../model/resources.ts';
 import type { LabelIndex } from './label-index.ts';
 import type { EndpointKey, LocalEndpoint, MessageSink, PolicyKey, TierPolicies } from './messages.ts';
 import { type CompiledPolicy, comparePolicies } from './policy-compiler.ts';
-import {
-  type Atom,
-  type Clause,
-  cheapestClause,
-  isNothing,
-  requirementOf,
-  selectorAst,
-} from './selector-requirements.ts';
+import { PolicySelectorIndex } from './policy-selector-index.ts';
 
 export interface LocalEndpointInput {
   key: EndpointKey;
@@ -36,16 +30,7 @@ export class PolicyResolver {
   private readonly endpointsByPolicy = new Map<PolicyKey, Set<EndpointKey>>();
   /** Tier orders from Tier resources; the default tier has Calico's order unless one says otherwise. */
   private readonly tierOrders = new Map<string, number>();
-  /** Each policy's position in `policies` (insertion order): candidates are evaluated in it. */
-  private readonly policySeq = new Map<PolicyKey, number>();
-  private nextSeq = 0;
-  // Policies by a label their selector requires (key → value, or key alone), or always evaluated.
-  private readonly policiesByLabel = new Map<string, Map<string, Set<PolicyKey>>>();
-  private readonly policiesByLabelKey = new Map<string, Set<PolicyKey>>();
-  private readonly policiesAlways = new Set<PolicyKey>();
-  /** The clause each policy is registered under (null: always; undefined: selects nothing). */
-  private readonly registeredUnder = new Map<PolicyKey, Clause | null | undefined>();
-
+  private readonly selectors = new PolicySelectorIndex();
   constructor(
     private readonly index: LabelIndex,
     private readonly sink: MessageSink,
@@ -62,14 +47,9 @@ export class PolicyResolver {
   upsertPolicy(p: CompiledPolicy): void {
     const old = this.policies.get(p.key);
     this.policies.set(p.key, p);
-    if (!old) this.policySeq.set(p.key, this.nextSeq++);
-    if (!old || old.selector !== p.selector) {
-      if (old) this.unregisterPolicy(p.key);
-      this.registerPolicy(p);
-    }
+    this.selectors.setPolicy(p.key, p.selector);
     const before = this.endpointsByPolicy.get(p.key) ?? new Set<EndpointKey>();
-    const after = new Set<EndpointKey>();
-    for (const [k, ep] of this.endpoints) if (p.selector.evaluate(ep.labels)) after.add(k);
+    const after = new Set(this.selectors.endpointsSelectedBy(p.key));
     const wasActive = before.size > 0;
     const isActive = after.size > 0;
     if (isActive) {
@@ -98,8 +78,7 @@ export class PolicyResolver {
     const old = this.policies.get(key);
     if (!old) return;
     this.policies.delete(key);
-    this.policySeq.delete(key);
-    this.unregisterPolicy(key);
+    this.selectors.deletePolicy(key);
     const before = this.endpointsByPolicy.get(key);
     this.endpointsByPolicy.delete(key);
     if (!before) return;
@@ -119,9 +98,8 @@ export class PolicyResolver {
     ep.input = input;
     ep.labels = labels;
     this.endpoints.set(input.key, ep);
-    const now = new Set<PolicyKey>();
-    for (const pk of this.candidatePolicies(labels))
-      if (this.policies.get(pk)?.selector.evaluate(labels)) now.add(pk);
+    this.selectors.setEndpoint(input.key, labels);
+    const now = new Set(this.selectors.policiesSelecting(labels));
     for (const pk of ep.policies) if (!now.has(pk)) this.detach(pk, input.key);
     for (const pk of now) if (!ep.policies.has(pk)) this.attach(pk, input.key);
     ep.policies = now;
@@ -132,6 +110,7 @@ export class PolicyResolver {
     const ep = this.endpoints.get(key);
     if (!ep) return;
     this.endpoints.delete(key);
+    this.selectors.deleteEndpoint(key);
     this.sink.send({ kind: 'EndpointRemove', key });
     for (const pk of ep.policies) this.detach(pk, key);
   }
@@ -145,65 +124,6 @@ export class PolicyResolver {
 
   hasEndpoint(key: EndpointKey): boolean {
     return this.endpoints.has(key);
-  }
-
-  /** The policies whose selector could select these labels, in the order of `policies`. */
-  private candidatePolicies(labels: Labels): PolicyKey[] {
-    const out = new Set<PolicyKey>(this.policiesAlways);
-    for (const k in labels) {
-      const byKey = this.policiesByLabelKey.get(k);
-      if (byKey) for (const pk of byKey) out.add(pk);
-      const byValue = this.policiesByLabel.get(k)?.get(labels[k]!);
-      if (byValue) for (const pk of byValue) out.add(pk);
-    }
-    const seq = this.policySeq;
-    return [...out].sort((a, b) => seq.get(a)! - seq.get(b)!);
-  }
-
-  private registerPolicy(p: CompiledPolicy): void {
-    const req = requirementOf(selectorAst(p.selector), false, 'labels', clauseCost);
-    if (req === null) {
-      this.registeredUnder.set(p.key, null);
-      this.policiesAlways.add(p.key);
-      return;
-    }
-    if (isNothing(req)) {
-      this.registeredUnder.set(p.key, undefined);
-      return;
-    }
-    const clause = cheapestClause(req, clauseCost);
-    this.registeredUnder.set(p.key, clause);
-    for (const a of clause) {
-      if (a.space !== 'labels') continue; // a policy selector reads labels only
-      if (!a.values) getOrCreateSet(this.policiesByLabelKey, a.key).add(p.key);
-      else {
-        let byValue = this.policiesByLabel.get(a.key);
-        if (!byValue) {
-          byValue = new Map();
-          this.policiesByLabel.set(a.key, byValue);
-        }
-        for (const v of a.values) getOrCreateSet(byValue, v).add(p.key);
-      }
-    }
-  }
-
-  private unregisterPolicy(key: PolicyKey): void {
-    const clause = this.registeredUnder.get(key);
-    this.registeredUnder.delete(key);
-    if (clause === null) {
-      this.policiesAlways.delete(key);
-      return;
-    }
-    for (const a of clause ?? []) {
-      if (a.space !== 'labels') continue;
-      if (!a.values) deleteFromSet(this.policiesByLabelKey, a.key, key);
-      else {
-        const byValue = this.policiesByLabel.get(a.key);
-        if (!byValue) continue;
-        for (const v of a.values) deleteFromSet(byValue, v, key);
-        if (byValue.size === 0) this.policiesByLabel.delete(a.key);
-      }
-    }
   }
 
   private attach(pk: PolicyKey, ek: EndpointKey): void {
@@ -251,33 +171,6 @@ export class PolicyResolver {
     ep.lastSent = endpoint;
     this.sink.send({ kind: 'EndpointUpdate', endpoint });
   }
-}
-
-/** Prefer a label value to a mere key, and any label to the implicit namespace one. */
-function clauseCost(clause: Clause): number {
-  let c = 0;
-  for (const a of clause) c += atomCost(a);
-  return c;
-}
-
-function atomCost(a: Atom): number {
-  if (a.space !== 'labels') return 100;
-  if (!a.values) return 50;
-  return a.values.length * (a.key === 'projectcalico.org/namespace' ? 10 : 1);
-}
-
-function getOrCreateSet<K, V>(m: Map<K, Set<V>>, k: K): Set<V> {
-  let s = m.get(k);
-  if (!s) {
-    s = new Set();
-    m.set(k, s);
-  }
-  return s;
-}
-
-function deleteFromSet<K, V>(m: Map<K, Set<V>>, k: K, v: V): void {
-  const s = m.get(k);
-  if (s?.delete(v) && s.size === 0) m.delete(k);
 }
 
 function sameEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {

@@ -1,0 +1,171 @@
+// ipset membership (Felix's IPSetMemberIndex): which members an item gives a set it is selected
+// by — its nets for hash:net, its named port on each of its addresses for hash:ip,port — and how
+// an item's change moves a set's members. A member stays while some other selected item still
+// gives it, which the index of addresses to items answers; nothing is stored per (set, item).
+// Which items a set selects is the selector index's job: it is passed in as `selects`.
+import type { IpSetType } from './messages.ts';
+
+/** What the member index reads of an item. */
+export interface MemberSource {
+  /** Small integer, stable while the item exists. */
+  readonly id: number;
+  readonly nets: readonly string[];
+  /** Named ports: name → 'proto:port' list. */
+  readonly namedPorts: ReadonlyMap<string, readonly string[]> | undefined;
+}
+
+/** How a set's members come from the items it selects. */
+export interface MemberRule {
+  readonly type: IpSetType;
+  /** For hash:ip,port sets: the named port (and protocol) whose number each item contributes. */
+  readonly namedPort?: { readonly name: string; readonly protocol: string };
+}
+
+export interface MemberDelta {
+  added: string[];
+  removed: string[];
+}
+
+const NO_MEMBERS: readonly string[] = Object.freeze([]) as readonly string[];
+
+export class IpSetMemberIndex<I extends MemberSource> {
+  /** Items by address (net): one id, or several when items share it. */
+  private readonly netHolders = new Map<string, number | number[]>();
+  /** Addresses held by more than one item, and items with more than one address. */
+  private sharedNets = 0;
+  private multiNetItems = 0;
+
+  constructor(private readonly itemById: (id: number) => I | undefined) {}
+
+  sizes(): { nets: number; sharedNets: number; multiNetItems: number } {
+    return { nets: this.netHolders.size, sharedNets: this.sharedNets, multiNetItems: this.multiNetItems };
+  }
+
+  /** An item was added (old undefined), changed, or deleted (item undefined). */
+  reindex(item: I | undefined, old: I | undefined): void {
+    const before = old?.nets ?? NO_MEMBERS;
+    const after = item?.nets ?? NO_MEMBERS;
+    if (before === after || sameList(before, after)) return;
+    const id = (item ?? old)!.id;
+    if (before.length > 1) this.multiNetItems--;
+    if (after.length > 1) this.multiNetItems++;
+    for (const net of after) if (!before.includes(net)) this.addHolder(net, id);
+    for (const net of before) if (!after.includes(net)) this.removeHolder(net, id);
+  }
+
+  /** The members one selected item gives a set. */
+  membersOf(rule: MemberRule, item: I): readonly string[] {
+    if (rule.type === 'hash:net') return item.nets;
+    const np = rule.namedPort;
+    if (!np) return NO_MEMBERS;
+    const ports = (item.namedPorts?.get(np.name) ?? []).filter((p) => p.startsWith(`${np.protocol}:`));
+    const out: string[] = [];
+    for (const net of item.nets) {
+      const ip = net.endsWith('/32') ? net.slice(0, -3) : net;
+      for (const p of ports) out.push(`${ip},${p}`);
+    }
+    return out;
+  }
+
+  /** The members of a set selecting `items`, each once. */
+  membersOfAll(rule: MemberRule, items: Iterable<I>): string[] {
+    const out: string[] = [];
+    if (rule.type === 'hash:net') for (const item of items) for (const x of item.nets) out.push(x);
+    else for (const item of items) for (const x of this.membersOf(rule, item)) out.push(x);
+    // Shared addresses (or several per item, or ports) can repeat a member.
+    if (this.sharedNets > 0 || this.multiNetItems > 0 || rule.type !== 'hash:net') return [...new Set(out)];
+    return out;
+  }
+
+  /**
+   * What an item's change does to a set: `was`/`now` say whether the set selected the old and the
+   * new snapshot. A member comes (goes) when this item brings (takes) it and no other item the set
+   * selects has it. Undefined when nothing changes.
+   */
+  delta(
+    rule: MemberRule,
+    selects: (item: I) => boolean,
+    item: I | undefined,
+    old: I | undefined,
+    was: boolean,
+    now: boolean,
+  ): MemberDelta | undefined {
+    if (!was && !now) return undefined;
+    const self = (item ?? old)!.id;
+    const before = was && old ? this.membersOf(rule, old) : NO_MEMBERS;
+    const after = now && item ? this.membersOf(rule, item) : NO_MEMBERS;
+    if (was && now && sameList(before, after)) return undefined;
+    let added: string[] | undefined;
+    let removed: string[] | undefined;
+    for (const x of after) {
+      if (before.includes(x) || added?.includes(x) || this.heldByOther(rule, selects, x, self)) continue;
+      added ??= [];
+      added.push(x);
+    }
+    for (const x of before) {
+      if (after.includes(x) || removed?.includes(x) || this.heldByOther(rule, selects, x, self)) continue;
+      removed ??= [];
+      removed.push(x);
+    }
+    if (!added && !removed) return undefined;
+    return { added: added ?? [], removed: removed ?? [] };
+  }
+
+  /** Does an item other than `self` that the set selects contribute the member? */
+  private heldByOther(
+    rule: MemberRule,
+    selects: (item: I) => boolean,
+    member: string,
+    self: number,
+  ): boolean {
+    const h = this.netHolders.get(rule.type === 'hash:net' ? member : netOfMember(member));
+    if (h === undefined) return false;
+    if (typeof h === 'number') return h !== self && this.contributes(rule, selects, h, member);
+    for (const id of h) if (id !== self && this.contributes(rule, selects, id, member)) return true;
+    return false;
+  }
+
+  private contributes(rule: MemberRule, selects: (item: I) => boolean, id: number, member: string): boolean {
+    const item = this.itemById(id);
+    if (item === undefined || !selects(item)) return false;
+    return rule.type === 'hash:net'
+      ? item.nets.includes(member)
+      : this.membersOf(rule, item).includes(member);
+  }
+
+  private addHolder(net: string, id: number): void {
+    const h = this.netHolders.get(net);
+    if (h === undefined) this.netHolders.set(net, id);
+    else if (typeof h === 'number') {
+      if (h === id) return;
+      this.netHolders.set(net, [h, id]);
+      this.sharedNets++;
+    } else if (!h.includes(id)) h.push(id);
+  }
+
+  private removeHolder(net: string, id: number): void {
+    const h = this.netHolders.get(net);
+    if (h === undefined) return;
+    if (typeof h === 'number') {
+      if (h === id) this.netHolders.delete(net);
+      return;
+    }
+    const i = h.indexOf(id);
+    if (i < 0) return;
+    h.splice(i, 1);
+    if (h.length === 1) {
+      this.netHolders.set(net, h[0]!);
+      this.sharedNets--;
+    }
+  }
+}
+
+/** The address (net) a hash:ip,port member comes from: `10.0.0.5,tcp:80` → `10.0.0.5/32`. */
+function netOfMember(member: string): string {
+  const ip = member.slice(0, member.indexOf(','));
+  return ip.includes('/') ? ip : `${ip}/32`;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
