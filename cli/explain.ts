@@ -475,6 +475,8 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
       index: view.index,
       flow,
       tierOrders: view.tierOrders,
+      passTiers: view.passTiers,
+      profiles: view.profilesOf(baseKey(self.endpoint.resource)),
     });
     return {
       direction,
@@ -485,6 +487,7 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
       peer,
       ...(r.rule ? { rule: r.rule } : {}),
       tiers: r.tiers,
+      ...(r.profiles ? { profiles: r.profiles } : {}),
       notes: r.notes,
     };
   };

@@ -111,13 +111,14 @@ export interface ServiceAccount extends Meta {
 }
 export interface Profile extends Meta {
   kind: 'Profile';
-  spec: { labelsToApply: Labels };
+  /** Rules apply after every tier (Felix's cali-pri-/cali-pro- chains); remote profiles lose them. */
+  spec: { labelsToApply: Labels; ingress?: Rule[]; egress?: Rule[] };
 }
 
 /** Calico's policy tiers: lower order first; the default tier's order is 1,000,000. */
 export interface Tier extends Meta {
   kind: 'Tier';
-  spec: { order?: number };
+  spec: { order?: number; defaultAction?: 'Deny' | 'Pass' };
 }
 
 export interface NetworkSet extends Meta {

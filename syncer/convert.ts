@@ -1,7 +1,8 @@
 // Datastore resources → feed updates. This is where a cluster's objects get their mesh-wide
 // identity: remote keys and profile names gain a `<cluster>/` prefix, every endpoint gets the
-// `fedmesh.io/cluster` label, namespaces and service accounts become label-only profiles, and remote
-// policies are dropped (policies are never federated).
+// `fedmesh.io/cluster` label, namespaces and service accounts become profiles (a namespace's
+// `kns.<ns>` allows all, as Calico's kube-controllers writes it), and remote policies and profile
+// rules are dropped (rules are never federated).
 import { create } from '@bufbuild/protobuf';
 import type {
   IcmpSpec,
@@ -97,6 +98,10 @@ function rule(r: MRule) {
   });
 }
 
+function allowAll() {
+  return create(RuleSchema, { action: Action.ALLOW });
+}
+
 /** The feed key a resource has (without the cluster prefix), by kind. */
 export function baseKey(r: Resource): string {
   switch (r.kind) {
@@ -176,6 +181,8 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
         case: 'profile',
         value: create(ProfileSchema, {
           labels: { ...prefixed(r.labels, 'pcns.'), 'pcns.projectcalico.org/name': r.name },
+          // Kubernetes' default: a pod no policy selects is open. Felix gets it from this profile.
+          ...(ctx.remote ? {} : { inboundRules: [allowAll()], outboundRules: [allowAll()] }),
         }),
       });
     case 'ServiceAccount':
@@ -188,7 +195,15 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
     case 'Profile':
       return u(ResourceKind.PROFILE, {
         case: 'profile',
-        value: create(ProfileSchema, { labels: { ...r.spec.labelsToApply } }),
+        value: create(ProfileSchema, {
+          labels: { ...r.spec.labelsToApply },
+          ...(ctx.remote
+            ? {}
+            : {
+                inboundRules: (r.spec.ingress ?? []).map(rule),
+                outboundRules: (r.spec.egress ?? []).map(rule),
+              }),
+        }),
       });
     case 'NetworkPolicy':
     case 'GlobalNetworkPolicy': {
@@ -258,6 +273,7 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
           name: r.name,
           hasOrder: r.spec.order !== undefined,
           order: r.spec.order ?? 0,
+          defaultAction: r.spec.defaultAction ?? 'Deny',
         }),
       });
     case 'RemoteClusterConfiguration':

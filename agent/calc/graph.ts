@@ -6,10 +6,11 @@ import { logger } from '../../lib/log.ts';
 import { type Cidr, NetParseError, parseCidr } from '../../model/net.ts';
 import { ResourceKind, type Update } from '../../proto/service.ts';
 import { LabelIndex } from './label-index.ts';
-import type { EndpointKey, MessageSink } from './messages.ts';
+import type { EndpointKey, MessageSink, ProfileId } from './messages.ts';
 import { OverlayResolver } from './overlay-resolver.ts';
-import { compilePolicy, PolicyError, type policyKey } from './policy-compiler.ts';
+import { compilePolicy, compileProfile, PolicyError, type policyKey } from './policy-compiler.ts';
 import { type LocalEndpointInput, PolicyResolver } from './policy-resolver.ts';
+import { ProfileResolver } from './profile-resolver.ts';
 
 const log = logger('calc');
 
@@ -28,6 +29,7 @@ export interface RefusedUpdate {
 export class CalculationGraph {
   readonly index: LabelIndex;
   readonly policies: PolicyResolver;
+  readonly profiles: ProfileResolver;
   readonly overlay: OverlayResolver;
   private readonly localInputs = new Map<EndpointKey, LocalEndpointInput>();
   /** Policy key in the dataplane for each feed key, so a delete finds what to remove. */
@@ -40,6 +42,7 @@ export class CalculationGraph {
   ) {
     this.index = new LabelIndex(sink);
     this.policies = new PolicyResolver(this.index, sink);
+    this.profiles = new ProfileResolver(this.index, sink);
     this.overlay = new OverlayResolver(opts.nodeName, sink);
   }
 
@@ -98,11 +101,14 @@ export class CalculationGraph {
           namedPorts: namedPortsOf(w.ports),
         });
         if (local) {
-          const input: LocalEndpointInput = { key, interfaceName: w.interfaceName, ipv4Nets: nets };
+          const profiles = w.profiles as ProfileId[];
+          const input: LocalEndpointInput = { key, interfaceName: w.interfaceName, ipv4Nets: nets, profiles };
           this.localInputs.set(key, input);
+          this.profiles.setEndpoint(key, profiles);
           this.policies.upsertEndpoint(input, labels);
         } else if (this.localInputs.delete(key)) {
           this.policies.deleteEndpoint(key);
+          this.profiles.setEndpoint(key, []);
         }
         return;
       }
@@ -129,6 +135,9 @@ export class CalculationGraph {
         return;
       }
       case 'profile': {
+        // Rules never come from a remote cluster (the syncer strips them; Calico Enterprise too).
+        if (this.isLocalCluster(u.cluster))
+          this.profiles.setProfile(u.key as ProfileId, compileProfile(u.key, b.value));
         for (const k of this.index.setProfileLabels(u.key, b.value.labels))
           this.refreshLocal(k as EndpointKey);
         return;
@@ -146,7 +155,10 @@ export class CalculationGraph {
       case 'tier':
         if (!this.isLocalCluster(u.cluster))
           throw new RefuseError('tiers are never federated from remote clusters');
-        this.policies.setTier(b.value.name, b.value.hasOrder ? b.value.order : undefined);
+        this.policies.setTier(b.value.name, {
+          ...(b.value.hasOrder ? { order: b.value.order } : {}),
+          defaultAction: b.value.defaultAction === 'Pass' ? 'pass' : 'deny',
+        });
         return;
       case 'ipPool':
         this.overlay.upsertPool(u.key, u.cluster, this.isLocalCluster(u.cluster), b.value);
@@ -166,13 +178,17 @@ export class CalculationGraph {
     switch (u.kind) {
       case ResourceKind.WORKLOAD_ENDPOINT:
         this.index.deleteItem(u.key);
-        if (this.localInputs.delete(u.key as EndpointKey)) this.policies.deleteEndpoint(u.key as EndpointKey);
+        if (this.localInputs.delete(u.key as EndpointKey)) {
+          this.policies.deleteEndpoint(u.key as EndpointKey);
+          this.profiles.setEndpoint(u.key as EndpointKey, []);
+        }
         return;
       case ResourceKind.HOST_ENDPOINT:
       case ResourceKind.NETWORK_SET:
         this.index.deleteItem(u.key);
         return;
       case ResourceKind.PROFILE:
+        this.profiles.setProfile(u.key as ProfileId, undefined);
         for (const k of this.index.setProfileLabels(u.key, undefined)) this.refreshLocal(k as EndpointKey);
         return;
       case ResourceKind.POLICY: {

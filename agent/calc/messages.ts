@@ -57,9 +57,24 @@ export interface ActivePolicy {
   outbound: CompiledRule[];
 }
 
+/** What the end of a tier does when no policy in it decided: Calico's `Deny` (default) or `Pass`. */
+export type TierDefaultAction = 'deny' | 'pass';
+
 export interface TierPolicies {
   tier: string;
   policies: PolicyKey[];
+  /** Absent: `deny` ("End of tier X. Drop if no policies passed packet"). */
+  defaultAction?: TierDefaultAction;
+}
+
+/** A profile's id as the local cluster names it (`kns.shop`, `ksa.shop.default`, a Profile's name). */
+export type ProfileId = string & { readonly [brand]: 'ProfileId' };
+
+/** A profile some local endpoint names: its rules run after every tier (Felix's cali-pri-/cali-pro-). */
+export interface ActiveProfile {
+  id: ProfileId;
+  inbound: CompiledRule[];
+  outbound: CompiledRule[];
 }
 
 export interface LocalEndpoint {
@@ -69,6 +84,8 @@ export interface LocalEndpoint {
   /** Ordered tiers of the policies that apply to traffic into the endpoint (only tiers with ≥1 policy). */
   ingress: TierPolicies[];
   egress: TierPolicies[];
+  /** The endpoint's profiles in order: after the tiers, one of them must allow, else drop. */
+  profiles: ProfileId[];
 }
 
 export interface Vtep {
@@ -107,6 +124,8 @@ export type DataplaneMessage =
   | { kind: 'IPSetRemove'; id: IpSetId }
   | { kind: 'ActivePolicyUpdate'; policy: ActivePolicy }
   | { kind: 'ActivePolicyRemove'; key: PolicyKey }
+  | { kind: 'ActiveProfileUpdate'; profile: ActiveProfile }
+  | { kind: 'ActiveProfileRemove'; id: ProfileId }
   | { kind: 'EndpointUpdate'; endpoint: LocalEndpoint }
   | { kind: 'EndpointRemove'; key: EndpointKey }
   | { kind: 'VTEPUpdate'; vtep: Vtep }

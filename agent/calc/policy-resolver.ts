@@ -5,7 +5,15 @@
 // the policies that could select it (thousands of policies, a handful of candidates).
 import type { Labels } from '../../model/resources.ts';
 import type { LabelIndex } from './label-index.ts';
-import type { EndpointKey, LocalEndpoint, MessageSink, PolicyKey, TierPolicies } from './messages.ts';
+import type {
+  EndpointKey,
+  LocalEndpoint,
+  MessageSink,
+  PolicyKey,
+  ProfileId,
+  TierDefaultAction,
+  TierPolicies,
+} from './messages.ts';
 import { type CompiledPolicy, comparePolicies } from './policy-compiler.ts';
 import {
   type Atom,
@@ -20,6 +28,13 @@ export interface LocalEndpointInput {
   key: EndpointKey;
   interfaceName: string;
   ipv4Nets: LocalEndpoint['ipv4Nets'];
+  profiles: readonly ProfileId[];
+}
+
+/** A Tier resource's settings that shape the endpoint chains. */
+export interface TierSettings {
+  order?: number;
+  defaultAction: TierDefaultAction;
 }
 
 interface EndpointState {
@@ -36,6 +51,8 @@ export class PolicyResolver {
   private readonly endpointsByPolicy = new Map<PolicyKey, Set<EndpointKey>>();
   /** Tier orders from Tier resources; the default tier has Calico's order unless one says otherwise. */
   private readonly tierOrders = new Map<string, number>();
+  /** Tiers whose end passes instead of dropping (`defaultAction: Pass`). */
+  private readonly passTiers = new Set<string>();
   /** Each policy's position in `policies` (insertion order): candidates are evaluated in it. */
   private readonly policySeq = new Map<PolicyKey, number>();
   private nextSeq = 0;
@@ -136,10 +153,12 @@ export class PolicyResolver {
     for (const pk of ep.policies) this.detach(pk, key);
   }
 
-  /** A Tier was set (order) or deleted (undefined): every endpoint's tier order may change. */
-  setTier(name: string, order: number | undefined): void {
-    if (order === undefined) this.tierOrders.delete(name);
-    else this.tierOrders.set(name, order);
+  /** A Tier was set or deleted (undefined): every endpoint's tiers may change. */
+  setTier(name: string, settings: TierSettings | undefined): void {
+    if (settings?.order === undefined) this.tierOrders.delete(name);
+    else this.tierOrders.set(name, settings.order);
+    if (settings?.defaultAction === 'pass') this.passTiers.add(name);
+    else this.passTiers.delete(name);
     for (const ep of this.endpoints.values()) this.sendEndpoint(ep);
   }
 
@@ -243,8 +262,9 @@ export class PolicyResolver {
       key: ep.input.key,
       interfaceName: ep.input.interfaceName,
       ipv4Nets: ep.input.ipv4Nets,
-      ingress: tiersOf(ingress, this.tierOrders),
-      egress: tiersOf(egress, this.tierOrders),
+      ingress: tiersOf(ingress, this.tierOrders, this.passTiers),
+      egress: tiersOf(egress, this.tierOrders, this.passTiers),
+      profiles: [...ep.input.profiles],
     };
     // Compared field by field (what JSON text equality would say, without building the text).
     if (ep.lastSent && sameEndpoint(ep.lastSent, endpoint)) return;
@@ -285,6 +305,7 @@ function sameEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
     a.key === b.key &&
     a.interfaceName === b.interfaceName &&
     sameStrings(a.ipv4Nets, b.ipv4Nets) &&
+    sameStrings(a.profiles, b.profiles) &&
     sameTiers(a.ingress, b.ingress) &&
     sameTiers(a.egress, b.egress)
   );
@@ -293,7 +314,10 @@ function sameEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
 function sameTiers(a: readonly TierPolicies[], b: readonly TierPolicies[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
-    if (a[i]!.tier !== b[i]!.tier || !sameStrings(a[i]!.policies, b[i]!.policies)) return false;
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.tier !== y.tier || x.defaultAction !== y.defaultAction || !sameStrings(x.policies, y.policies))
+      return false;
   }
   return true;
 }
@@ -309,11 +333,13 @@ export const DEFAULT_TIER_ORDER = 1_000_000;
 
 /**
  * Tiers by their order (Tier resources; `default` is 1,000,000 unless set; a tier with no order,
- * or no Tier resource, sorts after all ordered ones), then by name; policies ordered within.
+ * or no Tier resource, sorts after all ordered ones), then by name; policies ordered within; a
+ * tier in `passTiers` ends in a pass rather than a drop.
  */
 export function tiersOf(
   policies: CompiledPolicy[],
   tierOrders: ReadonlyMap<string, number> = new Map(),
+  passTiers: ReadonlySet<string> = new Set(),
 ): TierPolicies[] {
   const byTier = new Map<string, CompiledPolicy[]>();
   for (const p of policies) byTier.get(p.tier)?.push(p) ?? byTier.set(p.tier, [p]);
@@ -331,5 +357,6 @@ export function tiersOf(
       .get(tier)!
       .sort(comparePolicies)
       .map((p) => p.key),
+    ...(passTiers.has(tier) ? { defaultAction: 'pass' as const } : {}),
   }));
 }

@@ -4,6 +4,7 @@
 import type { Cidr } from '../../model/net.ts';
 import type {
   ActivePolicy,
+  ActiveProfile,
   DataplaneMessage,
   EndpointKey,
   HostConfig,
@@ -13,6 +14,7 @@ import type {
   MessageSink,
   PolicyKey,
   Pool,
+  ProfileId,
   RemoteBlockRoute,
   Vtep,
 } from './messages.ts';
@@ -30,6 +32,7 @@ export class Sequencer implements MessageSink {
   private readonly ipsets = new Map<IpSetId, PendingSet>();
   private readonly ipsetRemoves = new Set<IpSetId>();
   private readonly policies = new Map<PolicyKey, ActivePolicy | null>();
+  private readonly profiles = new Map<ProfileId, ActiveProfile | null>();
   private readonly endpoints = new Map<EndpointKey, LocalEndpoint | null>();
   private readonly vteps = new Map<string, Vtep | null>();
   private readonly routes = new Map<Cidr, RemoteBlockRoute | null>();
@@ -94,6 +97,12 @@ export class Sequencer implements MessageSink {
       case 'ActivePolicyRemove':
         this.policies.set(msg.key, null);
         return;
+      case 'ActiveProfileUpdate':
+        this.profiles.set(msg.profile.id, msg.profile);
+        return;
+      case 'ActiveProfileRemove':
+        this.profiles.set(msg.id, null);
+        return;
       case 'EndpointUpdate':
         this.endpoints.set(msg.endpoint.key, msg.endpoint);
         return;
@@ -139,9 +148,11 @@ export class Sequencer implements MessageSink {
     }
     for (const [, p] of this.pools) if (p) out.push({ kind: 'PoolUpdate', pool: p });
     for (const [, p] of this.policies) if (p) out.push({ kind: 'ActivePolicyUpdate', policy: p });
+    for (const [, p] of this.profiles) if (p) out.push({ kind: 'ActiveProfileUpdate', profile: p });
     for (const [, e] of this.endpoints) if (e) out.push({ kind: 'EndpointUpdate', endpoint: e });
     for (const [key, e] of this.endpoints) if (!e) out.push({ kind: 'EndpointRemove', key });
     for (const [key, p] of this.policies) if (!p) out.push({ kind: 'ActivePolicyRemove', key });
+    for (const [id, p] of this.profiles) if (!p) out.push({ kind: 'ActiveProfileRemove', id });
     for (const [dst, r] of this.routes) if (!r) out.push({ kind: 'RouteRemove', dst });
     for (const [node, v] of this.vteps) if (!v) out.push({ kind: 'VTEPRemove', node });
     for (const [, v] of this.vteps) if (v) out.push({ kind: 'VTEPUpdate', vtep: v });
@@ -158,6 +169,7 @@ export class Sequencer implements MessageSink {
     this.ipsets.clear();
     this.ipsetRemoves.clear();
     this.policies.clear();
+    this.profiles.clear();
     this.endpoints.clear();
     this.vteps.clear();
     this.routes.clear();

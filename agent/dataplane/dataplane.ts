@@ -56,7 +56,7 @@ export class Dataplane {
     this.ipsets = new IpSetManager(drivers.ipsets);
     this.filter = new FilterTableManager(drivers.iptables);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
-    this.vxlan = new VxlanManager(drivers.links);
+    this.vxlan = new VxlanManager(drivers.links, this.ipsets);
     this.routes = new RouteManager(drivers.links, this.vxlan);
   }
 

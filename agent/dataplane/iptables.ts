@@ -4,11 +4,13 @@
 import type { IptablesBackend, Table as KernelTable, TableState } from '../../native/iptables.ts';
 import type {
   ActivePolicy,
+  ActiveProfile,
   DataplaneMessage,
   EndpointKey,
   LocalEndpoint,
   PolicyKey,
   Pool,
+  ProfileId,
 } from '../calc/messages.ts';
 import { ALL_POOLS_SET, MASQ_POOLS_SET } from '../rules/names.ts';
 import { renderFilterTable, renderNatTable } from '../rules/render-tables.ts';
@@ -21,6 +23,8 @@ export interface TableWriter {
 export class FilterTableManager {
   private readonly policies = new Map<PolicyKey, ActivePolicy>();
   private readonly endpoints = new Map<EndpointKey, LocalEndpoint>();
+  private readonly profiles = new Map<ProfileId, ActiveProfile>();
+  private vxlan = false;
   private dirty = true;
 
   constructor(private readonly writer: TableWriter) {}
@@ -33,6 +37,19 @@ export class FilterTableManager {
       case 'ActivePolicyRemove':
         this.policies.delete(msg.key);
         break;
+      case 'ActiveProfileUpdate':
+        this.profiles.set(msg.profile.id, msg.profile);
+        break;
+      case 'ActiveProfileRemove':
+        this.profiles.delete(msg.id);
+        break;
+      case 'HostConfigUpdate': {
+        // The VXLAN guard in cali-INPUT exists while this node runs VXLAN (as Felix's VXLANEnabled).
+        const vxlan = Boolean(msg.config.nodeIp && msg.config.tunnelIp);
+        if (vxlan === this.vxlan) return;
+        this.vxlan = vxlan;
+        break;
+      }
       case 'EndpointUpdate':
         this.endpoints.set(msg.endpoint.key, msg.endpoint);
         break;
@@ -54,7 +71,12 @@ export class FilterTableManager {
   }
 
   render(): TableState {
-    return renderFilterTable({ policies: this.policies.values(), endpoints: this.endpoints.values() });
+    return renderFilterTable({
+      policies: this.policies.values(),
+      profiles: this.profiles.values(),
+      endpoints: this.endpoints.values(),
+      vxlan: this.vxlan,
+    });
   }
 
   async apply(): Promise<boolean> {

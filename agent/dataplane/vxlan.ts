@@ -6,6 +6,8 @@ import type { Cidr, Ip4 } from '../../model/net.ts';
 import type { FdbSpec, NeighSpec, RouteSpec, VxlanSpec } from '../../native/iproute.ts';
 import type { DataplaneMessage, EndpointKey, HostConfig, RemoteBlockRoute, Vtep } from '../calc/messages.ts';
 import { derivedVtepMac } from '../calc/overlay-resolver.ts';
+import { ALL_VXLAN_NET_SET } from '../rules/names.ts';
+import type { IpSetManager } from './ipsets.ts';
 
 const log = logger('vxlan');
 
@@ -30,7 +32,21 @@ export class VxlanManager {
   private dirty = true;
   private deviceReady = false;
 
-  constructor(private readonly writer: LinkWriter) {}
+  constructor(
+    private readonly writer: LinkWriter,
+    /** Where the VTEPs' node addresses go (all-vxlan-net: the VXLAN sources cali-INPUT accepts). */
+    private readonly ipsets?: IpSetManager,
+  ) {
+    this.updateSourceSet();
+  }
+
+  private updateSourceSet(): void {
+    this.ipsets?.replace(
+      ALL_VXLAN_NET_SET,
+      'hash:net',
+      [...this.vteps.values()].map((v) => `${v.nodeIp}/32`),
+    );
+  }
 
   onUpdate(msg: DataplaneMessage): void {
     switch (msg.kind) {
@@ -40,9 +56,11 @@ export class VxlanManager {
         break;
       case 'VTEPUpdate':
         this.vteps.set(msg.vtep.node, msg.vtep);
+        this.updateSourceSet();
         break;
       case 'VTEPRemove':
         this.vteps.delete(msg.node);
+        this.updateSourceSet();
         break;
       default:
         return;

@@ -33,8 +33,13 @@ export function ipsetName(id: IpSetId | string): IpSetName {
   return (IPSET_PREFIX_V4 + id).slice(0, MAX_IPSET_NAME) as IpSetName;
 }
 
+/** Calico's VXLAN port (Felix's VXLANPort default). */
+export const VXLAN_PORT = 4789;
+
 export const ALL_POOLS_SET = 'all-ipam-pools' as IpSetId;
 export const MASQ_POOLS_SET = 'masq-ipam-pools' as IpSetId;
+/** Node addresses of every known VTEP, local and remote clusters': the only VXLAN sources accepted. */
+export const ALL_VXLAN_NET_SET = 'all-vxlan-net' as IpSetId;
 
 export const chains = {
   forward: 'cali-FORWARD' as ChainName,
@@ -49,5 +54,8 @@ export const chains = {
 
 export const policyChain = (dir: 'in' | 'out', key: string) =>
   chainName(dir === 'in' ? 'cali-pi-' : 'cali-po-', key);
+/** Felix's profile chains: inbound (to the endpoint) `cali-pri-`, outbound `cali-pro-`. */
+export const profileChain = (dir: 'in' | 'out', id: string) =>
+  chainName(dir === 'in' ? 'cali-pri-' : 'cali-pro-', id);
 export const toWorkloadChain = (iface: string) => chainName('cali-tw-', iface);
 export const fromWorkloadChain = (iface: string) => chainName('cali-fw-', iface);

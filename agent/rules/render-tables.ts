@@ -1,16 +1,26 @@
 // The whole filter and nat tables fedmesh wants, from the active policies, the local endpoints and
 // the pools. Pure: the same state always renders the same chains (golden-testable), and the driver
 // diffs the result against the kernel.
-import type { ActivePolicy, LocalEndpoint, PolicyKey, TierPolicies } from '../calc/messages.ts';
+import type {
+  ActivePolicy,
+  ActiveProfile,
+  LocalEndpoint,
+  PolicyKey,
+  ProfileId,
+  TierPolicies,
+} from '../calc/messages.ts';
 import {
   ALL_POOLS_SET,
+  ALL_VXLAN_NET_SET,
   chainName,
   chains,
   fromWorkloadChain,
   ipsetName,
   MASQ_POOLS_SET,
   policyChain,
+  profileChain,
   toWorkloadChain,
+  VXLAN_PORT,
 } from './names.ts';
 import { hex, MARK_ACCEPT, MARK_MASK, MARK_PASS, renderRule } from './render-rule.ts';
 import type { Chain, Rule, Table } from './types.ts';
@@ -28,48 +38,81 @@ export function renderPolicyChains(p: ActivePolicy): Chain[] {
   return [dirChain('in'), dirChain('out')];
 }
 
-const clearMarks: Rule = { match: '', action: `-j MARK --set-xmark 0x0/${hex(MARK_MASK)}` };
+export function renderProfileChains(p: ActiveProfile): Chain[] {
+  const dirChain = (dir: 'in' | 'out') => {
+    const rules = dir === 'in' ? p.inbound : p.outbound;
+    const out: Rule[] = [];
+    rules.forEach((r, i) => {
+      const what = `profile ${p.id} ${dir === 'in' ? 'ingress' : 'egress'}[${i}] ${r.action}`;
+      out.push(...renderRule(r, p.id, what));
+    });
+    return { name: profileChain(dir, p.id), rules: out };
+  };
+  return [dirChain('in'), dirChain('out')];
+}
 
-/** Felix's per-endpoint chain: conntrack first, then each tier's policies in order, end-of-tier drop. */
-function endpointChain(name: string, dir: 'in' | 'out', tiers: readonly TierPolicies[]): Chain {
+const clearMarks: Rule = { match: '', action: `-j MARK --set-xmark 0x0/${hex(MARK_MASK)}` };
+const passClear = `-m mark --mark 0x0/${hex(MARK_PASS)}`;
+const acceptSet = `-m mark --mark ${hex(MARK_ACCEPT)}/${hex(MARK_ACCEPT)}`;
+
+/** Encapsulated packets leaving a workload could carry traffic past its egress policy: dropped. */
+const encapGuards: Rule[] = [
+  {
+    match: `-p udp -m multiport --dports ${VXLAN_PORT}`,
+    action: '-j DROP',
+    comment: 'DROP VXLAN encapped packets originating in workloads',
+  },
+  { match: '-p 4', action: '-j DROP', comment: 'DROP IPinIP encapped packets originating in workloads' },
+];
+
+/**
+ * Felix's per-endpoint chain: conntrack first, then each tier's policies in order (the end of a
+ * tier drops unless the Tier's defaultAction is Pass), then the profiles; a packet that reaches
+ * the end without a policy or profile accepting it is dropped. Accepting returns with the accept
+ * mark set; cali-FORWARD accepts on it.
+ */
+function endpointChain(
+  name: string,
+  dir: 'in' | 'out',
+  tiers: readonly TierPolicies[],
+  profiles: readonly ProfileId[],
+): Chain {
   const rules: Rule[] = [
     { match: '-m conntrack --ctstate RELATED,ESTABLISHED', action: '-j ACCEPT' },
     { match: '-m conntrack --ctstate INVALID', action: '-j DROP' },
     clearMarks,
   ];
-  tiers.forEach((t, i) => {
-    if (i > 0)
-      rules.push({
-        match: '',
-        action: `-j MARK --set-xmark 0x0/${hex(MARK_PASS)}`,
-        comment: `Start of tier ${t.tier}`,
-      });
+  if (dir === 'out') rules.push(...encapGuards);
+  for (const t of tiers) {
+    rules.push({
+      match: '',
+      action: `-j MARK --set-xmark 0x0/${hex(MARK_PASS)}`,
+      comment: `Start of tier ${t.tier}`,
+    });
     for (const pk of t.policies) {
+      rules.push({ match: passClear, action: `-j ${policyChain(dir, pk)}`, comment: `policy ${pk}` });
+      rules.push({ match: acceptSet, action: '-j RETURN', comment: 'Return if policy accepted' });
+    }
+    if ((t.defaultAction ?? 'deny') === 'deny') {
       rules.push({
-        match: `-m mark --mark 0x0/${hex(MARK_PASS)}`,
-        action: `-j ${policyChain(dir, pk)}`,
-        comment: `policy ${pk}`,
-      });
-      rules.push({
-        match: `-m mark --mark ${hex(MARK_ACCEPT)}/${hex(MARK_ACCEPT)}`,
-        action: '-j RETURN',
-        comment: 'Return if policy accepted',
+        match: passClear,
+        action: '-j DROP',
+        comment: `End of tier ${t.tier}. DROP if no policies passed packet`,
       });
     }
-    rules.push({
-      match: `-m mark --mark 0x0/${hex(MARK_PASS)}`,
-      action: '-j DROP',
-      comment: `Drop if no policies passed packet (tier ${t.tier})`,
-    });
-  });
-  // No tier: no policy selects this endpoint in this direction, so it stays open (Kubernetes default).
+  }
+  for (const id of profiles) {
+    rules.push({ match: '', action: `-j ${profileChain(dir, id)}`, comment: `profile ${id}` });
+    rules.push({ match: acceptSet, action: '-j RETURN', comment: 'Return if profile accepted' });
+  }
+  rules.push({ match: '', action: '-j DROP', comment: 'DROP if no profiles matched' });
   return { name, rules };
 }
 
 export function renderEndpointChains(ep: LocalEndpoint): Chain[] {
   return [
-    endpointChain(toWorkloadChain(ep.interfaceName), 'in', ep.ingress),
-    endpointChain(fromWorkloadChain(ep.interfaceName), 'out', ep.egress),
+    endpointChain(toWorkloadChain(ep.interfaceName), 'in', ep.ingress, ep.profiles),
+    endpointChain(fromWorkloadChain(ep.interfaceName), 'out', ep.egress, ep.profiles),
   ];
 }
 
@@ -130,7 +173,28 @@ function commonPrefixLength(names: readonly string[]): number {
 
 export interface FilterInput {
   policies: Iterable<ActivePolicy>;
+  /** Rules of the profiles endpoints name (a named profile not here renders as an empty chain). */
+  profiles?: Iterable<ActiveProfile>;
   endpoints: Iterable<LocalEndpoint>;
+  /** This node runs VXLAN: accept it only from known VTEPs (the all-vxlan-net set). */
+  vxlan?: boolean;
+}
+
+/** cali-INPUT's VXLAN guard (Felix): VXLAN to this host only from a known VTEP, local or remote. */
+function vxlanInputRules(): Rule[] {
+  const toLocal = `-p udp -m multiport --dports ${VXLAN_PORT}`;
+  return [
+    {
+      match: `${toLocal} -m set --match-set ${ipsetName(ALL_VXLAN_NET_SET)} src -m addrtype --dst-type LOCAL`,
+      action: '-j ACCEPT',
+      comment: 'Allow IPv4 VXLAN packets from allowed hosts',
+    },
+    {
+      match: `${toLocal} -m addrtype --dst-type LOCAL`,
+      action: '-j DROP',
+      comment: 'Drop IPv4 VXLAN packets from non-allowed hosts',
+    },
+  ];
 }
 
 export function renderFilterTable(input: FilterInput): Table {
@@ -140,18 +204,25 @@ export function renderFilterTable(input: FilterInput): Table {
     {
       name: chains.forward,
       rules: [
+        // The accept bit is kept: it is how a pre-DNAT or untracked policy's allow reaches here.
+        { match: '', action: `-j MARK --set-xmark 0x0/${hex(MARK_MASK & ~MARK_ACCEPT)}` },
         { match: '-i cali+', action: `-j ${chains.fromWlDispatch}`, comment: 'from workload: egress policy' },
         { match: '-o cali+', action: `-j ${chains.toWlDispatch}`, comment: 'to workload: ingress policy' },
-        { match: '-i cali+', action: '-j ACCEPT', comment: 'policy allowed the workload traffic' },
-        { match: '-o cali+', action: '-j ACCEPT', comment: 'policy allowed the workload traffic' },
+        { match: acceptSet, action: '-j ACCEPT', comment: 'Policy explicitly accepted packet.' },
       ],
     },
-    { name: chains.input, rules: [{ match: '-i cali+', action: `-g ${chains.wlToHost}` }] },
+    {
+      name: chains.input,
+      rules: [
+        ...(input.vxlan ? vxlanInputRules() : []),
+        { match: '-i cali+', action: `-g ${chains.wlToHost}` },
+      ],
+    },
     {
       name: chains.wlToHost,
       rules: [
         { match: '', action: `-j ${chains.fromWlDispatch}`, comment: 'workload to host: egress policy' },
-        { match: '', action: '-j ACCEPT', comment: 'DefaultEndpointToHostAction ACCEPT' },
+        { match: '', action: '-j ACCEPT', comment: 'Configured DefaultEndpointToHostAction' },
       ],
     },
     {
@@ -164,6 +235,11 @@ export function renderFilterTable(input: FilterInput): Table {
   for (const ep of eps) tableChains.push(...renderEndpointChains(ep));
   const policies = [...input.policies].sort((a, b) => (a.key < b.key ? -1 : 1));
   for (const p of policies) tableChains.push(...renderPolicyChains(p));
+  // Every profile an endpoint names has a chain, known rules or not: no jump to a missing chain.
+  const profiles = new Map<ProfileId, ActiveProfile>();
+  for (const ep of eps) for (const id of ep.profiles) profiles.set(id, { id, inbound: [], outbound: [] });
+  for (const p of input.profiles ?? []) profiles.set(p.id, p);
+  for (const id of [...profiles.keys()].sort()) tableChains.push(...renderProfileChains(profiles.get(id)!));
   return {
     chains: tableChains,
     hooks: [

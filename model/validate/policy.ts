@@ -77,7 +77,7 @@ const icmpSchema = z
 
 const ACTIONS: readonly Action[] = ['Allow', 'Deny', 'Log', 'Pass'];
 
-const ruleSchema = z
+export const ruleSchema = z
   .object({
     action: enumSchema(ACTIONS),
     protocol: checked(checkProtocol).optional(),

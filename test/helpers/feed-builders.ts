@@ -149,20 +149,33 @@ export function wep(o: WepOpts): Update {
 
 // --- profiles -------------------------------------------------------------------------------
 
-/** A plain Profile (labelsToApply). `name` as the local cluster spells it. */
-export function profile(name: string, labels: Labels, o?: ClusterOpts): Update {
+/** A plain Profile (labelsToApply, and rules for a local one). `name` as the local cluster spells it. */
+export function profile(
+  name: string,
+  labels: Labels,
+  o?: ClusterOpts,
+  rules: { ingress?: readonly RuleInit[]; egress?: readonly RuleInit[] } = {},
+): Update {
   return update(ResourceKind.PROFILE, name, o, {
     case: 'profile',
-    value: create(ProfileSchema, { labels: { ...labels } }),
+    value: create(ProfileSchema, {
+      labels: { ...labels },
+      inboundRules: (rules.ingress ?? []).map(rule),
+      outboundRules: (rules.egress ?? []).map(rule),
+    }),
   });
 }
 
-/** A Namespace as the syncer sends it: profile `kns.<ns>` with `pcns.`-prefixed labels. */
+/**
+ * A Namespace as the syncer sends it: profile `kns.<ns>` with `pcns.`-prefixed labels, allowing
+ * everything in both directions for the local cluster (remote profiles carry labels only).
+ */
 export function namespace(name: string, labels: Labels = {}, o?: ClusterOpts): Update {
   const pl: Labels = {};
   for (const [k, v] of Object.entries(labels)) pl[`pcns.${k}`] = v;
   pl['pcns.projectcalico.org/name'] = name;
-  return profile(`kns.${name}`, pl, o);
+  const allow: RuleInit[] = [{ action: 'Allow' }];
+  return profile(`kns.${name}`, pl, o, clusterOf(o).remote ? {} : { ingress: allow, egress: allow });
 }
 
 /** A ServiceAccount as the syncer sends it: profile `ksa.<ns>.<sa>` with `pcsa.`-prefixed labels. */
@@ -341,14 +354,14 @@ export function pool(
 }
 
 /** A policy tier with an order (Calico: lower first; the default tier is 1,000,000). */
-export function tier(name: string, order?: number): Update {
+export function tier(name: string, order?: number, defaultAction: 'Deny' | 'Pass' = 'Deny'): Update {
   return update(
     ResourceKind.TIER,
     `tier/${name}`,
     {},
     {
       case: 'tier',
-      value: create(TierSchema, { name, hasOrder: order !== undefined, order: order ?? 0 }),
+      value: create(TierSchema, { name, hasOrder: order !== undefined, order: order ?? 0, defaultAction }),
     },
   );
 }

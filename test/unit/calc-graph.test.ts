@@ -567,7 +567,14 @@ describe('policy activation', () => {
     feed(ep, apiPolicy);
     assert.equal(rec.model.policies.size, 1);
     let out = feed(deletion(ep));
-    assert.deepEqual(out.map((m) => m.kind).sort(), ['ActivePolicyRemove', 'EndpointRemove', 'IPSetRemove']);
+    // Its two profiles (kns, ksa) are no longer named by any local endpoint either.
+    assert.deepEqual(out.map((m) => m.kind).sort(), [
+      'ActivePolicyRemove',
+      'ActiveProfileRemove',
+      'ActiveProfileRemove',
+      'EndpointRemove',
+      'IPSetRemove',
+    ]);
     feed(ep);
     out = feed(deletion(apiPolicy));
     assert.deepEqual(out.map((m) => m.kind).sort(), ['ActivePolicyRemove', 'EndpointUpdate', 'IPSetRemove']);

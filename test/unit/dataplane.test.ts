@@ -61,6 +61,7 @@ const msgs: DataplaneMessage[] = [
       key: 'n1/k8s/ns/pod/eth0' as EndpointKey,
       interfaceName: 'cali0123456789a',
       ipv4Nets: ['10.0.1.5/32' as Cidr],
+      profiles: [],
       ingress: [],
       egress: [],
     },
@@ -87,7 +88,7 @@ test('writes follow the dependency order: ipsets, VXLAN, routes, iptables, then 
   dp.onMessages([...msgs, { kind: 'InSync' }]);
   await applied;
   assert.deepEqual(calls, [
-    'ipset.apply:cali40all-ipam-pools,cali40masq-ipam-pools,cali40s:abc',
+    'ipset.apply:cali40all-ipam-pools,cali40all-vxlan-net,cali40masq-ipam-pools,cali40s:abc',
     'vxlan.ensure:mtu=1450',
     'fdb:1',
     'neigh:1',

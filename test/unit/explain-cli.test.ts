@@ -274,10 +274,10 @@ describe('explain: a -> b across the mesh', () => {
     const r = report('shop/web-1', 'b/shop/db-1', '5432/tcp');
     assert.equal(r.verdict, 'denied');
     assert.equal(r.egress.decision, 'allow');
-    assert.equal(r.egress.by, 'no-policy');
+    assert.equal(r.egress.by, 'profile');
     assert.equal(
       r.egress.reason,
-      'no policy selects the endpoint in this direction: allowed (Kubernetes default)',
+      'no policy selects the endpoint in this direction; allowed by profile kns.shop egress rule 0',
     );
     assert.equal(r.ingress.policiesOf, 'b');
     assert.equal(r.ingress.decision, 'deny');
@@ -361,14 +361,14 @@ describe('explain: each decision in its own cluster', () => {
       ],
     );
     assert.equal(r.ingress.policiesOf, 'a');
-    assert.equal(r.ingress.by, 'no-policy');
+    assert.equal(r.ingress.by, 'profile');
     assert.equal(r.verdict, 'denied');
   });
 
   it("b's egress policy never applies to a's web pods", async () => {
     const r = await inProcess('shop/web-1', 'b/shop/cache-1', '80/tcp', { world: 'strict' });
     assert.equal(r.egress.policiesOf, 'a');
-    assert.equal(r.egress.by, 'no-policy');
+    assert.equal(r.egress.by, 'profile');
     assert.equal(r.verdict, 'allowed');
   });
 

@@ -5,11 +5,13 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type {
   ActivePolicy,
+  ActiveProfile,
   CompiledEntity,
   CompiledRule,
   IpSetId,
   LocalEndpoint,
   PolicyKey,
+  ProfileId,
   TierPolicies,
 } from '../../agent/calc/messages.ts';
 import {
@@ -18,6 +20,7 @@ import {
   ipsetName,
   MAX_CHAIN_NAME,
   policyChain,
+  profileChain,
   toWorkloadChain,
 } from '../../agent/rules/names.ts';
 import {
@@ -38,7 +41,9 @@ interface Packet {
   oif?: string;
   src: string;
   dst: string;
-  proto: 'tcp' | 'udp' | 'icmp';
+  proto: 'tcp' | 'udp' | 'icmp' | 'ipip';
+  /** The destination is one of this host's addresses (`-m addrtype --dst-type LOCAL`). */
+  local?: boolean;
   sport?: number;
   dport?: number;
   icmpType?: number;
@@ -60,6 +65,8 @@ interface Walk {
 
 /** ipset name → members (CIDRs for hash:net, `ip,proto:port` for hash:ip,port). */
 type IpSets = ReadonlyMap<string, readonly string[]>;
+
+const PROTO_NUMBERS = { icmp: 1, ipip: 4, tcp: 6, udp: 17 } as const;
 
 function tokens(s: string): string[] {
   const out: string[] = [];
@@ -120,9 +127,11 @@ class Interp {
         case '-o':
           ok = ifaceMatches(next(), p.oif);
           break;
-        case '-p':
-          ok = next() === p.proto;
+        case '-p': {
+          const want = next();
+          ok = want === p.proto || Number(want) === PROTO_NUMBERS[p.proto];
           break;
+        }
         case '-s':
           ok = inCidr(next(), p.src);
           break;
@@ -165,6 +174,10 @@ class Interp {
               ok = (this.mark & m!) === v;
               break;
             }
+            case 'addrtype --dst-type':
+              assert.equal(next(), 'LOCAL');
+              ok = p.local === true;
+              break;
             case 'conntrack --ctstate':
               ok = next()
                 .split(',')
@@ -280,6 +293,7 @@ const ep = (
   ip: string,
   ingress: TierPolicies[] = [],
   egress: TierPolicies[] = [],
+  profiles: string[] = ['kns.shop'],
 ): LocalEndpoint =>
   ({
     key: `a-node1/k8s/shop/${iface}/eth0`,
@@ -287,7 +301,14 @@ const ep = (
     ipv4Nets: [`${ip}/32`],
     ingress,
     egress,
+    profiles,
   }) as LocalEndpoint;
+/** The namespace's profile as Calico's kube-controllers writes it: allow all, both ways. */
+const KNS: ActiveProfile = {
+  id: 'kns.shop' as ProfileId,
+  inbound: [rule({ action: 'allow' })],
+  outbound: [rule({ action: 'allow' })],
+};
 
 const PASS_GUARD = '-m mark --mark 0x0/0x20000';
 
@@ -330,22 +351,53 @@ describe('endpoint chains', () => {
       rs.indexOf(drops[0]!) < rs.indexOf(jumps[1]!),
       'the security tier closes before the default tier starts',
     );
-    assert.deepEqual(rs.at(-1), drops[1]);
-    // The second tier starts by clearing the pass mark.
-    assert.deepEqual(rs[rs.indexOf(drops[0]!) + 1]?.action, '-j MARK --set-xmark 0x0/0x20000');
-    // Egress has no policy: open.
-    assert.ok(!fw!.rules.some((r) => r.action === '-j DROP' && r.match !== '-m conntrack --ctstate INVALID'));
+    assert.deepEqual(drops[1]!.comment, 'End of tier default. DROP if no policies passed packet');
+    // After the tiers, the profiles; then the final drop.
+    assert.deepEqual(rs.slice(-3), [
+      { match: '', action: `-j ${profileChain('in', 'kns.shop')}`, comment: 'profile kns.shop' },
+      { match: '-m mark --mark 0x10000/0x10000', action: '-j RETURN', comment: 'Return if profile accepted' },
+      { match: '', action: '-j DROP', comment: 'DROP if no profiles matched' },
+    ]);
+    // Each tier starts by clearing the pass mark.
+    for (const t of ['security', 'default'])
+      assert.ok(
+        rs.some((r) => r.action === '-j MARK --set-xmark 0x0/0x20000' && r.comment === `Start of tier ${t}`),
+      );
+    // Egress has no policy: straight to the profiles, after the encapsulation guards.
+    assert.deepEqual(
+      fw!.rules.filter((r) => r.action === '-j DROP').map((r) => r.comment ?? r.match),
+      [
+        '-m conntrack --ctstate INVALID',
+        'DROP VXLAN encapped packets originating in workloads',
+        'DROP IPinIP encapped packets originating in workloads',
+        'DROP if no profiles matched',
+      ],
+    );
+    assert.ok(!fw!.rules.some((r) => r.action.startsWith('-j cali-po-')));
   });
 
-  it('an endpoint no policy selects is open: no DROP but for invalid packets', () => {
-    for (const c of renderEndpointChains(ep('cali0000000000a', '10.10.0.9'))) {
-      assert.deepEqual(
-        c.rules.filter((r) => r.action === '-j DROP'),
-        [{ match: '-m conntrack --ctstate INVALID', action: '-j DROP' }],
-        c.name,
-      );
+  it('an endpoint no policy selects goes to its profiles; with none, it is dropped (Felix)', () => {
+    for (const c of renderEndpointChains(ep('cali0000000000a', '10.10.0.9', [], [], []))) {
+      assert.deepEqual(c.rules.at(-1), {
+        match: '',
+        action: '-j DROP',
+        comment: 'DROP if no profiles matched',
+      });
       assert.ok(!c.rules.some((r) => r.action.startsWith('-j cali-p')), c.name);
     }
+  });
+
+  it("a Pass tier's end passes on instead of dropping", () => {
+    const [tw] = renderEndpointChains(
+      ep('cali1234567890a', '10.10.0.5', [
+        { tier: 'platform', policies: [pk('platform/p')], defaultAction: 'pass' },
+        { tier: 'default', policies: [pk('default/q')] },
+      ]),
+    );
+    assert.deepEqual(
+      tw!.rules.filter((r) => r.comment?.startsWith('End of tier')).map((r) => r.comment),
+      ['End of tier default. DROP if no policies passed packet'],
+    );
   });
 });
 
@@ -353,13 +405,18 @@ describe('walking packets through the filter table', () => {
   const WEB = 'cali1111111111a';
   const DB = 'cali2222222222b';
   const OPEN = 'cali3333333333c';
+  const PASSING = 'cali4444444444d';
+  const NO_PROFILE = 'cali5555555555e';
   const webSet = 's:web' as IpSetId;
   const blockedSet = 'n:blocked' as IpSetId;
   const sets: IpSets = new Map([
     [ipsetName(webSet), ['10.10.0.5/32', '10.20.0.5/32']],
     [ipsetName(blockedSet), ['10.66.0.0/16', '10.67.0.0/16']],
+    // Known VTEPs: a node of this cluster and one of a remote cluster.
+    ['cali40all-vxlan-net', ['192.168.100.12/32', '192.168.200.11/32']],
   ]);
   const policies = [
+    ap('platform/noop', [rule({ action: 'deny', src: entity({ net: '10.99.0.0/16' as Cidr }) })]),
     // security tier: deny the blocked nets, log, pass the rest on to the next tier
     ap('security/sec', [
       rule({ action: 'deny', src: entity({ ipSets: [blockedSet] }) }),
@@ -398,6 +455,8 @@ describe('walking packets through the filter table', () => {
   ];
   const table = renderFilterTable({
     policies,
+    profiles: [KNS],
+    vxlan: true,
     endpoints: [
       ep(
         WEB,
@@ -411,9 +470,88 @@ describe('walking packets through the filter table', () => {
         tiers(['security', ['security/sec']], ['default', ['default/shop/db', 'default/deny-9050']]),
       ),
       ep(OPEN, '10.10.0.7'),
+      ep(PASSING, '10.10.0.8', [
+        { tier: 'platform', policies: [pk('platform/noop')], defaultAction: 'pass' },
+      ]),
+      ep(NO_PROFILE, '10.10.0.9', [], [], []),
     ],
   });
   const tcp = (o: Omit<Packet, 'proto'>): Packet => ({ proto: 'tcp', ...o });
+
+  it("a Pass tier's end leaves the decision to the profiles; no profile at all drops", () => {
+    assert.equal(
+      forward(table, tcp({ iif: 'eth0', oif: PASSING, src: '1.1.1.1', dst: '10.10.0.8', dport: 80 }), sets),
+      'ACCEPT',
+    );
+    assert.equal(
+      forward(
+        table,
+        tcp({ iif: 'eth0', oif: NO_PROFILE, src: '1.1.1.1', dst: '10.10.0.9', dport: 80 }),
+        sets,
+      ),
+      'DROP',
+    );
+    // The endpoint chain only marks and returns; cali-FORWARD accepts on the mark.
+    const it = new Interp(table, sets);
+    const p = tcp({ iif: 'eth0', oif: OPEN, src: '1.1.1.1', dst: '10.10.0.7', dport: 1 });
+    assert.equal(
+      it.run(toWorkloadChain(OPEN), p, { verdict: undefined, logs: [], chains: [], steps: 0 }),
+      undefined,
+    );
+    assert.equal(it.mark & 0x10000, 0x10000);
+    const fwd = table.chains.find((c) => c.name === chains.forward)!.rules.at(-1);
+    assert.deepEqual([fwd?.match, fwd?.action], ['-m mark --mark 0x10000/0x10000', '-j ACCEPT']);
+  });
+
+  it('VXLAN and IP-in-IP leaving a workload are dropped, whatever its policy', () => {
+    const vxlan = {
+      proto: 'udp',
+      iif: OPEN,
+      oif: 'eth0',
+      src: '10.10.0.7',
+      dst: '8.8.8.8',
+      dport: 4789,
+    } as const;
+    assert.equal(forward(table, vxlan, sets), 'DROP');
+    assert.equal(forward(table, { ...vxlan, dport: 4790 }, sets), 'ACCEPT');
+    assert.equal(
+      forward(table, { proto: 'ipip', iif: OPEN, oif: 'eth0', src: '10.10.0.7', dst: '8.8.8.8' }, sets),
+      'DROP',
+    );
+    // Into a workload, VXLAN is whatever its ingress policy says.
+    assert.equal(
+      forward(table, { ...vxlan, iif: 'eth0', oif: OPEN, src: '8.8.8.8', dst: '10.10.0.7' }, sets),
+      'ACCEPT',
+    );
+  });
+
+  it('cali-INPUT accepts VXLAN to this host only from known VTEPs, local or remote', () => {
+    const vx = (src: string) =>
+      walk(
+        table,
+        'INPUT',
+        { proto: 'udp', iif: 'eth0', src, dst: '192.168.100.11', dport: 4789, local: true },
+        sets,
+      ).verdict;
+    assert.equal(vx('192.168.100.12'), 'ACCEPT');
+    assert.equal(vx('192.168.200.11'), 'ACCEPT', 'a remote cluster VTEP');
+    assert.equal(vx('192.168.100.99'), 'DROP', 'an unknown source');
+    // Other UDP to the host is not ours to judge.
+    assert.equal(
+      walk(
+        table,
+        'INPUT',
+        { proto: 'udp', iif: 'eth0', src: '192.168.100.99', dst: '192.168.100.11', dport: 53, local: true },
+        sets,
+      ).verdict,
+      undefined,
+    );
+    // Without VXLAN on this node, no guard.
+    const plain = renderFilterTable({ policies: [], endpoints: [] });
+    assert.ok(
+      !plain.chains.find((c) => c.name === chains.input)!.rules.some((r) => r.match.includes('4789')),
+    );
+  });
 
   it('allows what the policies allow, in tier and policy order', () => {
     // web → db:5432: web's egress allows 10.10.0.6, db's ingress allows web's set.
