@@ -1,17 +1,21 @@
 // VXLAN overlay: every other node of the mesh with a complete VTEP (node IP, tunnel IP, MAC)
 // becomes a VTEP; every IPAM block affine to such a node becomes a route via it. A route waits for
 // its VTEP (and goes when the VTEP goes), so the kernel never holds a route to a missing neighbour.
+import { createHash } from 'node:crypto';
 import { type Cidr, type Ip4, type Mac, parseCidr, parseIp4, parseMac } from '../../model/net.ts';
 import type { IPAMBlock, IPPool, Node } from '../../proto/service.ts';
 import type { MessageSink, Pool, RemoteBlockRoute, Vtep } from './messages.ts';
 
 /**
- * A VTEP MAC for a node whose resource names none: derived from the node IP, so that every agent
- * (this node's and its peers') computes the same one without a write-back to the datastore.
+ * A VTEP MAC for a node whose resource names none, derived as Felix does (vxlan_resolver.go): 0x66
+ * ('f', a locally administered unicast prefix) and the first 5 bytes of SHA-1 of the node's name,
+ * so every agent, fedmesh's and Calico's alike, computes the same one without a datastore
+ * write-back. A remote node's name is used without its `<cluster>/` prefix, as Calico Enterprise.
  */
-export function derivedVtepMac(nodeIp: Ip4): Mac {
-  const parts = nodeIp.split('.').map((p) => Number(p).toString(16).padStart(2, '0'));
-  return `66:ee:${parts.join(':')}` as Mac;
+export function derivedVtepMac(nodeName: string): Mac {
+  const name = nodeName.slice(nodeName.lastIndexOf('/') + 1);
+  const sha = createHash('sha1').update(name).digest();
+  return [0x66, ...sha.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0')).join(':') as Mac;
 }
 
 interface BlockState {
@@ -58,7 +62,7 @@ export class OverlayResolver {
           vtepMac: n.vxlanTunnelMac
             ? parseMac(n.vxlanTunnelMac)
             : n.ipv4Address
-              ? derivedVtepMac(parseIp4(n.ipv4Address))
+              ? derivedVtepMac(name)
               : undefined,
         },
       });
@@ -72,7 +76,7 @@ export class OverlayResolver {
         cluster,
         nodeIp,
         tunnelIp: parseIp4(n.vxlanTunnelAddress),
-        mac: n.vxlanTunnelMac ? parseMac(n.vxlanTunnelMac) : derivedVtepMac(nodeIp),
+        mac: n.vxlanTunnelMac ? parseMac(n.vxlanTunnelMac) : derivedVtepMac(name),
       };
     }
     const old = this.vteps.get(name);

@@ -103,7 +103,7 @@ export class VxlanManager {
         port: VXLAN_PORT,
         parentDev: parent.name,
         localIp: h.nodeIp,
-        mac: h.vtepMac ?? derivedVtepMac(h.nodeIp),
+        mac: h.vtepMac ?? derivedVtepMac(h.node),
         mtu: parent.mtu - 50,
         tunnelAddress: h.tunnelIp,
       });

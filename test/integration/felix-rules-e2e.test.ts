@@ -1,0 +1,259 @@
+// Felix's rule set with real packets, on both iptables backends: one topology, the agent's own
+// pipeline (calculation graph → sequencer → dataplane → drivers) programming node A's namespace.
+//
+//   ext (203.0.113.1, outside every cluster) ── node A ── pod web (10.10.0.5), pod db (10.10.0.6)
+//                                                  │ eth0 192.168.100.11/24
+//   node B (192.168.100.12: cluster b's VTEP; 192.168.100.99: an unknown host) ┘
+//
+// Cases: profiles open an unselected pod; a Pass tier hands on and a Deny tier drops; a
+// notSelector-only rule admits an outside address; VXLAN and UDP 4789 leaving a pod are dropped;
+// VXLAN to the node is accepted only from a known VTEP (a remote cluster's included).
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { test } from 'node:test';
+import { CalculationGraph } from '../../agent/calc/graph.ts';
+import { Sequencer } from '../../agent/calc/sequencer.ts';
+import { Dataplane } from '../../agent/dataplane/dataplane.ts';
+import { VXLAN_DEVICE } from '../../agent/dataplane/vxlan.ts';
+import { IpRouteDriver } from '../../native/iproute.ts';
+import { IpSetDriver } from '../../native/ipset.ts';
+import { type IptablesBackend, IptablesDriver } from '../../native/iptables.ts';
+import type { Update } from '../../proto/service.ts';
+import { block, namespace, node, policy, pool, serviceAccount, tier, wep } from '../helpers/feed-builders.ts';
+import { hasTool, isRoot, netnsScope, ping, podBehind, sh, veth } from '../harness/netns.ts';
+
+const WEB = { node: 'a-node1', namespace: 'shop', pod: 'web-1', ips: ['10.10.0.5'], labels: { app: 'web' } };
+const DB = { node: 'a-node1', namespace: 'shop', pod: 'db-1', ips: ['10.10.0.6'], labels: { app: 'db' } };
+const WEB_IF = 'caliweb0000001';
+const DB_IF = 'calidb00000001';
+const EXT = '203.0.113.1';
+
+const WORLD: Update[] = [
+  node({ name: 'a-node1', ip: '192.168.100.11', tunnelIp: '10.10.0.0' }),
+  pool({ name: 'a-pool', cidr: '10.10.0.0/16' }),
+  block({ cidr: '10.10.0.0/26', node: 'a-node1' }),
+  // Cluster b's node, over the mesh's overlay routing: its VTEP is 192.168.100.12.
+  node({ cluster: 'b', name: 'b-node1', ip: '192.168.100.12', tunnelIp: '10.20.0.0' }),
+  pool({ cluster: 'b', name: 'b-pool', cidr: '10.20.0.0/16' }),
+  block({ cluster: 'b', cidr: '10.20.0.0/26', node: 'b-node1' }),
+  namespace('shop'),
+  serviceAccount('shop', 'default'),
+  wep({ ...WEB, interfaceName: WEB_IF }),
+  wep({ ...DB, interfaceName: DB_IF }),
+];
+
+/** The agent for node A on one backend: feed updates, wait until the kernel has them. */
+async function agent(ns: string, backend: IptablesBackend) {
+  const seq = new Sequencer();
+  const g = new CalculationGraph({ nodeName: 'a-node1', localCluster: 'a' }, seq);
+  const iptables = new IptablesDriver({ backend, netns: ns });
+  const dp = new Dataplane(
+    { ipsets: new IpSetDriver({ netns: ns }), iptables, links: new IpRouteDriver({ netns: ns }) },
+    { applyDelayMs: 1 },
+  );
+  const feed = async (...us: Update[]) => {
+    for (const u of us) g.onUpdate(u);
+    assert.deepEqual(g.refused, []);
+    dp.onMessages(seq.flush());
+    await withTimeout(dp.whenApplied(), 10_000, `apply on ${backend}: ${dp.stats.lastError ?? ''}`);
+  };
+  g.inSync();
+  await feed(...WORLD);
+  return {
+    feed,
+    /** Our tables out of the kernel, so the other backend starts clean. */
+    async remove() {
+      dp.stop();
+      for (const t of ['filter', 'nat'] as const) await iptables.syncTable(t, { chains: [], hooks: [] });
+    },
+  };
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, t]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const live = new Set<ChildProcess>();
+
+/** Runs a Node.js snippet in a namespace; resolves with its stdout. Killed by its own pid if it hangs. */
+function nodeIn(ns: string, script: string, timeoutMs = 3000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    live.add(child);
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => {
+      out += d;
+    });
+    child.stderr.on('data', (d) => {
+      err += d;
+    });
+    const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      live.delete(child);
+      if (code === 0) resolve(out);
+      else reject(new Error(`node in ${ns} exited ${code}: ${err}`));
+    });
+  });
+}
+
+/** Does a UDP datagram from `fromNs` reach `toIp:port`, where `listenNs` listens? */
+async function udpArrives(fromNs: string, listenNs: string, toIp: string, port: number): Promise<boolean> {
+  const listener = nodeIn(
+    listenNs,
+    `const s=require('dgram').createSocket('udp4');s.on('message',()=>{console.log('got');process.exit(0)});` +
+      `s.bind(${port},()=>console.log('ready'));setTimeout(()=>process.exit(0),800);`,
+  );
+  await new Promise((r) => setTimeout(r, 150)); // the listener binds
+  await nodeIn(
+    fromNs,
+    `const s=require('dgram').createSocket('udp4');s.send(Buffer.from('x'),${port},'${toIp}',()=>s.close());`,
+  );
+  return (await listener).includes('got');
+}
+
+/**
+ * Sends one VXLAN datagram (VNI 4096, an inner broadcast ARP frame) from `src` to node A's VXLAN
+ * port, as a VTEP would. Node A's vxlan.calico counts it only if cali-INPUT let it through.
+ */
+function sendVxlan(ns: string, src: string): Promise<string> {
+  const frame = [
+    '08000000', // flags: VNI present
+    '00100000', // VNI 4096
+    'ffffffffffff', // inner dst: broadcast
+    '020000000001', // inner src
+    '0806', // ARP
+    '0001080006040001', // Ethernet/IPv4 request
+    '020000000001',
+    '0a140000', // 10.20.0.0
+    '000000000000',
+    '0a0a0000', // who has 10.10.0.0
+  ].join('');
+  return nodeIn(
+    ns,
+    `const s=require('dgram').createSocket('udp4');s.bind(0,'${src}',()=>` +
+      `s.send(Buffer.from('${frame}','hex'),4789,'192.168.100.11',()=>s.close()));`,
+  );
+}
+
+async function vxlanRx(ns: string): Promise<number> {
+  const out = await sh(ns, 'ip', '-j', '-s', 'link', 'show', VXLAN_DEVICE);
+  return (JSON.parse(out) as { stats64: { rx: { packets: number } } }[])[0]!.stats64.rx.packets;
+}
+
+test('Felix rule set with real packets', { skip: !isRoot() && 'needs root' }, async (t) => {
+  const scope = netnsScope(t);
+  t.after(() => {
+    for (const c of live) if (c.pid) process.kill(c.pid, 'SIGKILL');
+  });
+  const [nsA, nsB, ext, webNs, dbNs] = await Promise.all([
+    scope.add('fa', { router: true }),
+    scope.add('fb', { router: true }),
+    scope.add('fx'),
+    scope.add('fw'),
+    scope.add('fd'),
+  ]);
+  await veth(
+    { ns: nsA, ifname: 'eth0', addr: '192.168.100.11/24' },
+    { ns: nsB, ifname: 'eth0', addr: '192.168.100.12/24' },
+  );
+  await sh(nsB, 'ip', 'addr', 'add', '192.168.100.99/24', 'dev', 'eth0');
+  await veth(
+    { ns: nsA, ifname: 'ext0', addr: '203.0.113.254/24' },
+    { ns: ext, ifname: 'eth0', addr: `${EXT}/24` },
+  );
+  await sh(ext, 'ip', 'route', 'add', 'default', 'via', '203.0.113.254');
+  await podBehind(nsA, webNs, WEB_IF, WEB.ips[0]!);
+  await podBehind(nsA, dbNs, DB_IF, DB.ips[0]!);
+
+  const legacy = await hasTool('iptables-legacy');
+  for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
+    await t.test(
+      backend,
+      { skip: backend === 'legacy' && !legacy && 'iptables-legacy not installed' },
+      async (tt) => {
+        const a = await agent(nsA, backend);
+        tt.after(() => a.remove());
+        const save = backend === 'nft' ? 'iptables-nft-save' : 'iptables-legacy-save';
+
+        await tt.test(
+          'no policy: the namespace profile opens the pods (and Felix names are in the kernel)',
+          async () => {
+            assert.ok(await ping(webNs, DB.ips[0]!), 'web -> db');
+            assert.ok(await ping(ext, WEB.ips[0]!), 'outside -> web');
+            const filter = await sh(nsA, save, '-t', 'filter');
+            for (const want of [
+              ':cali-pri-kns.shop',
+              'DROP if no profiles matched',
+              'Policy explicitly accepted packet.',
+              'Allow IPv4 VXLAN packets from allowed hosts',
+            ])
+              assert.ok(filter.includes(want), `${want} in:\n${filter}`);
+            assert.ok(!/-A cali-FORWARD -i cali\+ .*-j ACCEPT/.test(filter), 'no blanket ACCEPT of cali+');
+          },
+        );
+
+        await tt.test('a Pass tier hands on to the profiles; the same tier with Deny drops', async () => {
+          const quarantine = policy({
+            name: 'quarantine',
+            namespace: 'shop',
+            tier: 'platform',
+            selector: "app == 'db'",
+            ingress: [{ action: 'Deny', protocol: 'ICMP', source: { nets: ['203.0.113.0/24'] } }],
+          });
+          await a.feed(tier('platform', 10, 'Pass'), quarantine);
+          assert.ok(!(await ping(ext, DB.ips[0]!, { timeoutS: 0.3 })), 'denied by the platform tier');
+          assert.ok(await ping(webNs, DB.ips[0]!), 'end of the Pass tier: on to the kns profile');
+          await a.feed(tier('platform', 10, 'Deny'));
+          assert.ok(!(await ping(webNs, DB.ips[0]!, { timeoutS: 0.3 })), 'end of a Deny tier drops');
+          await a.feed(tier('platform', 10, 'Pass'));
+          assert.ok(await ping(webNs, DB.ips[0]!), 'Pass again');
+        });
+
+        await tt.test(
+          'a GlobalNetworkPolicy rule with only a notSelector admits an address outside every cluster',
+          async () => {
+            await a.feed(
+              policy({
+                name: 'web-not-db',
+                selector: "app == 'web'",
+                ingress: [{ action: 'Allow', source: { notSelector: "app == 'db'" } }],
+              }),
+            );
+            assert.ok(await ping(ext, WEB.ips[0]!), 'outside -> web: not a db, allowed');
+            assert.ok(!(await ping(dbNs, WEB.ips[0]!, { timeoutS: 0.3 })), 'db -> web: end of tier');
+          },
+        );
+
+        await tt.test('VXLAN leaving a pod is dropped; other UDP is not', async () => {
+          assert.ok(await udpArrives(webNs, ext, EXT, 4790), 'control: UDP 4790 from the pod arrives');
+          assert.ok(!(await udpArrives(webNs, ext, EXT, 4789)), 'UDP 4789 from the pod is dropped');
+        });
+
+        await tt.test(
+          "VXLAN to the node: accepted from a remote cluster's VTEP, dropped from an unknown host",
+          async () => {
+            const before = await vxlanRx(nsA);
+            await sendVxlan(nsB, '192.168.100.99');
+            await new Promise((r) => setTimeout(r, 100));
+            assert.equal(await vxlanRx(nsA), before, 'unknown source: dropped in cali-INPUT');
+            await sendVxlan(nsB, '192.168.100.12');
+            await new Promise((r) => setTimeout(r, 100));
+            assert.equal(await vxlanRx(nsA), before + 1, "cluster b's VTEP: accepted");
+          },
+        );
+      },
+    );
+  }
+});
