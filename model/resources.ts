@@ -62,6 +62,12 @@ export interface PolicySpec {
   types: { ingress: boolean; egress: boolean };
   ingress: Rule[];
   egress: Rule[];
+  /** Host endpoints: also forwarded traffic (Calico's applyOnForward; preDNAT and doNotTrack need it). */
+  applyOnForward?: boolean;
+  /** Host endpoints: ingress before DNAT, in the mangle table. */
+  preDNAT?: boolean;
+  /** Host endpoints: untracked, in the raw table. */
+  doNotTrack?: boolean;
 }
 
 export interface NetworkPolicy extends Meta {

@@ -222,6 +222,9 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
           egress: s.types.egress,
           ingressRules: s.ingress.map(rule),
           egressRules: s.egress.map(rule),
+          applyOnForward: s.applyOnForward ?? false,
+          preDnat: s.preDNAT ?? false,
+          doNotTrack: s.doNotTrack ?? false,
         }),
       });
     }

@@ -23,6 +23,7 @@ import { type Cidr, cidrContainsIp, type Ip4, NetParseError, parseCidr } from '.
 import type { Labels } from '../../model/resources.ts';
 import type { Update } from '../../proto/service.ts';
 import { VXLAN_PORT } from '../rules/names.ts';
+import { FAILSAFE_INBOUND, FAILSAFE_OUTBOUND, type FailsafePort } from '../rules/render-tables.ts';
 import { LabelIndex, type MatcherSpec } from './label-index.ts';
 import type {
   CompiledEntity,
@@ -381,7 +382,7 @@ export interface DirectionResult {
    * (after the tiers); no-profile: no profile allowed; encap-guard: encapsulated traffic leaving a
    * workload.
    */
-  by: 'rule' | 'end-of-tier' | 'profile' | 'no-profile' | 'encap-guard';
+  by: 'rule' | 'end-of-tier' | 'profile' | 'no-profile' | 'encap-guard' | 'failsafe';
   reason: string;
   /** The rule that decided (allow or deny), or that passed the last tier. */
   rule?: DecidingRule;
@@ -406,6 +407,18 @@ export interface DirectionInput {
   passTiers?: ReadonlySet<string>;
   /** The endpoint's profiles, in its order (a profile the cluster does not define: no rules). */
   profiles: readonly CompiledProfile[];
+  /**
+   * The endpoint is a host endpoint (traffic to or from the host through its interface): Felix's
+   * failsafe ports come first, and there is no encapsulation guard. Forwarded, pre-DNAT and
+   * untracked traffic are not modelled here.
+   */
+  host?: boolean;
+}
+
+/** Is the flow to one of Felix's failsafe ports for this direction of a host endpoint? */
+function failsafe(flow: Flow, direction: Direction): FailsafePort | undefined {
+  const list = direction === 'ingress' ? FAILSAFE_INBOUND : FAILSAFE_OUTBOUND;
+  return list.find((f) => protocolNumber(f.protocol) === flow.protocol && f.port === flow.dstPort);
 }
 
 /** Rules of a policy or profile, first to last, until one decides (Log carries on). */
@@ -445,7 +458,18 @@ export function evaluateDirection(input: DirectionInput): DirectionResult {
   const traces: TierTrace[] = [];
   const notes: string[] = [];
   const dirWord = direction === 'ingress' ? 'ingress' : 'egress';
-  const encap = direction === 'egress' ? encapsulated(flow) : undefined;
+  const safe = input.host ? failsafe(flow, direction) : undefined;
+  if (safe) {
+    return {
+      direction,
+      decision: 'allow',
+      by: 'failsafe',
+      reason: `${safe.protocol} port ${safe.port} is a failsafe port of host endpoints: allowed before any policy`,
+      tiers: traces,
+      notes,
+    };
+  }
+  const encap = direction === 'egress' && !input.host ? encapsulated(flow) : undefined;
   if (encap) {
     return {
       direction,
@@ -456,8 +480,13 @@ export function evaluateDirection(input: DirectionInput): DirectionResult {
       notes,
     };
   }
+  // Pre-DNAT and untracked policies live in the mangle and raw tables: not part of this walk.
   const applies = input.policies.filter(
-    (p) => (direction === 'ingress' ? p.ingress : p.egress) && p.selector.evaluate(endpointLabels),
+    (p) =>
+      (direction === 'ingress' ? p.ingress : p.egress) &&
+      !p.preDNAT &&
+      !p.doNotTrack &&
+      p.selector.evaluate(endpointLabels),
   );
   const byKey = new Map(applies.map((p) => [p.key, p]));
   const tiers = tiersOf(applies, input.tierOrders, input.passTiers);

@@ -9,7 +9,7 @@ import { LabelIndex } from './label-index.ts';
 import type { EndpointKey, MessageSink, ProfileId } from './messages.ts';
 import { OverlayResolver } from './overlay-resolver.ts';
 import { compilePolicy, compileProfile, PolicyError, type policyKey } from './policy-compiler.ts';
-import { type LocalEndpointInput, PolicyResolver } from './policy-resolver.ts';
+import { type LocalEndpointInput, PolicyResolver, SharedActivePolicies } from './policy-resolver.ts';
 import { ProfileResolver } from './profile-resolver.ts';
 
 const log = logger('calc');
@@ -29,9 +29,12 @@ export interface RefusedUpdate {
 export class CalculationGraph {
   readonly index: LabelIndex;
   readonly policies: PolicyResolver;
+  /** The same policies, for this node's host endpoints. */
+  readonly hostPolicies: PolicyResolver;
   readonly profiles: ProfileResolver;
   readonly overlay: OverlayResolver;
   private readonly localInputs = new Map<EndpointKey, LocalEndpointInput>();
+  private readonly localHostInputs = new Map<EndpointKey, LocalEndpointInput>();
   /** Policy key in the dataplane for each feed key, so a delete finds what to remove. */
   private readonly policyKeys = new Map<string, ReturnType<typeof policyKey>>();
   readonly refused: RefusedUpdate[] = [];
@@ -41,7 +44,9 @@ export class CalculationGraph {
     private readonly sink: MessageSink,
   ) {
     this.index = new LabelIndex(sink);
-    this.policies = new PolicyResolver(this.index, sink);
+    const shared = new SharedActivePolicies(sink);
+    this.policies = new PolicyResolver(this.index, shared.sinkFor());
+    this.hostPolicies = new PolicyResolver(this.index, shared.sinkFor(), 'host');
     this.profiles = new ProfileResolver(this.index, sink);
     this.overlay = new OverlayResolver(opts.nodeName, sink);
   }
@@ -114,13 +119,31 @@ export class CalculationGraph {
       }
       case 'hostEndpoint': {
         const h = b.value;
-        this.index.upsertItem({
+        const key = u.key as EndpointKey;
+        const labels = this.index.upsertItem({
           key: u.key,
           ownLabels: h.labels,
           profiles: h.profiles,
           nets: h.expectedIpv4s.map((ip) => parseCidr(`${ip}/32`)),
           namedPorts: namedPortsOf(h.ports),
         });
+        // Policy applies to this node's host endpoints with a named interface; remote ones (and
+        // the all-interfaces `*`, not implemented) are selector members only.
+        const local =
+          this.isLocalCluster(u.cluster) &&
+          h.node === this.opts.nodeName &&
+          h.interfaceName !== '' &&
+          h.interfaceName !== '*';
+        if (local) {
+          const profiles = h.profiles as ProfileId[];
+          const input: LocalEndpointInput = { key, interfaceName: h.interfaceName, ipv4Nets: [], profiles };
+          this.localHostInputs.set(key, input);
+          this.profiles.setEndpoint(key, profiles);
+          this.hostPolicies.upsertEndpoint(input, labels);
+        } else if (this.localHostInputs.delete(key)) {
+          this.hostPolicies.deleteEndpoint(key);
+          this.profiles.setEndpoint(key, []);
+        }
         return;
       }
       case 'networkSet': {
@@ -147,18 +170,23 @@ export class CalculationGraph {
           throw new RefuseError('policies are never federated from remote clusters');
         const compiled = compilePolicy(b.value);
         const oldKey = this.policyKeys.get(u.key);
-        if (oldKey && oldKey !== compiled.key) this.policies.deletePolicy(oldKey);
+        if (oldKey && oldKey !== compiled.key) {
+          this.policies.deletePolicy(oldKey);
+          this.hostPolicies.deletePolicy(oldKey);
+        }
         this.policyKeys.set(u.key, compiled.key);
         this.policies.upsertPolicy(compiled);
+        this.hostPolicies.upsertPolicy(compiled);
         return;
       }
       case 'tier':
         if (!this.isLocalCluster(u.cluster))
           throw new RefuseError('tiers are never federated from remote clusters');
-        this.policies.setTier(b.value.name, {
-          ...(b.value.hasOrder ? { order: b.value.order } : {}),
-          defaultAction: b.value.defaultAction === 'Pass' ? 'pass' : 'deny',
-        });
+        for (const r of [this.policies, this.hostPolicies])
+          r.setTier(b.value.name, {
+            ...(b.value.hasOrder ? { order: b.value.order } : {}),
+            defaultAction: b.value.defaultAction === 'Pass' ? 'pass' : 'deny',
+          });
         return;
       case 'ipPool':
         this.overlay.upsertPool(u.key, u.cluster, this.isLocalCluster(u.cluster), b.value);
@@ -184,6 +212,12 @@ export class CalculationGraph {
         }
         return;
       case ResourceKind.HOST_ENDPOINT:
+        this.index.deleteItem(u.key);
+        if (this.localHostInputs.delete(u.key as EndpointKey)) {
+          this.hostPolicies.deleteEndpoint(u.key as EndpointKey);
+          this.profiles.setEndpoint(u.key as EndpointKey, []);
+        }
+        return;
       case ResourceKind.NETWORK_SET:
         this.index.deleteItem(u.key);
         return;
@@ -194,11 +228,15 @@ export class CalculationGraph {
       case ResourceKind.POLICY: {
         const pk = this.policyKeys.get(u.key);
         this.policyKeys.delete(u.key);
-        if (pk) this.policies.deletePolicy(pk);
+        if (pk) {
+          this.policies.deletePolicy(pk);
+          this.hostPolicies.deletePolicy(pk);
+        }
         return;
       }
       case ResourceKind.TIER:
-        this.policies.setTier(u.key.slice(u.key.lastIndexOf('/') + 1), undefined);
+        for (const r of [this.policies, this.hostPolicies])
+          r.setTier(u.key.slice(u.key.lastIndexOf('/') + 1), undefined);
         return;
       case ResourceKind.IP_POOL:
         this.overlay.deletePool(u.key);
@@ -215,9 +253,12 @@ export class CalculationGraph {
   }
 
   private refreshLocal(key: EndpointKey): void {
-    const input = this.localInputs.get(key);
     const labels = this.index.getLabels(key);
-    if (input && labels) this.policies.upsertEndpoint(input, labels);
+    if (!labels) return;
+    const input = this.localInputs.get(key);
+    if (input) this.policies.upsertEndpoint(input, labels);
+    const host = this.localHostInputs.get(key);
+    if (host) this.hostPolicies.upsertEndpoint(host, labels);
   }
 }
 

@@ -88,6 +88,24 @@ export interface LocalEndpoint {
   profiles: ProfileId[];
 }
 
+/**
+ * A host endpoint of this node (an interface with an explicit name): Felix's cali-th-/cali-fh-
+ * chains. Its policies split by kind: normal ones (host-local traffic, INPUT/OUTPUT), forward ones
+ * (applyOnForward: forwarded traffic too), pre-DNAT (mangle, ingress only) and untracked (raw).
+ */
+export interface LocalHostEndpoint {
+  key: EndpointKey;
+  interfaceName: string;
+  profiles: ProfileId[];
+  ingress: TierPolicies[];
+  egress: TierPolicies[];
+  forwardIngress: TierPolicies[];
+  forwardEgress: TierPolicies[];
+  preDnatIngress: TierPolicies[];
+  untrackedIngress: TierPolicies[];
+  untrackedEgress: TierPolicies[];
+}
+
 export interface Vtep {
   node: string;
   cluster: string;
@@ -128,6 +146,8 @@ export type DataplaneMessage =
   | { kind: 'ActiveProfileRemove'; id: ProfileId }
   | { kind: 'EndpointUpdate'; endpoint: LocalEndpoint }
   | { kind: 'EndpointRemove'; key: EndpointKey }
+  | { kind: 'HostEndpointUpdate'; endpoint: LocalHostEndpoint }
+  | { kind: 'HostEndpointRemove'; key: EndpointKey }
   | { kind: 'VTEPUpdate'; vtep: Vtep }
   | { kind: 'VTEPRemove'; node: string }
   | { kind: 'RouteUpdate'; route: RemoteBlockRoute }

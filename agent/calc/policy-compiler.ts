@@ -43,6 +43,10 @@ export interface CompiledPolicy {
   selector: Selector;
   ingress: boolean;
   egress: boolean;
+  /** Host endpoint policy kinds (Calico): forwarded traffic too; before DNAT; untracked. */
+  applyOnForward: boolean;
+  preDNAT: boolean;
+  doNotTrack: boolean;
   inbound: CompiledRule[];
   outbound: CompiledRule[];
   /** Every matcher the rules use, de-duplicated by id. */
@@ -311,6 +315,9 @@ export function compilePolicy(p: Policy): CompiledPolicy {
     selector,
     ingress: p.ingress,
     egress: p.egress,
+    applyOnForward: p.applyOnForward || p.preDnat || p.doNotTrack,
+    preDNAT: p.preDnat,
+    doNotTrack: p.doNotTrack,
     inbound,
     outbound,
     matchers: [...rc.matchers.values()],

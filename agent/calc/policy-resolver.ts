@@ -8,6 +8,7 @@ import type { LabelIndex } from './label-index.ts';
 import type {
   EndpointKey,
   LocalEndpoint,
+  LocalHostEndpoint,
   MessageSink,
   PolicyKey,
   ProfileId,
@@ -43,6 +44,43 @@ interface EndpointState {
   policies: Set<PolicyKey>;
   /** The last rendering sent, to skip no-op updates. */
   lastSent?: LocalEndpoint;
+  lastSentHost?: string;
+}
+
+/** Which endpoints a resolver serves: workloads (EndpointUpdate) or host endpoints (HostEndpointUpdate). */
+export type EndpointKind = 'workload' | 'host';
+
+/**
+ * Lets two resolvers (workloads, host endpoints) share the policies: a policy is announced while
+ * either has it active, and removed only when neither has.
+ */
+export class SharedActivePolicies {
+  private readonly users = new Map<PolicyKey, number>();
+
+  constructor(private readonly sink: MessageSink) {}
+
+  sinkFor(): MessageSink {
+    const mine = new Set<PolicyKey>();
+    return {
+      send: (m) => {
+        if (m.kind === 'ActivePolicyUpdate') {
+          if (!mine.has(m.policy.key)) {
+            mine.add(m.policy.key);
+            this.users.set(m.policy.key, (this.users.get(m.policy.key) ?? 0) + 1);
+          }
+        } else if (m.kind === 'ActivePolicyRemove') {
+          if (!mine.delete(m.key)) return;
+          const n = (this.users.get(m.key) ?? 1) - 1;
+          if (n > 0) {
+            this.users.set(m.key, n);
+            return;
+          }
+          this.users.delete(m.key);
+        }
+        this.sink.send(m);
+      },
+    };
+  }
 }
 
 export class PolicyResolver {
@@ -66,6 +104,7 @@ export class PolicyResolver {
   constructor(
     private readonly index: LabelIndex,
     private readonly sink: MessageSink,
+    private readonly kind: EndpointKind = 'workload',
   ) {}
 
   get activePolicyCount(): number {
@@ -149,7 +188,7 @@ export class PolicyResolver {
     const ep = this.endpoints.get(key);
     if (!ep) return;
     this.endpoints.delete(key);
-    this.sink.send({ kind: 'EndpointRemove', key });
+    this.sink.send({ kind: this.kind === 'host' ? 'HostEndpointRemove' : 'EndpointRemove', key });
     for (const pk of ep.policies) this.detach(pk, key);
   }
 
@@ -250,11 +289,16 @@ export class PolicyResolver {
   }
 
   private sendEndpoint(ep: EndpointState): void {
+    if (this.kind === 'host') {
+      this.sendHostEndpoint(ep);
+      return;
+    }
     const ingress: CompiledPolicy[] = [];
     const egress: CompiledPolicy[] = [];
     for (const k of ep.policies) {
       const p = this.policies.get(k);
-      if (!p) continue;
+      // Pre-DNAT and untracked policies apply to host endpoints only (Felix).
+      if (!p || p.preDNAT || p.doNotTrack) continue;
       if (p.ingress) ingress.push(p);
       if (p.egress) egress.push(p);
     }
@@ -270,6 +314,51 @@ export class PolicyResolver {
     if (ep.lastSent && sameEndpoint(ep.lastSent, endpoint)) return;
     ep.lastSent = endpoint;
     this.sink.send({ kind: 'EndpointUpdate', endpoint });
+  }
+
+  /** A host endpoint's policies, split by kind as Felix's HostEndpointToFilter/Mangle/RawChains take them. */
+  private sendHostEndpoint(ep: EndpointState): void {
+    const lists = {
+      ingress: [] as CompiledPolicy[],
+      egress: [] as CompiledPolicy[],
+      forwardIngress: [] as CompiledPolicy[],
+      forwardEgress: [] as CompiledPolicy[],
+      preDnatIngress: [] as CompiledPolicy[],
+      untrackedIngress: [] as CompiledPolicy[],
+      untrackedEgress: [] as CompiledPolicy[],
+    };
+    for (const k of ep.policies) {
+      const p = this.policies.get(k);
+      if (!p) continue;
+      if (p.preDNAT) {
+        if (p.ingress) lists.preDnatIngress.push(p);
+      } else if (p.doNotTrack) {
+        if (p.ingress) lists.untrackedIngress.push(p);
+        if (p.egress) lists.untrackedEgress.push(p);
+      } else {
+        if (p.ingress) lists.ingress.push(p);
+        if (p.egress) lists.egress.push(p);
+        if (p.applyOnForward && p.ingress) lists.forwardIngress.push(p);
+        if (p.applyOnForward && p.egress) lists.forwardEgress.push(p);
+      }
+    }
+    const t = (ps: CompiledPolicy[]) => tiersOf(ps, this.tierOrders, this.passTiers);
+    const endpoint: LocalHostEndpoint = {
+      key: ep.input.key,
+      interfaceName: ep.input.interfaceName,
+      profiles: [...ep.input.profiles],
+      ingress: t(lists.ingress),
+      egress: t(lists.egress),
+      forwardIngress: t(lists.forwardIngress),
+      forwardEgress: t(lists.forwardEgress),
+      preDnatIngress: t(lists.preDnatIngress),
+      untrackedIngress: t(lists.untrackedIngress),
+      untrackedEgress: t(lists.untrackedEgress),
+    };
+    const text = JSON.stringify(endpoint);
+    if (ep.lastSentHost === text) return;
+    ep.lastSentHost = text;
+    this.sink.send({ kind: 'HostEndpointUpdate', endpoint });
   }
 }
 

@@ -11,6 +11,7 @@ import type {
   IpSetId,
   IpSetType,
   LocalEndpoint,
+  LocalHostEndpoint,
   MessageSink,
   PolicyKey,
   Pool,
@@ -34,6 +35,7 @@ export class Sequencer implements MessageSink {
   private readonly policies = new Map<PolicyKey, ActivePolicy | null>();
   private readonly profiles = new Map<ProfileId, ActiveProfile | null>();
   private readonly endpoints = new Map<EndpointKey, LocalEndpoint | null>();
+  private readonly hostEndpoints = new Map<EndpointKey, LocalHostEndpoint | null>();
   private readonly vteps = new Map<string, Vtep | null>();
   private readonly routes = new Map<Cidr, RemoteBlockRoute | null>();
   private readonly pools = new Map<Cidr, Pool | null>();
@@ -109,6 +111,12 @@ export class Sequencer implements MessageSink {
       case 'EndpointRemove':
         this.endpoints.set(msg.key, null);
         return;
+      case 'HostEndpointUpdate':
+        this.hostEndpoints.set(msg.endpoint.key, msg.endpoint);
+        return;
+      case 'HostEndpointRemove':
+        this.hostEndpoints.set(msg.key, null);
+        return;
       case 'VTEPUpdate':
         this.vteps.set(msg.vtep.node, msg.vtep);
         return;
@@ -150,7 +158,9 @@ export class Sequencer implements MessageSink {
     for (const [, p] of this.policies) if (p) out.push({ kind: 'ActivePolicyUpdate', policy: p });
     for (const [, p] of this.profiles) if (p) out.push({ kind: 'ActiveProfileUpdate', profile: p });
     for (const [, e] of this.endpoints) if (e) out.push({ kind: 'EndpointUpdate', endpoint: e });
+    for (const [, e] of this.hostEndpoints) if (e) out.push({ kind: 'HostEndpointUpdate', endpoint: e });
     for (const [key, e] of this.endpoints) if (!e) out.push({ kind: 'EndpointRemove', key });
+    for (const [key, e] of this.hostEndpoints) if (!e) out.push({ kind: 'HostEndpointRemove', key });
     for (const [key, p] of this.policies) if (!p) out.push({ kind: 'ActivePolicyRemove', key });
     for (const [id, p] of this.profiles) if (!p) out.push({ kind: 'ActiveProfileRemove', id });
     for (const [dst, r] of this.routes) if (!r) out.push({ kind: 'RouteRemove', dst });
@@ -171,6 +181,7 @@ export class Sequencer implements MessageSink {
     this.policies.clear();
     this.profiles.clear();
     this.endpoints.clear();
+    this.hostEndpoints.clear();
     this.vteps.clear();
     this.routes.clear();
     this.pools.clear();

@@ -8,6 +8,7 @@ import type {
   DataplaneMessage,
   EndpointKey,
   LocalEndpoint,
+  LocalHostEndpoint,
   PolicyKey,
   Pool,
   ProfileId,
@@ -24,6 +25,7 @@ export class FilterTableManager {
   private readonly policies = new Map<PolicyKey, ActivePolicy>();
   private readonly endpoints = new Map<EndpointKey, LocalEndpoint>();
   private readonly profiles = new Map<ProfileId, ActiveProfile>();
+  private readonly hostEndpoints = new Map<EndpointKey, LocalHostEndpoint>();
   private vxlan = false;
   private dirty = true;
 
@@ -56,6 +58,12 @@ export class FilterTableManager {
       case 'EndpointRemove':
         this.endpoints.delete(msg.key);
         break;
+      case 'HostEndpointUpdate':
+        this.hostEndpoints.set(msg.endpoint.key, msg.endpoint);
+        break;
+      case 'HostEndpointRemove':
+        this.hostEndpoints.delete(msg.key);
+        break;
       default:
         return;
     }
@@ -75,6 +83,7 @@ export class FilterTableManager {
       policies: this.policies.values(),
       profiles: this.profiles.values(),
       endpoints: this.endpoints.values(),
+      hostEndpoints: this.hostEndpoints.values(),
       vxlan: this.vxlan,
     });
   }

@@ -50,6 +50,12 @@ export const chains = {
   wlToHost: 'cali-wl-to-host' as ChainName,
   toWlDispatch: 'cali-to-wl-dispatch' as ChainName,
   fromWlDispatch: 'cali-from-wl-dispatch' as ChainName,
+  toHostEndpoint: 'cali-to-host-endpoint' as ChainName,
+  fromHostEndpoint: 'cali-from-host-endpoint' as ChainName,
+  toHepForward: 'cali-to-hep-forward' as ChainName,
+  fromHepForward: 'cali-from-hep-forward' as ChainName,
+  failsafeIn: 'cali-failsafe-in' as ChainName,
+  failsafeOut: 'cali-failsafe-out' as ChainName,
 };
 
 export const policyChain = (dir: 'in' | 'out', key: string) =>
@@ -57,5 +63,10 @@ export const policyChain = (dir: 'in' | 'out', key: string) =>
 /** Felix's profile chains: inbound (to the endpoint) `cali-pri-`, outbound `cali-pro-`. */
 export const profileChain = (dir: 'in' | 'out', id: string) =>
   chainName(dir === 'in' ? 'cali-pri-' : 'cali-pro-', id);
+/** Host endpoint chains (Felix): to/from the host, and for forwarded traffic. */
+export const toHostChain = (iface: string) => chainName('cali-th-', iface);
+export const fromHostChain = (iface: string) => chainName('cali-fh-', iface);
+export const toHostForwardChain = (iface: string) => chainName('cali-thfw-', iface);
+export const fromHostForwardChain = (iface: string) => chainName('cali-fhfw-', iface);
 export const toWorkloadChain = (iface: string) => chainName('cali-tw-', iface);
 export const fromWorkloadChain = (iface: string) => chainName('cali-fw-', iface);

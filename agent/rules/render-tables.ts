@@ -5,6 +5,7 @@ import type {
   ActivePolicy,
   ActiveProfile,
   LocalEndpoint,
+  LocalHostEndpoint,
   PolicyKey,
   ProfileId,
   TierPolicies,
@@ -14,11 +15,15 @@ import {
   ALL_VXLAN_NET_SET,
   chainName,
   chains,
+  fromHostChain,
+  fromHostForwardChain,
   fromWorkloadChain,
   ipsetName,
   MASQ_POOLS_SET,
   policyChain,
   profileChain,
+  toHostChain,
+  toHostForwardChain,
   toWorkloadChain,
   VXLAN_PORT,
 } from './names.ts';
@@ -54,6 +59,7 @@ export function renderProfileChains(p: ActiveProfile): Chain[] {
 const clearMarks: Rule = { match: '', action: `-j MARK --set-xmark 0x0/${hex(MARK_MASK)}` };
 const passClear = `-m mark --mark 0x0/${hex(MARK_PASS)}`;
 const acceptSet = `-m mark --mark ${hex(MARK_ACCEPT)}/${hex(MARK_ACCEPT)}`;
+const setAccept = `-j MARK --set-xmark ${hex(MARK_ACCEPT)}/${hex(MARK_ACCEPT)}`;
 
 /** Encapsulated packets leaving a workload could carry traffic past its egress policy: dropped. */
 const encapGuards: Rule[] = [
@@ -65,24 +71,36 @@ const encapGuards: Rule[] = [
   { match: '-p 4', action: '-j DROP', comment: 'DROP IPinIP encapped packets originating in workloads' },
 ];
 
+/** What kind of endpoint chain: Felix's chainTypeNormal/chainTypeForward, and its extras. */
+interface ChainOpts {
+  /** Drop VXLAN and IP-in-IP (traffic leaving a workload). */
+  encapGuard?: boolean;
+  /** Jump to a failsafe chain first (host endpoints' normal chains). */
+  failsafe?: string;
+  /** Forward chains: no profiles; with no tier at all, forwarded traffic is allowed. */
+  forward?: boolean;
+}
+
 /**
  * Felix's per-endpoint chain: conntrack first, then each tier's policies in order (the end of a
  * tier drops unless the Tier's defaultAction is Pass), then the profiles; a packet that reaches
  * the end without a policy or profile accepting it is dropped. Accepting returns with the accept
- * mark set; cali-FORWARD accepts on it.
+ * mark set; cali-FORWARD (or cali-INPUT/OUTPUT for a host endpoint) accepts on it.
  */
 function endpointChain(
   name: string,
   dir: 'in' | 'out',
   tiers: readonly TierPolicies[],
   profiles: readonly ProfileId[],
+  opts: ChainOpts = {},
 ): Chain {
   const rules: Rule[] = [
     { match: '-m conntrack --ctstate RELATED,ESTABLISHED', action: '-j ACCEPT' },
     { match: '-m conntrack --ctstate INVALID', action: '-j DROP' },
-    clearMarks,
   ];
-  if (dir === 'out') rules.push(...encapGuards);
+  if (opts.failsafe) rules.push({ match: '', action: `-j ${opts.failsafe}` });
+  rules.push(clearMarks);
+  if (opts.encapGuard) rules.push(...encapGuards);
   for (const t of tiers) {
     rules.push({
       match: '',
@@ -101,6 +119,13 @@ function endpointChain(
       });
     }
   }
+  if (opts.forward) {
+    if (tiers.length === 0) {
+      rules.push({ match: '', action: setAccept, comment: 'Allow forwarded traffic by default' });
+      rules.push({ match: '', action: '-j RETURN', comment: 'Return for accepted forward traffic' });
+    }
+    return { name, rules };
+  }
   for (const id of profiles) {
     rules.push({ match: '', action: `-j ${profileChain(dir, id)}`, comment: `profile ${id}` });
     rules.push({ match: acceptSet, action: '-j RETURN', comment: 'Return if profile accepted' });
@@ -112,8 +137,74 @@ function endpointChain(
 export function renderEndpointChains(ep: LocalEndpoint): Chain[] {
   return [
     endpointChain(toWorkloadChain(ep.interfaceName), 'in', ep.ingress, ep.profiles),
-    endpointChain(fromWorkloadChain(ep.interfaceName), 'out', ep.egress, ep.profiles),
+    endpointChain(fromWorkloadChain(ep.interfaceName), 'out', ep.egress, ep.profiles, { encapGuard: true }),
   ];
+}
+
+/**
+ * A host endpoint's filter chains (Felix's HostEndpointToFilterChains): traffic to the host from
+ * the interface (ingress, `cali-fh-`), from the host out of it (egress, `cali-th-`), both behind
+ * the failsafe chains; and forwarded traffic through it (`cali-fhfw-`/`cali-thfw-`).
+ */
+export function renderHostEndpointChains(ep: LocalHostEndpoint): Chain[] {
+  const i = ep.interfaceName;
+  return [
+    endpointChain(toHostChain(i), 'out', ep.egress, ep.profiles, { failsafe: chains.failsafeOut }),
+    endpointChain(fromHostChain(i), 'in', ep.ingress, ep.profiles, { failsafe: chains.failsafeIn }),
+    endpointChain(toHostForwardChain(i), 'out', ep.forwardEgress, [], { forward: true }),
+    endpointChain(fromHostForwardChain(i), 'in', ep.forwardIngress, [], { forward: true }),
+  ];
+}
+
+/** A protocol and port Felix keeps open on host endpoints whatever their policy. */
+export interface FailsafePort {
+  protocol: 'tcp' | 'udp';
+  port: number;
+}
+
+/** Felix's defaults (FailsafeInboundHostPorts, config_params.go): SSH, DHCP, BGP, etcd, Typha, kube-apiserver. */
+export const FAILSAFE_INBOUND: readonly FailsafePort[] = [
+  { protocol: 'tcp', port: 22 },
+  { protocol: 'udp', port: 68 },
+  { protocol: 'tcp', port: 179 },
+  { protocol: 'tcp', port: 2379 },
+  { protocol: 'tcp', port: 2380 },
+  { protocol: 'tcp', port: 5473 },
+  { protocol: 'tcp', port: 6443 },
+  { protocol: 'tcp', port: 6666 },
+  { protocol: 'tcp', port: 6667 },
+];
+/** Felix's defaults (FailsafeOutboundHostPorts): DNS, DHCP, BGP, etcd, Typha, kube-apiserver. */
+export const FAILSAFE_OUTBOUND: readonly FailsafePort[] = [
+  { protocol: 'udp', port: 53 },
+  { protocol: 'udp', port: 67 },
+  { protocol: 'tcp', port: 179 },
+  { protocol: 'tcp', port: 2379 },
+  { protocol: 'tcp', port: 2380 },
+  { protocol: 'tcp', port: 5473 },
+  { protocol: 'tcp', port: 6443 },
+  { protocol: 'tcp', port: 6666 },
+  { protocol: 'tcp', port: 6667 },
+];
+
+function failsafeChain(name: string, ports: readonly FailsafePort[]): Chain {
+  return {
+    name,
+    rules: ports.map((p) => ({
+      match: `-p ${p.protocol} -m multiport --dports ${p.port}`,
+      action: '-j ACCEPT',
+    })),
+  };
+}
+
+/** Host endpoint dispatch: one goto per interface; other interfaces return untouched. */
+function hostDispatch(
+  name: string,
+  flag: '-i' | '-o',
+  ifaces: readonly string[],
+  target: (i: string) => string,
+): Chain {
+  return { name, rules: ifaces.map((i) => ({ match: `${flag} ${i}`, action: `-g ${target(i)}` })) };
 }
 
 /** Linear dispatch is fine for a handful of endpoints; beyond this, split by interface-name prefix. */
@@ -176,38 +267,60 @@ export interface FilterInput {
   /** Rules of the profiles endpoints name (a named profile not here renders as an empty chain). */
   profiles?: Iterable<ActiveProfile>;
   endpoints: Iterable<LocalEndpoint>;
+  /** This node's host endpoints: with none, no host endpoint chain or dispatch is rendered. */
+  hostEndpoints?: Iterable<LocalHostEndpoint>;
   /** This node runs VXLAN: accept it only from known VTEPs (the all-vxlan-net set). */
   vxlan?: boolean;
 }
 
+const VXLAN_MATCH = `-p udp -m multiport --dports ${VXLAN_PORT}`;
+const VTEPS = ipsetName(ALL_VXLAN_NET_SET);
+
 /** cali-INPUT's VXLAN guard (Felix): VXLAN to this host only from a known VTEP, local or remote. */
 function vxlanInputRules(): Rule[] {
-  const toLocal = `-p udp -m multiport --dports ${VXLAN_PORT}`;
   return [
     {
-      match: `${toLocal} -m set --match-set ${ipsetName(ALL_VXLAN_NET_SET)} src -m addrtype --dst-type LOCAL`,
+      match: `${VXLAN_MATCH} -m set --match-set ${VTEPS} src -m addrtype --dst-type LOCAL`,
       action: '-j ACCEPT',
       comment: 'Allow IPv4 VXLAN packets from allowed hosts',
     },
     {
-      match: `${toLocal} -m addrtype --dst-type LOCAL`,
+      match: `${VXLAN_MATCH} -m addrtype --dst-type LOCAL`,
       action: '-j DROP',
       comment: 'Drop IPv4 VXLAN packets from non-allowed hosts',
     },
   ];
 }
 
+/** Host endpoint policy at the end of cali-INPUT/OUTPUT: dispatch, then accept on the mark (Felix). */
+function hostEndpointRules(dispatch: string): Rule[] {
+  return [
+    { match: '', action: `-j MARK --set-xmark 0x0/${hex(MARK_MASK)}` },
+    { match: '', action: `-j ${dispatch}` },
+    { match: acceptSet, action: '-j ACCEPT', comment: 'Host endpoint policy accepted packet.' },
+  ];
+}
+
 export function renderFilterTable(input: FilterInput): Table {
   const eps = [...input.endpoints].sort((a, b) => (a.interfaceName < b.interfaceName ? -1 : 1));
   const ifaces = eps.map((e) => e.interfaceName);
+  const heps = [...(input.hostEndpoints ?? [])].sort((a, b) => (a.interfaceName < b.interfaceName ? -1 : 1));
+  const hepIfaces = heps.map((h) => h.interfaceName);
+  const withHeps = heps.length > 0;
+  // The accept bit a pre-DNAT or untracked policy set (mangle, raw) is honoured, as Felix does.
+  const alreadyAccepted: Rule = { match: acceptSet, action: '-j ACCEPT' };
   const tableChains: Chain[] = [
     {
       name: chains.forward,
       rules: [
         // The accept bit is kept: it is how a pre-DNAT or untracked policy's allow reaches here.
         { match: '', action: `-j MARK --set-xmark 0x0/${hex(MARK_MASK & ~MARK_ACCEPT)}` },
+        ...(withHeps
+          ? [{ match: `-m mark --mark 0x0/${hex(MARK_ACCEPT)}`, action: `-j ${chains.fromHepForward}` }]
+          : []),
         { match: '-i cali+', action: `-j ${chains.fromWlDispatch}`, comment: 'from workload: egress policy' },
         { match: '-o cali+', action: `-j ${chains.toWlDispatch}`, comment: 'to workload: ingress policy' },
+        ...(withHeps ? [{ match: '', action: `-j ${chains.toHepForward}` }] : []),
         { match: acceptSet, action: '-j ACCEPT', comment: 'Policy explicitly accepted packet.' },
       ],
     },
@@ -216,6 +329,7 @@ export function renderFilterTable(input: FilterInput): Table {
       rules: [
         ...(input.vxlan ? vxlanInputRules() : []),
         { match: '-i cali+', action: `-g ${chains.wlToHost}` },
+        ...(withHeps ? [alreadyAccepted, ...hostEndpointRules(chains.fromHostEndpoint)] : []),
       ],
     },
     {
@@ -227,18 +341,43 @@ export function renderFilterTable(input: FilterInput): Table {
     },
     {
       name: chains.output,
-      rules: [{ match: '-o cali+', action: '-j RETURN', comment: 'host to local workloads is allowed' }],
+      rules: [
+        ...(withHeps ? [alreadyAccepted] : []),
+        { match: '-o cali+', action: '-j RETURN', comment: 'host to local workloads is allowed' },
+        ...(withHeps && input.vxlan
+          ? [
+              {
+                match: `${VXLAN_MATCH} -m set --match-set ${VTEPS} dst -m addrtype --src-type LOCAL`,
+                action: '-j ACCEPT',
+                comment: 'Allow IPv4 VXLAN packets to other allowed hosts',
+              },
+            ]
+          : []),
+        ...(withHeps ? hostEndpointRules(chains.toHostEndpoint) : []),
+      ],
     },
     ...renderDispatch(chains.toWlDispatch, '-o', ifaces, toWorkloadChain),
     ...renderDispatch(chains.fromWlDispatch, '-i', ifaces, fromWorkloadChain),
   ];
+  if (withHeps) {
+    tableChains.push(
+      hostDispatch(chains.fromHostEndpoint, '-i', hepIfaces, fromHostChain),
+      hostDispatch(chains.toHostEndpoint, '-o', hepIfaces, toHostChain),
+      hostDispatch(chains.fromHepForward, '-i', hepIfaces, fromHostForwardChain),
+      hostDispatch(chains.toHepForward, '-o', hepIfaces, toHostForwardChain),
+      failsafeChain(chains.failsafeIn, FAILSAFE_INBOUND),
+      failsafeChain(chains.failsafeOut, FAILSAFE_OUTBOUND),
+    );
+  }
   for (const ep of eps) tableChains.push(...renderEndpointChains(ep));
+  for (const h of heps) tableChains.push(...renderHostEndpointChains(h));
   const policies = [...input.policies].sort((a, b) => (a.key < b.key ? -1 : 1));
   for (const p of policies) tableChains.push(...renderPolicyChains(p));
   // Every profile an endpoint names has a chain, known rules or not: no jump to a missing chain.
   const profiles = new Map<ProfileId, ActiveProfile>();
-  for (const ep of eps) for (const id of ep.profiles) profiles.set(id, { id, inbound: [], outbound: [] });
-  for (const p of input.profiles ?? []) profiles.set(p.id, p);
+  for (const ep of [...eps, ...heps])
+    for (const id of ep.profiles) profiles.set(id, { id, inbound: [], outbound: [] });
+  for (const p of input.profiles ?? []) if (profiles.has(p.id)) profiles.set(p.id, p);
   for (const id of [...profiles.keys()].sort()) tableChains.push(...renderProfileChains(profiles.get(id)!));
   return {
     chains: tableChains,

@@ -16,6 +16,7 @@ import {
   Action,
   type EntityRule,
   EntityRuleSchema,
+  HostEndpointSchema,
   IcmpSchema,
   IPAMBlockSchema,
   IPPoolSchema,
@@ -284,6 +285,10 @@ export interface PolicyOpts extends ClusterOpts {
   types?: readonly ('Ingress' | 'Egress')[];
   ingress?: readonly RuleInit[];
   egress?: readonly RuleInit[];
+  /** Host endpoint policy kinds (GlobalNetworkPolicy). */
+  applyOnForward?: boolean;
+  preDNAT?: boolean;
+  doNotTrack?: boolean;
 }
 
 /** The feed key of a policy: `policy/<ns>/<name>` or `globalpolicy/<name>`. */
@@ -307,6 +312,34 @@ export function policy(o: PolicyOpts): Update {
       egress: types.includes('Egress'),
       ingressRules: (o.ingress ?? []).map(rule),
       egressRules: (o.egress ?? []).map(rule),
+      applyOnForward: o.applyOnForward ?? false,
+      preDnat: o.preDNAT ?? false,
+      doNotTrack: o.doNotTrack ?? false,
+    }),
+  });
+}
+
+/** A HostEndpoint as the syncer sends it (its feed key `hostendpoint/<name>`, prefixed when remote). */
+export function hostEndpoint(
+  o: {
+    name: string;
+    node: string;
+    interfaceName?: string;
+    ips?: readonly string[];
+    labels?: Labels;
+    profiles?: readonly string[];
+  } & ClusterOpts,
+): Update {
+  const { cluster, remote } = clusterOf(o);
+  return update(ResourceKind.HOST_ENDPOINT, `hostendpoint/${o.name}`, o, {
+    case: 'hostEndpoint',
+    value: create(HostEndpointSchema, {
+      node: o.node,
+      interfaceName: o.interfaceName ?? '',
+      expectedIpv4s: [...(o.ips ?? [])],
+      profiles: (o.profiles ?? []).map((p) => (remote ? `${cluster}/${p}` : p)),
+      labels: { ...o.labels, [CLUSTER_LABEL]: cluster },
+      name: o.name,
     }),
   });
 }

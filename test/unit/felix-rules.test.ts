@@ -12,6 +12,7 @@ import type { Update } from '../../proto/service.ts';
 import { toUpdate } from '../../syncer/convert.ts';
 import {
   deletion,
+  hostEndpoint,
   namespace,
   type PolicyOpts,
   policy,
@@ -242,5 +243,64 @@ describe('encapsulation from a workload', () => {
     assert.equal(verdict([], 'egress', '192.168.100.12', 4790, 17).decision, 'allow');
     // Into the workload, VXLAN is its ingress policy's to judge.
     assert.equal(verdict([], 'ingress', '192.168.100.12', 4789, 17).decision, 'allow');
+  });
+});
+
+describe('host endpoints', () => {
+  const hep = (o: { name: string; node: string; iface: string; cluster?: string }) =>
+    hostEndpoint({
+      name: o.name,
+      node: o.node,
+      interfaceName: o.iface,
+      ips: ['192.168.100.11'],
+      labels: { role: 'node' },
+      ...(o.cluster ? { cluster: o.cluster } : {}),
+    });
+  const gnp = (name: string, extra: Partial<PolicyOpts>) =>
+    policy({ name, selector: "role == 'node'", types: ['Ingress'], ingress: [{ action: 'Deny' }], ...extra });
+
+  it("this node's host endpoint gets its policies split by kind; others' are members only", () => {
+    const { out, feed } = graph();
+    feed(
+      gnp('normal', {}),
+      gnp('fwd', { applyOnForward: true }),
+      gnp('pre', { applyOnForward: true, preDNAT: true }),
+      gnp('untracked', { applyOnForward: true, doNotTrack: true }),
+      hep({ name: 'mine', node: 'a-node1', iface: 'eth0' }),
+      hep({ name: 'other', node: 'a-node2', iface: 'eth0' }),
+      hep({ name: 'remote', node: 'a-node1', iface: 'eth0', cluster: 'b' }),
+    );
+    const heps = out.filter((m) => m.kind === 'HostEndpointUpdate');
+    assert.equal(heps.length, 1);
+    assert.ok(heps[0]?.kind === 'HostEndpointUpdate');
+    const e = heps[0].endpoint;
+    const keys = (ts: { policies: string[] }[]) => ts.flatMap((t) => t.policies);
+    assert.deepEqual(keys(e.ingress), ['default/fwd', 'default/normal']);
+    assert.deepEqual(keys(e.forwardIngress), ['default/fwd']);
+    assert.deepEqual(keys(e.preDnatIngress), ['default/pre']);
+    assert.deepEqual(keys(e.untrackedIngress), ['default/untracked']);
+    // The policies are active once, shared by workloads and host endpoints.
+    const removes = () => out.filter((m) => m.kind === 'ActivePolicyRemove').length;
+    out.length = 0;
+    feed(deletion(hep({ name: 'mine', node: 'a-node1', iface: 'eth0' })));
+    assert.equal(removes(), 4);
+    assert.ok(out.some((m) => m.kind === 'HostEndpointRemove'));
+  });
+
+  it('pre-DNAT and untracked policies never apply to workloads', () => {
+    const { out, feed } = graph();
+    feed(
+      ...WORLD,
+      policy({
+        name: 'pre',
+        selector: 'all()',
+        applyOnForward: true,
+        preDNAT: true,
+        ingress: [{ action: 'Deny' }],
+      }),
+    );
+    const ep = lastOf(out, (m) => m.kind === 'EndpointUpdate' && m.endpoint.key === wepKey(DB));
+    assert.ok(ep?.kind === 'EndpointUpdate');
+    assert.deepEqual(ep.endpoint.ingress, []);
   });
 });

@@ -10,6 +10,7 @@ import type {
   CompiledRule,
   IpSetId,
   LocalEndpoint,
+  LocalHostEndpoint,
   PolicyKey,
   ProfileId,
   TierPolicies,
@@ -856,5 +857,104 @@ describe('nat table', () => {
     assert.equal(post('10.10.0.5', '10.11.0.7'), undefined, 'to another local pool: source kept');
     assert.equal(post('10.11.0.5', '8.8.8.8'), undefined, 'a pool without natOutgoing');
     assert.equal(post('10.20.0.5', '8.8.8.8'), undefined, 'remote pools are never masqueraded here');
+  });
+});
+
+// --- host endpoints -------------------------------------------------------------------------
+
+describe('host endpoints', () => {
+  const denyAll = ap(
+    'default/deny-host',
+    [rule({ action: 'deny', protocol: 'tcp' })],
+    [rule({ action: 'deny', protocol: 'tcp' })],
+  );
+  const hep = (o: Partial<LocalHostEndpoint> = {}): LocalHostEndpoint => ({
+    key: 'hostendpoint/a-node1-eth0' as LocalHostEndpoint['key'],
+    interfaceName: 'eth0',
+    profiles: [],
+    ingress: [],
+    egress: [],
+    forwardIngress: [],
+    forwardEgress: [],
+    preDnatIngress: [],
+    untrackedIngress: [],
+    untrackedEgress: [],
+    ...o,
+  });
+  const table = (h: LocalHostEndpoint) =>
+    renderFilterTable({
+      policies: [denyAll],
+      profiles: [KNS],
+      endpoints: [ep('cali1111111111a', '10.10.0.5')],
+      hostEndpoints: [h],
+    });
+  const toHost = (dport: number, proto: Packet['proto'] = 'tcp'): Packet => ({
+    proto,
+    iif: 'eth0',
+    src: '192.168.100.50',
+    dst: '192.168.100.11',
+    dport,
+    local: true,
+  });
+
+  it('a host endpoint without policy or profile denies, but for the failsafe ports (SSH stays reachable)', () => {
+    const t = table(hep());
+    assert.equal(walk(t, 'INPUT', toHost(22)).verdict, 'ACCEPT', 'failsafe SSH');
+    assert.equal(walk(t, 'INPUT', toHost(6443)).verdict, 'ACCEPT', 'failsafe kube-apiserver');
+    assert.equal(walk(t, 'INPUT', toHost(8080)).verdict, 'DROP');
+    assert.equal(
+      walk(t, 'INPUT', { ...toHost(8080), iif: 'eth1' }).verdict,
+      undefined,
+      'another interface: untouched',
+    );
+    // Out of the host: DNS is failsafe, the rest needs policy.
+    const out = (proto: Packet['proto'], dport: number): Packet => ({
+      proto,
+      oif: 'eth0',
+      src: '192.168.100.11',
+      dst: '192.168.100.50',
+      dport,
+    });
+    assert.equal(walk(t, 'OUTPUT', out('udp', 53)).verdict, 'ACCEPT');
+    assert.equal(walk(t, 'OUTPUT', out('tcp', 443)).verdict, 'DROP');
+  });
+
+  it('a deny policy on the host endpoint cannot lock out SSH; other ports follow the policy', () => {
+    const t = table(
+      hep({ ingress: tiers(['default', ['default/deny-host']]), profiles: ['kns.shop' as ProfileId] }),
+    );
+    assert.equal(walk(t, 'INPUT', toHost(22)).verdict, 'ACCEPT');
+    assert.equal(walk(t, 'INPUT', toHost(80)).verdict, 'DROP');
+    const names = t.chains.map((c) => c.name);
+    for (const n of [
+      'cali-fh-eth0',
+      'cali-th-eth0',
+      'cali-fhfw-eth0',
+      'cali-thfw-eth0',
+      'cali-from-host-endpoint',
+      'cali-to-host-endpoint',
+      'cali-failsafe-in',
+      'cali-failsafe-out',
+    ])
+      assert.ok(names.includes(n), n);
+  });
+
+  it('forwarded traffic through a host endpoint is allowed unless an applyOnForward policy applies', () => {
+    const fwd: Packet = {
+      proto: 'tcp',
+      iif: 'eth0',
+      oif: 'eth1',
+      src: '192.168.100.50',
+      dst: '10.99.0.1',
+      dport: 80,
+    };
+    assert.equal(walk(table(hep()), 'FORWARD', fwd).verdict, 'ACCEPT');
+    const t = table(hep({ forwardIngress: tiers(['default', ['default/deny-host']]) }));
+    assert.equal(walk(t, 'FORWARD', fwd).verdict, 'DROP');
+    // To a workload: its own policy decides after the host endpoint's forward chain allowed it.
+    assert.equal(
+      walk(table(hep()), 'FORWARD', { ...fwd, oif: 'cali1111111111a', dst: '10.10.0.5' }).verdict,
+      'ACCEPT',
+    );
   });
 });
