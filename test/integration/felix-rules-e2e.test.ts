@@ -19,8 +19,8 @@ import { IpRouteDriver } from '../../native/iproute.ts';
 import { IpSetDriver } from '../../native/ipset.ts';
 import { type IptablesBackend, IptablesDriver } from '../../native/iptables.ts';
 import type { Update } from '../../proto/service.ts';
-import { block, namespace, node, policy, pool, serviceAccount, tier, wep } from '../helpers/feed-builders.ts';
 import { hasTool, isRoot, netnsScope, ping, podBehind, sh, veth } from '../harness/netns.ts';
+import { block, namespace, node, policy, pool, serviceAccount, tier, wep } from '../helpers/feed-builders.ts';
 
 const WEB = { node: 'a-node1', namespace: 'shop', pod: 'web-1', ips: ['10.10.0.5'], labels: { app: 'web' } };
 const DB = { node: 'a-node1', namespace: 'shop', pod: 'db-1', ips: ['10.10.0.6'], labels: { app: 'db' } };
