@@ -2,7 +2,7 @@
 // becomes a VTEP; every IPAM block affine to such a node becomes a route via it. A route waits for
 // its VTEP (and goes when the VTEP goes), so the kernel never holds a route to a missing neighbour.
 import { createHash } from 'node:crypto';
-import { type Cidr, type Ip4, type Mac, parseCidr, parseIp4, parseMac } from '../../model/net.ts';
+import { type Cidr, type Mac, parseCidr, parseIp4, parseMac } from '../../model/net.ts';
 import type { IPAMBlock, IPPool, Node } from '../../proto/service.ts';
 import type { MessageSink, Pool, RemoteBlockRoute, Vtep } from './messages.ts';
 

@@ -185,7 +185,11 @@ export const policySpecSchema = z
       if (s[f] && !s.applyOnForward)
         ctx.addIssue({ code: 'custom', message: `${f} needs applyOnForward: true`, path: [f] });
     if (s.preDNAT && s.doNotTrack)
-      ctx.addIssue({ code: 'custom', message: 'preDNAT and doNotTrack cannot both be set', path: ['preDNAT'] });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'preDNAT and doNotTrack cannot both be set',
+        path: ['preDNAT'],
+      });
     if (s.preDNAT && (s.egress.length > 0 || s.types?.includes('Egress')))
       ctx.addIssue({ code: 'custom', message: 'a preDNAT policy has ingress rules only', path: ['egress'] });
     const seen = new Set<string>();
