@@ -123,6 +123,23 @@ async function udpArrives(fromNs: string, listenNs: string, toIp: string, port: 
   return (await listener).includes('got');
 }
 
+/** Does a TCP connection from `fromNs` to `ip:port` open, where `listenNs` listens on all addresses? */
+async function tcpOpens(fromNs: string, listenNs: string, ip: string, port: number): Promise<boolean> {
+  const listener = nodeIn(
+    listenNs,
+    `const srv=require('net').createServer((c)=>{c.end('hi');srv.close()});` +
+      `srv.listen(${port},()=>console.log('ready'));setTimeout(()=>process.exit(0),1500);`,
+  );
+  await new Promise((r) => setTimeout(r, 150));
+  const client = await nodeIn(
+    fromNs,
+    `const c=require('net').connect({host:'${ip}',port:${port}});c.setTimeout(600);` +
+      `c.on('data',()=>{console.log('open');process.exit(0)});c.on('timeout',()=>process.exit(0));c.on('error',()=>process.exit(0));`,
+  );
+  await listener;
+  return client.includes('open');
+}
+
 /**
  * Sends one VXLAN datagram (VNI 4096, an inner broadcast ARP frame) from `src` to node A's VXLAN
  * port, as a VTEP would. Node A's vxlan.calico counts it only if cali-INPUT let it through.
