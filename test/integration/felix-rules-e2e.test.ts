@@ -20,7 +20,18 @@ import { IpSetDriver } from '../../native/ipset.ts';
 import { type IptablesBackend, IptablesDriver } from '../../native/iptables.ts';
 import type { Update } from '../../proto/service.ts';
 import { hasTool, isRoot, netnsScope, ping, podBehind, sh, veth } from '../harness/netns.ts';
-import { block, namespace, node, policy, pool, serviceAccount, tier, wep } from '../helpers/feed-builders.ts';
+import {
+  block,
+  deletion,
+  hostEndpoint,
+  namespace,
+  node,
+  policy,
+  pool,
+  serviceAccount,
+  tier,
+  wep,
+} from '../helpers/feed-builders.ts';
 
 const WEB = { node: 'a-node1', namespace: 'shop', pod: 'web-1', ips: ['10.10.0.5'], labels: { app: 'web' } };
 const DB = { node: 'a-node1', namespace: 'shop', pod: 'db-1', ips: ['10.10.0.6'], labels: { app: 'db' } };
@@ -83,29 +94,48 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
 
 const live = new Set<ChildProcess>();
 
-/** Runs a Node.js snippet in a namespace; resolves with its stdout. Killed by its own pid if it hangs. */
-function nodeIn(ns: string, script: string, timeoutMs = 3000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    live.add(child);
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      err += d;
-    });
-    const timer = setTimeout(() => child.pid && process.kill(child.pid, 'SIGKILL'), timeoutMs);
+/**
+ * Runs a Node.js snippet in a namespace: `ready` resolves when it prints "ready" (a listener bound),
+ * `done` with its stdout when it exits. Killed by its own pid if it outlives `timeoutMs`.
+ */
+function nodeIn(
+  ns: string,
+  script: string,
+  timeoutMs = 5000,
+): { ready: Promise<void>; done: Promise<string>; stop: () => void } {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  let out = '';
+  let err = '';
+  let onReady: () => void = () => {};
+  const ready = new Promise<void>((r) => {
+    onReady = r;
+  });
+  child.stdout.on('data', (d) => {
+    out += d;
+    if (out.includes('ready')) onReady();
+  });
+  child.stderr.on('data', (d) => {
+    err += d;
+  });
+  let stopped = false;
+  const stop = () => {
+    stopped = true;
+    if (child.pid && child.exitCode === null) process.kill(child.pid, 'SIGKILL');
+  };
+  const timer = setTimeout(stop, timeoutMs);
+  const done = new Promise<string>((resolve, reject) => {
     child.on('close', (code) => {
       clearTimeout(timer);
       live.delete(child);
-      if (code === 0) resolve(out);
+      onReady();
+      if (code === 0 || stopped) resolve(out);
       else reject(new Error(`node in ${ns} exited ${code}: ${err}`));
     });
   });
+  return { ready, done, stop };
 }
 
 /** Does a UDP datagram from `fromNs` reach `toIp:port`, where `listenNs` listens? */
@@ -113,14 +143,16 @@ async function udpArrives(fromNs: string, listenNs: string, toIp: string, port: 
   const listener = nodeIn(
     listenNs,
     `const s=require('dgram').createSocket('udp4');s.on('message',()=>{console.log('got');process.exit(0)});` +
-      `s.bind(${port},()=>console.log('ready'));setTimeout(()=>process.exit(0),800);`,
+      `s.bind(${port},()=>console.log('ready'));`,
   );
-  await new Promise((r) => setTimeout(r, 150)); // the listener binds
+  await listener.ready;
   await nodeIn(
     fromNs,
     `const s=require('dgram').createSocket('udp4');s.send(Buffer.from('x'),${port},'${toIp}',()=>s.close());`,
-  );
-  return (await listener).includes('got');
+  ).done;
+  // Sent: it has arrived by now, or it never will (one veth hop).
+  setTimeout(listener.stop, 300);
+  return (await listener.done).includes('got');
 }
 
 /** Does a TCP connection from `fromNs` to `ip:port` open, where `listenNs` listens on all addresses? */
@@ -128,15 +160,17 @@ async function tcpOpens(fromNs: string, listenNs: string, ip: string, port: numb
   const listener = nodeIn(
     listenNs,
     `const srv=require('net').createServer((c)=>{c.end('hi');srv.close()});` +
-      `srv.listen(${port},()=>console.log('ready'));setTimeout(()=>process.exit(0),1500);`,
+      `srv.listen(${port},()=>console.log('ready'));`,
   );
-  await new Promise((r) => setTimeout(r, 150));
+  await listener.ready;
+  // A dropped SYN is retried after 1 s: 700 ms without an answer means dropped.
   const client = await nodeIn(
     fromNs,
-    `const c=require('net').connect({host:'${ip}',port:${port}});c.setTimeout(600);` +
+    `const c=require('net').connect({host:'${ip}',port:${port}});c.setTimeout(700);` +
       `c.on('data',()=>{console.log('open');process.exit(0)});c.on('timeout',()=>process.exit(0));c.on('error',()=>process.exit(0));`,
-  );
-  await listener;
+  ).done;
+  listener.stop();
+  await listener.done;
   return client.includes('open');
 }
 
@@ -161,7 +195,7 @@ function sendVxlan(ns: string, src: string): Promise<string> {
     ns,
     `const s=require('dgram').createSocket('udp4');s.bind(0,'${src}',()=>` +
       `s.send(Buffer.from('${frame}','hex'),4789,'192.168.100.11',()=>s.close()));`,
-  );
+  ).done;
 }
 
 async function vxlanRx(ns: string): Promise<number> {
@@ -257,6 +291,46 @@ test('Felix rule set with real packets', { skip: !isRoot() && 'needs root' }, as
           assert.ok(await udpArrives(webNs, ext, EXT, 4790), 'control: UDP 4790 from the pod arrives');
           assert.ok(!(await udpArrives(webNs, ext, EXT, 4789)), 'UDP 4789 from the pod is dropped');
         });
+
+        await tt.test(
+          'a host endpoint denies what no policy allows, but SSH (failsafe) stays reachable',
+          async () => {
+            const node = '203.0.113.254';
+            assert.ok(await tcpOpens(ext, nsA, node, 8080), 'before: the node is open');
+            const hep = hostEndpoint({
+              name: 'a-node1-ext0',
+              node: 'a-node1',
+              interfaceName: 'ext0',
+              ips: [node],
+              labels: { role: 'node' },
+            });
+            // A policy that denies all TCP into the node: it cannot lock the operator out of SSH.
+            const lockdown = policy({
+              name: 'node-lockdown',
+              selector: "role == 'node'",
+              ingress: [{ action: 'Deny', protocol: 'TCP' }],
+            });
+            await a.feed(hep, lockdown);
+            assert.ok(await tcpOpens(ext, nsA, node, 22), 'SSH: failsafe');
+            assert.ok(!(await tcpOpens(ext, nsA, node, 8080)), '8080: denied by the policy');
+            assert.ok(!(await ping(ext, node, { timeoutS: 0.3 })), 'ping: no policy or profile allows it');
+            const filter = await sh(nsA, save, '-t', 'filter');
+            for (const want of [
+              ':cali-fh-ext0',
+              ':cali-th-ext0',
+              ':cali-failsafe-in',
+              'Host endpoint policy accepted packet.',
+            ])
+              assert.ok(filter.includes(want), `${want} in:\n${filter}`);
+            // Through the node to a pod is forwarded traffic: no applyOnForward policy, so allowed.
+            assert.ok(await ping(ext, WEB.ips[0]!), 'forwarded to a pod');
+            await a.feed(deletion(lockdown), deletion(hep));
+            assert.ok(
+              await tcpOpens(ext, nsA, node, 8080),
+              `after: open again\n${await sh(nsA, save, '-t', 'filter')}`,
+            );
+          },
+        );
 
         await tt.test(
           "VXLAN to the node: accepted from a remote cluster's VTEP, dropped from an unknown host",
