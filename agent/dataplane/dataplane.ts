@@ -6,7 +6,7 @@
 import { logger } from '../../lib/log.ts';
 import type { DataplaneMessage } from '../calc/messages.ts';
 import { IpSetManager, type IpSetWriter } from './ipsets.ts';
-import { FilterTableManager, NatManager, type TableWriter } from './iptables.ts';
+import { FilterTableManager, HostTablesManager, NatManager, type TableWriter } from './iptables.ts';
 import { type LinkWriter, RouteManager, VxlanManager } from './vxlan.ts';
 
 const log = logger('dataplane');
@@ -37,6 +37,7 @@ export class Dataplane {
   readonly ipsets: IpSetManager;
   readonly filter: FilterTableManager;
   readonly nat: NatManager;
+  readonly hostTables: HostTablesManager;
   readonly vxlan: VxlanManager;
   readonly routes: RouteManager;
   private inSync = false;
@@ -56,6 +57,7 @@ export class Dataplane {
     this.ipsets = new IpSetManager(drivers.ipsets);
     this.filter = new FilterTableManager(drivers.iptables);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
+    this.hostTables = new HostTablesManager(drivers.iptables);
     this.vxlan = new VxlanManager(drivers.links, this.ipsets);
     this.routes = new RouteManager(drivers.links, this.vxlan);
   }
@@ -76,6 +78,7 @@ export class Dataplane {
       this.ipsets.onUpdate(m);
       this.filter.onUpdate(m);
       this.nat.onUpdate(m);
+      this.hostTables.onUpdate(m);
       this.vxlan.onUpdate(m);
       this.routes.onUpdate(m);
     }
@@ -99,6 +102,7 @@ export class Dataplane {
     this.ipsets.markDirty();
     this.filter.markDirty();
     this.nat.markDirty();
+    this.hostTables.markDirty();
     this.vxlan.markDirty();
     this.routes.markDirty();
     this.schedule();
@@ -138,6 +142,7 @@ export class Dataplane {
       await this.routes.apply();
       await this.filter.apply();
       await this.nat.apply();
+      await this.hostTables.apply();
       await this.ipsets.cleanup();
       const ms = performance.now() - started;
       this.stats.applies++;
@@ -162,6 +167,7 @@ export class Dataplane {
       this.ipsets.markDirty();
       this.filter.markDirty();
       this.nat.markDirty();
+      this.hostTables.markDirty();
       this.vxlan.markDirty();
       this.routes.markDirty();
       this.again = true;

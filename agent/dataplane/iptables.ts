@@ -14,7 +14,12 @@ import type {
   ProfileId,
 } from '../calc/messages.ts';
 import { ALL_POOLS_SET, MASQ_POOLS_SET } from '../rules/names.ts';
-import { renderFilterTable, renderNatTable } from '../rules/render-tables.ts';
+import {
+  renderFilterTable,
+  renderMangleTable,
+  renderNatTable,
+  renderRawTable,
+} from '../rules/render-tables.ts';
 import type { IpSetManager } from './ipsets.ts';
 
 export interface TableWriter {
@@ -91,6 +96,60 @@ export class FilterTableManager {
   async apply(): Promise<boolean> {
     if (!this.dirty) return false;
     await this.writer.syncTable('filter', this.render());
+    this.dirty = false;
+    return true;
+  }
+}
+
+/**
+ * The mangle and raw tables: pre-DNAT and untracked policy on this node's host endpoints. Both
+ * stay empty (nothing of ours in the kernel) on a node without host endpoints.
+ */
+export class HostTablesManager {
+  private readonly policies = new Map<PolicyKey, ActivePolicy>();
+  private readonly hostEndpoints = new Map<EndpointKey, LocalHostEndpoint>();
+  private dirty = true;
+  /** The kernel holds none of ours in either table (checked since the last resync). */
+  private knownEmpty = false;
+
+  constructor(private readonly writer: TableWriter) {}
+
+  onUpdate(msg: DataplaneMessage): void {
+    switch (msg.kind) {
+      case 'ActivePolicyUpdate':
+        this.policies.set(msg.policy.key, msg.policy);
+        break;
+      case 'ActivePolicyRemove':
+        this.policies.delete(msg.key);
+        break;
+      case 'HostEndpointUpdate':
+        this.hostEndpoints.set(msg.endpoint.key, msg.endpoint);
+        break;
+      case 'HostEndpointRemove':
+        this.hostEndpoints.delete(msg.key);
+        break;
+      default:
+        return;
+    }
+    this.dirty = true;
+  }
+
+  markDirty(): void {
+    this.dirty = true;
+    this.knownEmpty = false;
+  }
+
+  async apply(): Promise<boolean> {
+    if (!this.dirty) return false;
+    // Most nodes have no host endpoint: policy churn must not cost two table reads each time.
+    if (this.hostEndpoints.size === 0 && this.knownEmpty) {
+      this.dirty = false;
+      return false;
+    }
+    const input = { policies: [...this.policies.values()], hostEndpoints: [...this.hostEndpoints.values()] };
+    await this.writer.syncTable('mangle', renderMangleTable(input));
+    await this.writer.syncTable('raw', renderRawTable(input));
+    this.knownEmpty = this.hostEndpoints.size === 0;
     this.dirty = false;
     return true;
   }

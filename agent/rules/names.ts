@@ -44,6 +44,7 @@ export const ALL_VXLAN_NET_SET = 'all-vxlan-net' as IpSetId;
 export const chains = {
   forward: 'cali-FORWARD' as ChainName,
   input: 'cali-INPUT' as ChainName,
+  prerouting: 'cali-PREROUTING' as ChainName,
   output: 'cali-OUTPUT' as ChainName,
   postrouting: 'cali-POSTROUTING' as ChainName,
   natOutgoing: 'cali-nat-outgoing' as ChainName,

@@ -79,6 +79,11 @@ interface ChainOpts {
   failsafe?: string;
   /** Forward chains: no profiles; with no tier at all, forwarded traffic is allowed. */
   forward?: boolean;
+  /**
+   * Pre-DNAT (mangle) and untracked (raw) chains: no end-of-tier drop and no profiles, since the
+   * filter table's rules still follow; untracked ones skip conntrack and NOTRACK what they allow.
+   */
+  stage?: 'preDnat' | 'untracked';
 }
 
 /**
@@ -94,10 +99,13 @@ function endpointChain(
   profiles: readonly ProfileId[],
   opts: ChainOpts = {},
 ): Chain {
-  const rules: Rule[] = [
-    { match: '-m conntrack --ctstate RELATED,ESTABLISHED', action: '-j ACCEPT' },
-    { match: '-m conntrack --ctstate INVALID', action: '-j DROP' },
-  ];
+  const rules: Rule[] =
+    opts.stage === 'untracked'
+      ? []
+      : [
+          { match: '-m conntrack --ctstate RELATED,ESTABLISHED', action: '-j ACCEPT' },
+          { match: '-m conntrack --ctstate INVALID', action: '-j DROP' },
+        ];
   if (opts.failsafe) rules.push({ match: '', action: `-j ${opts.failsafe}` });
   rules.push(clearMarks);
   if (opts.encapGuard) rules.push(...encapGuards);
@@ -109,8 +117,11 @@ function endpointChain(
     });
     for (const pk of t.policies) {
       rules.push({ match: passClear, action: `-j ${policyChain(dir, pk)}`, comment: `policy ${pk}` });
+      // An untracked allow is "NOTRACK and allow" (Felix).
+      if (opts.stage === 'untracked') rules.push({ match: acceptSet, action: '-j NOTRACK' });
       rules.push({ match: acceptSet, action: '-j RETURN', comment: 'Return if policy accepted' });
     }
+    if (opts.stage) continue;
     if ((t.defaultAction ?? 'deny') === 'deny') {
       rules.push({
         match: passClear,
@@ -119,6 +130,7 @@ function endpointChain(
       });
     }
   }
+  if (opts.stage) return { name, rules };
   if (opts.forward) {
     if (tiers.length === 0) {
       rules.push({ match: '', action: setAccept, comment: 'Allow forwarded traffic by default' });
@@ -187,13 +199,22 @@ export const FAILSAFE_OUTBOUND: readonly FailsafePort[] = [
   { protocol: 'tcp', port: 6667 },
 ];
 
-function failsafeChain(name: string, ports: readonly FailsafePort[]): Chain {
+/**
+ * `responses`: in the raw table, before conntrack, the other direction's failsafe ports as source
+ * ports too, so the replies of a failsafe connection are not caught by an untracked policy (Felix).
+ */
+function failsafeChain(
+  name: string,
+  ports: readonly FailsafePort[],
+  responses: readonly FailsafePort[] = [],
+): Chain {
+  const rule = (p: FailsafePort, opt: '--dports' | '--sports'): Rule => ({
+    match: `-p ${p.protocol} -m multiport ${opt} ${p.port}`,
+    action: '-j ACCEPT',
+  });
   return {
     name,
-    rules: ports.map((p) => ({
-      match: `-p ${p.protocol} -m multiport --dports ${p.port}`,
-      action: '-j ACCEPT',
-    })),
+    rules: [...ports.map((p) => rule(p, '--dports')), ...responses.map((p) => rule(p, '--sports'))],
   };
 }
 
@@ -384,6 +405,116 @@ export function renderFilterTable(input: FilterInput): Table {
     hooks: [
       { chain: 'FORWARD', rule: { match: '', action: `-j ${chains.forward}` } },
       { chain: 'INPUT', rule: { match: '', action: `-j ${chains.input}` } },
+      { chain: 'OUTPUT', rule: { match: '', action: `-j ${chains.output}` } },
+    ],
+  };
+}
+
+export interface HostTablesInput {
+  policies: Iterable<ActivePolicy>;
+  hostEndpoints: Iterable<LocalHostEndpoint>;
+}
+
+/** The policy chains a table needs: those its endpoint chains jump to. */
+function usedPolicyChains(policies: Iterable<ActivePolicy>, tierLists: TierPolicies[][]): Chain[] {
+  const used = new Set<string>();
+  for (const ts of tierLists) for (const t of ts) for (const p of t.policies) used.add(p);
+  return [...policies]
+    .filter((p) => used.has(p.key))
+    .sort((a, b) => (a.key < b.key ? -1 : 1))
+    .flatMap(renderPolicyChains);
+}
+
+/**
+ * The mangle table: pre-DNAT policy on host endpoints (Felix's HostEndpointToMangleIngressChains),
+ * at PREROUTING, before the nat table rewrites the destination. Empty without host endpoints.
+ */
+export function renderMangleTable(input: HostTablesInput): Table {
+  const heps = [...input.hostEndpoints].sort((a, b) => (a.interfaceName < b.interfaceName ? -1 : 1));
+  if (heps.length === 0) return { chains: [], hooks: [] };
+  return {
+    chains: [
+      {
+        name: chains.prerouting,
+        rules: [
+          { match: '-m conntrack --ctstate RELATED,ESTABLISHED', action: '-j ACCEPT' },
+          { match: acceptSet, action: '-j ACCEPT' },
+          { match: '', action: `-j ${chains.fromHostEndpoint}` },
+          { match: acceptSet, action: '-j ACCEPT', comment: 'Host endpoint policy accepted packet.' },
+        ],
+      },
+      hostDispatch(
+        chains.fromHostEndpoint,
+        '-i',
+        heps.map((h) => h.interfaceName),
+        fromHostChain,
+      ),
+      failsafeChain(chains.failsafeIn, FAILSAFE_INBOUND),
+      ...heps.map((h) =>
+        endpointChain(fromHostChain(h.interfaceName), 'in', h.preDnatIngress, [], {
+          failsafe: chains.failsafeIn,
+          stage: 'preDnat',
+        }),
+      ),
+      ...usedPolicyChains(
+        input.policies,
+        heps.map((h) => h.preDnatIngress),
+      ),
+    ],
+    hooks: [{ chain: 'PREROUTING', rule: { match: '', action: `-j ${chains.prerouting}` } }],
+  };
+}
+
+/**
+ * The raw table: untracked (doNotTrack) policy on host endpoints (Felix's HostEndpointToRawChains),
+ * before conntrack; what it allows is NOTRACKed and accepted. Empty without host endpoints.
+ */
+export function renderRawTable(input: HostTablesInput): Table {
+  const heps = [...input.hostEndpoints].sort((a, b) => (a.interfaceName < b.interfaceName ? -1 : 1));
+  if (heps.length === 0) return { chains: [], hooks: [] };
+  const ifaces = heps.map((h) => h.interfaceName);
+  const clearAll: Rule = { match: '', action: `-j MARK --set-xmark 0x0/${hex(MARK_MASK)}` };
+  return {
+    chains: [
+      {
+        name: chains.prerouting,
+        rules: [
+          clearAll,
+          // Workload traffic is never host endpoint traffic (Felix marks and skips it).
+          { match: '-i cali+', action: '-j RETURN' },
+          { match: '', action: `-j ${chains.fromHostEndpoint}` },
+          { match: acceptSet, action: '-j ACCEPT' },
+        ],
+      },
+      {
+        name: chains.output,
+        rules: [
+          clearAll,
+          { match: '', action: `-j ${chains.toHostEndpoint}` },
+          { match: acceptSet, action: '-j ACCEPT' },
+        ],
+      },
+      hostDispatch(chains.fromHostEndpoint, '-i', ifaces, fromHostChain),
+      hostDispatch(chains.toHostEndpoint, '-o', ifaces, toHostChain),
+      failsafeChain(chains.failsafeIn, FAILSAFE_INBOUND, FAILSAFE_OUTBOUND),
+      failsafeChain(chains.failsafeOut, FAILSAFE_OUTBOUND, FAILSAFE_INBOUND),
+      ...heps.flatMap((h) => [
+        endpointChain(toHostChain(h.interfaceName), 'out', h.untrackedEgress, [], {
+          failsafe: chains.failsafeOut,
+          stage: 'untracked',
+        }),
+        endpointChain(fromHostChain(h.interfaceName), 'in', h.untrackedIngress, [], {
+          failsafe: chains.failsafeIn,
+          stage: 'untracked',
+        }),
+      ]),
+      ...usedPolicyChains(
+        input.policies,
+        heps.flatMap((h) => [h.untrackedIngress, h.untrackedEgress]),
+      ),
+    ],
+    hooks: [
+      { chain: 'PREROUTING', rule: { match: '', action: `-j ${chains.prerouting}` } },
       { chain: 'OUTPUT', rule: { match: '', action: `-j ${chains.output}` } },
     ],
   };

@@ -75,7 +75,8 @@ async function agent(ns: string, backend: IptablesBackend) {
     /** Our tables out of the kernel, so the other backend starts clean. */
     async remove() {
       dp.stop();
-      for (const t of ['filter', 'nat'] as const) await iptables.syncTable(t, { chains: [], hooks: [] });
+      for (const t of ['filter', 'nat', 'mangle', 'raw'] as const)
+        await iptables.syncTable(t, { chains: [], hooks: [] });
     },
   };
 }
@@ -329,6 +330,68 @@ test('Felix rule set with real packets', { skip: !isRoot() && 'needs root' }, as
               await tcpOpens(ext, nsA, node, 8080),
               `after: open again\n${await sh(nsA, save, '-t', 'filter')}`,
             );
+          },
+        );
+
+        await tt.test(
+          'preDNAT: a host endpoint policy that drops forwarded traffic before DNAT; SSH still failsafe',
+          async () => {
+            const node = '203.0.113.254';
+            const hep = hostEndpoint({
+              name: 'a-node1-ext0',
+              node: 'a-node1',
+              interfaceName: 'ext0',
+              ips: [node],
+              labels: { role: 'node' },
+            });
+            const allowHost = policy({
+              name: 'node-open',
+              selector: "role == 'node'",
+              types: ['Ingress', 'Egress'],
+              ingress: [{ action: 'Allow' }],
+              egress: [{ action: 'Allow' }],
+            });
+            const preDnat = policy({
+              name: 'no-icmp-in',
+              selector: "role == 'node'",
+              applyOnForward: true,
+              preDNAT: true,
+              ingress: [{ action: 'Deny', protocol: 'ICMP' }],
+            });
+            await a.feed(hep, allowHost);
+            assert.ok(await ping(ext, WEB.ips[0]!), 'forwarded to a pod before the pre-DNAT policy');
+            await a.feed(preDnat);
+            assert.ok(!(await ping(ext, WEB.ips[0]!, { timeoutS: 0.3 })), 'dropped at PREROUTING (mangle)');
+            assert.ok(!(await ping(ext, node, { timeoutS: 0.3 })), 'to the node itself too');
+            assert.ok(await tcpOpens(ext, nsA, node, 22), 'SSH: failsafe in mangle as well');
+            const mangle = await sh(nsA, save, '-t', 'mangle');
+            assert.ok(
+              mangle.includes(':cali-fh-ext0') && /-A PREROUTING .*-j cali-PREROUTING/.test(mangle),
+              mangle,
+            );
+            await a.feed(deletion(preDnat));
+            assert.ok(await ping(ext, WEB.ips[0]!), 'forwarded again');
+
+            // doNotTrack: an untracked allow lets traffic in that the filter table's host endpoint
+            // policy would drop (the node has no normal policy now, so it denies all but failsafe).
+            const untracked = policy({
+              name: 'untracked-8080',
+              selector: "role == 'node'",
+              applyOnForward: true,
+              doNotTrack: true,
+              types: ['Ingress', 'Egress'],
+              ingress: [{ action: 'Allow', protocol: 'TCP', destination: { ports: [8080] } }],
+              egress: [{ action: 'Allow', protocol: 'TCP', source: { ports: [8080] } }],
+            });
+            await a.feed(deletion(allowHost));
+            assert.ok(!(await tcpOpens(ext, nsA, node, 8080)), 'filter: no policy allows 8080');
+            await a.feed(untracked);
+            assert.ok(await tcpOpens(ext, nsA, node, 8080), 'untracked allow: NOTRACK and accept');
+            const raw = await sh(nsA, save, '-t', 'raw');
+            assert.ok(raw.includes('-j NOTRACK') && raw.includes(':cali-th-ext0'), raw);
+            await a.feed(deletion(untracked), deletion(hep));
+            assert.ok(await tcpOpens(ext, nsA, node, 8080), 'no host endpoint: open again');
+            assert.ok(!(await sh(nsA, save, '-t', 'raw')).includes('cali-'), 'raw table left clean');
           },
         );
 

@@ -95,6 +95,8 @@ test('writes follow the dependency order: ipsets, VXLAN, routes, iptables, then 
     'routes:10.0.1.5/32,10.0.2.0/26',
     'iptables.filter',
     'iptables.nat',
+    'iptables.mangle',
+    'iptables.raw',
     'ipset.destroyStale',
   ]);
   // A second pass with nothing new writes nothing.
