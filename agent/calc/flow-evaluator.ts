@@ -409,10 +409,78 @@ export interface DirectionInput {
   profiles: readonly CompiledProfile[];
   /**
    * The endpoint is a host endpoint (traffic to or from the host through its interface): Felix's
-   * failsafe ports come first, and there is no encapsulation guard. Forwarded, pre-DNAT and
-   * untracked traffic are not modelled here.
+   * failsafe ports come first, then untracked (raw) and, inbound, pre-DNAT (mangle) policies, whose
+   * allow or deny decides at once; there is no encapsulation guard. Forwarded traffic
+   * (applyOnForward) is not modelled here.
    */
   host?: boolean;
+}
+
+/**
+ * A host endpoint's raw (untracked) and, inbound, mangle (pre-DNAT) policies, before the filter
+ * table: an allow or deny decides; the end of their tiers drops nothing (the filter table follows).
+ */
+function hostStages(
+  input: DirectionInput,
+  traces: TierTrace[],
+  notes: string[],
+): DirectionResult | undefined {
+  const { direction, endpointLabels, index, flow } = input;
+  const dirWord = direction === 'ingress' ? 'ingress' : 'egress';
+  const stages = [
+    { what: 'untracked (raw table)', pick: (p: CompiledPolicy) => p.doNotTrack },
+    ...(direction === 'ingress'
+      ? [{ what: 'pre-DNAT (mangle table)', pick: (p: CompiledPolicy) => p.preDNAT }]
+      : []),
+  ];
+  for (const stage of stages) {
+    const applies = input.policies.filter(
+      (p) =>
+        stage.pick(p) &&
+        (direction === 'ingress' ? p.ingress : p.egress) &&
+        p.selector.evaluate(endpointLabels),
+    );
+    const byKey = new Map(applies.map((p) => [p.key, p]));
+    for (const t of tiersOf(applies, input.tierOrders, input.passTiers)) {
+      const tier: TierTrace = { tier: t.tier, policies: [], outcome: 'end-of-tier-pass' };
+      traces.push(tier);
+      for (const key of t.policies) {
+        const p = byKey.get(key)!;
+        const matchers = new Map<string, MatcherSpec>(p.matchers.map((m) => [m.id, m]));
+        const run = runRules(
+          direction === 'ingress' ? p.inbound : p.outbound,
+          matchers,
+          index,
+          flow,
+          (i, m, u) =>
+            notes.push(
+              `${p.displayName} ${dirWord} rule ${i} (${m}) taken as not matching: ${u}, which the flow does not say`,
+            ),
+        );
+        const trace: PolicyTrace = {
+          key: p.key,
+          policy: p.displayName,
+          rules: run.traces,
+          outcome: run.decided?.action ?? 'no-match',
+        };
+        tier.policies.push(trace);
+        const action = run.decided?.action;
+        if (action === 'pass') break;
+        if (action !== 'allow' && action !== 'deny') continue;
+        tier.outcome = action;
+        return {
+          direction,
+          decision: action,
+          by: 'rule',
+          reason: `${action === 'allow' ? 'allowed' : 'denied'} by ${p.displayName} ${dirWord} rule ${run.decided!.index} (${stage.what}, tier ${t.tier})`,
+          rule: { tier: t.tier, policy: p.displayName, key: p.key, ...run.decided! },
+          tiers: traces,
+          notes,
+        };
+      }
+    }
+  }
+  return undefined;
 }
 
 /** Is the flow to one of Felix's failsafe ports for this direction of a host endpoint? */
@@ -480,7 +548,11 @@ export function evaluateDirection(input: DirectionInput): DirectionResult {
       notes,
     };
   }
-  // Pre-DNAT and untracked policies live in the mangle and raw tables: not part of this walk.
+  if (input.host) {
+    const early = hostStages(input, traces, notes);
+    if (early) return early;
+  }
+  // Pre-DNAT and untracked policies live in the mangle and raw tables (hostStages above).
   const applies = input.policies.filter(
     (p) =>
       (direction === 'ingress' ? p.ingress : p.egress) &&

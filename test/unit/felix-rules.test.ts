@@ -304,3 +304,53 @@ describe('host endpoints', () => {
     assert.deepEqual(ep.endpoint.ingress, []);
   });
 });
+
+describe('explain: a host endpoint as the kernel walks it', () => {
+  const HEP = hostEndpoint({
+    name: 'n1-eth0',
+    node: 'a-node1',
+    interfaceName: 'eth0',
+    ips: ['192.168.100.11'],
+    labels: { role: 'node' },
+  });
+  const hepKey = 'hostendpoint/n1-eth0';
+  const toHost = (updates: Update[], port: number, protocol = 6) => {
+    const view = new ClusterView('a', [...WORLD, HEP, ...updates]);
+    assert.deepEqual(view.refused, []);
+    return evaluateDirection({
+      direction: 'ingress',
+      endpointLabels: view.labels(hepKey)!,
+      policies: view.policies,
+      index: view.index,
+      flow: {
+        src: view.peer(parseIp4('203.0.113.7')),
+        dst: view.peer(parseIp4('192.168.100.11')),
+        protocol,
+        dstPort: port,
+      },
+      profiles: view.profilesOf(hepKey),
+      host: true,
+    });
+  };
+  const node = (name: string, o: Partial<PolicyOpts>) => policy({ name, selector: "role == 'node'", ...o });
+
+  it('failsafe first, then untracked and pre-DNAT policies, then the filter policies and profiles', () => {
+    assert.equal(toHost([], 22).by, 'failsafe');
+    assert.equal(toHost([], 8080).by, 'no-profile', 'no policy, no profile: denied');
+    const untracked = node('u', {
+      applyOnForward: true,
+      doNotTrack: true,
+      ingress: [{ action: 'Allow', protocol: 'TCP', destination: { ports: [8080] } }],
+    });
+    const r = toHost([untracked], 8080);
+    assert.equal(r.decision, 'allow');
+    assert.match(r.reason, /untracked \(raw table\)/);
+    const preDnat = node('p', {
+      applyOnForward: true,
+      preDNAT: true,
+      ingress: [{ action: 'Deny', protocol: 'TCP' }],
+    });
+    assert.match(toHost([preDnat], 8080).reason, /pre-DNAT \(mangle table\)/);
+    assert.equal(toHost([preDnat], 22).by, 'failsafe', 'a pre-DNAT deny cannot lock out SSH');
+  });
+});
