@@ -48,7 +48,7 @@ export class CalculationGraph {
     this.policies = new PolicyResolver(this.index, shared.sinkFor());
     this.hostPolicies = new PolicyResolver(this.index, shared.sinkFor(), 'host');
     this.profiles = new ProfileResolver(this.index, sink);
-    this.overlay = new OverlayResolver(opts.nodeName, sink);
+    this.overlay = new OverlayResolver(opts.nodeName, sink, opts.localCluster);
   }
 
   get localCluster(): string {

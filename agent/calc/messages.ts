@@ -119,6 +119,8 @@ export interface RemoteBlockRoute {
   /** The VTEP (node) the block lives behind. */
   node: string;
   cluster: string;
+  /** The block is this node's own: a blackhole route (its pods' /32 routes are more specific). */
+  local?: boolean;
 }
 
 export interface Pool {

@@ -40,6 +40,8 @@ export class OverlayResolver {
   constructor(
     private readonly myNode: string,
     private readonly sink: MessageSink,
+    /** This node's cluster: only its blocks can be this node's own. */
+    private readonly localCluster = '',
   ) {}
 
   get vtepCount(): number {
@@ -153,15 +155,20 @@ export class OverlayResolver {
     let want: RemoteBlockRoute | undefined;
     const blocks = this.blocksByCidr.get(cidr);
     for (const b of blocks ? inOrder(blocks) : []) {
+      // This node's own block (Felix): a blackhole, so an address of it no pod holds goes nowhere.
+      if (b.node === this.myNode && (b.cluster === '' || b.cluster === this.localCluster)) {
+        want = { dst: cidr, node: b.node, cluster: b.cluster, local: true };
+        break;
+      }
       if (b.node === this.myNode || !this.vteps.has(b.node)) continue;
       want = { dst: cidr, node: b.node, cluster: b.cluster };
       break;
     }
     const sent = this.routesSent.get(cidr);
-    const text = want ? `${want.node}` : undefined;
+    const text = want ? `${want.node}${want.local ? ' (local)' : ''}` : undefined;
     if (text === sent) return;
     if (want) {
-      this.routesSent.set(cidr, want.node);
+      this.routesSent.set(cidr, text!);
       this.sink.send({ kind: 'RouteUpdate', route: want });
     } else {
       this.routesSent.delete(cidr);

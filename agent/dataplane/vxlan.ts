@@ -14,9 +14,20 @@ const log = logger('vxlan');
 export const VXLAN_DEVICE = 'vxlan.calico';
 export const VXLAN_VNI = 4096;
 export const VXLAN_PORT = 4789;
+/** VXLAN over IPv4 costs 50 bytes of headers. */
+const VXLAN_OVERHEAD = 50;
+/** Felix's MTUIfacePattern default: the host interfaces whose smallest MTU bounds the overlay's. */
+const MTU_IFACE_PATTERN = /^((en|wl|ww|sl|ib)[Pcopsvx].*|(eth|wlan|wwan).*)/;
+
+/** The VXLAN MTU as Felix picks it: the smallest matching host interface's MTU (else the parent's) − 50. */
+export function vxlanMtu(links: readonly { name: string; mtu: number }[], parent: { mtu: number }): number {
+  const mtus = links.filter((l) => MTU_IFACE_PATTERN.test(l.name)).map((l) => l.mtu);
+  return (mtus.length > 0 ? Math.min(...mtus) : parent.mtu) - VXLAN_OVERHEAD;
+}
 
 export interface LinkWriter {
   findDeviceWithAddress(ip: Ip4): Promise<{ name: string; mtu: number } | undefined>;
+  interfaceMtus(): Promise<{ name: string; mtu: number }[]>;
   ensureVxlan(spec: VxlanSpec): Promise<unknown>;
   syncNeighbours(dev: string, desired: readonly NeighSpec[]): Promise<unknown>;
   syncFdb(dev: string, desired: readonly FdbSpec[]): Promise<unknown>;
@@ -31,6 +42,8 @@ export class VxlanManager {
   private readonly vteps = new Map<string, Vtep>();
   private dirty = true;
   private deviceReady = false;
+  /** The device's MTU once programmed: VXLAN routes carry it (Felix). */
+  mtu?: number;
 
   constructor(
     private readonly writer: LinkWriter,
@@ -97,6 +110,7 @@ export class VxlanManager {
       const parent = await this.writer.findDeviceWithAddress(h.nodeIp);
       if (!parent)
         throw new Error(`no interface holds this node's address ${h.nodeIp}; cannot create ${VXLAN_DEVICE}`);
+      const mtu = vxlanMtu(await this.writer.interfaceMtus(), parent);
       await this.writer.ensureVxlan({
         name: VXLAN_DEVICE,
         vni: VXLAN_VNI,
@@ -104,9 +118,10 @@ export class VxlanManager {
         parentDev: parent.name,
         localIp: h.nodeIp,
         mac: h.vtepMac ?? derivedVtepMac(h.node),
-        mtu: parent.mtu - 50,
+        mtu,
         tunnelAddress: h.tunnelIp,
       });
+      this.mtu = mtu;
       this.deviceReady = true;
     }
     const vteps = [...this.vteps.values()];
@@ -173,10 +188,12 @@ export class RouteManager {
     const out: RouteSpec[] = [];
     for (const w of this.workloads.values())
       for (const n of w.nets) out.push({ dst: n, dev: w.iface, scope: 'link' });
+    for (const b of this.blocks.values()) if (b.local) out.push({ dst: b.dst, dev: '', blackhole: true });
     if (this.vxlan.ready) {
+      const mtu = this.vxlan.mtu;
       for (const b of this.blocks.values()) {
-        const via = this.vxlan.tunnelIpOf(b.node);
-        if (via) out.push({ dst: b.dst, dev: VXLAN_DEVICE, via, onlink: true });
+        const via = b.local ? undefined : this.vxlan.tunnelIpOf(b.node);
+        if (via) out.push({ dst: b.dst, dev: VXLAN_DEVICE, via, onlink: true, ...(mtu ? { mtu } : {}) });
       }
     }
     return out;

@@ -221,6 +221,8 @@ test('Felix rule set with real packets', { skip: !isRoot() && 'needs root' }, as
     { ns: nsB, ifname: 'eth0', addr: '192.168.100.12/24' },
   );
   await sh(nsB, 'ip', 'addr', 'add', '192.168.100.99/24', 'dev', 'eth0');
+  // A second host interface with a smaller MTU: Felix's VXLAN MTU follows the smallest one.
+  await veth({ ns: nsA, ifname: 'eth1', mtu: 1400 }, { ns: nsB, ifname: 'eth1', mtu: 1400 });
   await veth(
     { ns: nsA, ifname: 'ext0', addr: '203.0.113.254/24' },
     { ns: ext, ifname: 'eth0', addr: `${EXT}/24` },
@@ -253,6 +255,23 @@ test('Felix rule set with real packets', { skip: !isRoot() && 'needs root' }, as
             ])
               assert.ok(filter.includes(want), `${want} in:\n${filter}`);
             assert.ok(!/-A cali-FORWARD -i cali\+ .*-j ACCEPT/.test(filter), 'no blanket ACCEPT of cali+');
+          },
+        );
+
+        await tt.test(
+          'routes as Felix: a blackhole for our own block, VXLAN MTU from the smallest host interface, on the routes too',
+          async () => {
+            const routes = await sh(nsA, 'ip', '-4', 'route', 'show');
+            assert.match(routes, /^blackhole 10\.10\.0\.0\/26 proto 80/m, routes);
+            assert.match(
+              routes,
+              /^10\.20\.0\.0\/26 via 10\.20\.0\.0 dev vxlan\.calico proto 80 onlink mtu 1350/m,
+              routes,
+            );
+            const link = await sh(nsA, 'ip', 'link', 'show', VXLAN_DEVICE);
+            assert.match(link, /mtu 1350 /, link);
+            // A pod's /32 is more specific than the blackhole: local pods still reachable.
+            assert.ok(await ping(webNs, DB.ips[0]!), 'web -> db');
           },
         );
 

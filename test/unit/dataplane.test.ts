@@ -25,6 +25,10 @@ function recorder(failFirst?: string) {
     iptables: { syncTable: async (t: string) => rec(`iptables.${t}`) },
     links: {
       findDeviceWithAddress: async () => ({ name: 'eth0', mtu: 1500 }),
+      interfaceMtus: async () => [
+        { name: 'eth0', mtu: 1500 },
+        { name: 'cali0123456789a', mtu: 1400 },
+      ],
       ensureVxlan: async (s: { mtu?: number }) => rec(`vxlan.ensure:mtu=${s.mtu}`),
       syncNeighbours: async (_d: string, n: readonly unknown[]) => rec(`neigh:${n.length}`),
       syncFdb: async (_d: string, f: readonly unknown[]) => rec(`fdb:${f.length}`),

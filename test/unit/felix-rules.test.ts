@@ -7,6 +7,7 @@ import { ClusterView, evaluateDirection, type Flow } from '../../agent/calc/flow
 import { CalculationGraph } from '../../agent/calc/graph.ts';
 import type { DataplaneMessage } from '../../agent/calc/messages.ts';
 import { compilePolicy } from '../../agent/calc/policy-compiler.ts';
+import { vxlanMtu } from '../../agent/dataplane/vxlan.ts';
 import { parseIp4 } from '../../model/net.ts';
 import type { Update } from '../../proto/service.ts';
 import { toUpdate } from '../../syncer/convert.ts';
@@ -352,5 +353,18 @@ describe('explain: a host endpoint as the kernel walks it', () => {
     });
     assert.match(toHost([preDnat], 8080).reason, /pre-DNAT \(mangle table\)/);
     assert.equal(toHost([preDnat], 22).by, 'failsafe', 'a pre-DNAT deny cannot lock out SSH');
+  });
+});
+
+describe('VXLAN MTU', () => {
+  it("is the smallest MTU of the host interfaces Felix's pattern matches, minus 50; else the parent's", () => {
+    const links = [
+      { name: 'eth0', mtu: 9000 },
+      { name: 'ens3', mtu: 1500 },
+      { name: 'cali1234567890a', mtu: 1000 }, // workload interfaces do not count
+      { name: 'docker0', mtu: 1200 },
+    ];
+    assert.equal(vxlanMtu(links, { mtu: 9000 }), 1450);
+    assert.equal(vxlanMtu([{ name: 'veth-x', mtu: 1400 }], { mtu: 1400 }), 1350, 'no match: the parent');
   });
 });
