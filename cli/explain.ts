@@ -447,13 +447,16 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
     const { view, notes: viewNotes } = await viewOf(c);
     for (const n of viewNotes) notes.add(n);
     const peer = peerReport(view, other.ip);
-    if (self.endpoint.resource.kind === 'HostEndpoint') {
+    const res = self.endpoint.resource;
+    const host = res.kind === 'HostEndpoint';
+    // Policy applies to a host endpoint of a named interface (Felix's cali-th-/cali-fh- chains).
+    if (res.kind === 'HostEndpoint' && (!res.spec.interfaceName || res.spec.interfaceName === '*')) {
       return {
         direction,
         policiesOf: null,
         decision: 'allow',
         by: 'host-endpoint',
-        reason: `the ${role} is host endpoint ${self.endpoint.name}: fedmesh applies no ${direction} policy to host endpoints`,
+        reason: `the ${role} is host endpoint ${self.endpoint.name} without an interface name: fedmesh applies no ${direction} policy to it`,
         peer,
         tiers: [],
         notes: [],
@@ -487,6 +490,9 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
       index: view.index,
       flow,
       tierOrders: view.tierOrders,
+      passTiers: view.passTiers,
+      profiles: view.profilesOf(baseKey(self.endpoint.resource)),
+      host,
     });
     return {
       direction,
@@ -497,6 +503,7 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
       peer,
       ...(r.rule ? { rule: r.rule } : {}),
       tiers: r.tiers,
+      ...(r.profiles ? { profiles: r.profiles } : {}),
       notes: r.notes,
     };
   };

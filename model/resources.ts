@@ -62,6 +62,12 @@ export interface PolicySpec {
   types: { ingress: boolean; egress: boolean };
   ingress: Rule[];
   egress: Rule[];
+  /** Host endpoints: also forwarded traffic (Calico's applyOnForward; preDNAT and doNotTrack need it). */
+  applyOnForward?: boolean;
+  /** Host endpoints: ingress before DNAT, in the mangle table. */
+  preDNAT?: boolean;
+  /** Host endpoints: untracked, in the raw table. */
+  doNotTrack?: boolean;
 }
 
 export interface NetworkPolicy extends Meta {
@@ -111,13 +117,14 @@ export interface ServiceAccount extends Meta {
 }
 export interface Profile extends Meta {
   kind: 'Profile';
-  spec: { labelsToApply: Labels };
+  /** Rules apply after every tier (Felix's cali-pri-/cali-pro- chains); remote profiles lose them. */
+  spec: { labelsToApply: Labels; ingress?: Rule[]; egress?: Rule[] };
 }
 
 /** Calico's policy tiers: lower order first; the default tier's order is 1,000,000. */
 export interface Tier extends Meta {
   kind: 'Tier';
-  spec: { order?: number };
+  spec: { order?: number; defaultAction?: 'Deny' | 'Pass' };
 }
 
 export interface NetworkSet extends Meta {

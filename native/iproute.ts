@@ -20,11 +20,16 @@ const RTPROT_BOOT = 3;
 
 export interface RouteSpec {
   dst: Cidr;
+  /** Empty for a blackhole route. */
   dev: string;
   via?: Ip4;
   onlink?: boolean;
   /** Default: 'global' with a gateway, 'link' without (what the kernel itself would pick). */
   scope?: 'link' | 'global';
+  /** A blackhole route (Felix's for this node's own IPAM blocks): no device, drops what no /32 takes. */
+  blackhole?: boolean;
+  /** The route's MTU (`mtu N`), as Felix sets on VXLAN routes. */
+  mtu?: number;
 }
 
 /** A route as read from the kernel (main table, unicast). */
@@ -83,6 +88,8 @@ function routeKey(dst: string, metric = 0): string {
 
 function sameRoute(want: RouteSpec, have: RouteSpec | KernelRoute): boolean {
   return (
+    Boolean(want.blackhole) === Boolean(have.blackhole) &&
+    (want.mtu ?? 0) === (have.mtu ?? 0) &&
     want.dev === have.dev &&
     (want.via ?? '') === (have.via ?? '') &&
     Boolean(want.onlink) === Boolean(have.onlink) &&
@@ -122,15 +129,18 @@ export function planRoutes(
 }
 
 function renderReplace(r: RouteSpec): string {
+  if (r.blackhole) return `route replace blackhole ${r.dst} proto ${ROUTE_PROTO} table main`;
   const via = r.via ? ` via ${r.via}` : '';
   const onlink = r.onlink ? ' onlink' : '';
-  return `route replace ${r.dst}${via} dev ${r.dev}${onlink} scope ${scopeOf(r)} proto ${ROUTE_PROTO} table main`;
+  const mtu = r.mtu ? ` mtu ${r.mtu}` : '';
+  return `route replace ${r.dst}${via} dev ${r.dev}${onlink} scope ${scopeOf(r)} proto ${ROUTE_PROTO}${mtu} table main`;
 }
 
 function renderDelete(r: RouteSpec | KernelRoute): string {
   // Name the protocol and metric: if someone replaced our route meanwhile, this no longer matches.
   const proto = 'proto' in r ? r.proto : ROUTE_PROTO;
   const metric = 'metric' in r ? r.metric : 0;
+  if (r.blackhole) return `route del blackhole ${r.dst} proto ${proto} metric ${metric} table main`;
   return `route del ${r.dst} dev ${r.dev} proto ${proto} metric ${metric} table main`;
 }
 
@@ -213,6 +223,7 @@ interface JsonLink {
 
 interface JsonRoute {
   type?: string;
+  metrics?: { mtu?: number }[];
   dst: string;
   gateway?: string;
   dev?: string;
@@ -243,7 +254,17 @@ function scopeName(scope: string | undefined): 'link' | 'global' | undefined {
 export function parseRoutes(text: string): KernelRoute[] {
   const out: KernelRoute[] = [];
   for (const r of parseJson<JsonRoute>(text)) {
-    // Blackhole/unreachable/... and multipath routes carry no single device: not modelled here.
+    if (r.type === 'blackhole' || r.type === '6') {
+      out.push({
+        dst: toCidr(r.dst),
+        dev: '',
+        blackhole: true,
+        proto: r.protocol === undefined ? RTPROT_BOOT : Number(r.protocol),
+        metric: r.metric ?? 0,
+      });
+      continue;
+    }
+    // Unreachable/prohibit/... and multipath routes carry no single device: not modelled here.
     if ((r.type !== undefined && r.type !== '1' && r.type !== 'unicast') || r.dev === undefined) continue;
     const scope = scopeName(r.scope);
     if (scope === undefined) continue; // host/site scoped routes are never ours
@@ -256,6 +277,8 @@ export function parseRoutes(text: string): KernelRoute[] {
     };
     if (r.gateway !== undefined) route.via = r.gateway as Ip4;
     if (r.flags?.includes('onlink')) route.onlink = true;
+    const mtu = r.metrics?.find((m) => m.mtu !== undefined)?.mtu;
+    if (mtu !== undefined) route.mtu = mtu;
     out.push(route);
   }
   return out;
@@ -271,6 +294,12 @@ export class IpRouteDriver {
 
   constructor(opts: { netns?: string } = {}) {
     this.netns = opts.netns;
+  }
+
+  /** Every link's name and MTU (Felix picks the VXLAN MTU from the host interfaces'). */
+  async interfaceMtus(): Promise<{ name: string; mtu: number }[]> {
+    const { stdout } = await run('ip', ['-j', 'link', 'show'], { netns: this.netns });
+    return parseJson<JsonLink>(stdout).map((l) => ({ name: l.ifname, mtu: l.mtu }));
   }
 
   async findDeviceWithAddress(ip: Ip4): Promise<{ name: string; mtu: number } | undefined> {
@@ -336,6 +365,7 @@ export class IpRouteDriver {
     const actual = parseRoutes(routesOut.stdout);
     const skipped: string[] = [];
     const writable = desired.filter((r) => {
+      if (r.blackhole) return true;
       const link = links.get(r.dev);
       const why =
         link === undefined

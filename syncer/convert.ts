@@ -1,9 +1,10 @@
 // Datastore resources → feed updates. This is where a cluster's objects get their mesh-wide
 // identity: remote keys, profile names, node names and block affinities gain a `<cluster>/` prefix
 // (as Calico's remote-cluster syncer does, so two clusters may each have a `worker-1`), every
-// endpoint gets the `fedmesh.io/cluster` label, namespaces and service accounts become label-only
-// profiles. What a remote never sends, Calico never federates: policies, tiers, NetworkSets and
-// GlobalNetworkSets (a remote must not put CIDRs into local rules).
+// endpoint gets the `fedmesh.io/cluster` label, namespaces and service accounts become profiles (a
+// namespace's `kns.<ns>` allows all, as Calico's kube-controllers writes it). What a remote never
+// sends, Calico never federates: policies, tiers, profile rules, NetworkSets and GlobalNetworkSets
+// (a remote must not put CIDRs or rules into the local cluster).
 import { create } from '@bufbuild/protobuf';
 import type {
   IcmpSpec,
@@ -99,6 +100,10 @@ function rule(r: MRule) {
   });
 }
 
+function allowAll() {
+  return create(RuleSchema, { action: Action.ALLOW });
+}
+
 /** The feed key a resource has (without the cluster prefix), by kind. */
 export function baseKey(r: Resource): string {
   switch (r.kind) {
@@ -186,6 +191,8 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
         case: 'profile',
         value: create(ProfileSchema, {
           labels: { ...prefixed(r.labels, 'pcns.'), 'pcns.projectcalico.org/name': r.name },
+          // Kubernetes' default: a pod no policy selects is open. Felix gets it from this profile.
+          ...(ctx.remote ? {} : { inboundRules: [allowAll()], outboundRules: [allowAll()] }),
         }),
       });
     case 'ServiceAccount':
@@ -198,7 +205,15 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
     case 'Profile':
       return u(ResourceKind.PROFILE, {
         case: 'profile',
-        value: create(ProfileSchema, { labels: { ...r.spec.labelsToApply } }),
+        value: create(ProfileSchema, {
+          labels: { ...r.spec.labelsToApply },
+          ...(ctx.remote
+            ? {}
+            : {
+                inboundRules: (r.spec.ingress ?? []).map(rule),
+                outboundRules: (r.spec.egress ?? []).map(rule),
+              }),
+        }),
       });
     case 'NetworkPolicy':
     case 'GlobalNetworkPolicy': {
@@ -217,6 +232,9 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
           egress: s.types.egress,
           ingressRules: s.ingress.map(rule),
           egressRules: s.egress.map(rule),
+          applyOnForward: s.applyOnForward ?? false,
+          preDnat: s.preDNAT ?? false,
+          doNotTrack: s.doNotTrack ?? false,
         }),
       });
     }
@@ -274,6 +292,7 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
           name: r.name,
           hasOrder: r.spec.order !== undefined,
           order: r.spec.order ?? 0,
+          defaultAction: r.spec.defaultAction ?? 'Deny',
         }),
       });
     case 'RemoteClusterConfiguration':

@@ -3,12 +3,15 @@
 // LabelIndex. Pure: no I/O, no timers, nothing kept between calls, so `fedmesh explain`, tests and
 // (later) the agent can share it.
 //
-// It follows what the dataplane does (agent/rules): in each tier, in order (tiersOf: by the Tier
-// resources' orders, `default` at 1,000,000, unordered tiers last), each policy that
+// It follows what the dataplane does (agent/rules, Felix's endpoint chain): VXLAN (UDP 4789) and
+// IP-in-IP leaving a workload are dropped before any policy; then in each tier, in order (tiersOf:
+// by the Tier resources' orders, `default` at 1,000,000, unordered tiers last), each policy that
 // selects the endpoint runs its rules for the direction; Allow and Deny decide, Pass leaves the
 // tier (on to the next one), Log carries on; the end of a tier in which a policy selected the
-// endpoint drops; with no policy at all for the direction, the endpoint stays open (Kubernetes
-// default); passing the last tier falls off the end, which is open as well.
+// endpoint drops, unless the Tier's defaultAction is Pass. Past the tiers (none applied, or all
+// passed) the endpoint's profiles run in order: the first Allow decides, a Deny drops, a Pass
+// leaves that profile; when no profile allows, the packet is dropped ("Drop if no profiles
+// matched"). A namespace's kns.<ns> profile allows everything: Kubernetes' default-open.
 //
 // A rule's `src` is always the packet's source and `dst` its destination. For an ingress rule
 // that makes `src` the peer and `dst` the endpoint itself; for egress the reverse. An ipset
@@ -17,38 +20,33 @@
 // endpoint itself, network sets whose nets contain it); a bare address with no item matches only
 // net and port conditions.
 import { type Cidr, cidrContainsIp, type Ip4, NetParseError, parseCidr } from '../../model/net.ts';
+import { protocolName, protocolNumber } from '../../model/protocols.ts';
 import type { Labels } from '../../model/resources.ts';
 import type { Update } from '../../proto/service.ts';
+import { VXLAN_PORT } from '../rules/names.ts';
+import { FAILSAFE_INBOUND, FAILSAFE_OUTBOUND, type FailsafePort } from '../rules/render-tables.ts';
 import { LabelIndex, type MatcherSpec } from './label-index.ts';
-import type { CompiledEntity, CompiledRule, PolicyKey, PortRange, RuleAction } from './messages.ts';
-import { type CompiledPolicy, compilePolicy, PolicyError } from './policy-compiler.ts';
+import type {
+  CompiledEntity,
+  CompiledRule,
+  PolicyKey,
+  PortRange,
+  ProfileId,
+  RuleAction,
+} from './messages.ts';
+import {
+  type CompiledPolicy,
+  type CompiledProfile,
+  compilePolicy,
+  compileProfile,
+  PolicyError,
+} from './policy-compiler.ts';
 import { tiersOf } from './policy-resolver.ts';
 
 // ---------------------------------------------------------------------------------------------
 // The flow
 
-/** IANA protocol numbers of the names Calico accepts. */
-export const PROTOCOL_NUMBERS: Readonly<Record<string, number>> = {
-  icmp: 1,
-  tcp: 6,
-  udp: 17,
-  icmpv6: 58,
-  sctp: 132,
-  udplite: 136,
-};
-
-/** A protocol name (any case) or number as text → its number; undefined if neither. */
-export function protocolNumber(p: string): number | undefined {
-  const named = PROTOCOL_NUMBERS[p.toLowerCase()];
-  if (named !== undefined) return named;
-  return /^\d{1,3}$/.test(p) && Number(p) <= 255 ? Number(p) : undefined;
-}
-
-/** A protocol number as people say it: `tcp`, or the number for the unnamed ones. */
-export function protocolName(n: number): string {
-  for (const [name, num] of Object.entries(PROTOCOL_NUMBERS)) if (num === n) return name;
-  return String(n);
-}
+export { PROTOCOL_NUMBERS, protocolName, protocolNumber } from '../../model/protocols.ts';
 
 /** A label-index item (endpoint, network set) at an address; named ports as the index keeps them. */
 export interface FlowItem {
@@ -337,8 +335,14 @@ export interface PolicyTrace {
 export interface TierTrace {
   tier: string;
   policies: PolicyTrace[];
-  /** end-of-tier: no policy decided or passed; the tier drops. */
-  outcome: 'allow' | 'deny' | 'pass' | 'end-of-tier';
+  /** end-of-tier: no policy decided or passed, the tier drops; end-of-tier-pass: its defaultAction passes. */
+  outcome: 'allow' | 'deny' | 'pass' | 'end-of-tier' | 'end-of-tier-pass';
+}
+
+export interface ProfileTrace {
+  profile: ProfileId;
+  rules: RuleTrace[];
+  outcome: PolicyOutcome;
 }
 
 export interface DecidingRule {
@@ -353,12 +357,18 @@ export interface DecidingRule {
 export interface DirectionResult {
   direction: Direction;
   decision: 'allow' | 'deny';
-  /** rule: a rule decided; no-policy: none selects the endpoint; end-of-tier; pass-last-tier. */
-  by: 'rule' | 'no-policy' | 'end-of-tier' | 'pass-last-tier';
+  /**
+   * rule: a policy rule decided; end-of-tier: a tier dropped; profile: a profile rule decided
+   * (after the tiers); no-profile: no profile allowed; encap-guard: encapsulated traffic leaving a
+   * workload.
+   */
+  by: 'rule' | 'end-of-tier' | 'profile' | 'no-profile' | 'encap-guard' | 'failsafe';
   reason: string;
   /** The rule that decided (allow or deny), or that passed the last tier. */
   rule?: DecidingRule;
   tiers: TierTrace[];
+  /** The profiles evaluated after the tiers, up to the one that decided. */
+  profiles?: ProfileTrace[];
   /** Assumptions made (rules taken as not matching for want of a fact). */
   notes: string[];
 }
@@ -373,29 +383,165 @@ export interface DirectionInput {
   flow: Flow;
   /** Tier orders from the cluster's Tier resources (as tiersOf takes them). */
   tierOrders?: ReadonlyMap<string, number>;
+  /** Tiers whose defaultAction is Pass. */
+  passTiers?: ReadonlySet<string>;
+  /** The endpoint's profiles, in its order (a profile the cluster does not define: no rules). */
+  profiles: readonly CompiledProfile[];
+  /**
+   * The endpoint is a host endpoint (traffic to or from the host through its interface): Felix's
+   * failsafe ports come first, then untracked (raw) and, inbound, pre-DNAT (mangle) policies, whose
+   * allow or deny decides at once; there is no encapsulation guard. Forwarded traffic
+   * (applyOnForward) is not modelled here.
+   */
+  host?: boolean;
+}
+
+/**
+ * A host endpoint's raw (untracked) and, inbound, mangle (pre-DNAT) policies, before the filter
+ * table: an allow or deny decides; the end of their tiers drops nothing (the filter table follows).
+ */
+function hostStages(
+  input: DirectionInput,
+  traces: TierTrace[],
+  notes: string[],
+): DirectionResult | undefined {
+  const { direction, endpointLabels, index, flow } = input;
+  const dirWord = direction === 'ingress' ? 'ingress' : 'egress';
+  const stages = [
+    { what: 'untracked (raw table)', pick: (p: CompiledPolicy) => p.doNotTrack },
+    ...(direction === 'ingress'
+      ? [{ what: 'pre-DNAT (mangle table)', pick: (p: CompiledPolicy) => p.preDNAT }]
+      : []),
+  ];
+  for (const stage of stages) {
+    const applies = input.policies.filter(
+      (p) =>
+        stage.pick(p) &&
+        (direction === 'ingress' ? p.ingress : p.egress) &&
+        p.selector.evaluate(endpointLabels),
+    );
+    const byKey = new Map(applies.map((p) => [p.key, p]));
+    for (const t of tiersOf(applies, input.tierOrders, input.passTiers)) {
+      const tier: TierTrace = { tier: t.tier, policies: [], outcome: 'end-of-tier-pass' };
+      traces.push(tier);
+      for (const key of t.policies) {
+        const p = byKey.get(key)!;
+        const matchers = new Map<string, MatcherSpec>(p.matchers.map((m) => [m.id, m]));
+        const run = runRules(
+          direction === 'ingress' ? p.inbound : p.outbound,
+          matchers,
+          index,
+          flow,
+          (i, m, u) =>
+            notes.push(
+              `${p.displayName} ${dirWord} rule ${i} (${m}) taken as not matching: ${u}, which the flow does not say`,
+            ),
+        );
+        const trace: PolicyTrace = {
+          key: p.key,
+          policy: p.displayName,
+          rules: run.traces,
+          outcome: run.decided?.action ?? 'no-match',
+        };
+        tier.policies.push(trace);
+        const action = run.decided?.action;
+        if (action === 'pass') break;
+        if (action !== 'allow' && action !== 'deny') continue;
+        tier.outcome = action;
+        return {
+          direction,
+          decision: action,
+          by: 'rule',
+          reason: `${action === 'allow' ? 'allowed' : 'denied'} by ${p.displayName} ${dirWord} rule ${run.decided!.index} (${stage.what}, tier ${t.tier})`,
+          rule: { tier: t.tier, policy: p.displayName, key: p.key, ...run.decided! },
+          tiers: traces,
+          notes,
+        };
+      }
+    }
+  }
+  return undefined;
+}
+
+/** Is the flow to one of Felix's failsafe ports for this direction of a host endpoint? */
+function failsafe(flow: Flow, direction: Direction): FailsafePort | undefined {
+  const list = direction === 'ingress' ? FAILSAFE_INBOUND : FAILSAFE_OUTBOUND;
+  return list.find((f) => protocolNumber(f.protocol) === flow.protocol && f.port === flow.dstPort);
+}
+
+/** Rules of a policy or profile, first to last, until one decides (Log carries on). */
+function runRules(
+  rules: readonly CompiledRule[],
+  matchers: ReadonlyMap<string, MatcherSpec>,
+  index: LabelIndex,
+  flow: Flow,
+  note: (i: number, match: string, uncertain: string) => void,
+): { traces: RuleTrace[]; decided?: { index: number; action: Exclude<RuleAction, 'log'>; match: string } } {
+  const traces: RuleTrace[] = [];
+  for (const [i, r] of rules.entries()) {
+    const m = matchRule(r, matchers, index, flow);
+    const match = describeRule(r, matchers);
+    const rt: RuleTrace = { index: i, action: r.action, match, matched: m.matched };
+    if (m.why) rt.why = m.why;
+    if (m.uncertain) {
+      rt.uncertain = m.uncertain;
+      note(i, match, m.uncertain);
+    }
+    traces.push(rt);
+    if (m.matched && r.action !== 'log') return { traces, decided: { index: i, action: r.action, match } };
+  }
+  return { traces };
+}
+
+/** Felix drops VXLAN and IP-in-IP leaving a workload: encapsulation could smuggle past egress policy. */
+function encapsulated(flow: Flow): string | undefined {
+  if (flow.protocol === 17 && flow.dstPort === VXLAN_PORT) return 'VXLAN (UDP 4789)';
+  if (flow.protocol === 4) return 'IP-in-IP';
+  return undefined;
 }
 
 /** The decision of one direction (egress of the source, or ingress of the destination). */
 export function evaluateDirection(input: DirectionInput): DirectionResult {
   const { direction, endpointLabels, index, flow } = input;
-  const applies = input.policies.filter(
-    (p) => (direction === 'ingress' ? p.ingress : p.egress) && p.selector.evaluate(endpointLabels),
-  );
-  const byKey = new Map(applies.map((p) => [p.key, p]));
-  const tiers = tiersOf(applies, input.tierOrders);
   const traces: TierTrace[] = [];
   const notes: string[] = [];
-  if (tiers.length === 0) {
+  const dirWord = direction === 'ingress' ? 'ingress' : 'egress';
+  const safe = input.host ? failsafe(flow, direction) : undefined;
+  if (safe) {
     return {
       direction,
       decision: 'allow',
-      by: 'no-policy',
-      reason: 'no policy selects the endpoint in this direction: allowed (Kubernetes default)',
+      by: 'failsafe',
+      reason: `${safe.protocol} port ${safe.port} is a failsafe port of host endpoints: allowed before any policy`,
       tiers: traces,
       notes,
     };
   }
-  const dirWord = direction === 'ingress' ? 'ingress' : 'egress';
+  const encap = direction === 'egress' && !input.host ? encapsulated(flow) : undefined;
+  if (encap) {
+    return {
+      direction,
+      decision: 'deny',
+      by: 'encap-guard',
+      reason: `${encap} leaving a workload is dropped before any policy (it could carry traffic past egress policy)`,
+      tiers: traces,
+      notes,
+    };
+  }
+  if (input.host) {
+    const early = hostStages(input, traces, notes);
+    if (early) return early;
+  }
+  // Pre-DNAT and untracked policies live in the mangle and raw tables (hostStages above).
+  const applies = input.policies.filter(
+    (p) =>
+      (direction === 'ingress' ? p.ingress : p.egress) &&
+      !p.preDNAT &&
+      !p.doNotTrack &&
+      p.selector.evaluate(endpointLabels),
+  );
+  const byKey = new Map(applies.map((p) => [p.key, p]));
+  const tiers = tiersOf(applies, input.tierOrders, input.passTiers);
   let passed: DecidingRule | undefined;
   for (const t of tiers) {
     const tier: TierTrace = { tier: t.tier, policies: [], outcome: 'end-of-tier' };
@@ -408,48 +554,38 @@ export function evaluateDirection(input: DirectionInput): DirectionResult {
       if (Number.isFinite(p.order)) trace.order = p.order;
       tier.policies.push(trace);
       const rules = direction === 'ingress' ? p.inbound : p.outbound;
-      for (const [i, r] of rules.entries()) {
-        const m = matchRule(r, matchers, index, flow);
-        const match = describeRule(r, matchers);
-        const rt: RuleTrace = { index: i, action: r.action, match, matched: m.matched };
-        if (m.why) rt.why = m.why;
-        if (m.uncertain) {
-          rt.uncertain = m.uncertain;
-          notes.push(
-            `${p.displayName} ${dirWord} rule ${i} (${match}) taken as not matching: ${m.uncertain}, which the flow does not say`,
-          );
-        }
-        trace.rules.push(rt);
-        if (!m.matched || r.action === 'log') continue;
-        trace.outcome = r.action;
-        const decided: DecidingRule = {
-          tier: t.tier,
-          policy: p.displayName,
-          key: p.key,
-          index: i,
-          action: r.action,
-          match,
-        };
-        if (r.action === 'pass') {
-          passed = decided;
-          break;
-        }
-        tier.outcome = r.action;
-        const verb = r.action === 'allow' ? 'allowed' : 'denied';
-        return {
-          direction,
-          decision: r.action,
-          by: 'rule',
-          reason: `${verb} by ${p.displayName} ${dirWord} rule ${i} (tier ${t.tier})`,
-          rule: decided,
-          tiers: traces,
-          notes,
-        };
+      const run = runRules(rules, matchers, index, flow, (i, match, uncertain) =>
+        notes.push(
+          `${p.displayName} ${dirWord} rule ${i} (${match}) taken as not matching: ${uncertain}, which the flow does not say`,
+        ),
+      );
+      trace.rules = run.traces;
+      if (!run.decided) continue;
+      const { action } = run.decided;
+      trace.outcome = action;
+      const decided: DecidingRule = { tier: t.tier, policy: p.displayName, key: p.key, ...run.decided };
+      if (action === 'pass') {
+        passed = decided;
+        break;
       }
-      if (trace.outcome === 'pass') break;
+      tier.outcome = action === 'allow' ? 'allow' : 'deny';
+      const verb = action === 'allow' ? 'allowed' : 'denied';
+      return {
+        direction,
+        decision: action === 'allow' ? 'allow' : 'deny',
+        by: 'rule',
+        reason: `${verb} by ${p.displayName} ${dirWord} rule ${run.decided.index} (tier ${t.tier})`,
+        rule: decided,
+        tiers: traces,
+        notes,
+      };
     }
     if (tier.policies.some((p) => p.outcome === 'pass')) {
       tier.outcome = 'pass';
+      continue;
+    }
+    if (t.defaultAction === 'pass') {
+      tier.outcome = 'end-of-tier-pass';
       continue;
     }
     return {
@@ -461,13 +597,48 @@ export function evaluateDirection(input: DirectionInput): DirectionResult {
       notes,
     };
   }
+  // Past the tiers: the endpoint's profiles.
+  const before =
+    tiers.length === 0
+      ? 'no policy selects the endpoint in this direction'
+      : `passed beyond the last tier${passed ? ` (by ${passed.policy} ${dirWord} rule ${passed.index})` : ''}`;
+  const profiles: ProfileTrace[] = [];
+  for (const prof of input.profiles) {
+    const matchers = new Map<string, MatcherSpec>(prof.matchers.map((m) => [m.id, m]));
+    const rules = direction === 'ingress' ? prof.inbound : prof.outbound;
+    const run = runRules(rules, matchers, index, flow, (i, match, uncertain) =>
+      notes.push(
+        `profile ${prof.id} ${dirWord} rule ${i} (${match}) taken as not matching: ${uncertain}, which the flow does not say`,
+      ),
+    );
+    const trace: ProfileTrace = {
+      profile: prof.id,
+      rules: run.traces,
+      outcome: run.decided?.action ?? 'no-match',
+    };
+    profiles.push(trace);
+    const action = run.decided?.action;
+    if (action !== 'allow' && action !== 'deny') continue; // Pass leaves this profile only
+    const verb = action === 'allow' ? 'allowed' : 'denied';
+    return {
+      direction,
+      decision: action,
+      by: 'profile',
+      reason: `${before}; ${verb} by profile ${prof.id} ${dirWord} rule ${run.decided!.index}`,
+      ...(passed ? { rule: passed } : {}),
+      tiers: traces,
+      profiles,
+      notes,
+    };
+  }
   return {
     direction,
-    decision: 'allow',
-    by: 'pass-last-tier',
-    reason: `passed beyond the last tier${passed ? ` by ${passed.policy} ${dirWord} rule ${passed.index}` : ''}: allowed (no further tier, Kubernetes default)`,
+    decision: 'deny',
+    by: 'no-profile',
+    reason: `${before}; no profile of the endpoint allowed it: denied`,
     ...(passed ? { rule: passed } : {}),
     tiers: traces,
+    profiles,
     notes,
   };
 }
@@ -485,6 +656,8 @@ export interface ViewItem {
   pod?: string;
   nets: Cidr[];
   namedPorts?: ReadonlyMap<string, readonly string[]>;
+  /** The profiles the endpoint names, in order (as the feed spells them). */
+  profiles?: readonly string[];
 }
 
 function namedPortsOf(ports: readonly { name: string; protocol: string; port: number }[]) {
@@ -509,6 +682,10 @@ export class ClusterView {
   readonly items = new Map<string, ViewItem>();
   /** Orders of the cluster's own Tier resources (tiers are never federated). */
   readonly tierOrders = new Map<string, number>();
+  /** The cluster's tiers whose defaultAction is Pass. */
+  readonly passTiers = new Set<string>();
+  /** The cluster's own profiles' rules (remote profiles carry labels only). */
+  readonly profileRules = new Map<string, CompiledProfile>();
 
   constructor(
     /** The view's own (local) cluster. */
@@ -543,7 +720,7 @@ export class ClusterView {
         nets: item.nets,
         ...(item.namedPorts ? { namedPorts: item.namedPorts } : {}),
       });
-      this.items.set(item.key, item);
+      this.items.set(item.key, profiles.length > 0 ? { ...item, profiles } : item);
     };
     switch (b.case) {
       case 'workloadEndpoint': {
@@ -590,6 +767,7 @@ export class ClusterView {
         return;
       }
       case 'profile':
+        if (cluster === this.cluster) this.profileRules.set(u.key, compileProfile(u.key, b.value));
         this.index.setProfileLabels(u.key, b.value.labels);
         return;
       case 'tier': {
@@ -599,6 +777,8 @@ export class ClusterView {
         }
         if (b.value.hasOrder) this.tierOrders.set(b.value.name, b.value.order);
         else this.tierOrders.delete(b.value.name);
+        if (b.value.defaultAction === 'Pass') this.passTiers.add(b.value.name);
+        else this.passTiers.delete(b.value.name);
         return;
       }
       case 'policy': {
@@ -619,6 +799,13 @@ export class ClusterView {
 
   labels(key: string): Labels | undefined {
     return this.index.getLabels(key);
+  }
+
+  /** An endpoint's profiles with their rules, in its order; one the cluster lacks has none. */
+  profilesOf(key: string): CompiledProfile[] {
+    return (this.items.get(key)?.profiles ?? []).map(
+      (id) => this.profileRules.get(id) ?? { id: id as ProfileId, inbound: [], outbound: [], matchers: [] },
+    );
   }
 
   /** Items holding the address: workload endpoints first, then host endpoints, then network sets. */

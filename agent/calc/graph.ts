@@ -6,10 +6,11 @@ import { logger } from '../../lib/log.ts';
 import { type Cidr, NetParseError, parseCidr } from '../../model/net.ts';
 import { ResourceKind, type Update } from '../../proto/service.ts';
 import { LabelIndex } from './label-index.ts';
-import type { EndpointKey, MessageSink } from './messages.ts';
+import type { EndpointKey, MessageSink, ProfileId } from './messages.ts';
 import { OverlayResolver } from './overlay-resolver.ts';
-import { compilePolicy, PolicyError, type policyKey } from './policy-compiler.ts';
-import { type LocalEndpointInput, PolicyResolver } from './policy-resolver.ts';
+import { compilePolicy, compileProfile, PolicyError, type policyKey } from './policy-compiler.ts';
+import { type LocalEndpointInput, PolicyResolver, SharedActivePolicies } from './policy-resolver.ts';
+import { ProfileResolver } from './profile-resolver.ts';
 
 const log = logger('calc');
 
@@ -28,8 +29,12 @@ export interface RefusedUpdate {
 export class CalculationGraph {
   readonly index: LabelIndex;
   readonly policies: PolicyResolver;
+  /** The same policies, for this node's host endpoints. */
+  readonly hostPolicies: PolicyResolver;
+  readonly profiles: ProfileResolver;
   readonly overlay: OverlayResolver;
   private readonly localInputs = new Map<EndpointKey, LocalEndpointInput>();
+  private readonly localHostInputs = new Map<EndpointKey, LocalEndpointInput>();
   /** Policy key in the dataplane for each feed key, so a delete finds what to remove. */
   private readonly policyKeys = new Map<string, ReturnType<typeof policyKey>>();
   readonly refused: RefusedUpdate[] = [];
@@ -39,8 +44,11 @@ export class CalculationGraph {
     private readonly sink: MessageSink,
   ) {
     this.index = new LabelIndex(sink);
-    this.policies = new PolicyResolver(this.index, sink);
-    this.overlay = new OverlayResolver(opts.nodeName, sink);
+    const shared = new SharedActivePolicies(sink);
+    this.policies = new PolicyResolver(this.index, shared.sinkFor());
+    this.hostPolicies = new PolicyResolver(this.index, shared.sinkFor(), 'host');
+    this.profiles = new ProfileResolver(this.index, sink);
+    this.overlay = new OverlayResolver(opts.nodeName, sink, opts.localCluster);
   }
 
   get localCluster(): string {
@@ -98,23 +106,44 @@ export class CalculationGraph {
           namedPorts: namedPortsOf(w.ports),
         });
         if (local) {
-          const input: LocalEndpointInput = { key, interfaceName: w.interfaceName, ipv4Nets: nets };
+          const profiles = w.profiles as ProfileId[];
+          const input: LocalEndpointInput = { key, interfaceName: w.interfaceName, ipv4Nets: nets, profiles };
           this.localInputs.set(key, input);
+          this.profiles.setEndpoint(key, profiles);
           this.policies.upsertEndpoint(input, labels);
         } else if (this.localInputs.delete(key)) {
           this.policies.deleteEndpoint(key);
+          this.profiles.setEndpoint(key, []);
         }
         return;
       }
       case 'hostEndpoint': {
         const h = b.value;
-        this.index.upsertItem({
+        const key = u.key as EndpointKey;
+        const labels = this.index.upsertItem({
           key: u.key,
           ownLabels: h.labels,
           profiles: h.profiles,
           nets: h.expectedIpv4s.map((ip) => parseCidr(`${ip}/32`)),
           namedPorts: namedPortsOf(h.ports),
         });
+        // Policy applies to this node's host endpoints with a named interface; remote ones (and
+        // the all-interfaces `*`, not implemented) are selector members only.
+        const local =
+          this.isLocalCluster(u.cluster) &&
+          h.node === this.opts.nodeName &&
+          h.interfaceName !== '' &&
+          h.interfaceName !== '*';
+        if (local) {
+          const profiles = h.profiles as ProfileId[];
+          const input: LocalEndpointInput = { key, interfaceName: h.interfaceName, ipv4Nets: [], profiles };
+          this.localHostInputs.set(key, input);
+          this.profiles.setEndpoint(key, profiles);
+          this.hostPolicies.upsertEndpoint(input, labels);
+        } else if (this.localHostInputs.delete(key)) {
+          this.hostPolicies.deleteEndpoint(key);
+          this.profiles.setEndpoint(key, []);
+        }
         return;
       }
       case 'networkSet': {
@@ -129,6 +158,9 @@ export class CalculationGraph {
         return;
       }
       case 'profile': {
+        // Rules never come from a remote cluster (the syncer strips them; Calico Enterprise too).
+        if (this.isLocalCluster(u.cluster))
+          this.profiles.setProfile(u.key as ProfileId, compileProfile(u.key, b.value));
         for (const k of this.index.setProfileLabels(u.key, b.value.labels))
           this.refreshLocal(k as EndpointKey);
         return;
@@ -138,15 +170,23 @@ export class CalculationGraph {
           throw new RefuseError('policies are never federated from remote clusters');
         const compiled = compilePolicy(b.value);
         const oldKey = this.policyKeys.get(u.key);
-        if (oldKey && oldKey !== compiled.key) this.policies.deletePolicy(oldKey);
+        if (oldKey && oldKey !== compiled.key) {
+          this.policies.deletePolicy(oldKey);
+          this.hostPolicies.deletePolicy(oldKey);
+        }
         this.policyKeys.set(u.key, compiled.key);
         this.policies.upsertPolicy(compiled);
+        this.hostPolicies.upsertPolicy(compiled);
         return;
       }
       case 'tier':
         if (!this.isLocalCluster(u.cluster))
           throw new RefuseError('tiers are never federated from remote clusters');
-        this.policies.setTier(b.value.name, b.value.hasOrder ? b.value.order : undefined);
+        for (const r of [this.policies, this.hostPolicies])
+          r.setTier(b.value.name, {
+            ...(b.value.hasOrder ? { order: b.value.order } : {}),
+            defaultAction: b.value.defaultAction === 'Pass' ? 'pass' : 'deny',
+          });
         return;
       case 'ipPool':
         this.overlay.upsertPool(u.key, u.cluster, this.isLocalCluster(u.cluster), b.value);
@@ -166,23 +206,37 @@ export class CalculationGraph {
     switch (u.kind) {
       case ResourceKind.WORKLOAD_ENDPOINT:
         this.index.deleteItem(u.key);
-        if (this.localInputs.delete(u.key as EndpointKey)) this.policies.deleteEndpoint(u.key as EndpointKey);
+        if (this.localInputs.delete(u.key as EndpointKey)) {
+          this.policies.deleteEndpoint(u.key as EndpointKey);
+          this.profiles.setEndpoint(u.key as EndpointKey, []);
+        }
         return;
       case ResourceKind.HOST_ENDPOINT:
+        this.index.deleteItem(u.key);
+        if (this.localHostInputs.delete(u.key as EndpointKey)) {
+          this.hostPolicies.deleteEndpoint(u.key as EndpointKey);
+          this.profiles.setEndpoint(u.key as EndpointKey, []);
+        }
+        return;
       case ResourceKind.NETWORK_SET:
         this.index.deleteItem(u.key);
         return;
       case ResourceKind.PROFILE:
+        this.profiles.setProfile(u.key as ProfileId, undefined);
         for (const k of this.index.setProfileLabels(u.key, undefined)) this.refreshLocal(k as EndpointKey);
         return;
       case ResourceKind.POLICY: {
         const pk = this.policyKeys.get(u.key);
         this.policyKeys.delete(u.key);
-        if (pk) this.policies.deletePolicy(pk);
+        if (pk) {
+          this.policies.deletePolicy(pk);
+          this.hostPolicies.deletePolicy(pk);
+        }
         return;
       }
       case ResourceKind.TIER:
-        this.policies.setTier(u.key.slice(u.key.lastIndexOf('/') + 1), undefined);
+        for (const r of [this.policies, this.hostPolicies])
+          r.setTier(u.key.slice(u.key.lastIndexOf('/') + 1), undefined);
         return;
       case ResourceKind.IP_POOL:
         this.overlay.deletePool(u.key);
@@ -199,9 +253,12 @@ export class CalculationGraph {
   }
 
   private refreshLocal(key: EndpointKey): void {
-    const input = this.localInputs.get(key);
     const labels = this.index.getLabels(key);
-    if (input && labels) this.policies.upsertEndpoint(input, labels);
+    if (!labels) return;
+    const input = this.localInputs.get(key);
+    if (input) this.policies.upsertEndpoint(input, labels);
+    const host = this.localHostInputs.get(key);
+    if (host) this.hostPolicies.upsertEndpoint(host, labels);
   }
 }
 

@@ -57,9 +57,24 @@ export interface ActivePolicy {
   outbound: CompiledRule[];
 }
 
+/** What the end of a tier does when no policy in it decided: Calico's `Deny` (default) or `Pass`. */
+export type TierDefaultAction = 'deny' | 'pass';
+
 export interface TierPolicies {
   tier: string;
   policies: PolicyKey[];
+  /** Absent: `deny` ("End of tier X. Drop if no policies passed packet"). */
+  defaultAction?: TierDefaultAction;
+}
+
+/** A profile's id as the local cluster names it (`kns.shop`, `ksa.shop.default`, a Profile's name). */
+export type ProfileId = string & { readonly [brand]: 'ProfileId' };
+
+/** A profile some local endpoint names: its rules run after every tier (Felix's cali-pri-/cali-pro-). */
+export interface ActiveProfile {
+  id: ProfileId;
+  inbound: CompiledRule[];
+  outbound: CompiledRule[];
 }
 
 export interface LocalEndpoint {
@@ -69,6 +84,26 @@ export interface LocalEndpoint {
   /** Ordered tiers of the policies that apply to traffic into the endpoint (only tiers with ≥1 policy). */
   ingress: TierPolicies[];
   egress: TierPolicies[];
+  /** The endpoint's profiles in order: after the tiers, one of them must allow, else drop. */
+  profiles: ProfileId[];
+}
+
+/**
+ * A host endpoint of this node (an interface with an explicit name): Felix's cali-th-/cali-fh-
+ * chains. Its policies split by kind: normal ones (host-local traffic, INPUT/OUTPUT), forward ones
+ * (applyOnForward: forwarded traffic too), pre-DNAT (mangle, ingress only) and untracked (raw).
+ */
+export interface LocalHostEndpoint {
+  key: EndpointKey;
+  interfaceName: string;
+  profiles: ProfileId[];
+  ingress: TierPolicies[];
+  egress: TierPolicies[];
+  forwardIngress: TierPolicies[];
+  forwardEgress: TierPolicies[];
+  preDnatIngress: TierPolicies[];
+  untrackedIngress: TierPolicies[];
+  untrackedEgress: TierPolicies[];
 }
 
 export interface Vtep {
@@ -84,6 +119,8 @@ export interface RemoteBlockRoute {
   /** The VTEP (node) the block lives behind. */
   node: string;
   cluster: string;
+  /** The block is this node's own: a blackhole route (its pods' /32 routes are more specific). */
+  local?: boolean;
 }
 
 export interface Pool {
@@ -107,8 +144,12 @@ export type DataplaneMessage =
   | { kind: 'IPSetRemove'; id: IpSetId }
   | { kind: 'ActivePolicyUpdate'; policy: ActivePolicy }
   | { kind: 'ActivePolicyRemove'; key: PolicyKey }
+  | { kind: 'ActiveProfileUpdate'; profile: ActiveProfile }
+  | { kind: 'ActiveProfileRemove'; id: ProfileId }
   | { kind: 'EndpointUpdate'; endpoint: LocalEndpoint }
   | { kind: 'EndpointRemove'; key: EndpointKey }
+  | { kind: 'HostEndpointUpdate'; endpoint: LocalHostEndpoint }
+  | { kind: 'HostEndpointRemove'; key: EndpointKey }
   | { kind: 'VTEPUpdate'; vtep: Vtep }
   | { kind: 'VTEPRemove'; node: string }
   | { kind: 'RouteUpdate'; route: RemoteBlockRoute }

@@ -1,17 +1,21 @@
 // VXLAN overlay: every other node of the mesh with a complete VTEP (node IP, tunnel IP, MAC)
 // becomes a VTEP; every IPAM block affine to such a node becomes a route via it. A route waits for
 // its VTEP (and goes when the VTEP goes), so the kernel never holds a route to a missing neighbour.
-import { type Cidr, type Ip4, type Mac, parseCidr, parseIp4, parseMac } from '../../model/net.ts';
+import { createHash } from 'node:crypto';
+import { type Cidr, type Mac, parseCidr, parseIp4, parseMac } from '../../model/net.ts';
 import type { IPAMBlock, IPPool, Node } from '../../proto/service.ts';
 import type { MessageSink, Pool, RemoteBlockRoute, Vtep } from './messages.ts';
 
 /**
- * A VTEP MAC for a node whose resource names none: derived from the node IP, so that every agent
- * (this node's and its peers') computes the same one without a write-back to the datastore.
+ * A VTEP MAC for a node whose resource names none, derived as Felix does (vxlan_resolver.go): 0x66
+ * ('f', a locally administered unicast prefix) and the first 5 bytes of SHA-1 of the node's name,
+ * so every agent, fedmesh's and Calico's alike, computes the same one without a datastore
+ * write-back. A remote node's name is used without its `<cluster>/` prefix, as Calico Enterprise.
  */
-export function derivedVtepMac(nodeIp: Ip4): Mac {
-  const parts = nodeIp.split('.').map((p) => Number(p).toString(16).padStart(2, '0'));
-  return `66:ee:${parts.join(':')}` as Mac;
+export function derivedVtepMac(nodeName: string): Mac {
+  const name = nodeName.slice(nodeName.lastIndexOf('/') + 1);
+  const sha = createHash('sha1').update(name).digest();
+  return [0x66, ...sha.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0')).join(':') as Mac;
 }
 
 interface BlockState {
@@ -36,6 +40,8 @@ export class OverlayResolver {
   constructor(
     private readonly myNode: string,
     private readonly sink: MessageSink,
+    /** This node's cluster: only its blocks can be this node's own. */
+    private readonly localCluster = '',
   ) {}
 
   get vtepCount(): number {
@@ -58,7 +64,7 @@ export class OverlayResolver {
           vtepMac: n.vxlanTunnelMac
             ? parseMac(n.vxlanTunnelMac)
             : n.ipv4Address
-              ? derivedVtepMac(parseIp4(n.ipv4Address))
+              ? derivedVtepMac(name)
               : undefined,
         },
       });
@@ -72,7 +78,7 @@ export class OverlayResolver {
         cluster,
         nodeIp,
         tunnelIp: parseIp4(n.vxlanTunnelAddress),
-        mac: n.vxlanTunnelMac ? parseMac(n.vxlanTunnelMac) : derivedVtepMac(nodeIp),
+        mac: n.vxlanTunnelMac ? parseMac(n.vxlanTunnelMac) : derivedVtepMac(name),
       };
     }
     const old = this.vteps.get(name);
@@ -159,15 +165,20 @@ export class OverlayResolver {
     let want: RemoteBlockRoute | undefined;
     const blocks = this.blocksByCidr.get(cidr);
     for (const b of blocks ? inOrder(blocks) : []) {
+      // This node's own block (Felix): a blackhole, so an address of it no pod holds goes nowhere.
+      if (b.node === this.myNode && (b.cluster === '' || b.cluster === this.localCluster)) {
+        want = { dst: cidr, node: b.node, cluster: b.cluster, local: true };
+        break;
+      }
       if (b.node === this.myNode || !this.vteps.has(b.node)) continue;
       want = { dst: cidr, node: b.node, cluster: b.cluster };
       break;
     }
     const sent = this.routesSent.get(cidr);
-    const text = want ? `${want.node}` : undefined;
+    const text = want ? `${want.node}${want.local ? ' (local)' : ''}` : undefined;
     if (text === sent) return;
     if (want) {
-      this.routesSent.set(cidr, want.node);
+      this.routesSent.set(cidr, text!);
       this.sink.send({ kind: 'RouteUpdate', route: want });
     } else {
       this.routesSent.delete(cidr);

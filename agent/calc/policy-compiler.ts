@@ -10,10 +10,19 @@ import {
   type EntityRule,
   type PortRange as PbPortRange,
   type Policy,
+  type Profile,
   type Rule,
 } from '../../proto/service.ts';
 import { type MatcherSpec, NAMESPACE_LABEL } from './label-index.ts';
-import type { CompiledEntity, CompiledRule, IpSetId, PolicyKey, PortRange, RuleAction } from './messages.ts';
+import type {
+  CompiledEntity,
+  CompiledRule,
+  IpSetId,
+  PolicyKey,
+  PortRange,
+  ProfileId,
+  RuleAction,
+} from './messages.ts';
 import { selectorAst } from './selector-requirements.ts';
 
 export class PolicyError extends Error {
@@ -36,6 +45,10 @@ export interface CompiledPolicy {
   selector: Selector;
   ingress: boolean;
   egress: boolean;
+  /** Host endpoint policy kinds (Calico): forwarded traffic too; before DNAT; untracked. */
+  applyOnForward: boolean;
+  preDNAT: boolean;
+  doNotTrack: boolean;
   inbound: CompiledRule[];
   outbound: CompiledRule[];
   /** Every matcher the rules use, de-duplicated by id. */
@@ -195,6 +208,8 @@ class RuleCompiler {
         }
       }
     }
+    const notSelected = this.notSelectorSet(e, field);
+    if (notSelected) out.notIpSets.push(notSelected);
     this.netMatches(out, parseNets(e.nets, `${field}.nets`), parseNets(e.notNets, `${field}.notNets`));
     return out;
   }
@@ -220,16 +235,16 @@ class RuleCompiler {
       out.notIpSets.push(this.add({ id: '' as IpSetId, type: 'hash:net', staticMembers: [...notNets] }));
   }
 
-  /** The selecting part of an entity rule, or undefined if it selects by nothing but nets/ports. */
+  /**
+   * The selecting part of an entity rule, or undefined if it selects by nothing but nets/ports.
+   * A notSelector is not part of it: Felix renders it as its own negated set (`! --match-set`), so a
+   * GlobalNetworkPolicy rule with only a notSelector also matches addresses outside every cluster.
+   */
   private baseMatcher(e: EntityRule, field: string): MatcherSpec | undefined {
     const spec: MatcherSpec = { id: '' as IpSetId, type: 'hash:net' };
     let any = false;
     if (e.selector) {
       spec.selector = sel(e.selector, `${field}.selector`, 'refused');
-      any = true;
-    }
-    if (e.notSelector) {
-      spec.notSelector = sel(e.notSelector, `${field}.notSelector`);
       any = true;
     }
     if (e.namespaceSelector) {
@@ -243,11 +258,22 @@ class RuleCompiler {
       }
       any = true;
     }
-    if (!any) return undefined;
-    // Calico: in a namespaced policy, a rule that selects without a namespaceSelector means
-    // "in this policy's namespace".
-    if (this.policy.namespace && !spec.namespaceSelector) spec.namespace = this.policy.namespace;
+    // Calico: in a namespaced policy, a rule that selects (a notSelector counts) without a
+    // namespaceSelector means "in this policy's namespace".
+    if (this.policy.namespace && !spec.namespaceSelector && (any || e.notSelector))
+      spec.namespace = this.policy.namespace;
+    if (!any && spec.namespace === undefined) return undefined;
     return spec;
+  }
+
+  /** The notSelector's own set: `! --match-set` of everything it selects, in any namespace (Felix). */
+  private notSelectorSet(e: EntityRule, field: string): IpSetId | undefined {
+    if (!e.notSelector) return undefined;
+    return this.add({
+      id: '' as IpSetId,
+      type: 'hash:net',
+      selector: sel(e.notSelector, `${field}.notSelector`),
+    });
   }
 
   private add(spec: MatcherSpec): IpSetId {
@@ -299,6 +325,27 @@ function icmpOf(i: { hasType: boolean; type: number; hasCode: boolean; code: num
   return { type: i.hasType ? i.type : undefined, code: i.hasCode ? i.code : undefined };
 }
 
+/** A profile's rules, compiled as a global policy's would be (Felix: profile rules are not namespaced). */
+export interface CompiledProfile {
+  id: ProfileId;
+  inbound: CompiledRule[];
+  outbound: CompiledRule[];
+  matchers: MatcherSpec[];
+}
+
+export function compileProfile(
+  id: string,
+  p: Pick<Profile, 'inboundRules' | 'outboundRules'>,
+): CompiledProfile {
+  const rc = new RuleCompiler({ name: id, namespace: '' } as Policy);
+  return {
+    id: id as ProfileId,
+    inbound: p.inboundRules.map((r, i) => rc.compileRule(r, `spec.ingress[${i}]`)),
+    outbound: p.outboundRules.map((r, i) => rc.compileRule(r, `spec.egress[${i}]`)),
+    matchers: [...rc.matchers.values()],
+  };
+}
+
 export function compilePolicy(p: Policy): CompiledPolicy {
   if (!p.name) throw new PolicyError('metadata.name', 'missing');
   const rc = new RuleCompiler(p);
@@ -317,6 +364,9 @@ export function compilePolicy(p: Policy): CompiledPolicy {
     selector,
     ingress: p.ingress,
     egress: p.egress,
+    applyOnForward: p.applyOnForward || p.preDnat || p.doNotTrack,
+    preDNAT: p.preDnat,
+    doNotTrack: p.doNotTrack,
     inbound,
     outbound,
     matchers: [...rc.matchers.values()],

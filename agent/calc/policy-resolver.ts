@@ -6,7 +6,16 @@
 // the endpoints that could be selected (thousands of policies, a handful of candidates each).
 import type { Labels } from '../../model/resources.ts';
 import type { LabelIndex } from './label-index.ts';
-import type { EndpointKey, LocalEndpoint, MessageSink, PolicyKey, TierPolicies } from './messages.ts';
+import type {
+  EndpointKey,
+  LocalEndpoint,
+  LocalHostEndpoint,
+  MessageSink,
+  PolicyKey,
+  ProfileId,
+  TierDefaultAction,
+  TierPolicies,
+} from './messages.ts';
 import { type CompiledPolicy, comparePolicies } from './policy-compiler.ts';
 import { PolicySelectorIndex } from './policy-selector-index.ts';
 
@@ -14,6 +23,13 @@ export interface LocalEndpointInput {
   key: EndpointKey;
   interfaceName: string;
   ipv4Nets: LocalEndpoint['ipv4Nets'];
+  profiles: readonly ProfileId[];
+}
+
+/** A Tier resource's settings that shape the endpoint chains. */
+export interface TierSettings {
+  order?: number;
+  defaultAction: TierDefaultAction;
 }
 
 interface EndpointState {
@@ -22,6 +38,43 @@ interface EndpointState {
   policies: Set<PolicyKey>;
   /** The last rendering sent, to skip no-op updates. */
   lastSent?: LocalEndpoint;
+  lastSentHost?: string;
+}
+
+/** Which endpoints a resolver serves: workloads (EndpointUpdate) or host endpoints (HostEndpointUpdate). */
+export type EndpointKind = 'workload' | 'host';
+
+/**
+ * Lets two resolvers (workloads, host endpoints) share the policies: a policy is announced while
+ * either has it active, and removed only when neither has.
+ */
+export class SharedActivePolicies {
+  private readonly users = new Map<PolicyKey, number>();
+
+  constructor(private readonly sink: MessageSink) {}
+
+  sinkFor(): MessageSink {
+    const mine = new Set<PolicyKey>();
+    return {
+      send: (m) => {
+        if (m.kind === 'ActivePolicyUpdate') {
+          if (!mine.has(m.policy.key)) {
+            mine.add(m.policy.key);
+            this.users.set(m.policy.key, (this.users.get(m.policy.key) ?? 0) + 1);
+          }
+        } else if (m.kind === 'ActivePolicyRemove') {
+          if (!mine.delete(m.key)) return;
+          const n = (this.users.get(m.key) ?? 1) - 1;
+          if (n > 0) {
+            this.users.set(m.key, n);
+            return;
+          }
+          this.users.delete(m.key);
+        }
+        this.sink.send(m);
+      },
+    };
+  }
 }
 
 export class PolicyResolver {
@@ -31,9 +84,12 @@ export class PolicyResolver {
   /** Tier orders from Tier resources; the default tier has Calico's order unless one says otherwise. */
   private readonly tierOrders = new Map<string, number>();
   private readonly selectors = new PolicySelectorIndex();
+  /** Tiers whose end passes instead of dropping (`defaultAction: Pass`). */
+  private readonly passTiers = new Set<string>();
   constructor(
     private readonly index: LabelIndex,
     private readonly sink: MessageSink,
+    private readonly kind: EndpointKind = 'workload',
   ) {}
 
   get activePolicyCount(): number {
@@ -111,14 +167,16 @@ export class PolicyResolver {
     if (!ep) return;
     this.endpoints.delete(key);
     this.selectors.deleteEndpoint(key);
-    this.sink.send({ kind: 'EndpointRemove', key });
+    this.sink.send({ kind: this.kind === 'host' ? 'HostEndpointRemove' : 'EndpointRemove', key });
     for (const pk of ep.policies) this.detach(pk, key);
   }
 
-  /** A Tier was set (order) or deleted (undefined): every endpoint's tier order may change. */
-  setTier(name: string, order: number | undefined): void {
-    if (order === undefined) this.tierOrders.delete(name);
-    else this.tierOrders.set(name, order);
+  /** A Tier was set or deleted (undefined): every endpoint's tiers may change. */
+  setTier(name: string, settings: TierSettings | undefined): void {
+    if (settings?.order === undefined) this.tierOrders.delete(name);
+    else this.tierOrders.set(name, settings.order);
+    if (settings?.defaultAction === 'pass') this.passTiers.add(name);
+    else this.passTiers.delete(name);
     for (const ep of this.endpoints.values()) this.sendEndpoint(ep);
   }
 
@@ -151,11 +209,16 @@ export class PolicyResolver {
   }
 
   private sendEndpoint(ep: EndpointState): void {
+    if (this.kind === 'host') {
+      this.sendHostEndpoint(ep);
+      return;
+    }
     const ingress: CompiledPolicy[] = [];
     const egress: CompiledPolicy[] = [];
     for (const k of ep.policies) {
       const p = this.policies.get(k);
-      if (!p) continue;
+      // Pre-DNAT and untracked policies apply to host endpoints only (Felix).
+      if (!p || p.preDNAT || p.doNotTrack) continue;
       if (p.ingress) ingress.push(p);
       if (p.egress) egress.push(p);
     }
@@ -163,13 +226,59 @@ export class PolicyResolver {
       key: ep.input.key,
       interfaceName: ep.input.interfaceName,
       ipv4Nets: ep.input.ipv4Nets,
-      ingress: tiersOf(ingress, this.tierOrders),
-      egress: tiersOf(egress, this.tierOrders),
+      ingress: tiersOf(ingress, this.tierOrders, this.passTiers),
+      egress: tiersOf(egress, this.tierOrders, this.passTiers),
+      profiles: [...ep.input.profiles],
     };
     // Compared field by field (what JSON text equality would say, without building the text).
     if (ep.lastSent && sameEndpoint(ep.lastSent, endpoint)) return;
     ep.lastSent = endpoint;
     this.sink.send({ kind: 'EndpointUpdate', endpoint });
+  }
+
+  /** A host endpoint's policies, split by kind as Felix's HostEndpointToFilter/Mangle/RawChains take them. */
+  private sendHostEndpoint(ep: EndpointState): void {
+    const lists = {
+      ingress: [] as CompiledPolicy[],
+      egress: [] as CompiledPolicy[],
+      forwardIngress: [] as CompiledPolicy[],
+      forwardEgress: [] as CompiledPolicy[],
+      preDnatIngress: [] as CompiledPolicy[],
+      untrackedIngress: [] as CompiledPolicy[],
+      untrackedEgress: [] as CompiledPolicy[],
+    };
+    for (const k of ep.policies) {
+      const p = this.policies.get(k);
+      if (!p) continue;
+      if (p.preDNAT) {
+        if (p.ingress) lists.preDnatIngress.push(p);
+      } else if (p.doNotTrack) {
+        if (p.ingress) lists.untrackedIngress.push(p);
+        if (p.egress) lists.untrackedEgress.push(p);
+      } else {
+        if (p.ingress) lists.ingress.push(p);
+        if (p.egress) lists.egress.push(p);
+        if (p.applyOnForward && p.ingress) lists.forwardIngress.push(p);
+        if (p.applyOnForward && p.egress) lists.forwardEgress.push(p);
+      }
+    }
+    const t = (ps: CompiledPolicy[]) => tiersOf(ps, this.tierOrders, this.passTiers);
+    const endpoint: LocalHostEndpoint = {
+      key: ep.input.key,
+      interfaceName: ep.input.interfaceName,
+      profiles: [...ep.input.profiles],
+      ingress: t(lists.ingress),
+      egress: t(lists.egress),
+      forwardIngress: t(lists.forwardIngress),
+      forwardEgress: t(lists.forwardEgress),
+      preDnatIngress: t(lists.preDnatIngress),
+      untrackedIngress: t(lists.untrackedIngress),
+      untrackedEgress: t(lists.untrackedEgress),
+    };
+    const text = JSON.stringify(endpoint);
+    if (ep.lastSentHost === text) return;
+    ep.lastSentHost = text;
+    this.sink.send({ kind: 'HostEndpointUpdate', endpoint });
   }
 }
 
@@ -178,6 +287,7 @@ function sameEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
     a.key === b.key &&
     a.interfaceName === b.interfaceName &&
     sameStrings(a.ipv4Nets, b.ipv4Nets) &&
+    sameStrings(a.profiles, b.profiles) &&
     sameTiers(a.ingress, b.ingress) &&
     sameTiers(a.egress, b.egress)
   );
@@ -186,7 +296,10 @@ function sameEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
 function sameTiers(a: readonly TierPolicies[], b: readonly TierPolicies[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) {
-    if (a[i]!.tier !== b[i]!.tier || !sameStrings(a[i]!.policies, b[i]!.policies)) return false;
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.tier !== y.tier || x.defaultAction !== y.defaultAction || !sameStrings(x.policies, y.policies))
+      return false;
   }
   return true;
 }
@@ -202,11 +315,13 @@ export const DEFAULT_TIER_ORDER = 1_000_000;
 
 /**
  * Tiers by their order (Tier resources; `default` is 1,000,000 unless set; a tier with no order,
- * or no Tier resource, sorts after all ordered ones), then by name; policies ordered within.
+ * or no Tier resource, sorts after all ordered ones), then by name; policies ordered within; a
+ * tier in `passTiers` ends in a pass rather than a drop.
  */
 export function tiersOf(
   policies: CompiledPolicy[],
   tierOrders: ReadonlyMap<string, number> = new Map(),
+  passTiers: ReadonlySet<string> = new Set(),
 ): TierPolicies[] {
   const byTier = new Map<string, CompiledPolicy[]>();
   for (const p of policies) byTier.get(p.tier)?.push(p) ?? byTier.set(p.tier, [p]);
@@ -224,5 +339,6 @@ export function tiersOf(
       .get(tier)!
       .sort(comparePolicies)
       .map((p) => p.key),
+    ...(passTiers.has(tier) ? { defaultAction: 'pass' as const } : {}),
   }));
 }

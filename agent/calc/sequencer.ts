@@ -4,15 +4,18 @@
 import type { Cidr } from '../../model/net.ts';
 import type {
   ActivePolicy,
+  ActiveProfile,
   DataplaneMessage,
   EndpointKey,
   HostConfig,
   IpSetId,
   IpSetType,
   LocalEndpoint,
+  LocalHostEndpoint,
   MessageSink,
   PolicyKey,
   Pool,
+  ProfileId,
   RemoteBlockRoute,
   Vtep,
 } from './messages.ts';
@@ -30,7 +33,9 @@ export class Sequencer implements MessageSink {
   private readonly ipsets = new Map<IpSetId, PendingSet>();
   private readonly ipsetRemoves = new Set<IpSetId>();
   private readonly policies = new Map<PolicyKey, ActivePolicy | null>();
+  private readonly profiles = new Map<ProfileId, ActiveProfile | null>();
   private readonly endpoints = new Map<EndpointKey, LocalEndpoint | null>();
+  private readonly hostEndpoints = new Map<EndpointKey, LocalHostEndpoint | null>();
   private readonly vteps = new Map<string, Vtep | null>();
   private readonly routes = new Map<Cidr, RemoteBlockRoute | null>();
   private readonly pools = new Map<Cidr, Pool | null>();
@@ -94,11 +99,23 @@ export class Sequencer implements MessageSink {
       case 'ActivePolicyRemove':
         this.policies.set(msg.key, null);
         return;
+      case 'ActiveProfileUpdate':
+        this.profiles.set(msg.profile.id, msg.profile);
+        return;
+      case 'ActiveProfileRemove':
+        this.profiles.set(msg.id, null);
+        return;
       case 'EndpointUpdate':
         this.endpoints.set(msg.endpoint.key, msg.endpoint);
         return;
       case 'EndpointRemove':
         this.endpoints.set(msg.key, null);
+        return;
+      case 'HostEndpointUpdate':
+        this.hostEndpoints.set(msg.endpoint.key, msg.endpoint);
+        return;
+      case 'HostEndpointRemove':
+        this.hostEndpoints.set(msg.key, null);
         return;
       case 'VTEPUpdate':
         this.vteps.set(msg.vtep.node, msg.vtep);
@@ -139,9 +156,13 @@ export class Sequencer implements MessageSink {
     }
     for (const [, p] of this.pools) if (p) out.push({ kind: 'PoolUpdate', pool: p });
     for (const [, p] of this.policies) if (p) out.push({ kind: 'ActivePolicyUpdate', policy: p });
+    for (const [, p] of this.profiles) if (p) out.push({ kind: 'ActiveProfileUpdate', profile: p });
     for (const [, e] of this.endpoints) if (e) out.push({ kind: 'EndpointUpdate', endpoint: e });
+    for (const [, e] of this.hostEndpoints) if (e) out.push({ kind: 'HostEndpointUpdate', endpoint: e });
     for (const [key, e] of this.endpoints) if (!e) out.push({ kind: 'EndpointRemove', key });
+    for (const [key, e] of this.hostEndpoints) if (!e) out.push({ kind: 'HostEndpointRemove', key });
     for (const [key, p] of this.policies) if (!p) out.push({ kind: 'ActivePolicyRemove', key });
+    for (const [id, p] of this.profiles) if (!p) out.push({ kind: 'ActiveProfileRemove', id });
     for (const [dst, r] of this.routes) if (!r) out.push({ kind: 'RouteRemove', dst });
     for (const [node, v] of this.vteps) if (!v) out.push({ kind: 'VTEPRemove', node });
     for (const [, v] of this.vteps) if (v) out.push({ kind: 'VTEPUpdate', vtep: v });
@@ -158,7 +179,9 @@ export class Sequencer implements MessageSink {
     this.ipsets.clear();
     this.ipsetRemoves.clear();
     this.policies.clear();
+    this.profiles.clear();
     this.endpoints.clear();
+    this.hostEndpoints.clear();
     this.vteps.clear();
     this.routes.clear();
     this.pools.clear();

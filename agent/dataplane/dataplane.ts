@@ -7,7 +7,13 @@ import { logger } from '../../lib/log.ts';
 import type { FdbSpec, NeighSpec, RouteSpec } from '../../native/iproute.ts';
 import type { DataplaneMessage } from '../calc/messages.ts';
 import { IpSetManager, type IpSetWriter } from './ipsets.ts';
-import { type FilterFaults, FilterTableManager, NatManager, type TableWriter } from './iptables.ts';
+import {
+  type FilterFaults,
+  FilterTableManager,
+  HostTablesManager,
+  NatManager,
+  type TableWriter,
+} from './iptables.ts';
 import type { DesiredKernelState, RepairPlan } from './kernel-watch.ts';
 import type { Refusal } from './refusals.ts';
 import { type LinkWriter, RouteManager, VXLAN_DEVICE, VxlanManager } from './vxlan.ts';
@@ -44,6 +50,7 @@ export class Dataplane {
   readonly ipsets: IpSetManager;
   readonly filter: FilterTableManager;
   readonly nat: NatManager;
+  readonly hostTables: HostTablesManager;
   readonly vxlan: VxlanManager;
   readonly routes: RouteManager;
   private inSync = false;
@@ -73,7 +80,8 @@ export class Dataplane {
     this.ipsets = new IpSetManager(drivers.ipsets);
     this.filter = new FilterTableManager(drivers.iptables, opts.faults);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
-    this.vxlan = new VxlanManager(drivers.links);
+    this.hostTables = new HostTablesManager(drivers.iptables);
+    this.vxlan = new VxlanManager(drivers.links, this.ipsets);
     this.routes = new RouteManager(drivers.links, this.vxlan);
   }
 
@@ -102,6 +110,7 @@ export class Dataplane {
       this.ipsets.onUpdate(m);
       this.filter.onUpdate(m);
       this.nat.onUpdate(m);
+      this.hostTables.onUpdate(m);
       this.vxlan.onUpdate(m);
       this.routes.onUpdate(m);
     }
@@ -124,6 +133,7 @@ export class Dataplane {
     this.ipsets.markDirty();
     this.filter.markDirty();
     this.nat.markDirty();
+    this.hostTables.markDirty();
     this.vxlan.markDirty();
     this.routes.markDirty();
     this.schedule();
@@ -149,7 +159,7 @@ export class Dataplane {
     const workloadInterfaces = new Set<string>();
     for (const r of this.routes.desired()) {
       routes.set(r.dst, r);
-      if (r.dev !== VXLAN_DEVICE) workloadInterfaces.add(r.dev);
+      if (r.dev !== VXLAN_DEVICE && !r.blackhole) workloadInterfaces.add(r.dev);
     }
     const neighbours = new Map<string, string>();
     const fdb = new Map<string, string>();
@@ -222,6 +232,7 @@ export class Dataplane {
       await this.routes.apply();
       await this.filter.apply();
       await this.nat.apply();
+      await this.hostTables.apply();
       await this.ipsets.cleanup();
       this.stats.refused = this.refusals();
       const ms = performance.now() - started;
@@ -247,6 +258,7 @@ export class Dataplane {
       this.ipsets.markDirty();
       this.filter.markDirty();
       this.nat.markDirty();
+      this.hostTables.markDirty();
       this.vxlan.markDirty();
       this.routes.markDirty();
       this.again = true;

@@ -4,11 +4,14 @@
 import type { IptablesBackend, Table as KernelTable, TableState } from '../../native/iptables.ts';
 import type {
   ActivePolicy,
+  ActiveProfile,
   DataplaneMessage,
   EndpointKey,
   LocalEndpoint,
+  LocalHostEndpoint,
   PolicyKey,
   Pool,
+  ProfileId,
 } from '../calc/messages.ts';
 import {
   ALL_POOLS_SET,
@@ -18,7 +21,13 @@ import {
   policyChain,
   toWorkloadChain,
 } from '../rules/names.ts';
-import { renderFilterTable, renderNatTable, renderPolicyChains } from '../rules/render-tables.ts';
+import {
+  renderFilterTable,
+  renderMangleTable,
+  renderNatTable,
+  renderPolicyChains,
+  renderRawTable,
+} from '../rules/render-tables.ts';
 import { Generations } from './generation.ts';
 import type { IpSetManager } from './ipsets.ts';
 import { type Refusal, RefusalLog } from './refusals.ts';
@@ -50,6 +59,9 @@ export class FilterTableManager {
   /** Policies that rendered once: rendering is pure, so an unchanged object renders again. */
   private readonly renderable = new WeakSet<ActivePolicy>();
   private readonly refusals = new RefusalLog('a policy');
+  private readonly profiles = new Map<ProfileId, ActiveProfile>();
+  private readonly hostEndpoints = new Map<EndpointKey, LocalHostEndpoint>();
+  private vxlan = false;
 
   constructor(
     private readonly writer: TableWriter,
@@ -69,11 +81,30 @@ export class FilterTableManager {
       case 'ActivePolicyRemove':
         this.policies.delete(msg.key);
         break;
+      case 'ActiveProfileUpdate':
+        this.profiles.set(msg.profile.id, msg.profile);
+        break;
+      case 'ActiveProfileRemove':
+        this.profiles.delete(msg.id);
+        break;
+      case 'HostConfigUpdate': {
+        // The VXLAN guard in cali-INPUT exists while this node runs VXLAN (as Felix's VXLANEnabled).
+        const vxlan = Boolean(msg.config.nodeIp && msg.config.tunnelIp);
+        if (vxlan === this.vxlan) return;
+        this.vxlan = vxlan;
+        break;
+      }
       case 'EndpointUpdate':
         this.endpoints.set(msg.endpoint.key, msg.endpoint);
         break;
       case 'EndpointRemove':
         this.endpoints.delete(msg.key);
+        break;
+      case 'HostEndpointUpdate':
+        this.hostEndpoints.set(msg.endpoint.key, msg.endpoint);
+        break;
+      case 'HostEndpointRemove':
+        this.hostEndpoints.delete(msg.key);
         break;
       default:
         return;
@@ -113,7 +144,13 @@ export class FilterTableManager {
       }
       ok.push(p);
     }
-    const table = renderFilterTable({ policies: ok, endpoints: this.endpoints.values() });
+    const table = renderFilterTable({
+      policies: ok,
+      profiles: this.profiles.values(),
+      endpoints: this.endpoints.values(),
+      hostEndpoints: this.hostEndpoints.values(),
+      vxlan: this.vxlan,
+    });
     this.injectFaults(table);
     return { table, failed };
   }
@@ -169,6 +206,61 @@ export class FilterTableManager {
       (r): Refusal => ({ table: 'filter', object: r.chain, ...owners.get(r.chain), reason: r.reason }),
     );
     this.refusals.set([...failed, ...refused]);
+    this.gen.done(gen);
+    return true;
+  }
+}
+
+/**
+ * The mangle and raw tables: pre-DNAT and untracked policy on this node's host endpoints. Both
+ * stay empty (nothing of ours in the kernel) on a node without host endpoints.
+ */
+export class HostTablesManager {
+  private readonly policies = new Map<PolicyKey, ActivePolicy>();
+  private readonly hostEndpoints = new Map<EndpointKey, LocalHostEndpoint>();
+  private readonly gen = new Generations();
+  /** The kernel holds none of ours in either table (checked since the last resync). */
+  private knownEmpty = false;
+
+  constructor(private readonly writer: TableWriter) {}
+
+  onUpdate(msg: DataplaneMessage): void {
+    switch (msg.kind) {
+      case 'ActivePolicyUpdate':
+        this.policies.set(msg.policy.key, msg.policy);
+        break;
+      case 'ActivePolicyRemove':
+        this.policies.delete(msg.key);
+        break;
+      case 'HostEndpointUpdate':
+        this.hostEndpoints.set(msg.endpoint.key, msg.endpoint);
+        break;
+      case 'HostEndpointRemove':
+        this.hostEndpoints.delete(msg.key);
+        break;
+      default:
+        return;
+    }
+    this.gen.bump();
+  }
+
+  markDirty(): void {
+    this.gen.bump();
+    this.knownEmpty = false;
+  }
+
+  async apply(): Promise<boolean> {
+    if (!this.gen.pending) return false;
+    const gen = this.gen.begin();
+    // Most nodes have no host endpoint: policy churn must not cost two table reads each time.
+    if (this.hostEndpoints.size === 0 && this.knownEmpty) {
+      this.gen.done(gen);
+      return false;
+    }
+    const input = { policies: [...this.policies.values()], hostEndpoints: [...this.hostEndpoints.values()] };
+    await this.writer.syncTable('mangle', renderMangleTable(input));
+    await this.writer.syncTable('raw', renderRawTable(input));
+    this.knownEmpty = this.hostEndpoints.size === 0;
     this.gen.done(gen);
     return true;
   }

@@ -6,7 +6,9 @@ import type { Cidr, Ip4 } from '../../model/net.ts';
 import type { FdbSpec, NeighSpec, RouteSpec, VxlanSpec } from '../../native/iproute.ts';
 import type { DataplaneMessage, EndpointKey, HostConfig, RemoteBlockRoute, Vtep } from '../calc/messages.ts';
 import { derivedVtepMac } from '../calc/overlay-resolver.ts';
+import { ALL_VXLAN_NET_SET } from '../rules/names.ts';
 import { Generations } from './generation.ts';
+import type { IpSetManager } from './ipsets.ts';
 
 const log = logger('vxlan');
 
@@ -14,8 +16,20 @@ export const VXLAN_DEVICE = 'vxlan.calico';
 export const VXLAN_VNI = 4096;
 export const VXLAN_PORT = 4789;
 
+/** VXLAN over IPv4 costs 50 bytes of headers. */
+const VXLAN_OVERHEAD = 50;
+/** Felix's MTUIfacePattern default: the host interfaces whose smallest MTU bounds the overlay's. */
+const MTU_IFACE_PATTERN = /^((en|wl|ww|sl|ib)[Pcopsvx].*|(eth|wlan|wwan).*)/;
+
+/** The VXLAN MTU as Felix picks it: the smallest matching host interface's MTU (else the parent's) − 50. */
+export function vxlanMtu(links: readonly { name: string; mtu: number }[], parent: { mtu: number }): number {
+  const mtus = links.filter((l) => MTU_IFACE_PATTERN.test(l.name)).map((l) => l.mtu);
+  return (mtus.length > 0 ? Math.min(...mtus) : parent.mtu) - VXLAN_OVERHEAD;
+}
+
 export interface LinkWriter {
   findDeviceWithAddress(ip: Ip4): Promise<{ name: string; mtu: number } | undefined>;
+  interfaceMtus(): Promise<{ name: string; mtu: number }[]>;
   ensureVxlan(spec: VxlanSpec): Promise<unknown>;
   syncNeighbours(dev: string, desired: readonly NeighSpec[]): Promise<unknown>;
   syncFdb(dev: string, desired: readonly FdbSpec[]): Promise<unknown>;
@@ -43,8 +57,24 @@ export class VxlanManager {
    * the block routes from the route manager, which would then delete them.
    */
   private established = false;
+  /** The device's MTU once programmed: VXLAN routes carry it (Felix). */
+  mtu?: number;
 
-  constructor(private readonly writer: LinkWriter) {}
+  constructor(
+    private readonly writer: LinkWriter,
+    /** Where the VTEPs' node addresses go (all-vxlan-net: the VXLAN sources cali-INPUT accepts). */
+    private readonly ipsets?: IpSetManager,
+  ) {
+    this.updateSourceSet();
+  }
+
+  private updateSourceSet(): void {
+    this.ipsets?.replace(
+      ALL_VXLAN_NET_SET,
+      'hash:net',
+      [...this.vteps.values()].map((v) => `${v.nodeIp}/32`),
+    );
+  }
 
   onUpdate(msg: DataplaneMessage): void {
     switch (msg.kind) {
@@ -57,9 +87,11 @@ export class VxlanManager {
         break;
       case 'VTEPUpdate':
         this.vteps.set(msg.vtep.node, msg.vtep);
+        this.updateSourceSet();
         break;
       case 'VTEPRemove':
         this.vteps.delete(msg.node);
+        this.updateSourceSet();
         break;
       default:
         return;
@@ -104,17 +136,19 @@ export class VxlanManager {
       const parent = await this.writer.findDeviceWithAddress(h.nodeIp);
       if (!parent)
         throw new Error(`no interface holds this node's address ${h.nodeIp}; cannot create ${VXLAN_DEVICE}`);
+      const mtu = vxlanMtu(await this.writer.interfaceMtus(), parent);
       await this.writer.ensureVxlan({
         name: VXLAN_DEVICE,
         vni: VXLAN_VNI,
         port: VXLAN_PORT,
         parentDev: parent.name,
         localIp: h.nodeIp,
-        mac: h.vtepMac ?? derivedVtepMac(h.nodeIp),
-        mtu: parent.mtu - 50,
+        mac: h.vtepMac ?? derivedVtepMac(h.node),
+        mtu,
         tunnelAddress: h.tunnelIp,
       });
       this.device.done(deviceGen);
+      this.mtu = mtu;
       this.established = true;
     }
     await this.writer.syncFdb(
@@ -180,10 +214,12 @@ export class RouteManager {
     const out: RouteSpec[] = [];
     for (const w of this.workloads.values())
       for (const n of w.nets) out.push({ dst: n, dev: w.iface, scope: 'link' });
+    for (const b of this.blocks.values()) if (b.local) out.push({ dst: b.dst, dev: '', blackhole: true });
     if (this.vxlan.ready) {
+      const mtu = this.vxlan.mtu;
       for (const b of this.blocks.values()) {
-        const via = this.vxlan.tunnelIpOf(b.node);
-        if (via) out.push({ dst: b.dst, dev: VXLAN_DEVICE, via, onlink: true });
+        const via = b.local ? undefined : this.vxlan.tunnelIpOf(b.node);
+        if (via) out.push({ dst: b.dst, dev: VXLAN_DEVICE, via, onlink: true, ...(mtu ? { mtu } : {}) });
       }
     }
     return out;

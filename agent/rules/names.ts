@@ -33,21 +33,41 @@ export function ipsetName(id: IpSetId | string): IpSetName {
   return (IPSET_PREFIX_V4 + id).slice(0, MAX_IPSET_NAME) as IpSetName;
 }
 
+/** Calico's VXLAN port (Felix's VXLANPort default). */
+export const VXLAN_PORT = 4789;
+
 export const ALL_POOLS_SET = 'all-ipam-pools' as IpSetId;
 export const MASQ_POOLS_SET = 'masq-ipam-pools' as IpSetId;
+/** Node addresses of every known VTEP, local and remote clusters': the only VXLAN sources accepted. */
+export const ALL_VXLAN_NET_SET = 'all-vxlan-net' as IpSetId;
 
 export const chains = {
   forward: 'cali-FORWARD' as ChainName,
   input: 'cali-INPUT' as ChainName,
+  prerouting: 'cali-PREROUTING' as ChainName,
   output: 'cali-OUTPUT' as ChainName,
   postrouting: 'cali-POSTROUTING' as ChainName,
   natOutgoing: 'cali-nat-outgoing' as ChainName,
   wlToHost: 'cali-wl-to-host' as ChainName,
   toWlDispatch: 'cali-to-wl-dispatch' as ChainName,
   fromWlDispatch: 'cali-from-wl-dispatch' as ChainName,
+  toHostEndpoint: 'cali-to-host-endpoint' as ChainName,
+  fromHostEndpoint: 'cali-from-host-endpoint' as ChainName,
+  toHepForward: 'cali-to-hep-forward' as ChainName,
+  fromHepForward: 'cali-from-hep-forward' as ChainName,
+  failsafeIn: 'cali-failsafe-in' as ChainName,
+  failsafeOut: 'cali-failsafe-out' as ChainName,
 };
 
 export const policyChain = (dir: 'in' | 'out', key: string) =>
   chainName(dir === 'in' ? 'cali-pi-' : 'cali-po-', key);
+/** Felix's profile chains: inbound (to the endpoint) `cali-pri-`, outbound `cali-pro-`. */
+export const profileChain = (dir: 'in' | 'out', id: string) =>
+  chainName(dir === 'in' ? 'cali-pri-' : 'cali-pro-', id);
+/** Host endpoint chains (Felix): to/from the host, and for forwarded traffic. */
+export const toHostChain = (iface: string) => chainName('cali-th-', iface);
+export const fromHostChain = (iface: string) => chainName('cali-fh-', iface);
+export const toHostForwardChain = (iface: string) => chainName('cali-thfw-', iface);
+export const fromHostForwardChain = (iface: string) => chainName('cali-fhfw-', iface);
 export const toWorkloadChain = (iface: string) => chainName('cali-tw-', iface);
 export const fromWorkloadChain = (iface: string) => chainName('cali-fw-', iface);

@@ -1,7 +1,7 @@
 // One compiled policy rule → iptables rules. Pure. The match is what Calico's rule says; the
 // action uses Felix's mark protocol: Allow sets the accept mark and returns, Pass sets the pass
 // mark and returns (on to the next tier), Deny drops, Log logs and carries on.
-import { protocolNumber } from '../calc/flow-evaluator.ts';
+import { protocolNumber } from '../../model/protocols.ts';
 import type { CompiledEntity, CompiledRule, PortRange } from '../calc/messages.ts';
 import { ipsetName } from './names.ts';
 import type { Rule } from './types.ts';

@@ -41,7 +41,7 @@ import {
   namedPortSchema,
 } from './fields.ts';
 import { defineKind, type KindHandler, type ValidateResult } from './kind.ts';
-import { policySpecSchema } from './policy.ts';
+import { policySpecSchema, ruleSchema } from './policy.ts';
 
 const str = checked(requireString);
 const optStr = str.optional();
@@ -157,12 +157,18 @@ const hostEndpoint = defineKind({
 const profile = defineKind({
   namespaced: false,
   nameRule: 'subdomain',
-  // A profile's rules are not modelled: profiles carry labels (kns.*/ksa.* and remote ones).
-  body: specOf(z.object({ labelsToApply: labelsSchema })),
+  // Felix applies a profile's rules after the tiers (cali-pri-/cali-pro-); its labels are inherited.
+  body: specOf(
+    z.object({
+      labelsToApply: labelsSchema,
+      ingress: z.array(ruleSchema).default([]),
+      egress: z.array(ruleSchema).default([]),
+    }),
+  ),
   build: (meta, { spec }): Profile => ({
     kind: 'Profile',
     ...meta,
-    spec: { labelsToApply: spec.labelsToApply },
+    spec: { labelsToApply: spec.labelsToApply, ingress: spec.ingress, egress: spec.egress },
   }),
 });
 
@@ -189,11 +195,17 @@ const globalNetworkPolicy = defineKind({
 const tier = defineKind({
   namespaced: false,
   nameRule: 'subdomain',
-  body: specOf(z.object({ order: z.number().finite().min(0).optional() })),
+  body: specOf(
+    z.object({
+      order: z.number().finite().min(0).optional(),
+      // Calico: what the end of the tier does when no policy in it decided (Deny unless set).
+      defaultAction: enumSchema(['Deny', 'Pass'] as const).default('Deny'),
+    }),
+  ),
   build: (meta, { spec }): Tier => ({
     kind: 'Tier',
     ...meta,
-    spec: spec.order === undefined ? {} : { order: spec.order },
+    spec: { ...(spec.order === undefined ? {} : { order: spec.order }), defaultAction: spec.defaultAction },
   }),
 });
 

@@ -77,7 +77,7 @@ const icmpSchema = z
 
 const ACTIONS: readonly Action[] = ['Allow', 'Deny', 'Log', 'Pass'];
 
-const ruleSchema = z
+export const ruleSchema = z
   .object({
     action: enumSchema(ACTIONS),
     protocol: checked(checkProtocol).optional(),
@@ -168,6 +168,9 @@ export const policySpecSchema = z
     egress: z.array(ruleSchema).default([]),
     namespaceSelector: z.unknown().optional(),
     serviceAccountSelector: z.unknown().optional(),
+    applyOnForward: z.boolean().optional(),
+    preDNAT: z.boolean().optional(),
+    doNotTrack: z.boolean().optional(),
   })
   .superRefine(
     refuseUnsupported({
@@ -177,6 +180,18 @@ export const policySpecSchema = z
     }),
   )
   .superRefine((s, ctx) => {
+    // Calico's validator: both kinds of host-endpoint policy also apply to forwarded traffic.
+    for (const f of ['preDNAT', 'doNotTrack'] as const)
+      if (s[f] && !s.applyOnForward)
+        ctx.addIssue({ code: 'custom', message: `${f} needs applyOnForward: true`, path: [f] });
+    if (s.preDNAT && s.doNotTrack)
+      ctx.addIssue({
+        code: 'custom',
+        message: 'preDNAT and doNotTrack cannot both be set',
+        path: ['preDNAT'],
+      });
+    if (s.preDNAT && (s.egress.length > 0 || s.types?.includes('Egress')))
+      ctx.addIssue({ code: 'custom', message: 'a preDNAT policy has ingress rules only', path: ['egress'] });
     const seen = new Set<string>();
     s.types?.forEach((t, i) => {
       if (seen.has(t)) ctx.addIssue({ code: 'custom', message: `${t} listed twice`, path: ['types', i] });
@@ -191,6 +206,9 @@ export const policySpecSchema = z
       types: policyTypes(s.types, s.ingress.length, s.egress.length),
       ingress: s.ingress,
       egress: s.egress,
+      ...(s.applyOnForward ? { applyOnForward: true } : {}),
+      ...(s.preDNAT ? { preDNAT: true } : {}),
+      ...(s.doNotTrack ? { doNotTrack: true } : {}),
     }),
   );
 

@@ -16,6 +16,7 @@ import {
   Action,
   type EntityRule,
   EntityRuleSchema,
+  HostEndpointSchema,
   IcmpSchema,
   IPAMBlockSchema,
   IPPoolSchema,
@@ -149,20 +150,33 @@ export function wep(o: WepOpts): Update {
 
 // --- profiles -------------------------------------------------------------------------------
 
-/** A plain Profile (labelsToApply). `name` as the local cluster spells it. */
-export function profile(name: string, labels: Labels, o?: ClusterOpts): Update {
+/** A plain Profile (labelsToApply, and rules for a local one). `name` as the local cluster spells it. */
+export function profile(
+  name: string,
+  labels: Labels,
+  o?: ClusterOpts,
+  rules: { ingress?: readonly RuleInit[]; egress?: readonly RuleInit[] } = {},
+): Update {
   return update(ResourceKind.PROFILE, name, o, {
     case: 'profile',
-    value: create(ProfileSchema, { labels: { ...labels } }),
+    value: create(ProfileSchema, {
+      labels: { ...labels },
+      inboundRules: (rules.ingress ?? []).map(rule),
+      outboundRules: (rules.egress ?? []).map(rule),
+    }),
   });
 }
 
-/** A Namespace as the syncer sends it: profile `kns.<ns>` with `pcns.`-prefixed labels. */
+/**
+ * A Namespace as the syncer sends it: profile `kns.<ns>` with `pcns.`-prefixed labels, allowing
+ * everything in both directions for the local cluster (remote profiles carry labels only).
+ */
 export function namespace(name: string, labels: Labels = {}, o?: ClusterOpts): Update {
   const pl: Labels = {};
   for (const [k, v] of Object.entries(labels)) pl[`pcns.${k}`] = v;
   pl['pcns.projectcalico.org/name'] = name;
-  return profile(`kns.${name}`, pl, o);
+  const allow: RuleInit[] = [{ action: 'Allow' }];
+  return profile(`kns.${name}`, pl, o, clusterOf(o).remote ? {} : { ingress: allow, egress: allow });
 }
 
 /** A ServiceAccount as the syncer sends it: profile `ksa.<ns>.<sa>` with `pcsa.`-prefixed labels. */
@@ -271,6 +285,10 @@ export interface PolicyOpts extends ClusterOpts {
   types?: readonly ('Ingress' | 'Egress')[];
   ingress?: readonly RuleInit[];
   egress?: readonly RuleInit[];
+  /** Host endpoint policy kinds (GlobalNetworkPolicy). */
+  applyOnForward?: boolean;
+  preDNAT?: boolean;
+  doNotTrack?: boolean;
 }
 
 /** The feed key of a policy: `policy/<ns>/<name>` or `globalpolicy/<name>`. */
@@ -294,6 +312,34 @@ export function policy(o: PolicyOpts): Update {
       egress: types.includes('Egress'),
       ingressRules: (o.ingress ?? []).map(rule),
       egressRules: (o.egress ?? []).map(rule),
+      applyOnForward: o.applyOnForward ?? false,
+      preDnat: o.preDNAT ?? false,
+      doNotTrack: o.doNotTrack ?? false,
+    }),
+  });
+}
+
+/** A HostEndpoint as the syncer sends it (its feed key `hostendpoint/<name>`, prefixed when remote). */
+export function hostEndpoint(
+  o: {
+    name: string;
+    node: string;
+    interfaceName?: string;
+    ips?: readonly string[];
+    labels?: Labels;
+    profiles?: readonly string[];
+  } & ClusterOpts,
+): Update {
+  const { cluster, remote } = clusterOf(o);
+  return update(ResourceKind.HOST_ENDPOINT, `hostendpoint/${o.name}`, o, {
+    case: 'hostEndpoint',
+    value: create(HostEndpointSchema, {
+      node: o.node,
+      interfaceName: o.interfaceName ?? '',
+      expectedIpv4s: [...(o.ips ?? [])],
+      profiles: (o.profiles ?? []).map((p) => (remote ? `${cluster}/${p}` : p)),
+      labels: { ...o.labels, [CLUSTER_LABEL]: cluster },
+      name: o.name,
     }),
   });
 }
@@ -341,14 +387,14 @@ export function pool(
 }
 
 /** A policy tier with an order (Calico: lower first; the default tier is 1,000,000). */
-export function tier(name: string, order?: number): Update {
+export function tier(name: string, order?: number, defaultAction: 'Deny' | 'Pass' = 'Deny'): Update {
   return update(
     ResourceKind.TIER,
     `tier/${name}`,
     {},
     {
       case: 'tier',
-      value: create(TierSchema, { name, hasOrder: order !== undefined, order: order ?? 0 }),
+      value: create(TierSchema, { name, hasOrder: order !== undefined, order: order ?? 0, defaultAction }),
     },
   );
 }

@@ -2,17 +2,21 @@
 // table (what the kernel would do with it), so tests can check meaning, not text. It fails loudly
 // on anything it does not know rather than guess.
 import assert from 'node:assert/strict';
-import { protocolNumber } from '../../agent/calc/flow-evaluator.ts';
 import type { Rule, Table } from '../../agent/rules/types.ts';
 import { cidrContainsIp, type Ip4, parseCidr } from '../../model/net.ts';
+import { protocolNumber } from '../../model/protocols.ts';
 
 export interface Packet {
   iif?: string;
   oif?: string;
   src: string;
   dst: string;
-  /** A protocol name (`tcp`, `udp`, `icmp`, `sctp`) or number as text. */
+  /** A protocol name (`tcp`, `udp`, `icmp`, `sctp`, `ipip`) or number as text. */
   proto: string;
+  /** The destination is one of this host's addresses (`-m addrtype --dst-type LOCAL`). */
+  local?: boolean;
+  /** The source is one of this host's addresses (`-m addrtype --src-type LOCAL`). */
+  localSource?: boolean;
   sport?: number;
   dport?: number;
   icmpType?: number;
@@ -45,6 +49,11 @@ export function tokens(s: string): string[] {
 export function ifaceMatches(pattern: string, name: string | undefined): boolean {
   if (name === undefined) return false;
   return pattern.endsWith('+') ? name.startsWith(pattern.slice(0, -1)) : name === pattern;
+}
+
+/** `ipip` is protocol 4 (the name iptables prints for it); the rest as the flow evaluator reads them. */
+function protoNumber(p: string): number | undefined {
+  return p === 'ipip' ? 4 : protocolNumber(p);
 }
 
 function inCidr(c: string, ip: string): boolean {
@@ -101,7 +110,7 @@ export class Interp {
           ok = ifaceMatches(next(), p.oif);
           break;
         case '-p':
-          ok = protocolNumber(next()) === protocolNumber(p.proto);
+          ok = protoNumber(next()) === protoNumber(p.proto);
           break;
         case '-s':
           ok = inCidr(next(), p.src);
@@ -145,6 +154,14 @@ export class Interp {
               ok = (this.mark & m!) === v;
               break;
             }
+            case 'addrtype --dst-type':
+              assert.equal(next(), 'LOCAL');
+              ok = p.local === true;
+              break;
+            case 'addrtype --src-type':
+              assert.equal(next(), 'LOCAL');
+              ok = p.localSource === true;
+              break;
             case 'conntrack --ctstate':
               ok = next()
                 .split(',')
@@ -154,7 +171,7 @@ export class Interp {
               const tc = next();
               const [ty, co] = tc.split('/').map(Number);
               ok =
-                protocolNumber(p.proto) === 1 &&
+                protoNumber(p.proto) === 1 &&
                 (tc === 'any' || (p.icmpType === ty && (co === undefined || p.icmpCode === co)));
               break;
             }

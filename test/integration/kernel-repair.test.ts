@@ -84,6 +84,7 @@ test('routes, FDB, ARP and vxlan.calico are repaired on kernel events', { skip: 
         key: 'a/n1/k8s/shop/p1/eth0' as EndpointKey,
         interfaceName: WL_IF,
         ipv4Nets: ['10.10.0.5/32' as Cidr],
+        profiles: [],
         ingress: [],
         egress: [],
       },

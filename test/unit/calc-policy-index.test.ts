@@ -107,7 +107,10 @@ describe('policy-selector index', () => {
         for (const o of ops) {
           if (o.op === 'ep') {
             endpoints.set(o.key, o.labels);
-            resolver.upsertEndpoint({ key: o.key, interfaceName: `cali${o.key}`, ipv4Nets: [] }, o.labels);
+            resolver.upsertEndpoint(
+              { key: o.key, interfaceName: `cali${o.key}`, ipv4Nets: [], profiles: [] },
+              o.labels,
+            );
             index.setEndpoint(o.key, o.labels);
           } else if (o.op === 'epDel') {
             endpoints.delete(o.key);

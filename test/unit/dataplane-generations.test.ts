@@ -121,6 +121,7 @@ describe('an update that arrives during a slow write is not lost', () => {
       ensureVxlan: async () => {},
       syncNeighbours: async () => {},
       rewrite: async () => {},
+      interfaceMtus: async () => [],
       syncFdb: async (_d, f) => {
         fdb.push(f.length);
         await gate.pause();
@@ -171,6 +172,7 @@ describe('an update that arrives during a slow write is not lost', () => {
           ensureVxlan: async () => {},
           syncNeighbours: async () => {},
           rewrite: async () => {},
+          interfaceMtus: async () => [],
           syncFdb: async () => {},
           syncRoutes: async () => {},
         },

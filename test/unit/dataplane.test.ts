@@ -25,6 +25,10 @@ function recorder(failFirst?: string) {
     iptables: { syncTable: async (t: string) => rec(`iptables.${t}`) },
     links: {
       findDeviceWithAddress: async () => ({ name: 'eth0', mtu: 1500 }),
+      interfaceMtus: async () => [
+        { name: 'eth0', mtu: 1500 },
+        { name: 'cali0123456789a', mtu: 1400 },
+      ],
       ensureVxlan: async (s: { mtu?: number }) => rec(`vxlan.ensure:mtu=${s.mtu}`),
       syncNeighbours: async (_d: string, n: readonly unknown[]) => rec(`neigh:${n.length}`),
       syncFdb: async (_d: string, f: readonly unknown[]) => rec(`fdb:${f.length}`),
@@ -63,6 +67,7 @@ const msgs: DataplaneMessage[] = [
       key: 'n1/k8s/ns/pod/eth0' as EndpointKey,
       interfaceName: 'cali0123456789a',
       ipv4Nets: ['10.0.1.5/32' as Cidr],
+      profiles: [],
       ingress: [],
       egress: [],
     },
@@ -89,13 +94,15 @@ test('writes follow the dependency order: ipsets, VXLAN, routes, iptables, then 
   dp.onMessages([...msgs, { kind: 'InSync' }]);
   await applied;
   assert.deepEqual(calls, [
-    'ipset.apply:cali40all-ipam-pools,cali40masq-ipam-pools,cali40s:abc',
+    'ipset.apply:cali40all-ipam-pools,cali40all-vxlan-net,cali40masq-ipam-pools,cali40s:abc',
     'vxlan.ensure:mtu=1450',
     'fdb:1',
     'neigh:1',
     'routes:10.0.1.5/32,10.0.2.0/26',
     'iptables.filter',
     'iptables.nat',
+    'iptables.mangle',
+    'iptables.raw',
     'ipset.destroyStale',
   ]);
   // A second pass with nothing new writes nothing.

@@ -274,10 +274,10 @@ describe('explain: a -> b across the mesh', () => {
     const r = report('shop/web-1', 'b/shop/db-1', '5432/tcp');
     assert.equal(r.verdict, 'denied');
     assert.equal(r.egress.decision, 'allow');
-    assert.equal(r.egress.by, 'no-policy');
+    assert.equal(r.egress.by, 'profile');
     assert.equal(
       r.egress.reason,
-      'no policy selects the endpoint in this direction: allowed (Kubernetes default)',
+      'no policy selects the endpoint in this direction; allowed by profile kns.shop egress rule 0',
     );
     assert.equal(r.ingress.policiesOf, 'b');
     assert.equal(r.ingress.decision, 'deny');
@@ -361,14 +361,14 @@ describe('explain: each decision in its own cluster', () => {
       ],
     );
     assert.equal(r.ingress.policiesOf, 'a');
-    assert.equal(r.ingress.by, 'no-policy');
+    assert.equal(r.ingress.by, 'profile');
     assert.equal(r.verdict, 'denied');
   });
 
   it("b's egress policy never applies to a's web pods", async () => {
     const r = await inProcess('shop/web-1', 'b/shop/cache-1', '80/tcp', { world: 'strict' });
     assert.equal(r.egress.policiesOf, 'a');
-    assert.equal(r.egress.by, 'no-policy');
+    assert.equal(r.egress.by, 'profile');
     assert.equal(r.verdict, 'allowed');
   });
 
@@ -381,12 +381,12 @@ describe('explain: each decision in its own cluster', () => {
     assert.equal(r.verdict, 'allowed');
   });
 
-  it('a host endpoint: no policy of its own, its identity still counts on the far side', async () => {
+  it('a host endpoint: Felix denies what no policy or profile allows, but its failsafe ports; its identity counts on the far side', async () => {
     for (const from of ['a-node1-eth0', '192.168.100.11']) {
       const r = await inProcess(from, 'b/shop/db-1', '5432/tcp', { world: 'strict' });
       assert.equal(r.source.endpoint, 'a-node1-eth0');
       assert.equal(r.source.kind, 'host');
-      assert.equal(r.egress.by, 'host-endpoint');
+      assert.equal(r.egress.by, 'no-profile');
       assert.equal(r.ingress.peer?.seenAs, 'a/a-node1-eth0');
       assert.equal(r.ingress.peer?.identityFrom, 'a');
       assert.equal(r.ingress.peer?.labels?.role, 'node');
@@ -394,7 +394,7 @@ describe('explain: each decision in its own cluster', () => {
     }
     const r = await inProcess('b/shop/web-b', 'a/a-node1-eth0', '22/tcp', { world: 'strict', cluster: 'b' });
     assert.equal(r.destination.endpoint, 'a/a-node1-eth0');
-    assert.equal(r.ingress.by, 'host-endpoint');
+    assert.equal(r.ingress.by, 'failsafe', 'SSH stays reachable');
     assert.equal(r.egress.policiesOf, 'b');
     assert.equal(r.verdict, 'allowed');
   });

@@ -60,11 +60,12 @@ test('explain and the rendered iptables agree on every verdict', async () => {
         for (const p of packets) {
           for (const ep of LOCAL_ENDPOINTS) {
             const iface = caliInterfaceName(ep.namespace, ep.pod);
-            const labels = view.labels(wepKey({ node: NODE, namespace: ep.namespace, pod: ep.pod }));
+            const key = wepKey({ node: NODE, namespace: ep.namespace, pod: ep.pod });
+            const labels = view.labels(key);
             assert.ok(labels);
             for (const direction of ['ingress', 'egress'] as const) {
               if ((direction === 'ingress' ? p.dst : p.src) !== ep.ip) continue;
-              const explained = explain(view, labels, direction, p);
+              const explained = explain(view, key, labels, direction, p);
               const pkt: Packet = {
                 src: p.src,
                 dst: p.dst,
@@ -101,6 +102,7 @@ test('explain and the rendered iptables agree on every verdict', async () => {
 
 function explain(
   view: ClusterView,
+  key: string,
   labels: Record<string, string>,
   direction: 'ingress' | 'egress',
   p: GenPacket,
@@ -120,6 +122,8 @@ function explain(
     index: view.index,
     flow,
     tierOrders: view.tierOrders,
+    passTiers: view.passTiers,
+    profiles: view.profilesOf(key),
   });
   assert.deepEqual(res.notes, [], 'every fact is given, so explain assumes nothing');
   return res;

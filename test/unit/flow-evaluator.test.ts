@@ -133,6 +133,8 @@ function run(c: Pick<Case, 'policies' | 'direction' | 'from' | 'to' | 'port' | '
     policies: view.policies,
     index: view.index,
     tierOrders: view.tierOrders,
+    passTiers: view.passTiers,
+    profiles: view.profilesOf(wepKey(self)),
     flow: flowOf(view, c.from, c.to, c.port, c.srcPort),
   });
 }
@@ -167,26 +169,26 @@ const OUT = { direction: 'egress' as const, from: FE, to: DB, port: '5432/tcp' }
 const CASES: Case[] = [
   // --- defaults
   {
-    name: 'no policy at all: allowed (Kubernetes default)',
+    name: "no policy at all: the namespace's kns profile allows (Kubernetes default)",
     policies: [],
     ...IN,
     expect: {
       decision: 'allow',
-      by: 'no-policy',
-      reason: 'no policy selects the endpoint in this direction: allowed (Kubernetes default)',
+      by: 'profile',
+      reason: 'no policy selects the endpoint in this direction; allowed by profile kns.shop ingress rule 0',
     },
   },
   {
     name: 'a policy for another endpoint does not apply',
     policies: [dbIngress([], { selector: "app == 'cache'" })],
     ...IN,
-    expect: { decision: 'allow', by: 'no-policy' },
+    expect: { decision: 'allow', by: 'profile' },
   },
   {
     name: 'an egress-only policy does not apply to ingress',
     policies: [dbIngress([], { types: ['Egress'] })],
     ...IN,
-    expect: { decision: 'allow', by: 'no-policy' },
+    expect: { decision: 'allow', by: 'profile' },
   },
   {
     name: 'a policy without rules selects: end of tier denies',
@@ -353,7 +355,7 @@ const CASES: Case[] = [
     name: 'pass in the last tier: allowed',
     policies: [dbIngress([{ action: 'Pass' }])],
     ...IN,
-    expect: { decision: 'allow', by: 'pass-last-tier', rule: 'shop/db-in#0', tiers: ['pass'] },
+    expect: { decision: 'allow', by: 'profile', rule: 'shop/db-in#0', tiers: ['pass'] },
   },
   // --- ports
   {
@@ -585,7 +587,7 @@ const CASES: Case[] = [
     name: 'namespaced policy selects only in its namespace',
     policies: [dbIngress([{ action: 'Deny' }], { namespace: 'dev' })],
     ...IN,
-    expect: { decision: 'allow', by: 'no-policy' },
+    expect: { decision: 'allow', by: 'profile' },
   },
   {
     name: 'namespaceSelector matches the namespace labels',
@@ -794,7 +796,8 @@ describe('flow evaluator: one direction', () => {
       assert.equal(r.decision, c.expect.decision, r.reason);
       assert.equal(r.by, c.expect.by, r.reason);
       if (c.expect.rule) assert.equal(r.rule && `${r.rule.policy}#${r.rule.index}`, c.expect.rule);
-      if (c.expect.by === 'no-policy' || c.expect.by === 'end-of-tier') assert.equal(r.rule, undefined);
+      if (c.expect.by === 'end-of-tier' || (c.expect.by === 'profile' && !c.expect.rule))
+        assert.equal(r.rule, undefined);
       if (c.expect.reason) assert.ok(r.reason.includes(c.expect.reason), r.reason);
       if (c.expect.tiers)
         assert.deepEqual(
@@ -916,6 +919,7 @@ describe('flow evaluator: straight from compilePolicy and a LabelIndex', () => {
       endpointLabels: { app: 'db', 'projectcalico.org/namespace': 'shop' },
       policies: [p],
       index,
+      profiles: [],
       flow: flow('fe', 5432),
     });
     assert.equal(r.decision, 'allow');

@@ -40,8 +40,9 @@ const ROUTES_JSON = JSON.stringify([
 
 describe('parseRoutes', () => {
   const got = parseRoutes(ROUTES_JSON);
-  it('reads unicast routes with numeric protocol and scope; bare addresses become /32', () => {
+  it('reads unicast and blackhole routes with numeric protocol and scope; bare addresses become /32', () => {
     assert.deepEqual(got, [
+      { dst: '10.7.0.0/26', dev: '', blackhole: true, proto: 80, metric: 0 },
       { dst: '10.8.0.0/16', dev: 'eth0', via: '192.168.100.2', proto: 3, metric: 0, scope: 'global' },
       { dst: '10.9.0.5/32', dev: 'eth0', proto: 80, metric: 5, scope: 'link' },
       {
@@ -72,6 +73,7 @@ describe('diffRoutes', () => {
     const pinned = { dst: cidr('10.9.0.5/32'), dev: 'eth0' };
     // the metric-5 route is a different FIB entry: ours is written at metric 0, the old one goes
     assert.deepEqual(lines(diffRoutes([REMOTE, pinned], actual)), [
+      'route del blackhole 10.7.0.0/26 proto 80 metric 0 table main',
       'route del 10.9.0.5/32 dev eth0 proto 80 metric 5 table main',
       'route replace 10.9.0.5/32 dev eth0 scope link proto 80 table main',
     ]);
@@ -100,9 +102,31 @@ describe('diffRoutes', () => {
     );
   });
 
+  it('blackhole routes for own blocks and the MTU on VXLAN routes, as Felix writes them', () => {
+    const hole = { dst: cidr('10.7.0.0/26'), dev: '', blackhole: true };
+    assert.deepEqual(lines(diffRoutes([hole, { ...REMOTE, mtu: 1450 }], [])), [
+      'route replace blackhole 10.7.0.0/26 proto 80 table main',
+      'route replace 10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink scope global proto 80 mtu 1450 table main',
+    ]);
+    const actual = parseRoutes(ROUTES_JSON).filter((r) => r.proto === 80);
+    assert.equal(
+      diffRoutes(
+        [hole],
+        actual.filter((r) => r.blackhole),
+      ),
+      '',
+      'the kernel has it',
+    );
+    // An MTU change rewrites the route.
+    const withMtu: KernelRoute = { ...REMOTE, proto: 80, metric: 0, scope: 'global', mtu: 1450 };
+    assert.equal(diffRoutes([{ ...REMOTE, mtu: 1450 }], [withMtu]), '');
+    assert.match(diffRoutes([{ ...REMOTE, mtu: 1400 }], [withMtu]), /^route replace .* mtu 1400 /);
+  });
+
   it('deletes stale owned routes naming their protocol and metric', () => {
     const actual = parseRoutes(ROUTES_JSON).filter((r) => r.proto === 80);
     assert.deepEqual(lines(diffRoutes([], actual)), [
+      'route del blackhole 10.7.0.0/26 proto 80 metric 0 table main',
       'route del 10.9.0.5/32 dev eth0 proto 80 metric 5 table main',
       'route del 10.244.1.0/26 dev vxlan.calico proto 80 metric 0 table main',
     ]);

@@ -12,9 +12,15 @@ import { dirname } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CalculationGraph } from '../../agent/calc/graph.ts';
-import type { ActivePolicy, DataplaneMessage, IpSetType, LocalEndpoint } from '../../agent/calc/messages.ts';
+import type {
+  ActivePolicy,
+  ActiveProfile,
+  DataplaneMessage,
+  IpSetType,
+  LocalEndpoint,
+} from '../../agent/calc/messages.ts';
 import { Sequencer } from '../../agent/calc/sequencer.ts';
-import { ipsetName } from '../../agent/rules/names.ts';
+import { ALL_VXLAN_NET_SET, ipsetName } from '../../agent/rules/names.ts';
 import { renderFilterTable } from '../../agent/rules/render-tables.ts';
 import type { Rule, Table } from '../../agent/rules/types.ts';
 import type { Update } from '../../proto/service.ts';
@@ -78,6 +84,23 @@ function resources(): Update[] {
 
     // security tier (order 100, before default's 1,000,000), global: block bad nets, pass the rest on.
     tier('security', 100),
+    // platform tier (order 50), Pass by default: its end hands on to the next tier. Its rule with
+    // only a notSelector matches sources outside every cluster too (a negated set, as Felix).
+    tier('platform', 50, 'Pass'),
+    policy({
+      name: 'quarantine',
+      tier: 'platform',
+      selector: "app == 'web'",
+      types: ['Ingress'],
+      ingress: [
+        {
+          action: 'Deny',
+          source: { notSelector: 'has(app)' },
+          protocol: 'TCP',
+          destination: { ports: [23] },
+        },
+      ],
+    }),
     policy({
       name: 'block-bad-nets',
       tier: 'security',
@@ -171,6 +194,7 @@ function resources(): Update[] {
 
 interface State {
   policies: Map<string, ActivePolicy>;
+  profiles: Map<string, ActiveProfile>;
   endpoints: Map<string, LocalEndpoint>;
   ipsets: Map<string, { type: IpSetType; members: Set<string> }>;
 }
@@ -180,7 +204,7 @@ function compute(): State {
   const g = new CalculationGraph({ nodeName: NODE, localCluster: 'a' }, seq);
   for (const u of resources()) g.onUpdate(u);
   assert.deepEqual(g.refused, []);
-  const st: State = { policies: new Map(), endpoints: new Map(), ipsets: new Map() };
+  const st: State = { policies: new Map(), profiles: new Map(), endpoints: new Map(), ipsets: new Map() };
   const apply = (m: DataplaneMessage) => {
     switch (m.kind) {
       case 'IPSetUpdate':
@@ -201,6 +225,12 @@ function compute(): State {
         break;
       case 'ActivePolicyRemove':
         st.policies.delete(m.key);
+        break;
+      case 'ActiveProfileUpdate':
+        st.profiles.set(m.profile.id, m.profile);
+        break;
+      case 'ActiveProfileRemove':
+        st.profiles.delete(m.id);
         break;
       case 'EndpointUpdate':
         st.endpoints.set(m.endpoint.key, m.endpoint);
@@ -234,6 +264,10 @@ function serialise(table: Table, st: State): string {
     [...st.ipsets].map(([id, s]) => [ipsetName(id), { id, ...s }]),
   );
   for (const name of [...used].sort()) {
+    if (name === ipsetName(ALL_VXLAN_NET_SET)) {
+      lines.push(`# ipset ${name} hash:net (VTEP node addresses, filled by the dataplane)`);
+      continue;
+    }
     const s = byName.get(name);
     assert.ok(s, `the table uses ipset ${name}, which the graph never announced`);
     lines.push(`# ipset ${name} ${s.type} (${s.id}): ${[...s.members].sort().join(' ') || '(empty)'}`);
@@ -259,7 +293,12 @@ function firstDifference(a: string, b: string): string {
 describe('golden filter table', () => {
   it('renders the varied policy set exactly as test/golden/filter-table.txt', () => {
     const st = compute();
-    const table = renderFilterTable({ policies: st.policies.values(), endpoints: st.endpoints.values() });
+    const table = renderFilterTable({
+      policies: st.policies.values(),
+      profiles: st.profiles.values(),
+      endpoints: st.endpoints.values(),
+      vxlan: true,
+    });
     const text = serialise(table, st);
     if (process.env.UPDATE_GOLDEN === '1') {
       mkdirSync(dirname(GOLDEN), { recursive: true });
@@ -289,7 +328,14 @@ describe('golden filter table', () => {
       'default/shop/api-ports',
       'default/shop/default-deny',
       'default/shop/web-egress',
+      'platform/quarantine',
       'security/block-bad-nets',
+    ]);
+    assert.deepEqual([...st.profiles.keys()].sort(), [
+      'kns.data',
+      'kns.shop',
+      'ksa.data.default',
+      'ksa.shop.default',
     ]);
     const web = [...st.endpoints.values()].find((e) => e.key.includes('/web-1/'));
     assert.deepEqual(web?.egress, [
@@ -297,6 +343,7 @@ describe('golden filter table', () => {
       { tier: 'default', policies: ['default/shop/web-egress', 'default/shop/default-deny'] },
     ]);
     assert.deepEqual(web?.ingress, [
+      { tier: 'platform', policies: ['platform/quarantine'], defaultAction: 'pass' },
       { tier: 'security', policies: ['security/block-bad-nets'] },
       { tier: 'default', policies: ['default/allow-icmp-and-monitoring', 'default/shop/default-deny'] },
     ]);

@@ -5,11 +5,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type {
   ActivePolicy,
+  ActiveProfile,
   CompiledEntity,
   CompiledRule,
   IpSetId,
   LocalEndpoint,
+  LocalHostEndpoint,
   PolicyKey,
+  ProfileId,
   TierPolicies,
 } from '../../agent/calc/messages.ts';
 import {
@@ -18,6 +21,7 @@ import {
   ipsetName,
   MAX_CHAIN_NAME,
   policyChain,
+  profileChain,
   toWorkloadChain,
 } from '../../agent/rules/names.ts';
 import {
@@ -31,7 +35,7 @@ import type { Chain, Table } from '../../agent/rules/types.ts';
 import type { Cidr } from '../../model/net.ts';
 import { caliInterfaceName } from '../helpers/feed-builders.ts';
 
-import { type IpSets, ifaceMatches, type Packet, walk } from '../helpers/iptables-interp.ts';
+import { Interp, type IpSets, ifaceMatches, type Packet, walk } from '../helpers/iptables-interp.ts';
 
 const forward = (table: Table, p: Packet, sets: IpSets) =>
   walk(table, 'FORWARD', p, sets).verdict ?? 'ACCEPT';
@@ -65,6 +69,7 @@ const ep = (
   ip: string,
   ingress: TierPolicies[] = [],
   egress: TierPolicies[] = [],
+  profiles: string[] = ['kns.shop'],
 ): LocalEndpoint =>
   ({
     key: `a-node1/k8s/shop/${iface}/eth0`,
@@ -72,7 +77,14 @@ const ep = (
     ipv4Nets: [`${ip}/32`],
     ingress,
     egress,
+    profiles,
   }) as LocalEndpoint;
+/** The namespace's profile as Calico's kube-controllers writes it: allow all, both ways. */
+const KNS: ActiveProfile = {
+  id: 'kns.shop' as ProfileId,
+  inbound: [rule({ action: 'allow' })],
+  outbound: [rule({ action: 'allow' })],
+};
 
 const PASS_GUARD = '-m mark --mark 0x0/0x20000';
 
@@ -115,22 +127,53 @@ describe('endpoint chains', () => {
       rs.indexOf(drops[0]!) < rs.indexOf(jumps[1]!),
       'the security tier closes before the default tier starts',
     );
-    assert.deepEqual(rs.at(-1), drops[1]);
-    // The second tier starts by clearing the pass mark.
-    assert.deepEqual(rs[rs.indexOf(drops[0]!) + 1]?.action, '-j MARK --set-xmark 0x0/0x20000');
-    // Egress has no policy: open.
-    assert.ok(!fw!.rules.some((r) => r.action === '-j DROP' && r.match !== '-m conntrack --ctstate INVALID'));
+    assert.deepEqual(drops[1]!.comment, 'End of tier default. DROP if no policies passed packet');
+    // After the tiers, the profiles; then the final drop.
+    assert.deepEqual(rs.slice(-3), [
+      { match: '', action: `-j ${profileChain('in', 'kns.shop')}`, comment: 'profile kns.shop' },
+      { match: '-m mark --mark 0x10000/0x10000', action: '-j RETURN', comment: 'Return if profile accepted' },
+      { match: '', action: '-j DROP', comment: 'DROP if no profiles matched' },
+    ]);
+    // Each tier starts by clearing the pass mark.
+    for (const t of ['security', 'default'])
+      assert.ok(
+        rs.some((r) => r.action === '-j MARK --set-xmark 0x0/0x20000' && r.comment === `Start of tier ${t}`),
+      );
+    // Egress has no policy: straight to the profiles, after the encapsulation guards.
+    assert.deepEqual(
+      fw!.rules.filter((r) => r.action === '-j DROP').map((r) => r.comment ?? r.match),
+      [
+        '-m conntrack --ctstate INVALID',
+        'DROP VXLAN encapped packets originating in workloads',
+        'DROP IPinIP encapped packets originating in workloads',
+        'DROP if no profiles matched',
+      ],
+    );
+    assert.ok(!fw!.rules.some((r) => r.action.startsWith('-j cali-po-')));
   });
 
-  it('an endpoint no policy selects is open: no DROP but for invalid packets', () => {
-    for (const c of renderEndpointChains(ep('cali0000000000a', '10.10.0.9'))) {
-      assert.deepEqual(
-        c.rules.filter((r) => r.action === '-j DROP'),
-        [{ match: '-m conntrack --ctstate INVALID', action: '-j DROP' }],
-        c.name,
-      );
+  it('an endpoint no policy selects goes to its profiles; with none, it is dropped (Felix)', () => {
+    for (const c of renderEndpointChains(ep('cali0000000000a', '10.10.0.9', [], [], []))) {
+      assert.deepEqual(c.rules.at(-1), {
+        match: '',
+        action: '-j DROP',
+        comment: 'DROP if no profiles matched',
+      });
       assert.ok(!c.rules.some((r) => r.action.startsWith('-j cali-p')), c.name);
     }
+  });
+
+  it("a Pass tier's end passes on instead of dropping", () => {
+    const [tw] = renderEndpointChains(
+      ep('cali1234567890a', '10.10.0.5', [
+        { tier: 'platform', policies: [pk('platform/p')], defaultAction: 'pass' },
+        { tier: 'default', policies: [pk('default/q')] },
+      ]),
+    );
+    assert.deepEqual(
+      tw!.rules.filter((r) => r.comment?.startsWith('End of tier')).map((r) => r.comment),
+      ['End of tier default. DROP if no policies passed packet'],
+    );
   });
 });
 
@@ -138,13 +181,18 @@ describe('walking packets through the filter table', () => {
   const WEB = 'cali1111111111a';
   const DB = 'cali2222222222b';
   const OPEN = 'cali3333333333c';
+  const PASSING = 'cali4444444444d';
+  const NO_PROFILE = 'cali5555555555e';
   const webSet = 's:web' as IpSetId;
   const blockedSet = 'n:blocked' as IpSetId;
   const sets: IpSets = new Map([
     [ipsetName(webSet), ['10.10.0.5/32', '10.20.0.5/32']],
     [ipsetName(blockedSet), ['10.66.0.0/16', '10.67.0.0/16']],
+    // Known VTEPs: a node of this cluster and one of a remote cluster.
+    ['cali40all-vxlan-net', ['192.168.100.12/32', '192.168.200.11/32']],
   ]);
   const policies = [
+    ap('platform/noop', [rule({ action: 'deny', src: entity({ net: '10.99.0.0/16' as Cidr }) })]),
     // security tier: deny the blocked nets, log, pass the rest on to the next tier
     ap('security/sec', [
       rule({ action: 'deny', src: entity({ ipSets: [blockedSet] }) }),
@@ -183,6 +231,8 @@ describe('walking packets through the filter table', () => {
   ];
   const table = renderFilterTable({
     policies,
+    profiles: [KNS],
+    vxlan: true,
     endpoints: [
       ep(
         WEB,
@@ -196,9 +246,88 @@ describe('walking packets through the filter table', () => {
         tiers(['security', ['security/sec']], ['default', ['default/shop/db', 'default/deny-9050']]),
       ),
       ep(OPEN, '10.10.0.7'),
+      ep(PASSING, '10.10.0.8', [
+        { tier: 'platform', policies: [pk('platform/noop')], defaultAction: 'pass' },
+      ]),
+      ep(NO_PROFILE, '10.10.0.9', [], [], []),
     ],
   });
   const tcp = (o: Omit<Packet, 'proto'>): Packet => ({ proto: 'tcp', ...o });
+
+  it("a Pass tier's end leaves the decision to the profiles; no profile at all drops", () => {
+    assert.equal(
+      forward(table, tcp({ iif: 'eth0', oif: PASSING, src: '1.1.1.1', dst: '10.10.0.8', dport: 80 }), sets),
+      'ACCEPT',
+    );
+    assert.equal(
+      forward(
+        table,
+        tcp({ iif: 'eth0', oif: NO_PROFILE, src: '1.1.1.1', dst: '10.10.0.9', dport: 80 }),
+        sets,
+      ),
+      'DROP',
+    );
+    // The endpoint chain only marks and returns; cali-FORWARD accepts on the mark.
+    const it = new Interp(table, sets);
+    const p = tcp({ iif: 'eth0', oif: OPEN, src: '1.1.1.1', dst: '10.10.0.7', dport: 1 });
+    assert.equal(
+      it.run(toWorkloadChain(OPEN), p, { verdict: undefined, logs: [], chains: [], steps: 0 }),
+      undefined,
+    );
+    assert.equal(it.mark & 0x10000, 0x10000);
+    const fwd = table.chains.find((c) => c.name === chains.forward)!.rules.at(-1);
+    assert.deepEqual([fwd?.match, fwd?.action], ['-m mark --mark 0x10000/0x10000', '-j ACCEPT']);
+  });
+
+  it('VXLAN and IP-in-IP leaving a workload are dropped, whatever its policy', () => {
+    const vxlan = {
+      proto: 'udp',
+      iif: OPEN,
+      oif: 'eth0',
+      src: '10.10.0.7',
+      dst: '8.8.8.8',
+      dport: 4789,
+    } as const;
+    assert.equal(forward(table, vxlan, sets), 'DROP');
+    assert.equal(forward(table, { ...vxlan, dport: 4790 }, sets), 'ACCEPT');
+    assert.equal(
+      forward(table, { proto: 'ipip', iif: OPEN, oif: 'eth0', src: '10.10.0.7', dst: '8.8.8.8' }, sets),
+      'DROP',
+    );
+    // Into a workload, VXLAN is whatever its ingress policy says.
+    assert.equal(
+      forward(table, { ...vxlan, iif: 'eth0', oif: OPEN, src: '8.8.8.8', dst: '10.10.0.7' }, sets),
+      'ACCEPT',
+    );
+  });
+
+  it('cali-INPUT accepts VXLAN to this host only from known VTEPs, local or remote', () => {
+    const vx = (src: string) =>
+      walk(
+        table,
+        'INPUT',
+        { proto: 'udp', iif: 'eth0', src, dst: '192.168.100.11', dport: 4789, local: true },
+        sets,
+      ).verdict;
+    assert.equal(vx('192.168.100.12'), 'ACCEPT');
+    assert.equal(vx('192.168.200.11'), 'ACCEPT', 'a remote cluster VTEP');
+    assert.equal(vx('192.168.100.99'), 'DROP', 'an unknown source');
+    // Other UDP to the host is not ours to judge.
+    assert.equal(
+      walk(
+        table,
+        'INPUT',
+        { proto: 'udp', iif: 'eth0', src: '192.168.100.99', dst: '192.168.100.11', dport: 53, local: true },
+        sets,
+      ).verdict,
+      undefined,
+    );
+    // Without VXLAN on this node, no guard.
+    const plain = renderFilterTable({ policies: [], endpoints: [] });
+    assert.ok(
+      !plain.chains.find((c) => c.name === chains.input)!.rules.some((r) => r.match.includes('4789')),
+    );
+  });
 
   it('allows what the policies allow, in tier and policy order', () => {
     // web → db:5432: web's egress allows 10.10.0.6, db's ingress allows web's set.
@@ -503,5 +632,104 @@ describe('nat table', () => {
     assert.equal(post('10.10.0.5', '10.11.0.7'), undefined, 'to another local pool: source kept');
     assert.equal(post('10.11.0.5', '8.8.8.8'), undefined, 'a pool without natOutgoing');
     assert.equal(post('10.20.0.5', '8.8.8.8'), undefined, 'remote pools are never masqueraded here');
+  });
+});
+
+// --- host endpoints -------------------------------------------------------------------------
+
+describe('host endpoints', () => {
+  const denyAll = ap(
+    'default/deny-host',
+    [rule({ action: 'deny', protocol: 'tcp' })],
+    [rule({ action: 'deny', protocol: 'tcp' })],
+  );
+  const hep = (o: Partial<LocalHostEndpoint> = {}): LocalHostEndpoint => ({
+    key: 'hostendpoint/a-node1-eth0' as LocalHostEndpoint['key'],
+    interfaceName: 'eth0',
+    profiles: [],
+    ingress: [],
+    egress: [],
+    forwardIngress: [],
+    forwardEgress: [],
+    preDnatIngress: [],
+    untrackedIngress: [],
+    untrackedEgress: [],
+    ...o,
+  });
+  const table = (h: LocalHostEndpoint) =>
+    renderFilterTable({
+      policies: [denyAll],
+      profiles: [KNS],
+      endpoints: [ep('cali1111111111a', '10.10.0.5')],
+      hostEndpoints: [h],
+    });
+  const toHost = (dport: number, proto: Packet['proto'] = 'tcp'): Packet => ({
+    proto,
+    iif: 'eth0',
+    src: '192.168.100.50',
+    dst: '192.168.100.11',
+    dport,
+    local: true,
+  });
+
+  it('a host endpoint without policy or profile denies, but for the failsafe ports (SSH stays reachable)', () => {
+    const t = table(hep());
+    assert.equal(walk(t, 'INPUT', toHost(22)).verdict, 'ACCEPT', 'failsafe SSH');
+    assert.equal(walk(t, 'INPUT', toHost(6443)).verdict, 'ACCEPT', 'failsafe kube-apiserver');
+    assert.equal(walk(t, 'INPUT', toHost(8080)).verdict, 'DROP');
+    assert.equal(
+      walk(t, 'INPUT', { ...toHost(8080), iif: 'eth1' }).verdict,
+      undefined,
+      'another interface: untouched',
+    );
+    // Out of the host: DNS is failsafe, the rest needs policy.
+    const out = (proto: Packet['proto'], dport: number): Packet => ({
+      proto,
+      oif: 'eth0',
+      src: '192.168.100.11',
+      dst: '192.168.100.50',
+      dport,
+    });
+    assert.equal(walk(t, 'OUTPUT', out('udp', 53)).verdict, 'ACCEPT');
+    assert.equal(walk(t, 'OUTPUT', out('tcp', 443)).verdict, 'DROP');
+  });
+
+  it('a deny policy on the host endpoint cannot lock out SSH; other ports follow the policy', () => {
+    const t = table(
+      hep({ ingress: tiers(['default', ['default/deny-host']]), profiles: ['kns.shop' as ProfileId] }),
+    );
+    assert.equal(walk(t, 'INPUT', toHost(22)).verdict, 'ACCEPT');
+    assert.equal(walk(t, 'INPUT', toHost(80)).verdict, 'DROP');
+    const names = t.chains.map((c) => c.name);
+    for (const n of [
+      'cali-fh-eth0',
+      'cali-th-eth0',
+      'cali-fhfw-eth0',
+      'cali-thfw-eth0',
+      'cali-from-host-endpoint',
+      'cali-to-host-endpoint',
+      'cali-failsafe-in',
+      'cali-failsafe-out',
+    ])
+      assert.ok(names.includes(n), n);
+  });
+
+  it('forwarded traffic through a host endpoint is allowed unless an applyOnForward policy applies', () => {
+    const fwd: Packet = {
+      proto: 'tcp',
+      iif: 'eth0',
+      oif: 'eth1',
+      src: '192.168.100.50',
+      dst: '10.99.0.1',
+      dport: 80,
+    };
+    assert.equal(walk(table(hep()), 'FORWARD', fwd).verdict, 'ACCEPT');
+    const t = table(hep({ forwardIngress: tiers(['default', ['default/deny-host']]) }));
+    assert.equal(walk(t, 'FORWARD', fwd).verdict, 'DROP');
+    // To a workload: its own policy decides after the host endpoint's forward chain allowed it.
+    assert.equal(
+      walk(table(hep()), 'FORWARD', { ...fwd, oif: 'cali1111111111a', dst: '10.10.0.5' }).verdict,
+      'ACCEPT',
+    );
   });
 });

@@ -38,6 +38,7 @@ const endpoint = (key: EndpointKey, policies: PolicyKey[] = []): LocalEndpoint =
   interfaceName: `cali${key.length}`,
   ipv4Nets: ['10.10.0.5/32' as Cidr],
   ingress: policies.length ? [{ tier: 'default', policies }] : [],
+  profiles: [],
   egress: [],
 });
 const vtep = (node: string): Vtep => ({

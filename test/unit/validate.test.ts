@@ -169,7 +169,7 @@ spec:
     assert.deepEqual(h.labels, { role: 'gateway' });
   });
 
-  test('Profile keeps labelsToApply (rules are not modelled)', () => {
+  test('Profile keeps labelsToApply and its rules (Felix applies them after the tiers)', () => {
     const p = one(
       `apiVersion: projectcalico.org/v3
 kind: Profile
@@ -179,9 +179,14 @@ spec:
   ingress: [{action: Allow}]`,
       'Profile',
     );
-    assert.deepEqual(p.spec, { labelsToApply: { 'pcns.team': 'web' } });
+    assert.deepEqual(p.spec.labelsToApply, { 'pcns.team': 'web' });
+    assert.deepEqual(
+      p.spec.ingress?.map((r) => r.action),
+      ['Allow'],
+    );
+    assert.deepEqual(p.spec.egress, []);
     const bare = one('{apiVersion: projectcalico.org/v3, kind: Profile, metadata: {name: empty}}', 'Profile');
-    assert.deepEqual(bare.spec, { labelsToApply: {} });
+    assert.deepEqual(bare.spec, { labelsToApply: {}, ingress: [], egress: [] });
   });
 
   test('GlobalNetworkPolicy with every rule field', () => {
