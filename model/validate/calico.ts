@@ -57,6 +57,12 @@ const interfaceName = checked((v) => {
 
 const specOf = <T>(spec: z.ZodType<T>) => z.object({ spec: spec.prefault({}) });
 
+/**
+ * Calico fields fedmesh does not use and that cannot widen what it enforces: known (so strict
+ * decoding accepts them), never read.
+ */
+const ignored = (...names: string[]) => Object.fromEntries(names.map((n) => [n, z.unknown().optional()]));
+
 // ---------------------------------------------------------------------------------------------
 // Endpoints
 
@@ -73,6 +79,14 @@ const wepSpec = z
     serviceAccountName: optStr,
     ports: z.array(namedPortSchema).default([]),
     mac: macSchema.optional(),
+    ...ignored(
+      'containerID',
+      'ipNATs',
+      'ipv4Gateway',
+      'ipv6Gateway',
+      'allowSpoofedSourcePrefixes',
+      'qosControls',
+    ),
   })
   .superRefine((s, ctx) => {
     if (s.pod === undefined && s.workload === undefined) {
@@ -156,7 +170,7 @@ const profile = defineKind({
   namespaced: false,
   nameRule: 'subdomain',
   // A profile's rules are not modelled: profiles carry labels (kns.*/ksa.* and remote ones).
-  body: specOf(z.object({ labelsToApply: labelsSchema })),
+  body: specOf(z.object({ labelsToApply: labelsSchema, ...ignored('ingress', 'egress') })),
   build: (meta, { spec }): Profile => ({
     kind: 'Profile',
     ...meta,
@@ -187,7 +201,13 @@ const globalNetworkPolicy = defineKind({
 const tier = defineKind({
   namespaced: false,
   nameRule: 'subdomain',
-  body: specOf(z.object({ order: z.number().finite().min(0).optional() })),
+  body: specOf(
+    z.object({
+      order: z.number().finite().min(0).optional(),
+      // A tier whose default is Pass would need a pass-through fedmesh does not implement.
+      defaultAction: enumSchema(['Deny'] as const).optional(),
+    }),
+  ),
   build: (meta, { spec }): Tier => ({
     kind: 'Tier',
     ...meta,
@@ -242,6 +262,8 @@ const ipPoolSpec = z
     natOutgoing: bool(false),
     disabled: bool(false),
     blockSize: checked((v) => checkInt(v, 20, 32)).default(26),
+    // Which nodes allocate from the pool and BGP export: no bearing on routing between clusters.
+    ...ignored('nodeSelector', 'allowedUses', 'disableBGPExport', 'assignmentMode', 'ipip', 'nat-outgoing'),
   })
   .superRefine((s, ctx) => {
     const { len } = parseCidrParts(s.cidr);
@@ -283,6 +305,17 @@ const ipamBlockSpec = z.object({
     if (v.startsWith('host:') && v.length === 5) throw new FieldError('"host:" names no node');
     return v;
   }).optional(),
+  // IPAM bookkeeping (crd.projectcalico.org/v1): which addresses are allocated, to whom.
+  ...ignored(
+    'affinityClaimTime',
+    'allocations',
+    'unallocated',
+    'attributes',
+    'deleted',
+    'strictAffinity',
+    'sequenceNumber',
+    'sequenceNumberForAllocation',
+  ),
 });
 
 const ipamBlock = defineKind({
@@ -307,9 +340,15 @@ const nodeAddress = checked((v) => {
 });
 
 const nodeSpec = z.object({
-  bgp: z.object({ ipv4Address: nodeAddress.optional() }).optional(),
+  bgp: z
+    .object({
+      ipv4Address: nodeAddress.optional(),
+      ...ignored('ipv6Address', 'ipv4IPIPTunnelAddr', 'asNumber', 'routeReflectorClusterID'),
+    })
+    .optional(),
   ipv4VXLANTunnelAddr: ip4Schema.optional(),
   vxlanTunnelMACAddr: macSchema.optional(),
+  ...ignored('ipv6VXLANTunnelAddr', 'vxlanTunnelMACAddrV6', 'orchRefs', 'wireguard', 'addresses'),
 });
 
 const node = defineKind({

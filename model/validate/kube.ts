@@ -40,6 +40,7 @@ const optStr = str.optional();
 
 const namespace = defineKind({
   namespaced: false,
+  strict: false,
   nameRule: 'label',
   body: z.object({}),
   build: (meta): Namespace => ({
@@ -52,6 +53,7 @@ const namespace = defineKind({
 
 const serviceAccount = defineKind({
   namespaced: true,
+  strict: false,
   nameRule: 'subdomain',
   body: z.object({}),
   build: (meta): ServiceAccount => ({ kind: 'ServiceAccount', ...meta, namespace: meta.namespace as string }),
@@ -132,6 +134,7 @@ function namedPorts(spec: z.output<typeof podBody>['spec']): NamedPort[] {
 
 const pod = defineKind({
   namespaced: true,
+  strict: false,
   nameRule: 'subdomain',
   body: podBody,
   build(meta, { spec, status }, ctx): ValidateResult {

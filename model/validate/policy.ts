@@ -1,7 +1,7 @@
 // NetworkPolicy and GlobalNetworkPolicy (projectcalico.org/v3): rules, entity rules, defaults.
 import { z } from 'zod';
 import type { Action, EntityRule, PolicySpec, Rule } from '../resources.ts';
-import { checked, checkInt, checkName, enumSchema, FieldError, requireString } from './common.ts';
+import { checkBool, checked, checkInt, checkName, enumSchema, FieldError, requireString } from './common.ts';
 import {
   addressList,
   checkCidr,
@@ -91,6 +91,8 @@ const ruleSchema = z
     source: entityRuleSchema.optional(),
     destination: entityRuleSchema.optional(),
     http: z.unknown().optional(),
+    // A rule's own annotations: documentation only.
+    metadata: z.unknown().optional(),
   })
   .superRefine(refuseUnsupported({ http: 'HTTP match needs an application-layer proxy' }))
   .superRefine(checkRulePorts)
@@ -168,6 +170,11 @@ export const policySpecSchema = z
     egress: z.array(ruleSchema).default([]),
     namespaceSelector: z.unknown().optional(),
     serviceAccountSelector: z.unknown().optional(),
+    // GlobalNetworkPolicy host-endpoint modes: refused when on (below), harmless when off.
+    doNotTrack: checked(checkBool).optional(),
+    preDNAT: checked(checkBool).optional(),
+    applyOnForward: z.unknown().optional(),
+    performanceHints: z.unknown().optional(),
   })
   .superRefine(
     refuseUnsupported({
@@ -177,6 +184,15 @@ export const policySpecSchema = z
     }),
   )
   .superRefine((s, ctx) => {
+    for (const mode of ['doNotTrack', 'preDNAT'] as const) {
+      if (s[mode]) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `not supported by fedmesh: ${mode} policies (raw/mangle host-endpoint policy) are not implemented`,
+          path: [mode],
+        });
+      }
+    }
     const seen = new Set<string>();
     s.types?.forEach((t, i) => {
       if (seen.has(t)) ctx.addIssue({ code: 'custom', message: `${t} listed twice`, path: ['types', i] });
