@@ -2,24 +2,28 @@
 // Reads the local datastore and follows its RemoteClusterConfigurations, then evaluates the
 // selector on exactly the labels an agent would see (profiles inherited, implicit labels added).
 import { LabelIndex } from '../agent/calc/label-index.ts';
+import { clip, terminalJson } from '../lib/text.ts';
 import type { Resource } from '../model/resources.ts';
 import { parseSelector, SelectorParseError } from '../model/selector/index.ts';
 import type { Update } from '../proto/service.ts';
 import { toUpdate } from '../syncer/convert.ts';
 import { FileDatastore } from '../syncer/datastore/file.ts';
+import { checkFileDatastorePath, defaultFileRoot } from '../syncer/datastore/paths.ts';
+import { describeError } from './output.ts';
 
 export interface EvalOptions {
   selector: string;
   cluster: string;
   datastore: string;
   output: string;
+  /** RCC fileDatastorePaths must lie under it; default: the --datastore directory's parent. */
+  fileDatastoreRoot?: string;
 }
 
-async function loadFile(spec: string): Promise<Resource[]> {
-  if (!spec.startsWith('file:')) throw new Error(`--datastore ${spec}: eval supports file:DIR so far`);
-  const { resources, errors } = await FileDatastore.load(spec.slice('file:'.length));
-  for (const e of errors)
-    process.stderr.write(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
+async function loadFile(spec: string, root: string | undefined): Promise<Resource[]> {
+  if (!spec.startsWith('file:')) throw new Error(`--datastore ${clip(spec)}: eval supports file:DIR so far`);
+  const { resources, errors } = await FileDatastore.load(spec.slice('file:'.length), root ? { root } : {});
+  for (const e of errors) process.stderr.write(`warning: ${describeError(e)}\n`);
   return resources;
 }
 
@@ -29,13 +33,14 @@ export async function runEval(opts: EvalOptions): Promise<number> {
     selector = parseSelector(opts.selector);
   } catch (e) {
     if (e instanceof SelectorParseError) {
-      process.stderr.write(`fedmesh eval: invalid selector: ${e.message}\n`);
+      process.stderr.write(`fedmesh eval: invalid selector: ${clip(e.message, 1000)}\n`);
       return 2;
     }
     throw e;
   }
   const updates: Update[] = [];
-  const local = await loadFile(opts.datastore);
+  const root = opts.fileDatastoreRoot ?? defaultFileRoot(opts.datastore);
+  const local = await loadFile(opts.datastore, root);
   const add = (cluster: string, remote: boolean, rs: Resource[]) => {
     for (const r of rs) {
       const u = toUpdate({ cluster, remote }, r);
@@ -50,7 +55,12 @@ export async function runEval(opts: EvalOptions): Promise<number> {
       !r.spec.fileDatastorePath
     )
       continue;
-    add(r.name, true, await loadFile(`file:${r.spec.fileDatastorePath}`));
+    const checked = checkFileDatastorePath(r.spec.fileDatastorePath, root);
+    if ('error' in checked) {
+      process.stderr.write(`warning: remote cluster ${r.name} skipped: ${checked.error}\n`);
+      continue;
+    }
+    add(r.name, true, await loadFile(`file:${checked.dir}`, root));
   }
   const index = new LabelIndex({ send: () => {} });
   for (const u of updates) if (u.body.case === 'profile') index.setProfileLabels(u.key, u.body.value.labels);
@@ -77,13 +87,14 @@ export async function runEval(opts: EvalOptions): Promise<number> {
   const matches = endpoints
     .filter((e) => selector.evaluate(index.getLabels(e.key) ?? {}))
     .sort((a, b) => (a.name < b.name ? -1 : 1));
+  // The selector and names come from the operator's input and files: escaped for the terminal.
   if (opts.output === 'json') {
     process.stdout.write(
-      `${JSON.stringify({ selector: selector.canonical, matches: matches.map((m) => ({ endpoint: m.name, cluster: m.cluster })) }, null, 2)}\n`,
+      `${terminalJson({ selector: selector.canonical, matches: matches.map((m) => ({ endpoint: m.name, cluster: m.cluster })) }, 2)}\n`,
     );
   } else {
-    process.stdout.write(`Endpoints matching selector ${selector.canonical}:\n`);
-    for (const m of matches) process.stdout.write(`  ${m.name}\n`);
+    process.stdout.write(`Endpoints matching selector ${clip(selector.canonical, 1000)}:\n`);
+    for (const m of matches) process.stdout.write(`  ${clip(m.name, 600)}\n`);
   }
   return 0;
 }

@@ -24,6 +24,8 @@ import type { HostEndpoint, Labels, Resource, WorkloadEndpoint } from '../model/
 import type { Update } from '../proto/service.ts';
 import { baseKey, toUpdate } from '../syncer/convert.ts';
 import { FileDatastore } from '../syncer/datastore/file.ts';
+import { checkFileDatastorePath, defaultFileRoot } from '../syncer/datastore/paths.ts';
+import { describeError } from './output.ts';
 
 export interface ExplainOptions {
   cluster: string;
@@ -34,6 +36,8 @@ export interface ExplainOptions {
   /** Usually unknown (ephemeral); rules that test it are then taken as not matching. */
   sourcePort?: string;
   output: string;
+  /** RCC fileDatastorePaths must lie under it; default: the --datastore directory's parent. */
+  fileDatastoreRoot?: string;
 }
 
 /** A problem with what was asked (unknown endpoint, bad --port): exit code 2. */
@@ -93,16 +97,15 @@ interface ClusterData extends Loaded {
 class Loader {
   private readonly cache = new Map<string, Promise<Loaded>>();
 
+  constructor(private readonly root: string | undefined) {}
+
   load(dir: string): Promise<Loaded> {
     const abs = resolve(dir);
     let p = this.cache.get(abs);
     if (!p) {
-      p = FileDatastore.load(abs).then(
+      p = FileDatastore.load(abs, this.root ? { root: this.root } : {}).then(
         ({ resources, errors }) => {
-          for (const e of errors)
-            process.stderr.write(
-              `warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`,
-            );
+          for (const e of errors) process.stderr.write(`warning: ${describeError(e)}\n`);
           return { resources };
         },
         (e: Error) => ({ error: e.message }),
@@ -117,7 +120,9 @@ class Loader {
     if (r.kind !== 'RemoteClusterConfiguration') return { error: 'not a RemoteClusterConfiguration' };
     if (r.spec.datastoreType !== 'file' || !r.spec.fileDatastorePath)
       return { error: `its datastore is ${r.spec.datastoreType}; explain reads file datastores only` };
-    return this.load(r.spec.fileDatastorePath);
+    const checked = checkFileDatastorePath(r.spec.fileDatastorePath, this.root);
+    if ('error' in checked) return { error: checked.error };
+    return this.load(checked.dir);
   }
 }
 
@@ -365,7 +370,7 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
   }
   if (!opts.datastore.startsWith('file:'))
     throw new ExplainError(`--datastore ${opts.datastore}: explain supports file:DIR so far`);
-  const loader = new Loader();
+  const loader = new Loader(opts.fileDatastoreRoot ?? defaultFileRoot(opts.datastore));
   const own = await loader.load(opts.datastore.slice('file:'.length));
   if (own.error) throw new Error(own.error);
   const clusters: ClusterData[] = [{ name: opts.cluster, local: true, resources: own.resources ?? [] }];

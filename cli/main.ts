@@ -9,7 +9,7 @@ const log = logger('cli');
 const USAGE = `fedmesh — cluster-mesh federation for Kubernetes networking
 
 Usage:
-  fedmesh syncer --cluster NAME --datastore file:DIR --listen HOST:PORT|unix:PATH [--health-listen HOST:PORT]
+  fedmesh syncer --cluster NAME --datastore file:DIR --listen HOST:PORT|unix:PATH [--health-listen HOST:PORT] [--file-datastore-root DIR]
   fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen HOST:PORT]
   fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR [--output text|json]
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json]
@@ -19,6 +19,8 @@ Usage:
 
 Environment: FEDMESH_<FLAG> (e.g. FEDMESH_NODE, FEDMESH_FEED) stands in for a missing flag;
 FEDMESH_LOG_LEVEL sets the log level (default info; logs are JSON on stderr).
+--file-datastore-root DIR (syncer, eval, explain): an RCC's fileDatastorePath must lie under DIR;
+default for --datastore file:DIR is DIR's parent, none for etcd or Kubernetes.
 `;
 
 class UsageError extends Error {}
@@ -76,6 +78,7 @@ async function main(argv: string[]): Promise<number> {
         'health-listen': { type: 'string' },
         'remote-sync-timeout': { type: 'string' },
         'remote-retention': { type: 'string' },
+        'file-datastore-root': { type: 'string' },
       });
       const { runSyncer } = await import('../syncer/main.ts');
       const stop = await runSyncer({
@@ -85,6 +88,7 @@ async function main(argv: string[]): Promise<number> {
         healthListen: f.get('health-listen'),
         remoteSyncTimeoutMs: ms(f.get('remote-sync-timeout'), 'remote-sync-timeout'),
         remoteRetentionMs: ms(f.get('remote-retention'), 'remote-retention'),
+        fileDatastoreRoot: f.get('file-datastore-root'),
       });
       onSignals(stop);
       return -1;
@@ -117,6 +121,7 @@ async function main(argv: string[]): Promise<number> {
         cluster: { type: 'string' },
         datastore: { type: 'string' },
         output: { type: 'string' },
+        'file-datastore-root': { type: 'string' },
       });
       const selector = f.positionals[0];
       if (selector === undefined) throw new UsageError('eval needs a SELECTOR argument');
@@ -126,6 +131,7 @@ async function main(argv: string[]): Promise<number> {
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
         output: f.get('output') ?? 'text',
+        fileDatastoreRoot: f.get('file-datastore-root'),
       });
     }
     case 'explain': {
@@ -137,6 +143,7 @@ async function main(argv: string[]): Promise<number> {
         port: { type: 'string' },
         'source-port': { type: 'string' },
         output: { type: 'string' },
+        'file-datastore-root': { type: 'string' },
       });
       if (f.positionals.length > 0) throw new UsageError(`explain: unexpected argument ${f.positionals[0]}`);
       const { runExplain } = await import('./explain.ts');
@@ -149,6 +156,7 @@ async function main(argv: string[]): Promise<number> {
         port: f.need('port'),
         ...(sourcePort !== undefined ? { sourcePort } : {}),
         output: f.get('output') ?? 'text',
+        fileDatastoreRoot: f.get('file-datastore-root'),
       });
     }
     case 'status': {

@@ -2,10 +2,12 @@
 import { startHealthServer } from '../lib/health.ts';
 import { logger } from '../lib/log.ts';
 import { gauge } from '../lib/metrics.ts';
+import { clipDeep } from '../lib/text.ts';
 import type { RemoteClusterConfiguration } from '../model/resources.ts';
 import { RemoteClusterState } from '../proto/service.ts';
 import { FileDatastore } from './datastore/file.ts';
 import { openConnection, parseDatastoreSpec } from './datastore/open.ts';
+import { checkFileDatastorePath, defaultFileRoot } from './datastore/paths.ts';
 import type { Datastore } from './datastore/types.ts';
 import { FeedCache } from './feed-cache.ts';
 import { Merger } from './merger.ts';
@@ -20,6 +22,11 @@ export interface SyncerOptions {
   healthListen?: string;
   remoteSyncTimeoutMs?: number;
   remoteRetentionMs?: number;
+  /**
+   * RCC `fileDatastorePath`s must lie under this directory (--file-datastore-root); default for a
+   * `file:DIR` local datastore: DIR's parent; none for etcd or Kubernetes.
+   */
+  fileDatastoreRoot?: string;
 }
 
 /** The local cluster's datastore, from `--datastore`. */
@@ -27,11 +34,16 @@ export function openDatastore(spec: string): Datastore {
   return openConnection(parseDatastoreSpec(spec));
 }
 
-export function remoteDatastore(rcc: RemoteClusterConfiguration): Datastore | { error: string } {
+export function remoteDatastore(
+  rcc: RemoteClusterConfiguration,
+  fileRoot?: string,
+): Datastore | { error: string } {
   if (rcc.spec.datastoreType === 'file') {
     if (!rcc.spec.fileDatastorePath)
       return { error: 'spec.fileDatastorePath is required for datastoreType file' };
-    return new FileDatastore(rcc.spec.fileDatastorePath);
+    const checked = checkFileDatastorePath(rcc.spec.fileDatastorePath, fileRoot);
+    if ('error' in checked) return checked;
+    return new FileDatastore(checked.dir, ...(fileRoot ? [{ root: fileRoot }] : []));
   }
   return { error: `datastoreType ${rcc.spec.datastoreType} is not supported by this build yet` };
 }
@@ -40,12 +52,13 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(opts.cluster)) {
     throw new Error(`--cluster ${opts.cluster}: must be a DNS label (lower-case letters, digits, '-')`);
   }
+  const fileRoot = opts.fileDatastoreRoot ?? defaultFileRoot(opts.datastore);
   const cache = new FeedCache();
   const merger = new Merger({
     cluster: opts.cluster,
     local: openDatastore(opts.datastore),
     cache,
-    makeRemote: remoteDatastore,
+    makeRemote: (rcc) => remoteDatastore(rcc, fileRoot),
     remoteSyncTimeoutMs: opts.remoteSyncTimeoutMs ?? 10_000,
     remoteRetentionMs: opts.remoteRetentionMs ?? 600_000,
   });
@@ -67,9 +80,9 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   );
   gauge(
     'fedmesh_syncer_refused_documents',
-    'Documents refused by validation (recent, up to 1000).',
+    'Documents (and resources) refused now, over the local and remote datastores: it goes down when the input is fixed.',
     [],
-    (g) => g.set(merger.errors.length),
+    (g) => g.set(merger.refusals.count),
   );
   gauge(
     'fedmesh_remote_cluster_state',
@@ -103,14 +116,17 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
     ? await startHealthServer(opts.healthListen, {
         live: () => true,
         ready: () => cache.inSync,
-        status: () => ({
-          cluster: opts.cluster,
-          inSync: cache.inSync,
-          entries: cache.size,
-          agents: server.clientCount,
-          remotes: cache.remoteStatuses(),
-          errors: merger.errors.slice(-20),
-        }),
+        // Input echoed back (names, messages, values) is clipped and escaped.
+        status: () =>
+          clipDeep({
+            cluster: opts.cluster,
+            inSync: cache.inSync,
+            entries: cache.size,
+            agents: server.clientCount,
+            remotes: cache.remoteStatuses(),
+            refused: merger.refusals.count,
+            errors: merger.errors.slice(0, 20),
+          }),
       })
     : undefined;
   log.info({ cluster: opts.cluster, datastore: opts.datastore, address }, 'syncer running');

@@ -22,6 +22,7 @@ import {
 import { type ConvertContext, isOverlayKind, toUpdate } from './convert.ts';
 import type { Datastore, DatastoreEvent, DatastoreStatus } from './datastore/types.ts';
 import type { FeedCache } from './feed-cache.ts';
+import { Refusals } from './refusals.ts';
 
 const log = logger('merger');
 
@@ -76,7 +77,13 @@ export class Merger {
   private startRemotes: Set<string> | undefined;
   private syncTimer?: NodeJS.Timeout;
   private stopped = false;
-  readonly errors: ResourceError[] = [];
+  /** The refusals in force now (metrics, /status): they go when the input is fixed. */
+  readonly refusals = new Refusals();
+
+  /** The refusals in force now. */
+  get errors(): ResourceError[] {
+    return this.refusals.current();
+  }
 
   constructor(private readonly opts: MergerOptions) {
     this.local = newSource(opts.cluster, false, true);
@@ -86,7 +93,8 @@ export class Merger {
     await this.opts.local.start({
       onEvents: (events) => this.onEvents(this.local, events),
       onStatus: (st, detail) => this.onLocalStatus(st, detail),
-      onErrors: (errs) => this.recordErrors(errs),
+      onErrors: (errs) => this.refusals.reported(this.local.name, errs),
+      onRefusals: (errs) => this.refusals.replace(this.local.name, errs),
     });
   }
 
@@ -102,11 +110,6 @@ export class Merger {
 
   remoteNames(): string[] {
     return [...this.remotes.keys()];
-  }
-
-  private recordErrors(errs: ResourceError[]): void {
-    this.errors.push(...errs);
-    if (this.errors.length > 1000) this.errors.splice(0, this.errors.length - 1000);
   }
 
   private onLocalStatus(st: DatastoreStatus, detail?: string): void {
@@ -155,6 +158,7 @@ export class Merger {
         const r = ev.resource;
         const id = resourceId(r);
         src.seen?.add(id);
+        this.refusals.resolved(src.name, id);
         if (r.kind === 'RemoteClusterConfiguration') {
           if (!src.ctx.remote) this.upsertRcc(r);
           continue;
@@ -162,12 +166,14 @@ export class Merger {
         if (src.ctx.remote && isOverlayKind(r.kind) && !src.overlay) continue;
         const u = toUpdate(src.ctx, r);
         if (!u) continue;
-        if (u.body.case === 'policy' && !this.policyCompiles(r, u.body.value)) continue;
+        if (u.body.case === 'policy' && !this.policyCompiles(src, r, u.body.value)) continue;
         src.wanted.set(id, u);
         this.reconcile(src, id);
         if (r.kind === 'Node' || (!src.ctx.remote && r.kind === 'IPPool')) topologyChanged = true;
       } else {
         const id = resourceId({ kind: ev.kind, name: ev.name, namespace: ev.namespace });
+        this.refusals.resolved(src.name, id);
+        this.refusals.set(src.name, `policy:${id}`, []);
         if (ev.kind === 'RemoteClusterConfiguration') {
           if (!src.ctx.remote) this.deleteRcc(ev.name);
           continue;
@@ -186,9 +192,10 @@ export class Merger {
    * Refuse a policy the agents could not use (an unparsable selector, say) here, loudly, with the
    * file it came from; its last good version stays in the feed.
    */
-  private policyCompiles(r: Resource, p: Policy): boolean {
+  private policyCompiles(src: Source, r: Resource, p: Policy): boolean {
     try {
       compilePolicy(p);
+      this.refusals.set(src.name, `policy:${resourceId(r)}`, []);
       return true;
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
@@ -208,7 +215,7 @@ export class Merger {
         },
         'refused policy; its last good version (if any) stays',
       );
-      this.recordErrors([err]);
+      this.refusals.set(src.name, `policy:${resourceId(r)}`, [err]);
       return false;
     }
   }
@@ -364,7 +371,12 @@ export class Merger {
         onStatus: (st, detail) => {
           if (remote.datastore === ds) this.onRemoteStatus(remote, st, detail);
         },
-        onErrors: (errs) => this.recordErrors(errs),
+        onErrors: (errs) => {
+          if (remote.datastore === ds) this.refusals.reported(src.name, errs);
+        },
+        onRefusals: (errs) => {
+          if (remote.datastore === ds) this.refusals.replace(src.name, errs);
+        },
       })
       .catch((e: Error) => this.onRemoteStatus(remote, 'ConnectionFailed', e.message));
   }
@@ -431,6 +443,7 @@ export class Merger {
     void ds?.stop();
     for (const id of [...remote.source.wanted.keys()]) this.withdraw(remote.source, id);
     this.opts.cache.removeRemoteStatus(name);
+    this.refusals.clearSource(name);
     this.startRemotes?.delete(name);
     this.checkInSync();
   }

@@ -1,0 +1,127 @@
+// The file datastore under load (issue 8): liveness during a 100,000-endpoint load and reload,
+// an edit inside a ~27 MB file reaching the syncer's feed, and idle CPU with 10,000 files.
+// Run: npm run bench -- files [endpoints=100000] [files=10000] [idleSeconds=40]
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { bigClusterText } from '../test/helpers/big-cluster.ts';
+import { pollLiveness } from '../test/helpers/liveness.ts';
+
+process.env.FEDMESH_LOG_LEVEL ??= 'warn';
+const { startHealthServer } = await import('../lib/health.ts');
+const { FileDatastore } = await import('../syncer/datastore/file.ts');
+const { FeedCache } = await import('../syncer/feed-cache.ts');
+const { Merger } = await import('../syncer/merger.ts');
+
+const ENDPOINTS = Number(process.argv[2] ?? 100_000);
+const FILES = Number(process.argv[3] ?? 10_000);
+const IDLE_S = Number(process.argv[4] ?? 40);
+
+function row(what: string, measured: number, unit: string, target: number): void {
+  const ratio = measured / target;
+  console.log(
+    `${what.padEnd(58)} ${measured.toFixed(1).padStart(9)} ${unit.padEnd(3)} target ≤ ${target} ${unit}  ratio ${ratio.toFixed(2)} ${ratio <= 1 ? 'ok' : 'OVER'}`,
+  );
+}
+
+const work = mkdtempSync(join(tmpdir(), 'fedmesh-bench-files-'));
+try {
+  // --- 1 and 2: one big file behind a merger, liveness polled every 50 ms -------------------
+  const dir = join(work, 'big');
+  mkdirSync(dir);
+  const file = join(dir, 'endpoints.yaml');
+  writeFileSync(file, bigClusterText(ENDPOINTS));
+  console.log(
+    `${ENDPOINTS} endpoints in one file: ${(bigClusterText(1).length * ENDPOINTS) / 1e6} MB (approx.)`,
+  );
+  const cache = new FeedCache();
+  const merger = new Merger({
+    cluster: 'a',
+    local: new FileDatastore(dir),
+    cache,
+    makeRemote: () => ({ error: 'none' }),
+    remoteSyncTimeoutMs: 1000,
+    remoteRetentionMs: 60_000,
+  });
+  const health = await startHealthServer('127.0.0.1:0', {
+    live: () => true,
+    ready: () => true,
+    status: () => ({}),
+  });
+  const address = health.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  const url = `http://127.0.0.1:${port}/liveness`;
+
+  let poll = pollLiveness(url, 50);
+  let t = performance.now();
+  await merger.start();
+  while (!cache.inSync) await new Promise((r) => setTimeout(r, 20));
+  const loadMs = performance.now() - t;
+  let live = await poll.stop();
+  console.log(`initial load: ${loadMs.toFixed(0)} ms to in-sync, ${cache.size} feed entries`);
+  row('liveness worst gap during the initial load', live.maxGapMs, 'ms', 100);
+
+  // What the feed hands its subscribers (the server forwards it to every agent as it is).
+  let delivered = 0;
+  let firstDelivery = Number.NaN;
+  cache.subscribe({
+    onUpdates: (updates) => {
+      if (delivered === 0) firstDelivery = performance.now();
+      delivered += updates.length;
+    },
+    onInSync: () => {},
+    onRemoteStatus: () => {},
+  });
+  const waitDelivered = async (n: number) => {
+    while (delivered < n) await new Promise((r) => setTimeout(r, 5));
+  };
+
+  // An edit of one endpoint inside the big file: time until the feed hands it to the agents.
+  poll = pollLiveness(url, 50);
+  delivered = 0;
+  t = performance.now();
+  writeFileSync(file, bigClusterText(ENDPOINTS, Math.floor(ENDPOINTS / 2)));
+  await waitDelivered(1);
+  const editMs = firstDelivery - t;
+  live = await poll.stop();
+  row(`an edit inside the ${ENDPOINTS}-endpoint file reaches the agents' feed`, editMs, 'ms', 1000);
+  row('liveness worst gap during that edit', live.maxGapMs, 'ms', 100);
+
+  // A reload: every endpoint changed (a label on all of them).
+  poll = pollLiveness(url, 50);
+  delivered = 0;
+  t = performance.now();
+  writeFileSync(file, bigClusterText(ENDPOINTS).replaceAll('version: v1', 'version: v3'));
+  await waitDelivered(ENDPOINTS);
+  const reloadMs = performance.now() - t;
+  live = await poll.stop();
+  console.log(`full reload (every endpoint changed): ${reloadMs.toFixed(0)} ms to the feed`);
+  row(`liveness worst gap during a ${ENDPOINTS}-endpoint reload`, live.maxGapMs, 'ms', 100);
+  await merger.stop();
+  health.close();
+
+  // --- 3: idle CPU with many files ------------------------------------------------------------
+  const many = join(work, 'many');
+  mkdirSync(many);
+  for (let i = 0; i < FILES; i++) {
+    writeFileSync(
+      join(many, `ns-${i}.yaml`),
+      `apiVersion: v1\nkind: Namespace\nmetadata: {name: ns-${i}, labels: {team: t${i % 10}}}\n`,
+    );
+  }
+  const ds = new FileDatastore(many);
+  let inSync = false;
+  await ds.start({ onEvents: () => {}, onStatus: (s) => (inSync ||= s === 'InSync') });
+  if (!inSync) throw new Error('not in sync');
+  await new Promise((r) => setTimeout(r, 2000));
+  const cpu0 = process.cpuUsage();
+  const wall0 = performance.now();
+  await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+  const cpu = process.cpuUsage(cpu0);
+  const wallMs = performance.now() - wall0;
+  const share = ((cpu.user + cpu.system) / 1000 / wallMs) * 100;
+  row(`idle CPU with ${FILES} files over ${IDLE_S} s (incl. safety rescans)`, share, '%', 2);
+  await ds.stop();
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}

@@ -1,0 +1,49 @@
+// Polls a liveness URL every `everyMs`, as a kubelet would (but far more often), and records the
+// longest time between two answers: the figure for "liveness answers within 100 ms".
+import { request } from 'node:http';
+
+export interface LivenessPoll {
+  /** Stop polling; the longest gap between answers (ms), the number of answers and of failures. */
+  stop(): Promise<{ maxGapMs: number; answers: number; failures: number }>;
+}
+
+function get(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request(url, { timeout: 30_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', () => resolve(0));
+    req.on('timeout', () => req.destroy());
+    req.end();
+  });
+}
+
+export function pollLiveness(url: string, everyMs = 50): LivenessPoll {
+  let stopped = false;
+  let last = performance.now();
+  let maxGapMs = 0;
+  let answers = 0;
+  let failures = 0;
+  const loop = (async () => {
+    while (!stopped) {
+      const status = await get(url);
+      const now = performance.now();
+      if (status === 200) {
+        maxGapMs = Math.max(maxGapMs, now - last);
+        last = now;
+        answers += 1;
+      } else failures += 1;
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+      // The time since the last answer counts too (a stall at the very end).
+      maxGapMs = Math.max(maxGapMs, performance.now() - last - everyMs);
+      return { maxGapMs, answers, failures };
+    },
+  };
+}
