@@ -5,13 +5,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bigClusterText } from '../test/helpers/big-cluster.ts';
-import { pollLiveness } from '../test/helpers/liveness.ts';
+import { fileSyncer, pollLiveness } from '../test/helpers/liveness.ts';
 
 process.env.FEDMESH_LOG_LEVEL ??= 'warn';
-const { startHealthServer } = await import('../lib/health.ts');
 const { FileDatastore } = await import('../syncer/datastore/file.ts');
-const { FeedCache } = await import('../syncer/feed-cache.ts');
-const { Merger } = await import('../syncer/merger.ts');
 
 const ENDPOINTS = Number(process.argv[2] ?? 100_000);
 const FILES = Number(process.argv[3] ?? 10_000);
@@ -34,28 +31,14 @@ try {
   console.log(
     `${ENDPOINTS} endpoints in one file: ${(bigClusterText(1).length * ENDPOINTS) / 1e6} MB (approx.)`,
   );
-  const cache = new FeedCache();
-  const merger = new Merger({
-    cluster: 'a',
-    local: new FileDatastore(dir),
-    cache,
-    makeRemote: () => ({ error: 'none' }),
-    remoteSyncTimeoutMs: 1000,
-    remoteRetentionMs: 60_000,
-  });
-  const health = await startHealthServer('127.0.0.1:0', {
-    live: () => true,
-    ready: () => true,
-    status: () => ({}),
-  });
-  const address = health.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  const url = `http://127.0.0.1:${port}/liveness`;
+  const syncer = await fileSyncer(dir);
+  const { cache, merger } = syncer;
+  const url = syncer.livenessUrl;
 
   let poll = pollLiveness(url, 50);
   let t = performance.now();
   await merger.start();
-  while (!cache.inSync) await new Promise((r) => setTimeout(r, 20));
+  await syncer.inSync();
   const loadMs = performance.now() - t;
   let live = await poll.stop();
   console.log(`initial load: ${loadMs.toFixed(0)} ms to in-sync, ${cache.size} feed entries`);
@@ -97,8 +80,7 @@ try {
   live = await poll.stop();
   console.log(`full reload (every endpoint changed): ${reloadMs.toFixed(0)} ms to the feed`);
   row(`liveness worst gap during a ${ENDPOINTS}-endpoint reload`, live.maxGapMs, 'ms', 100);
-  await merger.stop();
-  health.close();
+  await syncer.close();
 
   // --- 3: idle CPU with many files ------------------------------------------------------------
   const many = join(work, 'many');

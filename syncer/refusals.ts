@@ -29,7 +29,10 @@ export class Refusals {
 
   /** A datastore's complete set of refusals in force: replaces what it said before. */
   replace(source: string, errors: readonly ResourceError[]): void {
-    this.of(source).complete = [...errors];
+    const s = this.of(source);
+    s.complete = [...errors];
+    // The complete set includes what was reported as it happened.
+    for (const scope of [...s.scoped.keys()]) if (/^(res|at):/.test(scope)) s.scoped.delete(scope);
   }
 
   /**

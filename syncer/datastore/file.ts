@@ -169,6 +169,10 @@ export class FileSet {
         entry.resources.set(id, res);
         held += 1;
       }
+      // Held resources keep their document identity, so a later refused edit keeps them too.
+      for (const [source, ids] of old?.bySource ?? []) {
+        if (!entry.bySource.has(source)) entry.bySource.set(source, ids);
+      }
     }
     entry.errors = report.errors.filter((e) => !/^already defined in /.test(e.message));
     this.files.set(name, entry);
@@ -372,6 +376,7 @@ export class FileDatastore implements Datastore {
   private readonly loggedSkips = new Set<string>();
   private watchFailureLogged = false;
   private lastRefusals = '';
+  private skipsChanged = false;
 
   constructor(dir: string, opts: FileDatastoreOptions = {}) {
     this.dir = resolve(dir);
@@ -500,6 +505,9 @@ export class FileDatastore implements Datastore {
     let touched = false;
     if (sweep) {
       const listed = new Set(names);
+      for (const name of [...this.skippedFiles.keys()]) {
+        if (!listed.has(name) && this.skippedFiles.delete(name)) this.skipsChanged = true;
+      }
       for (const name of this.files.names()) {
         if (listed.has(name)) continue;
         for (const id of this.files.remove(name)) changed.add(id);
@@ -571,6 +579,7 @@ export class FileDatastore implements Datastore {
     // A dangling symlink: say so once, like any other skipped name.
     const link = await lstat(path).catch(() => undefined);
     if (link?.isSymbolicLink()) this.warnSkipped(name, 'a symlink to nothing');
+    else if (!link && this.skippedFiles.delete(name)) this.skipsChanged = true;
     return undefined;
   }
 
@@ -626,7 +635,7 @@ export class FileDatastore implements Datastore {
       this.wakeAt(Date.now() + this.settleMs);
       return undefined;
     }
-    this.skippedFiles.delete(name);
+    if (this.skippedFiles.delete(name)) this.skipsChanged = true;
     const parsed = await parseFileIncremental(
       read.text,
       { source: path, baseDir: this.dir },
@@ -677,21 +686,30 @@ export class FileDatastore implements Datastore {
   private warnSkipped(name: string, reason: string): void {
     if (this.skippedFiles.get(name) === reason) return;
     this.skippedFiles.set(name, reason);
+    this.skipsChanged = true;
     log.warn({ file: join(this.dir, clip(name)) }, `skipped: ${reason}`);
   }
 
   private report(errors: ResourceError[], skipped: SkippedResource[], touched: boolean): void {
-    if (errors.length > 0) {
-      logRefusals(errors);
-      this.handlers?.onErrors?.(errors);
-    }
-    if (touched && this.handlers?.onRefusals) {
-      const now = this.files.refusals();
+    if ((touched || this.skipsChanged) && this.handlers?.onRefusals) {
+      this.skipsChanged = false;
+      // Skipped files are refusals too: an operator must see why a file is not served.
+      const skippedFiles = [...this.skippedFiles].map(
+        ([name, reason]): ResourceError => ({
+          origin: { source: join(this.dir, name) },
+          message: `skipped: ${reason}`,
+        }),
+      );
+      const now = [...this.files.refusals(), ...skippedFiles];
       const key = JSON.stringify(now);
       if (key !== this.lastRefusals) {
         this.lastRefusals = key;
         this.handlers.onRefusals(now);
       }
+    }
+    if (errors.length > 0) {
+      logRefusals(errors);
+      this.handlers?.onErrors?.(errors);
     }
     for (const s of skipped) {
       const key = `${s.origin.source}|${s.apiVersion}|${s.kind}|${s.namespace ?? ''}|${s.name}`;

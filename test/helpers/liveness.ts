@@ -47,3 +47,42 @@ export function pollLiveness(url: string, everyMs = 50): LivenessPoll {
     },
   };
 }
+
+/**
+ * The syncer's core on a file datastore directory (merger and feed cache, no gRPC), with a health
+ * server on a free loopback port: what the load test and the benchmark measure.
+ */
+export async function fileSyncer(dir: string) {
+  const { startHealthServer } = await import('../../lib/health.ts');
+  const { FileDatastore } = await import('../../syncer/datastore/file.ts');
+  const { FeedCache } = await import('../../syncer/feed-cache.ts');
+  const { Merger } = await import('../../syncer/merger.ts');
+  const cache = new FeedCache();
+  const merger = new Merger({
+    cluster: 'a',
+    local: new FileDatastore(dir),
+    cache,
+    makeRemote: () => ({ error: 'no remotes here' }),
+    remoteSyncTimeoutMs: 1000,
+    remoteRetentionMs: 60_000,
+  });
+  const health = await startHealthServer('127.0.0.1:0', {
+    live: () => true,
+    ready: () => cache.inSync,
+    status: () => ({}),
+  });
+  const address = health.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    cache,
+    merger,
+    livenessUrl: `http://127.0.0.1:${port}/liveness`,
+    async inSync() {
+      while (!cache.inSync) await new Promise((r) => setTimeout(r, 20));
+    },
+    async close() {
+      await merger.stop();
+      health.close();
+    },
+  };
+}
