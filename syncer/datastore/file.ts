@@ -521,6 +521,12 @@ export class FileDatastore implements Datastore {
       for (let i = 0; i < names.length; i += STAT_PARALLEL) {
         const group = names.slice(i, i + STAT_PARALLEL);
         const stats = await Promise.all(group.map((name) => this.statFile(name)));
+        // A file that vanished may mean the directory went (fail-static, not deletes).
+        if (stats.some((st, j) => !st && this.files.entry(group[j] as string)) && !(await this.dirExists())) {
+          this.sweep = true;
+          this.again = true;
+          return;
+        }
         for (const [j, name] of group.entries()) {
           const report = await this.scanFile(name, stats[j], now, y);
           if (!report) continue;
@@ -569,6 +575,13 @@ export class FileDatastore implements Datastore {
       this.retryTimer = setTimeout(() => this.requestSweep(), this.pollIntervalMs);
       return undefined;
     }
+  }
+
+  private async dirExists(): Promise<boolean> {
+    return stat(this.dir).then(
+      (st) => st.isDirectory(),
+      () => false,
+    );
   }
 
   /** stat() following a symlink; undefined when the name is gone. */
