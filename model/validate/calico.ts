@@ -25,6 +25,7 @@ import {
   FieldError,
   isMapping,
   labelsSchema,
+  nameSchema,
   requireString,
 } from './common.ts';
 import {
@@ -55,6 +56,9 @@ const interfaceName = checked((v) => {
   return s;
 });
 
+/** A node's name, as Kubernetes names nodes (a DNS subdomain): a 3 MB name goes no further. */
+const nodeName = nameSchema('subdomain');
+
 const specOf = <T>(spec: z.ZodType<T>) => z.object({ spec: spec.prefault({}) });
 
 /**
@@ -70,7 +74,7 @@ const wepSpec = z
   .object({
     orchestrator: str.default('k8s'),
     workload: optStr,
-    node: str,
+    node: nodeName,
     pod: optStr,
     endpoint: str.default('eth0'),
     interfaceName,
@@ -128,7 +132,7 @@ const workloadEndpoint = defineKind({
 
 const hepSpec = z
   .object({
-    node: str,
+    node: nodeName,
     interfaceName: checked((v) => (v === '*' ? '*' : requireString(v))).optional(),
     expectedIPs: addressList(checkIp4, true),
     profiles: stringList,
@@ -263,7 +267,15 @@ const ipPoolSpec = z
     disabled: bool(false),
     blockSize: checked((v) => checkInt(v, 20, 32)).default(26),
     // Which nodes allocate from the pool and BGP export: no bearing on routing between clusters.
-    ...ignored('nodeSelector', 'allowedUses', 'disableBGPExport', 'assignmentMode', 'ipip', 'nat-outgoing'),
+    ...ignored(
+      'nodeSelector',
+      'allowedUses',
+      'disableBGPExport',
+      'assignmentMode',
+      'awsSubnetID',
+      'ipip',
+      'nat-outgoing',
+    ),
   })
   .superRefine((s, ctx) => {
     const { len } = parseCidrParts(s.cidr);

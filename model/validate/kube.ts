@@ -19,6 +19,7 @@ import {
   checkBool,
   checked,
   checkInt,
+  checkName,
   describe,
   enumSchema,
   FieldError,
@@ -77,7 +78,7 @@ const containerPort = z.object({
 const podBody = z.object({
   spec: z
     .object({
-      nodeName: optStr,
+      nodeName: checked((v) => checkName('subdomain', v)).optional(),
       hostNetwork: checked(checkBool).default(false),
       serviceAccountName: optStr,
       // Deprecated alias of serviceAccountName, still filled in by the API server.
