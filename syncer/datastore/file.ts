@@ -207,7 +207,11 @@ export class FileSet {
       return false;
     }
     entry.resources.set(id, res);
-    if (sourceId) entry.bySource.set(sourceId, [...(entry.bySource.get(sourceId) ?? []), id]);
+    if (sourceId) {
+      const ids = entry.bySource.get(sourceId);
+      if (ids) ids.push(id);
+      else entry.bySource.set(sourceId, [id]);
+    }
     return true;
   }
 
