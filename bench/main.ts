@@ -1,4 +1,4 @@
-// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger | feed | services | repair | etcd | kube
+// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger | feed | services | repair | etcd | kube | files
 import { spawnSync } from 'node:child_process';
 
 const [name, ...rest] = process.argv.slice(2);
@@ -11,6 +11,7 @@ else if (name === 'repair') await import('./repair.ts');
 else if (name === 'merger') await import('./merger.ts');
 else if (name === 'feed') await import('./feed.ts');
 else if (name === 'kube') await import('./kube.ts');
+else if (name === 'files') await import('./files.ts');
 else if (name === 'calc') {
   if (typeof (globalThis as { gc?: unknown }).gc === 'function') await import('./calc.ts');
   else {
@@ -24,7 +25,7 @@ else if (name === 'calc') {
   }
 } else {
   process.stderr.write(
-    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs] | etcd [endpoints runs] | kube [pods]\n',
+    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs] | etcd [endpoints runs] | kube [pods] | files [endpoints files idleSeconds]\n',
   );
   process.exit(2);
 }

@@ -4,10 +4,13 @@
 // selector on exactly the labels an agent would see (profiles inherited, implicit labels added).
 import { LabelIndex } from '../agent/calc/label-index.ts';
 import { quietLogsForCli } from '../lib/log.ts';
+import { clip, terminalJson } from '../lib/text.ts';
 import { parseSelector, SelectorParseError } from '../model/selector/index.ts';
 import { RemoteClusterState } from '../proto/service.ts';
 import { type DatastoreFlags, parseDatastoreSpec } from '../syncer/datastore/open.ts';
+import { defaultFileRoot } from '../syncer/datastore/paths.ts';
 import { mergedViewOf } from '../syncer/merged-view.ts';
+import { describeError } from './output.ts';
 
 export interface EvalOptions {
   selector: string;
@@ -16,6 +19,8 @@ export interface EvalOptions {
   /** TLS and credentials for --datastore (--etcd-*, --k8s-* flags). */
   datastoreFlags?: DatastoreFlags;
   output: string;
+  /** RCC fileDatastorePaths must lie under it; default: the --datastore directory's parent. */
+  fileDatastoreRoot?: string;
 }
 
 /** Where eval prints: the process's stdout/stderr unless a caller (a test) gives its own. */
@@ -35,19 +40,21 @@ export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT
     selector = parseSelector(opts.selector);
   } catch (e) {
     if (e instanceof SelectorParseError) {
-      io.err(`fedmesh eval: invalid selector: ${e.message}\n`);
+      io.err(`fedmesh eval: invalid selector: ${clip(e.message, 1000)}\n`);
       return 2;
     }
     throw e;
   }
   quietLogsForCli();
-  const view = await mergedViewOf(opts.cluster, parseDatastoreSpec(opts.datastore, opts.datastoreFlags));
-  for (const e of view.errors)
-    io.err(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
+  const fileRoot = opts.fileDatastoreRoot ?? defaultFileRoot(opts.datastore) ?? false;
+  const view = await mergedViewOf(opts.cluster, parseDatastoreSpec(opts.datastore, opts.datastoreFlags), {
+    fileRoot,
+  });
+  for (const e of view.errors) io.err(`warning: ${describeError(e)}\n`);
   for (const r of view.remotes) {
     if (r.state !== RemoteClusterState.IN_SYNC || r.conflicts > 0)
       io.err(
-        `warning: remote cluster ${r.cluster}: ${RemoteClusterState[r.state]}${r.detail ? `: ${r.detail}` : ''}\n`,
+        `warning: remote cluster ${r.cluster}: ${RemoteClusterState[r.state]}${r.detail ? `: ${clip(r.detail, 1000)}` : ''}\n`,
       );
   }
   const updates = view.updates;
@@ -76,13 +83,14 @@ export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT
   const matches = endpoints
     .filter((e) => selector.evaluate(index.getLabels(e.key) ?? {}))
     .sort((a, b) => (a.name < b.name ? -1 : 1));
+  // The selector and names come from the operator's input and files: escaped for the terminal.
   if (opts.output === 'json') {
     io.out(
-      `${JSON.stringify({ selector: selector.canonical, matches: matches.map((m) => ({ endpoint: m.name, cluster: m.cluster })) }, null, 2)}\n`,
+      `${terminalJson({ selector: selector.canonical, matches: matches.map((m) => ({ endpoint: m.name, cluster: m.cluster })) }, 2)}\n`,
     );
   } else {
-    io.out(`Endpoints matching selector ${selector.canonical}:\n`);
-    for (const m of matches) io.out(`  ${m.name}\n`);
+    io.out(`Endpoints matching selector ${clip(selector.canonical, 1000)}:\n`);
+    for (const m of matches) io.out(`  ${clip(m.name, 600)}\n`);
   }
   return 0;
 }

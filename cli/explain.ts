@@ -26,8 +26,10 @@ import { RemoteClusterState } from '../proto/service.ts';
 import { baseKey } from '../syncer/convert.ts';
 import { type ConnectionConfig, describeConnection } from '../syncer/datastore/connection.ts';
 import { type DatastoreFlags, openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
+import { defaultFileRoot } from '../syncer/datastore/paths.ts';
 import { mergedViewOf } from '../syncer/merged-view.ts';
 import { resolveRemoteConfig, type SecretLookup } from '../syncer/remote-config.ts';
+import { describeError } from './output.ts';
 import { readCluster } from './read-cluster.ts';
 
 export interface ExplainOptions {
@@ -41,6 +43,8 @@ export interface ExplainOptions {
   /** Usually unknown (ephemeral); rules that test it are then taken as not matching. */
   sourcePort?: string;
   output: string;
+  /** RCC fileDatastorePaths must lie under it; default: the --datastore directory's parent. */
+  fileDatastoreRoot?: string;
 }
 
 /** A problem with what was asked (unknown endpoint, bad --port): exit code 2. */
@@ -102,6 +106,9 @@ interface ClusterData extends Loaded {
 class Loader {
   private readonly cache = new Map<string, Promise<Loaded>>();
 
+  /** Where RCC file datastores may lie (false: nowhere, the local datastore is not a directory). */
+  constructor(private readonly fileRoot: string | false) {}
+
   load(connection: ConnectionConfig): Promise<Loaded> {
     const key = JSON.stringify(connection);
     let p = this.cache.get(key);
@@ -120,7 +127,10 @@ class Loader {
   /** How a cluster reaches one of its remotes (resolved as the syncer resolves RCCs). */
   async remote(r: Resource, secrets: SecretLookup): Promise<Loaded> {
     if (r.kind !== 'RemoteClusterConfiguration') return { error: 'not a RemoteClusterConfiguration' };
-    const resolved = resolveRemoteConfig(r, secrets, { defaultSecretNamespace: DEFAULT_SECRET_NAMESPACE });
+    const resolved = resolveRemoteConfig(r, secrets, {
+      defaultSecretNamespace: DEFAULT_SECRET_NAMESPACE,
+      fileRoot: this.fileRoot,
+    });
     if ('incomplete' in resolved) return { error: `its configuration is incomplete: ${resolved.incomplete}` };
     return this.load(resolved.connection);
   }
@@ -319,9 +329,9 @@ interface BuiltView {
   notes: string[];
 }
 
-async function buildView(c: ClusterData): Promise<BuiltView> {
+async function buildView(c: ClusterData, fileRoot: string | false): Promise<BuiltView> {
   const notes: string[] = [];
-  const merged = c.connection ? await mergedViewOf(c.name, c.connection) : undefined;
+  const merged = c.connection ? await mergedViewOf(c.name, c.connection, { fileRoot }) : undefined;
   for (const r of merged?.remotes ?? []) {
     if (r.state !== RemoteClusterState.IN_SYNC) {
       // The --datastore cluster's own remotes are reported once, with the error, by explain().
@@ -372,7 +382,8 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
     throw new ExplainError((e as Error).message);
   }
   quietLogsForCli();
-  const loader = new Loader();
+  const fileRoot = opts.fileDatastoreRoot ?? defaultFileRoot(opts.datastore) ?? false;
+  const loader = new Loader(fileRoot);
   const own = await loader.load(localConnection);
   if (own.error) throw new Error(own.error);
   const secrets = new Map<string, Secret>();
@@ -393,7 +404,7 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
   const viewOf = (c: ClusterData) => {
     let v = views.get(c.name);
     if (!v) {
-      v = buildView(c);
+      v = buildView(c, fileRoot);
       views.set(c.name, v);
     }
     return v;

@@ -12,15 +12,15 @@ const USAGE = `fedmesh — cluster-mesh federation for Kubernetes networking
 Usage:
   fedmesh syncer --cluster NAME --datastore file:DIR|etcdv3:URL[,URL]|kubernetes[:KUBECONFIG] --listen HOST:PORT|:PORT|unix:PATH [--health-listen [HOST]:PORT]
                  [--tls-ca-file F --tls-cert-file F --tls-key-file F --tls-client-cn REGEX | --insecure]
-                 [--max-lag-bytes SIZE (64Mi)] [--max-lag-age DURATION (120s)]
+                 [--max-lag-bytes SIZE (64Mi)] [--max-lag-age DURATION (120s)] [--file-datastore-root DIR]
   fedmesh agent  --node NAME --feed HOST:PORT|unix:PATH [--iptables-backend auto|nft|legacy] [--health-listen [HOST]:PORT]
                  [--tls-ca-file F --tls-cert-file F --tls-key-file F [--tls-server-name NAME] | --insecure]
   fedmesh eval   SELECTOR --cluster NAME --datastore file:DIR|etcdv3:URL[,URL]|kubernetes[:KUBECONFIG] [--output text|json]
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json] [TLS flags as for the agent | --insecure]
   fedmesh status --agent HOST:PORT [--output text|json]   (one agent: refused policies, apply state)
   fedmesh explain --cluster NAME --datastore file:DIR|etcdv3:URL[,URL]|kubernetes[:KUBECONFIG] --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
-  fedmesh services-controller --cluster NAME --datastore file:DIR [--health-listen HOST:PORT] [--remote-endpoints-grace 0s] [--remote-sync-timeout 10s]
-  fedmesh services --cluster NAME --datastore file:DIR [--output text|json]
+  fedmesh services-controller --cluster NAME --datastore file:DIR|etcdv3:URL[,URL]|kubernetes[:KUBECONFIG] [--health-listen HOST:PORT] [--remote-endpoints-grace 0s] [--remote-sync-timeout 10s]
+  fedmesh services --cluster NAME --datastore file:DIR|etcdv3:URL[,URL]|kubernetes[:KUBECONFIG] [--output text|json]
   fedmesh demo   [--keep] [--iptables-backend nft|legacy] [--etcd]
   fedmesh demo down
   fedmesh etcd-load --endpoints URL[,URL] [ETCD FLAGS] DIR   (write a cluster directory into etcd in Calico's layout)
@@ -37,6 +37,8 @@ Environment: FEDMESH_<FLAG> (e.g. FEDMESH_NODE, FEDMESH_FEED) stands in for a mi
 FEDMESH_LOG_LEVEL sets the log level (default info; logs are JSON on stderr).
 A TCP feed is mutual TLS; plain text needs --insecure. A Unix socket is created with mode 0660.
 --health-listen PORT listens on loopback only, :PORT on every address, HOST:PORT on HOST.
+--file-datastore-root DIR (syncer, eval, explain): an RCC's fileDatastorePath must lie under DIR;
+default for --datastore file:DIR is DIR's parent, none for etcd or Kubernetes.
 `;
 
 class UsageError extends Error {}
@@ -142,6 +144,7 @@ async function main(argv: string[]): Promise<number> {
         'max-lag-bytes': { type: 'string' },
         'max-lag-age': { type: 'string' },
         ...DATASTORE_FLAGS,
+        'file-datastore-root': { type: 'string' },
       });
       const { runSyncer } = await import('../syncer/main.ts');
       const stop = await runSyncer({
@@ -155,6 +158,7 @@ async function main(argv: string[]): Promise<number> {
         tls: { ...tlsFlags(f), clientCn: f.get('tls-client-cn') },
         maxLagBytes: bytes(f.get('max-lag-bytes'), 'max-lag-bytes'),
         maxLagAgeMs: ms(f.get('max-lag-age'), 'max-lag-age'),
+        fileDatastoreRoot: f.get('file-datastore-root'),
       });
       onSignals(stop);
       return -1;
@@ -191,6 +195,7 @@ async function main(argv: string[]): Promise<number> {
         datastore: { type: 'string' },
         output: { type: 'string' },
         ...DATASTORE_FLAGS,
+        'file-datastore-root': { type: 'string' },
       });
       const selector = f.positionals[0];
       if (selector === undefined) throw new UsageError('eval needs a SELECTOR argument');
@@ -201,6 +206,7 @@ async function main(argv: string[]): Promise<number> {
         datastore: f.need('datastore'),
         datastoreFlags: datastoreFlags(f),
         output: f.get('output') ?? 'text',
+        fileDatastoreRoot: f.get('file-datastore-root'),
       });
     }
     case 'explain': {
@@ -213,6 +219,7 @@ async function main(argv: string[]): Promise<number> {
         'source-port': { type: 'string' },
         output: { type: 'string' },
         ...DATASTORE_FLAGS,
+        'file-datastore-root': { type: 'string' },
       });
       if (f.positionals.length > 0) throw new UsageError(`explain: unexpected argument ${f.positionals[0]}`);
       const { runExplain } = await import('./explain.ts');
@@ -226,6 +233,7 @@ async function main(argv: string[]): Promise<number> {
         port: f.need('port'),
         ...(sourcePort !== undefined ? { sourcePort } : {}),
         output: f.get('output') ?? 'text',
+        fileDatastoreRoot: f.get('file-datastore-root'),
       });
     }
     case 'status': {

@@ -3,7 +3,7 @@
 // same datastores, so what it prints is what the controller writes.
 
 import { type RemoteStatus, ServicesController } from '../services/controller.ts';
-import { resolveRemote } from '../services/remotes.ts';
+import { resolverFor } from '../services/remotes.ts';
 import type { ExportStatus, ServiceReport } from '../services/types.ts';
 import { openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 
@@ -25,7 +25,7 @@ export async function collectServices(opts: {
     local: openConnection(config),
     localDerive: config.type === 'file',
     writer: { description: 'none (fedmesh services only reads)', write: async () => {} },
-    resolveRemote,
+    resolveRemote: resolverFor(opts.datastore),
     remoteSyncTimeoutMs: opts.timeoutMs ?? 5000,
     remoteEndpointsGraceMs: 0,
     debounceMs: 0,

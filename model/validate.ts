@@ -2,6 +2,7 @@
 // filled in, and ResourceErrors naming file, document, resource and field for what is refused.
 // One bad document never stops the others. The per-kind rules live in model/validate/*.ts.
 import { LineCounter, parseAllDocuments } from 'yaml';
+import { clip } from '../lib/text.ts';
 import type { Origin, Resource, ResourceError } from './resources.ts';
 import { resourceId } from './resources.ts';
 import { calicoCrdV1, calicoV3 } from './validate/calico.ts';
@@ -94,9 +95,24 @@ export interface DocumentOutcome {
   result: ValidateResult;
 }
 
-function yamlErrorMessage(e: { message: string }): string {
+/** `lineOffset`: lines before the text parsed (a document cut out of a larger file). */
+function yamlErrorMessage(e: { message: string }, lineOffset: number): string {
   const first = e.message.split('\n')[0] ?? e.message;
-  return `YAML syntax error: ${first.replace(/:$/, '')}`;
+  const shifted = lineOffset
+    ? first.replace(/\bat line (\d+)/, (_m, n: string) => `at line ${Number(n) + lineOffset}`)
+    : first;
+  return `YAML syntax error: ${clip(shifted.replace(/:$/, ''), 300)}`;
+}
+
+/**
+ * The yaml package recurses once per nesting level and reports a stack overflow at every level it
+ * unwinds through: one clear error for the document instead (Kubernetes objects nest ~20 deep).
+ */
+function nestingError(errors: readonly { message: string }[], lineOffset: number): string | undefined {
+  const overflow = errors.find((e) => /Maximum call stack size exceeded/.test(e.message));
+  if (!overflow) return undefined;
+  const where = /at line \d+, column \d+/.exec(yamlErrorMessage(overflow, lineOffset))?.[0];
+  return `YAML nesting too deep${where ? ` (${where})` : ''}: refused`;
 }
 
 /** `kubectl get -o yaml` and `calicoctl get -o yaml` write `List`/`<Kind>List` documents. */
@@ -119,21 +135,39 @@ function prefixFields(result: ValidateResult, item: number): ValidateResult {
 }
 
 /** Parse a multi-document YAML text into one outcome per document (or list item). */
-export function parseDocuments(text: string, origin: { source: string; baseDir: string }): DocumentOutcome[] {
+export function parseDocuments(
+  text: string,
+  origin: {
+    source: string;
+    baseDir: string;
+    /** Index of the first document, and lines before the text: for a document cut out of a file. */
+    firstDocument?: number;
+    lineOffset?: number;
+  },
+): DocumentOutcome[] {
   const docs = parseAllDocuments(text, { lineCounter: new LineCounter() });
   if (!Array.isArray(docs)) return [];
   const out: DocumentOutcome[] = [];
-  docs.forEach((doc, document) => {
+  const lineOffset = origin.lineOffset ?? 0;
+  docs.forEach((doc, index) => {
+    const document = index + (origin.firstDocument ?? 0);
     const docOrigin: Origin = { source: origin.source, document };
     let js: unknown;
+    let thrown: Error | undefined;
     try {
       js = doc.toJS({ maxAliasCount: 100 });
     } catch (e) {
       js = undefined;
-      if (doc.errors.length === 0) {
-        out.push({ document, result: { errors: [{ origin: docOrigin, message: (e as Error).message }] } });
-        return;
-      }
+      thrown = e as Error;
+    }
+    const nesting = nestingError([...doc.errors, ...(thrown ? [thrown] : [])], lineOffset);
+    if (nesting) {
+      out.push({ document, result: { errors: [{ origin: docOrigin, message: nesting }] } });
+      return;
+    }
+    if (thrown && doc.errors.length === 0) {
+      out.push({ document, result: { errors: [{ origin: docOrigin, message: clip(thrown.message, 300) }] } });
+      return;
     }
     const sourceId = readIdentity(js);
     if (doc.errors.length > 0) {
@@ -142,7 +176,7 @@ export function parseDocuments(text: string, origin: { source: string; baseDir: 
       const errors = doc.errors.map((e) => ({
         origin: docOrigin,
         ...(sourceId ? { resource: sourceId } : {}),
-        message: yamlErrorMessage(e),
+        message: yamlErrorMessage(e, lineOffset),
       }));
       out.push({ document, ...(sourceId ? { sourceId } : {}), result: { errors } });
       return;

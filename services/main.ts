@@ -6,7 +6,7 @@ import { counter, gauge } from '../lib/metrics.ts';
 import { describeConnection } from '../syncer/datastore/connection.ts';
 import { openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 import { ServicesController } from './controller.ts';
-import { resolveRemote } from './remotes.ts';
+import { resolverFor } from './remotes.ts';
 import { FileWriter, type OwnedWriter } from './writer.ts';
 
 const log = logger('services-controller');
@@ -40,7 +40,7 @@ export async function runServicesController(opts: ServicesControllerOptions): Pr
     local: openConnection(config),
     localDerive: config.type === 'file',
     writer: await writerFor(opts.datastore),
-    resolveRemote,
+    resolveRemote: resolverFor(opts.datastore),
     remoteSyncTimeoutMs: opts.remoteSyncTimeoutMs ?? 10_000,
     remoteEndpointsGraceMs: opts.remoteEndpointsGraceMs ?? 0,
   });

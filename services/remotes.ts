@@ -6,6 +6,7 @@
 // (syncer/remote-config.ts); only what the controller can read differs.
 import type { RemoteClusterConfiguration } from '../model/resources.ts';
 import type { ConnectionConfig } from '../syncer/datastore/connection.ts';
+import { defaultFileRoot } from '../syncer/datastore/paths.ts';
 import { resolveRemoteConfig, type SecretLookup } from '../syncer/remote-config.ts';
 
 export type RemoteAccess = { config: ConnectionConfig } | { skip: string } | { error: string };
@@ -23,13 +24,21 @@ export function servicesAccess(resolved: ConnectionConfig | { error: string }): 
 export type RemoteResolver = (rcc: RemoteClusterConfiguration, secrets: SecretLookup) => RemoteAccess;
 
 /** Resolves as the syncer does; a Secret named without a namespace is in `defaultSecretNamespace`. */
-export function remoteResolver(defaultSecretNamespace: string): RemoteResolver {
+export function remoteResolver(defaultSecretNamespace: string, fileRoot?: string | false): RemoteResolver {
   return (rcc, secrets) => {
-    const r = resolveRemoteConfig(rcc, secrets, { defaultSecretNamespace });
+    const r = resolveRemoteConfig(rcc, secrets, {
+      defaultSecretNamespace,
+      ...(fileRoot !== undefined ? { fileRoot } : {}),
+    });
     return servicesAccess('connection' in r ? r.connection : { error: r.incomplete });
   };
 }
 
-export const resolveRemote: RemoteResolver = remoteResolver(
-  process.env.FEDMESH_NAMESPACE ?? process.env.POD_NAMESPACE ?? 'fedmesh-system',
-);
+const OWN_NAMESPACE = process.env.FEDMESH_NAMESPACE ?? process.env.POD_NAMESPACE ?? 'fedmesh-system';
+
+/** For a controller on `--datastore`: file RCCs must lie under that directory's parent. */
+export function resolverFor(datastore: string): RemoteResolver {
+  return remoteResolver(OWN_NAMESPACE, defaultFileRoot(datastore) ?? false);
+}
+
+export const resolveRemote: RemoteResolver = remoteResolver(OWN_NAMESPACE);

@@ -3,8 +3,10 @@ import { feedServerTls, type TlsFlags } from '../lib/feed-tls.ts';
 import { startHealthServer } from '../lib/health.ts';
 import { logger } from '../lib/log.ts';
 import { gauge } from '../lib/metrics.ts';
+import { clipDeep } from '../lib/text.ts';
 import { RemoteClusterState } from '../proto/service.ts';
 import { type DatastoreFlags, openConnection, parseDatastoreSpec } from './datastore/open.ts';
+import { defaultFileRoot } from './datastore/paths.ts';
 import type { Datastore } from './datastore/types.ts';
 import { FeedCache } from './feed-cache.ts';
 import { Merger } from './merger.ts';
@@ -28,6 +30,11 @@ export interface SyncerOptions {
   /** Per-client queue bounds (FeedServer's defaults when absent). */
   maxLagBytes?: number;
   maxLagAgeMs?: number;
+  /**
+   * RCC `fileDatastorePath`s must lie under this directory (--file-datastore-root); default for a
+   * `file:DIR` local datastore: DIR's parent; none for etcd or Kubernetes.
+   */
+  fileDatastoreRoot?: string;
 }
 
 /** The local cluster's datastore, from `--datastore`. */
@@ -41,6 +48,7 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   }
   // Refuse a plaintext TCP feed, or half a TLS configuration, before touching any datastore.
   const tls = feedServerTls(opts.listen, opts.tls ?? {});
+  const fileRoot = opts.fileDatastoreRoot ?? defaultFileRoot(opts.datastore) ?? false;
   const cache = new FeedCache();
   const merger = new Merger({
     cluster: opts.cluster,
@@ -49,6 +57,7 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
     // Remotes: RCC (+ its clusterAccessSecret) → ConnectionConfig (remote-config.ts) → openConnection.
     defaultSecretNamespace:
       opts.namespace ?? process.env.FEDMESH_NAMESPACE ?? process.env.POD_NAMESPACE ?? 'fedmesh-system',
+    fileRoot,
     remoteSyncTimeoutMs: opts.remoteSyncTimeoutMs ?? 10_000,
     remoteRetentionMs: opts.remoteRetentionMs ?? 600_000,
   });
@@ -89,9 +98,9 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   );
   gauge(
     'fedmesh_syncer_refused_documents',
-    'Documents refused by validation (recent, up to 1000).',
+    'Documents (and resources) refused now, over the local and remote datastores: it goes down when the input is fixed.',
     [],
-    (g) => g.set(merger.errors.length),
+    (g) => g.set(merger.refusals.count),
   );
   gauge(
     'fedmesh_remote_cluster_state',
@@ -125,14 +134,17 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
     ? await startHealthServer(opts.healthListen, {
         live: () => true,
         ready: () => cache.inSync,
-        status: () => ({
-          cluster: opts.cluster,
-          inSync: cache.inSync,
-          entries: cache.size,
-          agents: server.clientCount,
-          remotes: cache.remoteStatuses(),
-          errors: merger.errors.slice(-20),
-        }),
+        // Input echoed back (names, messages, values) is clipped and escaped.
+        status: () =>
+          clipDeep({
+            cluster: opts.cluster,
+            inSync: cache.inSync,
+            entries: cache.size,
+            agents: server.clientCount,
+            remotes: cache.remoteStatuses(),
+            refused: merger.refusals.count,
+            errors: merger.errors.slice(0, 20),
+          }),
       })
     : undefined;
   log.info({ cluster: opts.cluster, datastore: opts.datastore, address }, 'syncer running');

@@ -26,6 +26,7 @@ export async function buildMergedView(opts: {
   local: Datastore;
   openRemote?: (c: ConnectionConfig) => Datastore;
   defaultSecretNamespace?: string;
+  fileRoot?: string | false;
   /** How long to wait for the local datastore and the remotes (the syncer's bounded wait). */
   timeoutMs?: number;
 }): Promise<MergedView> {
@@ -51,6 +52,7 @@ export async function buildMergedView(opts: {
     cache,
     ...(opts.openRemote ? { openRemote: opts.openRemote } : {}),
     ...(opts.defaultSecretNamespace ? { defaultSecretNamespace: opts.defaultSecretNamespace } : {}),
+    ...(opts.fileRoot !== undefined ? { fileRoot: opts.fileRoot } : {}),
     remoteSyncTimeoutMs: timeoutMs,
     // A remote that fails while the view is built is shown as failed, not kept.
     remoteRetentionMs: 0,
@@ -83,11 +85,12 @@ export async function buildMergedView(opts: {
 export function mergedViewOf(
   cluster: string,
   connection: ConnectionConfig,
-  timeoutMs?: number,
+  opts: { timeoutMs?: number; fileRoot?: string | false } = {},
 ): Promise<MergedView> {
   return buildMergedView({
     cluster,
     local: openConnection(connection),
-    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
+    ...(opts.fileRoot !== undefined ? { fileRoot: opts.fileRoot } : {}),
   });
 }

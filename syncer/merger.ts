@@ -28,6 +28,7 @@ import { type ConnectionConfig, describeConnection, sameConnection } from './dat
 import { openConnection } from './datastore/open.ts';
 import type { Datastore, DatastoreEvent, DatastoreStatus } from './datastore/types.ts';
 import type { FeedCache } from './feed-cache.ts';
+import { Refusals } from './refusals.ts';
 import { type RemoteConfig, resolveRemoteConfig, type SecretLookup, secretRefOf } from './remote-config.ts';
 
 const log = logger('merger');
@@ -42,6 +43,8 @@ export interface MergerOptions {
   openRemote?: (c: ConnectionConfig) => Datastore;
   /** Namespace of a clusterAccessSecret that names none (the syncer's own). */
   defaultSecretNamespace?: string;
+  /** Where file RCCs may point (see ResolveOptions.fileRoot); undefined: not checked. */
+  fileRoot?: string | false;
   /** How often RCCs are resolved again, so a changed file they name (TLS, kubeconfig) reconnects. */
   reresolveMs?: number;
   /** How long the syncer's first in-sync waits for remotes known at start. */
@@ -117,7 +120,13 @@ export class Merger {
   private poolCache?: LocalPool[];
   private enabledPoolCache?: LocalPool[];
   private stopped = false;
-  readonly errors: ResourceError[] = [];
+  /** The refusals in force now (metrics, /status): they go when the input is fixed. */
+  readonly refusals = new Refusals();
+
+  /** The refusals in force now. */
+  get errors(): ResourceError[] {
+    return this.refusals.current();
+  }
 
   constructor(private readonly opts: MergerOptions) {
     this.local = newSource(opts.cluster, false, true);
@@ -132,7 +141,8 @@ export class Merger {
     await this.opts.local.start({
       onEvents: (events) => this.onEvents(this.local, events),
       onStatus: (st, detail) => this.onLocalStatus(st, detail),
-      onErrors: (errs) => this.recordErrors(errs),
+      onErrors: (errs) => this.refusals.reported(this.local.name, errs),
+      onRefusals: (errs) => this.refusals.replace(this.local.name, errs),
     });
   }
 
@@ -149,11 +159,6 @@ export class Merger {
 
   remoteNames(): string[] {
     return [...this.remotes.keys()];
-  }
-
-  private recordErrors(errs: ResourceError[]): void {
-    this.errors.push(...errs);
-    if (this.errors.length > 1000) this.errors.splice(0, this.errors.length - 1000);
   }
 
   private onLocalStatus(st: DatastoreStatus, detail?: string): void {
@@ -207,6 +212,7 @@ export class Merger {
         const r = ev.resource;
         const id = resourceId(r);
         src.seen?.add(id);
+        this.refusals.resolved(src.name, id);
         if (r.kind === 'RemoteClusterConfiguration' || r.kind === 'Secret') {
           if (src.ctx.remote) continue; // a remote's RCCs and Secrets are its own business
           if (r.kind === 'Secret') this.setSecret(r, secretChanged);
@@ -219,12 +225,14 @@ export class Merger {
         if (src.ctx.remote && isOverlayKind(r.kind) && !src.overlay) continue;
         const u = toUpdate(src.ctx, r);
         if (!u) continue;
-        if (u.body.case === 'policy' && !this.policyCompiles(r, u.body.value)) continue;
+        if (u.body.case === 'policy' && !this.policyCompiles(src, r, u.body.value)) continue;
         rangesChanged = this.setWanted(src, id, u) || rangesChanged;
         this.reconcile(src, id);
         if (r.kind === 'Node' || (!src.ctx.remote && r.kind === 'IPPool')) topologyChanged = true;
       } else {
         const id = resourceId({ kind: ev.kind, name: ev.name, namespace: ev.namespace });
+        this.refusals.resolved(src.name, id);
+        this.refusals.set(src.name, `policy:${id}`, []);
         if (ev.kind === 'RemoteClusterConfiguration' || ev.kind === 'Secret') {
           if (src.ctx.remote) continue;
           if (ev.kind === 'Secret') this.deleteSecret(`${ev.namespace}/${ev.name}`, secretChanged);
@@ -306,9 +314,10 @@ export class Merger {
    * Refuse a policy the agents could not use (an unparsable selector, say) here, loudly, with the
    * file it came from; its last good version stays in the feed.
    */
-  private policyCompiles(r: Resource, p: Policy): boolean {
+  private policyCompiles(src: Source, r: Resource, p: Policy): boolean {
     try {
       compilePolicy(p);
+      this.refusals.set(src.name, `policy:${resourceId(r)}`, []);
       return true;
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
@@ -328,7 +337,7 @@ export class Merger {
         },
         'refused policy; its last good version (if any) stays',
       );
-      this.recordErrors([err]);
+      this.refusals.set(src.name, `policy:${resourceId(r)}`, [err]);
       return false;
     }
   }
@@ -505,7 +514,11 @@ export class Merger {
     if (this.stopped || this.remotes.get(remote.rcc.name) !== remote) return;
     const resolve =
       this.opts.resolveRemote ??
-      ((rcc, secrets) => resolveRemoteConfig(rcc, secrets, { defaultSecretNamespace: this.secretNamespace }));
+      ((rcc, secrets) =>
+        resolveRemoteConfig(rcc, secrets, {
+          defaultSecretNamespace: this.secretNamespace,
+          ...(this.opts.fileRoot !== undefined ? { fileRoot: this.opts.fileRoot } : {}),
+        }));
     let cfg = resolve(remote.rcc, (ns, name) => this.secrets.get(`${ns}/${name}`));
     let ds: Datastore | undefined;
     if ('connection' in cfg) {
@@ -580,7 +593,12 @@ export class Merger {
         onStatus: (st, detail) => {
           if (remote.datastore === ds) this.onRemoteStatus(remote, st, detail);
         },
-        onErrors: (errs) => this.recordErrors(errs),
+        onErrors: (errs) => {
+          if (remote.datastore === ds) this.refusals.reported(src.name, errs);
+        },
+        onRefusals: (errs) => {
+          if (remote.datastore === ds) this.refusals.replace(src.name, errs);
+        },
       })
       .catch((e: Error) => {
         if (remote.datastore === ds) this.onRemoteStatus(remote, 'ConnectionFailed', e.message);
@@ -665,6 +683,7 @@ export class Merger {
     for (const id of [...remote.source.wanted.keys()]) this.withdraw(remote.source, id);
     for (const r of this.remotesAfter(name)) this.recheckAll(r.source);
     this.opts.cache.removeRemoteStatus(name);
+    this.refusals.clearSource(name);
     this.startRemotes?.delete(name);
     this.checkInSync();
   }

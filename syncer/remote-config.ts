@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { RemoteClusterConfiguration, Secret } from '../model/resources.ts';
 import type { ConnectionConfig, TlsMaterial } from './datastore/connection.ts';
+import { checkFileDatastorePath } from './datastore/paths.ts';
 
 export type RemoteConfig = { connection: ConnectionConfig } | { incomplete: string };
 
@@ -18,6 +19,12 @@ export interface ResolveOptions {
   defaultSecretNamespace: string;
   /** Reads a file named by the RCC (injectable for tests). */
   readFile?: (path: string) => string;
+  /**
+   * Where a `datastoreType: file` RCC's fileDatastorePath must lie (--file-datastore-root): a
+   * directory, or false when there is none (a local etcd or Kubernetes datastore without the flag:
+   * file RCCs are refused). Undefined: not checked (tests of the resolution alone).
+   */
+  fileRoot?: string | false;
 }
 
 /** The Secret keys Calico reads for cluster access (PEM contents, kubeconfig file contents). */
@@ -60,7 +67,7 @@ export function resolveRemoteConfig(
       if (!secret) throw new Incomplete(`clusterAccessSecret ${ref.namespace}/${ref.name} does not exist`);
       return { connection: fromSecret(secret) };
     }
-    return { connection: fromFields(rcc, opts.readFile ?? readText) };
+    return { connection: fromFields(rcc, opts.readFile ?? readText, opts.fileRoot) };
   } catch (e) {
     if (e instanceof Incomplete) return { incomplete: e.message };
     throw e;
@@ -133,7 +140,11 @@ function fromSecret(secret: Secret): ConnectionConfig {
 
 const optTls = (t: TlsMaterial | undefined) => (t ? { tls: t } : {});
 
-function fromFields(rcc: RemoteClusterConfiguration, read: (p: string) => string): ConnectionConfig {
+function fromFields(
+  rcc: RemoteClusterConfiguration,
+  read: (p: string) => string,
+  fileRoot: string | false | undefined,
+): ConnectionConfig {
   const s = rcc.spec;
   const file = (field: string, path: string | undefined): string | undefined => {
     if (path === undefined) return undefined;
@@ -148,7 +159,15 @@ function fromFields(rcc: RemoteClusterConfiguration, read: (p: string) => string
     case 'file':
       if (!s.fileDatastorePath)
         throw new Incomplete('spec.fileDatastorePath is required for datastoreType file');
-      return { type: 'file', dir: s.fileDatastorePath };
+      if (fileRoot === undefined) return { type: 'file', dir: s.fileDatastorePath };
+      {
+        const checked = checkFileDatastorePath(
+          s.fileDatastorePath,
+          fileRoot === false ? undefined : fileRoot,
+        );
+        if ('error' in checked) throw new Incomplete(checked.error);
+        return { type: 'file', dir: checked.dir, ...(fileRoot ? { root: fileRoot } : {}) };
+      }
     case 'etcdv3':
       if (!s.etcdEndpoints?.length)
         throw new Incomplete('spec.etcdEndpoints is required for datastoreType etcdv3');

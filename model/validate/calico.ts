@@ -27,6 +27,7 @@ import {
   FieldError,
   isMapping,
   labelsSchema,
+  nameSchema,
   requireString,
 } from './common.ts';
 import {
@@ -57,7 +58,16 @@ const interfaceName = checked((v) => {
   return s;
 });
 
+/** A node's name, as Kubernetes names nodes (a DNS subdomain): a 3 MB name goes no further. */
+const nodeName = nameSchema('subdomain');
+
 const specOf = <T>(spec: z.ZodType<T>) => z.object({ spec: spec.prefault({}) });
+
+/**
+ * Calico fields fedmesh does not use and that cannot widen what it enforces: known (so strict
+ * decoding accepts them), never read.
+ */
+const ignored = (...names: string[]) => Object.fromEntries(names.map((n) => [n, z.unknown().optional()]));
 
 // ---------------------------------------------------------------------------------------------
 // Endpoints
@@ -66,7 +76,7 @@ const wepSpec = z
   .object({
     orchestrator: str.default('k8s'),
     workload: optStr,
-    node: str,
+    node: nodeName,
     pod: optStr,
     endpoint: str.default('eth0'),
     interfaceName,
@@ -75,6 +85,14 @@ const wepSpec = z
     serviceAccountName: optStr,
     ports: z.array(namedPortSchema).default([]),
     mac: macSchema.optional(),
+    ...ignored(
+      'containerID',
+      'ipNATs',
+      'ipv4Gateway',
+      'ipv6Gateway',
+      'allowSpoofedSourcePrefixes',
+      'qosControls',
+    ),
   })
   .superRefine((s, ctx) => {
     if (s.pod === undefined && s.workload === undefined) {
@@ -116,7 +134,7 @@ const workloadEndpoint = defineKind({
 
 const hepSpec = z
   .object({
-    node: str,
+    node: nodeName,
     interfaceName: checked((v) => (v === '*' ? '*' : requireString(v))).optional(),
     expectedIPs: addressList(checkIp4, true),
     profiles: stringList,
@@ -256,6 +274,16 @@ const ipPoolSpec = z
     natOutgoing: bool(false),
     disabled: bool(false),
     blockSize: checked((v) => checkInt(v, 20, 32)).default(26),
+    // Which nodes allocate from the pool and BGP export: no bearing on routing between clusters.
+    ...ignored(
+      'nodeSelector',
+      'allowedUses',
+      'disableBGPExport',
+      'assignmentMode',
+      'awsSubnetID',
+      'ipip',
+      'nat-outgoing',
+    ),
   })
   .superRefine((s, ctx) => {
     const { len } = parseCidrParts(s.cidr);
@@ -297,6 +325,17 @@ const ipamBlockSpec = z.object({
     if (v.startsWith('host:') && v.length === 5) throw new FieldError('"host:" names no node');
     return v;
   }).optional(),
+  // IPAM bookkeeping (crd.projectcalico.org/v1): which addresses are allocated, to whom.
+  ...ignored(
+    'affinityClaimTime',
+    'allocations',
+    'unallocated',
+    'attributes',
+    'deleted',
+    'strictAffinity',
+    'sequenceNumber',
+    'sequenceNumberForAllocation',
+  ),
 });
 
 const ipamBlock = defineKind({
@@ -321,9 +360,15 @@ const nodeAddress = checked((v) => {
 });
 
 const nodeSpec = z.object({
-  bgp: z.object({ ipv4Address: nodeAddress.optional() }).optional(),
+  bgp: z
+    .object({
+      ipv4Address: nodeAddress.optional(),
+      ...ignored('ipv6Address', 'ipv4IPIPTunnelAddr', 'asNumber', 'routeReflectorClusterID'),
+    })
+    .optional(),
   ipv4VXLANTunnelAddr: ip4Schema.optional(),
   vxlanTunnelMACAddr: macSchema.optional(),
+  ...ignored('ipv6VXLANTunnelAddr', 'vxlanTunnelMACAddrV6', 'orchRefs', 'wireguard', 'addresses'),
 });
 
 const node = defineKind({

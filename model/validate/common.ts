@@ -1,6 +1,7 @@
 // Building blocks shared by the per-kind schemas: scalar checks with operator-friendly messages,
 // Kubernetes names and labels, CIDRs, and the conversion of zod issues into ResourceErrors.
 import { z } from 'zod';
+import { clip, quote } from '../../lib/text.ts';
 import type { Labels, Origin, ResourceError } from '../resources.ts';
 
 /** Thrown by scalar checks; its message becomes the field's error. */
@@ -15,8 +16,8 @@ export function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object') return 'a mapping';
-  if (typeof v === 'string') return `"${v.length > 40 ? `${v.slice(0, 40)}…` : v}"`;
-  return `${typeof v} ${String(v)}`;
+  if (typeof v === 'string') return quote(v, 40);
+  return `${typeof v} ${clip(String(v), 40)}`;
 }
 
 /**
@@ -62,9 +63,9 @@ const NAME_RULES: Record<NameRule, string> = {
 export function checkName(rule: NameRule, v: unknown): string {
   const s = requireString(v);
   const max = rule === 'subdomain' ? 253 : 63;
-  if (s.length > max) throw new FieldError(`"${s}" is longer than ${max} characters`);
+  if (s.length > max) throw new FieldError(`${quote(s, 64)} is longer than ${max} characters`);
   const re = rule === 'label' ? DNS1123_LABEL : rule === 'subdomain' ? DNS1123_SUBDOMAIN : POLICY_NAME;
-  if (!re.test(s)) throw new FieldError(`"${s}" is not a valid name: ${NAME_RULES[rule]}`);
+  if (!re.test(s)) throw new FieldError(`${quote(s)} is not a valid name: ${NAME_RULES[rule]}`);
   return s;
 }
 
@@ -73,32 +74,57 @@ export const nameSchema = (rule: NameRule) => checked((v) => checkName(rule, v))
 const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 export const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
-/** A Kubernetes label or annotation key: `[prefix/]name`, prefix a DNS subdomain. */
+/**
+ * A Kubernetes label or annotation key: `[prefix/]name`, prefix a DNS subdomain of at most 253
+ * characters, name at most 63 (the API server's IsQualifiedName).
+ */
 function keyProblem(key: string): string | undefined {
-  const slash = key.lastIndexOf('/');
+  const slash = key.indexOf('/');
   const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
   const name = slash >= 0 ? key.slice(slash + 1) : key;
   if (prefix !== undefined && (prefix.length > 253 || !DNS1123_SUBDOMAIN.test(prefix))) {
-    return `key "${key}" has an invalid prefix (must be a DNS subdomain)`;
+    return `key ${quote(key)} has an invalid prefix: a DNS subdomain of at most 253 characters`;
   }
   if (name.length > 63 || !QUALIFIED_NAME.test(name)) {
-    return `key "${key}" is invalid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`;
+    return `key ${quote(key)} is invalid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (after an optional DNS-subdomain prefix and '/')`;
   }
   return undefined;
 }
 
-function stringMap(valueCheck?: (v: string) => string | undefined) {
+/** The API server's limit on all of an object's annotations together (keys and values, bytes). */
+export const ANNOTATIONS_MAX_BYTES = 256 * 1024;
+
+function stringMap(valueCheck?: (v: string) => string | undefined, maxTotalBytes?: number) {
   return z
-    .record(z.string(), z.unknown())
-    .default({})
+    .unknown()
+    .optional()
     .transform((m, ctx): Labels => {
+      if (m === undefined) return {};
+      if (!isMapping(m)) {
+        ctx.addIssue({ code: 'custom', message: `expected a mapping, got ${describe(m)}`, input: m });
+        return z.NEVER;
+      }
       const out: Record<string, string> = {};
-      for (const [k, v] of Object.entries(m)) {
+      let bytes = 0;
+      // Object.keys, not a record schema: a `__proto__` key (an own property, as YAML decodes it)
+      // must reach the key check and be refused, not vanish into the prototype.
+      for (const k of Object.keys(m)) {
+        const v = m[k];
         const problem =
           keyProblem(k) ??
           (typeof v !== 'string' ? `expected a string, got ${describe(v)} (quote it)` : valueCheck?.(v));
         if (problem) ctx.addIssue({ code: 'custom', message: problem, path: [k], input: v });
-        else out[k] = v as string;
+        else {
+          out[k] = v as string;
+          bytes += Buffer.byteLength(k) + Buffer.byteLength(v as string);
+        }
+      }
+      if (maxTotalBytes !== undefined && bytes > maxTotalBytes) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${bytes} bytes in total; Kubernetes allows at most ${maxTotalBytes} (256 KiB)`,
+          input: m,
+        });
       }
       return out;
     });
@@ -106,10 +132,10 @@ function stringMap(valueCheck?: (v: string) => string | undefined) {
 
 export const labelsSchema = stringMap((v) =>
   v.length > 63 || !LABEL_VALUE.test(v)
-    ? `value "${v}" is invalid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`
+    ? `value ${quote(v, 64)} is invalid: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`
     : undefined,
 );
-export const annotationsSchema = stringMap();
+export const annotationsSchema = stringMap(undefined, ANNOTATIONS_MAX_BYTES);
 
 // ---------------------------------------------------------------------------------------------
 // Numbers
@@ -147,8 +173,9 @@ export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const p of path) {
     if (typeof p === 'number') out += `[${p}]`;
-    else if (typeof p === 'string' && /^[A-Za-z_][A-Za-z0-9_]*$/.test(p)) out += out ? `.${p}` : p;
-    else out += `[${JSON.stringify(String(p))}]`;
+    else if (typeof p === 'string' && /^[A-Za-z_][A-Za-z0-9_]*$/.test(p) && p.length <= 100)
+      out += out ? `.${p}` : p;
+    else out += `[${quote(String(p), 100)}]`;
   }
   return out;
 }
@@ -183,7 +210,16 @@ export function dropNulls(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(dropNulls);
   if (v !== null && typeof v === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, x] of Object.entries(v)) if (x !== null) out[k] = dropNulls(x);
+    for (const [k, x] of Object.entries(v)) {
+      // defineProperty: a `__proto__` key stays an own property, for the validators to refuse.
+      if (x !== null)
+        Object.defineProperty(out, k, {
+          value: dropNulls(x),
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+    }
     return out;
   }
   return v;

@@ -7,11 +7,13 @@ import {
   checked,
   checkName,
   errorMap,
+  formatPath,
   issuesToErrors,
   labelsSchema,
   type NameRule,
   nameSchema,
 } from './common.ts';
+import { findUnknownFields } from './strict.ts';
 
 /** An understood document that fedmesh does not handle (yet): the caller logs it once. */
 export interface SkippedResource {
@@ -67,11 +69,62 @@ function metaSchema(nameRule: NameRule, namespaced: boolean) {
   });
 }
 
+/**
+ * Kubernetes ObjectMeta, for strict kinds: every field is known (most are not read), so a typo
+ * (`lables:`) is refused instead of silently dropping the labels a selector relies on.
+ */
+const objectMeta = z.object(
+  Object.fromEntries(
+    [
+      'name',
+      'generateName',
+      'namespace',
+      'selfLink',
+      'uid',
+      'resourceVersion',
+      'generation',
+      'creationTimestamp',
+      'deletionTimestamp',
+      'deletionGracePeriodSeconds',
+      'labels',
+      'annotations',
+      'ownerReferences',
+      'finalizers',
+      'managedFields',
+      'clusterName',
+    ].map((k) => [k, z.unknown()]),
+  ),
+);
+
+/** Top-level fields beside the body's: `status` is the system's report, never read as intent. */
+const ENVELOPE = new Set(['apiVersion', 'kind', 'metadata', 'status']);
+
+/** Unknown fields of a strict kind, as errors naming each field's path. */
+function unknownFields(body: z.ZodType, obj: Record<string, unknown>, ctx: KindContext): ResourceError[] {
+  const rest = Object.fromEntries(Object.entries(obj).filter(([k]) => !ENVELOPE.has(k)));
+  const found = findUnknownFields(body, rest);
+  findUnknownFields(objectMeta, obj.metadata, ['metadata'], found);
+  return found.map((u) => ({
+    origin: ctx.origin,
+    resource: ctx.id,
+    field: formatPath(u.path),
+    message: u.message,
+  }));
+}
+
 export function defineKind<T>(def: {
   namespaced: boolean;
   nameRule: NameRule;
-  /** Parsed against the whole object (metadata aside); unknown fields are dropped. */
+  /**
+   * Parsed against the whole object (metadata aside). Unknown fields are refused (strict
+   * decoding, model/validate/strict.ts) unless `strict: false`.
+   */
   body: z.ZodType<T>;
+  /**
+   * false for kinds read only for their metadata (Pods, Namespaces, ServiceAccounts): their
+   * other fields are the business of other controllers and change with every Kubernetes release.
+   */
+  strict?: boolean;
   /** A reason to skip the document before validating it (e.g. an IPv6 pool). */
   skip?(obj: Record<string, unknown>): string | undefined;
   build(meta: Meta, body: T, ctx: KindContext): Resource | ValidateResult;
@@ -89,8 +142,10 @@ export function defineKind<T>(def: {
         };
       }
       const b = def.body.safeParse(obj, { error: errorMap });
-      if (!m.success || !b.success) {
+      const unknown = def.strict === false ? [] : unknownFields(def.body, obj, ctx);
+      if (!m.success || !b.success || unknown.length > 0) {
         const errors = [
+          ...unknown,
           ...(m.success ? [] : issuesToErrors(m.error.issues, ctx.origin, ctx.id, ['metadata'])),
           ...(b.success ? [] : issuesToErrors(b.error.issues, ctx.origin, ctx.id)),
         ];

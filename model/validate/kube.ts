@@ -19,6 +19,7 @@ import {
   checkBool,
   checked,
   checkInt,
+  checkName,
   describe,
   enumSchema,
   FieldError,
@@ -35,6 +36,7 @@ const optStr = str.optional();
 
 const namespace = defineKind({
   namespaced: false,
+  strict: false,
   nameRule: 'label',
   body: z.object({}),
   build: (meta): Namespace => ({
@@ -47,6 +49,7 @@ const namespace = defineKind({
 
 const serviceAccount = defineKind({
   namespaced: true,
+  strict: false,
   nameRule: 'subdomain',
   body: z.object({}),
   build: (meta): ServiceAccount => ({ kind: 'ServiceAccount', ...meta, namespace: meta.namespace as string }),
@@ -71,7 +74,7 @@ const podBody = z.object({
   metadata: z.object({ deletionTimestamp: z.unknown().optional() }).prefault({}),
   spec: z
     .object({
-      nodeName: optStr,
+      nodeName: checked((v) => checkName('subdomain', v)).optional(),
       hostNetwork: checked(checkBool).default(false),
       serviceAccountName: optStr,
       // Deprecated alias of serviceAccountName, still filled in by the API server.
@@ -125,6 +128,7 @@ function namedPorts(spec: z.output<typeof podBody>['spec']): NamedPort[] {
 
 const pod = defineKind({
   namespaced: true,
+  strict: false,
   nameRule: 'subdomain',
   body: podBody,
   build(meta, { metadata, spec, status }, ctx): ValidateResult {

@@ -1,7 +1,7 @@
 // NetworkPolicy and GlobalNetworkPolicy (projectcalico.org/v3): rules, entity rules, defaults.
 import { z } from 'zod';
 import type { Action, EntityRule, PolicySpec, Rule } from '../resources.ts';
-import { checked, checkInt, checkName, enumSchema, FieldError, requireString } from './common.ts';
+import { checkBool, checked, checkInt, checkName, enumSchema, FieldError, requireString } from './common.ts';
 import {
   addressList,
   checkCidr,
@@ -91,6 +91,8 @@ export const ruleSchema = z
     source: entityRuleSchema.optional(),
     destination: entityRuleSchema.optional(),
     http: z.unknown().optional(),
+    // A rule's own annotations: documentation only.
+    metadata: z.unknown().optional(),
   })
   .superRefine(refuseUnsupported({ http: 'HTTP match needs an application-layer proxy' }))
   .superRefine(checkRulePorts)
@@ -171,6 +173,7 @@ export const policySpecSchema = z
     applyOnForward: z.boolean().optional(),
     preDNAT: z.boolean().optional(),
     doNotTrack: z.boolean().optional(),
+    performanceHints: z.unknown().optional(),
   })
   .superRefine(
     refuseUnsupported({

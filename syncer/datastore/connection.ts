@@ -13,6 +13,8 @@ export interface FileConnection {
   type: 'file';
   /** Absolute directory. */
   dir: string;
+  /** Symlinks may not lead out of it (default: the directory's parent). */
+  root?: string;
 }
 
 export interface TlsMaterial {

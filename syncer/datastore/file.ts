@@ -1,24 +1,36 @@
 // The file datastore: a directory of YAML files (`*.yaml`, `*.yml`, not recursive), watched.
-// fs.watch gives quick notice, a poll on stat() catches what it misses (network filesystems,
-// editors that replace files by rename, ConfigMap symlink swaps). Only a changed file is
-// re-parsed, and only resources whose content changed are emitted.
 //
-// Rules that protect operators from losing data through a typo:
+// Idle is idle: fs.watch (inotify) events say which file to look at; nothing polls every file.
+// A slow safety rescan (stat of each file, every rescanIntervalMs) catches what a watch can miss;
+// where fs.watch is unavailable the directory is polled instead.
+//
+// No stall: a file is cut into YAML documents and only documents whose raw text changed are
+// parsed again (file-parse.ts); all work yields to the event loop in slices, and big batches of
+// changes go out in parts, so liveness and the feed keep answering during a 100,000-endpoint load.
+//
+// Atomic views, and rules that protect operators from losing data through a typo or a race:
+// - a file is read only once it has settled (unchanged for settleMs), and read again if it
+//   changes while being read;
+// - a file that looks incomplete never withdraws what its last good version held: with a YAML
+//   syntax error or a refused last document, until it parses completely; empty, or cut off
+//   mid-line (no final newline), until it has stayed so for confirmMs;
 // - a document refused after an edit keeps its last good version (when its identity can still
 //   be read), and the error is reported;
 // - the same resource in two files: the definition in effect stays, the other is refused, naming
 //   both files (at start, the first file in name order wins);
-// - a file that just became empty (an editor truncating before writing) is only believed once it
-//   stays empty for a poll interval;
-// - a missing or unreadable directory is ConnectionFailed, retried every poll, with the last data
-//   kept; when it is back, a full resync.
-import { createHash } from 'node:crypto';
-import { type FSWatcher, watch } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+// - a symlink that leaves the root is refused, special files (FIFOs, devices) are skipped, each
+//   with a warning;
+// - a missing or unreadable directory is ConnectionFailed, retried every pollIntervalMs, with the
+//   last data kept; when it is back, a full resync.
+import { type FSWatcher, type Stats, watch } from 'node:fs';
+import { lstat, readdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { logger } from '../../lib/log.ts';
+import { clip } from '../../lib/text.ts';
 import { type Resource, type ResourceError, resourceId } from '../../model/resources.ts';
-import { duplicateInFile, parseDocuments, type SkippedResource } from '../../model/validate.ts';
+import { type DocumentOutcome, duplicateInFile, type SkippedResource } from '../../model/validate.ts';
+import { type DocumentCache, type ParsedFile, parseFileIncremental, Yielder } from './file-parse.ts';
+import { fileType, openDatastoreFile } from './paths.ts';
 import {
   type Datastore,
   type DatastoreEvent,
@@ -32,6 +44,10 @@ const log = logger('file-datastore');
 
 /** How long fs.watch events are gathered before a scan: editors write in bursts. */
 const WATCH_DEBOUNCE_MS = 20;
+/** Most events handed over in one batch: the merger's work per batch stays within a slice or two. */
+const EMIT_BATCH = 250;
+/** Files stat()ed at once in a sweep. */
+const STAT_PARALLEL = 64;
 
 export function isYamlFileName(name: string): boolean {
   return /\.ya?ml$/.test(name) && !name.startsWith('.');
@@ -43,14 +59,16 @@ export function isYamlFileName(name: string): boolean {
 interface FileEntry {
   /** stat() signature when last read: a change means "read it again". */
   sig: string;
-  /** SHA-1 of the content last parsed: an unchanged content is not parsed again. */
-  hash: string;
+  /** What each document's raw text parsed to, by hash: an unchanged document is not parsed again. */
+  cache: DocumentCache;
   /** resourceId → resource, including last good versions kept for refused documents. */
   resources: Map<string, Resource>;
   /** A document's identity as written (`Pod/ns/name`) → the resourceIds it produced. */
   bySource: Map<string, string[]>;
-  /** When the file was first seen empty while it still had resources. */
-  emptySince?: number;
+  /** Refusals in force for this file's current text (cross-file duplicates are computed apart). */
+  errors: ResourceError[];
+  /** The version read looked incomplete for now (empty, unterminated): read it again at `recheckAt`. */
+  recheckAt?: number;
 }
 
 interface UpdateReport {
@@ -101,20 +119,72 @@ export class FileSet {
     return out;
   }
 
-  /** (Re)parse one file's text; returns the resourceIds whose effective definition may have changed. */
-  update(name: string, text: string, sig: string, hash: string): UpdateReport {
+  /** The refusals in force now: each file's, and every definition another file's overrides. */
+  refusals(): ResourceError[] {
+    const out: ResourceError[] = [];
+    for (const name of this.names()) {
+      const entry = this.files.get(name);
+      if (!entry) continue;
+      out.push(...entry.errors);
+      for (const [id, r] of entry.resources) {
+        const owner = this.owner.get(id);
+        const inEffect = owner !== undefined && owner !== name ? this.effective(id) : undefined;
+        if (inEffect) out.push(duplicateAcrossFiles(r, inEffect));
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Take a file's newly parsed version; returns the resourceIds whose effective definition may
+   * have changed. `holdMissing`: the version looks incomplete, so resources it lacks are kept.
+   */
+  async update(
+    name: string,
+    parsed: Pick<ParsedFile, 'outcomes' | 'fresh' | 'cache'>,
+    sig: string,
+    holdMissing: boolean,
+    y: Yielder,
+  ): Promise<UpdateReport & { held: number }> {
     const old = this.files.get(name);
-    const entry: FileEntry = { sig, hash, resources: new Map(), bySource: new Map() };
-    const report: UpdateReport = { changed: new Set(), errors: [], skipped: [] };
-    for (const outcome of parseDocuments(text, { source: join(this.dir, name), baseDir: this.dir })) {
+    const entry: FileEntry = {
+      sig,
+      cache: parsed.cache,
+      resources: new Map(),
+      bySource: new Map(),
+      errors: [],
+    };
+    const report = {
+      changed: new Set<string>(),
+      errors: [] as ResourceError[],
+      skipped: [] as SkippedResource[],
+    };
+    const fresh = new Set<string>();
+    for (const outcome of parsed.outcomes) {
+      await y.maybeYield();
       const r = outcome.result;
-      if ('resource' in r) this.add(entry, outcome.sourceId, r.resource, report.errors);
-      else if ('errors' in r) report.errors.push(...keepLastGood(entry, old, outcome.sourceId, r.errors));
+      if ('resource' in r) {
+        if (this.add(entry, outcome.sourceId, r.resource, report.errors) && parsed.fresh.has(outcome))
+          fresh.add(resourceId(r.resource));
+      } else if ('errors' in r) report.errors.push(...keepLastGood(entry, old, outcome.sourceId, r.errors));
       else if ('skipped' in r) report.skipped.push(r.skipped);
     }
+    let held = 0;
+    if (holdMissing) {
+      for (const [id, res] of old?.resources ?? []) {
+        if (entry.resources.has(id)) continue;
+        entry.resources.set(id, res);
+        held += 1;
+      }
+      // Held resources keep their document identity, so a later refused edit keeps them too.
+      for (const [source, ids] of old?.bySource ?? []) {
+        if (!entry.bySource.has(source)) entry.bySource.set(source, ids);
+      }
+    }
+    entry.errors = report.errors.filter((e) => !/^already defined in /.test(e.message));
     this.files.set(name, entry);
-    report.changed = this.reassign(name, old, entry, report.errors);
-    return report;
+    report.changed = await this.reassign(name, old, entry, fresh, report.errors, y);
+    return { ...report, held };
   }
 
   remove(name: string): Set<string> {
@@ -130,27 +200,54 @@ export class FileSet {
     return changed;
   }
 
-  private add(entry: FileEntry, sourceId: string | undefined, res: Resource, errors: ResourceError[]): void {
+  /** false when the file already defines `res` (the duplicate is refused). */
+  private add(
+    entry: FileEntry,
+    sourceId: string | undefined,
+    res: Resource,
+    errors: ResourceError[],
+  ): boolean {
     const id = resourceId(res);
     const first = entry.resources.get(id);
     if (first) {
       errors.push(duplicateInFile(res, first));
-      return;
+      return false;
     }
     entry.resources.set(id, res);
-    if (sourceId) entry.bySource.set(sourceId, [...(entry.bySource.get(sourceId) ?? []), id]);
+    if (sourceId) {
+      const ids = entry.bySource.get(sourceId);
+      if (ids) ids.push(id);
+      else entry.bySource.set(sourceId, [id]);
+    }
+    return true;
   }
 
-  /** Decide ownership of the resources this file had or has; report duplicates it brings. */
-  private reassign(name: string, old: FileEntry | undefined, entry: FileEntry, errors: ResourceError[]) {
+  /**
+   * Decide ownership of the resources this file had or has; report duplicates it brings. A
+   * resource from an unchanged document (not `fresh`) that keeps its owner is no change.
+   */
+  private async reassign(
+    name: string,
+    old: FileEntry | undefined,
+    entry: FileEntry,
+    fresh: Set<string>,
+    errors: ResourceError[],
+    y: Yielder,
+  ): Promise<Set<string>> {
     const changed = new Set<string>();
-    for (const id of new Set([...(old?.resources.keys() ?? []), ...entry.resources.keys()])) {
+    const gone = old ? [...old.resources.keys()].filter((id) => !entry.resources.has(id)) : [];
+    for (const id of [...entry.resources.keys(), ...gone]) {
+      await y.maybeYield();
       const owner = this.owner.get(id);
       const mine = entry.resources.get(id);
       if (owner === undefined || owner === name) {
-        if (mine) this.owner.set(id, name);
-        else this.handOver(id);
-        changed.add(id);
+        if (mine) {
+          this.owner.set(id, name);
+          if (owner === undefined || fresh.has(id) || !old?.resources.has(id)) changed.add(id);
+        } else {
+          this.handOver(id);
+          changed.add(id);
+        }
       } else if (mine) {
         const inEffect = this.effective(id);
         if (inEffect) errors.push(duplicateAcrossFiles(mine, inEffect));
@@ -208,10 +305,6 @@ export function contentKey(r: Resource): string {
   );
 }
 
-function sha1(text: string): string {
-  return createHash('sha1').update(text).digest('hex');
-}
-
 function errnoCode(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException).code;
 }
@@ -225,13 +318,50 @@ function logRefusals(errors: readonly ResourceError[]): void {
   }
 }
 
+/** What changes when a file is rewritten: its inode (rename), size and times. */
+function signature(st: Stats): string {
+  return `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+/** Why a parsed version cannot be trusted to be the whole file (yet). */
+function incompleteness(text: string, parsed: ParsedFile): { lasting?: string; fleeting?: string } {
+  const out: { lasting?: string; fleeting?: string } = {};
+  const broken = parsed.outcomes.some(
+    (o) =>
+      'errors' in o.result && o.result.errors.some((e) => /^YAML (syntax error|nesting)/.test(e.message)),
+  );
+  if (broken) out.lasting = 'it has a YAML syntax error';
+  else if (parsed.outcomes.length > 0 && 'errors' in (parsed.outcomes.at(-1) as DocumentOutcome).result)
+    out.lasting = 'its last document is refused (cut off?)';
+  if (parsed.documents === 0) out.fleeting = 'it is empty';
+  else if (!text.endsWith('\n')) out.fleeting = 'it does not end with a newline (still being written?)';
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The datastore
+
+export interface FileDatastoreOptions {
+  /** Retry interval for a missing directory, and the poll interval where fs.watch is unavailable. */
+  pollIntervalMs?: number;
+  /** A file is read once unchanged for this long. */
+  settleMs?: number;
+  /** How long an empty or unterminated file must stay so before it is believed. */
+  confirmMs?: number;
+  /** Safety rescan (stat of every file) although the watch is working. */
+  rescanIntervalMs?: number;
+  /** Symlinked files must resolve under this directory; default: the datastore directory's parent. */
+  root?: string;
+}
 
 export class FileDatastore implements Datastore {
   readonly description: string;
   private readonly dir: string;
+  private readonly root: string;
   private readonly pollIntervalMs: number;
+  private readonly settleMs: number;
+  private readonly confirmMs: number;
+  private readonly rescanIntervalMs: number;
   private readonly files: FileSet;
   private handlers?: DatastoreHandlers;
   /** What the handlers were last told exists: resourceId → resource and its content key. */
@@ -240,27 +370,43 @@ export class FileDatastore implements Datastore {
   private status?: { status: DatastoreStatus; detail?: string };
   private needResync = true;
   private watcher?: FSWatcher;
-  private pollTimer?: NodeJS.Timeout;
+  private rescanTimer?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
   private debounceTimer?: NodeJS.Timeout;
-  private hints = new Set<string>();
+  private wakeTimer?: { at: number; timer: NodeJS.Timeout };
+  /** Files to look at in the next scan; `sweep`: every file. */
+  private pending = new Set<string>();
+  private sweep = true;
+  /** A file's signature seen but not read yet, and since when it has been so. */
+  private readonly observed = new Map<string, { sig: string; since: number }>();
+  /** Names skipped (symlink out of root, special file), with the reason warned about. */
+  private readonly skippedFiles = new Map<string, string>();
   private running?: Promise<void>;
   private again = false;
   private stopped = false;
   private readonly loggedSkips = new Set<string>();
   private watchFailureLogged = false;
+  private lastRefusals = '';
+  private skipsChanged = false;
 
-  constructor(dir: string, opts: { pollIntervalMs?: number } = {}) {
+  constructor(dir: string, opts: FileDatastoreOptions = {}) {
     this.dir = resolve(dir);
+    this.root = resolve(opts.root ?? dirname(this.dir));
     this.description = `file:${this.dir}`;
     this.pollIntervalMs = opts.pollIntervalMs ?? 500;
+    this.settleMs = opts.settleMs ?? 100;
+    this.confirmMs = opts.confirmMs ?? 1000;
+    this.rescanIntervalMs = opts.rescanIntervalMs ?? 30_000;
     this.files = new FileSet(this.dir);
   }
 
-  /** One-shot read for CLI commands. Throws if the directory cannot be read. */
+  /** One-shot read for CLI commands (no settling). Throws if the directory cannot be read. */
   static async load(
     dir: string,
+    opts: { root?: string } = {},
   ): Promise<{ resources: Resource[]; errors: ResourceError[]; skipped: SkippedResource[] }> {
     const abs = resolve(dir);
+    const root = resolve(opts.root ?? dirname(abs));
     let names: string[];
     try {
       names = (await readdir(abs)).filter(isYamlFileName).sort();
@@ -270,13 +416,21 @@ export class FileDatastore implements Datastore {
     const set = new FileSet(abs);
     const errors: ResourceError[] = [];
     const skipped: SkippedResource[] = [];
+    const y = new Yielder();
     for (const name of names) {
-      const text = await readFile(join(abs, name), 'utf8').catch((e: Error) => {
-        errors.push({ origin: { source: join(abs, name) }, message: `cannot read: ${e.message}` });
-        return undefined;
-      });
-      if (text === undefined) continue;
-      const report = set.update(name, text, '', '');
+      const read = await readSafely(join(abs, name), root);
+      if ('skip' in read || 'error' in read) {
+        const why = 'skip' in read ? `skipped: ${read.skip}` : `cannot read: ${read.error}`;
+        errors.push({ origin: { source: join(abs, name) }, message: why });
+        continue;
+      }
+      const parsed = await parseFileIncremental(
+        read.text,
+        { source: join(abs, name), baseDir: abs },
+        undefined,
+        y,
+      );
+      const report = await set.update(name, parsed, '', false, y);
       errors.push(...report.errors);
       skipped.push(...report.skipped);
     }
@@ -293,15 +447,27 @@ export class FileDatastore implements Datastore {
     this.setStatus('Connecting');
     await this.requestScan();
     if (this.stopped) return;
-    this.pollTimer = setInterval(() => void this.requestScan(), this.pollIntervalMs);
+    this.rescanTimer = setInterval(() => {
+      // Without a working watch, polling is all there is; with one, a slow safety net.
+      if (!this.watcher || Date.now() - this.lastSweep >= this.rescanIntervalMs) this.requestSweep();
+    }, this.pollIntervalMs);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.pollTimer);
+    clearInterval(this.rescanTimer);
+    clearTimeout(this.retryTimer);
     clearTimeout(this.debounceTimer);
+    clearTimeout(this.wakeTimer?.timer);
     this.closeWatcher();
     await this.running;
+  }
+
+  private lastSweep = 0;
+
+  private requestSweep(): void {
+    this.sweep = true;
+    void this.requestScan();
   }
 
   /** Run a scan now, or once more after the one in progress; resolves when it is done. */
@@ -325,32 +491,76 @@ export class FileDatastore implements Datastore {
 
   private async scan(): Promise<void> {
     if (this.stopped) return;
-    const names = await this.listDir();
-    if (!names || this.stopped) return;
+    const y = new Yielder();
+    const sweep = this.sweep || this.needResync;
+    let names: string[];
+    if (sweep) {
+      const listed = await this.listDir();
+      if (!listed || this.stopped) return;
+      this.sweep = false;
+      this.lastSweep = Date.now();
+      names = listed;
+    } else {
+      names = [...this.pending].sort();
+      // A file gone may mean the directory is gone (fail-static, not deletes): check the listing.
+      const stats = await Promise.all(names.map((name) => stat(join(this.dir, name)).catch(() => undefined)));
+      if (stats.some((st) => st === undefined)) {
+        this.sweep = true;
+        return this.scan();
+      }
+    }
+    this.pending = new Set();
     const resync = this.needResync;
     if (resync) this.setStatus('ResyncInProgress');
     this.ensureWatcher();
-    const hints = this.hints;
-    this.hints = new Set();
 
     const changed = new Set<string>();
     const errors: ResourceError[] = [];
     const skipped: SkippedResource[] = [];
-    const listed = new Set(names);
-    for (const name of this.files.names()) {
-      if (!listed.has(name)) for (const id of this.files.remove(name)) changed.add(id);
+    let touched = false;
+    if (sweep) {
+      const listed = new Set(names);
+      for (const name of [...this.skippedFiles.keys()]) {
+        if (!listed.has(name) && this.skippedFiles.delete(name)) this.skipsChanged = true;
+      }
+      for (const name of this.files.names()) {
+        if (listed.has(name)) continue;
+        for (const id of this.files.remove(name)) changed.add(id);
+        touched = true;
+      }
     }
-    for (const name of names) {
-      const report = await this.scanFile(name, hints.has(name) || hints.has('*'));
-      for (const id of report?.changed ?? []) changed.add(id);
-      errors.push(...(report?.errors ?? []));
-      skipped.push(...(report?.skipped ?? []));
+    // A (re)sync's listing waits for files still being written to settle (a bounded number of
+    // rounds: a file written to without pause does not hold the whole cluster back).
+    for (let round = 0; names.length > 0 && round < 20; round++) {
+      const now = Date.now();
+      for (let i = 0; i < names.length; i += STAT_PARALLEL) {
+        const group = names.slice(i, i + STAT_PARALLEL);
+        const stats = await Promise.all(group.map((name) => this.statFile(name)));
+        // A file that vanished may mean the directory went (fail-static, not deletes).
+        if (stats.some((st, j) => !st && this.files.entry(group[j] as string)) && !(await this.dirExists())) {
+          this.sweep = true;
+          this.again = true;
+          return;
+        }
+        for (const [j, name] of group.entries()) {
+          const report = await this.scanFile(name, stats[j], now, y);
+          if (!report) continue;
+          touched = true;
+          for (const id of report.changed) changed.add(id);
+          errors.push(...report.errors);
+          skipped.push(...report.skipped);
+        }
+      }
+      if (!resync || this.stopped) break;
+      names = [...this.observed.keys()].sort();
+      const next = Math.min(...[...this.observed.values()].map((o) => o.since + this.settleMs));
+      if (names.length > 0) await new Promise((r) => setTimeout(r, Math.max(5, next - Date.now() + 5)));
     }
     if (this.stopped) return;
 
-    this.report(errors, skipped);
-    const events = resync ? this.fullListing() : this.diff(changed);
-    if (resync || events.length > 0) this.emit(events);
+    this.report(errors, skipped, touched);
+    const events = resync ? await this.fullListing(y) : await this.diff(changed, y);
+    await this.emit(events, resync, y);
     if (resync) {
       this.needResync = false;
       this.setStatus('InSync');
@@ -376,48 +586,155 @@ export class FileDatastore implements Datastore {
       // When it is back, the handlers get a complete listing again.
       this.needResync = true;
       this.closeWatcher();
+      clearTimeout(this.retryTimer);
+      this.retryTimer = setTimeout(() => this.requestSweep(), this.pollIntervalMs);
       return undefined;
     }
   }
 
-  /** Re-read one file if it changed; undefined when there is nothing new. */
-  private async scanFile(name: string, hinted: boolean): Promise<UpdateReport | undefined> {
+  private async dirExists(): Promise<boolean> {
+    return stat(this.dir).then(
+      (st) => st.isDirectory(),
+      () => false,
+    );
+  }
+
+  /** stat() following a symlink; undefined when the name is gone. */
+  private async statFile(name: string): Promise<Stats | undefined> {
     const path = join(this.dir, name);
-    const gone = (): UpdateReport => ({ changed: this.files.remove(name), errors: [], skipped: [] });
     const st = await stat(path).catch(() => undefined);
-    if (!st?.isFile()) return gone();
-    const sig = `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+    if (st) return st;
+    // A dangling symlink: say so once, like any other skipped name.
+    const link = await lstat(path).catch(() => undefined);
+    if (link?.isSymbolicLink()) this.warnSkipped(name, 'a symlink to nothing');
+    else if (!link && this.skippedFiles.delete(name)) this.skipsChanged = true;
+    return undefined;
+  }
+
+  /** Look at one file; read and parse it if it changed and has settled. undefined: nothing new. */
+  private async scanFile(
+    name: string,
+    st: Stats | undefined,
+    now: number,
+    y: Yielder,
+  ): Promise<UpdateReport | undefined> {
+    const path = join(this.dir, name);
+    const gone = (): UpdateReport | undefined => {
+      this.observed.delete(name);
+      if (!this.files.entry(name)) return undefined;
+      return { changed: this.files.remove(name), errors: [], skipped: [] };
+    };
+    if (!st) return gone();
+    if (!st.isFile()) {
+      this.warnSkipped(name, `${fileType(st)}, not a regular file`);
+      return gone();
+    }
+    const sig = signature(st);
     const entry = this.files.entry(name);
-    if (entry && entry.sig === sig && !hinted && entry.emptySince === undefined) return undefined;
-
-    let text: string;
-    try {
-      text = await readFile(path, 'utf8');
-    } catch (e) {
-      if (errnoCode(e) === 'ENOENT') return gone();
-      // Unreadable for now (permissions, I/O): keep what we have, try again next poll.
-      log.warn({ file: path }, `cannot read: ${(e as Error).message}; keeping its last good resources`);
+    if (entry && entry.sig === sig && (entry.recheckAt === undefined || now < entry.recheckAt)) {
+      if (entry.recheckAt !== undefined) this.wakeAt(entry.recheckAt);
       return undefined;
     }
-    const hash = sha1(text);
-    if (entry && entry.hash === hash) {
-      entry.sig = sig;
-      delete entry.emptySince;
+    let seen = this.observed.get(name);
+    if (seen?.sig !== sig) {
+      // Changed since last seen: settled once unchanged for settleMs (by its times, or our watch).
+      seen = { sig, since: Math.min(now, Math.max(st.mtimeMs, st.ctimeMs)) };
+      this.observed.set(name, seen);
+    }
+    if (now - seen.since < this.settleMs) {
+      this.wakeAt(seen.since + this.settleMs);
       return undefined;
     }
-    if (entry && entry.resources.size > 0 && text.trim() === '' && !this.emptyConfirmed(entry))
+
+    const read = await readSafely(path, this.root, sig);
+    if ('skip' in read) {
+      this.warnSkipped(name, read.skip);
+      return gone();
+    }
+    if ('error' in read) {
+      if (read.code === 'ENOENT') return gone();
+      // Unreadable for now (permissions, I/O): keep what we have, try again later.
+      log.warn({ file: path }, `cannot read: ${read.error}; keeping its last good resources`);
       return undefined;
-    return this.files.update(name, text, sig, hash);
+    }
+    if (read.changed) {
+      // Written to while we read it: wait for it to settle again.
+      this.observed.set(name, { sig: read.sig, since: Date.now() });
+      this.wakeAt(Date.now() + this.settleMs);
+      return undefined;
+    }
+    if (this.skippedFiles.delete(name)) this.skipsChanged = true;
+    const parsed = await parseFileIncremental(
+      read.text,
+      { source: path, baseDir: this.dir },
+      entry?.cache,
+      y,
+    );
+    const { lasting, fleeting } = incompleteness(read.text, parsed);
+    const tentative =
+      fleeting !== undefined && (entry?.resources.size ?? 0) > 0 && now - seen.since < this.confirmMs;
+    const report = await this.files.update(name, parsed, sig, lasting !== undefined || tentative, y);
+    const updated = this.files.entry(name) as FileEntry;
+    this.observed.delete(name);
+    if (tentative) {
+      updated.recheckAt = seen.since + this.confirmMs;
+      this.wakeAt(updated.recheckAt);
+      log.debug(
+        { file: path, reason: fleeting },
+        'file looks incomplete; keeping its last good version for now',
+      );
+    }
+    if (lasting !== undefined && report.held > 0) {
+      const held: ResourceError = {
+        origin: { source: path },
+        message: `file looks incomplete (${lasting}): keeping ${report.held} resource(s) of its last good version until it parses completely`,
+      };
+      updated.errors.push(held);
+      report.errors.push(held);
+    }
+    return report;
   }
 
-  /** An editor may truncate a file before writing it: believe "empty" only after a poll interval. */
-  private emptyConfirmed(entry: FileEntry): boolean {
-    const now = Date.now();
-    entry.emptySince ??= now;
-    return now - entry.emptySince >= this.pollIntervalMs;
+  /** Scan again at `at` (a file settling, or an incomplete file to believe). */
+  private wakeAt(at: number): void {
+    if (this.stopped || (this.wakeTimer && this.wakeTimer.at <= at)) return;
+    clearTimeout(this.wakeTimer?.timer);
+    const timer = setTimeout(
+      () => {
+        this.wakeTimer = undefined;
+        for (const [name] of this.observed) this.pending.add(name);
+        for (const name of this.files.names()) if (this.files.entry(name)?.recheckAt) this.pending.add(name);
+        void this.requestScan();
+      },
+      Math.max(0, at - Date.now()) + 5,
+    );
+    this.wakeTimer = { at, timer };
   }
 
-  private report(errors: ResourceError[], skipped: SkippedResource[]): void {
+  private warnSkipped(name: string, reason: string): void {
+    if (this.skippedFiles.get(name) === reason) return;
+    this.skippedFiles.set(name, reason);
+    this.skipsChanged = true;
+    log.warn({ file: join(this.dir, clip(name)) }, `skipped: ${reason}`);
+  }
+
+  private report(errors: ResourceError[], skipped: SkippedResource[], touched: boolean): void {
+    if ((touched || this.skipsChanged) && this.handlers?.onRefusals) {
+      this.skipsChanged = false;
+      // Skipped files are refusals too: an operator must see why a file is not served.
+      const skippedFiles = [...this.skippedFiles].map(
+        ([name, reason]): ResourceError => ({
+          origin: { source: join(this.dir, name) },
+          message: `skipped: ${reason}`,
+        }),
+      );
+      const now = [...this.files.refusals(), ...skippedFiles];
+      const key = JSON.stringify(now);
+      if (key !== this.lastRefusals) {
+        this.lastRefusals = key;
+        this.handlers.onRefusals(now);
+      }
+    }
     if (errors.length > 0) {
       logRefusals(errors);
       this.handlers?.onErrors?.(errors);
@@ -440,7 +757,7 @@ export class FileDatastore implements Datastore {
   }
 
   /** After a (re)sync: an upsert for everything that exists, a delete for what vanished meanwhile. */
-  private fullListing(): DatastoreEvent[] {
+  private async fullListing(y: Yielder): Promise<DatastoreEvent[]> {
     const now = this.files.allEffective();
     const events: DatastoreEvent[] = [];
     for (const [id, prev] of this.emitted) {
@@ -450,16 +767,19 @@ export class FileDatastore implements Datastore {
       }
     }
     for (const [id, resource] of now) {
-      this.emitted.set(id, { resource, key: contentKey(resource) });
+      await y.maybeYield();
+      const prev = this.emitted.get(id);
+      this.emitted.set(id, { resource, key: prev?.resource === resource ? prev.key : contentKey(resource) });
       events.push({ type: 'upsert', resource });
     }
     return events;
   }
 
   /** The changes among `ids` since the last batch; a resource whose content is unchanged is left out. */
-  private diff(ids: Iterable<string>): DatastoreEvent[] {
+  private async diff(ids: Iterable<string>, y: Yielder): Promise<DatastoreEvent[]> {
     const events: DatastoreEvent[] = [];
     for (const id of ids) {
+      await y.maybeYield();
       const now = this.files.effective(id);
       const prev = this.emitted.get(id);
       if (!now) {
@@ -467,6 +787,7 @@ export class FileDatastore implements Datastore {
         this.emitted.delete(id);
         continue;
       }
+      if (prev?.resource === now) continue;
       const key = contentKey(now);
       if (prev?.key === key) continue;
       this.emitted.set(id, { resource: now, key });
@@ -475,10 +796,19 @@ export class FileDatastore implements Datastore {
     return events;
   }
 
-  private emit(events: DatastoreEvent[]): void {
-    if (this.stopped) return;
-    this.revision += 1;
-    this.handlers?.onEvents(events, this.revision);
+  /**
+   * Hand the events over in parts of EMIT_BATCH, yielding between them. A resync's listing may
+   * span several batches: it is complete at InSync (DatastoreHandlers).
+   */
+  private async emit(events: DatastoreEvent[], always: boolean, y: Yielder): Promise<void> {
+    if (events.length === 0 && !always) return;
+    for (let i = 0; i === 0 || i < events.length; i += EMIT_BATCH) {
+      if (this.stopped) return;
+      if (i > 0) await new Promise<void>((r) => setImmediate(r));
+      this.revision += 1;
+      this.handlers?.onEvents(events.slice(i, i + EMIT_BATCH), this.revision);
+      await y.maybeYield();
+    }
   }
 
   private setStatus(status: DatastoreStatus, detail?: string): void {
@@ -495,9 +825,10 @@ export class FileDatastore implements Datastore {
       this.watcher.on('error', (e) => {
         log.debug({ err: e, dir: this.dir }, 'fs.watch failed; polling until it can be re-established');
         this.closeWatcher();
+        this.requestSweep();
       });
     } catch (e) {
-      // Retried on every scan (an inotify limit may be lifted); said once.
+      // Retried on every sweep (an inotify limit may be lifted); said once.
       if (!this.watchFailureLogged) log.info({ err: e, dir: this.dir }, 'fs.watch unavailable; polling only');
       this.watchFailureLogged = true;
     }
@@ -510,8 +841,40 @@ export class FileDatastore implements Datastore {
 
   private onWatch(filename: string | Buffer | null): void {
     if (this.stopped) return;
-    this.hints.add(filename ? basename(filename.toString()) : '*');
+    const name = filename ? basename(filename.toString()) : undefined;
+    if (name !== undefined && isYamlFileName(name)) this.pending.add(name);
+    // Unknown, a ConfigMap's `..data` swap (every file changes at once), or the directory itself
+    // (removed, renamed): look at all of them.
+    else if (name === undefined || name.startsWith('..') || name === basename(this.dir)) this.sweep = true;
+    // Editors' temporary files (`.x.yaml.swp`, `x.yaml~`): their rename onto x.yaml is its own event.
+    else return;
     clearTimeout(this.debounceTimer);
     this.debounceTimer = setTimeout(() => void this.requestScan(), WATCH_DEBOUNCE_MS);
+  }
+}
+
+/** A file's text, read through paths.ts's checks; `changed` when it was written to meanwhile. */
+async function readSafely(
+  path: string,
+  root: string,
+  expectedSig?: string,
+): Promise<
+  { text: string; sig: string; changed: boolean } | { skip: string } | { error: string; code?: string }
+> {
+  try {
+    const fh = await openDatastoreFile(path, root);
+    if ('skip' in fh) return fh;
+    try {
+      const before = signature(await fh.stat());
+      const text = await fh.readFile('utf8');
+      const after = signature(await fh.stat());
+      const changed = before !== after || (expectedSig !== undefined && expectedSig !== before);
+      return { text, sig: after, changed };
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    const code = errnoCode(e);
+    return { error: (e as Error).message, ...(code ? { code } : {}) };
   }
 }

@@ -33,7 +33,7 @@ export function parseDatastoreSpec(spec: string, flags: DatastoreFlags = {}): Co
 export function openConnection(config: ConnectionConfig, opts: { remote?: boolean } = {}): Datastore {
   switch (config.type) {
     case 'file':
-      return new FileDatastore(config.dir);
+      return new FileDatastore(config.dir, config.root ? { root: config.root } : {});
     case 'etcdv3':
       return new EtcdDatastore(config);
     case 'kubernetes':

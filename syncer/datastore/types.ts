@@ -27,15 +27,22 @@ export interface DatastoreSnapshot {
 
 export interface DatastoreHandlers {
   /**
-   * A batch of changes; `revision` increases monotonically from batch to batch. The first batch
-   * after 'ResyncInProgress' is a complete listing (an upsert for everything that exists), as in
-   * Calico's syncers: whatever it does not mention is gone. After 'ConnectionFailed' a driver may
-   * resume without 'ResyncInProgress': it then sends only what changed meanwhile, then 'InSync'.
+   * A batch of changes; `revision` increases monotonically from batch to batch. The batches
+   * between 'ResyncInProgress' and 'InSync' are a complete listing (an upsert for everything that
+   * exists), as in Calico's syncers: whatever they do not mention is gone. A big listing or change
+   * may come in several batches (so that no single one stalls the process). After
+   * 'ConnectionFailed' a driver may resume without 'ResyncInProgress': it then sends only what
+   * changed meanwhile, then 'InSync'.
    */
   onEvents(events: DatastoreEvent[], revision: number): void;
   onStatus(status: DatastoreStatus, detail?: string): void;
-  /** Refused documents (the datastore also logs them at warn). */
+  /** Documents refused just now (the datastore also logs them at warn). */
   onErrors?(errors: ResourceError[]): void;
+  /**
+   * The refusals in force now, complete: replaces what was said before (an empty list when the
+   * input has been fixed). For metrics and /status, which must go down when the input is fixed.
+   */
+  onRefusals?(refusals: ResourceError[]): void;
 }
 
 export interface Datastore {

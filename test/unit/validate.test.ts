@@ -450,7 +450,7 @@ items:
     assert.deepEqual(r.skipped, []);
   });
 
-  test('unknown fields are ignored, nulls are unset', () => {
+  test("Calico's fields that fedmesh does not use are accepted, nulls are unset", () => {
     const p = one(
       `{apiVersion: projectcalico.org/v3, kind: IPPool, metadata: {name: p, labels: null, uid: x}, spec: {cidr: 10.0.0.0/16, nodeSelector: all(), blockSize: null}}`,
       'IPPool',
