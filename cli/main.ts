@@ -19,8 +19,8 @@ Usage:
   fedmesh status --feed HOST:PORT|unix:PATH [--output text|json] [TLS flags as for the agent | --insecure]
   fedmesh status --agent HOST:PORT [--output text|json]   (one agent: refused policies, apply state)
   fedmesh explain --cluster NAME --datastore file:DIR|etcdv3:URL[,URL]|kubernetes[:KUBECONFIG] --from ENDPOINT --to ENDPOINT --port N/tcp|N/udp|N/sctp|icmp [--source-port N] [--output text|json]
-  fedmesh services-controller --cluster NAME --datastore file:DIR|etcdv3:URL[,URL]|kubernetes[:KUBECONFIG] [--health-listen HOST:PORT] [--remote-endpoints-grace 0s] [--remote-sync-timeout 10s]
-  fedmesh services --cluster NAME --datastore file:DIR|etcdv3:URL[,URL]|kubernetes[:KUBECONFIG] [--output text|json]
+  fedmesh services-controller --cluster NAME --datastore file:DIR|kubernetes[:KUBECONFIG] [--health-listen HOST:PORT] [--remote-endpoints-grace 0s] [--remote-sync-timeout 10s]
+  fedmesh services --cluster NAME --datastore file:DIR|kubernetes[:KUBECONFIG] [--output text|json]
   fedmesh demo   [--keep] [--iptables-backend nft|legacy] [--etcd]
   fedmesh demo down
   fedmesh etcd-load --endpoints URL[,URL] [ETCD FLAGS] DIR   (write a cluster directory into etcd in Calico's layout)
@@ -266,11 +266,13 @@ async function main(argv: string[]): Promise<number> {
         'health-listen': { type: 'string' },
         'remote-sync-timeout': { type: 'string' },
         'remote-endpoints-grace': { type: 'string' },
+        ...DATASTORE_FLAGS,
       });
       const { runServicesController } = await import('../services/main.ts');
       const stop = await runServicesController({
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        datastoreFlags: datastoreFlags(f),
         healthListen: f.get('health-listen'),
         remoteSyncTimeoutMs: ms(f.get('remote-sync-timeout'), 'remote-sync-timeout'),
         remoteEndpointsGraceMs: ms(f.get('remote-endpoints-grace'), 'remote-endpoints-grace'),
@@ -283,11 +285,13 @@ async function main(argv: string[]): Promise<number> {
         cluster: { type: 'string' },
         datastore: { type: 'string' },
         output: { type: 'string' },
+        ...DATASTORE_FLAGS,
       });
       const { runServices } = await import('./services.ts');
       return runServices({
         cluster: f.need('cluster'),
         datastore: f.need('datastore'),
+        datastoreFlags: datastoreFlags(f),
         output: f.get('output') ?? 'text',
       });
     }

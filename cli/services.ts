@@ -5,7 +5,7 @@
 import { type RemoteStatus, ServicesController } from '../services/controller.ts';
 import { resolverFor } from '../services/remotes.ts';
 import type { ExportStatus, ServiceReport } from '../services/types.ts';
-import { openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
+import { type DatastoreFlags, openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 
 export interface ServicesReport {
   cluster: string;
@@ -17,9 +17,10 @@ export interface ServicesReport {
 export async function collectServices(opts: {
   cluster: string;
   datastore: string;
+  datastoreFlags?: DatastoreFlags;
   timeoutMs?: number;
 }): Promise<ServicesReport> {
-  const config = parseDatastoreSpec(opts.datastore);
+  const config = parseDatastoreSpec(opts.datastore, opts.datastoreFlags);
   const controller = new ServicesController({
     cluster: opts.cluster,
     local: openConnection(config),
@@ -105,6 +106,7 @@ export function formatServices(r: ServicesReport): string {
 export async function runServices(opts: {
   cluster: string;
   datastore: string;
+  datastoreFlags?: DatastoreFlags;
   output: string;
 }): Promise<number> {
   if (opts.output !== 'text' && opts.output !== 'json')

@@ -4,7 +4,7 @@ import { startHealthServer } from '../lib/health.ts';
 import { logger } from '../lib/log.ts';
 import { counter, gauge } from '../lib/metrics.ts';
 import { describeConnection } from '../syncer/datastore/connection.ts';
-import { openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
+import { type DatastoreFlags, openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 import { ServicesController } from './controller.ts';
 import { resolverFor } from './remotes.ts';
 import { FileWriter, type OwnedWriter } from './writer.ts';
@@ -14,13 +14,15 @@ const log = logger('services-controller');
 export interface ServicesControllerOptions {
   cluster: string;
   datastore: string;
+  /** --k8s-* (and --etcd-*) flags for --datastore. */
+  datastoreFlags?: DatastoreFlags;
   healthListen?: string;
   remoteSyncTimeoutMs?: number;
   remoteEndpointsGraceMs?: number;
 }
 
-export async function writerFor(spec: string): Promise<OwnedWriter> {
-  const config = parseDatastoreSpec(spec);
+export async function writerFor(spec: string, flags: DatastoreFlags = {}): Promise<OwnedWriter> {
+  const config = parseDatastoreSpec(spec, flags);
   if (config.type === 'file') return new FileWriter(config.dir);
   if (config.type === 'kubernetes') {
     const { KubeWriter } = await import('./kube-writer.ts');
@@ -34,12 +36,12 @@ export async function writerFor(spec: string): Promise<OwnedWriter> {
 export async function runServicesController(opts: ServicesControllerOptions): Promise<() => Promise<void>> {
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(opts.cluster))
     throw new Error(`--cluster ${opts.cluster}: must be a DNS label (lower-case letters, digits, '-')`);
-  const config = parseDatastoreSpec(opts.datastore);
+  const config = parseDatastoreSpec(opts.datastore, opts.datastoreFlags);
   const controller = new ServicesController({
     cluster: opts.cluster,
     local: openConnection(config),
     localDerive: config.type === 'file',
-    writer: await writerFor(opts.datastore),
+    writer: await writerFor(opts.datastore, opts.datastoreFlags),
     resolveRemote: resolverFor(opts.datastore),
     remoteSyncTimeoutMs: opts.remoteSyncTimeoutMs ?? 10_000,
     remoteEndpointsGraceMs: opts.remoteEndpointsGraceMs ?? 0,
