@@ -172,6 +172,10 @@ export async function startMesh(opts: {
         etcd && c === RELABEL.cluster ? `etcdv3:${etcd.endpoint}` : `file:${join(workDir, c)}`,
         '--listen',
         `unix:${join(workDir, `${c}.sock`)}`,
+        // The clusters' directories are siblings under the work directory: an RCC of type file
+        // may point there (the default root for a file:DIR datastore; needed for an etcd one).
+        '--file-datastore-root',
+        workDir,
       ],
       { env },
     ),
