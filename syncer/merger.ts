@@ -6,7 +6,6 @@
 // (ConfigIncomplete) until fixed; deleting the RCC withdraws its data; a remote that fails keeps
 // its last data (fail-static) for a retention time.
 import { create } from '@bufbuild/protobuf';
-import { compilePolicy, PolicyError } from '../agent/calc/policy-compiler.ts';
 import { logger } from '../lib/log.ts';
 import { type ParsedCidr, parseCidrParts } from '../model/net.ts';
 import {
@@ -16,6 +15,7 @@ import {
   resourceId,
   type Secret,
 } from '../model/resources.ts';
+import { compilePolicy, PolicyError } from '../policy/compiler.ts';
 import {
   type Policy,
   RemoteClusterState,

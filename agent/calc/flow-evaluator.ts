@@ -22,6 +22,13 @@
 import { type Cidr, cidrContainsIp, type Ip4, NetParseError, parseCidr } from '../../model/net.ts';
 import { protocolName, protocolNumber } from '../../model/protocols.ts';
 import type { Labels } from '../../model/resources.ts';
+import {
+  type CompiledPolicy,
+  type CompiledProfile,
+  compilePolicy,
+  compileProfile,
+  PolicyError,
+} from '../../policy/compiler.ts';
 import type { Update } from '../../proto/service.ts';
 import { VXLAN_PORT } from '../rules/names.ts';
 import { FAILSAFE_INBOUND, FAILSAFE_OUTBOUND, type FailsafePort } from '../rules/render-tables.ts';
@@ -34,13 +41,6 @@ import type {
   ProfileId,
   RuleAction,
 } from './messages.ts';
-import {
-  type CompiledPolicy,
-  type CompiledProfile,
-  compilePolicy,
-  compileProfile,
-  PolicyError,
-} from './policy-compiler.ts';
 import { tiersOf } from './policy-resolver.ts';
 
 // ---------------------------------------------------------------------------------------------

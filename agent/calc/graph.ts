@@ -4,11 +4,11 @@
 // previous state for that key stays: the dataplane keeps its last good state.
 import { logger } from '../../lib/log.ts';
 import { type Cidr, NetParseError, parseCidr } from '../../model/net.ts';
+import { compilePolicy, compileProfile, PolicyError, type policyKey } from '../../policy/compiler.ts';
 import { ResourceKind, type Update } from '../../proto/service.ts';
 import { LabelIndex } from './label-index.ts';
 import type { EndpointKey, MessageSink, ProfileId } from './messages.ts';
 import { OverlayResolver } from './overlay-resolver.ts';
-import { compilePolicy, compileProfile, PolicyError, type policyKey } from './policy-compiler.ts';
 import { type LocalEndpointInput, PolicyResolver, SharedActivePolicies } from './policy-resolver.ts';
 import { ProfileResolver } from './profile-resolver.ts';
 

@@ -19,6 +19,7 @@
 // Output: IPSet messages to the sink.
 import type { Labels } from '../../model/resources.ts';
 import type { Selector } from '../../model/selector/index.ts';
+import type { MatcherSpec } from '../../policy/compiled.ts';
 import { ascending, getOrCreate, IdList, Shared, TupleInterner } from './index-structures.ts';
 import { IpSetMemberIndex } from './ipset-members.ts';
 import type { IpSetId, IpSetType, MessageSink } from './messages.ts';
@@ -68,23 +69,7 @@ interface Item {
   readonly saLabels: Labels;
 }
 
-/** A rule-side condition on items; everything given must hold. */
-export interface MatcherSpec {
-  id: IpSetId;
-  type: IpSetType;
-  selector?: Selector;
-  notSelector?: Selector;
-  /** Calico namespaceSelector semantics: all() → any namespaced item, global() → non-namespaced. */
-  namespaceSelector?: Selector;
-  /** Limit to one namespace (rule selectors of a namespaced policy without a namespaceSelector). */
-  namespace?: string;
-  serviceAccountNames?: readonly string[];
-  serviceAccountSelector?: Selector;
-  /** For hash:ip,port sets: the named port (and protocol) whose number each item contributes. */
-  namedPort?: { name: string; protocol: string };
-  /** Static members (net lists): no item matching at all. */
-  staticMembers?: readonly string[];
-}
+export type { MatcherSpec };
 
 interface MatcherState {
   readonly spec: MatcherSpec;

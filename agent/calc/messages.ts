@@ -3,51 +3,21 @@
 import type { Cidr, Ip4, Mac } from '../../model/net.ts';
 
 declare const brand: unique symbol;
-/** A selector/ipset identity: 's:<hash>' for rule selectors, 'n:<hash>' for net lists, or a fixed name. */
-export type IpSetId = string & { readonly [brand]: 'IpSetId' };
-/** A policy's identity in the dataplane: `<tier>/<namespace>/<name>` or `<tier>/<name>`. */
-export type PolicyKey = string & { readonly [brand]: 'PolicyKey' };
 /** A feed key of an endpoint. */
 export type EndpointKey = string & { readonly [brand]: 'EndpointKey' };
 
-export type IpSetType = 'hash:net' | 'hash:ip,port';
+export type {
+  CompiledEntity,
+  CompiledRule,
+  IpSetId,
+  IpSetType,
+  PolicyKey,
+  PortRange,
+  ProfileId,
+  RuleAction,
+} from '../../policy/compiled.ts';
 
-export interface PortRange {
-  first: number;
-  last: number;
-}
-
-export interface CompiledEntity {
-  /** Each must match (AND). */
-  ipSets: IpSetId[];
-  /** None may match. */
-  notIpSets: IpSetId[];
-  /** A single net is rendered inline; lists become ipsets (ipSets/notIpSets). */
-  net?: Cidr;
-  notNet?: Cidr;
-  ports: PortRange[];
-  notPorts: PortRange[];
-  /** Named ports resolve to hash:ip,port sets: the address and port must be in one of them. */
-  namedPortIpSets: IpSetId[];
-  /** Named ports in notPorts: the address and port must be in none of these sets. */
-  notNamedPortIpSets?: IpSetId[];
-  /** A condition nothing can satisfy (a named port on the source side, say). */
-  matchesNothing?: boolean;
-}
-
-export type RuleAction = 'allow' | 'deny' | 'log' | 'pass';
-
-export interface CompiledRule {
-  action: RuleAction;
-  protocol?: string;
-  notProtocol?: string;
-  icmp?: { type?: number; code?: number };
-  notIcmp?: { type?: number; code?: number };
-  src: CompiledEntity;
-  dst: CompiledEntity;
-  /** This rule can never match (e.g. it names a port nobody has): rendered as nothing. */
-  matchesNothing?: boolean;
-}
+import type { CompiledRule, IpSetId, IpSetType, PolicyKey, ProfileId } from '../../policy/compiled.ts';
 
 export interface ActivePolicy {
   key: PolicyKey;
@@ -66,9 +36,6 @@ export interface TierPolicies {
   /** Absent: `deny` ("End of tier X. Drop if no policies passed packet"). */
   defaultAction?: TierDefaultAction;
 }
-
-/** A profile's id as the local cluster names it (`kns.shop`, `ksa.shop.default`, a Profile's name). */
-export type ProfileId = string & { readonly [brand]: 'ProfileId' };
 
 /** A profile some local endpoint names: its rules run after every tier (Felix's cali-pri-/cali-pro-). */
 export interface ActiveProfile {

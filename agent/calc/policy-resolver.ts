@@ -5,6 +5,7 @@
 // endpoint's change evaluates only the policies that could select it, and a policy's change only
 // the endpoints that could be selected (thousands of policies, a handful of candidates each).
 import type { Labels } from '../../model/resources.ts';
+import { type CompiledPolicy, comparePolicies } from '../../policy/compiler.ts';
 import type { LabelIndex } from './label-index.ts';
 import type {
   EndpointKey,
@@ -16,7 +17,6 @@ import type {
   TierDefaultAction,
   TierPolicies,
 } from './messages.ts';
-import { type CompiledPolicy, comparePolicies } from './policy-compiler.ts';
 import { PolicySelectorIndex } from './policy-selector-index.ts';
 
 export interface LocalEndpointInput {

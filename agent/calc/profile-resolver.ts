@@ -3,9 +3,10 @@
 // referenced, as with policies. A named profile the feed has not (yet) sent is active with no
 // rules: its chain exists and accepts nothing, so the endpoint's "Drop if no profiles matched"
 // decides rather than a jump to a missing chain refusing the whole table.
+
+import type { CompiledProfile } from '../../policy/compiler.ts';
 import type { LabelIndex } from './label-index.ts';
 import type { EndpointKey, MessageSink, ProfileId } from './messages.ts';
-import type { CompiledProfile } from './policy-compiler.ts';
 
 export class ProfileResolver {
   private readonly rules = new Map<ProfileId, CompiledProfile>();

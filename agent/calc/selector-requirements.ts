@@ -13,8 +13,10 @@
 //   - `scope`: the item's namespace name.
 // Only necessity matters: the index still evaluates the whole matcher on every candidate.
 import type { Node } from '../../model/selector/ast.ts';
-import type { Selector } from '../../model/selector/index.ts';
-import { parse } from '../../model/selector/parser.ts';
+import { type Selector, selectorAst } from '../../model/selector/index.ts';
+
+export { selectorAst };
+
 
 export const NS_NAME_LABEL = 'projectcalico.org/name';
 const NAMESPACE_LABEL = 'projectcalico.org/namespace';
@@ -52,26 +54,12 @@ export interface RequirementSource {
   staticMembers?: readonly string[];
 }
 
-const astCache = new WeakMap<Selector, Node>();
-
 /**
  * A namespaceSelector of exactly `global()`: "non-namespaced entities only" (Calico rewrites it to
  * `!has(projectcalico.org/namespace)`). The rule compiler refuses global() anywhere else in one.
  */
 export function isGlobalOnly(namespaceSelector: Selector): boolean {
   return selectorAst(namespaceSelector).kind === 'global';
-}
-
-/** A selector's syntax tree: the compiled selector keeps it; any other is re-parsed once. */
-export function selectorAst(sel: Selector): Node {
-  const own = (sel as { ast?: Node }).ast;
-  if (own && typeof own === 'object' && 'kind' in own) return own;
-  let n = astCache.get(sel);
-  if (!n) {
-    n = parse(sel.canonical);
-    astCache.set(sel, n);
-  }
-  return n;
 }
 
 /**

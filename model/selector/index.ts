@@ -120,3 +120,17 @@ export function and(a: Selector, b: Selector): Selector {
   // A Selector from elsewhere: its canonical text is all we can trust.
   return parseSelector(source);
 }
+
+const astCache = new WeakMap<Selector, Node>();
+
+/** A selector's syntax tree: the compiled selector keeps it; any other is re-parsed once. */
+export function selectorAst(sel: Selector): Node {
+  const own = (sel as { ast?: Node }).ast;
+  if (own && typeof own === 'object' && 'kind' in own) return own;
+  let n = astCache.get(sel);
+  if (!n) {
+    n = parse(sel.canonical);
+    astCache.set(sel, n);
+  }
+  return n;
+}

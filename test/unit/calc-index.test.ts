@@ -8,7 +8,6 @@ import fc from 'fast-check';
 import { hasId, IdList, TupleInterner } from '../../agent/calc/index-structures.ts';
 import { type ItemInput, LabelIndex, type MatcherSpec } from '../../agent/calc/label-index.ts';
 import type { DataplaneMessage, IpSetId } from '../../agent/calc/messages.ts';
-import { matcherId } from '../../agent/calc/policy-compiler.ts';
 import {
   type Atom,
   type Clause,
@@ -19,6 +18,7 @@ import {
   selectorAst,
 } from '../../agent/calc/selector-requirements.ts';
 import { parseSelector } from '../../model/selector/index.ts';
+import { matcherId } from '../../policy/compiler.ts';
 
 const NS = 'projectcalico.org/namespace';
 const SA = 'projectcalico.org/serviceaccount';

@@ -7,10 +7,10 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { LabelIndex } from '../../agent/calc/label-index.ts';
 import type { DataplaneMessage, EndpointKey, PolicyKey } from '../../agent/calc/messages.ts';
-import { type CompiledPolicy, compilePolicy } from '../../agent/calc/policy-compiler.ts';
 import { PolicyResolver, tiersOf } from '../../agent/calc/policy-resolver.ts';
 import { PolicySelectorIndex } from '../../agent/calc/policy-selector-index.ts';
 import type { Labels } from '../../model/resources.ts';
+import { type CompiledPolicy, compilePolicy } from '../../policy/compiler.ts';
 import { policy } from '../helpers/feed-builders.ts';
 
 // Selectors of every kind of requirement: a label value, a set, a key, nothing in particular

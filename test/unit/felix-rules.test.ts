@@ -6,9 +6,9 @@ import { describe, it } from 'node:test';
 import { ClusterView, evaluateDirection, type Flow } from '../../agent/calc/flow-evaluator.ts';
 import { CalculationGraph } from '../../agent/calc/graph.ts';
 import type { DataplaneMessage } from '../../agent/calc/messages.ts';
-import { compilePolicy } from '../../agent/calc/policy-compiler.ts';
 import { vxlanMtu } from '../../agent/dataplane/vxlan.ts';
 import { parseIp4 } from '../../model/net.ts';
+import { compilePolicy } from '../../policy/compiler.ts';
 import type { Update } from '../../proto/service.ts';
 import { toUpdate } from '../../syncer/convert.ts';
 import {

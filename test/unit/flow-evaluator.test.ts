@@ -13,8 +13,8 @@ import {
   protocolNumber,
 } from '../../agent/calc/flow-evaluator.ts';
 import { LabelIndex } from '../../agent/calc/label-index.ts';
-import { compilePolicy } from '../../agent/calc/policy-compiler.ts';
 import { type Ip4, parseIp4 } from '../../model/net.ts';
+import { compilePolicy } from '../../policy/compiler.ts';
 import type { Update } from '../../proto/service.ts';
 import {
   namespace,

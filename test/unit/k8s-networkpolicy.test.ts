@@ -10,7 +10,6 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { LabelIndex, type MatcherSpec } from '../../agent/calc/label-index.ts';
 import type { CompiledEntity, CompiledRule, IpSetId } from '../../agent/calc/messages.ts';
-import { type CompiledPolicy, compilePolicy } from '../../agent/calc/policy-compiler.ts';
 import {
   K8sPolicyConversionError,
   labelSelectorTerms,
@@ -20,6 +19,7 @@ import { type Cidr, cidrContainsIp, type Ip4 } from '../../model/net.ts';
 import type { EntityRule, NamedPort, NetworkPolicy, Resource, Rule } from '../../model/resources.ts';
 import { parseSelector } from '../../model/selector/index.ts';
 import { parseYamlDocuments } from '../../model/validate.ts';
+import { type CompiledPolicy, compilePolicy } from '../../policy/compiler.ts';
 import { toUpdate } from '../../syncer/convert.ts';
 
 const here = dirname(fileURLToPath(import.meta.url));

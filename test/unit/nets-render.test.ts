@@ -4,8 +4,8 @@
 // both iptables backends refuse.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { compilePolicy } from '../../agent/calc/policy-compiler.ts';
 import { ruleMatches } from '../../agent/rules/render-rule.ts';
+import { compilePolicy } from '../../policy/compiler.ts';
 import { policy } from '../helpers/feed-builders.ts';
 
 function compiledRule(destination: { nets?: string[]; notNets?: string[] }) {

@@ -6,9 +6,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { compilePolicy, PolicyError } from '../../agent/calc/policy-compiler.ts';
 import { renderPolicyChains } from '../../agent/rules/render-tables.ts';
 import { validateResource } from '../../model/validate.ts';
+import { compilePolicy, PolicyError } from '../../policy/compiler.ts';
 import { toUpdate } from '../../syncer/convert.ts';
 import { type Json, junk, paths, setAt, VALID_SEED } from '../helpers/policy-gen.ts';
 

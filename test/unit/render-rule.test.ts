@@ -4,7 +4,6 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { CompiledEntity, CompiledRule, IpSetId } from '../../agent/calc/messages.ts';
-import { compilePolicy, PolicyError } from '../../agent/calc/policy-compiler.ts';
 import {
   ALL_POOLS_SET,
   chainName,
@@ -21,6 +20,7 @@ import { renderPolicyChains } from '../../agent/rules/render-tables.ts';
 import type { Rule } from '../../agent/rules/types.ts';
 import type { Cidr } from '../../model/net.ts';
 import { parseSelector } from '../../model/selector/index.ts';
+import { compilePolicy, PolicyError } from '../../policy/compiler.ts';
 import { type PolicyOpts, policy } from '../helpers/feed-builders.ts';
 
 const ACCEPT_MARK = '-j MARK --set-xmark 0x10000/0x10000';

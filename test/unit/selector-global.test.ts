@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { create } from '@bufbuild/protobuf';
 import { CalculationGraph } from '../../agent/calc/graph.ts';
-import { compilePolicy, PolicyError } from '../../agent/calc/policy-compiler.ts';
+import { compilePolicy, PolicyError } from '../../policy/compiler.ts';
 import { HostEndpointSchema, ResourceKind, UpdateSchema } from '../../proto/service.ts';
 import { networkSet, type PolicyOpts, policy, type RuleInit, wep } from '../helpers/feed-builders.ts';
 import { ipsetCollector } from '../helpers/ipset-sink.ts';

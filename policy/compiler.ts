@@ -2,9 +2,15 @@
 // keys, and its rules with every selector replaced by an ipset id. Pure: no state, no I/O, so a bad
 // policy is refused here, whole, before it can touch anything.
 import { createHash } from 'node:crypto';
-import { type Cidr, NetParseError, parseCidr } from '../../model/net.ts';
-import type { Node } from '../../model/selector/ast.ts';
-import { parseSelectorCached, type Selector, SelectorParseError } from '../../model/selector/index.ts';
+import { type Cidr, NetParseError, parseCidr } from '../model/net.ts';
+import type { Node } from '../model/selector/ast.ts';
+import { NAMESPACE_LABEL } from '../model/selector/ast.ts';
+import {
+  parseSelectorCached,
+  type Selector,
+  SelectorParseError,
+  selectorAst,
+} from '../model/selector/index.ts';
 import {
   Action,
   type EntityRule,
@@ -12,18 +18,17 @@ import {
   type Policy,
   type Profile,
   type Rule,
-} from '../../proto/service.ts';
-import { type MatcherSpec, NAMESPACE_LABEL } from './label-index.ts';
+} from '../proto/service.ts';
 import type {
   CompiledEntity,
   CompiledRule,
   IpSetId,
+  MatcherSpec,
   PolicyKey,
   PortRange,
   ProfileId,
   RuleAction,
-} from './messages.ts';
-import { selectorAst } from './selector-requirements.ts';
+} from './compiled.ts';
 
 export class PolicyError extends Error {
   constructor(
