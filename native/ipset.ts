@@ -216,8 +216,10 @@ export function diffIpSets(
   desired: ReadonlyMap<string, IpSetSpec>,
   actual: ReadonlyMap<string, IpSetSpec | KernelIpSet>,
   opts: IpSetDiffOptions = {},
-): { script: string; stats: IpSetDiffStats } {
+): { script: string; stats: IpSetDiffStats; after: Map<string, KernelIpSet> } {
   const lines: string[] = [];
+  /** What the kernel holds for each desired set once the script has run (blocked ones excepted). */
+  const after = new Map<string, KernelIpSet>();
   const stats: IpSetDiffStats = {
     created: 0,
     swapped: 0,
@@ -238,12 +240,20 @@ export function diffIpSets(
     const family = familyOf(want.name);
     const wantMembers = normalisedMembers(want, family);
     const have = actual.get(want.name) as KernelIpSet | undefined;
+    const written: KernelIpSet = {
+      name: want.name,
+      type: want.type,
+      family,
+      maxelem: MAXELEM,
+      members: wantMembers,
+    };
 
     if (have === undefined) {
       lines.push(createLine(want.name, want.type, family));
       fill(want.name, wantMembers);
       stats.created++;
       stats.added += wantMembers.size;
+      after.set(want.name, written);
       continue;
     }
     const sameKind = have.type === want.type && (have.family ?? family) === family;
@@ -256,6 +266,7 @@ export function diffIpSets(
       fill(want.name, wantMembers);
       stats.recreated++;
       stats.added += wantMembers.size;
+      after.set(want.name, written);
       continue;
     }
     if ((have.maxelem ?? MAXELEM) !== MAXELEM) {
@@ -265,6 +276,7 @@ export function diffIpSets(
       lines.push(`swap ${temp} ${want.name}`, `destroy ${temp}`);
       stats.swapped++;
       stats.added += wantMembers.size;
+      after.set(want.name, written);
       continue;
     }
     // The kernel prints members canonically already: only the desired side needs normalising.
@@ -281,9 +293,10 @@ export function diffIpSets(
         stats.added++;
       }
     }
+    after.set(want.name, written);
   }
   stats.lines = lines.length;
-  return { script: lines.length === 0 ? '' : `${lines.join('\n')}\nCOMMIT\n`, stats };
+  return { script: lines.length === 0 ? '' : `${lines.join('\n')}\nCOMMIT\n`, stats, after };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -321,6 +334,12 @@ const GONE = /does not exist/i;
 
 export class IpSetDriver {
   private readonly netns: string | undefined;
+  /**
+   * Our sets as the kernel holds them after our last successful write, so that a change is written
+   * without reading 100,000 members back first (when the caller says so: `reuseLastWrite`).
+   * Dropped on any failure; a caller re-reads on resync.
+   */
+  private known: Map<string, KernelIpSet> | undefined;
 
   constructor(opts: { netns?: string } = {}) {
     this.netns = opts.netns;
@@ -337,13 +356,18 @@ export class IpSetDriver {
    * the kernel refuses a line of is left as it is (`ipset restore` stops at the refused line, having
    * applied the lines before it) and the rest is applied on a fresh read.
    */
-  async apply(desired: ReadonlyMap<string, IpSetSpec>, maxRounds = 16): Promise<IpSetStats> {
+  async apply(
+    desired: ReadonlyMap<string, IpSetSpec>,
+    opts: { reuseLastWrite?: boolean; maxRounds?: number } = {},
+  ): Promise<IpSetStats> {
+    const maxRounds = opts.maxRounds ?? 16;
     const refused: IpSetStats['refused'] = [];
     let commands = 0;
     let ms = 0;
     for (let round = 0; ; round++) {
       const want = new Map([...desired].filter(([k]) => !refused.some((r) => r.set === k)));
-      const actual = await this.list();
+      const actual = (round === 0 && opts.reuseLastWrite ? this.known : undefined) ?? (await this.list());
+      this.known = undefined;
       let diff = diffIpSets(want, actual);
       if (diff.stats.recreated > 0) {
         // Only a type change needs the reference counts; ask once, then re-plan with them.
@@ -356,7 +380,14 @@ export class IpSetDriver {
             'ipset type change blocked: set is referenced; left as is',
           );
         }
-      if (diff.script === '') return { ...diff.stats, commands, ms, refused };
+      const remember = () => {
+        this.known = new Map(actual);
+        for (const [name, set] of diff.after) this.known.set(name, set);
+      };
+      if (diff.script === '') {
+        remember();
+        return { ...diff.stats, commands, ms, refused };
+      }
       const started = performance.now();
       const res = await run('ipset', ['restore'], {
         netns: this.netns,
@@ -369,7 +400,10 @@ export class IpSetDriver {
         { netns: this.netns, lines: diff.stats.lines, bytes: diff.script.length, ms },
         'ipset restore',
       );
-      if (res.exitCode === 0) return { ...diff.stats, commands, ms, refused };
+      if (res.exitCode === 0) {
+        if (refused.length === 0) remember();
+        return { ...diff.stats, commands, ms, refused };
+      }
       const m = /Error in line (\d+):\s*(.*)/.exec(res.stderr);
       const set = m ? setOfLine(diff.script, Number(m[1])) : undefined;
       if (m === null || set === undefined || !want.has(set) || round + 1 >= maxRounds)
@@ -382,12 +416,25 @@ export class IpSetDriver {
    * Destroy owned sets not in `keep`. Call after iptables stopped referencing them: a set the
    * kernel still holds is reported in `inUse` and left for the next call.
    */
-  async destroyStale(keep: ReadonlySet<string>): Promise<IpSetDestroyStats> {
-    const { stdout } = await run('ipset', ['list', '-n'], { netns: this.netns });
-    let pending = stdout
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((n) => n !== '' && isOwnedIpSet(n) && !keep.has(n));
+  async destroyStale(
+    keep: ReadonlySet<string>,
+    opts: { reuseLastWrite?: boolean } = {},
+  ): Promise<IpSetDestroyStats> {
+    const names =
+      opts.reuseLastWrite && this.known
+        ? [...this.known.keys()]
+        : (await run('ipset', ['list', '-n'], { netns: this.netns })).stdout.split('\n').map((l) => l.trim());
+    const pending = names.filter((n) => n !== '' && isOwnedIpSet(n) && !keep.has(n));
+    try {
+      return await this.destroy(pending);
+    } catch (e) {
+      this.known = undefined;
+      throw e;
+    }
+  }
+
+  private async destroy(names: string[]): Promise<IpSetDestroyStats> {
+    let pending = names;
     const stats: IpSetDestroyStats = { destroyed: [], inUse: [], commands: 0, ms: 0 };
     // One restore destroys them all. The tool stops at the first failing line (and reports its
     // number); the lines before it took effect, so skip the failing set and go on with the rest.
@@ -420,6 +467,7 @@ export class IpSetDriver {
         'ipset destroy',
       );
     }
+    for (const n of stats.destroyed) this.known?.delete(n);
     return stats;
   }
 

@@ -30,7 +30,11 @@ export interface TableSyncResult {
 
 export interface TableWriter {
   /** What it resolves to may say what the kernel refused (a TableSyncResult). */
-  syncTable(table: KernelTable, desired: TableState): Promise<unknown>;
+  /**
+   * `reuseLastWrite`: nothing but our own writes changed the table since the last sync, so the
+   * writer may plan against what that sync left instead of reading the table back.
+   */
+  syncTable(table: KernelTable, desired: TableState, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
 }
 
 export interface FilterFaults {
@@ -50,6 +54,8 @@ export class FilterTableManager {
   /** Policies that rendered once: rendering is pure, so an unchanged object renders again. */
   private readonly renderable = new WeakSet<ActivePolicy>();
   private readonly refusals = new RefusalLog('a policy');
+  /** Read the table back before the next write: at start, after a resync or a failure. */
+  private reread = true;
 
   constructor(
     private readonly writer: TableWriter,
@@ -86,6 +92,7 @@ export class FilterTableManager {
   }
 
   markDirty(): void {
+    this.reread = true;
     this.gen.bump();
   }
 
@@ -163,7 +170,12 @@ export class FilterTableManager {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
     const { table, failed } = this.renderChecked();
-    const res = (await this.writer.syncTable('filter', table)) as TableSyncResult | undefined;
+    const reuseLastWrite = !this.reread;
+    this.reread = true;
+    const res = (await this.writer.syncTable('filter', table, { reuseLastWrite })) as
+      | TableSyncResult
+      | undefined;
+    this.reread = false;
     const owners = this.owners();
     const refused = (res?.refused ?? []).map(
       (r): Refusal => ({ table: 'filter', object: r.chain, ...owners.get(r.chain), reason: r.reason }),
@@ -181,6 +193,7 @@ export class FilterTableManager {
 export class NatManager {
   private readonly pools = new Map<string, Pool>();
   private readonly gen = new Generations();
+  private reread = true;
 
   constructor(
     private readonly writer: TableWriter,
@@ -211,13 +224,17 @@ export class NatManager {
   }
 
   markDirty(): void {
+    this.reread = true;
     this.gen.bump();
   }
 
   async apply(): Promise<boolean> {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
-    await this.writer.syncTable('nat', renderNatTable());
+    const reuseLastWrite = !this.reread;
+    this.reread = true;
+    await this.writer.syncTable('nat', renderNatTable(), { reuseLastWrite });
+    this.reread = false;
     this.gen.done(gen);
     return true;
   }

@@ -17,8 +17,9 @@ export const VXLAN_PORT = 4789;
 export interface LinkWriter {
   findDeviceWithAddress(ip: Ip4): Promise<{ name: string; mtu: number } | undefined>;
   ensureVxlan(spec: VxlanSpec): Promise<unknown>;
-  syncNeighbours(dev: string, desired: readonly NeighSpec[]): Promise<unknown>;
-  syncFdb(dev: string, desired: readonly FdbSpec[]): Promise<unknown>;
+  /** `fresh`: the device was just created, so it holds no entries and there is nothing to read. */
+  syncNeighbours(dev: string, desired: readonly NeighSpec[], opts?: { fresh?: boolean }): Promise<unknown>;
+  syncFdb(dev: string, desired: readonly FdbSpec[], opts?: { fresh?: boolean }): Promise<unknown>;
   syncRoutes(
     desired: readonly RouteSpec[],
     opts?: { ownedDevices?: (dev: string) => boolean },
@@ -99,12 +100,13 @@ export class VxlanManager {
       return false;
     }
     const vteps = [...this.vteps.values()];
+    let fresh = false;
     if (this.device.pending) {
       const deviceGen = this.device.begin();
       const parent = await this.writer.findDeviceWithAddress(h.nodeIp);
       if (!parent)
         throw new Error(`no interface holds this node's address ${h.nodeIp}; cannot create ${VXLAN_DEVICE}`);
-      await this.writer.ensureVxlan({
+      const res = await this.writer.ensureVxlan({
         name: VXLAN_DEVICE,
         vni: VXLAN_VNI,
         port: VXLAN_PORT,
@@ -114,16 +116,19 @@ export class VxlanManager {
         mtu: parent.mtu - 50,
         tunnelAddress: h.tunnelIp,
       });
+      fresh = (res as { created?: boolean } | undefined)?.created === true;
       this.device.done(deviceGen);
       this.established = true;
     }
     await this.writer.syncFdb(
       VXLAN_DEVICE,
       vteps.map((v) => ({ mac: v.mac, dst: v.nodeIp })),
+      { fresh },
     );
     await this.writer.syncNeighbours(
       VXLAN_DEVICE,
       vteps.map((v) => ({ ip: v.tunnelIp, mac: v.mac })),
+      { fresh },
     );
     this.gen.done(gen);
     return true;
