@@ -160,6 +160,17 @@ export function parseIpSetTerse(text: string): Map<string, { type: string; refer
   return out;
 }
 
+/** Member counts by set name from `ipset list -t` (the kernel keeps the count: no member listing). */
+export function parseIpSetCounts(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  let name: string | undefined;
+  for (const raw of text.split('\n')) {
+    if (raw.startsWith('Name:')) name = raw.slice(5).trim();
+    else if (raw.startsWith('Number of entries:') && name !== undefined) out.set(name, Number(raw.slice(18)));
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The pure diff.
 
@@ -343,6 +354,20 @@ export class IpSetDriver {
 
   constructor(opts: { netns?: string } = {}) {
     this.netns = opts.netns;
+  }
+
+  /**
+   * The owned sets our last write left that the kernel no longer holds as written: missing, or
+   * with another member count (flushed, members added or deleted by hand). One `ipset list -t`,
+   * headers only, so cheap enough to run every few seconds. A member swapped for another (same
+   * count) is left to the periodic full resync.
+   */
+  async driftedSets(): Promise<string[]> {
+    const known = this.known;
+    if (known === undefined) return [];
+    const { stdout } = await run('ipset', ['list', '-t'], { netns: this.netns });
+    const counts = parseIpSetCounts(stdout);
+    return [...known.values()].filter((s) => counts.get(s.name) !== s.members.size).map((s) => s.name);
   }
 
   /** Owned sets with their members, from one `ipset save`. */

@@ -657,6 +657,8 @@ export class IptablesDriver {
    * says so (`reuseLastWrite`). Dropped on any failure or refusal; a caller re-reads on resync.
    */
   private readonly known = new Map<Table, ParsedTable>();
+  /** What each table's last fully accepted write made of our chains and hooks (drift checks). */
+  private readonly written = new Map<Table, TableState>();
 
   constructor(opts: { backend: IptablesBackend; netns?: string }) {
     this.backend = opts.backend;
@@ -682,6 +684,18 @@ export class IptablesDriver {
     return backend;
   }
 
+  /**
+   * Whether someone changed what our last write to this table left: a chain of ours with a rule
+   * added, changed or deleted, a hook of ours moved or deleted. One save and a diff against the
+   * last written state (its hashes memoised), no render. False when nothing was written yet.
+   */
+  async drifted(table: Table): Promise<boolean> {
+    const desired = this.written.get(table);
+    if (desired === undefined) return false;
+    const plan = planRestore(table, desired, await this.read(table));
+    return plan.script !== undefined;
+  }
+
   async read(table: Table): Promise<ParsedTable> {
     const { stdout } = await run(TOOLS[this.backend].save, ['-t', table], { netns: this.netns });
     return parseSave(stdout);
@@ -694,6 +708,7 @@ export class IptablesDriver {
   ): Promise<IptStats> {
     const actual = (opts.reuseLastWrite ? this.known.get(table) : undefined) ?? (await this.read(table));
     this.known.delete(table);
+    this.written.delete(table);
     const planWith = (keep: ReadonlySet<string>) => planRestore(table, desired, actual, { keep });
     const plan = planWith(new Set());
     if (plan.stats.chainsKept.length > 0) {
@@ -704,6 +719,7 @@ export class IptablesDriver {
     }
     if (plan.script === undefined) {
       this.known.set(table, actual);
+      this.written.set(table, desired);
       return { ...plan.stats, table, lines: 0, commands: 0, ms: 0, refused: [] };
     }
     const started = performance.now();
@@ -724,7 +740,10 @@ export class IptablesDriver {
       reason: actual.chains.has(chain) ? reason : `${reason} (never loaded: its placeholder drops)`,
     }));
     const p = result.plan;
-    if (refused.length === 0) this.known.set(table, expectedAfter(desired, actual, p));
+    if (refused.length === 0) {
+      this.known.set(table, expectedAfter(desired, actual, p));
+      this.written.set(table, desired);
+    }
     log.debug(
       { table, backend: this.backend, netns: this.netns, lines: p.lines, ms, attempts: result.attempts },
       'iptables-restore',

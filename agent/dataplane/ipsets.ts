@@ -18,6 +18,8 @@ export interface IpSetWriter {
    */
   apply(desired: ReadonlyMap<string, IpSetSpec>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
   destroyStale(keep: ReadonlySet<string>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
+  /** Sets whose kernel copy no longer matches the last write, by a cheap check (member counts). */
+  driftedSets?(): Promise<string[]>;
 }
 
 export class IpSetManager {
@@ -80,6 +82,13 @@ export class IpSetManager {
     this.changed = undefined;
     this.gen.bump();
     this.stale.bump();
+  }
+
+  /** The sets someone changed behind our back; they are re-read and rewritten on the next pass. */
+  async checkDrift(): Promise<string[]> {
+    const sets = (await this.writer.driftedSets?.()) ?? [];
+    if (sets.length > 0) this.markDirty();
+    return sets;
   }
 
   /** Create and update; never destroys (iptables may still reference a set). */

@@ -35,6 +35,19 @@ export interface TableWriter {
    * writer may plan against what that sync left instead of reading the table back.
    */
   syncTable(table: KernelTable, desired: TableState, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
+  /** Whether someone changed what the last sync of this table left (drift check). */
+  drifted?(table: KernelTable): Promise<boolean>;
+}
+
+/** A table manager's drift check: if the table drifted, re-read and rewrite it on the next pass. */
+async function tableDrifted(
+  writer: TableWriter,
+  table: KernelTable,
+  markDirty: () => void,
+): Promise<boolean> {
+  if (!(await writer.drifted?.(table))) return false;
+  markDirty();
+  return true;
 }
 
 export interface FilterFaults {
@@ -94,6 +107,10 @@ export class FilterTableManager {
   markDirty(): void {
     this.reread = true;
     this.gen.bump();
+  }
+
+  checkDrift(): Promise<boolean> {
+    return tableDrifted(this.writer, 'filter', () => this.markDirty());
   }
 
   render(): TableState {
@@ -226,6 +243,10 @@ export class NatManager {
   markDirty(): void {
     this.reread = true;
     this.gen.bump();
+  }
+
+  checkDrift(): Promise<boolean> {
+    return tableDrifted(this.writer, 'nat', () => this.markDirty());
   }
 
   async apply(): Promise<boolean> {
