@@ -11,7 +11,7 @@ import { ipsetName } from '../../agent/rules/names.ts';
 import type { Cidr } from '../../model/net.ts';
 import { IpRouteDriver } from '../../native/iproute.ts';
 import { IpSetDriver } from '../../native/ipset.ts';
-import { type IptablesBackend, IptablesDriver } from '../../native/iptables.ts';
+import { type IptablesBackend, IptablesDriver, type TableState } from '../../native/iptables.ts';
 import { isRoot, netnsScope, sh } from '../harness/netns.ts';
 
 const SET = 's:drifttest' as IpSetId;
@@ -97,5 +97,42 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
       assert.doesNotMatch(await filter(), /10\.99\.0\.1/, 'foreign rule removed from our chain');
       assert.deepEqual(await dataplane.checkDrift(), [], 'and nothing drifted after the repair');
     });
+  });
+}
+
+for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
+  test(`a sync planned on the last write (no read-back) leaves what a re-read sync would (${backend})`, {
+    skip: !isRoot(),
+  }, async (t) => {
+    const scope = netnsScope(t);
+    const node = await scope.add('node');
+    const ipt = backend === 'nft' ? 'iptables-nft' : 'iptables-legacy';
+    // A foreign rule already in FORWARD: our hooks go above it, and positions must still add up.
+    await sh(node, ipt, '-A', 'FORWARD', '-s', '10.99.0.1', '-j', 'ACCEPT');
+    const driver = new IptablesDriver({ backend, netns: node });
+    const state = (n: number): TableState => ({
+      chains: [
+        {
+          name: 'cali-a',
+          rules: Array.from({ length: n }, (_, i) => ({ match: `-s 10.1.0.${i}`, action: '-j DROP' })),
+        },
+        { name: `cali-b${n}`, rules: [{ match: '', action: '-j cali-a' }] },
+      ],
+      hooks: [{ chain: 'FORWARD', rule: { match: '', action: `-j cali-b${n}` } }],
+    });
+    await driver.syncTable('filter', state(3));
+    for (const n of [5, 2, 4]) {
+      const st = await driver.syncTable('filter', state(n), { reuseLastWrite: true });
+      assert.equal(st.commands, 1, 'written without a failure');
+      assert.equal(await driver.drifted('filter'), false, `after ${n}: the kernel holds what we planned`);
+      assert.equal(
+        (await driver.syncTable('filter', state(n))).lines,
+        0,
+        'a re-read sync finds nothing to do',
+      );
+    }
+    const save = await sh(node, `${ipt}-save`, '-t', 'filter');
+    assert.match(save, /-A FORWARD -s 10\.99\.0\.1\/32 -j ACCEPT/, 'the foreign rule is untouched');
+    assert.doesNotMatch(save, /cali-b5|cali-b3|cali-b2/, 'old chains gone');
   });
 }
