@@ -360,14 +360,26 @@ export class IpSetDriver {
    * The owned sets our last write left that the kernel no longer holds as written: missing, or
    * with another member count (flushed, members added or deleted by hand). One `ipset list -t`,
    * headers only, so cheap enough to run every few seconds. A member swapped for another (same
-   * count) is left to the periodic full resync.
+   * count) is left to the periodic full resync. The drifted sets are re-read (one `ipset save
+   * NAME` each) into what the next apply diffs against.
    */
   async driftedSets(): Promise<string[]> {
     const known = this.known;
     if (known === undefined) return [];
     const { stdout } = await run('ipset', ['list', '-t'], { netns: this.netns });
     const counts = parseIpSetCounts(stdout);
-    return [...known.values()].filter((s) => counts.get(s.name) !== s.members.size).map((s) => s.name);
+    const drifted = [...known.values()]
+      .filter((s) => counts.get(s.name) !== s.members.size)
+      .map((s) => s.name);
+    // Re-read just these, so that the next apply (reusing the last write) repairs only them.
+    for (const name of drifted) {
+      const res = await run('ipset', ['save', name], { netns: this.netns, allowFailure: true });
+      const set = res.exitCode === 0 ? parseIpSetSave(res.stdout).get(name) : undefined;
+      if (this.known !== known) break; // an apply replaced it meanwhile; the next check looks again
+      if (set) known.set(name, set);
+      else known.delete(name);
+    }
+    return drifted;
   }
 
   /** Owned sets with their members, from one `ipset save`. */

@@ -18,7 +18,10 @@ export interface IpSetWriter {
    */
   apply(desired: ReadonlyMap<string, IpSetSpec>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
   destroyStale(keep: ReadonlySet<string>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
-  /** Sets whose kernel copy no longer matches the last write, by a cheap check (member counts). */
+  /**
+   * Sets whose kernel copy no longer matches the last write, by a cheap check (member counts); the
+   * writer re-reads those, so the next apply that reuses its last write repairs them.
+   */
   driftedSets?(): Promise<string[]>;
 }
 
@@ -87,7 +90,10 @@ export class IpSetManager {
   /** The sets someone changed behind our back; they are re-read and rewritten on the next pass. */
   async checkDrift(): Promise<string[]> {
     const sets = (await this.writer.driftedSets?.()) ?? [];
-    if (sets.length > 0) this.markDirty();
+    if (sets.length === 0) return sets;
+    // The writer re-read them: rewrite just these, not 100,000 members of every set.
+    for (const name of sets) this.changed?.add(name);
+    this.gen.bump();
     return sets;
   }
 
