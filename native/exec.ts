@@ -32,6 +32,24 @@ export interface RunResult {
   exitCode: number;
 }
 
+/** One finished tool run, as an observer sees it (the dataplane bench's breakdown). */
+export interface ExecRecord {
+  file: string;
+  args: readonly string[];
+  netns?: string;
+  inputBytes: number;
+  ms: number;
+  exitCode: number;
+}
+
+const observers = new Set<(r: ExecRecord) => void>();
+
+/** Be told of every tool run (for measurement); returns the unsubscribe. */
+export function observeExec(fn: (r: ExecRecord) => void): () => void {
+  observers.add(fn);
+  return () => observers.delete(fn);
+}
+
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const [cmd, argv] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, file, ...args]] : [file, [...args]];
   const started = performance.now();
@@ -44,6 +62,10 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   });
   const ms = performance.now() - started;
   const exitCode = res.exitCode ?? -1;
+  if (observers.size > 0) {
+    const rec = { file, args, netns: opts.netns, inputBytes: opts.input?.length ?? 0, ms, exitCode };
+    for (const o of observers) o(rec);
+  }
   log.debug(
     {
       cmd: file,

@@ -314,9 +314,11 @@ export class IpRouteDriver {
    * fixed in place. One `ip -batch`, none when nothing differs.
    */
   async ensureVxlan(spec: VxlanSpec): Promise<{ created: boolean; changed: boolean; ms: number }> {
-    const parent = await this.link(spec.parentDev, false);
-    if (parent === undefined) throw new Error(`VXLAN parent device ${spec.parentDev} does not exist`);
-    const mtu = spec.mtu ?? parent.mtu - VXLAN_OVERHEAD;
+    // With the MTU given, the parent is only checked by the kernel when the device is created.
+    const parent = spec.mtu === undefined ? await this.link(spec.parentDev, false) : undefined;
+    if (spec.mtu === undefined && parent === undefined)
+      throw new Error(`VXLAN parent device ${spec.parentDev} does not exist`);
+    const mtu = spec.mtu ?? (parent?.mtu ?? 0) - VXLAN_OVERHEAD;
     const cur = await this.link(spec.name, true);
     const lines: string[] = [];
     const create = cur === undefined || !vxlanMatches(cur, spec);
@@ -404,8 +406,14 @@ export class IpRouteDriver {
   }
 
   /** Permanent ARP entries on `dev` exactly `desired`; other permanent entries there are removed. */
-  async syncNeighbours(dev: string, desired: readonly NeighSpec[]): Promise<IpStats> {
-    const { stdout } = await run('ip', ['-4', '-j', 'neigh', 'show', 'dev', dev], { netns: this.netns });
+  async syncNeighbours(
+    dev: string,
+    desired: readonly NeighSpec[],
+    opts: { fresh?: boolean } = {},
+  ): Promise<IpStats> {
+    const stdout = opts.fresh
+      ? '[]'
+      : (await run('ip', ['-4', '-j', 'neigh', 'show', 'dev', dev], { netns: this.netns })).stdout;
     const actual = parseJson<{ dst: string; lladdr?: string; state?: string[] }>(stdout).map((n) => ({
       ip: n.dst,
       mac: n.lladdr,
@@ -415,8 +423,10 @@ export class IpRouteDriver {
   }
 
   /** Permanent FDB entries (MAC -> remote VTEP) on `dev` exactly `desired`. */
-  async syncFdb(dev: string, desired: readonly FdbSpec[]): Promise<IpStats> {
-    const { stdout } = await run('bridge', ['-j', 'fdb', 'show', 'dev', dev], { netns: this.netns });
+  async syncFdb(dev: string, desired: readonly FdbSpec[], opts: { fresh?: boolean } = {}): Promise<IpStats> {
+    const stdout = opts.fresh
+      ? '[]'
+      : (await run('bridge', ['-j', 'fdb', 'show', 'dev', dev], { netns: this.netns })).stdout;
     const actual = parseJson<{ mac: string; dst?: string; state?: string }>(stdout)
       // Entries without a remote are the device's own unicast/multicast addresses, not FDB state.
       .filter((f) => f.state === 'permanent' && f.dst !== undefined)

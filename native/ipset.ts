@@ -160,6 +160,17 @@ export function parseIpSetTerse(text: string): Map<string, { type: string; refer
   return out;
 }
 
+/** Member counts by set name from `ipset list -t` (the kernel keeps the count: no member listing). */
+export function parseIpSetCounts(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  let name: string | undefined;
+  for (const raw of text.split('\n')) {
+    if (raw.startsWith('Name:')) name = raw.slice(5).trim();
+    else if (raw.startsWith('Number of entries:') && name !== undefined) out.set(name, Number(raw.slice(18)));
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The pure diff.
 
@@ -216,8 +227,10 @@ export function diffIpSets(
   desired: ReadonlyMap<string, IpSetSpec>,
   actual: ReadonlyMap<string, IpSetSpec | KernelIpSet>,
   opts: IpSetDiffOptions = {},
-): { script: string; stats: IpSetDiffStats } {
+): { script: string; stats: IpSetDiffStats; after: Map<string, KernelIpSet> } {
   const lines: string[] = [];
+  /** What the kernel holds for each desired set once the script has run (blocked ones excepted). */
+  const after = new Map<string, KernelIpSet>();
   const stats: IpSetDiffStats = {
     created: 0,
     swapped: 0,
@@ -238,12 +251,20 @@ export function diffIpSets(
     const family = familyOf(want.name);
     const wantMembers = normalisedMembers(want, family);
     const have = actual.get(want.name) as KernelIpSet | undefined;
+    const written: KernelIpSet = {
+      name: want.name,
+      type: want.type,
+      family,
+      maxelem: MAXELEM,
+      members: wantMembers,
+    };
 
     if (have === undefined) {
       lines.push(createLine(want.name, want.type, family));
       fill(want.name, wantMembers);
       stats.created++;
       stats.added += wantMembers.size;
+      after.set(want.name, written);
       continue;
     }
     const sameKind = have.type === want.type && (have.family ?? family) === family;
@@ -256,6 +277,7 @@ export function diffIpSets(
       fill(want.name, wantMembers);
       stats.recreated++;
       stats.added += wantMembers.size;
+      after.set(want.name, written);
       continue;
     }
     if ((have.maxelem ?? MAXELEM) !== MAXELEM) {
@@ -265,6 +287,7 @@ export function diffIpSets(
       lines.push(`swap ${temp} ${want.name}`, `destroy ${temp}`);
       stats.swapped++;
       stats.added += wantMembers.size;
+      after.set(want.name, written);
       continue;
     }
     // The kernel prints members canonically already: only the desired side needs normalising.
@@ -281,9 +304,10 @@ export function diffIpSets(
         stats.added++;
       }
     }
+    after.set(want.name, written);
   }
   stats.lines = lines.length;
-  return { script: lines.length === 0 ? '' : `${lines.join('\n')}\nCOMMIT\n`, stats };
+  return { script: lines.length === 0 ? '' : `${lines.join('\n')}\nCOMMIT\n`, stats, after };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -321,9 +345,41 @@ const GONE = /does not exist/i;
 
 export class IpSetDriver {
   private readonly netns: string | undefined;
+  /**
+   * Our sets as the kernel holds them after our last successful write, so that a change is written
+   * without reading 100,000 members back first (when the caller says so: `reuseLastWrite`).
+   * Dropped on any failure; a caller re-reads on resync.
+   */
+  private known: Map<string, KernelIpSet> | undefined;
 
   constructor(opts: { netns?: string } = {}) {
     this.netns = opts.netns;
+  }
+
+  /**
+   * The owned sets our last write left that the kernel no longer holds as written: missing, or
+   * with another member count (flushed, members added or deleted by hand). One `ipset list -t`,
+   * headers only, so cheap enough to run every few seconds. A member swapped for another (same
+   * count) is left to the periodic full resync. The drifted sets are re-read (one `ipset save
+   * NAME` each) into what the next apply diffs against.
+   */
+  async driftedSets(): Promise<string[]> {
+    const known = this.known;
+    if (known === undefined) return [];
+    const { stdout } = await run('ipset', ['list', '-t'], { netns: this.netns });
+    const counts = parseIpSetCounts(stdout);
+    const drifted = [...known.values()]
+      .filter((s) => counts.get(s.name) !== s.members.size)
+      .map((s) => s.name);
+    // Re-read just these, so that the next apply (reusing the last write) repairs only them.
+    for (const name of drifted) {
+      const res = await run('ipset', ['save', name], { netns: this.netns, allowFailure: true });
+      const set = res.exitCode === 0 ? parseIpSetSave(res.stdout).get(name) : undefined;
+      if (this.known !== known) break; // an apply replaced it meanwhile; the next check looks again
+      if (set) known.set(name, set);
+      else known.delete(name);
+    }
+    return drifted;
   }
 
   /** Owned sets with their members, from one `ipset save`. */
@@ -337,13 +393,18 @@ export class IpSetDriver {
    * the kernel refuses a line of is left as it is (`ipset restore` stops at the refused line, having
    * applied the lines before it) and the rest is applied on a fresh read.
    */
-  async apply(desired: ReadonlyMap<string, IpSetSpec>, maxRounds = 16): Promise<IpSetStats> {
+  async apply(
+    desired: ReadonlyMap<string, IpSetSpec>,
+    opts: { reuseLastWrite?: boolean; maxRounds?: number } = {},
+  ): Promise<IpSetStats> {
+    const maxRounds = opts.maxRounds ?? 16;
     const refused: IpSetStats['refused'] = [];
     let commands = 0;
     let ms = 0;
     let before: Map<string, KernelIpSet> | undefined;
     for (let round = 0; ; round++) {
-      const actual = await this.list();
+      const actual = (round === 0 && opts.reuseLastWrite ? this.known : undefined) ?? (await this.list());
+      this.known = undefined;
       before ??= actual;
       // A refused set goes back to what it held before this call: the lines of its restore before
       // the refused one (a `del`, say) took effect.
@@ -364,8 +425,14 @@ export class IpSetDriver {
             'ipset type change blocked: set is referenced; left as is',
           );
         }
-      if (diff.script === '')
+      const remember = () => {
+        this.known = new Map(actual);
+        for (const [name, set] of diff.after) this.known.set(name, set);
+      };
+      if (diff.script === '') {
+        if (refused.length === 0) remember();
         return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
+      }
       const started = performance.now();
       const res = await run('ipset', ['restore'], {
         netns: this.netns,
@@ -378,8 +445,10 @@ export class IpSetDriver {
         { netns: this.netns, lines: diff.stats.lines, bytes: diff.script.length, ms },
         'ipset restore',
       );
-      if (res.exitCode === 0)
+      if (res.exitCode === 0) {
+        if (refused.length === 0) remember();
         return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
+      }
       const m = /Error in line (\d+):\s*(.*)/.exec(res.stderr);
       const set = m ? setOfLine(diff.script, Number(m[1])) : undefined;
       if (m === null || set === undefined || !want.has(set) || round + 1 >= maxRounds)
@@ -392,12 +461,25 @@ export class IpSetDriver {
    * Destroy owned sets not in `keep`. Call after iptables stopped referencing them: a set the
    * kernel still holds is reported in `inUse` and left for the next call.
    */
-  async destroyStale(keep: ReadonlySet<string>): Promise<IpSetDestroyStats> {
-    const { stdout } = await run('ipset', ['list', '-n'], { netns: this.netns });
-    let pending = stdout
-      .split('\n')
-      .map((l) => l.trim())
-      .filter((n) => n !== '' && isOwnedIpSet(n) && !keep.has(n));
+  async destroyStale(
+    keep: ReadonlySet<string>,
+    opts: { reuseLastWrite?: boolean } = {},
+  ): Promise<IpSetDestroyStats> {
+    const names =
+      opts.reuseLastWrite && this.known
+        ? [...this.known.keys()]
+        : (await run('ipset', ['list', '-n'], { netns: this.netns })).stdout.split('\n').map((l) => l.trim());
+    const pending = names.filter((n) => n !== '' && isOwnedIpSet(n) && !keep.has(n));
+    try {
+      return await this.destroy(pending);
+    } catch (e) {
+      this.known = undefined;
+      throw e;
+    }
+  }
+
+  private async destroy(names: string[]): Promise<IpSetDestroyStats> {
+    let pending = names;
     const stats: IpSetDestroyStats = { destroyed: [], inUse: [], commands: 0, ms: 0 };
     // One restore destroys them all. The tool stops at the first failing line (and reports its
     // number); the lines before it took effect, so skip the failing set and go on with the rest.
@@ -430,6 +512,7 @@ export class IpSetDriver {
         'ipset destroy',
       );
     }
+    for (const n of stats.destroyed) this.known?.delete(n);
     return stats;
   }
 

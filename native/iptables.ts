@@ -102,8 +102,27 @@ function squash(s: string): string {
   return s.trim().replace(/\s+/g, ' ');
 }
 
+/**
+ * The hashes of the chains last hashed, by chain name, with the rule text they were made from: a
+ * pass re-renders the whole table, and SHA-224 over 25,000 unchanged rules twice per change was
+ * most of a one-change write. Comparing the text is far cheaper than hashing it.
+ */
+const hashMemo = new Map<string, { text: string; hashes: string[] }>();
+const HASH_MEMO_MAX = 200_000;
+
 /** Felix-style chained rule hashes: 16 chars of base64url(SHA-224). */
 export function ruleHashes(chain: string, rules: readonly IptRule[]): string[] {
+  let text = '';
+  for (const r of rules) text += `${r.match}\0${r.action}\0${r.comment ?? ''}\n`;
+  const memo = hashMemo.get(chain);
+  if (memo !== undefined && memo.text === text) return memo.hashes;
+  const hashes = computeHashes(chain, rules);
+  if (hashMemo.size >= HASH_MEMO_MAX) hashMemo.clear();
+  hashMemo.set(chain, { text, hashes });
+  return hashes;
+}
+
+function computeHashes(chain: string, rules: readonly IptRule[]): string[] {
   let prev = createHash('sha224').update(chain).digest();
   return rules.map((rule, pos) => {
     const h = createHash('sha224');
@@ -447,6 +466,50 @@ export function planRestore(
   return { script: `*${table}\n${body.join('\n')}\nCOMMIT\n`, lines: body.length, origins, stats };
 }
 
+/**
+ * The table as the kernel holds it once `plan` (made from `desired` and `actual`, with no chain
+ * kept back) has been applied: our chains exactly as desired, our hooks at the top of their
+ * built-in chains above the foreign rules, stale chains that had to stay left as they were.
+ */
+export function expectedAfter(desired: TableState, actual: ParsedTable, plan: RestorePlan): ParsedTable {
+  const chains = new Map<string, ParsedChain>();
+  const jumps = new Map<string, Set<string>>();
+  for (const name of plan.stats.chainsKept) {
+    const c = actual.chains.get(name);
+    if (c) chains.set(name, c);
+    const j = actual.jumps.get(name);
+    if (j) jumps.set(name, j);
+  }
+  for (const c of desired.chains) {
+    const hashes = ruleHashes(c.name, c.rules);
+    const targets = new Set<string>();
+    chains.set(c.name, {
+      name: c.name,
+      rules: c.rules.map((rule, i) => {
+        const t = targetOf(rule);
+        if (t !== undefined) targets.add(t);
+        // Only a built-in chain's specs are ever used (to delete by text): skip rendering these.
+        return { pos: i + 1, hash: hashes[i] as string, spec: '' };
+      }),
+    });
+    if (targets.size > 0) jumps.set(c.name, targets);
+  }
+  const builtins = new Map<string, ParsedBuiltin>();
+  const names = new Set([...actual.builtins.keys(), ...desired.hooks.map((h) => h.chain)]);
+  for (const name of names) {
+    const have = actual.builtins.get(name);
+    const rules = desired.hooks.filter((h) => h.chain === name).map((h) => h.rule);
+    const hashes = ruleHashes(name, rules);
+    const ours = rules.map((rule, i) => {
+      const hash = hashes[i] as string;
+      return { pos: i + 1, hash, spec: renderRuleSpec(rule, hash) };
+    });
+    const foreign = (have?.length ?? 0) - (have?.ours.length ?? 0);
+    builtins.set(name, { name, policy: have?.policy ?? 'ACCEPT', length: foreign + ours.length, ours });
+  }
+  return { table: actual.table, chains, builtins, jumps, foreignTargets: actual.foreignTargets };
+}
+
 /** The iptables-restore --noflush text that turns `actual` into `desired`; undefined if nothing to do. */
 export function renderRestore(table: Table, desired: TableState, actual: ParsedTable): string | undefined {
   return planRestore(table, desired, actual).script;
@@ -611,6 +674,14 @@ export function countAgentLines(saveText: string): number {
 export class IptablesDriver {
   readonly backend: IptablesBackend;
   private readonly netns: string | undefined;
+  /**
+   * Each table as our last successful write left it, so that a change is planned without an
+   * iptables-save first (on nft, a save of 25,000 rules costs more than the write) when the caller
+   * says so (`reuseLastWrite`). Dropped on any failure or refusal; a caller re-reads on resync.
+   */
+  private readonly known = new Map<Table, ParsedTable>();
+  /** What each table's last fully accepted write made of our chains and hooks (drift checks). */
+  private readonly written = new Map<Table, TableState>();
 
   constructor(opts: { backend: IptablesBackend; netns?: string }) {
     this.backend = opts.backend;
@@ -636,13 +707,31 @@ export class IptablesDriver {
     return backend;
   }
 
+  /**
+   * Whether someone changed what our last write to this table left: a chain of ours with a rule
+   * added, changed or deleted, a hook of ours moved or deleted. One save and a diff against the
+   * last written state (its hashes memoised), no render. False when nothing was written yet.
+   */
+  async drifted(table: Table): Promise<boolean> {
+    const desired = this.written.get(table);
+    if (desired === undefined) return false;
+    const plan = planRestore(table, desired, await this.read(table));
+    return plan.script !== undefined;
+  }
+
   async read(table: Table): Promise<ParsedTable> {
     const { stdout } = await run(TOOLS[this.backend].save, ['-t', table], { netns: this.netns });
     return parseSave(stdout);
   }
 
-  async syncTable(table: Table, desired: TableState): Promise<IptStats> {
-    const actual = await this.read(table);
+  async syncTable(
+    table: Table,
+    desired: TableState,
+    opts: { reuseLastWrite?: boolean } = {},
+  ): Promise<IptStats> {
+    const actual = (opts.reuseLastWrite ? this.known.get(table) : undefined) ?? (await this.read(table));
+    this.known.delete(table);
+    this.written.delete(table);
     const planWith = (keep: ReadonlySet<string>) => planRestore(table, desired, actual, { keep });
     const plan = planWith(new Set());
     if (plan.stats.chainsKept.length > 0) {
@@ -651,7 +740,11 @@ export class IptablesDriver {
         'stale chains still referenced; kept',
       );
     }
-    if (plan.script === undefined) return { ...plan.stats, table, lines: 0, commands: 0, ms: 0, refused: [] };
+    if (plan.script === undefined) {
+      this.known.set(table, actual);
+      this.written.set(table, desired);
+      return { ...plan.stats, table, lines: 0, commands: 0, ms: 0, refused: [] };
+    }
     const started = performance.now();
     const order = [...desired.chains.map((c) => c.name), ...actual.chains.keys()];
     const result = await applyAcceptedChains(
@@ -670,6 +763,10 @@ export class IptablesDriver {
       reason: actual.chains.has(chain) ? reason : `${reason} (never loaded: its placeholder drops)`,
     }));
     const p = result.plan;
+    if (refused.length === 0) {
+      this.known.set(table, expectedAfter(desired, actual, p));
+      this.written.set(table, desired);
+    }
     log.debug(
       { table, backend: this.backend, netns: this.netns, lines: p.lines, ms, attempts: result.attempts },
       'iptables-restore',

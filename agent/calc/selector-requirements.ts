@@ -17,7 +17,6 @@ import { type Selector, selectorAst } from '../../model/selector/index.ts';
 
 export { selectorAst };
 
-
 export const NS_NAME_LABEL = 'projectcalico.org/name';
 const NAMESPACE_LABEL = 'projectcalico.org/namespace';
 const SERVICE_ACCOUNT_LABEL = 'projectcalico.org/serviceaccount';

@@ -12,8 +12,17 @@ export interface IpSetWriteResult {
 
 export interface IpSetWriter {
   /** What it resolves to may say what the kernel refused ({ refused: [{ set, reason }] }). */
-  apply(desired: ReadonlyMap<string, IpSetSpec>): Promise<unknown>;
-  destroyStale(keep: ReadonlySet<string>): Promise<unknown>;
+  /**
+   * `reuseLastWrite`: nothing but our own writes changed our sets since the last apply, so the
+   * writer may diff against what that apply left instead of reading every member back.
+   */
+  apply(desired: ReadonlyMap<string, IpSetSpec>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
+  destroyStale(keep: ReadonlySet<string>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
+  /**
+   * Sets whose kernel copy no longer matches the last write, by a cheap check (member counts); the
+   * writer re-reads those, so the next apply that reuses its last write repairs them.
+   */
+  driftedSets?(): Promise<string[]>;
 }
 
 export class IpSetManager {
@@ -22,6 +31,11 @@ export class IpSetManager {
   /** Sets may exist in the kernel that we no longer want (bumped on removal and on resync). */
   private readonly stale = new Generations();
   private readonly refusals = new RefusalLog('an ipset');
+  /**
+   * Sets changed since the last write; undefined means all of them (start, resync, failure). Only
+   * these are handed to the writer, so a one-member change does not diff 100,000 members.
+   */
+  private changed: Set<string> | undefined;
 
   constructor(private readonly writer: IpSetWriter) {}
 
@@ -35,6 +49,7 @@ export class IpSetManager {
         if (!s) return; // a delta for a set we never had: the graph's next full update brings it
         for (const m of msg.added) s.members.add(m);
         for (const m of msg.removed) s.members.delete(m);
+        this.changed?.add(s.name);
         this.gen.bump();
         return;
       }
@@ -49,6 +64,7 @@ export class IpSetManager {
   replace(id: IpSetId, type: IpSetType, members: Iterable<string>): void {
     const name = ipsetName(id);
     this.desired.set(name, { name, type, members: new Set(members) });
+    this.changed?.add(name);
     this.gen.bump();
   }
 
@@ -66,15 +82,47 @@ export class IpSetManager {
   }
 
   markDirty(): void {
+    this.changed = undefined;
     this.gen.bump();
     this.stale.bump();
+  }
+
+  /** The sets someone changed behind our back; they are re-read and rewritten on the next pass. */
+  async checkDrift(): Promise<string[]> {
+    const sets = (await this.writer.driftedSets?.()) ?? [];
+    if (sets.length === 0) return sets;
+    // The writer re-read them: rewrite just these, not 100,000 members of every set.
+    for (const name of sets) this.changed?.add(name);
+    this.gen.bump();
+    return sets;
   }
 
   /** Create and update; never destroys (iptables may still reference a set). */
   async apply(): Promise<boolean> {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
-    const res = (await this.writer.apply(this.desired)) as IpSetWriteResult | undefined;
+    const batch = this.changed;
+    this.changed = new Set();
+    let want: ReadonlyMap<string, IpSetSpec> = this.desired;
+    if (batch !== undefined) {
+      const some = new Map<string, IpSetSpec>();
+      for (const name of batch) {
+        const s = this.desired.get(name);
+        if (s) some.set(name, s);
+      }
+      want = some;
+    }
+    let res: IpSetWriteResult | undefined;
+    try {
+      res = (await this.writer.apply(want, { reuseLastWrite: batch !== undefined })) as
+        | IpSetWriteResult
+        | undefined;
+    } catch (e) {
+      this.changed = undefined;
+      throw e;
+    }
+    // A set refused this time is retried with everything at the next full pass.
+    if (batch !== undefined && res?.refused?.length) this.changed = undefined;
     this.refusals.set((res?.refused ?? []).map((r) => ({ table: 'ipset', object: r.set, reason: r.reason })));
     this.gen.done(gen);
     return true;
@@ -84,7 +132,8 @@ export class IpSetManager {
   async cleanup(): Promise<void> {
     if (!this.stale.pending) return;
     const gen = this.stale.begin();
-    await this.writer.destroyStale(new Set(this.desired.keys()));
+    // apply() ran just before in the same pass, and read the kernel if anything could have drifted.
+    await this.writer.destroyStale(new Set(this.desired.keys()), { reuseLastWrite: true });
     this.stale.done(gen);
   }
 }

@@ -39,7 +39,24 @@ export interface TableSyncResult {
 
 export interface TableWriter {
   /** What it resolves to may say what the kernel refused (a TableSyncResult). */
-  syncTable(table: KernelTable, desired: TableState): Promise<unknown>;
+  /**
+   * `reuseLastWrite`: nothing but our own writes changed the table since the last sync, so the
+   * writer may plan against what that sync left instead of reading the table back.
+   */
+  syncTable(table: KernelTable, desired: TableState, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
+  /** Whether someone changed what the last sync of this table left (drift check). */
+  drifted?(table: KernelTable): Promise<boolean>;
+}
+
+/** A table manager's drift check: if the table drifted, re-read and rewrite it on the next pass. */
+async function tableDrifted(
+  writer: TableWriter,
+  table: KernelTable,
+  markDirty: () => void,
+): Promise<boolean> {
+  if (!(await writer.drifted?.(table))) return false;
+  markDirty();
+  return true;
 }
 
 export interface FilterFaults {
@@ -62,6 +79,8 @@ export class FilterTableManager {
   private readonly profiles = new Map<ProfileId, ActiveProfile>();
   private readonly hostEndpoints = new Map<EndpointKey, LocalHostEndpoint>();
   private vxlan = false;
+  /** Read the table back before the next write: at start, after a resync or a failure. */
+  private reread = true;
 
   constructor(
     private readonly writer: TableWriter,
@@ -117,7 +136,12 @@ export class FilterTableManager {
   }
 
   markDirty(): void {
+    this.reread = true;
     this.gen.bump();
+  }
+
+  checkDrift(): Promise<boolean> {
+    return tableDrifted(this.writer, 'filter', () => this.markDirty());
   }
 
   render(): TableState {
@@ -200,7 +224,12 @@ export class FilterTableManager {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
     const { table, failed } = this.renderChecked();
-    const res = (await this.writer.syncTable('filter', table)) as TableSyncResult | undefined;
+    const reuseLastWrite = !this.reread;
+    this.reread = true;
+    const res = (await this.writer.syncTable('filter', table, { reuseLastWrite })) as
+      | TableSyncResult
+      | undefined;
+    this.reread = false;
     const owners = this.owners();
     const refused = (res?.refused ?? []).map(
       (r): Refusal => ({ table: 'filter', object: r.chain, ...owners.get(r.chain), reason: r.reason }),
@@ -273,6 +302,7 @@ export class HostTablesManager {
 export class NatManager {
   private readonly pools = new Map<string, Pool>();
   private readonly gen = new Generations();
+  private reread = true;
 
   constructor(
     private readonly writer: TableWriter,
@@ -303,13 +333,21 @@ export class NatManager {
   }
 
   markDirty(): void {
+    this.reread = true;
     this.gen.bump();
+  }
+
+  checkDrift(): Promise<boolean> {
+    return tableDrifted(this.writer, 'nat', () => this.markDirty());
   }
 
   async apply(): Promise<boolean> {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
-    await this.writer.syncTable('nat', renderNatTable());
+    const reuseLastWrite = !this.reread;
+    this.reread = true;
+    await this.writer.syncTable('nat', renderNatTable(), { reuseLastWrite });
+    this.reread = false;
     this.gen.done(gen);
     return true;
   }

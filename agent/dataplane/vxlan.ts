@@ -31,8 +31,9 @@ export interface LinkWriter {
   findDeviceWithAddress(ip: Ip4): Promise<{ name: string; mtu: number } | undefined>;
   interfaceMtus(): Promise<{ name: string; mtu: number }[]>;
   ensureVxlan(spec: VxlanSpec): Promise<unknown>;
-  syncNeighbours(dev: string, desired: readonly NeighSpec[]): Promise<unknown>;
-  syncFdb(dev: string, desired: readonly FdbSpec[]): Promise<unknown>;
+  /** `fresh`: the device was just created, so it holds no entries and there is nothing to read. */
+  syncNeighbours(dev: string, desired: readonly NeighSpec[], opts?: { fresh?: boolean }): Promise<unknown>;
+  syncFdb(dev: string, desired: readonly FdbSpec[], opts?: { fresh?: boolean }): Promise<unknown>;
   syncRoutes(
     desired: readonly RouteSpec[],
     opts?: { ownedDevices?: (dev: string) => boolean },
@@ -131,13 +132,14 @@ export class VxlanManager {
       return false;
     }
     const vteps = [...this.vteps.values()];
+    let fresh = false;
     if (this.device.pending) {
       const deviceGen = this.device.begin();
       const parent = await this.writer.findDeviceWithAddress(h.nodeIp);
       if (!parent)
         throw new Error(`no interface holds this node's address ${h.nodeIp}; cannot create ${VXLAN_DEVICE}`);
       const mtu = vxlanMtu(await this.writer.interfaceMtus(), parent);
-      await this.writer.ensureVxlan({
+      const res = await this.writer.ensureVxlan({
         name: VXLAN_DEVICE,
         vni: VXLAN_VNI,
         port: VXLAN_PORT,
@@ -147,6 +149,7 @@ export class VxlanManager {
         mtu,
         tunnelAddress: h.tunnelIp,
       });
+      fresh = (res as { created?: boolean } | undefined)?.created === true;
       this.device.done(deviceGen);
       this.mtu = mtu;
       this.established = true;
@@ -154,10 +157,12 @@ export class VxlanManager {
     await this.writer.syncFdb(
       VXLAN_DEVICE,
       vteps.map((v) => ({ mac: v.mac, dst: v.nodeIp })),
+      { fresh },
     );
     await this.writer.syncNeighbours(
       VXLAN_DEVICE,
       vteps.map((v) => ({ ip: v.tunnelIp, mac: v.mac })),
+      { fresh },
     );
     this.gen.done(gen);
     return true;

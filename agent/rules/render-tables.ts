@@ -30,7 +30,23 @@ import {
 import { hex, MARK_ACCEPT, MARK_MASK, MARK_PASS, renderRule } from './render-rule.ts';
 import type { Chain, Rule, Table } from './types.ts';
 
+/**
+ * A policy's chains by the policy object: the dataplane re-renders the whole table on each change
+ * and checks each new policy renders first, and an unchanged policy is the same object (the graph
+ * replaces it on change), so each is rendered once. Callers get fresh rule arrays to extend.
+ */
+const policyChainsMemo = new WeakMap<ActivePolicy, Chain[]>();
+
 export function renderPolicyChains(p: ActivePolicy): Chain[] {
+  let chains = policyChainsMemo.get(p);
+  if (chains === undefined) {
+    chains = renderPolicyChainsOnce(p);
+    policyChainsMemo.set(p, chains);
+  }
+  return chains.map((c) => ({ ...c, rules: [...c.rules] }));
+}
+
+function renderPolicyChainsOnce(p: ActivePolicy): Chain[] {
   const dirChain = (dir: 'in' | 'out') => {
     const rules = dir === 'in' ? p.inbound : p.outbound;
     const out: Rule[] = [];

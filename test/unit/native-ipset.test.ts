@@ -7,6 +7,7 @@ import {
   isOwnedIpSet,
   MAXELEM,
   normaliseMember,
+  parseIpSetCounts,
   parseIpSetSave,
   parseIpSetTerse,
 } from '../../native/ipset.ts';
@@ -65,6 +66,21 @@ describe('parseIpSetTerse', () => {
     const got = parseIpSetTerse(text);
     assert.deepEqual(got.get('cali40x'), { type: 'hash:net', references: 2 });
     assert.deepEqual(got.get('foo'), { type: 'hash:ip', references: 0 });
+  });
+});
+
+describe('parseIpSetCounts', () => {
+  it('reads member counts by set name', () => {
+    const text =
+      'Name: cali40x\nType: hash:net\nReferences: 2\nNumber of entries: 12\n\n' +
+      'Name: cali40y\nType: hash:ip\nReferences: 0\nNumber of entries: 0\n';
+    assert.deepEqual(
+      [...parseIpSetCounts(text)],
+      [
+        ['cali40x', 12],
+        ['cali40y', 0],
+      ],
+    );
   });
 });
 
