@@ -7,7 +7,14 @@ import type { Resource } from '../../model/resources.ts';
 import { parseYamlDocuments } from '../../model/validate.ts';
 import { run } from '../../native/exec.ts';
 import { FileDatastore } from '../../syncer/datastore/file.ts';
-import { checkEtcdInstalled, loadDemoEtcd, setEtcdLabel, startDemoEtcd, writeEtcdRcc } from './etcd.ts';
+import {
+  checkEtcdInstalled,
+  demoSecretFile,
+  loadDemoEtcd,
+  setEtcdLabel,
+  startDemoEtcd,
+  writeEtcdRcc,
+} from './etcd.ts';
 import { FEDMESH_BIN, type StartedProcess, startProcess, stopRecorded, waitForLog } from './processes.ts';
 import { DB_PORT, FEDERATED_SERVICE, FLOWS, type Flow, HOST_PORT, RELABEL } from './scenario.ts';
 import {
@@ -464,6 +471,7 @@ function lookCommands(mesh: Mesh): string {
     ...(mesh.etcd
       ? [
           `Cluster b's data is in etcd at ${mesh.etcd.endpoint}: npx fedmesh eval "app == 'db'" --cluster b --datastore etcdv3:${mesh.etcd.endpoint}`,
+          `a reaches b through the Secret in ${demoSecretFile(mesh.workDir)}: move it away and fedmesh status shows b CONFIG_INCOMPLETE (its data withdrawn); put it back and b returns`,
         ]
       : []),
     'Remove everything: npx fedmesh demo down',
@@ -489,7 +497,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const mesh = await startMesh({ workDir, prefix, backend: opts.backend, etcd: opts.etcd === true });
     if (mesh.etcd)
       out(
-        `cluster b's Calico data is in etcd at ${mesh.etcd.endpoint} (Calico's key layout); b's syncer reads it with --datastore etcdv3:${mesh.etcd.endpoint}, a's RCC for b is datastoreType etcdv3`,
+        `cluster b's Calico data is in etcd at ${mesh.etcd.endpoint} (Calico's key layout); b's syncer reads it with --datastore etcdv3:${mesh.etcd.endpoint}, a reaches b through a clusterAccessSecret (a/remote-b-secret.yaml: datastoreType etcdv3)`,
       );
     const tm = mesh.timings;
     out(
@@ -504,7 +512,7 @@ export async function runDemo(opts: DemoOptions): Promise<number> {
     const fedOk = fed.length === federatedExpected(mesh) && fed.every((r) => r.pass);
     if (mesh.etcd)
       out(
-        "(with b in etcd, a's RCC for b gives no Kubernetes API access, so b's Services are not read: only a's own backends, as in Calico)",
+        "(with b in etcd, a's Secret for b gives etcd access only, no Kubernetes API, so b's Services are not read: only a's own backends, as in Calico)",
       );
     out('');
     const rel = await runRelabel(mesh);

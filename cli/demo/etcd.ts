@@ -1,7 +1,8 @@
 // `fedmesh demo --etcd`: cluster b keeps its Calico data in a real etcd (Debian's etcd-server),
 // as a production Calico cluster in etcd mode does. The demo starts etcd on free loopback ports
 // with its data under the work directory (its pid recorded, so `demo down` stops it), writes
-// cluster b's YAML into it in Calico's layout, and points b's syncer and a's RCC for b at it.
+// cluster b's YAML into it in Calico's layout, and points b's syncer at it; a's RCC for b reaches
+// it through a clusterAccessSecret.
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -93,18 +94,42 @@ export async function loadDemoEtcd(endpoint: string, dir: string): Promise<LoadR
   }
 }
 
-/** a's RCC for b, pointing at b's etcd. */
+/** The clusterAccessSecret a's RCC for b names (in a's directory, so a test can delete and restore it). */
+export const DEMO_SECRET = { name: 'remote-b-access', namespace: 'fedmesh-system' } as const;
+
+export function demoSecretFile(workDir: string): string {
+  return join(workDir, 'a', 'remote-b-secret.yaml');
+}
+
+/**
+ * a's RCC for b and the Secret it names, as production has it: the RCC says only which Secret,
+ * the Secret says how to reach b's etcd. The namespace is named in the RCC so the Secret is
+ * found whatever namespace the syncer runs in. Separate files: deleting the Secret's file withdraws
+ * b's data from a (ConfigIncomplete) until it is back, with no restart.
+ */
 export function writeEtcdRcc(workDir: string, endpoint: string): void {
   writeFileSync(
     join(workDir, 'a', 'remote-b.yaml'),
-    `# Cluster a reads cluster b's Calico datastore in etcd (fedmesh demo --etcd).
+    `# Cluster a reads cluster b's Calico datastore in etcd (fedmesh demo --etcd), reached through
+# the Secret in remote-b-secret.yaml.
 apiVersion: projectcalico.org/v3
 kind: RemoteClusterConfiguration
 metadata: {name: b}
 spec:
+  clusterAccessSecret: {name: ${DEMO_SECRET.name}, namespace: ${DEMO_SECRET.namespace}, kind: Secret}
+  syncOptions: {overlayRoutingMode: Enabled}
+`,
+  );
+  writeFileSync(
+    demoSecretFile(workDir),
+    `# How cluster a reaches cluster b's etcd (named by the RCC in remote-b.yaml). Delete this file
+# and a withdraws b's data (b ConfigIncomplete); put it back and a reconnects.
+apiVersion: v1
+kind: Secret
+metadata: {name: ${DEMO_SECRET.name}, namespace: ${DEMO_SECRET.namespace}}
+stringData:
   datastoreType: etcdv3
   etcdEndpoints: ${endpoint}
-  syncOptions: {overlayRoutingMode: Enabled}
 `,
   );
 }

@@ -1,14 +1,23 @@
 // `fedmesh demo --etcd` end to end: cluster b's Calico data lives in a real etcd the demo starts
-// (Calico's key layout), b's syncer reads it with --datastore etcdv3, a's RCC for b is etcdv3.
+// (Calico's key layout), b's syncer reads it with --datastore etcdv3, a's RCC for b names a
+// clusterAccessSecret (a/remote-b-secret.yaml) that holds b's etcd endpoint.
 // Real packets: the connectivity matrix and a relabel written to etcd (inside the demo); then this
 // test kills etcd (traffic keeps flowing as it was: fail-static, b reported CONNECTION_FAILED),
-// restarts it (b back IN_SYNC) and writes a relabel that must cut, then restore, access.
+// restarts it (b back IN_SYNC) and writes a relabel that must cut, then restore, access; then it
+// deletes the Secret (b CONFIG_INCOMPLETE, its data withdrawn, access cut) and restores it (b back
+// IN_SYNC, access restored), all without restarting a process.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { demoEtcdEndpoint, setEtcdLabel, startDemoEtcd } from '../../cli/demo/etcd.ts';
+import {
+  DEMO_SECRET,
+  demoEtcdEndpoint,
+  demoSecretFile,
+  setEtcdLabel,
+  startDemoEtcd,
+} from '../../cli/demo/etcd.ts';
 import { alive } from '../../cli/demo/processes.ts';
 import { listNetns, uniqueTag } from '../../native/netns.ts';
 import { hasEtcd } from '../harness/etcd.ts';
@@ -42,6 +51,7 @@ test('two-cluster demo with cluster b in etcd (nft)', {
   assert.equal(res.status, 0, `demo failed:\n${res.stdout}\n${res.stderr.slice(-3000)}`);
   assert.doesNotMatch(res.stdout, /MISMATCH/);
   assert.match(res.stdout, /cluster b's Calico data is in etcd at http:\/\/127\.0\.0\.1:\d+/);
+  assert.match(res.stdout, /a reaches b through a clusterAccessSecret \(a\/remote-b-secret\.yaml/);
   assert.match(res.stdout, /relabel b\/db-1 app=db → app=db-retired \(written to etcd\): .* ok$/m);
   assert.match(res.stdout, /^16 passed, 0 failed$/m);
 
@@ -50,10 +60,13 @@ test('two-cluster demo with cluster b in etcd (nft)', {
   const frontend = `${prefix}-a-frontend-1`;
   const web = `${prefix}-a-web-1`;
   const dbIp = '10.20.1.5';
+  const localDbIp = '10.10.1.7'; // a/db-a
   const db1 = { namespace: 'shop', name: 'b--node1-k8s-db--1-eth0' };
   const remoteB = () => {
     const r = fedmesh(['status', '--feed', `unix:${join(dir, 'a.sock')}`, '--output', 'json']);
-    const st = JSON.parse(r.stdout) as { remotes: { cluster: string; state: string; endpoints: number }[] };
+    const st = JSON.parse(r.stdout) as {
+      remotes: { cluster: string; state: string; endpoints: number; detail: string }[];
+    };
     return st.remotes.find((x) => x.cluster === 'b');
   };
   assert.equal(remoteB()?.state, 'IN_SYNC');
@@ -83,6 +96,61 @@ test('two-cluster demo with cluster b in etcd (nft)', {
       await setEtcdLabel(endpoint, db1, 'app', 'db');
       const restoredMs = await waitFor('access to be restored', () => tcp(frontend, dbIp));
       t.diagnostic(`after the restart: cut ${cutMs} ms, restored ${restoredMs} ms after the etcd write`);
+    },
+  );
+
+  await t.test(
+    'Secret deleted: b CONFIG_INCOMPLETE, its data withdrawn, a/frontend-1 → b/db-1 denied; restored: allowed again',
+    async () => {
+      const secretFile = demoSecretFile(dir);
+      const secretYaml = readFileSync(secretFile, 'utf8');
+      // The demo records every process it starts; none may be started (or die) from here on.
+      const started = () => readFileSync(join(dir, 'pids'), 'utf8');
+      const before = started();
+      const running = [...before.matchAll(/^(\d+) (syncer-\S+|agent-\S+)$/gm)].map((m) => Number(m[1]));
+      assert.ok(running.length >= 6, 'two syncers and four agents are recorded');
+      assert.match(readFileSync(join(dir, 'a', 'remote-b.yaml'), 'utf8'), /clusterAccessSecret:/);
+      assert.ok(await tcp(frontend, dbIp), 'allowed before the Secret is deleted');
+      assert.ok(await tcp(frontend, localDbIp), 'a/frontend-1 → a/db-a allowed before');
+
+      unlinkSync(secretFile);
+      const incompleteMs = await waitFor(
+        'a to report b CONFIG_INCOMPLETE',
+        () => remoteB()?.state === 'CONFIG_INCOMPLETE',
+        30_000,
+      );
+      const b = remoteB();
+      assert.match(
+        b?.detail ?? '',
+        new RegExp(`clusterAccessSecret ${DEMO_SECRET.namespace}/${DEMO_SECRET.name} does not exist`),
+      );
+      assert.equal(b?.endpoints, 0, "b's endpoints are withdrawn");
+      const deniedMs = await waitFor(
+        'a/frontend-1 → b/db-1 to be denied',
+        async () => !(await tcp(frontend, dbIp)),
+        30_000,
+      );
+      assert.ok(await tcp(frontend, localDbIp), 'a/frontend-1 → a/db-a still allowed: a is untouched');
+
+      writeFileSync(secretFile, secretYaml);
+      const inSyncMs = await waitFor(
+        'a to report b IN_SYNC again',
+        () => remoteB()?.state === 'IN_SYNC',
+        30_000,
+      );
+      assert.equal(remoteB()?.endpoints, 4, "b's endpoints are back");
+      const allowedMs = await waitFor(
+        'a/frontend-1 → b/db-1 to be allowed again',
+        () => tcp(frontend, dbIp),
+        30_000,
+      );
+      assert.ok(!(await tcp(web, dbIp)), 'a/web-1 → b/db-1 still denied');
+      assert.equal(started(), before, 'no process was started');
+      assert.ok(running.every(alive), 'every syncer and agent kept running');
+      t.diagnostic(
+        `Secret deleted: b CONFIG_INCOMPLETE after ${incompleteMs} ms, access cut after ${incompleteMs + deniedMs} ms; ` +
+          `restored: b IN_SYNC after ${inSyncMs} ms, access back after ${inSyncMs + allowedMs} ms`,
+      );
     },
   );
 
