@@ -199,8 +199,13 @@ class Reflector {
     let backoff = o.minBackoffMs;
     while (!this.abort.signal.aborted) {
       try {
-        if (this.rv === undefined) await this.relist();
-        this.ds.reflectorHealthy(this);
+        // Healthy only once the server has answered (a listing here, or the watch accepted in
+        // watchOnce): before the first request of a retry nothing is known, and saying healthy then
+        // flipped a down cluster to InSync for a moment on every retry.
+        if (this.rv === undefined) {
+          await this.relist();
+          this.ds.reflectorHealthy(this);
+        }
         await this.watchOnce();
         backoff = o.minBackoffMs;
       } catch (e) {

@@ -459,12 +459,18 @@ describe('kubernetes datastore against the API server double', () => {
 
   test('API server stopped: ConnectionFailed, data kept; restarted: the watch resumes without a relist', async () => {
     const count = rec.state.size;
+    const mark = rec.statuses.length;
     await api.stop();
     await until('connection failed', () => rec.status === 'ConnectionFailed');
     const before = rec.batches.length;
     await sleep(300);
     assert.equal(rec.state.size, count, 'fail-static: nothing withdrawn');
     assert.equal(rec.batches.length, before, 'no events while down');
+    // Several retries (50 ms backoff), and never an InSync in between while the server is down.
+    assert.deepEqual(
+      rec.statuses.slice(mark).map((x) => x.status),
+      ['ConnectionFailed'],
+    );
     assert.match(rec.statuses[rec.statuses.length - 1]!.detail ?? '', /ECONNREFUSED|socket|closed|connect/i);
     // A change made while the driver cannot see it arrives through the resumed watch.
     api.put(pod('shop', 'late', { ip: '10.10.0.31' }));

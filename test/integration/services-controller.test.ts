@@ -1,6 +1,6 @@
 // The services controller on file datastores, in process: two cluster directories (a with an RCC
 // to b), the controller of a writing a/federated-endpoints.yaml, checked as a user would read it.
-// The Kubernetes writer is not tested here: it needs the Kubernetes API double (see the report).
+// The same behaviours on the Kubernetes API server double: services-kube-double.test.ts.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { OWNED_FILE } from '../../services/names.ts';
 import { resolveRemote } from '../../services/remotes.ts';
 import { FileWriter } from '../../services/writer.ts';
 import { FileDatastore } from '../../syncer/datastore/file.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const FED = `apiVersion: v1
 kind: Service
@@ -72,23 +73,6 @@ function owned(): Resource[] {
 function fedIps(): string[] {
   const e = owned().find((r): r is Endpoints => r.kind === 'Endpoints' && r.name === 'fed');
   return e ? e.subsets.flatMap((s) => s.addresses.map((a) => `${a.ip}=${a.targetRef?.name}`)).sort() : [];
-}
-
-async function waitFor<T>(
-  what: string,
-  get: () => T,
-  ok: (v: T) => boolean,
-  timeoutMs = 5000,
-): Promise<number> {
-  const start = performance.now();
-  let v = get();
-  while (!ok(v)) {
-    if (performance.now() - start > timeoutMs)
-      assert.fail(`${what}: not reached in ${timeoutMs} ms (last: ${JSON.stringify(v)})`);
-    await new Promise((r) => setTimeout(r, 5));
-    v = get();
-  }
-  return performance.now() - start;
 }
 
 describe('services controller over file datastores', () => {

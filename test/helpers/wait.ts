@@ -1,0 +1,20 @@
+// Polling for a state that arrives asynchronously (a file written, an object in an API double).
+import assert from 'node:assert/strict';
+
+/** Polls `get` every 5 ms until `ok`; fails naming `what` and the last value. Resolves with the ms it took. */
+export async function waitFor<T>(
+  what: string,
+  get: () => T,
+  ok: (v: T) => boolean,
+  timeoutMs = 5000,
+): Promise<number> {
+  const start = performance.now();
+  let v = get();
+  while (!ok(v)) {
+    if (performance.now() - start > timeoutMs)
+      assert.fail(`${what}: not reached in ${timeoutMs} ms (last: ${JSON.stringify(v)})`);
+    await new Promise((r) => setTimeout(r, 5));
+    v = get();
+  }
+  return performance.now() - start;
+}
