@@ -1,8 +1,11 @@
 // Polling for a state that arrives asynchronously (a file written, an object in an API double).
 import assert from 'node:assert/strict';
 
-/** Polls `get` every 5 ms until `ok`; fails naming `what` and the last value. Resolves with the ms it took. */
-/** A bound on waiting, not a timing target (benches measure those): generous for a busy machine. */
+/**
+ * Polls `get` every 5 ms until `ok`; fails naming `what` and the last value. Resolves with the ms it
+ * took. The bound is on waiting, not a timing target (benches measure those): generous for a busy
+ * machine.
+ */
 export async function waitFor<T>(
   what: string,
   get: () => T,
