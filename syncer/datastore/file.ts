@@ -493,15 +493,22 @@ export class FileDatastore implements Datastore {
     if (this.stopped) return;
     const y = new Yielder();
     const sweep = this.sweep || this.needResync;
+    // Take the pending names before the first await: a watch event that arrives while this scan
+    // reads goes into a fresh set and is scanned next, never dropped.
+    const taken = this.pending;
+    this.pending = new Set();
     let names: string[];
     if (sweep) {
       const listed = await this.listDir();
-      if (!listed || this.stopped) return;
+      if (!listed || this.stopped) {
+        for (const n of taken) this.pending.add(n);
+        return;
+      }
       this.sweep = false;
       this.lastSweep = Date.now();
       names = listed;
     } else {
-      names = [...this.pending].sort();
+      names = [...taken].sort();
       // A file gone may mean the directory is gone (fail-static, not deletes): check the listing.
       const stats = await Promise.all(names.map((name) => stat(join(this.dir, name)).catch(() => undefined)));
       if (stats.some((st) => st === undefined)) {
@@ -509,7 +516,6 @@ export class FileDatastore implements Datastore {
         return this.scan();
       }
     }
-    this.pending = new Set();
     const resync = this.needResync;
     if (resync) this.setStatus('ResyncInProgress');
     this.ensureWatcher();
