@@ -1,4 +1,4 @@
-// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger | feed | services | repair | etcd | kube | files
+// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger | feed | services | repair | etcd | kube | files | eval
 import { spawnSync } from 'node:child_process';
 
 const [name, ...rest] = process.argv.slice(2);
@@ -8,6 +8,7 @@ else if (name === 'selector') await import('./selector.ts');
 else if (name === 'etcd') await import('./etcd.ts');
 else if (name === 'services') await import('./services.ts');
 else if (name === 'repair') await import('./repair.ts');
+else if (name === 'eval') await import('./eval.ts');
 else if (name === 'merger') await import('./merger.ts');
 else if (name === 'feed') await import('./feed.ts');
 else if (name === 'kube') await import('./kube.ts');
@@ -25,7 +26,7 @@ else if (name === 'calc') {
   }
 } else {
   process.stderr.write(
-    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs] | etcd [endpoints runs] | kube [pods] | files [endpoints files idleSeconds]\n',
+    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs] | etcd [endpoints runs] | kube [pods] | files [endpoints files idleSeconds] | eval [endpoints]\n',
   );
   process.exit(2);
 }
