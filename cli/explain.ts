@@ -29,7 +29,6 @@ import { type DatastoreFlags, openConnection, parseDatastoreSpec } from '../sync
 import { defaultFileRoot } from '../syncer/datastore/paths.ts';
 import { mergedViewOf } from '../syncer/merged-view.ts';
 import { resolveRemoteConfig, type SecretLookup } from '../syncer/remote-config.ts';
-import { describeError } from './output.ts';
 import { readCluster } from './read-cluster.ts';
 
 export interface ExplainOptions {

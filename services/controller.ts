@@ -9,7 +9,7 @@ import { logger } from '../lib/log.ts';
 import type { RemoteClusterConfiguration, Secret } from '../model/resources.ts';
 import type { ConnectionConfig } from '../syncer/datastore/connection.ts';
 import { describeConnection } from '../syncer/datastore/connection.ts';
-import { openConnection } from '../syncer/datastore/open.ts';
+import { openRemoteConnection } from '../syncer/datastore/open.ts';
 import type { Datastore } from '../syncer/datastore/types.ts';
 import type { SecretLookup } from '../syncer/remote-config.ts';
 import { ClusterState } from './cluster-state.ts';
@@ -213,7 +213,7 @@ export class ServicesController {
     }
     let ds: Datastore;
     try {
-      ds = (this.opts.openRemote ?? ((c) => openConnection(c, { remote: true })))(access.config);
+      ds = (this.opts.openRemote ?? openRemoteConnection)(access.config);
     } catch (e) {
       remote.access = { error: (e as Error).message };
       log.warn({ remote: name }, `remote cluster not readable: ${(e as Error).message}`);

@@ -6,15 +6,7 @@
 // Federated Services follow Calico Enterprise's federated services controller
 // (../shared/reference/calico-fidelity.md): annotation, effective selector, backing Services, port
 // matching by (name, protocol), remote targetRef renaming, repacking, ownership by annotation.
-import type {
-  EndpointSlice,
-  EndpointSubset,
-  Endpoints,
-  Labels,
-  Service,
-  ServiceExport,
-  ServiceImport,
-} from '../model/resources.ts';
+import type { EndpointSubset, Endpoints, Labels, Service } from '../model/resources.ts';
 import { and, parseSelectorCached, SelectorParseError } from '../model/selector/index.ts';
 import { cmp, portId, renameRemote, repack, rows, selectPorts, slicesFor } from './endpoints.ts';
 import { importServices } from './mcs.ts';

@@ -10,7 +10,6 @@ import {
   type ClusterView,
   type DesiredState,
   type ExportCondition,
-  type ExportStatus,
   type FederationInput,
   key,
   type ServiceReport,

@@ -25,7 +25,7 @@ import {
 } from '../proto/service.ts';
 import { type ConvertContext, isOverlayKind, toUpdate } from './convert.ts';
 import { type ConnectionConfig, describeConnection, sameConnection } from './datastore/connection.ts';
-import { openConnection } from './datastore/open.ts';
+import { openRemoteConnection } from './datastore/open.ts';
 import type { Datastore, DatastoreEvent, DatastoreStatus } from './datastore/types.ts';
 import type { FeedCache } from './feed-cache.ts';
 import { Refusals } from './refusals.ts';
@@ -117,8 +117,8 @@ export class Merger {
   private startRemotes: Set<string> | undefined;
   private syncTimer?: NodeJS.Timeout;
   private reresolveTimer?: NodeJS.Timeout;
+  /** The local pools with their parsed ranges: conflict checks run per remote resource. */
   private poolCache?: LocalPool[];
-  private enabledPoolCache?: LocalPool[];
   private stopped = false;
   /** The refusals in force now (metrics, /status): they go when the input is fixed. */
   readonly refusals = new Refusals();
@@ -301,8 +301,7 @@ export class Merger {
   /** Record what a source wants; true when its address ranges changed. */
   private setWanted(src: Source, id: string, u: Update): boolean {
     src.wanted.set(id, u);
-    if (src === this.local && u.kind === ResourceKind.IP_POOL)
-      this.poolCache = this.enabledPoolCache = undefined;
+    if (src === this.local && u.kind === ResourceKind.IP_POOL) this.poolCache = undefined;
     if (!src.ctx.remote) return false;
     const ranges = rangesOf(u);
     const old = src.ranges.get(id);
@@ -346,8 +345,7 @@ export class Merger {
     const u = src.wanted.get(id);
     if (!u) return;
     src.wanted.delete(id);
-    if (src === this.local && u.kind === ResourceKind.IP_POOL)
-      this.poolCache = this.enabledPoolCache = undefined;
+    if (src === this.local && u.kind === ResourceKind.IP_POOL) this.poolCache = undefined;
     indexRanges(src, id, []);
     src.conflicts.delete(id);
     src.notes.delete(id);
@@ -399,17 +397,21 @@ export class Merger {
   }
 
   /** Local pools with their ranges; disabled ones are NAT-exemption pools and never conflict. */
-  private localPools(enabled: boolean): { name: string; cidr: string; range: ParsedCidr }[] {
-    const out: { name: string; cidr: string; range: ParsedCidr }[] = [];
-    for (const u of this.local.wanted.values()) {
-      if (u.body.case !== 'ipPool' || u.body.value.disabled === enabled) continue;
-      out.push({
-        name: u.body.value.name,
-        cidr: u.body.value.cidr,
-        range: parseCidrParts(u.body.value.cidr),
-      });
+  private localPools(enabled: boolean): LocalPool[] {
+    if (!this.poolCache) {
+      this.poolCache = [];
+      for (const u of this.local.wanted.values()) {
+        if (u.body.case !== 'ipPool') continue;
+        const p = u.body.value;
+        this.poolCache.push({
+          name: p.name,
+          cidr: p.cidr,
+          disabled: p.disabled,
+          range: parseCidrParts(p.cidr),
+        });
+      }
     }
-    return out;
+    return this.poolCache.filter((p) => p.disabled !== enabled);
   }
 
   private conflictOf(src: Source, u: Update, ranges: readonly Range[]): string | undefined {
@@ -792,8 +794,3 @@ function indexRanges(src: Source, id: string, ranges: Range[]): void {
 }
 
 export type { Resource };
-
-/** A peer cluster's datastore, read for federation only (what its fedmesh-remote-cluster role grants). */
-function openRemoteConnection(c: ConnectionConfig): Datastore {
-  return openConnection(c, { remote: true });
-}

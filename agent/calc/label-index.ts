@@ -18,11 +18,10 @@
 // key list), label values shared through the postings, and shared inherited parts.
 // Output: IPSet messages to the sink.
 import type { Labels } from '../../model/resources.ts';
-import type { Selector } from '../../model/selector/index.ts';
 import type { MatcherSpec } from '../../policy/compiled.ts';
 import { ascending, getOrCreate, IdList, Shared, TupleInterner } from './index-structures.ts';
 import { IpSetMemberIndex } from './ipset-members.ts';
-import type { IpSetId, IpSetType, MessageSink } from './messages.ts';
+import type { IpSetId, MessageSink } from './messages.ts';
 import { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, ProfileLabels } from './profile-labels.ts';
 import { type Registration, RequirementRegistry, registrationOf } from './requirement-registry.ts';
 import {

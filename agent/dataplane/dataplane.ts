@@ -88,7 +88,8 @@ export class Dataplane {
     this.ipsets = new IpSetManager(drivers.ipsets);
     this.filter = new FilterTableManager(drivers.iptables, opts.faults);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
-    this.hostTables = new HostTablesManager(drivers.iptables);
+    this.hostTables = new HostTablesManager(drivers.iptables, this.filter);
+
     this.vxlan = new VxlanManager(drivers.links, this.ipsets);
     this.routes = new RouteManager(drivers.links, this.vxlan);
   }

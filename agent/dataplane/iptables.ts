@@ -131,6 +131,19 @@ export class FilterTableManager {
     this.gen.bump();
   }
 
+  /** The active policies and this node's host endpoints: the mangle and raw tables render these too. */
+  get activePolicies(): Iterable<ActivePolicy> {
+    return this.policies.values();
+  }
+
+  get localHostEndpoints(): Iterable<LocalHostEndpoint> {
+    return this.hostEndpoints.values();
+  }
+
+  get hostEndpointCount(): number {
+    return this.hostEndpoints.size;
+  }
+
   get endpointCount(): number {
     return this.endpoints.size;
   }
@@ -245,32 +258,24 @@ export class FilterTableManager {
  * stay empty (nothing of ours in the kernel) on a node without host endpoints.
  */
 export class HostTablesManager {
-  private readonly policies = new Map<PolicyKey, ActivePolicy>();
-  private readonly hostEndpoints = new Map<EndpointKey, LocalHostEndpoint>();
   private readonly gen = new Generations();
   /** The kernel holds none of ours in either table (checked since the last resync). */
   private knownEmpty = false;
 
-  constructor(private readonly writer: TableWriter) {}
+  constructor(
+    private readonly writer: TableWriter,
+    /** The filter table's manager holds the same policies and host endpoints: read them there. */
+    private readonly source: FilterTableManager,
+  ) {}
 
   onUpdate(msg: DataplaneMessage): void {
     switch (msg.kind) {
       case 'ActivePolicyUpdate':
-        this.policies.set(msg.policy.key, msg.policy);
-        break;
       case 'ActivePolicyRemove':
-        this.policies.delete(msg.key);
-        break;
       case 'HostEndpointUpdate':
-        this.hostEndpoints.set(msg.endpoint.key, msg.endpoint);
-        break;
       case 'HostEndpointRemove':
-        this.hostEndpoints.delete(msg.key);
-        break;
-      default:
-        return;
+        this.gen.bump();
     }
-    this.gen.bump();
   }
 
   markDirty(): void {
@@ -282,14 +287,17 @@ export class HostTablesManager {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
     // Most nodes have no host endpoint: policy churn must not cost two table reads each time.
-    if (this.hostEndpoints.size === 0 && this.knownEmpty) {
+    if (this.source.hostEndpointCount === 0 && this.knownEmpty) {
       this.gen.done(gen);
       return false;
     }
-    const input = { policies: [...this.policies.values()], hostEndpoints: [...this.hostEndpoints.values()] };
+    const input = {
+      policies: [...this.source.activePolicies],
+      hostEndpoints: [...this.source.localHostEndpoints],
+    };
     await this.writer.syncTable('mangle', renderMangleTable(input));
     await this.writer.syncTable('raw', renderRawTable(input));
-    this.knownEmpty = this.hostEndpoints.size === 0;
+    this.knownEmpty = this.source.hostEndpointCount === 0;
     this.gen.done(gen);
     return true;
   }

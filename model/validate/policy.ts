@@ -1,7 +1,7 @@
 // NetworkPolicy and GlobalNetworkPolicy (projectcalico.org/v3): rules, entity rules, defaults.
 import { z } from 'zod';
 import type { Action, EntityRule, PolicySpec, Rule } from '../resources.ts';
-import { checkBool, checked, checkInt, checkName, enumSchema, FieldError, requireString } from './common.ts';
+import { checked, checkInt, checkName, enumSchema, FieldError, requireString } from './common.ts';
 import {
   addressList,
   checkCidr,

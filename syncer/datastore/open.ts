@@ -43,6 +43,11 @@ export function openConnection(config: ConnectionConfig, opts: { remote?: boolea
   }
 }
 
+/** A peer cluster's datastore, read for federation only (what its fedmesh-remote-cluster role grants). */
+export function openRemoteConnection(config: ConnectionConfig): Datastore {
+  return openConnection(config, { remote: true });
+}
+
 /** The flags (and FEDMESH_* variables) that go with `--datastore etcdv3:...`. */
 export const ETCD_FLAGS = [
   'etcd-ca-file',

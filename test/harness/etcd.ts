@@ -3,11 +3,12 @@
 // when the test ends, even if the test process dies first. Also: a throw-away CA with server and
 // client certificates (openssl), and a TCP proxy a test can cut to play a network partition.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { makeCa, makeLeaf } from '../helpers/certs.ts';
 
 /** Every etcd pid any test in this process started and has not reaped yet. */
 const live = new Set<number>();
@@ -58,70 +59,22 @@ export interface TestCa {
 export function makeTestCa(t: Pick<TestContext, 'after'>): TestCa {
   const dir = mkdtempSync(join(tmpdir(), 'fedmesh-ca-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  const p = (f: string) => join(dir, f);
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=fedmesh-test-ca',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.pem',
-  );
-  const issue = (name: string, cn: string, ext: string) => {
-    writeFileSync(p(`${name}.ext`), ext);
-    ssl(
-      'req',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-subj',
-      `/CN=${cn}`,
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-    );
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-extfile',
-      `${name}.ext`,
-      '-out',
-      `${name}.pem`,
-    );
-  };
-  issue('server', 'etcd', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
-  issue('client', 'fedmesh', 'extendedKeyUsage=clientAuth\n');
-  const read = (f: string) => execFileSync('cat', [p(f)], { encoding: 'utf8' });
+  const ca = makeCa(dir, 'ca');
+  const server = makeLeaf(ca, 'server', 'etcd', 'serverAuth', ['IP:127.0.0.1', 'DNS:localhost']);
+  const client = makeLeaf(ca, 'client', 'fedmesh', 'clientAuth');
+  const read = (f: string) => readFileSync(f, 'utf8');
   return {
     dir,
-    caFile: p('ca.pem'),
-    ca: read('ca.pem'),
-    serverCert: read('server.pem'),
-    serverKey: read('server.key'),
-    clientCert: read('client.pem'),
-    clientKey: read('client.key'),
-    clientCertFile: p('client.pem'),
-    clientKeyFile: p('client.key'),
-    serverCertFile: p('server.pem'),
-    serverKeyFile: p('server.key'),
+    caFile: ca.crt,
+    ca: read(ca.crt),
+    serverCert: read(server.crt),
+    serverKey: read(server.key),
+    clientCert: read(client.crt),
+    clientKey: read(client.key),
+    clientCertFile: client.crt,
+    clientKeyFile: client.key,
+    serverCertFile: server.crt,
+    serverKeyFile: server.key,
   };
 }
 

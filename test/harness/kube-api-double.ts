@@ -1,23 +1,5 @@
-// A Kubernetes API server double. No real API server can run on these machines (no etcd-backed
-// kube-apiserver binary, no containers), so the kubernetes datastore driver is tested against this
-// instead; the same tests drive it with a real `kubectl` so that it speaks the real protocol.
-//
-// What it is: a generic object store over HTTP(S), one global resourceVersion counter (as etcd's
-// revision), for any resource registered in its table:
-// - discovery: /version, /api, /apis, /api/v1, /apis/<group>/<version> (enough for kubectl);
-// - list (resourceVersion in the list's metadata; limit/continue; labelSelector and fieldSelector
-//   on metadata.name / metadata.namespace), items without apiVersion/kind as the real server sends;
-// - watch (`?watch=1`): from a resourceVersion, or from "now" with synthetic ADDED events; BOOKMARK
-//   events when `allowWatchBookmarks` is set; an ERROR event with a 410 Expired Status for a
-//   resourceVersion older than the retained history (compact() drops history, as etcd compaction);
-// - get, create (POST), update (PUT, with optimistic concurrency), patch (merge; strategic merge
-//   treated as merge, its `$` directives ignored), delete;
-// - bearer-token authentication (401 without the right token).
-// What it is not: no admission, no defaulting, no garbage collection, no server-side printing
-// (kubectl falls back to its own), no OpenAPI (use `kubectl --validate=false`).
-import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import {
   createServer as createHttpServer,
   type IncomingMessage,
@@ -26,8 +8,8 @@ import {
 } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { join } from 'node:path';
 import { KUBE_RESOURCES } from '../../syncer/datastore/kube-resources.ts';
+import { makeCa, makeLeaf } from '../helpers/certs.ts';
 
 export interface ResourceType {
   /** '' for the core group. */
@@ -670,55 +652,8 @@ export function kubeconfigFor(
 
 /** A CA and a server certificate for 127.0.0.1 (openssl), PEM texts, for an HTTPS double. */
 export function makeServerTls(dir: string): { ca: string; cert: string; key: string } {
-  const run = (args: string[]) => {
-    const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`openssl ${args[0]}: ${r.stderr}`);
-  };
-  run([
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=double-ca',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-  ]);
-  run([
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-subj',
-    '/CN=kube-apiserver',
-    '-keyout',
-    'server.key',
-    '-out',
-    'server.csr',
-  ]);
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-  run([
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    'san.ext',
-    '-out',
-    'server.crt',
-  ]);
-  const read = (f: string) => readFileSync(join(dir, f), 'utf8');
-  return { ca: read('ca.crt'), cert: read('server.crt'), key: read('server.key') };
+  const ca = makeCa(dir, 'double-ca');
+  const server = makeLeaf(ca, 'server', '127.0.0.1', 'serverAuth', ['IP:127.0.0.1', 'DNS:localhost']);
+  const read = (f: string) => readFileSync(f, 'utf8');
+  return { ca: read(ca.crt), cert: read(server.crt), key: read(server.key) };
 }

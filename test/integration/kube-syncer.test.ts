@@ -9,7 +9,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, type TestContext, test } from 'node:test';
@@ -22,6 +21,7 @@ import {
   ResourceKind,
   type Update,
 } from '../../proto/service.ts';
+import { freePort } from '../harness/etcd.ts';
 import { KubeApiDouble, type KubeObject, kubeconfigFor, makeServerTls } from '../harness/kube-api-double.ts';
 import { makeCa, makeLeaf } from '../helpers/certs.ts';
 
@@ -100,14 +100,6 @@ function cluster(api: KubeApiDouble, prefix: string, octet: number, pods: string
     };
     api.put(pod);
   });
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
 }
 
 function cleanupList(t: TestContext) {
