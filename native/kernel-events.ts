@@ -1,16 +1,24 @@
-// rtnetlink events (links, routes, neighbours, bridge FDB) as a stream of parsed lines, so the
-// agent repairs what someone else changed within a second instead of at the next periodic resync.
+// rtnetlink events (links, addresses, routes, neighbours, bridge FDB) as a stream of parsed lines,
+// so the agent repairs what someone else changed within a second instead of at the next periodic
+// resync.
 //
-// The source is iproute2's `ip -o monitor link route neigh` plus `bridge monitor fdb`, not the
-// `netlink` npm package. Measured here (100,000 route adds and deletes in a namespace, a dump
-// request in a loop, the receiving process's event loop blocked 1.5 s every 3 s as a large
-// calculation batch does): the package, with the 4 MiB receive buffer its notes prescribe, aborts
-// the whole process on the second receive-buffer overflow ("terminate called after throwing an
-// instance of 'Napi::Error'"); with a 64 KiB buffer it aborts within a second. `ip monitor` under
-// the same flood reports "No buffer space available" on stderr and keeps running. An overflow
-// means events were lost, so it is reported as `lost` and the caller re-reads everything.
+// The source is iproute2's `ip -4 -o -d monitor link address route neigh` plus
+// `ip -f bridge -o monitor neigh` (the FDB: bridge-family neighbour messages), not the `netlink`
+// npm package. Measured here (100,000 route adds and deletes in a namespace, a dump request in a
+// loop, the receiving process's event loop blocked 1.5 s every 3 s as a large calculation batch
+// does): the package, with the 4 MiB receive buffer its notes prescribe, aborts the whole process
+// on the second receive-buffer overflow ("terminate called after throwing an instance of
+// 'Napi::Error'"); with a 64 KiB buffer it aborts within a second. `ip monitor` under the same
+// flood reports "No buffer space available" on stderr and keeps running. An overflow means events
+// were lost, so it is reported as `lost` and the caller re-reads what the events cover.
 //
-// One child process per tool, killed by pid on stop; restarted (with a `lost`, since events may
+// `-4` keeps IPv6 noise and the bridge family out of the first stream (without it every FDB
+// change is printed twice, once as a neighbour); `-d` prints a VXLAN link's VNI, local address,
+// parent and port, so a changed device is seen as such; `-rcvbuf` asks for a bigger socket buffer
+// (the kernel caps it at net.core.rmem_max) so that deleting vxlan.calico with 10,000 VTEPs, which
+// flushes 20,000 entries at once, overflows less often. `bridge monitor` has no such option.
+//
+// One child process per stream, killed by pid on stop; restarted (with a `lost`, since events may
 // have been missed meanwhile) if it dies.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
@@ -18,7 +26,7 @@ import { logger } from '../lib/log.ts';
 
 const log = logger('kernel-events');
 
-export type KernelObject = 'link' | 'route' | 'neigh' | 'fdb';
+export type KernelObject = 'link' | 'addr' | 'route' | 'neigh' | 'fdb';
 
 export interface KernelEvent {
   object: KernelObject;
@@ -26,8 +34,10 @@ export interface KernelEvent {
   deleted: boolean;
   /** The device the line names (`dev X`, or a link's own name). */
   dev?: string;
-  /** A route's or neighbour's destination, a link's name, an FDB entry's MAC. */
+  /** A route's or neighbour's destination, a link's name, an address (CIDR), an FDB entry's MAC. */
   subject: string;
+  /** An FDB entry's remote VTEP address. */
+  dst?: string;
   /** The rest of the line, for the classifier (flags such as PERMANENT, proto 80, via). */
   line: string;
 }
@@ -43,7 +53,23 @@ export interface KernelEventSource {
   stop(): void;
 }
 
-/** Parses one line of `ip -o monitor` (with its object tag) or `bridge monitor fdb`. */
+const ROUTE_TYPES = new Set([
+  'unicast',
+  'local',
+  'broadcast',
+  'multicast',
+  'anycast',
+  'unreachable',
+  'prohibit',
+  'throw',
+  'blackhole',
+]);
+const MAC = /^[0-9a-f]{2}(?::[0-9a-f]{2}){5}$/;
+
+/**
+ * Parses one line of `ip -o monitor` or, with `fromBridge`, of `ip -f bridge monitor neigh`
+ * ("<dst> dev X lladdr <mac> ...") or `bridge monitor fdb` ("<mac> dev X dst <dst> ...").
+ */
 export function parseMonitorLine(raw: string, fromBridge = false): KernelEvent | undefined {
   let line = raw.trim();
   if (!line) return undefined;
@@ -53,23 +79,28 @@ export function parseMonitorLine(raw: string, fromBridge = false): KernelEvent |
     line = line.slice('Deleted '.length);
   }
   const dev = /(?:^|\s)dev (\S+)/.exec(line)?.[1];
+  const first = line.split(/\s+/, 1)[0]!;
   if (fromBridge) {
-    const mac = /^([0-9a-f]{2}(?::[0-9a-f]{2}){5})\s/.exec(line)?.[1];
-    return mac ? { object: 'fdb', deleted, dev, subject: mac, line } : undefined;
+    if (MAC.test(first)) {
+      return { object: 'fdb', deleted, dev, subject: first, dst: /\sdst (\S+)/.exec(line)?.[1], line };
+    }
+    const mac = /\slladdr (\S+)/.exec(line)?.[1]?.toLowerCase();
+    if (mac === undefined || !MAC.test(mac)) return undefined;
+    return { object: 'fdb', deleted, dev, subject: mac, dst: first === 'dev' ? undefined : first, line };
   }
   // Links: "4: vxlan.calico: <FLAGS> mtu ..." (the @peer suffix of veths stripped).
   const link = /^\d+: ([^:@\s]+)(?:@\S+)?: </.exec(line);
   if (link) return { object: 'link', deleted, dev: link[1], subject: link[1]!, line };
-  // Addresses: "4: vxlan.calico    inet 10.0.0.1/32 ..." — not needed by any repair.
-  if (/^\d+: \S+\s+inet6? /.test(line)) return undefined;
-  const first = line.split(/\s+/, 1)[0]!;
+  // Addresses: "4: vxlan.calico    inet 10.0.0.1/32 scope global vxlan.calico ...".
+  const addr = /^\d+: (\S+)\s+inet6? (\S+)/.exec(line);
+  if (addr) return { object: 'addr', deleted, dev: addr[1], subject: addr[2]!, line };
   // Neighbours carry lladdr or a NUD state; routes carry via/proto/scope/src or a bare dev.
   if (/\slladdr\s|\s(?:FAILED|INCOMPLETE|STALE|REACHABLE|DELAY|PROBE|PERMANENT|NOARP)\s*$/.test(line)) {
     return { object: 'neigh', deleted, dev, subject: first, line };
   }
   if (dev !== undefined) {
-    const dst =
-      first === 'local' || first === 'broadcast' || first === 'multicast' ? line.split(/\s+/)[1]! : first;
+    // With -d a route line starts with its type ("unicast 10.20.0.0/26 via ...").
+    const dst = ROUTE_TYPES.has(first) ? line.split(/\s+/)[1]! : first;
     // `ip monitor` prints a host route without its /32; routes are compared as CIDRs.
     const subject = dst.includes('/') || dst.includes(':') ? dst : `${dst}/32`;
     return { object: 'route', deleted, dev, subject, line };
@@ -84,7 +115,10 @@ interface Monitor {
   child?: ChildProcess;
 }
 
-/** `ip monitor` and `bridge monitor fdb`, in this process's namespace or in `netns`. */
+/** Socket receive buffer asked of each monitor (bytes; the kernel caps it at net.core.rmem_max). */
+const RCVBUF = 8 << 20;
+
+/** The two `ip monitor` streams, in this process's namespace or in `netns`. */
 export class IpMonitorSource implements KernelEventSource {
   private readonly monitors: Monitor[];
   private handlers?: KernelEventHandlers;
@@ -92,11 +126,20 @@ export class IpMonitorSource implements KernelEventSource {
   private restartTimer?: NodeJS.Timeout;
 
   constructor(netns?: string) {
-    const ns = netns ? ['-n', netns] : [];
+    const common = [...(netns ? ['-n', netns] : []), '-rcvbuf', String(RCVBUF), '-o'];
     this.monitors = [
-      { cmd: 'ip', args: [...ns, '-o', 'monitor', 'link', 'route', 'neigh'], bridge: false },
-      { cmd: 'bridge', args: [...ns, 'monitor', 'fdb'], bridge: true },
+      {
+        cmd: 'ip',
+        args: [...common, '-4', '-d', 'monitor', 'link', 'address', 'route', 'neigh'],
+        bridge: false,
+      },
+      { cmd: 'ip', args: [...common, '-f', 'bridge', 'monitor', 'neigh'], bridge: true },
     ];
+  }
+
+  /** The monitor processes' ids (for measuring what they cost). */
+  pids(): number[] {
+    return this.monitors.flatMap((m) => (m.child?.pid === undefined ? [] : [m.child.pid]));
   }
 
   start(h: KernelEventHandlers): void {

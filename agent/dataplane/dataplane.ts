@@ -195,6 +195,7 @@ export class Dataplane {
    * manager re-read and rewrite all it owns, now rather than at the next periodic resync.
    */
   repair(plan: RepairPlan, _why: string): void {
+    if (plan.device) this.vxlan.markLost(plan.device);
     if (plan.scopes.has('vxlan')) this.vxlan.markDirty();
     if (plan.scopes.has('vxlan') || plan.scopes.has('routes')) this.routes.markDirty();
     const r = this.rewrites;
@@ -218,7 +219,7 @@ export class Dataplane {
       neighbours.set(v.tunnelIp, v.mac.toLowerCase());
       fdb.set(v.mac.toLowerCase(), v.nodeIp);
     }
-    return { routes, neighbours, fdb, workloadInterfaces };
+    return { routes, neighbours, fdb, workloadInterfaces, device: this.vxlan.programmed };
   }
 
   /** Resolves after the next complete, successful apply pass. */

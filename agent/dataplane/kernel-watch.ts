@@ -1,13 +1,21 @@
 // Turns kernel events into repairs: someone deleted or changed one of our routes, FDB or ARP
-// entries, or vxlan.calico itself, and the affected manager re-reads and rewrites within a
-// debounce; a workload interface appeared (the CNI race: the endpoint arrived before its veth), and
-// its route is written at once. Our own writes come back as events too; they match what we want,
-// so the classifier ignores them and no write loop starts.
+// entries, or vxlan.calico itself, and within a debounce the objects named are written again (no
+// read-back: the event said what went wrong) or the device is restored; a workload interface
+// appeared (the CNI race: the endpoint arrived before its veth), and its route is written at once.
+// Our own writes come back as events too; they match what we want, so the classifier ignores them
+// and no write loop starts.
+//
+// Deleting vxlan.calico (or setting it down) makes the kernel drop its ARP entries (and, on
+// deletion, its FDB entries), each with an event, and its routes silently: with 10,000 VTEPs,
+// 20,000 events that say nothing the link event does not. They are implied by the device repair,
+// which writes every entry back, so while the device is lost they are dropped rather than turned
+// into thousands of rewrites aimed at a device that is not there. FDB events come on their own
+// stream and may overtake the link event, so a burst holding a device loss drops them too.
 import { logger } from '../../lib/log.ts';
 import type { Ip4, Mac } from '../../model/net.ts';
-import type { FdbSpec, NeighSpec, RouteSpec } from '../../native/iproute.ts';
+import type { FdbSpec, NeighSpec, RouteSpec, VxlanSpec } from '../../native/iproute.ts';
 import type { KernelEvent, KernelEventSource } from '../../native/kernel-events.ts';
-import { VXLAN_DEVICE } from './vxlan.ts';
+import { type DeviceLoss, VXLAN_DEVICE, worseLoss } from './vxlan.ts';
 
 const log = logger('kernel-watch');
 
@@ -23,29 +31,59 @@ export interface DesiredKernelState {
   fdb: ReadonlyMap<string, string>;
   /** The interfaces our workload routes use. */
   workloadInterfaces: ReadonlySet<string>;
+  /** vxlan.calico as last programmed (with its MTU); undefined before that. */
+  device?: VxlanSpec;
 }
 
-/**
- * What to do about one event: a manager re-reads and rewrites all it owns (`scope`), or just this
- * object is written again (`target`), which needs no read-back: the event said what went wrong.
- */
+/** What to do about one event: the device is repaired, or just this object is written again. */
 export type Repair =
-  | { scope: RepairScope }
+  | { device: DeviceLoss }
   | { target: 'route' | 'neigh' | 'fdb' | 'interface'; key: string };
+
+const isUp = (line: string) => /<[^>]*\bUP\b/.test(line);
+
+/** Whether a vxlan.calico link line (`ip -d`) differs from the device we programmed. */
+function deviceDiffers(line: string, d: VxlanSpec): boolean {
+  const got = (re: RegExp) => re.exec(line)?.[1];
+  const differs = (re: RegExp, want: string | number | undefined) => {
+    const v = got(re);
+    return v !== undefined && want !== undefined && v.toLowerCase() !== String(want).toLowerCase();
+  };
+  return (
+    differs(/\smtu (\d+)/, d.mtu) ||
+    differs(/link\/ether (\S+)/, d.mac) ||
+    differs(/\svxlan id (\d+)/, d.vni) ||
+    differs(/\svxlan id \d+.*?\slocal (\S+)/, d.localIp) ||
+    differs(/\svxlan id \d+.*?\sdev (\S+)/, d.parentDev) ||
+    differs(/\sdstport (\d+)/, d.port)
+  );
+}
 
 /** Which repair this event asks for, if any (pure). */
 export function classify(e: KernelEvent, want: DesiredKernelState): Repair | undefined {
   switch (e.object) {
     case 'link': {
       if (e.subject === VXLAN_DEVICE) {
-        // Deleted, or set down: recreate / bring up (ensureVxlan reads it back).
-        return e.deleted || !/<[^>]*\bUP\b/.test(e.line) ? { scope: 'vxlan' } : undefined;
+        if (e.deleted) return { device: 'deleted' };
+        // A device never up yet has no queueing discipline ("qdisc noop"): just created (by our
+        // repair, or by someone whose deletion was reported before), holding nothing to lose.
+        if (!isUp(e.line)) return /\sqdisc noop\s/.test(e.line) ? undefined : { device: 'down' };
+        return want.device && deviceDiffers(e.line, want.device) ? { device: 'changed' } : undefined;
       }
       // A workload interface appeared or came up: its routes can be written now (the CNI race).
-      if (!e.deleted && want.workloadInterfaces.has(e.subject) && /<[^>]*\bUP\b/.test(e.line)) {
+      if (!e.deleted && want.workloadInterfaces.has(e.subject) && isUp(e.line)) {
         return { target: 'interface', key: e.subject };
       }
       return undefined;
+    }
+    case 'addr': {
+      // Our tunnel address removed, or another IPv4 address put on the device.
+      if (e.dev !== VXLAN_DEVICE || !want.device?.tunnelAddress || e.subject.includes(':')) return undefined;
+      // Removing a device's last IPv4 address makes the kernel flush its ARP entries and routes as
+      // setting it down does: repaired the same way.
+      const ours = e.subject === `${want.device.tunnelAddress}/32`;
+      if (ours && e.deleted) return { device: 'down' };
+      return !ours && !e.deleted ? { device: 'changed' } : undefined;
     }
     case 'route': {
       const ours = want.routes.get(e.subject);
@@ -65,7 +103,7 @@ export function classify(e: KernelEvent, want: DesiredKernelState): Repair | und
       if (e.dev !== VXLAN_DEVICE) return undefined;
       const dst = want.fdb.get(e.subject);
       if (dst === undefined) return undefined;
-      const ok = !e.deleted && /\sdst (\S+)/.exec(e.line)?.[1] === dst;
+      const ok = !e.deleted && (e.dst ?? /\sdst (\S+)/.exec(e.line)?.[1]) === dst;
       return ok ? undefined : { target: 'fdb', key: e.subject };
     }
   }
@@ -73,56 +111,76 @@ export function classify(e: KernelEvent, want: DesiredKernelState): Repair | und
 
 /** The repairs one burst of events asks for. */
 export interface RepairPlan {
+  /** Managers that re-read and rewrite all they own (after lost events). */
   scopes: Set<RepairScope>;
+  /** vxlan.calico must be repaired (and, for a loss, every entry on it written back). */
+  device?: DeviceLoss;
   routes: RouteSpec[];
   neighbours: NeighSpec[];
   fdb: FdbSpec[];
 }
 
-/** Gathers a burst's repairs into one plan (pure); undefined when nothing is ours. */
+/** A burst's plan (undefined when nothing is ours), and whether vxlan.calico is lost after it. */
+export interface BurstOutcome {
+  plan?: RepairPlan;
+  deviceLost: boolean;
+}
+
+/**
+ * Gathers a burst's repairs into one plan (pure). `deviceLost`: vxlan.calico was deleted or set
+ * down and has not been seen up since; entries on it are then implied by the device repair.
+ */
 export function planRepairs(
   events: readonly KernelEvent[],
   want: DesiredKernelState,
-): RepairPlan | undefined {
+  deviceLost = false,
+): BurstOutcome {
   const plan: RepairPlan = { scopes: new Set(), routes: [], neighbours: [], fdb: [] };
   const routes = new Set<string>();
+  let lost = deviceLost;
   let any = false;
   for (const e of events) {
+    if (e.object === 'link' && e.subject === VXLAN_DEVICE && !e.deleted && isUp(e.line)) lost = false;
     const r = classify(e, want);
     if (!r) continue;
-    any = true;
-    if ('scope' in r) {
-      plan.scopes.add(r.scope);
-    } else if (r.target === 'route' || r.target === 'interface') {
+    if ('device' in r) {
+      any = true;
+      // Only a link event says when the device is back, so only one makes it lost.
+      if (r.device !== 'changed' && e.object === 'link') lost = true;
+      plan.device = worseLoss(plan.device, r.device);
+      continue;
+    }
+    if (r.target === 'neigh') {
+      if (lost) continue;
+      plan.neighbours.push({ ip: r.key as Ip4, mac: want.neighbours.get(r.key)! as Mac });
+    } else if (r.target === 'fdb') {
+      if (lost) continue;
+      plan.fdb.push({ mac: r.key as Mac, dst: want.fdb.get(r.key)! as Ip4 });
+    } else {
       const dsts =
         r.target === 'route'
           ? [r.key]
           : [...want.routes.values()].filter((x) => x.dev === r.key).map((x) => x.dst as string);
       for (const d of dsts) {
-        if (routes.has(d)) continue;
+        const route = want.routes.get(d)!;
+        if (routes.has(d) || (lost && route.dev === VXLAN_DEVICE)) continue;
         routes.add(d);
-        plan.routes.push(want.routes.get(d)!);
+        plan.routes.push(route);
       }
-    } else if (r.target === 'neigh') {
-      plan.neighbours.push({ ip: r.key as Ip4, mac: want.neighbours.get(r.key)! as Mac });
-    } else {
-      plan.fdb.push({ mac: r.key as Mac, dst: want.fdb.get(r.key)! as Ip4 });
     }
+    any = true;
   }
-  // A device check rewrites its FDB and ARP entries anyway (and the route sync every route).
-  if (plan.scopes.has('vxlan')) {
+  // A device loss writes back every entry on the device, and its routes.
+  if (plan.device === 'down' || plan.device === 'deleted') {
     plan.neighbours = [];
     plan.fdb = [];
-    plan.scopes.add('routes');
+    plan.routes = plan.routes.filter((r) => r.dev !== VXLAN_DEVICE);
   }
-  if (plan.scopes.has('routes')) plan.routes = [];
-  return any ? plan : undefined;
+  return { plan: any ? plan : undefined, deviceLost: lost };
 }
 
 export interface RepairTarget {
   repair(plan: RepairPlan, why: string): void;
-  /** Events were lost: re-read everything. */
-  resync(): void;
 }
 
 export interface KernelWatchOptions {
@@ -132,6 +190,8 @@ export interface KernelWatchOptions {
 
 export class KernelWatch {
   private pending: KernelEvent[] = [];
+  /** vxlan.calico deleted or down, not seen up since: entries on it wait for the device repair. */
+  private deviceLost = false;
   private timer?: NodeJS.Timeout;
   /** Events seen and repairs asked for, for metrics and tests. */
   readonly stats = { events: 0, repairs: 0, lost: 0 };
@@ -151,9 +211,15 @@ export class KernelWatch {
         this.timer ??= setTimeout(() => this.flush(), this.opts.debounceMs ?? 20);
       },
       onLost: (why) => {
+        // What the events cover (the device, its entries, our routes) is re-read and rewritten;
+        // iptables and ipsets have their own drift check and are not touched.
         this.stats.lost++;
-        log.warn({ why }, 'kernel events lost: full resync');
-        this.target.resync();
+        this.deviceLost = false;
+        log.warn({ why }, 'kernel events lost: re-reading vxlan.calico, its entries and our routes');
+        this.target.repair(
+          { scopes: new Set(['vxlan', 'routes']), routes: [], neighbours: [], fdb: [] },
+          'kernel events lost',
+        );
       },
     });
   }
@@ -165,21 +231,28 @@ export class KernelWatch {
 
   private flush(): void {
     this.timer = undefined;
-    // Only the last word on each object counts: our own `link add` + `link set up`, or a route
-    // replaced (deleted then added), end in the state we want.
+    // Only the last word on each object counts: a route replaced (deleted then added) ends in the
+    // state we want. Not so for vxlan.calico's own events: set down and up again, its entries and
+    // routes are gone all the same, so every one of them is kept, in order.
     const last = new Map<string, KernelEvent>();
+    let n = 0;
     for (const e of this.pending) {
-      const id = `${e.object} ${e.subject} ${e.object === 'link' ? '' : (e.dev ?? '')}`;
+      const id =
+        e.object === 'link'
+          ? `link ${e.subject} ${e.subject === VXLAN_DEVICE ? n++ : ''}`
+          : `${e.object} ${e.subject} ${e.dev ?? ''}`;
       last.delete(id);
       last.set(id, e);
     }
     const events = [...last.values()];
     const seen = this.pending.length;
     this.pending = [];
-    const plan = planRepairs(events, this.desired());
+    const { plan, deviceLost } = planRepairs(events, this.desired(), this.deviceLost);
+    this.deviceLost = deviceLost;
     if (!plan) return;
     this.stats.repairs++;
     const what = [
+      ...(plan.device ? [`vxlan.calico ${plan.device}`] : []),
       ...plan.scopes,
       ...(plan.routes.length ? [`${plan.routes.length} routes`] : []),
       ...(plan.neighbours.length ? [`${plan.neighbours.length} ARP`] : []),

@@ -16,6 +16,19 @@ export const VXLAN_DEVICE = 'vxlan.calico';
 export const VXLAN_VNI = 4096;
 export const VXLAN_PORT = 4789;
 
+/**
+ * What happened to vxlan.calico, in rising order of what its repair must write back: `changed`
+ * (MTU, address, VNI, local address, ... differ: fix the device; its entries only if it had to be
+ * created again), `down` (the kernel flushed its ARP entries and routes), `deleted` (and its FDB).
+ */
+export type DeviceLoss = 'changed' | 'down' | 'deleted';
+const LOSS_RANK: Record<DeviceLoss, number> = { changed: 1, down: 2, deleted: 3 };
+
+/** The loss whose repair covers both. */
+export function worseLoss(a: DeviceLoss | undefined, b: DeviceLoss): DeviceLoss {
+  return a !== undefined && LOSS_RANK[a] >= LOSS_RANK[b] ? a : b;
+}
+
 /** VXLAN over IPv4 costs 50 bytes of headers. */
 const VXLAN_OVERHEAD = 50;
 /** Felix's MTUIfacePattern default: the host interfaces whose smallest MTU bounds the overlay's. */
@@ -60,6 +73,12 @@ export class VxlanManager {
   private established = false;
   /** The device's MTU once programmed: VXLAN routes carry it (Felix). */
   mtu?: number;
+  /** The device as last programmed: what a repair puts back without looking up parent and MTU. */
+  programmed?: VxlanSpec;
+  /** Kernel events said the device was deleted, set down or changed: repaired first in a pass. */
+  private loss?: DeviceLoss;
+  /** The routes on vxlan.calico (the route manager's): a lost device takes them with it. */
+  deviceRoutes: () => RouteSpec[] = () => [];
 
   constructor(
     private readonly writer: LinkWriter,
@@ -118,7 +137,14 @@ export class VxlanManager {
     this.device.bump();
   }
 
+  /** Kernel events reported the device deleted, down or changed. */
+  markLost(loss: DeviceLoss): void {
+    this.loss = worseLoss(this.loss, loss);
+  }
+
+  /** Applies pending changes; true when the device was checked in full (routes to be re-read). */
   async apply(): Promise<boolean> {
+    if (this.loss) await this.repairDevice();
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
     const h = this.host;
@@ -139,7 +165,7 @@ export class VxlanManager {
       if (!parent)
         throw new Error(`no interface holds this node's address ${h.nodeIp}; cannot create ${VXLAN_DEVICE}`);
       const mtu = vxlanMtu(await this.writer.interfaceMtus(), parent);
-      const res = await this.writer.ensureVxlan({
+      const spec: VxlanSpec = {
         name: VXLAN_DEVICE,
         vni: VXLAN_VNI,
         port: VXLAN_PORT,
@@ -148,10 +174,12 @@ export class VxlanManager {
         mac: h.vtepMac ?? derivedVtepMac(h.node),
         mtu,
         tunnelAddress: h.tunnelIp,
-      });
+      };
+      const res = await this.writer.ensureVxlan(spec);
       fresh = (res as { created?: boolean } | undefined)?.created === true;
       this.device.done(deviceGen);
       this.mtu = mtu;
+      this.programmed = spec;
       this.established = true;
     }
     await this.writer.syncFdb(
@@ -167,6 +195,55 @@ export class VxlanManager {
     this.gen.done(gen);
     return true;
   }
+
+  /**
+   * The repair of a device that kernel events reported lost or changed, without reading its
+   * thousands of entries back: the device is checked and fixed (one small read, one batch), and
+   * unless only a setting was fixed in place, every FDB and ARP entry and route on it is written
+   * again as wanted (one `bridge -batch`, one `ip -batch`): deleted or down, the kernel has dropped
+   * them. A failure leaves it to the full check (which reads everything back).
+   */
+  private async repairDevice(): Promise<void> {
+    const loss = this.loss!;
+    this.loss = undefined;
+    const spec = this.programmed;
+    if (!spec || !this.established) {
+      this.markDirty(); // never programmed, or its settings are changing: the full path does it all
+      return;
+    }
+    const started = performance.now();
+    try {
+      const res = await this.writer.ensureVxlan(spec);
+      const recreated = (res as { created?: boolean } | undefined)?.created === true;
+      if (loss === 'changed' && !recreated) {
+        log.info({ loss, ms: Math.round(performance.now() - started) }, 'vxlan.calico fixed in place');
+        return;
+      }
+      const vteps = [...this.vteps.values()];
+      const routes = this.deviceRoutes();
+      await this.writer.rewrite({
+        routes,
+        neighbours: vteps.map((v) => ({ ip: v.tunnelIp, mac: v.mac })),
+        fdb: vteps.map((v) => ({ mac: v.mac, dst: v.nodeIp })),
+      });
+      log.info(
+        {
+          loss,
+          recreated,
+          vteps: vteps.length,
+          routes: routes.length,
+          ms: Math.round(performance.now() - started),
+        },
+        'vxlan.calico repaired: device, FDB, ARP and routes written back',
+      );
+    } catch (e) {
+      log.warn(
+        { loss, err: (e as Error).message },
+        'vxlan.calico repair failed; checking the device and its entries in full',
+      );
+      this.markDirty();
+    }
+  }
 }
 
 /**
@@ -181,7 +258,9 @@ export class RouteManager {
   constructor(
     private readonly writer: LinkWriter,
     private readonly vxlan: VxlanManager,
-  ) {}
+  ) {
+    vxlan.deviceRoutes = () => this.desired().filter((r) => r.dev === VXLAN_DEVICE);
+  }
 
   onUpdate(msg: DataplaneMessage): void {
     switch (msg.kind) {

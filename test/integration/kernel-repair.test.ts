@@ -1,13 +1,14 @@
 // Repair on kernel events, in a namespace: the dataplane programs vxlan.calico, an FDB and ARP
 // entry for a remote VTEP, the route to its block and a workload route; then someone deletes each
-// of them (and the device itself), and the agent puts them back with no periodic resync running
+// of them (and the device itself, or sets it down, or changes its MTU, local address, VNI or
+// address), and the agent puts them back with no periodic resync running
 // (it is set to an hour), so only events can have driven the repair. The workload route of an
 // endpoint that arrived before its interface is written as soon as the interface appears (the CNI
 // race). A flood of 100,000 foreign route changes leaves the watch alive and the state correct.
 // Timing is not asserted here (`npm run bench -- repair` measures it); `eventually` only bounds the
 // wait generously.
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -161,6 +162,54 @@ test('routes, FDB, ARP and vxlan.calico are repaired on kernel events', { skip: 
     assert.match(await sh(node, 'ip', '-d', 'link', 'show', 'vxlan.calico'), /vxlan id 4096 .*dstport 4789/);
   });
 
+  const device = () => sh(node, 'ip', '-d', 'addr', 'show', 'dev', 'vxlan.calico');
+  const deviceRight = async () => {
+    const d = await device();
+    return (
+      /<[^>]*\bUP\b/.test(d) &&
+      /vxlan id 4096 local 192\.168\.77\.1 dev eth0 /.test(d) &&
+      / mtu 1450 /.test(d) &&
+      d.includes('inet 10.10.0.0/32')
+    );
+  };
+  const allBack = async () =>
+    (await deviceRight()) && (await hasFdb()) && (await hasArp()) && (await hasBlockRoute());
+
+  await t.test('vxlan.calico set down: brought up, its ARP entries and routes written back', async () => {
+    await sh(node, 'ip', 'link', 'set', 'vxlan.calico', 'down');
+    await eventually('device up, FDB, ARP, route', allBack);
+  });
+
+  await t.test('vxlan.calico with another MTU: the MTU is put back', async () => {
+    await sh(node, 'ip', 'link', 'set', 'vxlan.calico', 'mtu', '1300');
+    await eventually('MTU 1450', allBack);
+  });
+
+  await t.test('vxlan.calico with another local address: the device is made again, entries too', async () => {
+    await sh(node, 'ip', 'link', 'set', 'vxlan.calico', 'type', 'vxlan', 'local', '192.168.77.9');
+    await eventually('local address, FDB, ARP, route', allBack);
+  });
+
+  await t.test('vxlan.calico recreated by someone with another VNI: made again as ours', async () => {
+    // One shell, so the agent cannot put its own device back between the two.
+    await sh(
+      node,
+      'sh',
+      '-c',
+      'ip link del vxlan.calico && ip link add vxlan.calico type vxlan id 77 dstport 4789 dev eth0 && ip link set vxlan.calico up',
+    );
+    await eventually('VNI 4096, FDB, ARP, route', allBack);
+  });
+
+  await t.test("vxlan.calico's tunnel address removed, another added: put right", async () => {
+    await sh(node, 'ip', 'addr', 'del', '10.10.0.0/32', 'dev', 'vxlan.calico');
+    await sh(node, 'ip', 'addr', 'add', '10.99.0.1/24', 'dev', 'vxlan.calico');
+    await eventually('tunnel address only', async () => {
+      const d = await device();
+      return d.includes('inet 10.10.0.0/32') && !d.includes('10.99.0.1') && (await allBack());
+    });
+  });
+
   await t.test('100,000 foreign route changes: the watch survives and still repairs', async () => {
     const adds: string[] = [];
     for (let i = 0; i < 50_000; i++)
@@ -170,6 +219,10 @@ test('routes, FDB, ARP and vxlan.calico are repaired on kernel events', { skip: 
     const delFile = join(dir, `fedmesh-flood-del-${process.pid}`);
     writeFileSync(addFile, `${adds.join('\n')}\n`);
     writeFileSync(delFile, `${adds.map((l) => l.replace('route add', 'route del')).join('\n')}\n`);
+    t.after(() => {
+      rmSync(addFile, { force: true });
+      rmSync(delFile, { force: true });
+    });
     await sh(node, 'ip', '-batch', addFile);
     await sh(node, 'ip', '-batch', delFile);
     const before = watch.stats.repairs;

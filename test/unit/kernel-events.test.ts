@@ -1,10 +1,11 @@
-// Kernel event lines as `ip -o monitor link route neigh` and `bridge monitor fdb` print them
+// Kernel event lines as `ip -4 -o -d monitor link address route neigh`, `ip -f bridge -o monitor
+// neigh` and `bridge monitor fdb` print them
 // (captured from this kernel), parsed, and classified against what the node wants: a foreign
 // deletion or change of our state asks for a repair; our own writes, echoed back, do not.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { classify, type DesiredKernelState, planRepairs } from '../../agent/dataplane/kernel-watch.ts';
-import type { Cidr, Ip4 } from '../../model/net.ts';
+import type { Cidr, Ip4, Mac } from '../../model/net.ts';
 import type { RouteSpec } from '../../native/iproute.ts';
 import { type KernelEvent, parseMonitorLine } from '../../native/kernel-events.ts';
 
@@ -47,6 +48,15 @@ describe('parseMonitorLine', () => {
       ip('local 10.10.0.1 dev vxlan.calico table local proto kernel scope host src 10.10.0.1 ')?.subject,
       '10.10.0.1/32',
     );
+    // `-d` prints the route type first.
+    assert.deepEqual(
+      pick(
+        ip(
+          'Deleted unicast 10.20.0.0/26 via 10.20.0.1 dev vxlan.calico table main proto 80 scope global onlink ',
+        ),
+      ),
+      { object: 'route', deleted: true, subject: '10.20.0.0/26', dev: 'vxlan.calico' },
+    );
   });
   it('neighbours and FDB entries', () => {
     assert.deepEqual(pick(ip('10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ')), {
@@ -63,10 +73,25 @@ describe('parseMonitorLine', () => {
       dev: 'vxlan.calico',
     });
   });
-  it('addresses and blank lines are not events', () => {
-    assert.equal(
-      ip('4: vxlan.calico    inet 10.10.0.1/32 scope global vxlan.calico\\       valid_lft forever'),
-      undefined,
+  it('FDB entries as `ip -f bridge monitor neigh` prints them', () => {
+    const e = br('Deleted 172.16.0.10 dev vxlan.calico lladdr 66:BB:00:00:00:01 NOARP PERMANENT ');
+    assert.deepEqual(pick(e), {
+      object: 'fdb',
+      deleted: true,
+      subject: '66:bb:00:00:00:01',
+      dev: 'vxlan.calico',
+    });
+    assert.equal(e?.dst, '172.16.0.10');
+    assert.equal(br('dev vxlan.calico lladdr 66:aa:00:00:00:01 PERMANENT ')?.dst, undefined);
+  });
+  it('addresses; blank lines are not events', () => {
+    assert.deepEqual(
+      pick(
+        ip(
+          'Deleted 4: vxlan.calico    inet 10.10.0.1/32 scope global vxlan.calico\\       valid_lft forever',
+        ),
+      ),
+      { object: 'addr', deleted: true, subject: '10.10.0.1/32', dev: 'vxlan.calico' },
     );
     assert.equal(ip(''), undefined);
   });
@@ -88,11 +113,28 @@ const WANT: DesiredKernelState = {
   neighbours: new Map([['10.20.0.1', '66:00:00:00:00:02']]),
   fdb: new Map([['66:00:00:00:00:02', '10.99.0.2']]),
   workloadInterfaces: new Set(['cali1a2b3c4d5e6']),
+  device: {
+    name: 'vxlan.calico',
+    vni: 4096,
+    port: 4789,
+    parentDev: 'eth0',
+    localIp: '172.16.0.1' as Ip4,
+    mac: '66:aa:00:00:00:01' as Mac,
+    mtu: 1450,
+    tunnelAddress: '10.10.0.0' as Ip4,
+  },
 };
+/** A vxlan.calico link line as `ip -o -d monitor link` prints it, with these flags and details. */
+const vx = (flags: string, more = '', mtu = 1450, qdisc = 'noqueue') =>
+  ip(
+    `4: vxlan.calico: <${flags}> mtu ${mtu} qdisc ${qdisc} state UNKNOWN group default \\    link/ether 66:aa:00:00:00:01 brd ff:ff:ff:ff:ff:ff promiscuity 0 \\    vxlan id ${more || '4096 local 172.16.0.1 dev eth0 srcport 0 0 dstport 4789'} nolearning ttl auto ageing 300`,
+  );
 /** The repair, written short: a scope name, or `target key`. */
 const cls = (e: KernelEvent | undefined) => {
   const r = classify(e!, WANT);
-  return r === undefined ? undefined : 'scope' in r ? r.scope : `${r.target} ${r.key}`;
+  if (r === undefined) return undefined;
+  if ('device' in r) return `device ${r.device}`;
+  return `${r.target} ${r.key}`;
 };
 
 describe('classify', () => {
@@ -105,6 +147,10 @@ describe('classify', () => {
       cls(ip('4: vxlan.calico: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue')),
       undefined,
     );
+    assert.equal(cls(vx('BROADCAST,MULTICAST,UP,LOWER_UP')), undefined);
+    // Our own `link add`: a new device, never up yet, has nothing to lose.
+    assert.equal(cls(vx('BROADCAST,MULTICAST', '', 1450, 'noop')), undefined);
+    assert.equal(cls(ip('4: vxlan.calico    inet 10.10.0.0/32 scope global vxlan.calico')), undefined);
     // What we delete ourselves is no longer wanted.
     assert.equal(cls(ip('Deleted 10.30.0.0/26 via 10.30.0.1 dev vxlan.calico proto 80 onlink ')), undefined);
   });
@@ -136,12 +182,34 @@ describe('classify', () => {
     );
     assert.equal(
       cls(ip('Deleted 4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noop state DOWN')),
-      'vxlan',
+      'device deleted',
     );
     assert.equal(
       cls(ip('4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noqueue state DOWN')),
-      'vxlan',
+      'device down',
     );
+  });
+  it('vxlan.calico with another MTU, MAC, VNI, local address, parent or port, or address is changed', () => {
+    assert.equal(cls(vx('BROADCAST,MULTICAST,UP,LOWER_UP', '', 1300)), 'device changed');
+    for (const more of [
+      '5000 local 172.16.0.1 dev eth0 srcport 0 0 dstport 4789',
+      '4096 local 172.16.0.2 dev eth0 srcport 0 0 dstport 4789',
+      '4096 local 172.16.0.1 dev eth1 srcport 0 0 dstport 4789',
+      '4096 local 172.16.0.1 dev eth0 srcport 0 0 dstport 8472',
+    ])
+      assert.equal(cls(vx('BROADCAST,MULTICAST,UP,LOWER_UP', more)), 'device changed', more);
+    assert.equal(
+      cls(ip('4: vxlan.calico: <UP,LOWER_UP> mtu 1450 qdisc noqueue \\    link/ether 66:aa:00:00:00:99 brd')),
+      'device changed',
+    );
+    // Its last IPv4 address gone, the kernel flushes its ARP entries and routes as on down.
+    assert.equal(
+      cls(ip('Deleted 4: vxlan.calico    inet 10.10.0.0/32 scope global vxlan.calico')),
+      'device down',
+    );
+    assert.equal(cls(ip('4: vxlan.calico    inet 10.99.0.1/24 scope global vxlan.calico')), 'device changed');
+    // Not ours to police: other devices' addresses.
+    assert.equal(cls(ip('Deleted 3: eth0    inet 172.16.0.1/16 scope global eth0')), undefined);
   });
   it("a workload's interface appearing asks for its route (the CNI race)", () => {
     assert.equal(
@@ -158,7 +226,7 @@ describe('classify', () => {
 
 describe('planRepairs', () => {
   it('gathers a burst: the routes of an interface that appeared, the entries named', () => {
-    const plan = planRepairs(
+    const { plan, deviceLost } = planRepairs(
       [
         ip('9: cali1a2b3c4d5e6@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500')!,
         ip('Deleted 10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ')!,
@@ -167,7 +235,9 @@ describe('planRepairs', () => {
       WANT,
     );
     assert.ok(plan);
+    assert.equal(deviceLost, false);
     assert.deepEqual([...plan.scopes], []);
+    assert.equal(plan.device, undefined);
     assert.deepEqual(
       plan.routes.map((r) => r.dst),
       ['10.10.0.5/32'],
@@ -175,18 +245,52 @@ describe('planRepairs', () => {
     assert.deepEqual(plan.neighbours, [{ ip: '10.20.0.1', mac: '66:00:00:00:00:02' }]);
     assert.deepEqual(plan.fdb, [{ mac: '66:00:00:00:00:02', dst: '10.99.0.2' }]);
   });
-  it('a device check subsumes its entries and every route', () => {
-    const plan = planRepairs(
+  it('a deleted device implies its entries and routes: one device repair, not thousands of rewrites', () => {
+    const { plan, deviceLost } = planRepairs(
       [
+        // The FDB stream may overtake the link event.
+        br('Deleted 10.99.0.2 dev vxlan.calico lladdr 66:00:00:00:00:02 NOARP PERMANENT ')!,
+        vx('BROADCAST,MULTICAST')!,
         ip('Deleted 10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ')!,
+        ip('Deleted 10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 onlink ')!,
+        ip('Deleted 10.10.0.5 dev cali1a2b3c4d5e6 scope link ')!,
         ip('Deleted 4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noop state DOWN')!,
       ],
       WANT,
     );
-    assert.deepEqual([...(plan?.scopes ?? [])].sort(), ['routes', 'vxlan']);
-    assert.deepEqual([plan?.neighbours, plan?.routes], [[], []]);
+    assert.equal(plan?.device, 'deleted');
+    assert.equal(deviceLost, true);
+    assert.deepEqual([...(plan?.scopes ?? [])], []);
+    assert.deepEqual([plan?.neighbours, plan?.fdb], [[], []]);
+    // A workload route is not on the device: still rewritten on its own.
+    assert.deepEqual(
+      plan?.routes.map((r) => r.dst),
+      ['10.10.0.5/32'],
+    );
+  });
+  it('while the device is lost, later entry events wait for its repair; once it is up they count again', () => {
+    const arpGone = ip('Deleted 10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ')!;
+    const lost = planRepairs([arpGone], WANT, true);
+    assert.equal(lost.plan, undefined);
+    assert.equal(lost.deviceLost, true);
+    const back = planRepairs(
+      [vx('BROADCAST,MULTICAST', '', 1450, 'noop')!, vx('BROADCAST,MULTICAST,UP,LOWER_UP')!, arpGone],
+      WANT,
+      true,
+    );
+    assert.equal(back.deviceLost, false);
+    assert.equal(back.plan?.device, undefined);
+    assert.deepEqual(back.plan?.neighbours, [{ ip: '10.20.0.1', mac: '66:00:00:00:00:02' }]);
+  });
+  it('set down and up again within a burst is still a loss (the kernel flushed its entries)', () => {
+    const { plan, deviceLost } = planRepairs(
+      [vx('BROADCAST,MULTICAST')!, vx('BROADCAST,MULTICAST,UP,LOWER_UP')!],
+      WANT,
+    );
+    assert.equal(plan?.device, 'down');
+    assert.equal(deviceLost, false);
   });
   it('nothing of ours: no plan', () => {
-    assert.equal(planRepairs([ip('Deleted 192.168.7.0/24 via 10.99.0.9 dev eth0 ')!], WANT), undefined);
+    assert.equal(planRepairs([ip('Deleted 192.168.7.0/24 via 10.99.0.9 dev eth0 ')!], WANT).plan, undefined);
   });
 });
