@@ -195,7 +195,7 @@ export class Dataplane {
    * manager re-read and rewrite all it owns, now rather than at the next periodic resync.
    */
   repair(plan: RepairPlan, _why: string): void {
-    if (plan.device) this.vxlan.markLost(plan.device);
+    if (plan.device) this.vxlan.markLost(plan.device, plan.deviceIndexes);
     if (plan.scopes.has('vxlan')) this.vxlan.markDirty();
     if (plan.scopes.has('vxlan') || plan.scopes.has('routes')) this.routes.markDirty();
     const r = this.rewrites;

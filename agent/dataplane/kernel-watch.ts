@@ -38,7 +38,7 @@ export interface DesiredKernelState {
 /** What to do about one event: the device is repaired, or just this object is written again. */
 export type Repair =
   | { device: DeviceLoss }
-  | { target: 'route' | 'neigh' | 'fdb' | 'interface'; key: string };
+  | { target: 'route' | 'neigh' | 'fdb' | 'interface' | 'gateway'; key: string };
 
 const isUp = (line: string) => /<[^>]*\bUP\b/.test(line);
 
@@ -57,6 +57,27 @@ function deviceDiffers(line: string, d: VxlanSpec): boolean {
     differs(/\svxlan id \d+.*?\sdev (\S+)/, d.parentDev) ||
     differs(/\sdstport (\d+)/, d.port)
   );
+}
+
+const indexes = new WeakMap<ReadonlyMap<string, RouteSpec>, Record<string, Map<string, string[]>>>();
+
+/** Destinations of the wanted routes by device or gateway (built once per desired state). */
+function routesBy(want: DesiredKernelState, key: 'dev' | 'via'): Map<string, string[]> {
+  let idx = indexes.get(want.routes);
+  if (!idx) {
+    idx = {};
+    indexes.set(want.routes, idx);
+  }
+  let m = idx[key];
+  if (!m) {
+    m = new Map();
+    for (const r of want.routes.values()) {
+      const k = r[key];
+      if (k !== undefined) m.set(k, [...(m.get(k) ?? []), r.dst]);
+    }
+    idx[key] = m;
+  }
+  return m;
 }
 
 /** Which repair this event asks for, if any (pure). */
@@ -92,6 +113,14 @@ export function classify(e: KernelEvent, want: DesiredKernelState): Repair | und
       const via = /\svia (\S+)/.exec(e.line)?.[1];
       return e.dev !== ours.dev || via !== ours.via ? { target: 'route', key: e.subject } : undefined;
     }
+    case 'nexthop': {
+      // Deleting a nexthop takes the routes through it along, without a route event of their own.
+      if (!e.deleted || e.dst === undefined || !/\sproto 80\b/.test(e.line)) return undefined;
+      const via = e.dst;
+      return [...want.routes.values()].some((r) => r.via === via)
+        ? { target: 'gateway', key: via }
+        : undefined;
+    }
     case 'neigh': {
       if (e.dev !== VXLAN_DEVICE) return undefined;
       const mac = want.neighbours.get(e.subject);
@@ -115,6 +144,8 @@ export interface RepairPlan {
   scopes: Set<RepairScope>;
   /** vxlan.calico must be repaired (and, for a loss, every entry on it written back). */
   device?: DeviceLoss;
+  /** The interface indexes those events named: a repair that already replaced them skips it. */
+  deviceIndexes?: number[];
   routes: RouteSpec[];
   neighbours: NeighSpec[];
   fdb: FdbSpec[];
@@ -148,6 +179,7 @@ export function planRepairs(
       // Only a link event says when the device is back, so only one makes it lost.
       if (r.device !== 'changed' && e.object === 'link') lost = true;
       plan.device = worseLoss(plan.device, r.device);
+      if (e.ifindex !== undefined) plan.deviceIndexes = [...(plan.deviceIndexes ?? []), e.ifindex];
       continue;
     }
     if (r.target === 'neigh') {
@@ -160,7 +192,7 @@ export function planRepairs(
       const dsts =
         r.target === 'route'
           ? [r.key]
-          : [...want.routes.values()].filter((x) => x.dev === r.key).map((x) => x.dst as string);
+          : (routesBy(want, r.target === 'interface' ? 'dev' : 'via').get(r.key) ?? []);
       for (const d of dsts) {
         const route = want.routes.get(d)!;
         if (routes.has(d) || (lost && route.dev === VXLAN_DEVICE)) continue;

@@ -40,6 +40,12 @@ export function vxlanMtu(links: readonly { name: string; mtu: number }[], parent
   return (mtus.length > 0 ? Math.min(...mtus) : parent.mtu) - VXLAN_OVERHEAD;
 }
 
+/** What ensureVxlan reports: `created` the device anew, in place of `replaced` (its index). */
+interface EnsureResult {
+  created?: boolean;
+  replaced?: number;
+}
+
 export interface LinkWriter {
   findDeviceWithAddress(ip: Ip4): Promise<{ name: string; mtu: number } | undefined>;
   interfaceMtus(): Promise<{ name: string; mtu: number }[]>;
@@ -77,6 +83,14 @@ export class VxlanManager {
   programmed?: VxlanSpec;
   /** Kernel events said the device was deleted, set down or changed: repaired first in a pass. */
   private loss?: DeviceLoss;
+  /** The interface indexes those events named (unknown when empty). */
+  private lossIndexes = new Set<number>();
+  /**
+   * Indexes of vxlan.calico devices gone and already replaced by a repair. Deleting a device with
+   * thousands of entries takes the kernel long enough that its `down` and `deleted` events can
+   * land in two bursts; the first repair makes it good, the second is about a device long gone.
+   */
+  private readonly replaced = new Set<number>();
   /** The routes on vxlan.calico (the route manager's): a lost device takes them with it. */
   deviceRoutes: () => RouteSpec[] = () => [];
 
@@ -138,8 +152,9 @@ export class VxlanManager {
   }
 
   /** Kernel events reported the device deleted, down or changed. */
-  markLost(loss: DeviceLoss): void {
+  markLost(loss: DeviceLoss, ifindexes: readonly number[] = []): void {
     this.loss = worseLoss(this.loss, loss);
+    for (const i of ifindexes) this.lossIndexes.add(i);
   }
 
   /** Applies pending changes; true when the device was checked in full (routes to be re-read). */
@@ -205,7 +220,13 @@ export class VxlanManager {
    */
   private async repairDevice(): Promise<void> {
     const loss = this.loss!;
+    const indexes = [...this.lossIndexes];
     this.loss = undefined;
+    this.lossIndexes = new Set();
+    if (indexes.length > 0 && indexes.every((i) => this.replaced.has(i))) {
+      log.debug({ loss, indexes }, 'vxlan.calico loss already repaired (that device was replaced)');
+      return;
+    }
     const spec = this.programmed;
     if (!spec || !this.established) {
       this.markDirty(); // never programmed, or its settings are changing: the full path does it all
@@ -213,10 +234,13 @@ export class VxlanManager {
     }
     const started = performance.now();
     try {
-      const res = await this.writer.ensureVxlan(spec);
-      const recreated = (res as { created?: boolean } | undefined)?.created === true;
+      const res = (await this.writer.ensureVxlan(spec)) as EnsureResult | undefined;
+      const recreated = res?.created === true;
+      if (recreated)
+        for (const i of [...indexes, ...(res?.replaced ? [res.replaced] : [])]) this.replaced.add(i);
+      const ensureMs = Math.round(performance.now() - started);
       if (loss === 'changed' && !recreated) {
-        log.info({ loss, ms: Math.round(performance.now() - started) }, 'vxlan.calico fixed in place');
+        log.info({ loss, ms: ensureMs }, 'vxlan.calico fixed in place');
         return;
       }
       const vteps = [...this.vteps.values()];
@@ -232,6 +256,7 @@ export class VxlanManager {
           recreated,
           vteps: vteps.length,
           routes: routes.length,
+          ensureMs,
           ms: Math.round(performance.now() - started),
         },
         'vxlan.calico repaired: device, FDB, ARP and routes written back',

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Cidr, Ip4, Mac } from '../../model/net.ts';
-import { IpRouteDriver, type RouteSpec, VXLAN_DEV, type VxlanSpec } from '../../native/iproute.ts';
+import { IpRouteDriver, nexthopId, type RouteSpec, VXLAN_DEV, type VxlanSpec } from '../../native/iproute.ts';
 import { isRoot, netnsScope, sh, veth } from '../harness/netns.ts';
 
 const cidr = (s: string) => s as Cidr;
@@ -36,10 +36,11 @@ const POD: RouteSpec = { dst: cidr('10.244.0.5/32'), dev: 'calipod1' };
 const ownedDevices = (dev: string) => dev.startsWith('cali');
 
 /** `ip route` lines (text form, as an operator reads them), trimmed. */
+/** Routes as `ip route` shows them, without the nexthop object's id (a gateway route's "nhid N"). */
 async function routes(ns: string, ...filter: string[]): Promise<string[]> {
   return (await sh(ns, 'ip', 'route', 'show', ...filter))
     .split('\n')
-    .map((l) => l.trim())
+    .map((l) => l.trim().replace(/ nhid \d+/, ''))
     .filter(Boolean);
 }
 
@@ -152,6 +153,10 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
       '10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink',
       '10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink',
     ]);
+    // Through one nexthop object per gateway, ours by protocol 80.
+    const nh = await sh(node, 'ip', 'nexthop', 'show');
+    assert.match(nh, /via 10\.244\.1\.0 dev vxlan\.calico .*proto 80 onlink/);
+    assert.match(nh, /via 10\.244\.2\.0 dev vxlan\.calico .*proto 80 onlink/);
     await foreignIntact();
     assert.equal((await drv.syncRoutes([REMOTE_B, REMOTE_C, POD], { ownedDevices })).commands, 0);
   });
@@ -168,6 +173,7 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
     const st2 = await drv.syncRoutes([POD], { ownedDevices });
     assert.equal(st2.deleted, 2);
     assert.deepEqual(await routes(node, 'proto', '80'), ['10.244.0.5 dev calipod1 scope link']);
+    assert.equal(await sh(node, 'ip', 'nexthop', 'show'), '', 'nexthops no route uses are removed');
     await foreignIntact();
   });
 
@@ -272,6 +278,25 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
     assert.match(out, /00:00:00:00:00:00 dst 192\.168\.100\.9 self permanent/, 'default entry untouched');
     assert.equal((await drv.syncFdb(VXLAN_DEV, [f('66:ee:ee:00:00:0b', '192.168.100.4')])).commands, 0);
   });
+
+  await t.test(
+    "a nexthop id held by someone else's nexthop: that route is written plain, theirs kept",
+    async () => {
+      const gw = ip('10.244.3.0');
+      const theirs = String(nexthopId(gw));
+      await sh(node, 'ip', 'nexthop', 'add', 'id', theirs, 'via', gw, 'dev', VXLAN_DEV, 'onlink');
+      const r: RouteSpec = { dst: cidr('10.244.3.0/26'), via: gw, dev: VXLAN_DEV, onlink: true };
+      await drv.syncRoutes([POD, r], { ownedDevices });
+      const shown = await sh(node, 'ip', 'route', 'show', '10.244.3.0/26');
+      assert.match(shown, /^10\.244\.3\.0\/26 via 10\.244\.3\.0 dev vxlan\.calico proto 80 onlink/);
+      await drv.syncRoutes([POD], { ownedDevices });
+      assert.match(
+        await sh(node, 'ip', 'nexthop', 'show', 'id', theirs),
+        /via 10\.244\.3\.0 dev vxlan\.calico/,
+      );
+      await sh(node, 'ip', 'nexthop', 'del', 'id', theirs);
+    },
+  );
 
   await t.test('timing: 10k routes, 10k FDB and 10k ARP entries, one batch each', async () => {
     const n = 10_000;

@@ -95,7 +95,8 @@ test('routes, FDB, ARP and vxlan.calico are repaired on kernel events', { skip: 
   await dataplane.whenApplied();
 
   const routes = () => sh(node, 'ip', '-4', 'route', 'show');
-  const hasBlockRoute = async () => (await routes()).includes(`${BLOCK} via ${PEER_TUNNEL} dev vxlan.calico`);
+  const hasBlockRoute = async () =>
+    (await routes()).replace(/ nhid \d+/g, '').includes(`${BLOCK} via ${PEER_TUNNEL} dev vxlan.calico`);
   const hasArp = async () =>
     (await sh(node, 'ip', 'neigh', 'show', 'dev', 'vxlan.calico')).includes(
       `${PEER_TUNNEL} lladdr ${PEER_MAC} PERMANENT`,
@@ -136,6 +137,14 @@ test('routes, FDB, ARP and vxlan.calico are repaired on kernel events', { skip: 
       '80',
     );
     await eventually('block route via its VTEP again', hasBlockRoute);
+  });
+
+  await t.test('a deleted nexthop (the block route went with it, with no route event)', async () => {
+    const nh = await sh(node, 'ip', 'nexthop', 'show');
+    const id = /^id (\d+) via 10\.20\.0\.0 /m.exec(nh)?.[1];
+    assert.ok(id, `the block route goes through a nexthop object: ${nh}`);
+    await sh(node, 'ip', 'nexthop', 'del', 'id', id);
+    await eventually('block route', hasBlockRoute);
   });
 
   await t.test('a deleted workload route', async () => {
@@ -191,12 +200,28 @@ test('routes, FDB, ARP and vxlan.calico are repaired on kernel events', { skip: 
   });
 
   await t.test('vxlan.calico recreated by someone with another VNI: made again as ours', async () => {
-    // One shell, so the agent cannot put its own device back between the two.
+    // Swapped in by renames in one batch: a deletion returns to its caller only after the kernel
+    // has let go of the device (tens of ms), time enough for the agent to put its own back first.
+    await sh(
+      node,
+      'ip',
+      'link',
+      'add',
+      'vxtmp',
+      'type',
+      'vxlan',
+      'id',
+      '77',
+      'dstport',
+      '4789',
+      'dev',
+      'eth0',
+    );
     await sh(
       node,
       'sh',
       '-c',
-      'ip link del vxlan.calico && ip link add vxlan.calico type vxlan id 77 dstport 4789 dev eth0 && ip link set vxlan.calico up',
+      "printf 'link set vxlan.calico down\\nlink set vxlan.calico name vxold\\nlink set vxtmp name vxlan.calico\\nlink set vxlan.calico up\\nlink del vxold\\n' | ip -batch -",
     );
     await eventually('VNI 4096, FDB, ARP, route', allBack);
   });

@@ -30,6 +30,7 @@ describe('parseMonitorLine', () => {
       ip('3: cali1a2b3c4d5e6@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500')?.subject,
       'cali1a2b3c4d5e6',
     );
+    assert.equal(ip('Deleted 4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noop')?.ifindex, 4);
   });
   it('routes, a host route as a /32', () => {
     assert.deepEqual(pick(ip('Deleted 10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 onlink ')), {
@@ -217,6 +218,21 @@ describe('classify', () => {
       'interface cali1a2b3c4d5e6',
     );
     assert.equal(cls(ip('9: cali0000000000f@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500')), undefined);
+  });
+  it('our nexthop deleted (its routes went with it, silently): the routes through its gateway', () => {
+    const e = ip('Deleted id 169082881 via 10.20.0.1 dev vxlan.calico scope link proto 80 onlink ');
+    assert.deepEqual([e?.object, e?.subject, e?.dst], ['nexthop', '169082881', '10.20.0.1']);
+    assert.equal(cls(e), 'gateway 10.20.0.1');
+    assert.equal(
+      cls(ip('id 169082881 via 10.20.0.1 dev vxlan.calico scope link proto 80 onlink ')),
+      undefined,
+    );
+    assert.equal(ip('\tnh_info id 5 via 10.20.0.1 dev vxlan.calico scope link proto 80 onlink'), undefined);
+    const { plan } = planRepairs([e!], WANT);
+    assert.deepEqual(
+      plan?.routes.map((r) => r.dst),
+      ['10.20.0.0/26'],
+    );
   });
   it('foreign objects are not our business', () => {
     assert.equal(cls(ip('Deleted 192.168.7.0/24 via 10.99.0.9 dev eth0 ')), undefined);

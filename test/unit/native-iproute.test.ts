@@ -6,9 +6,12 @@ import {
   diffNeighbours,
   diffRoutes,
   type KernelRoute,
+  nexthopId,
+  parseNexthops,
   parseRoutes,
   planRoutes,
   type RouteSpec,
+  renderRoutePlan,
 } from '../../native/iproute.ts';
 
 const cidr = (s: string) => s as Cidr;
@@ -121,6 +124,38 @@ describe('diffRoutes', () => {
     const withMtu: KernelRoute = { ...REMOTE, proto: 80, metric: 0, scope: 'global', mtu: 1450 };
     assert.equal(diffRoutes([{ ...REMOTE, mtu: 1450 }], [withMtu]), '');
     assert.match(diffRoutes([{ ...REMOTE, mtu: 1400 }], [withMtu]), /^route replace .* mtu 1400 /);
+  });
+
+  it('gateway routes through nexthop objects, one per gateway, unless the id is taken or unsupported', () => {
+    const other: RouteSpec = { ...REMOTE, dst: cidr('10.244.1.64/26'), mtu: 1450 };
+    const id = nexthopId(ip('10.244.1.0'));
+    assert.equal(id, (10 << 24) + (244 << 16) + (1 << 8));
+    const plan = { replace: [REMOTE, other, POD], remove: [], conflicts: [] };
+    assert.deepEqual(renderRoutePlan(plan, { enabled: true, foreign: new Set() }, [7]), [
+      'nexthop del id 7',
+      `nexthop replace id ${id} via 10.244.1.0 dev vxlan.calico onlink proto 80`,
+      `route replace 10.244.1.0/26 nhid ${id} proto 80 table main`,
+      `route replace 10.244.1.64/26 nhid ${id} proto 80 mtu 1450 table main`,
+      'route replace 10.244.0.5/32 dev cali1234 scope link proto 80 table main',
+    ]);
+    const plain = renderRoutePlan(plan, { enabled: true, foreign: new Set([id]) });
+    assert.equal(
+      plain[0],
+      'route replace 10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink scope global proto 80 table main',
+    );
+    assert.deepEqual(renderRoutePlan(plan, { enabled: false, foreign: new Set() }), plain);
+  });
+
+  it('reads nexthops: ours by protocol 80, the rest taken; none when the command failed', () => {
+    const got = parseNexthops(
+      JSON.stringify([
+        { id: 7, gateway: '10.1.1.1', dev: 'vx', scope: '253', protocol: '80', flags: ['onlink'] },
+        { id: 8, gateway: '10.1.1.2', dev: 'vx', scope: '253', flags: ['onlink'] },
+      ]),
+    );
+    assert.deepEqual(got.ours, [7]);
+    assert.deepEqual([got.policy.enabled, [...got.policy.foreign]], [true, [8]]);
+    assert.equal(parseNexthops(undefined).policy.enabled, false);
   });
 
   it('deletes stale owned routes naming their protocol and metric', () => {

@@ -1,0 +1,116 @@
+// The repair of a lost vxlan.calico (kernel events said it was deleted, set down or changed), with a
+// writer that records what it is asked to do: the device is checked and every entry written back
+// without reading the entries first; a loss about a device already replaced by an earlier repair
+// writes nothing; a setting fixed in place writes no entries; a failed repair falls back to the
+// full check. (The kernel side of the same repairs: test/integration/kernel-repair.test.ts.)
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Vtep } from '../../agent/calc/messages.ts';
+import { type LinkWriter, RouteManager, VxlanManager } from '../../agent/dataplane/vxlan.ts';
+import type { Cidr, Ip4, Mac } from '../../model/net.ts';
+
+function vtep(i: number): Vtep {
+  return {
+    node: `b/n${i}`,
+    cluster: 'b',
+    nodeIp: `192.168.0.${i}` as Ip4,
+    tunnelIp: `10.0.${i}.0` as Ip4,
+    mac: `66:bb:00:00:00:0${i}` as Mac,
+  };
+}
+
+function setup(ensure: () => Promise<unknown> = async () => ({ created: true })) {
+  const calls: string[] = [];
+  const rewrites: { routes: number; neighbours: number; fdb: number }[] = [];
+  const writer: LinkWriter = {
+    findDeviceWithAddress: async () => {
+      calls.push('find');
+      return { name: 'eth0', mtu: 1500 };
+    },
+    interfaceMtus: async () => [],
+    ensureVxlan: async () => {
+      calls.push('ensure');
+      return ensure();
+    },
+    syncFdb: async () => {
+      calls.push('syncFdb');
+    },
+    syncNeighbours: async () => {
+      calls.push('syncNeighbours');
+    },
+    syncRoutes: async () => {
+      calls.push('syncRoutes');
+    },
+    rewrite: async (o) => {
+      calls.push('rewrite');
+      rewrites.push({ routes: o.routes.length, neighbours: o.neighbours.length, fdb: o.fdb.length });
+    },
+  };
+  const vx = new VxlanManager(writer);
+  const rt = new RouteManager(writer, vx);
+  for (const m of [
+    {
+      kind: 'HostConfigUpdate',
+      config: { node: 'n1', nodeIp: '192.168.0.1' as Ip4, tunnelIp: '10.0.1.0' as Ip4 },
+    },
+    { kind: 'VTEPUpdate', vtep: vtep(2) },
+    { kind: 'VTEPUpdate', vtep: vtep(3) },
+    { kind: 'RouteUpdate', route: { dst: '10.0.2.0/26' as Cidr, node: 'b/n2', cluster: 'b' } },
+    { kind: 'RouteUpdate', route: { dst: '10.0.3.0/26' as Cidr, node: 'b/n3', cluster: 'b' } },
+  ] as const) {
+    vx.onUpdate(m);
+    rt.onUpdate(m);
+  }
+  return { vx, calls, rewrites };
+}
+
+describe('vxlan.calico repair on kernel events', () => {
+  it('deleted: the device made again, every FDB, ARP entry and device route written, nothing read', async () => {
+    const { vx, calls, rewrites } = setup();
+    await vx.apply();
+    calls.length = 0;
+    vx.markLost('deleted', [4]);
+    assert.equal(await vx.apply(), false, 'no full check: the routes need no re-read');
+    assert.deepEqual(calls, ['ensure', 'rewrite']);
+    assert.deepEqual(rewrites, [{ routes: 2, neighbours: 2, fdb: 2 }]);
+  });
+
+  it('a second loss report about the device already replaced writes nothing', async () => {
+    const { vx, calls } = setup();
+    await vx.apply();
+    vx.markLost('down', [4]);
+    await vx.apply();
+    calls.length = 0;
+    vx.markLost('deleted', [4]); // the same device's deletion, reported in a later burst
+    await vx.apply();
+    assert.deepEqual(calls, []);
+    vx.markLost('deleted', [4, 9]); // but a device not seen before is repaired
+    await vx.apply();
+    assert.deepEqual(calls, ['ensure', 'rewrite']);
+  });
+
+  it('changed and fixed in place: no entries written', async () => {
+    const { vx, calls } = setup(async () => ({ created: false, changed: true }));
+    await vx.apply();
+    calls.length = 0;
+    vx.markLost('changed', [4]);
+    await vx.apply();
+    assert.deepEqual(calls, ['ensure']);
+  });
+
+  it('a failed repair leaves it to the full check', async () => {
+    let fail = false;
+    const { vx, calls } = setup(async () => {
+      if (fail) throw new Error('RTNETLINK answers: no such device');
+      return { created: true };
+    });
+    await vx.apply();
+    calls.length = 0;
+    fail = true;
+    vx.markLost('deleted', [4]);
+    await assert.rejects(vx.apply(), /no such device/);
+    fail = false;
+    assert.equal(await vx.apply(), true);
+    assert.deepEqual(calls, ['ensure', 'find', 'ensure', 'find', 'ensure', 'syncFdb', 'syncNeighbours']);
+  });
+});
