@@ -503,8 +503,8 @@ export class IpRouteDriver {
 
   /**
    * Writes these objects as wanted without reading the kernel first: the repair of objects that a
-   * kernel event said were deleted or changed. One `bridge -batch` for FDB, one `ip -batch` for
-   * ARP then routes (a route's next hop resolves through the ARP entry).
+   * kernel event said were deleted or changed. One `bridge -batch` for FDB and, alongside, one
+   * `ip -batch` for ARP then routes (a route's next hop resolves through the ARP entry).
    *
    * Entries on vxlan.calico while it is missing or down cannot be written, and need not be: its
    * loss has its own event, whose repair writes every entry back. Such a failure is not an error.
@@ -515,14 +515,17 @@ export class IpRouteDriver {
     fdb: readonly FdbSpec[];
   }): Promise<number> {
     try {
-      let ms = 0;
-      if (o.fdb.length > 0) ms += (await this.applyLines('bridge', diffFdb(VXLAN_DEV, o.fdb, []))).ms;
       const ipLines = [
         ...diffNeighbours(VXLAN_DEV, o.neighbours, []),
         ...renderRoutePlan({ replace: [...o.routes], remove: [], conflicts: [] }, this.nexthops),
       ];
-      if (ipLines.length > 0) ms += (await this.applyLines('ip', ipLines)).ms;
-      return ms;
+      // FDB and ARP/routes do not depend on each other: both tools at once (the kernel takes one
+      // request at a time, but the two processes' formatting and parsing overlap).
+      const [fdb, ip] = await Promise.all([
+        this.applyLines('bridge', diffFdb(VXLAN_DEV, o.fdb, [])),
+        this.applyLines('ip', ipLines),
+      ]);
+      return fdb.ms + ip.ms;
     } catch (e) {
       const dev = await this.link(VXLAN_DEV, false);
       if (dev?.flags?.includes('UP')) throw e;

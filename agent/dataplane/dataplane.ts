@@ -16,7 +16,7 @@ import {
 } from './iptables.ts';
 import type { DesiredKernelState, RepairPlan } from './kernel-watch.ts';
 import type { Refusal } from './refusals.ts';
-import { type LinkWriter, RouteManager, VXLAN_DEVICE, VxlanManager } from './vxlan.ts';
+import { desiredKernelState, type LinkWriter, RouteManager, VxlanManager } from './vxlan.ts';
 
 const log = logger('dataplane');
 
@@ -207,19 +207,7 @@ export class Dataplane {
 
   /** What the VXLAN and route managers want in the kernel, for the kernel watch's classifier. */
   desiredKernelState(): DesiredKernelState {
-    const routes = new Map<string, RouteSpec>();
-    const workloadInterfaces = new Set<string>();
-    for (const r of this.routes.desired()) {
-      routes.set(r.dst, r);
-      if (r.dev !== VXLAN_DEVICE && !r.blackhole) workloadInterfaces.add(r.dev);
-    }
-    const neighbours = new Map<string, string>();
-    const fdb = new Map<string, string>();
-    for (const v of this.vxlan.desiredVteps()) {
-      neighbours.set(v.tunnelIp, v.mac.toLowerCase());
-      fdb.set(v.mac.toLowerCase(), v.nodeIp);
-    }
-    return { routes, neighbours, fdb, workloadInterfaces, device: this.vxlan.programmed };
+    return desiredKernelState(this.routes, this.vxlan);
   }
 
   /** Resolves after the next complete, successful apply pass. */

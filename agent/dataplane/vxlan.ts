@@ -9,6 +9,7 @@ import { derivedVtepMac } from '../calc/overlay-resolver.ts';
 import { ALL_VXLAN_NET_SET } from '../rules/names.ts';
 import { Generations } from './generation.ts';
 import type { IpSetManager } from './ipsets.ts';
+import type { DesiredKernelState } from './kernel-watch.ts';
 
 const log = logger('vxlan');
 
@@ -79,6 +80,8 @@ export class VxlanManager {
   private established = false;
   /** The device's MTU once programmed: VXLAN routes carry it (Felix). */
   mtu?: number;
+  /** Bumped whenever what this manager wants in the kernel may have changed. */
+  version = 0;
   /** The device as last programmed: what a repair puts back without looking up parent and MTU. */
   programmed?: VxlanSpec;
   /** Kernel events said the device was deleted, set down or changed: repaired first in a pass. */
@@ -131,6 +134,7 @@ export class VxlanManager {
         return;
     }
     this.gen.bump();
+    this.version++;
   }
 
   tunnelIpOf(node: string): Ip4 | undefined {
@@ -196,6 +200,7 @@ export class VxlanManager {
       this.mtu = mtu;
       this.programmed = spec;
       this.established = true;
+      this.version++;
     }
     await this.writer.syncFdb(
       VXLAN_DEVICE,
@@ -279,6 +284,8 @@ export class RouteManager {
   private readonly workloads = new Map<EndpointKey, { iface: string; nets: Cidr[] }>();
   private readonly blocks = new Map<Cidr, RemoteBlockRoute>();
   private readonly gen = new Generations();
+  /** Bumped whenever the routes this manager wants may have changed. */
+  version = 0;
 
   constructor(
     private readonly writer: LinkWriter,
@@ -313,6 +320,7 @@ export class RouteManager {
         return;
     }
     this.gen.bump();
+    this.version++;
   }
 
   markDirty(): void {
@@ -341,4 +349,33 @@ export class RouteManager {
     this.gen.done(gen);
     return true;
   }
+}
+
+const kernelStates = new WeakMap<RouteManager, { key: string; state: DesiredKernelState }>();
+
+/**
+ * What the route and VXLAN managers want in the kernel, for the kernel watch's classifier. Built
+ * once per change of either: a flood of events (our own 40,000 echoes after a device repair at
+ * 10,000 VTEPs) is classified in bursts every few tens of ms, and rebuilding 10,000 routes for each
+ * burst cost more CPU than the repair's writes.
+ */
+export function desiredKernelState(routes: RouteManager, vxlan: VxlanManager): DesiredKernelState {
+  const key = `${routes.version}/${vxlan.version}`;
+  const cached = kernelStates.get(routes);
+  if (cached?.key === key) return cached.state;
+  const byDst = new Map<string, RouteSpec>();
+  const workloadInterfaces = new Set<string>();
+  for (const r of routes.desired()) {
+    byDst.set(r.dst, r);
+    if (r.dev !== VXLAN_DEVICE && !r.blackhole) workloadInterfaces.add(r.dev);
+  }
+  const neighbours = new Map<string, string>();
+  const fdb = new Map<string, string>();
+  for (const v of vxlan.desiredVteps()) {
+    neighbours.set(v.tunnelIp, v.mac.toLowerCase());
+    fdb.set(v.mac.toLowerCase(), v.nodeIp);
+  }
+  const state = { routes: byDst, neighbours, fdb, workloadInterfaces, device: vxlan.programmed };
+  kernelStates.set(routes, { key, state });
+  return state;
 }

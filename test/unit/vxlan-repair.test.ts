@@ -6,7 +6,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Vtep } from '../../agent/calc/messages.ts';
-import { type LinkWriter, RouteManager, VxlanManager } from '../../agent/dataplane/vxlan.ts';
+import {
+  desiredKernelState,
+  type LinkWriter,
+  RouteManager,
+  VxlanManager,
+} from '../../agent/dataplane/vxlan.ts';
 import type { Cidr, Ip4, Mac } from '../../model/net.ts';
 
 function vtep(i: number): Vtep {
@@ -61,7 +66,7 @@ function setup(ensure: () => Promise<unknown> = async () => ({ created: true }))
     vx.onUpdate(m);
     rt.onUpdate(m);
   }
-  return { vx, calls, rewrites };
+  return { vx, rt, calls, rewrites };
 }
 
 describe('vxlan.calico repair on kernel events', () => {
@@ -112,5 +117,18 @@ describe('vxlan.calico repair on kernel events', () => {
     fail = false;
     assert.equal(await vx.apply(), true);
     assert.deepEqual(calls, ['ensure', 'find', 'ensure', 'find', 'ensure', 'syncFdb', 'syncNeighbours']);
+  });
+
+  it("the watch's view of what is wanted: built once, rebuilt after a change", async () => {
+    const { vx, rt } = setup();
+    await vx.apply();
+    const a = desiredKernelState(rt, vx);
+    assert.equal(desiredKernelState(rt, vx), a, 'no change: the same view');
+    assert.deepEqual([...a.routes.keys()].sort(), ['10.0.2.0/26', '10.0.3.0/26']);
+    rt.onUpdate({ kind: 'RouteRemove', dst: '10.0.3.0/26' as Cidr });
+    vx.onUpdate({ kind: 'VTEPRemove', node: 'b/n3' });
+    const b = desiredKernelState(rt, vx);
+    assert.deepEqual([...b.routes.keys()], ['10.0.2.0/26']);
+    assert.deepEqual([...b.fdb.keys()], ['66:bb:00:00:00:02']);
   });
 });
