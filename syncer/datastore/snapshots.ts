@@ -3,6 +3,7 @@
 // (cluster a's view reads a and its remote b; b's view reads b and a: two reads, not four), and
 // to explain's name lookup. No watch, no settling, no content keys: a replay is one listing, then
 // InSync. A datastore that cannot be read replays as ConnectionFailed with its reason.
+import type { Resource } from '../../model/resources.ts';
 import { type ConnectionConfig, describeConnection } from './connection.ts';
 import { FileDatastore } from './file.ts';
 import { openConnection } from './open.ts';
@@ -68,17 +69,20 @@ export class Snapshots {
 }
 
 function replay(snapshot: DatastoreSnapshot, h: DatastoreHandlers, consume: boolean): void {
-  const all = snapshot.resources;
+  const all: (Resource | undefined)[] = snapshot.resources;
+  // Consumed: nothing else holds the resources, so each goes once the merger has converted it.
+  if (consume) snapshot.resources = [];
   let revision = 0;
   for (let i = 0; i < all.length; i += REPLAY_BATCH) {
     const batch: DatastoreEvent[] = [];
     const end = Math.min(all.length, i + REPLAY_BATCH);
-    for (let j = i; j < end; j++) batch.push({ type: 'upsert', resource: all[j]! });
+    for (let j = i; j < end; j++) {
+      batch.push({ type: 'upsert', resource: all[j]! });
+      if (consume) all[j] = undefined;
+    }
     h.onEvents(batch, ++revision);
   }
   if (revision === 0) h.onEvents([], 1);
-  // Nothing else holds the resources: they go once the merger has converted them.
-  if (consume) snapshot.resources = [];
 }
 
 /** kubernetes reads fewer kinds for a peer (its fedmesh-remote-cluster role); other stores do not care. */
