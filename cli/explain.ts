@@ -29,7 +29,7 @@ import { addressOfIpNetwork, cidrContainsIp, type Ip4, NetParseError, parseIp4 }
 import type { HostEndpoint, Labels, Resource, Secret, WorkloadEndpoint } from '../model/resources.ts';
 import { RemoteClusterState } from '../proto/service.ts';
 import { baseKey } from '../syncer/convert.ts';
-import { type ConnectionConfig, describeConnection } from '../syncer/datastore/connection.ts';
+import type { ConnectionConfig } from '../syncer/datastore/connection.ts';
 import { type DatastoreFlags, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 import { defaultFileRoot } from '../syncer/datastore/paths.ts';
 import { Snapshots } from '../syncer/datastore/snapshots.ts';
@@ -123,7 +123,7 @@ class Loader {
     let p = this.cache.get(key);
     if (!p) {
       p = this.snapshots.read(connection).then((got): Loaded => {
-        if ('error' in got) return { error: `${describeConnection(connection)}: ${got.error}` };
+        if ('error' in got) return { error: `${got.description}: ${got.error}` };
         for (const e of got.snapshot.errors)
           process.stderr.write(
             `warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`,

@@ -25,10 +25,16 @@ export async function loadDrivers(types: readonly ConnectionConfig['type'][] = [
 /** A driver whose module is not loaded yet: built on first use (start or list). */
 class DeferredDatastore implements Datastore {
   private driver?: Promise<Datastore>;
+  private built?: Datastore;
   private stopped = false;
 
+  /** The driver's own once it is built (a kubeconfig's server, say), a stand-in until then. */
+  get description(): string {
+    return this.built?.description ?? this.standIn;
+  }
+
   constructor(
-    readonly description: string,
+    private readonly standIn: string,
     private readonly build: () => Promise<Datastore>,
     /** Whether the driver has its own list() (etcd does; Kubernetes is read by start/stop). */
     hasList: boolean,
@@ -45,7 +51,10 @@ class DeferredDatastore implements Datastore {
   readonly list?: () => Promise<DatastoreSnapshot>;
 
   private get(): Promise<Datastore> {
-    this.driver ??= this.build();
+    this.driver ??= this.build().then((d) => {
+      this.built = d;
+      return d;
+    });
     return this.driver;
   }
 

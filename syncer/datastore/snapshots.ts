@@ -4,7 +4,7 @@
 // to explain's name lookup. No watch, no settling, no content keys: a replay is one listing, then
 // InSync. A datastore that cannot be read replays as ConnectionFailed with its reason.
 import type { Resource } from '../../model/resources.ts';
-import { type ConnectionConfig, describeConnection } from './connection.ts';
+import { type ConnectionConfig, describeConnection, type FileConnection } from './connection.ts';
 import { FileDatastore } from './file.ts';
 import { openConnection } from './open.ts';
 import { readOnce } from './read-once.ts';
@@ -13,7 +13,8 @@ import type { Datastore, DatastoreEvent, DatastoreHandlers, DatastoreSnapshot } 
 /** Events handed over per batch in a replay (the merger's work per call stays small). */
 const REPLAY_BATCH = 1000;
 
-export type SnapshotRead = { snapshot: DatastoreSnapshot } | { error: string };
+/** A read, or why it failed; `description` is the driver's (a kubeconfig's server, say). */
+export type SnapshotRead = { description: string } & ({ snapshot: DatastoreSnapshot } | { error: string });
 
 export interface SnapshotOptions {
   /**
@@ -33,10 +34,7 @@ export class Snapshots {
     const key = readKey(connection, remote);
     let p = this.reads.get(key);
     if (!p) {
-      p = readConnection(connection, remote).then(
-        (snapshot) => ({ snapshot }),
-        (e: Error) => ({ error: e.message }),
-      );
+      p = readConnection(connection, remote);
       this.reads.set(key, p);
     }
     return p;
@@ -45,11 +43,15 @@ export class Snapshots {
   /** A Datastore that replays the read of a connection: its listing, its refusals, then InSync. */
   datastore(connection: ConnectionConfig, remote = false): Datastore {
     let stopped = false;
+    let description = describeConnection(connection);
     return {
-      description: describeConnection(connection),
+      get description() {
+        return description;
+      },
       start: async (h: DatastoreHandlers) => {
         h.onStatus('Connecting');
         const got = await this.read(connection, remote);
+        description = got.description;
         if (this.opts.once) this.reads.delete(readKey(connection, remote));
         if (stopped) return;
         if ('error' in got) {
@@ -90,10 +92,26 @@ function readKey(connection: ConnectionConfig, remote: boolean): string {
   return `${connection.type === 'kubernetes' && remote ? 'remote ' : ''}${JSON.stringify(connection)}`;
 }
 
-function readConnection(connection: ConnectionConfig, remote: boolean): Promise<DatastoreSnapshot> {
+async function readConnection(connection: ConnectionConfig, remote: boolean): Promise<SnapshotRead> {
   // A file datastore's one-shot load, with the root its RCC allows (the driver's list() checks
   // symlinks against the directory's parent instead).
-  if (connection.type === 'file')
-    return FileDatastore.load(connection.dir, connection.root ? { root: connection.root } : {});
-  return readOnce(openConnection(connection, { remote }));
+  const ds =
+    connection.type === 'file'
+      ? { description: describeConnection(connection), list: () => loadFiles(connection) }
+      : openConnection(connection, { remote });
+  try {
+    return { description: ds.description, snapshot: await (ds.list ? ds.list() : readOnce(ds as Datastore)) };
+  } catch (e) {
+    // The drivers say which datastore; the merged view says it again.
+    const message = (e as Error).message;
+    const own = `${ds.description}: `;
+    return {
+      description: ds.description,
+      error: message.startsWith(own) ? message.slice(own.length) : message,
+    };
+  }
+}
+
+function loadFiles(c: FileConnection): Promise<DatastoreSnapshot> {
+  return FileDatastore.load(c.dir, c.root ? { root: c.root } : {});
 }
