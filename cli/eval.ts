@@ -5,8 +5,8 @@
 import { LabelIndex } from '../agent/calc/label-index.ts';
 import { quietLogsForCli } from '../lib/log.ts';
 import { clip, terminalJson } from '../lib/text.ts';
-import { parseSelector, SelectorParseError } from '../model/selector/index.ts';
-import { RemoteClusterState } from '../proto/service.ts';
+import { parseSelector, type Selector, SelectorParseError } from '../model/selector/index.ts';
+import { RemoteClusterState, type Update } from '../proto/service.ts';
 import { type DatastoreFlags, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 import { defaultFileRoot } from '../syncer/datastore/paths.ts';
 import { mergedViewOf } from '../syncer/merged-view.ts';
@@ -57,16 +57,36 @@ export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT
         `warning: remote cluster ${r.cluster}: ${RemoteClusterState[r.state]}${r.detail ? `: ${clip(r.detail, 1000)}` : ''}\n`,
       );
   }
-  // Each endpoint's labels as an agent sees them (profiles inherited), one at a time: the index
-  // holds the profiles and the endpoint at hand, not 100,000 endpoints.
+  const matches = matchingEndpoints(view.updates, selector, opts.cluster);
+  // The selector and names come from the operator's input and files: escaped for the terminal.
+  if (opts.output === 'json') {
+    io.out(
+      `${terminalJson({ selector: selector.canonical, matches: matches.map((m) => ({ endpoint: m.name, cluster: m.cluster })) }, 2)}\n`,
+    );
+  } else {
+    io.out(`Endpoints matching selector ${clip(selector.canonical, 1000)}:\n`);
+    for (const m of matches) io.out(`  ${clip(m.name, 600)}\n`);
+  }
+  return 0;
+}
+
+/**
+ * The endpoints of a merged view (of `cluster`) that a selector matches, by eval's names, sorted.
+ * Each endpoint's labels are computed as an agent sees them (profiles inherited) one at a time:
+ * the index holds the profiles and the endpoint at hand, not 100,000 endpoints.
+ */
+export function matchingEndpoints(
+  updates: readonly Update[],
+  selector: Selector,
+  cluster: string,
+): { name: string; cluster: string }[] {
   const index = new LabelIndex({ send: () => {} });
-  const updates = view.updates;
   for (const u of updates) if (u.body.case === 'profile') index.setProfileLabels(u.key, u.body.value.labels);
   const matches: { name: string; cluster: string }[] = [];
   for (const u of updates) {
     const b = u.body;
     if (b.case !== 'workloadEndpoint' && b.case !== 'hostEndpoint') continue;
-    const prefix = u.cluster !== opts.cluster ? `${u.cluster}/` : '';
+    const prefix = u.cluster !== cluster ? `${u.cluster}/` : '';
     const labels =
       b.case === 'workloadEndpoint'
         ? index.upsertItem({
@@ -86,15 +106,5 @@ export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT
         : `${prefix}${b.value.name}`;
     matches.push({ name, cluster: u.cluster });
   }
-  matches.sort((a, b) => (a.name < b.name ? -1 : 1));
-  // The selector and names come from the operator's input and files: escaped for the terminal.
-  if (opts.output === 'json') {
-    io.out(
-      `${terminalJson({ selector: selector.canonical, matches: matches.map((m) => ({ endpoint: m.name, cluster: m.cluster })) }, 2)}\n`,
-    );
-  } else {
-    io.out(`Endpoints matching selector ${clip(selector.canonical, 1000)}:\n`);
-    for (const m of matches) io.out(`  ${clip(m.name, 600)}\n`);
-  }
-  return 0;
+  return matches.sort((a, b) => (a.name < b.name ? -1 : 1));
 }
