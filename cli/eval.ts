@@ -5,8 +5,8 @@
 import { LabelIndex } from '../agent/calc/label-index.ts';
 import { quietLogsForCli } from '../lib/log.ts';
 import { clip, terminalJson } from '../lib/text.ts';
-import { parseSelector, SelectorParseError } from '../model/selector/index.ts';
-import { RemoteClusterState } from '../proto/service.ts';
+import { parseSelector, type Selector, SelectorParseError } from '../model/selector/index.ts';
+import { RemoteClusterState, type Update } from '../proto/service.ts';
 import { type DatastoreFlags, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 import { defaultFileRoot } from '../syncer/datastore/paths.ts';
 import { mergedViewOf } from '../syncer/merged-view.ts';
@@ -57,32 +57,7 @@ export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT
         `warning: remote cluster ${r.cluster}: ${RemoteClusterState[r.state]}${r.detail ? `: ${clip(r.detail, 1000)}` : ''}\n`,
       );
   }
-  const updates = view.updates;
-  const index = new LabelIndex({ send: () => {} });
-  for (const u of updates) if (u.body.case === 'profile') index.setProfileLabels(u.key, u.body.value.labels);
-  const endpoints: { name: string; cluster: string; key: string }[] = [];
-  for (const u of updates) {
-    const prefix = u.cluster !== opts.cluster ? `${u.cluster}/` : '';
-    if (u.body.case === 'workloadEndpoint') {
-      const w = u.body.value;
-      index.upsertItem({
-        key: u.key,
-        ownLabels: w.labels,
-        profiles: w.profiles,
-        namespace: w.namespace,
-        nets: w.ipv4Nets,
-      });
-      endpoints.push({ key: u.key, cluster: u.cluster, name: `${prefix}${w.namespace}/${w.name}` });
-    } else if (u.body.case === 'hostEndpoint') {
-      // Host endpoints are not namespaced: `<name>`, or `<cluster>/<name>` for a remote one.
-      const h = u.body.value;
-      index.upsertItem({ key: u.key, ownLabels: h.labels, profiles: h.profiles, nets: h.expectedIpv4s });
-      endpoints.push({ key: u.key, cluster: u.cluster, name: `${prefix}${h.name}` });
-    }
-  }
-  const matches = endpoints
-    .filter((e) => selector.evaluate(index.getLabels(e.key) ?? {}))
-    .sort((a, b) => (a.name < b.name ? -1 : 1));
+  const matches = matchingEndpoints(view.updates, selector, opts.cluster);
   // The selector and names come from the operator's input and files: escaped for the terminal.
   if (opts.output === 'json') {
     io.out(
@@ -93,4 +68,43 @@ export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT
     for (const m of matches) io.out(`  ${clip(m.name, 600)}\n`);
   }
   return 0;
+}
+
+/**
+ * The endpoints of a merged view (of `cluster`) that a selector matches, by eval's names, sorted.
+ * Each endpoint's labels are computed as an agent sees them (profiles inherited) one at a time:
+ * the index holds the profiles and the endpoint at hand, not 100,000 endpoints.
+ */
+export function matchingEndpoints(
+  updates: readonly Update[],
+  selector: Selector,
+  cluster: string,
+): { name: string; cluster: string }[] {
+  const index = new LabelIndex({ send: () => {} });
+  for (const u of updates) if (u.body.case === 'profile') index.setProfileLabels(u.key, u.body.value.labels);
+  const matches: { name: string; cluster: string }[] = [];
+  for (const u of updates) {
+    const b = u.body;
+    if (b.case !== 'workloadEndpoint' && b.case !== 'hostEndpoint') continue;
+    const prefix = u.cluster !== cluster ? `${u.cluster}/` : '';
+    const labels =
+      b.case === 'workloadEndpoint'
+        ? index.upsertItem({
+            key: u.key,
+            ownLabels: b.value.labels,
+            profiles: b.value.profiles,
+            namespace: b.value.namespace,
+            nets: [],
+          })
+        : index.upsertItem({ key: u.key, ownLabels: b.value.labels, profiles: b.value.profiles, nets: [] });
+    index.deleteItem(u.key);
+    if (!selector.evaluate(labels)) continue;
+    // Host endpoints are not namespaced: `<name>`, or `<cluster>/<name>` for a remote one.
+    const name =
+      b.case === 'workloadEndpoint'
+        ? `${prefix}${b.value.namespace}/${b.value.name}`
+        : `${prefix}${b.value.name}`;
+    matches.push({ name, cluster: u.cluster });
+  }
+  return matches.sort((a, b) => (a.name < b.name ? -1 : 1));
 }

@@ -8,8 +8,13 @@
 // conflicts refused, remote network sets left out). The other cluster's datastore is found through
 // the RemoteClusterConfigurations of --datastore; when it cannot be read,
 // its decision is unknown. The decision logic itself is agent/calc/flow-evaluator.ts.
+//
+// Each datastore is read once (syncer/datastore/snapshots.ts): the same read resolves the names
+// and feeds every merged view that needs it. A decision needs only a sliver of a big cluster, so
+// each view is focused on the flow (explain-focus.ts): policies are compiled for the ends they
+// select, and only the items at the flow's two addresses are indexed.
 import {
-  ClusterView,
+  type ClusterView,
   type DecidingRule,
   type Direction,
   type DirectionResult,
@@ -24,12 +29,13 @@ import { addressOfIpNetwork, cidrContainsIp, type Ip4, NetParseError, parseIp4 }
 import type { HostEndpoint, Labels, Resource, Secret, WorkloadEndpoint } from '../model/resources.ts';
 import { RemoteClusterState } from '../proto/service.ts';
 import { baseKey } from '../syncer/convert.ts';
-import { type ConnectionConfig, describeConnection } from '../syncer/datastore/connection.ts';
-import { type DatastoreFlags, openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
+import type { ConnectionConfig } from '../syncer/datastore/connection.ts';
+import { type DatastoreFlags, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 import { defaultFileRoot } from '../syncer/datastore/paths.ts';
+import { Snapshots } from '../syncer/datastore/snapshots.ts';
 import { mergedViewOf } from '../syncer/merged-view.ts';
 import { resolveRemoteConfig, type SecretLookup } from '../syncer/remote-config.ts';
-import { readCluster } from './read-cluster.ts';
+import { type Focus, focusedView } from './explain-focus.ts';
 
 export interface ExplainOptions {
   cluster: string;
@@ -101,8 +107,12 @@ interface ClusterData extends Loaded {
   local: boolean;
 }
 
-/** Reads datastores once each (by connection), warning about refused resources on stderr. */
+/**
+ * Reads datastores once each (by connection), warning about refused resources on stderr. The same
+ * reads feed the merged views (buildView): nothing is read twice.
+ */
 class Loader {
+  readonly snapshots = new Snapshots();
   private readonly cache = new Map<string, Promise<Loaded>>();
 
   /** Where RCC file datastores may lie (false: nowhere, the local datastore is not a directory). */
@@ -112,12 +122,14 @@ class Loader {
     const key = JSON.stringify(connection);
     let p = this.cache.get(key);
     if (!p) {
-      p = Promise.resolve()
-        .then(() => readCluster(openConnection(connection)))
-        .then(
-          (resources) => ({ resources, connection }),
-          (e: Error) => ({ error: `${describeConnection(connection)}: ${e.message}` }),
-        );
+      p = this.snapshots.read(connection).then((got): Loaded => {
+        if ('error' in got) return { error: `${got.description}: ${got.error}` };
+        for (const e of got.snapshot.errors)
+          process.stderr.write(
+            `warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`,
+          );
+        return { resources: got.snapshot.resources, connection };
+      });
       this.cache.set(key, p);
     }
     return p;
@@ -328,9 +340,19 @@ interface BuiltView {
   notes: string[];
 }
 
-async function buildView(c: ClusterData, fileRoot: string | false): Promise<BuiltView> {
+/**
+ * Cluster c's view for this flow. The merged view is the syncer's, whole; the ClusterView built
+ * from it holds only what the flow can touch (focusedUpdates): the policies are compiled for the
+ * endpoints they select, not all of them.
+ */
+async function buildView(
+  c: ClusterData,
+  fileRoot: string | false,
+  snapshots: Snapshots,
+  focus: Focus,
+): Promise<BuiltView> {
   const notes: string[] = [];
-  const merged = c.connection ? await mergedViewOf(c.name, c.connection, { fileRoot }) : undefined;
+  const merged = c.connection ? await mergedViewOf(c.name, c.connection, { fileRoot, snapshots }) : undefined;
   for (const r of merged?.remotes ?? []) {
     if (r.state !== RemoteClusterState.IN_SYNC) {
       // The --datastore cluster's own remotes are reported once, with the error, by explain().
@@ -342,7 +364,7 @@ async function buildView(c: ClusterData, fileRoot: string | false): Promise<Buil
       notes.push(`cluster ${c.name} refuses ${r.conflicts} resource(s) of cluster ${r.cluster}: ${r.detail}`);
     }
   }
-  const view = new ClusterView(c.name, merged?.updates ?? []);
+  const view = focusedView(c.name, merged?.updates ?? [], focus);
   for (const x of view.refused) notes.push(`cluster ${c.name}: ${x.key} refused: ${x.reason}`);
   return { view, notes };
 }
@@ -399,11 +421,18 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
   const src = resolveEnd('from', opts.from, clusters);
   const dst = resolveEnd('to', opts.to, clusters);
 
+  // What a cluster's view must hold: the two addresses, and the ends that live in it.
+  const focusOf = (c: ClusterData): Focus => ({
+    ips: [src.ip, dst.ip],
+    selves: [src, dst].flatMap((e) =>
+      e.endpoint && e.endpoint.cluster === c ? [baseKey(e.endpoint.resource)] : [],
+    ),
+  });
   const views = new Map<string, Promise<BuiltView>>();
   const viewOf = (c: ClusterData) => {
     let v = views.get(c.name);
     if (!v) {
-      v = buildView(c, fileRoot);
+      v = buildView(c, fileRoot, loader.snapshots, focusOf(c));
       views.set(c.name, v);
     }
     return v;

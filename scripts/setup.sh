@@ -25,6 +25,8 @@ need openssl openssl  # feed TLS tests and scripts/make-feed-certs.sh
 need etcd etcd-server
 # Tests drive the Kubernetes API server double with a real kubectl.
 need kubectl kubernetes-client
+# GNU time (not the shell keyword): `npm run bench -- eval` reads each command's peak RSS from it.
+[ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
   echo "installing Debian packages: $pkgs"

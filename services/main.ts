@@ -4,7 +4,12 @@ import { startHealthServer } from '../lib/health.ts';
 import { logger } from '../lib/log.ts';
 import { counter, gauge } from '../lib/metrics.ts';
 import { describeConnection } from '../syncer/datastore/connection.ts';
-import { type DatastoreFlags, openConnection, parseDatastoreSpec } from '../syncer/datastore/open.ts';
+import {
+  type DatastoreFlags,
+  loadDrivers,
+  openConnection,
+  parseDatastoreSpec,
+} from '../syncer/datastore/open.ts';
 import { ServicesController } from './controller.ts';
 import { resolverFor } from './remotes.ts';
 import { FileWriter, type OwnedWriter } from './writer.ts';
@@ -37,6 +42,8 @@ export async function runServicesController(opts: ServicesControllerOptions): Pr
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(opts.cluster))
     throw new Error(`--cluster ${opts.cluster}: must be a DNS label (lower-case letters, digits, '-')`);
   const config = parseDatastoreSpec(opts.datastore, opts.datastoreFlags);
+  // Remotes may use any driver: loaded now, so a configuration one cannot use is refused at once.
+  await loadDrivers();
   const controller = new ServicesController({
     cluster: opts.cluster,
     local: openConnection(config),

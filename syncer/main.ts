@@ -5,7 +5,7 @@ import { logger } from '../lib/log.ts';
 import { gauge } from '../lib/metrics.ts';
 import { clipDeep } from '../lib/text.ts';
 import { RemoteClusterState } from '../proto/service.ts';
-import { type DatastoreFlags, openConnection, parseDatastoreSpec } from './datastore/open.ts';
+import { type DatastoreFlags, loadDrivers, openConnection, parseDatastoreSpec } from './datastore/open.ts';
 import { defaultFileRoot } from './datastore/paths.ts';
 import type { Datastore } from './datastore/types.ts';
 import { FeedCache } from './feed-cache.ts';
@@ -49,6 +49,8 @@ export async function runSyncer(opts: SyncerOptions): Promise<() => Promise<void
   // Refuse a plaintext TCP feed, or half a TLS configuration, before touching any datastore.
   const tls = feedServerTls(opts.listen, opts.tls ?? {});
   const fileRoot = opts.fileDatastoreRoot ?? defaultFileRoot(opts.datastore) ?? false;
+  // Remotes may use any driver: loaded now, so a configuration one cannot use is refused at once.
+  await loadDrivers();
   const cache = new FeedCache();
   const merger = new Merger({
     cluster: opts.cluster,

@@ -1,11 +1,12 @@
 // The merged view of one cluster, built once: the syncer's own Merger run over the cluster's
 // datastore and its remotes until in sync, then stopped. `fedmesh eval` and `fedmesh explain`
 // read through this, so they see exactly what the syncer serves (remote conflicts refused, remote
-// network sets left out, incomplete RCCs withdrawn) and nothing it refuses.
+// network sets left out, incomplete RCCs withdrawn) and nothing it refuses. The datastores are
+// read once each (datastore/snapshots.ts) and replayed to the Merger, not watched.
 import type { ResourceError } from '../model/resources.ts';
 import type { RemoteClusterStatus, Update } from '../proto/service.ts';
 import type { ConnectionConfig } from './datastore/connection.ts';
-import { openConnection } from './datastore/open.ts';
+import { Snapshots } from './datastore/snapshots.ts';
 import type { Datastore, DatastoreStatus } from './datastore/types.ts';
 import { FeedCache } from './feed-cache.ts';
 import { Merger } from './merger.ts';
@@ -81,15 +82,20 @@ export async function buildMergedView(opts: {
   }
 }
 
-/** A merged view of the cluster behind a connection (the `--datastore` of eval and explain). */
+/**
+ * A merged view of the cluster behind a connection (the `--datastore` of eval and explain), its
+ * datastore and its remotes' read through `snapshots` (shared between views: each read once).
+ */
 export function mergedViewOf(
   cluster: string,
   connection: ConnectionConfig,
-  opts: { timeoutMs?: number; fileRoot?: string | false } = {},
+  opts: { timeoutMs?: number; fileRoot?: string | false; snapshots?: Snapshots } = {},
 ): Promise<MergedView> {
+  const snapshots = opts.snapshots ?? new Snapshots({ once: true });
   return buildMergedView({
     cluster,
-    local: openConnection(connection),
+    local: snapshots.datastore(connection),
+    openRemote: (c) => snapshots.datastore(c, true),
     ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
     ...(opts.fileRoot !== undefined ? { fileRoot: opts.fileRoot } : {}),
   });

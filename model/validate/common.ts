@@ -205,16 +205,36 @@ export function issuesToErrors(
   }));
 }
 
-/** Drop nulls from mappings, recursively: in Kubernetes, `field: null` (or `field:`) means unset. */
+/** Whether a mapping somewhere inside `v` holds a null (or anything but plain data: copied as before). */
+function hasNullInMapping(v: unknown): boolean {
+  if (Array.isArray(v)) return v.some(hasNullInMapping);
+  if (v === null || typeof v !== 'object') return false;
+  if (Object.getPrototypeOf(v) !== Object.prototype) return true;
+  for (const k in v) {
+    const x = (v as Record<string, unknown>)[k];
+    if (x === null || (typeof x === 'object' && hasNullInMapping(x))) return true;
+  }
+  return false;
+}
+
+/**
+ * Drop nulls from mappings, recursively: in Kubernetes, `field: null` (or `field:`) means unset.
+ * A document without any (nearly all of them) is returned as it is: copying every decoded
+ * document cost a sixth of the validation of a big file.
+ */
 export function dropNulls(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(dropNulls);
+  return hasNullInMapping(v) ? copyWithoutNulls(v) : v;
+}
+
+function copyWithoutNulls(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(copyWithoutNulls);
   if (v !== null && typeof v === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) {
       // defineProperty: a `__proto__` key stays an own property, for the validators to refuse.
       if (x !== null)
         Object.defineProperty(out, k, {
-          value: dropNulls(x),
+          value: copyWithoutNulls(x),
           enumerable: true,
           writable: true,
           configurable: true,

@@ -3,11 +3,71 @@
 // services controller all open datastores here, so they read clusters the same way.
 import { readFileSync } from 'node:fs';
 import { type ConnectionConfig, describeConnection, type EtcdConnection } from './connection.ts';
-import { EtcdDatastore } from './etcd.ts';
 import { FileDatastore } from './file.ts';
 import { parseKubernetesSpec } from './kube-spec.ts';
-import { KubernetesDatastore } from './kubernetes.ts';
-import type { Datastore } from './types.ts';
+import type { Datastore, DatastoreHandlers, DatastoreSnapshot } from './types.ts';
+
+// The etcd and Kubernetes drivers load on first use: their clients (etcd3 with gRPC,
+// @kubernetes/client-node) cost ~120 MB and over a second to load, which `fedmesh eval` over a
+// file datastore never needs. Long-running processes load them up front (loadDrivers), so a
+// driver is then built at once and a configuration it cannot use is refused at once, as before.
+type EtcdModule = typeof import('./etcd.ts');
+type KubeModule = typeof import('./kubernetes.ts');
+let etcdModule: EtcdModule | undefined;
+let kubeModule: KubeModule | undefined;
+
+/** Load the drivers a connection type needs (all of them by default). */
+export async function loadDrivers(types: readonly ConnectionConfig['type'][] = ['etcdv3', 'kubernetes']) {
+  if (types.includes('etcdv3')) etcdModule ??= await import('./etcd.ts');
+  if (types.includes('kubernetes')) kubeModule ??= await import('./kubernetes.ts');
+}
+
+/** A driver whose module is not loaded yet: built on first use (start or list). */
+class DeferredDatastore implements Datastore {
+  private driver?: Promise<Datastore>;
+  private built?: Datastore;
+  private stopped = false;
+
+  /** The driver's own once it is built (a kubeconfig's server, say), a stand-in until then. */
+  get description(): string {
+    return this.built?.description ?? this.standIn;
+  }
+
+  constructor(
+    private readonly standIn: string,
+    private readonly build: () => Promise<Datastore>,
+    /** Whether the driver has its own list() (etcd does; Kubernetes is read by start/stop). */
+    hasList: boolean,
+  ) {
+    if (hasList) {
+      this.list = async () => {
+        const d = await this.get();
+        if (!d.list) throw new Error(`${this.description}: no one-shot listing`);
+        return d.list();
+      };
+    }
+  }
+
+  readonly list?: () => Promise<DatastoreSnapshot>;
+
+  private get(): Promise<Datastore> {
+    this.driver ??= this.build().then((d) => {
+      this.built = d;
+      return d;
+    });
+    return this.driver;
+  }
+
+  async start(handlers: DatastoreHandlers): Promise<void> {
+    const d = await this.get();
+    if (!this.stopped) await d.start(handlers);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.driver) await (await this.driver.catch(() => undefined))?.stop();
+  }
+}
 
 /** Credentials and TLS for `--datastore` given by flags or FEDMESH_* variables. */
 export interface DatastoreFlags {
@@ -34,10 +94,23 @@ export function openConnection(config: ConnectionConfig, opts: { remote?: boolea
   switch (config.type) {
     case 'file':
       return new FileDatastore(config.dir, config.root ? { root: config.root } : {});
-    case 'etcdv3':
-      return new EtcdDatastore(config);
-    case 'kubernetes':
-      return new KubernetesDatastore(config, { remote: opts.remote === true });
+    case 'etcdv3': {
+      if (etcdModule) return new etcdModule.EtcdDatastore(config);
+      const build = async () => {
+        await loadDrivers(['etcdv3']);
+        return new etcdModule!.EtcdDatastore(config);
+      };
+      return new DeferredDatastore(describeConnection(config), build, true);
+    }
+    case 'kubernetes': {
+      const remote = opts.remote === true;
+      if (kubeModule) return new kubeModule.KubernetesDatastore(config, { remote });
+      const build = async () => {
+        await loadDrivers(['kubernetes']);
+        return new kubeModule!.KubernetesDatastore(config, { remote });
+      };
+      return new DeferredDatastore(describeConnection(config), build, false);
+    }
     default:
       throw new Error(`${describeConnection(config)}: this build supports file datastores only so far`);
   }

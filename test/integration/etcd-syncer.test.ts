@@ -11,17 +11,11 @@ import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import {
-  RemoteClusterState,
-  type RemoteClusterStatus,
-  ResourceKind,
-  type Update,
-} from '../../proto/service.ts';
+import { ResourceKind } from '../../proto/service.ts';
 import { hasEtcd, TestEtcd } from '../harness/etcd.ts';
+import { afterTest, syncerWithAgent } from '../helpers/syncer-agent.ts';
 
 process.env.FEDMESH_LOG_LEVEL ??= 'silent';
-const { runSyncer } = await import('../../syncer/main.ts');
-const { FeedClient } = await import('../../agent/feed/client.ts');
 const { etcdClient } = await import('../../syncer/datastore/etcd.ts');
 const { resourceKey } = await import('../../syncer/datastore/etcd-layout.ts');
 
@@ -46,35 +40,6 @@ async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): P
   }
 }
 
-class Agent {
-  state = new Map<string, Update>();
-  statuses = new Map<string, RemoteClusterStatus>();
-  inSync = false;
-  onHello(): void {}
-  onUpdates(updates: Update[]): void {
-    for (const u of updates) {
-      const k = `${ResourceKind[u.kind]}|${u.key}`;
-      if (u.deleted) this.state.delete(k);
-      else this.state.set(k, u);
-    }
-  }
-  onInSync(): void {
-    this.inSync = true;
-  }
-  onRemoteStatus(s: RemoteClusterStatus): void {
-    this.statuses.set(s.cluster, s);
-  }
-  get(kind: ResourceKind, key: string): Update | undefined {
-    return this.state.get(`${ResourceKind[kind]}|${key}`);
-  }
-  keys(kind: ResourceKind): string[] {
-    return [...this.state.values()]
-      .filter((u) => u.kind === kind)
-      .map((u) => u.key)
-      .sort();
-  }
-}
-
 describe('syncer with a remote cluster in etcd', { skip }, () => {
   test('an agent sees b’s endpoints and namespace labels from etcd, and a relabel written to etcd', async (t) => {
     const etcd = await TestEtcd.start(t);
@@ -96,19 +61,12 @@ spec:
   syncOptions: {overlayRoutingMode: Enabled}
 `,
     );
-    const socket = join(dir, 'feed.sock');
-    const stop = await runSyncer({
-      cluster: 'a',
-      datastore: `file:${join(dir, 'a')}`,
-      listen: `unix:${socket}`,
-    });
-    t.after(stop);
-    const agent = new Agent();
-    const client = new FeedClient({ target: `unix:${socket}`, nodeName: 'a-node1', version: 'test' }, agent);
-    client.start();
-    t.after(() => client.stop());
+    const agent = await syncerWithAgent(
+      { cluster: 'a', datastore: `file:${join(dir, 'a')}`, dir },
+      afterTest(t),
+    );
     await waitFor('the feed in sync', () => agent.inSync);
-    await waitFor('b in sync', () => agent.statuses.get('b')?.state === RemoteClusterState.IN_SYNC);
+    await waitFor('b in sync', () => agent.remoteInSync('b'));
 
     assert.deepEqual(
       agent.keys(ResourceKind.WORKLOAD_ENDPOINT).filter((k) => k.startsWith('b/')),

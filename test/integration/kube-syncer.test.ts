@@ -15,19 +15,13 @@ import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
-import {
-  RemoteClusterState,
-  type RemoteClusterStatus,
-  ResourceKind,
-  type Update,
-} from '../../proto/service.ts';
+import { RemoteClusterState, ResourceKind } from '../../proto/service.ts';
 import { freePort } from '../harness/etcd.ts';
 import { KubeApiDouble, type KubeObject, kubeconfigFor, makeServerTls } from '../harness/kube-api-double.ts';
 import { makeCa, makeLeaf } from '../helpers/certs.ts';
+import { syncerWithAgent } from '../helpers/syncer-agent.ts';
 
 process.env.FEDMESH_LOG_LEVEL ??= 'silent';
-const { runSyncer } = await import('../../syncer/main.ts');
-const { FeedClient } = await import('../../agent/feed/client.ts');
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -40,32 +34,6 @@ async function until(
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
     await sleep(20);
-  }
-}
-
-class Agent {
-  state = new Map<string, Update>();
-  statuses = new Map<string, RemoteClusterStatus>();
-  inSync = false;
-  onHello(): void {}
-  onUpdates(updates: Update[]): void {
-    for (const u of updates) {
-      const k = `${ResourceKind[u.kind]}|${u.key}`;
-      if (u.deleted) this.state.delete(k);
-      else this.state.set(k, u);
-    }
-  }
-  onInSync(): void {
-    this.inSync = true;
-  }
-  onRemoteStatus(s: RemoteClusterStatus): void {
-    this.statuses.set(s.cluster, s);
-  }
-  endpoints(): string[] {
-    return [...this.state.values()]
-      .filter((u) => u.kind === ResourceKind.WORKLOAD_ENDPOINT)
-      .map((u) => u.key)
-      .sort();
   }
 }
 
@@ -134,20 +102,17 @@ describe('syncer on the kubernetes datastore (API server doubles)', () => {
       },
     });
 
-    const socket = join(dir, 'feed.sock');
-    const stop = await runSyncer({
-      cluster: 'a',
-      datastore: `kubernetes:${join(dir, 'a.kubeconfig')}`,
-      listen: `unix:${socket}`,
-      remoteSyncTimeoutMs: 15_000,
-    });
-    cleanups.push(stop);
-    const agent = new Agent();
-    const client = new FeedClient({ target: `unix:${socket}`, nodeName: 'a-node1', version: 'test' }, agent);
-    client.start();
-    cleanups.push(() => client.stop());
+    const agent = await syncerWithAgent(
+      {
+        cluster: 'a',
+        datastore: `kubernetes:${join(dir, 'a.kubeconfig')}`,
+        dir,
+        remoteSyncTimeoutMs: 15_000,
+      },
+      (stop) => cleanups.push(stop),
+    );
     await until('feed in sync', () => agent.inSync);
-    assert.deepEqual(agent.endpoints(), [
+    assert.deepEqual(agent.keys(ResourceKind.WORKLOAD_ENDPOINT), [
       'a-node1/k8s/shop/frontend-1/eth0',
       'a-node1/k8s/shop/web-1/eth0',
       'b/b-node1/k8s/shop/db-1/eth0',
@@ -171,7 +136,7 @@ describe('syncer on the kubernetes datastore (API server doubles)', () => {
     });
     b.remove('v1', 'Pod', 'db-1', 'shop');
     await until('remote change', () => {
-      const eps = agent.endpoints();
+      const eps = agent.keys(ResourceKind.WORKLOAD_ENDPOINT);
       return eps.includes('b/b-node1/k8s/shop/db-3/eth0') && !eps.includes('b/b-node1/k8s/shop/db-1/eth0');
     });
 
@@ -181,7 +146,7 @@ describe('syncer on the kubernetes datastore (API server doubles)', () => {
       'remote connection failed',
       () => agent.statuses.get('b')?.state === RemoteClusterState.CONNECTION_FAILED,
     );
-    assert.ok(agent.endpoints().includes('b/b-node1/k8s/shop/db-3/eth0'));
+    assert.ok(agent.keys(ResourceKind.WORKLOAD_ENDPOINT).includes('b/b-node1/k8s/shop/db-3/eth0'));
     await b.start();
     await until('remote in sync again', () => agent.statuses.get('b')?.state === RemoteClusterState.IN_SYNC);
   });

@@ -1,0 +1,117 @@
+// Each datastore read once, for the CLI commands that look at clusters once (eval, explain): a
+// read is kept by connection and replayed, as a Datastore, to every merged view that needs it
+// (cluster a's view reads a and its remote b; b's view reads b and a: two reads, not four), and
+// to explain's name lookup. No watch, no settling, no content keys: a replay is one listing, then
+// InSync. A datastore that cannot be read replays as ConnectionFailed with its reason.
+import type { Resource } from '../../model/resources.ts';
+import { type ConnectionConfig, describeConnection, type FileConnection } from './connection.ts';
+import { FileDatastore } from './file.ts';
+import { openConnection } from './open.ts';
+import { readOnce } from './read-once.ts';
+import type { Datastore, DatastoreEvent, DatastoreHandlers, DatastoreSnapshot } from './types.ts';
+
+/** Events handed over per batch in a replay (the merger's work per call stays small). */
+const REPLAY_BATCH = 1000;
+
+/** A read, or why it failed; `description` is the driver's (a kubeconfig's server, say). */
+export type SnapshotRead = { description: string } & ({ snapshot: DatastoreSnapshot } | { error: string });
+
+export interface SnapshotOptions {
+  /**
+   * Drop a read once it has been replayed (eval: each datastore is replayed once), so its
+   * resources go as the merger converts them instead of living beside the merged view.
+   */
+  once?: boolean;
+}
+
+export class Snapshots {
+  private readonly reads = new Map<string, Promise<SnapshotRead>>();
+
+  constructor(private readonly opts: SnapshotOptions = {}) {}
+
+  /** The datastore behind a connection, read once; `remote`: as a peer cluster reads it. */
+  read(connection: ConnectionConfig, remote = false): Promise<SnapshotRead> {
+    const key = readKey(connection, remote);
+    let p = this.reads.get(key);
+    if (!p) {
+      p = readConnection(connection, remote);
+      this.reads.set(key, p);
+    }
+    return p;
+  }
+
+  /** A Datastore that replays the read of a connection: its listing, its refusals, then InSync. */
+  datastore(connection: ConnectionConfig, remote = false): Datastore {
+    let stopped = false;
+    let description = describeConnection(connection);
+    return {
+      get description() {
+        return description;
+      },
+      start: async (h: DatastoreHandlers) => {
+        h.onStatus('Connecting');
+        const got = await this.read(connection, remote);
+        description = got.description;
+        if (this.opts.once) this.reads.delete(readKey(connection, remote));
+        if (stopped) return;
+        if ('error' in got) {
+          h.onStatus('ConnectionFailed', got.error);
+          return;
+        }
+        h.onStatus('ResyncInProgress');
+        replay(got.snapshot, h, this.opts.once === true);
+        h.onRefusals?.(got.snapshot.errors);
+        h.onStatus('InSync');
+      },
+      stop: async () => {
+        stopped = true;
+      },
+    };
+  }
+}
+
+function replay(snapshot: DatastoreSnapshot, h: DatastoreHandlers, consume: boolean): void {
+  const all: (Resource | undefined)[] = snapshot.resources;
+  // Consumed: nothing else holds the resources, so each goes once the merger has converted it.
+  if (consume) snapshot.resources = [];
+  let revision = 0;
+  for (let i = 0; i < all.length; i += REPLAY_BATCH) {
+    const batch: DatastoreEvent[] = [];
+    const end = Math.min(all.length, i + REPLAY_BATCH);
+    for (let j = i; j < end; j++) {
+      batch.push({ type: 'upsert', resource: all[j]! });
+      if (consume) all[j] = undefined;
+    }
+    h.onEvents(batch, ++revision);
+  }
+  if (revision === 0) h.onEvents([], 1);
+}
+
+/** kubernetes reads fewer kinds for a peer (its fedmesh-remote-cluster role); other stores do not care. */
+function readKey(connection: ConnectionConfig, remote: boolean): string {
+  return `${connection.type === 'kubernetes' && remote ? 'remote ' : ''}${JSON.stringify(connection)}`;
+}
+
+async function readConnection(connection: ConnectionConfig, remote: boolean): Promise<SnapshotRead> {
+  // A file datastore's one-shot load, with the root its RCC allows (the driver's list() checks
+  // symlinks against the directory's parent instead).
+  const ds =
+    connection.type === 'file'
+      ? { description: describeConnection(connection), list: () => loadFiles(connection) }
+      : openConnection(connection, { remote });
+  try {
+    return { description: ds.description, snapshot: await (ds.list ? ds.list() : readOnce(ds as Datastore)) };
+  } catch (e) {
+    // The drivers say which datastore; the merged view says it again.
+    const message = (e as Error).message;
+    const own = `${ds.description}: `;
+    return {
+      description: ds.description,
+      error: message.startsWith(own) ? message.slice(own.length) : message,
+    };
+  }
+}
+
+function loadFiles(c: FileConnection): Promise<DatastoreSnapshot> {
+  return FileDatastore.load(c.dir, c.root ? { root: c.root } : {});
+}
