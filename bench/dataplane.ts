@@ -6,7 +6,7 @@
 // Then one-change latency: a local endpoint's label change, feed message to kernel, p50/p99/max
 // over CHANGES changes, on both iptables backends (BENCH_IPTABLES picks the cold-start backend).
 //   npm run bench -- dataplane [remoteEndpoints=20000] [remoteNodes=500] [policies=100] [changes=1000]
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { CalculationGraph } from '../agent/calc/graph.ts';
 import type { DataplaneMessage } from '../agent/calc/messages.ts';
@@ -206,10 +206,28 @@ let changeNo = 0;
 const DRIFT_MS = 2_000;
 const IDLE_S = 30;
 
-/** CPU seconds of this process and of the tools it ran and reaped (utime+stime+cutime+cstime). */
+/**
+ * CPU seconds of this process, of the tools it ran and reaped, and of its children still running
+ * (the `nft monitor` the drift check keeps): utime+stime(+cutime+cstime) from /proc.
+ */
 function cpuSeconds(): number {
-  const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
-  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+  const fields = (stat: string) =>
+    stat
+      .slice(stat.lastIndexOf(') ') + 2)
+      .split(' ')
+      .map(Number);
+  const own = fields(readFileSync('/proc/self/stat', 'utf8'));
+  let ticks = own[11]! + own[12]! + own[13]! + own[14]!;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      const f = fields(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      if (f[1] === process.pid) ticks += f[11]! + f[12]!;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return ticks / 100;
 }
 
 /**

@@ -24,6 +24,8 @@ export interface RunOptions {
   /** Do not throw on a non-zero exit; the caller inspects the result. */
   allowFailure?: boolean;
   timeoutMs?: number;
+  /** Told the tool's pid as it starts (with `netns`, `ip netns exec` execs the tool in place). */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface RunResult {
@@ -53,13 +55,15 @@ export function observeExec(fn: (r: ExecRecord) => void): () => void {
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const [cmd, argv] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, file, ...args]] : [file, [...args]];
   const started = performance.now();
-  const res = await execa(cmd, argv, {
+  const child = execa(cmd, argv, {
     input: opts.input,
     reject: false,
     timeout: opts.timeoutMs ?? 60_000,
     stripFinalNewline: false,
     maxBuffer: 512 * 1024 * 1024,
   });
+  if (opts.onSpawn !== undefined && child.pid !== undefined) opts.onSpawn(child.pid);
+  const res = await child;
   const ms = performance.now() - started;
   const exitCode = res.exitCode ?? -1;
   if (observers.size > 0) {

@@ -12,6 +12,7 @@ import {
   FilterTableManager,
   HostTablesManager,
   NatManager,
+  type TableManager,
   type TableWriter,
 } from './iptables.ts';
 import type { DesiredKernelState, RepairPlan } from './kernel-watch.ts';
@@ -65,7 +66,11 @@ export class Dataplane {
   private timer?: NodeJS.Timeout;
   private resyncTimer?: NodeJS.Timeout;
   private driftTimer?: NodeJS.Timeout;
+  private driftBaseMs = 0;
+  /** A drift check was asked for while one ran: the next follows at once. */
+  private driftAgain = false;
   private checking = false;
+  private readonly iptables: TableWriter;
   private backoffMs = 0;
   private stopped = false;
   private readonly waiters: (() => void)[] = [];
@@ -85,6 +90,7 @@ export class Dataplane {
     private readonly opts: DataplaneOptions = {},
   ) {
     this.links = drivers.links;
+    this.iptables = drivers.iptables;
     this.ipsets = new IpSetManager(drivers.ipsets);
     this.filter = new FilterTableManager(drivers.iptables, opts.faults);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
@@ -92,6 +98,12 @@ export class Dataplane {
 
     this.vxlan = new VxlanManager(drivers.links, this.ipsets);
     this.routes = new RouteManager(drivers.links, this.vxlan);
+    // Someone else changed a table (nft monitor): check now rather than at the next tick.
+    drivers.iptables.onForeignChange?.(() => this.scheduleDriftCheck(50));
+  }
+
+  private get tableManagers(): TableManager[] {
+    return [this.filter, this.nat, this.hostTables];
   }
 
   /** True once the first full apply after in-sync has succeeded and no apply has failed since. */
@@ -129,24 +141,31 @@ export class Dataplane {
     const every = this.opts.resyncIntervalMs ?? 30_000;
     this.resyncTimer = setInterval(() => this.resync(), every);
     this.resyncTimer.unref();
-    const drift = this.opts.driftCheckIntervalMs ?? 2_000;
-    if (drift > 0) this.scheduleDriftCheck(drift, drift);
+    this.driftBaseMs = this.opts.driftCheckIntervalMs ?? 2_000;
+    this.scheduleDriftCheck(this.driftBaseMs);
   }
 
   /**
-   * The next drift check, at most ~2% of the time busy with checks: a check that took d ms waits
-   * max(base, 50·d) before the next. On a small node that is every 2 s; on a node holding 100,000
-   * endpoints (a check of several hundred ms) the interval stretches instead of the CPU bill.
+   * The next drift check. One timer at a time: a check asked for sooner replaces the one due.
+   * At most ~2% of the time is spent checking: a check that took d ms waits max(base, 50·d).
    */
-  private scheduleDriftCheck(delay: number, base: number): void {
-    if (this.stopped) return;
-    this.driftTimer = setTimeout(() => {
-      const started = performance.now();
-      void this.checkDrift()
-        .catch(() => undefined)
-        .finally(() => this.scheduleDriftCheck(Math.max(base, 50 * (performance.now() - started)), base));
-    }, delay);
+  private scheduleDriftCheck(delay: number): void {
+    if (this.stopped || this.driftBaseMs <= 0) return;
+    clearTimeout(this.driftTimer);
+    this.driftTimer = setTimeout(() => void this.runDriftCheck(), delay);
     this.driftTimer.unref();
+  }
+
+  private async runDriftCheck(): Promise<void> {
+    if (this.checking) {
+      this.driftAgain = true;
+      return;
+    }
+    const started = performance.now();
+    await this.checkDrift().catch(() => undefined);
+    const next = this.driftAgain ? 50 : Math.max(this.driftBaseMs, 50 * (performance.now() - started));
+    this.driftAgain = false;
+    this.scheduleDriftCheck(next);
   }
 
   /**
@@ -162,6 +181,7 @@ export class Dataplane {
       const drifted: string[] = (await this.ipsets.checkDrift()).map((s) => `ipset ${s}`);
       if (await this.filter.checkDrift()) drifted.push('filter table');
       if (await this.nat.checkDrift()) drifted.push('nat table');
+      if (await this.hostTables.checkDrift()) drifted.push('mangle/raw tables');
       if (drifted.length > 0) {
         log.warn({ drifted }, 'kernel state changed behind our back; repairing');
         this.schedule(0);
@@ -177,6 +197,7 @@ export class Dataplane {
     clearTimeout(this.timer);
     clearInterval(this.resyncTimer);
     clearTimeout(this.driftTimer);
+    this.iptables.close?.();
   }
 
   /** Mark everything dirty so the next pass re-reads the kernel and repairs any drift. */
@@ -262,6 +283,36 @@ export class Dataplane {
     );
   }
 
+  /**
+   * ipsets, then the tables. The tables a manager must read first (a start, a resync) are read in
+   * one save while the ipset restore runs: before our writes fill them, so the read is cheap.
+   */
+  private async applyTables(): Promise<void> {
+    const managers = this.tableManagers.filter((m) => m.tablesToRead().length > 0);
+    const read = this.iptables.readTables;
+    const reading =
+      managers.length > 0 && read !== undefined
+        ? read
+            .call(
+              this.iptables,
+              managers.flatMap((m) => m.tablesToRead()),
+            )
+            .then(() => {
+              for (const m of managers) m.primed();
+            })
+        : undefined;
+    const [sets] = await Promise.allSettled([this.ipsets.apply(), reading]);
+    await reading;
+    if (sets.status === 'rejected') throw sets.reason;
+    for (const m of this.tableManagers) await m.apply();
+  }
+
+  private async applyLinks(): Promise<void> {
+    await this.applyRewrites();
+    if (await this.vxlan.apply()) this.routes.markDirty();
+    await this.routes.apply();
+  }
+
   /** Refused ipsets are named by the policies that use them, one entry per policy. */
   private refusals(): Refusal[] {
     const sets = this.ipsets.refused.flatMap((r) => {
@@ -277,13 +328,10 @@ export class Dataplane {
     this.again = false;
     const started = performance.now();
     try {
-      await this.ipsets.apply();
-      await this.applyRewrites();
-      if (await this.vxlan.apply()) this.routes.markDirty();
-      await this.routes.apply();
-      await this.filter.apply();
-      await this.nat.apply();
-      await this.hostTables.apply();
+      // Two independent lines of writes, run side by side: ipsets before the iptables rules that
+      // name them (Felix's order), and the VXLAN device, FDB, ARP and routes, which no rule needs.
+      const results = await Promise.allSettled([this.applyTables(), this.applyLinks()]);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
       await this.ipsets.cleanup();
       this.stats.refused = this.refusals();
       const ms = performance.now() - started;

@@ -46,16 +46,30 @@ export interface TableWriter {
   syncTable(table: KernelTable, desired: TableState, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
   /** Whether someone changed what the last sync of this table left (drift check). */
   drifted?(table: KernelTable): Promise<boolean>;
+  /** Read these tables (one save) into what the next syncs with `reuseLastWrite` plan against. */
+  readTables?(tables: readonly KernelTable[]): Promise<void>;
+  /** Another process changed one of these tables (when the writer can tell). */
+  onForeignChange?(fn: (tables: KernelTable[]) => void): void;
+  close?(): void;
 }
 
-/** A table manager's drift check: if the table drifted, re-read and rewrite it on the next pass. */
-async function tableDrifted(
-  writer: TableWriter,
-  table: KernelTable,
-  markDirty: () => void,
-): Promise<boolean> {
+/** A table manager as the dataplane's pass sees it. */
+export interface TableManager {
+  /** The tables its next apply must read first (a start, a resync, a failure), if it writes. */
+  tablesToRead(): KernelTable[];
+  /** Those tables were just read for it (TableWriter.readTables): plan against that read. */
+  primed(): void;
+  apply(): Promise<boolean>;
+  checkDrift(): Promise<boolean>;
+}
+
+/**
+ * A table manager's drift check: if the table drifted, rewrite it on the next pass (planned
+ * against the save the check made, which the writer keeps).
+ */
+async function tableDrifted(writer: TableWriter, table: KernelTable, bump: () => void): Promise<boolean> {
   if (!(await writer.drifted?.(table))) return false;
-  markDirty();
+  bump();
   return true;
 }
 
@@ -69,7 +83,7 @@ export interface FilterFaults {
 
 const FAULT_TARGET = 'cali-fault-injected';
 
-export class FilterTableManager {
+export class FilterTableManager implements TableManager {
   private readonly policies = new Map<PolicyKey, ActivePolicy>();
   private readonly endpoints = new Map<EndpointKey, LocalEndpoint>();
   private readonly gen = new Generations();
@@ -154,7 +168,15 @@ export class FilterTableManager {
   }
 
   checkDrift(): Promise<boolean> {
-    return tableDrifted(this.writer, 'filter', () => this.markDirty());
+    return tableDrifted(this.writer, 'filter', () => this.gen.bump());
+  }
+
+  tablesToRead(): KernelTable[] {
+    return this.reread && this.gen.pending ? ['filter'] : [];
+  }
+
+  primed(): void {
+    this.reread = false;
   }
 
   render(): TableState {
@@ -257,10 +279,9 @@ export class FilterTableManager {
  * The mangle and raw tables: pre-DNAT and untracked policy on this node's host endpoints. Both
  * stay empty (nothing of ours in the kernel) on a node without host endpoints.
  */
-export class HostTablesManager {
+export class HostTablesManager implements TableManager {
   private readonly gen = new Generations();
-  /** The kernel holds none of ours in either table (checked since the last resync). */
-  private knownEmpty = false;
+  private reread = true;
 
   constructor(
     private readonly writer: TableWriter,
@@ -279,25 +300,40 @@ export class HostTablesManager {
   }
 
   markDirty(): void {
+    this.reread = true;
     this.gen.bump();
-    this.knownEmpty = false;
   }
 
+  tablesToRead(): KernelTable[] {
+    return this.reread && this.gen.pending ? ['mangle', 'raw'] : [];
+  }
+
+  primed(): void {
+    this.reread = false;
+  }
+
+  async checkDrift(): Promise<boolean> {
+    const bump = () => this.gen.bump();
+    const mangle = await tableDrifted(this.writer, 'mangle', bump);
+    return (await tableDrifted(this.writer, 'raw', bump)) || mangle;
+  }
+
+  /**
+   * Most nodes have no host endpoint: both tables render empty, and with the last write reused
+   * (no read-back) a pass that finds them still empty writes and reads nothing.
+   */
   async apply(): Promise<boolean> {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
-    // Most nodes have no host endpoint: policy churn must not cost two table reads each time.
-    if (this.source.hostEndpointCount === 0 && this.knownEmpty) {
-      this.gen.done(gen);
-      return false;
-    }
     const input = {
       policies: [...this.source.activePolicies],
       hostEndpoints: [...this.source.localHostEndpoints],
     };
-    await this.writer.syncTable('mangle', renderMangleTable(input));
-    await this.writer.syncTable('raw', renderRawTable(input));
-    this.knownEmpty = this.source.hostEndpointCount === 0;
+    const reuseLastWrite = !this.reread;
+    this.reread = true;
+    await this.writer.syncTable('mangle', renderMangleTable(input), { reuseLastWrite });
+    await this.writer.syncTable('raw', renderRawTable(input), { reuseLastWrite });
+    this.reread = false;
     this.gen.done(gen);
     return true;
   }
@@ -307,7 +343,7 @@ export class HostTablesManager {
  * NAT outgoing: every pool (local and remote, disabled too) goes into the all-pools set; only local
  * natOutgoing pools into the masquerade-source set. Remote pools never masquerade.
  */
-export class NatManager {
+export class NatManager implements TableManager {
   private readonly pools = new Map<string, Pool>();
   private readonly gen = new Generations();
   private reread = true;
@@ -346,7 +382,15 @@ export class NatManager {
   }
 
   checkDrift(): Promise<boolean> {
-    return tableDrifted(this.writer, 'nat', () => this.markDirty());
+    return tableDrifted(this.writer, 'nat', () => this.gen.bump());
+  }
+
+  tablesToRead(): KernelTable[] {
+    return this.reread && this.gen.pending ? ['nat'] : [];
+  }
+
+  primed(): void {
+    this.reread = false;
   }
 
   async apply(): Promise<boolean> {
