@@ -844,23 +844,43 @@ export class IptablesDriver {
   }
 
   /**
-   * Whether someone changed what our last write to this table left: a chain of ours with a rule
-   * added, changed or deleted, a hook of ours moved or deleted. With a watch that saw nobody else
-   * touch the table, nothing is read; else one save, compared by rule hashes with what our write
-   * left (no render, no rule text). A drifted table's save is kept: the repair plans against it.
+   * The tables in which someone changed what our last write left: a chain of ours with a rule
+   * added, changed or deleted, a hook of ours moved or deleted. Tables a watch saw nobody else
+   * touch are not read; the rest in one save, compared by rule hashes with what our write left (no
+   * render, no rule text). A drifted table's save is kept: its repair plans against it.
    */
-  async drifted(table: Table): Promise<boolean> {
-    const known = this.known.get(table);
-    if (known === undefined || !this.written.has(table)) return false;
+  async driftedTables(tables: readonly Table[]): Promise<Table[]> {
+    const ours = tables.filter((t) => this.known.has(t) && this.written.has(t));
+    if (ours.length === 0) return [];
     // Started with the first check, not before: a cold start's 25,000 rule events cost it nothing.
     this.watch?.start();
-    if (this.watch?.quiet(table)) return false;
-    const read = await this.read(table);
-    if (this.known.get(table) !== known) return false; // a write landed meanwhile; look next time
-    if (sameOwned(known, read)) return false;
-    this.known.set(table, read);
-    this.written.delete(table);
-    return true;
+    const unsure = ours.filter((t) => !this.watch?.quiet(t));
+    if (unsure.length === 0) return [];
+    const before = new Map(unsure.map((t) => [t, this.known.get(t)]));
+    const now = await this.readSome(unsure);
+    const drifted: Table[] = [];
+    for (const t of unsure) {
+      const known = before.get(t);
+      const read = now.get(t) as ParsedTable;
+      if (known === undefined || this.known.get(t) !== known) continue; // a write landed meanwhile
+      if (sameOwned(known, read)) continue;
+      this.known.set(t, read);
+      this.written.delete(t);
+      drifted.push(t);
+    }
+    return drifted;
+  }
+
+  /** One table with `-t`, several with one save of all (on nft each lists the ruleset anyway). */
+  private async readSome(tables: readonly Table[]): Promise<Map<Table, ParsedTable>> {
+    if (tables.length === 1) {
+      const t = tables[0] as Table;
+      return new Map([[t, await this.read(t)]]);
+    }
+    for (const t of tables) this.watch?.reading(t);
+    const { stdout } = await run(TOOLS[this.backend].save, [], { netns: this.netns });
+    const all = parseSaveAll(stdout);
+    return new Map(tables.map((t) => [t, all.get(t) ?? parseSave(`*${t}\nCOMMIT\n`)]));
   }
 
   async read(table: Table): Promise<ParsedTable> {
@@ -875,11 +895,9 @@ export class IptablesDriver {
    * then fills are not listed again.
    */
   async readTables(tables: readonly Table[]): Promise<void> {
-    for (const t of tables) this.watch?.reading(t);
-    const { stdout } = await run(TOOLS[this.backend].save, [], { netns: this.netns });
-    const all = parseSaveAll(stdout);
-    for (const t of tables) {
-      this.known.set(t, all.get(t) ?? parseSave(`*${t}\nCOMMIT\n`));
+    const now = await this.readSome(tables);
+    for (const [t, parsed] of now) {
+      this.known.set(t, parsed);
       this.written.delete(t);
     }
   }

@@ -94,9 +94,11 @@ export class NftMonitor implements TableWatch {
   }
 
   private spawn(): void {
+    // nft's stdout is block-buffered into a pipe: events would arrive kilobytes late.
+    const monitor = ['stdbuf', '-oL', 'nft', 'monitor'];
     const [cmd, args] = this.opts.netns
-      ? ['ip', ['netns', 'exec', this.opts.netns, 'nft', 'monitor']]
-      : ['nft', ['monitor']];
+      ? ['ip', ['netns', 'exec', this.opts.netns, ...monitor]]
+      : [monitor[0] as string, monitor.slice(1)];
     const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     proc.unref();

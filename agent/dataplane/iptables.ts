@@ -44,8 +44,8 @@ export interface TableWriter {
    * writer may plan against what that sync left instead of reading the table back.
    */
   syncTable(table: KernelTable, desired: TableState, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
-  /** Whether someone changed what the last sync of this table left (drift check). */
-  drifted?(table: KernelTable): Promise<boolean>;
+  /** Of these tables, those in which someone changed what our last sync left (drift check). */
+  driftedTables?(tables: readonly KernelTable[]): Promise<KernelTable[]>;
   /** Read these tables (one save) into what the next syncs with `reuseLastWrite` plan against. */
   readTables?(tables: readonly KernelTable[]): Promise<void>;
   /** Another process changed one of these tables (when the writer can tell). */
@@ -60,17 +60,13 @@ export interface TableManager {
   /** Those tables were just read for it (TableWriter.readTables): plan against that read. */
   primed(): void;
   apply(): Promise<boolean>;
-  checkDrift(): Promise<boolean>;
-}
-
-/**
- * A table manager's drift check: if the table drifted, rewrite it on the next pass (planned
- * against the save the check made, which the writer keeps).
- */
-async function tableDrifted(writer: TableWriter, table: KernelTable, bump: () => void): Promise<boolean> {
-  if (!(await writer.drifted?.(table))) return false;
-  bump();
-  return true;
+  /** The tables it writes. */
+  readonly tables: readonly KernelTable[];
+  /**
+   * One of them drifted: rewrite it on the next pass, planned against the save the drift check
+   * made (the writer keeps it).
+   */
+  drifted(): void;
 }
 
 export interface FilterFaults {
@@ -167,8 +163,10 @@ export class FilterTableManager implements TableManager {
     this.gen.bump();
   }
 
-  checkDrift(): Promise<boolean> {
-    return tableDrifted(this.writer, 'filter', () => this.gen.bump());
+  readonly tables = ['filter'] as const;
+
+  drifted(): void {
+    this.gen.bump();
   }
 
   tablesToRead(): KernelTable[] {
@@ -312,10 +310,10 @@ export class HostTablesManager implements TableManager {
     this.reread = false;
   }
 
-  async checkDrift(): Promise<boolean> {
-    const bump = () => this.gen.bump();
-    const mangle = await tableDrifted(this.writer, 'mangle', bump);
-    return (await tableDrifted(this.writer, 'raw', bump)) || mangle;
+  readonly tables = ['mangle', 'raw'] as const;
+
+  drifted(): void {
+    this.gen.bump();
   }
 
   /**
@@ -381,8 +379,10 @@ export class NatManager implements TableManager {
     this.gen.bump();
   }
 
-  checkDrift(): Promise<boolean> {
-    return tableDrifted(this.writer, 'nat', () => this.gen.bump());
+  readonly tables = ['nat'] as const;
+
+  drifted(): void {
+    this.gen.bump();
   }
 
   tablesToRead(): KernelTable[] {
