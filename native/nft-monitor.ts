@@ -36,6 +36,8 @@ const SETTLE_MS = 1000;
 const RESTART_MS = 1000;
 /** How long a pid of ours is remembered (a restore runs well within this). */
 const OURS_MS = 60_000;
+/** How long a transaction by an unknown pid waits for that pid to be reported as ours. */
+const PID_GRACE_MS = 100;
 
 export class NftMonitor implements TableWatch {
   private proc?: ChildProcess;
@@ -132,8 +134,12 @@ export class NftMonitor implements TableWatch {
       const tables = [...this.touching];
       this.touching.clear();
       if (tables.length === 0 || this.ourPids.has(pid)) return;
-      for (const t of tables) this.marked.add(t);
-      for (const fn of this.listeners) fn(tables);
+      // Our launcher reports a restore's pid over another pipe: give it a moment to arrive.
+      setTimeout(() => {
+        if (this.ourPids.has(pid)) return;
+        for (const t of tables) this.marked.add(t);
+        for (const fn of this.listeners) fn(tables);
+      }, PID_GRACE_MS).unref();
       return;
     }
     const m = CHANGE.exec(line);
