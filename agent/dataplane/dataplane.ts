@@ -33,7 +33,11 @@ export interface DataplaneDrivers {
 }
 
 export interface DataplaneOptions {
-  /** Re-read the kernel and repair drift this often. */
+  /**
+   * Re-read the kernel and repair drift this often (Felix's 90 s refresh intervals): a resync of a
+   * node holding 100,000 endpoints reads and diffs everything, seconds of CPU, while the drift
+   * checks and kernel events catch damage within seconds.
+   */
   resyncIntervalMs?: number;
   /**
    * Check this often, cheaply, that nobody changed our ipsets, chains or hooks (ipset member
@@ -146,7 +150,7 @@ export class Dataplane {
   }
 
   start(): void {
-    const every = this.opts.resyncIntervalMs ?? 30_000;
+    const every = this.opts.resyncIntervalMs ?? 90_000;
     this.resyncTimer = setInterval(() => this.resync(), every);
     this.resyncTimer.unref();
     this.driftBaseMs = this.opts.driftCheckIntervalMs ?? 2_000;
