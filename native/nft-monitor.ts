@@ -1,7 +1,9 @@
 // Who changed an nf_tables table, from `nft monitor`: every committed transaction in the namespace
 // is printed as its changes ("add rule ip filter cali-tw-x ...", "delete rule ip filter FORWARD
 // handle 7") followed by "# new generation N by process PID (COMM)". A transaction by a process
-// we did not start marks the tables it touched; a drift check of an unmarked table reads nothing.
+// we did not start that touches our chains or the built-in chains our hooks sit in marks its
+// tables (kube-proxy rewriting its KUBE-* chains does not); a drift check of an unmarked table reads
+// nothing.
 //
 // Trust is earned: until the monitor has run a moment (its subscription is not instantaneous), after
 // it exits (restarted a second later) or after a line it cannot place, every table counts as marked,
@@ -29,7 +31,9 @@ export interface TableWatch {
 
 const TABLES = ['filter', 'nat', 'mangle', 'raw'];
 /** "add rule ip filter CHAIN ...", "delete chain ip nat X", "flush table ip filter", "add table ip raw". */
-const CHANGE = /^(?:add|insert|replace|delete|flush|destroy|new) \w+ (\w+) (\S+)/;
+const CHANGE = /^(?:add|insert|replace|delete|flush|destroy|new) (\w+) (\w+) (\S+)(?: (\S+))?/;
+/** The chains a change must touch to concern us: ours, and the built-ins our hooks sit in. */
+const OURS_OR_BUILTIN = /^(?:cali-|INPUT$|FORWARD$|OUTPUT$|PREROUTING$|POSTROUTING$)/;
 const GENERATION = /^# new generation \d+ by process (\d+)/;
 /** The subscription needs a moment after the process starts. */
 const SETTLE_MS = 1000;
@@ -150,7 +154,11 @@ export class NftMonitor implements TableWatch {
       }
       return;
     }
-    // iptables-nft keeps its tables in the ip family under their iptables names.
-    if (m[1] === 'ip' && TABLES.includes(m[2] as string)) this.touching.add(m[2] as string);
+    // iptables-nft keeps its tables in the ip family under their iptables names. Changes to other
+    // chains (kube-proxy's KUBE-*, resyncing often on a busy node) are no drift of ours.
+    const [, object, family, table = '', chain = ''] = m;
+    if (family !== 'ip' || !TABLES.includes(table)) return;
+    if (object === 'table' || ((object === 'rule' || object === 'chain') && OURS_OR_BUILTIN.test(chain)))
+      this.touching.add(table);
   }
 }
