@@ -263,9 +263,10 @@ export class FilterTableManager implements TableManager {
       | TableSyncResult
       | undefined;
     this.reread = false;
-    const owners = this.owners();
+    // Who owns a chain is asked only when something was refused: a map of every chain per pass is not free.
+    const owners = res?.refused?.length ? this.owners() : undefined;
     const refused = (res?.refused ?? []).map(
-      (r): Refusal => ({ table: 'filter', object: r.chain, ...owners.get(r.chain), reason: r.reason }),
+      (r): Refusal => ({ table: 'filter', object: r.chain, ...owners?.get(r.chain), reason: r.reason }),
     );
     this.refusals.set([...failed, ...refused]);
     this.gen.done(gen);
