@@ -207,7 +207,7 @@ function breakdown(records: readonly ExecRecord[]): string[] {
 let changeNo = 0;
 const DRIFT_MS = 2_000;
 const IDLE_S = 30;
-const WARMUP_S = 10;
+const WARMUP_S = 20;
 /** Dataplane's default resyncIntervalMs. */
 const RESYNC_S = 90;
 
@@ -241,7 +241,8 @@ function cpuSeconds(): number {
  */
 async function driftRepairs(dp: Dataplane, ns: string, backend: 'nft' | 'legacy'): Promise<void> {
   dp.start();
-  // The first check reads every table once (the watch starts with it): a one-off, measured apart.
+  // The first check reads every table once (the watch starts with it), and the collector settles the
+  // cold start's garbage: one-offs, measured apart.
   const b0 = cpuSeconds();
   await new Promise((r) => setTimeout(r, WARMUP_S * 1000));
   console.log(
