@@ -1,6 +1,6 @@
 // Drives the managers: messages in (cheap), then one apply pass that writes to the kernel in
-// Felix's order — ipsets, VXLAN device/FDB/ARP, routes, iptables tables, then deferred ipset
-// deletes. Nothing is written before the first InSync (a partial view would drop traffic). A failed
+// Felix's order, in two lines side by side — ipsets then the iptables tables that name them; the
+// VXLAN device, FDB/ARP, then routes — and then the deferred ipset deletes. Nothing is written before the first InSync (a partial view would drop traffic). A failed
 // pass leaves the kernel as it was, marks the agent unhealthy and is retried with backoff; a
 // periodic pass re-reads the kernel and repairs drift.
 import { logger } from '../../lib/log.ts';
@@ -41,8 +41,8 @@ export interface DataplaneOptions {
   resyncIntervalMs?: number;
   /**
    * Check this often, cheaply, that nobody changed our ipsets, chains or hooks (ipset member
-   * counts, a save of each table diffed against our last write); what drifted is repaired at once.
-   * 0 turns it off.
+   * counts; rule hashes of a save compared with our last write, skipped on nft while `nft monitor`
+   * saw no other process touch the table); what drifted is repaired at once. 0 turns it off.
    */
   driftCheckIntervalMs?: number;
   /** Coalesce bursts: wait this long after a change before applying. */
@@ -308,17 +308,12 @@ export class Dataplane {
    */
   private async applyTables(): Promise<void> {
     const managers = this.tableManagers.filter((m) => m.tablesToRead().length > 0);
-    const read = this.iptables.readTables;
+    const toRead = managers.flatMap((m) => m.tablesToRead());
     const reading =
-      managers.length > 0 && read !== undefined
-        ? read
-            .call(
-              this.iptables,
-              managers.flatMap((m) => m.tablesToRead()),
-            )
-            .then(() => {
-              for (const m of managers) m.primed();
-            })
+      toRead.length > 0
+        ? this.iptables.readTables?.(toRead).then(() => {
+            for (const m of managers) m.primed();
+          })
         : undefined;
     const [sets] = await Promise.allSettled([this.ipsets.apply(), reading]);
     await reading;
