@@ -248,13 +248,19 @@ async function driftRepairs(dp: Dataplane, ns: string, backend: 'nft' | 'legacy'
   console.log(
     `drift check start-up (${backend}): ${(cpuSeconds() - b0).toFixed(2)} CPU seconds over the first ${WARMUP_S} s (one save of every table, nft monitor started)`,
   );
+  const idleRuns: ExecRecord[] = [];
+  const unobserve = observeExec((r) => idleRuns.push(r));
   const c0 = cpuSeconds();
   const w0 = performance.now();
+  const elu0 = perf.eventLoopUtilization();
   await new Promise((r) => setTimeout(r, IDLE_S * 1000));
   const idle = (cpuSeconds() - c0) / ((performance.now() - w0) / 1000);
+  const busy = perf.eventLoopUtilization(elu0).utilization;
+  unobserve();
   console.log(
-    `drift check every ${DRIFT_MS} ms, idle with this state (${backend}): ${(idle * 100).toFixed(1)}% of a core over ${IDLE_S} s (agent + its tools); target ≤ 2%, ratio ${(idle / 0.02).toFixed(2)}`,
+    `drift check every ${DRIFT_MS} ms, idle with this state (${backend}): ${(idle * 100).toFixed(1)}% of a core over ${IDLE_S} s (agent + its tools; main thread busy ${(busy * 100).toFixed(1)}%); target ≤ 2%, ratio ${(idle / 0.02).toFixed(2)}`,
   );
+  for (const line of breakdown(idleRuns)) console.log(line);
   // The periodic full resync (everything read back and diffed), amortised over its interval.
   const r0 = cpuSeconds();
   const rw0 = performance.now();
