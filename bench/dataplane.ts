@@ -212,8 +212,9 @@ const WARMUP_S = 20;
 const RESYNC_S = 90;
 
 /**
- * CPU seconds of this process, of the tools it ran and reaped, and of its children still running
- * (the `nft monitor` the drift check keeps): utime+stime(+cutime+cstime) from /proc.
+ * CPU seconds of this process and of every process under it: its children still running (the tool
+ * launcher with the tools it ran and reaped, the `nft monitor` the drift check keeps) and those it
+ * reaped: utime+stime+cutime+cstime from /proc.
  */
 function cpuSeconds(): number {
   const fields = (stat: string) =>
@@ -227,7 +228,8 @@ function cpuSeconds(): number {
     if (!/^\d+$/.test(pid)) continue;
     try {
       const f = fields(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-      if (f[1] === process.pid) ticks += f[11]! + f[12]!;
+      // A running child's own time and that of the tools it reaped (the launcher's tools).
+      if (f[1] === process.pid) ticks += f[11]! + f[12]! + f[13]! + f[14]!;
     } catch {
       // gone meanwhile
     }
