@@ -38,6 +38,8 @@ const GENERATION = /^# new generation \d+ by process (\d+)/;
 /** The subscription needs a moment after the process starts. */
 const SETTLE_MS = 1000;
 const RESTART_MS = 1000;
+/** A monitor that keeps dying at once (no `nft` installed) is restarted ever more slowly, up to this. */
+const RESTART_MAX_MS = 60_000;
 /** How long a pid of ours is remembered (a restore runs well within this). */
 const OURS_MS = 60_000;
 /** How long a transaction by an unknown pid waits for that pid to be reported as ours. */
@@ -49,6 +51,8 @@ export class NftMonitor implements TableWatch {
   private stopped = false;
   private started = false;
   private restartTimer?: NodeJS.Timeout;
+  /** Restarts since the monitor last ran for a while. */
+  private failures = 0;
   /** Tables another process changed since they were last read. */
   private readonly marked = new Set<string>(TABLES);
   /** Tables the transaction being printed touches (until its generation line). */
@@ -106,6 +110,7 @@ export class NftMonitor implements TableWatch {
       ? ['ip', ['netns', 'exec', this.opts.netns, ...monitor]]
       : [monitor[0] as string, monitor.slice(1)];
     const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const startedAt = performance.now();
     this.proc = proc;
     proc.unref();
     this.distrust();
@@ -123,8 +128,13 @@ export class NftMonitor implements TableWatch {
       this.proc = undefined;
       this.distrust();
       if (this.stopped) return;
-      log.warn({ netns: this.opts.netns, code }, 'nft monitor exited; restarting');
-      this.restartTimer = setTimeout(() => this.spawn(), RESTART_MS);
+      this.failures = performance.now() - startedAt > 10 * SETTLE_MS ? 0 : this.failures + 1;
+      const delay = Math.min(RESTART_MS * 2 ** this.failures, RESTART_MAX_MS);
+      log.warn(
+        { netns: this.opts.netns, code, restartInMs: delay },
+        'nft monitor exited (drift checks read meanwhile); restarting',
+      );
+      this.restartTimer = setTimeout(() => this.spawn(), delay);
       this.restartTimer.unref();
     });
   }
