@@ -4,11 +4,12 @@
 # The source tree is the program: TypeScript runs through tsx, which is a runtime dependency.
 FROM node:20-bookworm-slim
 
-# The kernel tools the agent drives: iptables (nft and legacy backends), ipset, ip/bridge.
+# The kernel tools the agent drives: iptables (nft and legacy backends), ipset, ip/bridge, and
+# nft (its monitor tells the drift check when another process changed a table).
 # kmod provides modprobe, so the tools can load modules from the host's /lib/modules mount.
 # tini runs as PID 1: it forwards SIGTERM to node and reaps children (iptables-restore, ipset).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables ipset iproute2 kmod tini \
+ && apt-get install -y --no-install-recommends iptables ipset iproute2 nftables kmod tini \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/fedmesh

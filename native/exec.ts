@@ -1,7 +1,7 @@
 // Every kernel tool fedmesh runs goes through here: one place that times the call, logs it at debug
 // with its input size, and turns a non-zero exit into an error that carries the tool's stderr.
-import { execa } from 'execa';
 import { logger } from '../lib/log.ts';
+import { launch } from './launcher.ts';
 
 const log = logger('exec');
 
@@ -24,6 +24,8 @@ export interface RunOptions {
   /** Do not throw on a non-zero exit; the caller inspects the result. */
   allowFailure?: boolean;
   timeoutMs?: number;
+  /** Told the tool's pid as it starts (with `netns`, `ip netns exec` execs the tool in place). */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface RunResult {
@@ -53,15 +55,19 @@ export function observeExec(fn: (r: ExecRecord) => void): () => void {
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const [cmd, argv] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, file, ...args]] : [file, [...args]];
   const started = performance.now();
-  const res = await execa(cmd, argv, {
-    input: opts.input,
-    reject: false,
-    timeout: opts.timeoutMs ?? 60_000,
-    stripFinalNewline: false,
-    maxBuffer: 512 * 1024 * 1024,
-  });
+  // Through the launcher: a fork of the agent itself costs ~25 ms once its heap holds 100,000 endpoints.
+  const res = await launch(
+    {
+      file: cmd,
+      args: argv,
+      input: opts.input,
+      timeoutMs: opts.timeoutMs ?? 60_000,
+      maxBuffer: 512 * 1024 * 1024,
+    },
+    opts.onSpawn,
+  );
   const ms = performance.now() - started;
-  const exitCode = res.exitCode ?? -1;
+  const exitCode = res.exitCode;
   if (observers.size > 0) {
     const rec = { file, args, netns: opts.netns, inputBytes: opts.input?.length ?? 0, ms, exitCode };
     for (const o of observers) o(rec);
@@ -79,7 +85,11 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   );
   if (exitCode !== 0 && !opts.allowFailure) {
     const what = [file, ...args.slice(0, 4)].join(' ');
-    throw new CommandError(what, res.exitCode, String(res.stderr || res.stdout || res.message || ''));
+    throw new CommandError(
+      what,
+      exitCode < 0 ? undefined : exitCode,
+      res.stderr || res.stdout || res.failure || '',
+    );
   }
-  return { stdout: String(res.stdout ?? ''), stderr: String(res.stderr ?? ''), exitCode };
+  return { stdout: res.stdout, stderr: res.stderr, exitCode };
 }

@@ -85,6 +85,9 @@ export function normaliseMember(type: IpSetType, family: IpSetFamily, member: st
   switch (type) {
     case 'hash:net':
       if (!m.includes('/')) return m;
+      // A host route (most members): the kernel prints it bare. Dotted quads from the graph are
+      // canonical already; the slow path below only zeroes host bits of wider prefixes.
+      if (family === 'inet' && m.endsWith('/32')) return m.slice(0, -3);
       return family === 'inet' ? canonicalNet4(m) : stripHostPrefix(m, family);
     case 'hash:ip':
       return m.includes('/') ? stripHostPrefix(m, family) : m;

@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import { logger } from '../lib/log.ts';
 import { CommandError, run } from './exec.ts';
+import { NftMonitor, type TableWatch } from './nft-monitor.ts';
 
 const log = logger('iptables');
 
@@ -98,8 +99,12 @@ const MAX_COMMENT = 255;
 // ---------------------------------------------------------------------------------------------
 // Hashes and rendering.
 
+const LOOSE_SPACE = /[^\S ]| {2}/;
+
+/** One space between words. Most rendered text is already so: test before rewriting (a cold start squashes 25,000 rules twice). */
 function squash(s: string): string {
-  return s.trim().replace(/\s+/g, ' ');
+  const t = s.trim();
+  return LOOSE_SPACE.test(t) ? t.replace(/\s+/g, ' ') : t;
 }
 
 /**
@@ -197,6 +202,18 @@ function ruleFacts(spec: string): { hash?: string; target?: string } {
   return hash === undefined ? { target } : { hash, target };
 }
 
+/** Each table of the output of an `iptables-save` of all tables, parsed. */
+export function parseSaveAll(text: string): Map<string, ParsedTable> {
+  const out = new Map<string, ParsedTable>();
+  const starts: number[] = text.startsWith('*') ? [0] : [];
+  for (let i = text.indexOf('\n*'); i >= 0; i = text.indexOf('\n*', i + 1)) starts.push(i + 1);
+  starts.forEach((start, k) => {
+    const parsed = parseSave(text.slice(start, starts[k + 1]));
+    if (parsed.table !== undefined) out.set(parsed.table, parsed);
+  });
+  return out;
+}
+
 /** Parse the output of `iptables-save -t TABLE` (the first table in the text). */
 export function parseSave(text: string): ParsedTable {
   const parsed: ParsedTable = {
@@ -281,6 +298,11 @@ export interface PlanOptions {
    * each of them would be refused in turn, up to the hooks, and the whole table would freeze.
    */
   keep?: ReadonlySet<string>;
+  /**
+   * Chains jumped to by chains left out of `desired` (an incremental plan: chains unchanged since
+   * the last write): a stale chain among them must stay.
+   */
+  pinned?: ReadonlySet<string>;
 }
 
 export const PLACEHOLDER_COMMENT = 'refused by the kernel, never loaded: dropping until it loads';
@@ -381,11 +403,13 @@ function deletableChains(
   actual: ParsedTable,
   stats: RestorePlanStats,
   keep: ReadonlySet<string>,
+  alsoPinned: ReadonlySet<string> | undefined,
 ): string[] {
   const wanted = new Set([...desired.chains.map((c) => c.name), ...keep]);
   const stale = new Set([...actual.chains.keys()].filter((n) => !wanted.has(n)));
   if (stale.size === 0) return [];
   const pinned = new Set<string>(actual.foreignTargets);
+  for (const t of alsoPinned ?? []) pinned.add(t);
   for (const c of desired.chains) for (const r of c.rules) pinned.add(targetOf(r) ?? '');
   for (const h of desired.hooks) pinned.add(targetOf(h.rule) ?? '');
   const kept = new Set([...stale].filter((n) => pinned.has(n)));
@@ -444,7 +468,7 @@ export function planRestore(
     const rules = desired.hooks.filter((h) => h.chain === chain).map((h) => h.rule);
     hookOps(chain, rules, actual.builtins.get(chain), hookDeletes, hookInserts, stats);
   }
-  const doomed = deletableChains(desired, actual, stats, keep);
+  const doomed = deletableChains(desired, actual, stats, keep, opts.pinned);
   stats.chainsDeleted = doomed.length;
   const origins = [
     ...declare.map((l) => l.slice(1, l.indexOf(' '))),
@@ -508,6 +532,100 @@ export function expectedAfter(desired: TableState, actual: ParsedTable, plan: Re
     builtins.set(name, { name, policy: have?.policy ?? 'ACCEPT', length: foreign + ours.length, ours });
   }
   return { table: actual.table, chains, builtins, jumps, foreignTargets: actual.foreignTargets };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incremental writes: a change is planned over the chains that changed since the last write.
+
+function sameRules(a: readonly IptRule[], b: readonly IptRule[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as IptRule;
+    const y = b[i] as IptRule;
+    // Policy chains come from the renderer's memo (the same rule objects): mostly one comparison.
+    if (x !== y && (x.match !== y.match || x.action !== y.action || x.comment !== y.comment)) return false;
+  }
+  return true;
+}
+
+/** The part of a table a plan needs when the kernel holds exactly what `written` describes. */
+export interface NarrowedTable {
+  desired: TableState;
+  actual: ParsedTable;
+  /** Targets of the chains left out (unchanged): stale chains among them stay. */
+  pinned: Set<string>;
+}
+
+/**
+ * Narrow a sync to what changed: the chains whose rules differ from the last write, the chains
+ * the kernel holds that are no longer wanted, and the hooks (a few rules, always planned). The plan
+ * over the narrowed table is the plan over the whole one: an unchanged chain plans to nothing.
+ */
+export function narrowToChanges(desired: TableState, written: TableState, known: ParsedTable): NarrowedTable {
+  const before = new Map<string, IptChain>();
+  for (const c of written.chains) before.set(c.name, c);
+  const wanted = new Set<string>();
+  const changed: IptChain[] = [];
+  for (const c of desired.chains) {
+    wanted.add(c.name);
+    const w = before.get(c.name);
+    if (w === undefined || !known.chains.has(c.name) || !sameRules(w.rules, c.rules)) changed.push(c);
+  }
+  const changedNames = new Set(changed.map((c) => c.name));
+  const chains = new Map<string, ParsedChain>();
+  const jumps = new Map<string, Set<string>>();
+  const pinned = new Set<string>();
+  for (const [name, chain] of known.chains) {
+    const targets = known.jumps.get(name);
+    if (wanted.has(name) && !changedNames.has(name)) {
+      for (const t of targets ?? []) pinned.add(t);
+      continue;
+    }
+    chains.set(name, chain);
+    if (targets !== undefined) jumps.set(name, targets);
+  }
+  return {
+    desired: { chains: changed, hooks: desired.hooks },
+    actual: { ...known, chains, jumps },
+    pinned,
+  };
+}
+
+/** `known` with a narrowed plan applied: the narrowed part replaced by what the plan left. */
+export function mergeAfter(known: ParsedTable, narrowed: ParsedTable, after: ParsedTable): ParsedTable {
+  const chains = new Map(known.chains);
+  const jumps = new Map(known.jumps);
+  for (const name of narrowed.chains.keys()) {
+    chains.delete(name);
+    jumps.delete(name);
+  }
+  for (const [name, c] of after.chains) chains.set(name, c);
+  for (const [name, j] of after.jumps) jumps.set(name, j);
+  return { ...known, chains, jumps, builtins: after.builtins };
+}
+
+/**
+ * Whether the kernel's table (a fresh save) still holds our chains and hooks exactly as `known`
+ * says: the same chains with the same rule hashes in order (an untagged rule is foreign), our hooks
+ * at the same places. Only hashes are compared: no render, no rule text.
+ */
+export function sameOwned(known: ParsedTable, read: ParsedTable): boolean {
+  if (known.chains.size !== read.chains.size) return false;
+  for (const [name, want] of known.chains) {
+    const have = read.chains.get(name);
+    if (have === undefined || have.rules.length !== want.rules.length) return false;
+    for (let i = 0; i < want.rules.length; i++) if (have.rules[i]?.hash !== want.rules[i]?.hash) return false;
+  }
+  const names = new Set([...known.builtins.keys(), ...read.builtins.keys()]);
+  for (const name of names) {
+    const want = known.builtins.get(name)?.ours ?? [];
+    const have = read.builtins.get(name)?.ours ?? [];
+    if (want.length !== have.length) return false;
+    for (let i = 0; i < want.length; i++)
+      if (have[i]?.hash !== want[i]?.hash || have[i]?.pos !== want[i]?.pos) return false;
+  }
+  return true;
 }
 
 /** The iptables-restore --noflush text that turns `actual` into `desired`; undefined if nothing to do. */
@@ -675,17 +793,39 @@ export class IptablesDriver {
   readonly backend: IptablesBackend;
   private readonly netns: string | undefined;
   /**
-   * Each table as our last successful write left it, so that a change is planned without an
-   * iptables-save first (on nft, a save of 25,000 rules costs more than the write) when the caller
-   * says so (`reuseLastWrite`). Dropped on any failure or refusal; a caller re-reads on resync.
+   * Each table as the kernel holds it as far as we know: after our last successful write (what it
+   * left), or as last read. A change is planned against it without an iptables-save first (on nft,
+   * a save of 25,000 rules costs more than the write) when the caller says so (`reuseLastWrite`).
+   * Dropped on any failure or refusal; a caller re-reads on resync.
    */
   private readonly known = new Map<Table, ParsedTable>();
-  /** What each table's last fully accepted write made of our chains and hooks (drift checks). */
+  /**
+   * What the last fully accepted write of each table made of our chains and hooks, while `known`
+   * is exactly what it left: a change is then planned over the chains that changed alone, and a
+   * drift check compares hashes against `known`.
+   */
   private readonly written = new Map<Table, TableState>();
+  /** Tells whether anyone but us changed a table (nft: `nft monitor`); absent on legacy. */
+  private readonly watch: TableWatch | undefined;
 
-  constructor(opts: { backend: IptablesBackend; netns?: string }) {
+  /** `watch`: on nft, `nft monitor` unless given (null: none, every drift check reads). */
+  constructor(opts: { backend: IptablesBackend; netns?: string; watch?: TableWatch | null }) {
     this.backend = opts.backend;
     this.netns = opts.netns;
+    this.watch =
+      opts.watch === null
+        ? undefined
+        : (opts.watch ?? (opts.backend === 'nft' ? new NftMonitor({ netns: opts.netns }) : undefined));
+  }
+
+  /** Another process changed one of these tables (nft): a drift check now finds it sooner. */
+  onForeignChange(fn: (tables: Table[]) => void): void {
+    this.watch?.onForeignChange((tables) => fn(tables as Table[]));
+  }
+
+  /** Stop the watch (its `nft monitor` process). */
+  close(): void {
+    this.watch?.stop();
   }
 
   /**
@@ -708,20 +848,62 @@ export class IptablesDriver {
   }
 
   /**
-   * Whether someone changed what our last write to this table left: a chain of ours with a rule
-   * added, changed or deleted, a hook of ours moved or deleted. One save and a diff against the
-   * last written state (its hashes memoised), no render. False when nothing was written yet.
+   * The tables in which someone changed what our last write left: a chain of ours with a rule
+   * added, changed or deleted, a hook of ours moved or deleted. Tables a watch saw nobody else
+   * touch are not read; the rest in one save, compared by rule hashes with what our write left (no
+   * render, no rule text). A drifted table's save is kept: its repair plans against it.
    */
-  async drifted(table: Table): Promise<boolean> {
-    const desired = this.written.get(table);
-    if (desired === undefined) return false;
-    const plan = planRestore(table, desired, await this.read(table));
-    return plan.script !== undefined;
+  async driftedTables(tables: readonly Table[]): Promise<Table[]> {
+    const ours = tables.filter((t) => this.known.has(t) && this.written.has(t));
+    if (ours.length === 0) return [];
+    // Started with the first check, not before: a cold start's 25,000 rule events cost it nothing.
+    this.watch?.start();
+    const unsure = ours.filter((t) => !this.watch?.quiet(t));
+    if (unsure.length === 0) return [];
+    const before = new Map(unsure.map((t) => [t, this.known.get(t)]));
+    const now = await this.readSome(unsure);
+    const drifted: Table[] = [];
+    for (const t of unsure) {
+      const known = before.get(t);
+      const read = now.get(t) as ParsedTable;
+      if (known === undefined || this.known.get(t) !== known) continue; // a write landed meanwhile
+      if (sameOwned(known, read)) continue;
+      this.known.set(t, read);
+      this.written.delete(t);
+      drifted.push(t);
+    }
+    return drifted;
+  }
+
+  /** One table with `-t`, several with one save of all (on nft each lists the ruleset anyway). */
+  private async readSome(tables: readonly Table[]): Promise<Map<Table, ParsedTable>> {
+    if (tables.length === 1) {
+      const t = tables[0] as Table;
+      return new Map([[t, await this.read(t)]]);
+    }
+    for (const t of tables) this.watch?.reading(t);
+    const { stdout } = await run(TOOLS[this.backend].save, [], { netns: this.netns });
+    const all = parseSaveAll(stdout);
+    return new Map(tables.map((t) => [t, all.get(t) ?? parseSave(`*${t}\nCOMMIT\n`)]));
   }
 
   async read(table: Table): Promise<ParsedTable> {
+    this.watch?.reading(table);
     const { stdout } = await run(TOOLS[this.backend].save, ['-t', table], { netns: this.netns });
     return parseSave(stdout);
+  }
+
+  /**
+   * Read these tables with one save of all tables (one process; on nft one listing of the ruleset)
+   * into what the next syncs plan against. A cold start reads before it writes: the tables it
+   * then fills are not listed again.
+   */
+  async readTables(tables: readonly Table[]): Promise<void> {
+    const now = await this.readSome(tables);
+    for (const [t, parsed] of now) {
+      this.known.set(t, parsed);
+      this.written.delete(t);
+    }
   }
 
   async syncTable(
@@ -729,28 +911,37 @@ export class IptablesDriver {
     desired: TableState,
     opts: { reuseLastWrite?: boolean } = {},
   ): Promise<IptStats> {
-    const actual = (opts.reuseLastWrite ? this.known.get(table) : undefined) ?? (await this.read(table));
+    const known = opts.reuseLastWrite ? this.known.get(table) : undefined;
+    const written = known !== undefined ? this.written.get(table) : undefined;
+    const full = known ?? (await this.read(table));
     this.known.delete(table);
     this.written.delete(table);
-    const planWith = (keep: ReadonlySet<string>) => planRestore(table, desired, actual, { keep });
+    // What the kernel holds is exactly our last write: plan over what changed since.
+    const part =
+      written !== undefined
+        ? narrowToChanges(desired, written, full)
+        : { desired, actual: full, pinned: undefined };
+    const { actual } = part;
+    const planWith = (keep: ReadonlySet<string>) =>
+      planRestore(table, part.desired, actual, { keep, pinned: part.pinned });
     const plan = planWith(new Set());
-    if (plan.stats.chainsKept.length > 0) {
+    if (plan.stats.chainsKept.length > 0 && written === undefined) {
       log.warn(
         { table, chains: plan.stats.chainsKept, netns: this.netns },
         'stale chains still referenced; kept',
       );
     }
     if (plan.script === undefined) {
-      this.known.set(table, actual);
+      this.known.set(table, full);
       this.written.set(table, desired);
       return { ...plan.stats, table, lines: 0, commands: 0, ms: 0, refused: [] };
     }
     const started = performance.now();
-    const order = [...desired.chains.map((c) => c.name), ...actual.chains.keys()];
+    const order = [...part.desired.chains.map((c) => c.name), ...actual.chains.keys()];
     const result = await applyAcceptedChains(
       planWith,
-      (script) => this.restore(script, false),
-      (script) => this.restore(script, true),
+      (script) => this.restore(table, script, false),
+      (script) => this.restore(table, script, true),
       order,
     );
     const ms = performance.now() - started;
@@ -760,11 +951,12 @@ export class IptablesDriver {
     }
     const refused: RefusedChain[] = [...result.refused].map(([chain, reason]) => ({
       chain,
-      reason: actual.chains.has(chain) ? reason : `${reason} (never loaded: its placeholder drops)`,
+      reason: full.chains.has(chain) ? reason : `${reason} (never loaded: its placeholder drops)`,
     }));
     const p = result.plan;
     if (refused.length === 0) {
-      this.known.set(table, expectedAfter(desired, actual, p));
+      const after = expectedAfter(part.desired, actual, p);
+      this.known.set(table, written !== undefined ? mergeAfter(full, actual, after) : after);
       this.written.set(table, desired);
     }
     log.debug(
@@ -774,12 +966,17 @@ export class IptablesDriver {
     return { ...p.stats, table, lines: p.lines, commands: result.attempts, ms, refused };
   }
 
-  private async restore(script: string, test: boolean): Promise<{ exitCode: number; stderr: string }> {
+  private async restore(
+    table: Table,
+    script: string,
+    test: boolean,
+  ): Promise<{ exitCode: number; stderr: string }> {
     const args = ['--noflush', '--wait', ...(test ? ['--test'] : [])];
     const res = await run(TOOLS[this.backend].restore, args, {
       netns: this.netns,
       input: script,
       allowFailure: true,
+      onSpawn: (pid) => this.watch?.ours(pid, table),
     });
     return { exitCode: res.exitCode, stderr: res.stderr || res.stdout };
   }

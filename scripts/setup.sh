@@ -19,6 +19,7 @@ need bridge iproute2
 need iptables-nft-restore iptables
 need iptables-legacy-restore iptables
 need ipset ipset
+need nft nftables  # nft monitor: drift checks on the nft backend read only after another process changed a table
 need ping iputils-ping
 need sysctl procps
 need openssl openssl  # feed TLS tests and scripts/make-feed-certs.sh

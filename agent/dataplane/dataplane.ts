@@ -1,6 +1,6 @@
 // Drives the managers: messages in (cheap), then one apply pass that writes to the kernel in
-// Felix's order — ipsets, VXLAN device/FDB/ARP, routes, iptables tables, then deferred ipset
-// deletes. Nothing is written before the first InSync (a partial view would drop traffic). A failed
+// Felix's order, in two lines side by side — ipsets then the iptables tables that name them; the
+// VXLAN device, FDB/ARP, then routes — and then the deferred ipset deletes. Nothing is written before the first InSync (a partial view would drop traffic). A failed
 // pass leaves the kernel as it was, marks the agent unhealthy and is retried with backoff; a
 // periodic pass re-reads the kernel and repairs drift.
 import { logger } from '../../lib/log.ts';
@@ -12,6 +12,7 @@ import {
   FilterTableManager,
   HostTablesManager,
   NatManager,
+  type TableManager,
   type TableWriter,
 } from './iptables.ts';
 import type { DesiredKernelState, RepairPlan } from './kernel-watch.ts';
@@ -20,6 +21,11 @@ import { desiredKernelState, type LinkWriter, RouteManager, VxlanManager } from 
 
 const log = logger('dataplane');
 
+/** Drift checks may keep the agent busy this share of the time, on average... */
+const DRIFT_SHARE = 0.02;
+/** ...saving up to this much check time while checks are cheap. */
+const DRIFT_CREDIT_CAP_MS = 5_000;
+
 export interface DataplaneDrivers {
   ipsets: IpSetWriter;
   iptables: TableWriter;
@@ -27,12 +33,16 @@ export interface DataplaneDrivers {
 }
 
 export interface DataplaneOptions {
-  /** Re-read the kernel and repair drift this often. */
+  /**
+   * Re-read the kernel and repair drift this often (Felix's 90 s refresh intervals): a resync of a
+   * node holding 100,000 endpoints reads and diffs everything, seconds of CPU, while the drift
+   * checks and kernel events catch damage within seconds.
+   */
   resyncIntervalMs?: number;
   /**
    * Check this often, cheaply, that nobody changed our ipsets, chains or hooks (ipset member
-   * counts, a save of each table diffed against our last write); what drifted is repaired at once.
-   * 0 turns it off.
+   * counts; rule hashes of a save compared with our last write, skipped on nft while `nft monitor`
+   * saw no other process touch the table); what drifted is repaired at once. 0 turns it off.
    */
   driftCheckIntervalMs?: number;
   /** Coalesce bursts: wait this long after a change before applying. */
@@ -65,7 +75,14 @@ export class Dataplane {
   private timer?: NodeJS.Timeout;
   private resyncTimer?: NodeJS.Timeout;
   private driftTimer?: NodeJS.Timeout;
+  private driftBaseMs = 0;
+  /** Check time (ms) the drift checks may still spend: 2% of the time passing, up to a cap. */
+  private driftCredit = DRIFT_CREDIT_CAP_MS;
+  private driftCreditAt = performance.now();
+  /** A drift check was asked for while one ran: the next follows at once. */
+  private driftAgain = false;
   private checking = false;
+  private readonly iptables: TableWriter;
   private backoffMs = 0;
   private stopped = false;
   private readonly waiters: (() => void)[] = [];
@@ -85,6 +102,7 @@ export class Dataplane {
     private readonly opts: DataplaneOptions = {},
   ) {
     this.links = drivers.links;
+    this.iptables = drivers.iptables;
     this.ipsets = new IpSetManager(drivers.ipsets);
     this.filter = new FilterTableManager(drivers.iptables, opts.faults);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
@@ -92,6 +110,12 @@ export class Dataplane {
 
     this.vxlan = new VxlanManager(drivers.links, this.ipsets);
     this.routes = new RouteManager(drivers.links, this.vxlan);
+    // Someone else changed a table (nft monitor): check now rather than at the next tick.
+    drivers.iptables.onForeignChange?.(() => this.scheduleDriftCheck(50));
+  }
+
+  private get tableManagers(): TableManager[] {
+    return [this.filter, this.nat, this.hostTables];
   }
 
   /** True once the first full apply after in-sync has succeeded and no apply has failed since. */
@@ -126,27 +150,40 @@ export class Dataplane {
   }
 
   start(): void {
-    const every = this.opts.resyncIntervalMs ?? 30_000;
+    const every = this.opts.resyncIntervalMs ?? 90_000;
     this.resyncTimer = setInterval(() => this.resync(), every);
     this.resyncTimer.unref();
-    const drift = this.opts.driftCheckIntervalMs ?? 2_000;
-    if (drift > 0) this.scheduleDriftCheck(drift, drift);
+    this.driftBaseMs = this.opts.driftCheckIntervalMs ?? 2_000;
+    this.scheduleDriftCheck(this.driftBaseMs);
   }
 
-  /**
-   * The next drift check, at most ~2% of the time busy with checks: a check that took d ms waits
-   * max(base, 50·d) before the next. On a small node that is every 2 s; on a node holding 100,000
-   * endpoints (a check of several hundred ms) the interval stretches instead of the CPU bill.
-   */
-  private scheduleDriftCheck(delay: number, base: number): void {
-    if (this.stopped) return;
-    this.driftTimer = setTimeout(() => {
-      const started = performance.now();
-      void this.checkDrift()
-        .catch(() => undefined)
-        .finally(() => this.scheduleDriftCheck(Math.max(base, 50 * (performance.now() - started)), base));
-    }, delay);
+  /** The next drift check. One timer at a time: a check asked for sooner replaces the one due. */
+  private scheduleDriftCheck(delay: number): void {
+    if (this.stopped || this.driftBaseMs <= 0) return;
+    clearTimeout(this.driftTimer);
+    this.driftTimer = setTimeout(() => void this.runDriftCheck(), delay);
     this.driftTimer.unref();
+  }
+
+  private async runDriftCheck(): Promise<void> {
+    if (this.checking) {
+      this.driftAgain = true;
+      return;
+    }
+    const started = performance.now();
+    await this.checkDrift().catch(() => undefined);
+    const now = performance.now();
+    // A budget, not a per-check stretch: the one save that starts an nft monitor's watch (seconds
+    // at 25,000 rules) must not push a cheap count check of the ipsets out by minutes.
+    this.driftCredit = Math.min(
+      DRIFT_CREDIT_CAP_MS,
+      this.driftCredit + DRIFT_SHARE * (now - this.driftCreditAt) - (now - started),
+    );
+    this.driftCreditAt = now;
+    const owed = this.driftCredit < 0 ? -this.driftCredit / DRIFT_SHARE : 0;
+    const next = this.driftAgain ? 50 : Math.max(this.driftBaseMs, owed);
+    this.driftAgain = false;
+    this.scheduleDriftCheck(next);
   }
 
   /**
@@ -160,8 +197,10 @@ export class Dataplane {
     this.checking = true;
     try {
       const drifted: string[] = (await this.ipsets.checkDrift()).map((s) => `ipset ${s}`);
-      if (await this.filter.checkDrift()) drifted.push('filter table');
-      if (await this.nat.checkDrift()) drifted.push('nat table');
+      const managers = this.tableManagers;
+      const tables = (await this.iptables.driftedTables?.(managers.flatMap((m) => m.tables))) ?? [];
+      for (const m of managers) if (m.tables.some((t) => tables.includes(t))) m.drifted();
+      drifted.push(...tables.map((t) => `${t} table`));
       if (drifted.length > 0) {
         log.warn({ drifted }, 'kernel state changed behind our back; repairing');
         this.schedule(0);
@@ -177,6 +216,7 @@ export class Dataplane {
     clearTimeout(this.timer);
     clearInterval(this.resyncTimer);
     clearTimeout(this.driftTimer);
+    this.iptables.close?.();
   }
 
   /** Mark everything dirty so the next pass re-reads the kernel and repairs any drift. */
@@ -251,6 +291,31 @@ export class Dataplane {
     );
   }
 
+  /**
+   * ipsets, then the tables. The tables a manager must read first (a start, a resync) are read in
+   * one save while the ipset restore runs: before our writes fill them, so the read is cheap.
+   */
+  private async applyTables(): Promise<void> {
+    const managers = this.tableManagers.filter((m) => m.tablesToRead().length > 0);
+    const toRead = managers.flatMap((m) => m.tablesToRead());
+    const reading =
+      toRead.length > 0
+        ? this.iptables.readTables?.(toRead).then(() => {
+            for (const m of managers) m.primed();
+          })
+        : undefined;
+    const [sets] = await Promise.allSettled([this.ipsets.apply(), reading]);
+    await reading;
+    if (sets.status === 'rejected') throw sets.reason;
+    for (const m of this.tableManagers) await m.apply();
+  }
+
+  private async applyLinks(): Promise<void> {
+    await this.applyRewrites();
+    if (await this.vxlan.apply()) this.routes.markDirty();
+    await this.routes.apply();
+  }
+
   /** Refused ipsets are named by the policies that use them, one entry per policy. */
   private refusals(): Refusal[] {
     const sets = this.ipsets.refused.flatMap((r) => {
@@ -266,13 +331,10 @@ export class Dataplane {
     this.again = false;
     const started = performance.now();
     try {
-      await this.ipsets.apply();
-      await this.applyRewrites();
-      if (await this.vxlan.apply()) this.routes.markDirty();
-      await this.routes.apply();
-      await this.filter.apply();
-      await this.nat.apply();
-      await this.hostTables.apply();
+      // Two independent lines of writes, run side by side: ipsets before the iptables rules that
+      // name them (Felix's order), and the VXLAN device, FDB, ARP and routes, which no rule needs.
+      const results = await Promise.allSettled([this.applyTables(), this.applyLinks()]);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
       await this.ipsets.cleanup();
       this.stats.refused = this.refusals();
       const ms = performance.now() - started;

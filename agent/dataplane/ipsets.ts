@@ -25,8 +25,28 @@ export interface IpSetWriter {
   driftedSets?(): Promise<string[]>;
 }
 
+/** Members given as a function are read only when a write needs them (see IpSetManager.replace). */
+export type Members = Iterable<string> | (() => Iterable<string>);
+
+interface DesiredSet {
+  name: string;
+  type: IpSetType;
+  members: Set<string>;
+  /** Not read yet: `members` is filled from this on first use. */
+  source?: () => Iterable<string>;
+}
+
+/** A desired set with its members read (a lazy source is read once, on first use). */
+function materialised(s: DesiredSet): DesiredSet {
+  if (s.source !== undefined) {
+    s.members = new Set(s.source());
+    s.source = undefined;
+  }
+  return s;
+}
+
 export class IpSetManager {
-  private readonly desired = new Map<string, { name: string; type: IpSetType; members: Set<string> }>();
+  private readonly desired = new Map<string, DesiredSet>();
   private readonly gen = new Generations();
   /** Sets may exist in the kernel that we no longer want (bumped on removal and on resync). */
   private readonly stale = new Generations();
@@ -45,8 +65,9 @@ export class IpSetManager {
         this.replace(msg.id, msg.type, msg.members);
         return;
       case 'IPSetDelta': {
-        const s = this.desired.get(ipsetName(msg.id));
-        if (!s) return; // a delta for a set we never had: the graph's next full update brings it
+        const found = this.desired.get(ipsetName(msg.id));
+        if (!found) return; // a delta for a set we never had: the graph's next full update brings it
+        const s = materialised(found);
         for (const m of msg.added) s.members.add(m);
         for (const m of msg.removed) s.members.delete(m);
         this.changed?.add(s.name);
@@ -60,10 +81,20 @@ export class IpSetManager {
     }
   }
 
-  /** Replace a set wholesale (the NAT manager's pool sets come through here too). */
-  replace(id: IpSetId, type: IpSetType, members: Iterable<string>): void {
+  /**
+   * Replace a set wholesale (the NAT manager's pool sets, the VXLAN sources). Members given as a
+   * function are read at the next write, once however often the set was replaced before it: a
+   * snapshot of 10,000 VTEPs replaces the VXLAN source set 10,000 times, and copying it each time
+   * was most of a cold start.
+   */
+  replace(id: IpSetId, type: IpSetType, members: Members): void {
     const name = ipsetName(id);
-    this.desired.set(name, { name, type, members: new Set(members) });
+    this.desired.set(
+      name,
+      typeof members === 'function'
+        ? { name, type, members: new Set(), source: members }
+        : { name, type, members: new Set(members) },
+    );
     this.changed?.add(name);
     this.gen.bump();
   }
@@ -103,14 +134,10 @@ export class IpSetManager {
     const gen = this.gen.begin();
     const batch = this.changed;
     this.changed = new Set();
-    let want: ReadonlyMap<string, IpSetSpec> = this.desired;
-    if (batch !== undefined) {
-      const some = new Map<string, IpSetSpec>();
-      for (const name of batch) {
-        const s = this.desired.get(name);
-        if (s) some.set(name, s);
-      }
-      want = some;
+    const want = new Map<string, IpSetSpec>();
+    for (const name of batch ?? this.desired.keys()) {
+      const s = this.desired.get(name);
+      if (s) want.set(name, materialised(s));
     }
     let res: IpSetWriteResult | undefined;
     try {

@@ -44,19 +44,29 @@ export interface TableWriter {
    * writer may plan against what that sync left instead of reading the table back.
    */
   syncTable(table: KernelTable, desired: TableState, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
-  /** Whether someone changed what the last sync of this table left (drift check). */
-  drifted?(table: KernelTable): Promise<boolean>;
+  /** Of these tables, those in which someone changed what our last sync left (drift check). */
+  driftedTables?(tables: readonly KernelTable[]): Promise<KernelTable[]>;
+  /** Read these tables (one save) into what the next syncs with `reuseLastWrite` plan against. */
+  readTables?(tables: readonly KernelTable[]): Promise<void>;
+  /** Another process changed one of these tables (when the writer can tell). */
+  onForeignChange?(fn: (tables: KernelTable[]) => void): void;
+  close?(): void;
 }
 
-/** A table manager's drift check: if the table drifted, re-read and rewrite it on the next pass. */
-async function tableDrifted(
-  writer: TableWriter,
-  table: KernelTable,
-  markDirty: () => void,
-): Promise<boolean> {
-  if (!(await writer.drifted?.(table))) return false;
-  markDirty();
-  return true;
+/** A table manager as the dataplane's pass sees it. */
+export interface TableManager {
+  /** The tables its next apply must read first (a start, a resync, a failure), if it writes. */
+  tablesToRead(): KernelTable[];
+  /** Those tables were just read for it (TableWriter.readTables): plan against that read. */
+  primed(): void;
+  apply(): Promise<boolean>;
+  /** The tables it writes. */
+  readonly tables: readonly KernelTable[];
+  /**
+   * One of them drifted: rewrite it on the next pass, planned against the save the drift check
+   * made (the writer keeps it).
+   */
+  drifted(): void;
 }
 
 export interface FilterFaults {
@@ -69,7 +79,7 @@ export interface FilterFaults {
 
 const FAULT_TARGET = 'cali-fault-injected';
 
-export class FilterTableManager {
+export class FilterTableManager implements TableManager {
   private readonly policies = new Map<PolicyKey, ActivePolicy>();
   private readonly endpoints = new Map<EndpointKey, LocalEndpoint>();
   private readonly gen = new Generations();
@@ -153,8 +163,18 @@ export class FilterTableManager {
     this.gen.bump();
   }
 
-  checkDrift(): Promise<boolean> {
-    return tableDrifted(this.writer, 'filter', () => this.markDirty());
+  readonly tables = ['filter'] as const;
+
+  drifted(): void {
+    this.gen.bump();
+  }
+
+  tablesToRead(): KernelTable[] {
+    return this.reread && this.gen.pending ? ['filter'] : [];
+  }
+
+  primed(): void {
+    this.reread = false;
   }
 
   render(): TableState {
@@ -243,9 +263,10 @@ export class FilterTableManager {
       | TableSyncResult
       | undefined;
     this.reread = false;
-    const owners = this.owners();
+    // Who owns a chain is asked only when something was refused: a map of every chain per pass is not free.
+    const owners = res?.refused?.length ? this.owners() : undefined;
     const refused = (res?.refused ?? []).map(
-      (r): Refusal => ({ table: 'filter', object: r.chain, ...owners.get(r.chain), reason: r.reason }),
+      (r): Refusal => ({ table: 'filter', object: r.chain, ...owners?.get(r.chain), reason: r.reason }),
     );
     this.refusals.set([...failed, ...refused]);
     this.gen.done(gen);
@@ -257,10 +278,9 @@ export class FilterTableManager {
  * The mangle and raw tables: pre-DNAT and untracked policy on this node's host endpoints. Both
  * stay empty (nothing of ours in the kernel) on a node without host endpoints.
  */
-export class HostTablesManager {
+export class HostTablesManager implements TableManager {
   private readonly gen = new Generations();
-  /** The kernel holds none of ours in either table (checked since the last resync). */
-  private knownEmpty = false;
+  private reread = true;
 
   constructor(
     private readonly writer: TableWriter,
@@ -279,25 +299,40 @@ export class HostTablesManager {
   }
 
   markDirty(): void {
+    this.reread = true;
     this.gen.bump();
-    this.knownEmpty = false;
   }
 
+  tablesToRead(): KernelTable[] {
+    return this.reread && this.gen.pending ? ['mangle', 'raw'] : [];
+  }
+
+  primed(): void {
+    this.reread = false;
+  }
+
+  readonly tables = ['mangle', 'raw'] as const;
+
+  drifted(): void {
+    this.gen.bump();
+  }
+
+  /**
+   * Most nodes have no host endpoint: both tables render empty, and with the last write reused
+   * (no read-back) a pass that finds them still empty writes and reads nothing.
+   */
   async apply(): Promise<boolean> {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
-    // Most nodes have no host endpoint: policy churn must not cost two table reads each time.
-    if (this.source.hostEndpointCount === 0 && this.knownEmpty) {
-      this.gen.done(gen);
-      return false;
-    }
     const input = {
       policies: [...this.source.activePolicies],
       hostEndpoints: [...this.source.localHostEndpoints],
     };
-    await this.writer.syncTable('mangle', renderMangleTable(input));
-    await this.writer.syncTable('raw', renderRawTable(input));
-    this.knownEmpty = this.source.hostEndpointCount === 0;
+    const reuseLastWrite = !this.reread;
+    this.reread = true;
+    await this.writer.syncTable('mangle', renderMangleTable(input), { reuseLastWrite });
+    await this.writer.syncTable('raw', renderRawTable(input), { reuseLastWrite });
+    this.reread = false;
     this.gen.done(gen);
     return true;
   }
@@ -307,7 +342,7 @@ export class HostTablesManager {
  * NAT outgoing: every pool (local and remote, disabled too) goes into the all-pools set; only local
  * natOutgoing pools into the masquerade-source set. Remote pools never masquerade.
  */
-export class NatManager {
+export class NatManager implements TableManager {
   private readonly pools = new Map<string, Pool>();
   private readonly gen = new Generations();
   private reread = true;
@@ -345,8 +380,18 @@ export class NatManager {
     this.gen.bump();
   }
 
-  checkDrift(): Promise<boolean> {
-    return tableDrifted(this.writer, 'nat', () => this.markDirty());
+  readonly tables = ['nat'] as const;
+
+  drifted(): void {
+    this.gen.bump();
+  }
+
+  tablesToRead(): KernelTable[] {
+    return this.reread && this.gen.pending ? ['nat'] : [];
+  }
+
+  primed(): void {
+    this.reread = false;
   }
 
   async apply(): Promise<boolean> {

@@ -106,9 +106,7 @@ export class VxlanManager {
   }
 
   private updateSourceSet(): void {
-    this.ipsets?.replace(
-      ALL_VXLAN_NET_SET,
-      'hash:net',
+    this.ipsets?.replace(ALL_VXLAN_NET_SET, 'hash:net', () =>
       [...this.vteps.values()].map((v) => `${v.nodeIp}/32`),
     );
   }

@@ -162,7 +162,23 @@ function endpointChain(
   return { name, rules };
 }
 
+/**
+ * An endpoint's chains by the endpoint object (the graph replaces it on change): a pass re-renders
+ * the whole table, and an unchanged endpoint then hands the driver the same rule objects, which it
+ * compares by identity. Callers get fresh rule arrays to extend.
+ */
+const endpointChainsMemo = new WeakMap<LocalEndpoint, Chain[]>();
+
 export function renderEndpointChains(ep: LocalEndpoint): Chain[] {
+  let out = endpointChainsMemo.get(ep);
+  if (out === undefined) {
+    out = renderEndpointChainsOnce(ep);
+    endpointChainsMemo.set(ep, out);
+  }
+  return out.map((c) => ({ ...c, rules: [...c.rules] }));
+}
+
+function renderEndpointChainsOnce(ep: LocalEndpoint): Chain[] {
   return [
     endpointChain(toWorkloadChain(ep.interfaceName), 'in', ep.ingress, ep.profiles),
     endpointChain(fromWorkloadChain(ep.interfaceName), 'out', ep.egress, ep.profiles, { encapGuard: true }),

@@ -12,7 +12,9 @@ import type { Cidr } from '../../model/net.ts';
 import { IpRouteDriver } from '../../native/iproute.ts';
 import { IpSetDriver } from '../../native/ipset.ts';
 import { type IptablesBackend, IptablesDriver, type TableState } from '../../native/iptables.ts';
+import { NftMonitor } from '../../native/nft-monitor.ts';
 import { isRoot, netnsScope, sh } from '../harness/netns.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const SET = 's:drifttest' as IpSetId;
 const MEMBERS = ['10.30.0.1', '10.30.0.2', '10.30.0.3'];
@@ -111,6 +113,7 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
     // A foreign rule already in FORWARD: our hooks go above it, and positions must still add up.
     await sh(node, ipt, '-A', 'FORWARD', '-s', '10.99.0.1', '-j', 'ACCEPT');
     const driver = new IptablesDriver({ backend, netns: node });
+    t.after(() => driver.close());
     const state = (n: number): TableState => ({
       chains: [
         {
@@ -125,7 +128,11 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
     for (const n of [5, 2, 4]) {
       const st = await driver.syncTable('filter', state(n), { reuseLastWrite: true });
       assert.equal(st.commands, 1, 'written without a failure');
-      assert.equal(await driver.drifted('filter'), false, `after ${n}: the kernel holds what we planned`);
+      assert.deepEqual(
+        await driver.driftedTables(['filter']),
+        [],
+        `after ${n}: the kernel holds what we planned`,
+      );
       assert.equal(
         (await driver.syncTable('filter', state(n))).lines,
         0,
@@ -137,3 +144,42 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
     assert.doesNotMatch(save, /cali-b5|cali-b3|cali-b2/, 'old chains gone');
   });
 }
+
+test('nft monitor: our own restores leave a table quiet, another process changing it does not', {
+  skip: !isRoot(),
+}, async (t) => {
+  const scope = netnsScope(t);
+  const node = await scope.add('node');
+  const watch = new NftMonitor({ netns: node });
+  t.after(() => watch.stop());
+  const driver = new IptablesDriver({ backend: 'nft', netns: node, watch });
+  const state = (n: number): TableState => ({
+    chains: [
+      {
+        name: 'cali-m',
+        rules: Array.from({ length: n }, (_, i) => ({ match: `-s 10.1.0.${i}`, action: '-j DROP' })),
+      },
+    ],
+    hooks: [{ chain: 'FORWARD', rule: { match: '', action: '-j cali-m' } }],
+  });
+  await driver.syncTable('filter', state(1));
+  assert.deepEqual(await driver.driftedTables(['filter']), [], 'the first check (it reads) finds our write');
+  await waitFor('the watch settles', () => watch.quiet('filter'), Boolean);
+  const seen = watch.lines;
+  await driver.syncTable('filter', state(3), { reuseLastWrite: true });
+  await waitFor(
+    'the monitor prints our transaction',
+    () => watch.lines,
+    (n) => n > seen,
+  );
+  assert.ok(watch.quiet('filter'), 'our own write is not drift');
+  await sh(node, 'iptables-nft', '-I', 'cali-m', '1', '-s', '10.99.0.1', '-j', 'ACCEPT');
+  await waitFor(
+    'the foreign rule is seen',
+    () => watch.quiet('filter'),
+    (q) => !q,
+  );
+  assert.deepEqual(await driver.driftedTables(['filter']), ['filter']);
+  await driver.syncTable('filter', state(3), { reuseLastWrite: true });
+  assert.doesNotMatch(await sh(node, 'iptables-nft-save', '-t', 'filter'), /10\.99\.0\.1/, 'repaired');
+});

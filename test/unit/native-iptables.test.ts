@@ -2,13 +2,18 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
   countAgentLines,
+  expectedAfter,
   type IptRule,
+  mergeAfter,
+  narrowToChanges,
   type ParsedTable,
   parseSave,
+  parseSaveAll,
   planRestore,
   renderRestore,
   renderRuleSpec,
   ruleHashes,
+  sameOwned,
   type TableState,
   tokenize,
 } from '../../native/iptables.ts';
@@ -347,5 +352,99 @@ describe('renderRestore', () => {
         ),
       /built-in/,
     );
+  });
+});
+
+describe('incremental plans', () => {
+  const rules = (n: number, tag: string): IptRule[] =>
+    Array.from({ length: n }, (_, i) => ({ match: `-s 10.0.${tag}.${i}`, action: '-j DROP' }));
+  const table = (o: { a: number; b?: number; c?: number }): TableState => ({
+    chains: [
+      {
+        name: 'cali-FORWARD',
+        rules: [
+          { match: '', action: '-j cali-a' },
+          ...(o.c === undefined ? [] : [{ match: '', action: '-j cali-c' }]),
+        ],
+      },
+      { name: 'cali-a', rules: rules(o.a, '1') },
+      ...(o.b === undefined ? [] : [{ name: 'cali-b', rules: rules(o.b, '2') }]),
+      ...(o.c === undefined ? [] : [{ name: 'cali-c', rules: rules(o.c, '3') }]),
+    ],
+    hooks: [{ chain: 'FORWARD', rule: { match: '', action: '-j cali-FORWARD' } }],
+  });
+  const lines = (script: string | undefined) => (script ?? '').split('\n').sort();
+
+  it('plans over what changed what a whole-table plan writes (changed, new and deleted chains)', () => {
+    const before = table({ a: 3, b: 2 });
+    const known = parseSave(saveTextFor(before));
+    for (const after of [
+      table({ a: 4, b: 2 }),
+      table({ a: 3, c: 2 }),
+      table({ a: 3, b: 2 }),
+      table({ a: 1 }),
+    ]) {
+      const whole = planRestore('filter', after, known);
+      const part = narrowToChanges(after, before, known);
+      const narrow = planRestore('filter', part.desired, part.actual, { pinned: part.pinned });
+      assert.deepEqual(lines(narrow.script), lines(whole.script));
+      const merged = mergeAfter(known, part.actual, expectedAfter(part.desired, part.actual, narrow));
+      assert.ok(sameOwned(merged, expectedAfter(after, known, whole)), 'the same table afterwards');
+    }
+  });
+
+  it('leaves out the chains whose rules are unchanged', () => {
+    const before = table({ a: 3, b: 2 });
+    const part = narrowToChanges(table({ a: 3, b: 5 }), before, parseSave(saveTextFor(before)));
+    assert.deepEqual(
+      part.desired.chains.map((c) => c.name),
+      ['cali-b'],
+    );
+    assert.ok(part.pinned.has('cali-a'), 'an unchanged chain pins what it jumps to');
+  });
+});
+
+describe('sameOwned', () => {
+  const state = desiredFilter();
+  const known = parseSave(saveTextFor(state));
+  it('holds for the same table, foreign rules elsewhere or not', () => {
+    assert.ok(
+      sameOwned(
+        known,
+        parseSave(saveTextFor(state, [{ chain: 'FORWARD', spec: '-s 10.9.9.9/32 -j ACCEPT' }])),
+      ),
+    );
+  });
+  it('sees a foreign rule in our chain, a missing chain, a hook moved down', () => {
+    const text = saveTextFor(state);
+    assert.ok(
+      !sameOwned(
+        known,
+        parseSave(
+          text.replace(
+            ':cali-FORWARD - [0:0]',
+            ':cali-FORWARD - [0:0]\n-A cali-FORWARD -s 10.9.9.9/32 -j ACCEPT',
+          ),
+        ),
+      ),
+    );
+    assert.ok(!sameOwned(known, parseSave(saveTextFor({ ...state, chains: state.chains.slice(0, 1) }))));
+    assert.ok(
+      !sameOwned(
+        known,
+        parseSave(
+          text.replace(':OUTPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]\n-A FORWARD -s 10.9.9.9/32 -j ACCEPT'),
+        ),
+      ),
+    );
+  });
+});
+
+describe('parseSaveAll', () => {
+  it('parses each table of a save of all tables', () => {
+    const all = parseSaveAll(`# x\n*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n${saveTextFor(desiredFilter())}`);
+    assert.deepEqual([...all.keys()], ['nat', 'filter']);
+    assert.equal(all.get('filter')?.chains.size, 2);
+    assert.equal(all.get('nat')?.builtins.size, 1);
   });
 });

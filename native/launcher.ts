@@ -1,0 +1,174 @@
+// Tool runs through a small helper process. Starting a process from the agent copies the agent's
+// page tables (fork): at 100,000 endpoints (a heap of gigabytes) each start cost ~25 ms of the
+// agent's own CPU, the biggest share of a one-change write and of an idle drift check. A plain
+// Node process with no state of its own starts them instead, for ~1 ms each, and hands back what
+// they printed and how they ended. It exits when the agent does (its IPC channel closes).
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface LaunchRequest {
+  file: string;
+  args: readonly string[];
+  input?: string;
+  timeoutMs: number;
+  maxBuffer: number;
+}
+
+export interface LaunchResult {
+  stdout: string;
+  stderr: string;
+  /** -1 when the tool could not start or was killed (timeout, signal). */
+  exitCode: number;
+  /** Why it could not start, or the signal that ended it. */
+  failure?: string;
+}
+
+// Plain CommonJS run with `node -e`: no loader, no project code, a few MB of heap.
+const CHILD = `
+const { spawn } = require('node:child_process');
+process.on('disconnect', () => process.exit(0));
+process.on('message', (m) => {
+  let done = false;
+  const finish = (r) => { if (!done) { done = true; process.send({ id: m.id, ...r }); } };
+  let child;
+  let fd;
+  try {
+    // A large input comes as a file: it becomes the tool's stdin without passing through here.
+    if (m.inputFile) fd = require('node:fs').openSync(m.inputFile, 'r');
+    child = spawn(m.file, m.args, { stdio: [fd ?? 'pipe', 'pipe', 'pipe'] });
+  } catch (e) {
+    if (fd !== undefined) require('node:fs').closeSync(fd);
+    finish({ exitCode: -1, stdout: '', stderr: String(e.message), failure: String(e.message) });
+    return;
+  }
+  if (fd !== undefined) require('node:fs').closeSync(fd);
+  if (child.pid !== undefined) process.send({ id: m.id, pid: child.pid });
+  const out = [];
+  const err = [];
+  let size = 0;
+  const keep = (into) => (d) => {
+    size += d.length;
+    if (size > m.maxBuffer) child.kill('SIGKILL');
+    else into.push(d);
+  };
+  child.stdout.on('data', keep(out));
+  child.stderr.on('data', keep(err));
+  const timer = setTimeout(() => child.kill('SIGKILL'), m.timeoutMs);
+  child.on('error', (e) => {
+    clearTimeout(timer);
+    finish({ exitCode: -1, stdout: '', stderr: e.message, failure: e.message });
+  });
+  child.on('close', (code, signal) => {
+    clearTimeout(timer);
+    finish({
+      exitCode: code ?? -1,
+      stdout: Buffer.concat(out).toString(),
+      stderr: Buffer.concat(err).toString(),
+      failure: signal ? 'killed by ' + signal : undefined,
+    });
+  });
+  if (child.stdin) {
+    child.stdin.on('error', () => {});
+    child.stdin.end(m.input ?? '');
+  }
+});
+`;
+
+interface Pending {
+  resolve: (r: LaunchResult) => void;
+  onSpawn?: (pid: number) => void;
+}
+
+let helper: ChildProcess | undefined;
+let nextId = 1;
+const pending = new Map<number, Pending>();
+
+function start(): ChildProcess {
+  const child = spawn(process.execPath, ['-e', CHILD], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+  child.on('message', (m: { id: number; pid?: number } & Partial<LaunchResult>) => {
+    const p = pending.get(m.id);
+    if (p === undefined) return;
+    if (m.pid !== undefined) {
+      p.onSpawn?.(m.pid);
+      return;
+    }
+    pending.delete(m.id);
+    if (pending.size === 0) idle(child);
+    p.resolve({
+      stdout: m.stdout ?? '',
+      stderr: m.stderr ?? '',
+      exitCode: m.exitCode ?? -1,
+      failure: m.failure,
+    });
+  });
+  const lost = () => {
+    if (helper === child) helper = undefined;
+    for (const [id, p] of pending) {
+      pending.delete(id);
+      p.resolve({
+        stdout: '',
+        stderr: 'tool launcher exited',
+        exitCode: -1,
+        failure: 'tool launcher exited',
+      });
+    }
+  };
+  child.on('exit', lost);
+  child.on('error', lost);
+  idle(child);
+  return child;
+}
+
+/** Nothing in flight: the helper must not keep the agent (or a test) alive. */
+function idle(child: ChildProcess): void {
+  child.unref();
+  child.channel?.unref();
+}
+
+/**
+ * Inputs above this size go to the tool through a file: the IPC channel's JSON encoding of a 15 MiB
+ * ipset restore cost seconds of the agent's CPU; a file write costs milliseconds.
+ */
+const FILE_INPUT_BYTES = 16 * 1024;
+let inputDir: string | undefined;
+
+/** Run one tool through the helper process (started on first use). */
+export async function launch(req: LaunchRequest, onSpawn?: (pid: number) => void): Promise<LaunchResult> {
+  if (req.input === undefined || req.input.length < FILE_INPUT_BYTES) return send(req, onSpawn);
+  inputDir ??= mkdtempSync(join(tmpdir(), 'fedmesh-input-'));
+  const inputFile = join(inputDir, String(nextId));
+  writeFileSync(inputFile, req.input);
+  try {
+    return await send({ ...req, input: undefined, inputFile }, onSpawn);
+  } finally {
+    rmSync(inputFile, { force: true });
+  }
+}
+
+process.on('exit', () => {
+  if (inputDir !== undefined) rmSync(inputDir, { recursive: true, force: true });
+});
+
+function send(
+  req: LaunchRequest & { inputFile?: string },
+  onSpawn?: (pid: number) => void,
+): Promise<LaunchResult> {
+  helper ??= start();
+  const child = helper;
+  const id = nextId++;
+  return new Promise((resolve) => {
+    pending.set(id, { resolve, onSpawn });
+    child.ref();
+    child.channel?.ref();
+    try {
+      child.send({ id, ...req });
+    } catch (e) {
+      pending.delete(id);
+      if (helper === child) helper = undefined;
+      const failure = `tool launcher unreachable: ${(e as Error).message}`;
+      resolve({ stdout: '', stderr: failure, exitCode: -1, failure });
+    }
+  });
+}
