@@ -405,7 +405,12 @@ async function main(): Promise<void> {
     const nat = (await run(save, ['-t', 'nat'], { netns: agentNs })).stdout;
     const routes = JSON.parse(
       (await run('ip', ['-j', 'route', 'show', 'proto', '80'], { netns: agentNs })).stdout,
-    ) as { dst: string; dev: string; gateway?: string }[];
+    ) as { dst: string; dev: string; gateway?: string; nhid?: number }[];
+    // The agent's block routes go through nexthop objects (native/iproute.ts): the floor loads the
+    // same nexthops and `nhid` routes, not plain `via` routes (which the kernel inserts far slower).
+    const nexthops = JSON.parse(
+      (await run('ip', ['-j', 'nexthop', 'show', 'protocol', '80'], { netns: agentNs })).stdout || '[]',
+    ) as { id: number; gateway: string; dev: string; flags?: string[] }[];
     const neigh = JSON.parse(
       (await run('ip', ['-j', 'neigh', 'show', 'dev', 'vxlan.calico'], { netns: agentNs })).stdout,
     ) as { dst: string; lladdr: string }[];
@@ -434,8 +439,14 @@ async function main(): Promise<void> {
     await run('ip', ['-n', floorNs, 'link', 'set', 'vxlan.calico', 'up']);
     const ipBatch = [
       ...neigh.map((n) => `neigh replace ${n.dst} lladdr ${n.lladdr} dev vxlan.calico nud permanent`),
-      ...routes.map(
-        (r) => `route replace ${r.dst} ${r.gateway ? `via ${r.gateway} onlink` : ''} dev ${r.dev} proto 80`,
+      ...nexthops.map(
+        (n) =>
+          `nexthop replace id ${n.id} via ${n.gateway} dev ${n.dev}${n.flags?.includes('onlink') ? ' onlink' : ''} proto 80`,
+      ),
+      ...routes.map((r) =>
+        r.nhid !== undefined
+          ? `route replace ${r.dst} nhid ${r.nhid} proto 80`
+          : `route replace ${r.dst} ${r.gateway ? `via ${r.gateway} onlink` : ''} dev ${r.dev} proto 80`,
       ),
     ].join('\n');
     const fdbBatch = fdb
@@ -459,7 +470,7 @@ async function main(): Promise<void> {
       `dataplane benchmark (${backend}): ${REMOTE_EPS} remote endpoints on ${REMOTE_NODES} remote nodes, ${LOCAL_EPS} local endpoints, ${POLICIES} policies`,
     );
     console.log(
-      `final state: ${members} ipset members, ${rules} filter rules, ${routes.length} routes, ${neigh.length} ARP, ${fdb.length} FDB entries`,
+      `final state: ${members} ipset members, ${rules} filter rules, ${routes.length} routes (${nexthops.length} nexthops), ${neigh.length} ARP, ${fdb.length} FDB entries`,
     );
     console.log(
       `agent: snapshot → programmed ${f(agentMs)} (calculation ${f(calcMs)}, kernel writes incl. read-back ${f(agentMs - calcMs)})`,
