@@ -50,7 +50,7 @@ export class IpSetManager {
   private readonly gen = new Generations();
   /** Sets may exist in the kernel that we no longer want (bumped on removal and on resync). */
   private readonly stale = new Generations();
-  private readonly refusals = new RefusalLog('an ipset');
+  private readonly refusals = new RefusalLog('an ipset', 'ipsets');
   /**
    * Sets changed since the last write; undefined means all of them (start, resync, failure). Only
    * these are handed to the writer, so a one-member change does not diff 100,000 members.

@@ -85,7 +85,7 @@ export class FilterTableManager implements TableManager {
   private readonly gen = new Generations();
   /** Policies that rendered once: rendering is pure, so an unchanged object renders again. */
   private readonly renderable = new WeakSet<ActivePolicy>();
-  private readonly refusals = new RefusalLog('a policy');
+  private readonly refusals = new RefusalLog('a policy', 'policies');
   private readonly profiles = new Map<ProfileId, ActiveProfile>();
   private readonly hostEndpoints = new Map<EndpointKey, LocalHostEndpoint>();
   private vxlan = false;

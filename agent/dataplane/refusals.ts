@@ -20,9 +20,14 @@ export interface Refusal {
 /** The current refusals of one manager; logs at warn when they change, not on every pass. */
 export class RefusalLog {
   private current: Refusal[] = [];
-  private shown = '';
+  // Nothing refused at start: the all-clear is logged only after a refusal.
+  private shown = '[]';
 
-  constructor(private readonly what: string) {}
+  /** `what`: one object as the warning names it ("a policy"); `plural`: for the all-clear. */
+  constructor(
+    private readonly what: string,
+    private readonly plural: string,
+  ) {}
 
   get list(): readonly Refusal[] {
     return this.current;
@@ -35,6 +40,6 @@ export class RefusalLog {
     this.shown = text;
     for (const r of refusals)
       log.warn(r, `the kernel refused ${this.what}; its last good version stays, everything else is applied`);
-    if (refusals.length === 0) log.info(`no ${this.what} refused any more`);
+    if (refusals.length === 0) log.info(`the kernel accepts all ${this.plural} again`);
   }
 }
