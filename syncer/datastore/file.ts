@@ -47,6 +47,8 @@ const log = logger('file-datastore');
 const WATCH_DEBOUNCE_MS = 20;
 /** Most events handed over in one batch: the merger's work per batch stays within a slice or two. */
 const EMIT_BATCH = 250;
+/** Largest region (documents before and after) taken as a delta; a bigger change is a full update. */
+const MAX_DELTA = 2000;
 /** Files stat()ed at once in a sweep. */
 const STAT_PARALLEL = 64;
 
@@ -125,10 +127,16 @@ export class FileSet {
   /** The refusals in force now: each file's, and every definition another file's overrides. */
   refusals(): ResourceError[] {
     const out: ResourceError[] = [];
+    // Every definition in effect unless some id is defined in two files: then the resources are
+    // looked through (not after every edit of a 100,000-resource file).
+    let defined = 0;
+    for (const entry of this.files.values()) defined += entry.resources.size;
+    const contested = defined > this.owner.size;
     for (const name of this.names()) {
       const entry = this.files.get(name);
       if (!entry) continue;
       out.push(...entry.errors);
+      if (!contested) continue;
       for (const [id, r] of entry.resources) {
         const owner = this.owner.get(id);
         const inEffect = owner !== undefined && owner !== name ? this.effective(id) : undefined;
@@ -150,8 +158,15 @@ export class FileSet {
     y: Yielder,
   ): Promise<UpdateReport & { held: number }> {
     const old = this.files.get(name);
-    if (old && parsed.delta && !holdMissing && old.errors.length === 0 && old.recheckAt === undefined) {
-      const report = this.applyDelta(name, old, parsed, sig);
+    if (
+      old &&
+      parsed.delta &&
+      parsed.delta.added.length + parsed.delta.removed.length <= MAX_DELTA &&
+      !holdMissing &&
+      old.errors.length === 0 &&
+      old.recheckAt === undefined
+    ) {
+      const report = await this.applyDelta(name, old, parsed, sig, y);
       if (report) return { ...report, held: 0 };
     }
     const entry: FileEntry = {
@@ -281,15 +296,17 @@ export class FileSet {
    * holds anything but plain resources (errors, skipped kinds, a duplicate): the full update
    * decides those.
    */
-  private applyDelta(
+  private async applyDelta(
     name: string,
     entry: FileEntry,
     parsed: ParsedFile,
     sig: string,
-  ): UpdateReport | undefined {
+    y: Yielder,
+  ): Promise<UpdateReport | undefined> {
     const { removed, added } = parsed.delta as NonNullable<ParsedFile['delta']>;
     const removedIds = new Map<string, string | undefined>();
     for (const o of removed) {
+      await y.maybeYield();
       if (!('resource' in o.result)) return undefined;
       const id = resourceId(o.result.resource);
       if (entry.resources.get(id) !== o.result.resource) return undefined;
@@ -297,17 +314,21 @@ export class FileSet {
     }
     const addedIds = new Set<string>();
     for (const o of added) {
+      await y.maybeYield();
       if (!('resource' in o.result)) return undefined;
       const id = resourceId(o.result.resource);
       if (addedIds.has(id) || (entry.resources.has(id) && !removedIds.has(id))) return undefined;
       addedIds.add(id);
     }
+    // Checked; from here on the entry changes (no other scan runs meanwhile: scans are serial).
     for (const [id, sourceId] of removedIds) {
+      await y.maybeYield();
       entry.resources.delete(id);
       if (sourceId) entry.bySource.delete(sourceId);
     }
     const fresh = new Set<string>();
     for (const o of added) {
+      await y.maybeYield();
       if (!('resource' in o.result)) continue;
       const id = resourceId(o.result.resource);
       entry.resources.set(id, o.result.resource);
@@ -318,6 +339,7 @@ export class FileSet {
     entry.state = parsed.state;
     const report: UpdateReport = { changed: new Set(), errors: [], skipped: [] };
     for (const id of new Set([...removedIds.keys(), ...addedIds])) {
+      await y.maybeYield();
       this.settle(name, id, entry, fresh.has(id) || !removedIds.has(id), report.changed, report.errors);
     }
     return report;
