@@ -28,8 +28,6 @@ export class Yielder {
 /** One raw document of a file (or a blank piece: a preamble of comments, a trailing `---`). */
 export interface RawDocument {
   text: string;
-  /** Offset of its first character in the text it was cut from. */
-  start: number;
   /** Lines of the file before this document (for error line numbers). */
   lineOffset: number;
 }
@@ -46,7 +44,7 @@ export async function splitDocuments(text: string, y: Yielder): Promise<RawDocum
   const push = (end: number) => {
     if (end <= start) return;
     const piece = text.slice(start, end);
-    out.push({ text: piece, start, lineOffset: line });
+    out.push({ text: piece, lineOffset: line });
     line += countNewlines(piece);
     start = end;
   };

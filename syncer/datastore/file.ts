@@ -4,9 +4,12 @@
 // A slow safety rescan (stat of each file, every rescanIntervalMs) catches what a watch can miss;
 // where fs.watch is unavailable the directory is polled instead.
 //
-// No stall: a file is cut into YAML documents and only documents whose raw text changed are
-// parsed again (file-parse.ts); all work yields to the event loop in slices, and big batches of
-// changes go out in parts, so liveness and the feed keep answering during a 100,000-endpoint load.
+// No stall: a new version of a file is compared with the last by common prefix and suffix, and only
+// the documents in the changed region are decoded and parsed again (file-parse.ts); such an edit
+// updates only that region's resources (FileSet.applyDelta). All work yields to the event loop in
+// slices, big files are read into a kept buffer (no new external memory per edit, which would set
+// off a full GC), and big batches of changes go out in parts, so liveness and the feed keep
+// answering during a 100,000-endpoint load.
 //
 // Atomic views, and rules that protect operators from losing data through a typo or a race:
 // - a file is read only once it has settled (unchanged for settleMs), and read again if it
