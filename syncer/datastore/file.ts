@@ -116,11 +116,12 @@ export class FileSet {
     return file === undefined ? undefined : this.files.get(file)?.resources.get(id);
   }
 
-  /** Every resource in effect, by file name order then document order. */
-  allEffective(): Map<string, Resource> {
+  /** Every resource in effect, by file name order then document order (yielding: 100,000 are many). */
+  async allEffective(y: Yielder): Promise<Map<string, Resource>> {
     const out = new Map<string, Resource>();
     for (const name of this.names()) {
       for (const [id, r] of this.files.get(name)?.resources ?? []) {
+        await y.maybeYield();
         if (this.owner.get(id) === name) out.set(id, r);
       }
     }
@@ -520,7 +521,7 @@ export class FileDatastore implements Datastore {
       errors.push(...report.errors);
       skipped.push(...report.skipped);
     }
-    return { resources: [...set.allEffective().values()], errors, skipped };
+    return { resources: [...(await set.allEffective(y)).values()], errors, skipped };
   }
 
   list(): Promise<DatastoreSnapshot> {
@@ -854,9 +855,10 @@ export class FileDatastore implements Datastore {
 
   /** After a (re)sync: an upsert for everything that exists, a delete for what vanished meanwhile. */
   private async fullListing(y: Yielder): Promise<DatastoreEvent[]> {
-    const now = this.files.allEffective();
+    const now = await this.files.allEffective(y);
     const events: DatastoreEvent[] = [];
     for (const [id, prev] of this.emitted) {
+      await y.maybeYield();
       if (!now.has(id)) {
         events.push(deleteEvent(prev));
         this.emitted.delete(id);

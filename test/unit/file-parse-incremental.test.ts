@@ -71,8 +71,8 @@ test('random edits: the incremental parse equals a parse from scratch, the delta
         await incremental.update('x.yaml', inc, '', false, y);
         await scratch.update('x.yaml', full, '', false, y);
         assert.deepEqual(
-          new Map([...incremental.allEffective()].sort()),
-          new Map([...scratch.allEffective()].sort()),
+          new Map([...(await incremental.allEffective(y))].sort()),
+          new Map([...(await scratch.allEffective(y))].sort()),
         );
         assert.deepEqual(
           incremental
