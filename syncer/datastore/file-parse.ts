@@ -10,7 +10,7 @@ import type { DocumentOutcome } from '../../model/validate.ts';
 import { parseDocuments } from '../../model/validate.ts';
 
 /** Longest stretch of synchronous work before yielding to the event loop. */
-export const SLICE_MS = 8;
+export const SLICE_MS = 4;
 
 /** Cooperative scheduling: call `maybeYield()` in loops; it yields once a slice is used up. */
 export class Yielder {

@@ -49,7 +49,7 @@ const log = logger('file-datastore');
 /** How long fs.watch events are gathered before a scan: editors write in bursts. */
 const WATCH_DEBOUNCE_MS = 20;
 /** Most events handed over in one batch: the merger's work per batch stays within a slice or two. */
-const EMIT_BATCH = 250;
+const EMIT_BATCH = 100;
 /** Largest region (documents before and after) taken as a delta; a bigger change is a full update. */
 const MAX_DELTA = 2000;
 /** Files stat()ed at once in a sweep. */
@@ -261,10 +261,14 @@ export class FileSet {
     y: Yielder,
   ): Promise<Set<string>> {
     const changed = new Set<string>();
-    const gone = old ? [...old.resources.keys()].filter((id) => !entry.resources.has(id)) : [];
-    for (const id of [...entry.resources.keys(), ...gone]) {
+    // Walked in place, not copied into arrays first (100,000 ids in one go held the event loop).
+    for (const id of entry.resources.keys()) {
       await y.maybeYield();
       this.settle(name, id, entry, fresh.has(id) || !old?.resources.has(id), changed, errors);
+    }
+    for (const id of old?.resources.keys() ?? []) {
+      await y.maybeYield();
+      if (!entry.resources.has(id)) this.settle(name, id, entry, true, changed, errors);
     }
     return changed;
   }
@@ -386,6 +390,11 @@ function keepLastGood(
     ...e,
     message: `${e.message} (keeping the last good version of ${kept.join(', ')})`,
   }));
+}
+
+/** The ids of several sets, one after another (an id in two of them is diffed twice, harmlessly). */
+function* concat(sets: readonly Set<string>[]): Iterable<string> {
+  for (const set of sets) yield* set;
 }
 
 function errnoCode(e: unknown): string | undefined {
@@ -607,7 +616,8 @@ export class FileDatastore implements Datastore {
     if (resync) this.setStatus('ResyncInProgress');
     this.ensureWatcher();
 
-    const changed = new Set<string>();
+    // Sets of ids, not one merged set: copying a 100,000-id set in one go held the event loop.
+    const changed: Set<string>[] = [];
     const errors: ResourceError[] = [];
     const skipped: SkippedResource[] = [];
     let touched = false;
@@ -618,7 +628,7 @@ export class FileDatastore implements Datastore {
       }
       for (const name of this.files.names()) {
         if (listed.has(name)) continue;
-        for (const id of this.files.remove(name)) changed.add(id);
+        changed.push(this.files.remove(name));
         touched = true;
       }
     }
@@ -639,7 +649,7 @@ export class FileDatastore implements Datastore {
           const report = await this.scanFile(name, stats[j], now, y);
           if (!report) continue;
           touched = true;
-          for (const id of report.changed) changed.add(id);
+          changed.push(report.changed);
           errors.push(...report.errors);
           skipped.push(...report.skipped);
         }
@@ -652,7 +662,7 @@ export class FileDatastore implements Datastore {
     if (this.stopped) return;
 
     this.report(errors, skipped, touched);
-    const events = resync ? await this.fullListing(y) : await this.diff(changed, y);
+    const events = resync ? await this.fullListing(y) : await this.diff(concat(changed), y);
     await this.emit(events, resync, y);
     if (resync) {
       this.needResync = false;
