@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs
 import { writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { bigClusterText } from '../test/helpers/big-cluster.ts';
 import { fileSyncer, pollLiveness } from '../test/helpers/liveness.ts';
 
@@ -20,6 +21,32 @@ function row(what: string, measured: number, unit: string, target: number): void
   console.log(
     `${what.padEnd(58)} ${measured.toFixed(1).padStart(9)} ${unit.padEnd(3)} target ≤ ${target} ${unit}  ratio ${ratio.toFixed(2)} ${ratio <= 1 ? 'ok' : 'OVER'}`,
   );
+}
+
+/**
+ * Where a liveness gap comes from: the longest event-loop delay (the syncer's own synchronous work,
+ * a GC pause, or this process not getting a CPU on a loaded machine) and the longest GC pause.
+ */
+function stallProbe() {
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  let maxGc = 0;
+  let gcMs = 0;
+  const gc = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      maxGc = Math.max(maxGc, e.duration);
+      gcMs += e.duration;
+    }
+  });
+  gc.observe({ entryTypes: ['gc'] });
+  return () => {
+    loop.disable();
+    gc.disconnect();
+    const la = loadavg()[0]?.toFixed(1);
+    console.log(
+      `  (longest event-loop delay ${(loop.max / 1e6).toFixed(0)} ms; GC pauses: longest ${maxGc.toFixed(0)} ms, ${gcMs.toFixed(0)} ms in all; load average now ${la})`,
+    );
+  };
 }
 
 const work = mkdtempSync(join(tmpdir(), 'fedmesh-bench-files-'));
@@ -69,13 +96,19 @@ async function bigFile(): Promise<void> {
   const url = syncer.livenessUrl;
 
   let poll = pollLiveness(url, 50);
+  let probe = stallProbe();
   let t = performance.now();
+  let cpu = process.cpuUsage();
   await merger.start();
   await syncer.inSync();
   const loadMs = performance.now() - t;
+  cpu = process.cpuUsage(cpu);
   let live = await poll.stop();
-  console.log(`initial load: ${loadMs.toFixed(0)} ms to in-sync, ${cache.size} feed entries`);
+  console.log(
+    `initial load: ${loadMs.toFixed(0)} ms to in-sync (CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms), ${cache.size} feed entries`,
+  );
   row('liveness worst gap during the initial load', live.maxGapMs, 'ms', 100);
+  probe();
 
   // What the feed hands its subscribers (the server forwards it to every agent as it is).
   let delivered = 0;
@@ -97,7 +130,10 @@ async function bigFile(): Promise<void> {
   // not count as the syncer's stall.
   const edited = Buffer.from(bigClusterText(ENDPOINTS, Math.floor(ENDPOINTS / 2)));
   const reloaded = Buffer.from(bigClusterText(ENDPOINTS).replaceAll('version: v1', 'version: v3'));
+  // Making them left ~100 MB of the bench's own garbage: let it be collected before the clock starts.
+  await new Promise((r) => setTimeout(r, 3000));
   poll = pollLiveness(url, 50);
+  probe = stallProbe();
   delivered = 0;
   t = performance.now();
   let editCpu = process.cpuUsage();
@@ -110,16 +146,23 @@ async function bigFile(): Promise<void> {
   // On a shared machine wall time is inflated by other processes; CPU time is this process's own.
   console.log(`  (CPU time for that edit: ${((editCpu.user + editCpu.system) / 1000).toFixed(0)} ms)`);
   row('liveness worst gap during that edit', live.maxGapMs, 'ms', 100);
+  probe();
 
   // A reload: every endpoint changed (a label on all of them).
   poll = pollLiveness(url, 50);
+  probe = stallProbe();
   delivered = 0;
   t = performance.now();
+  cpu = process.cpuUsage();
   await writeFile(file, reloaded);
   await waitDelivered(ENDPOINTS);
   const reloadMs = performance.now() - t;
+  cpu = process.cpuUsage(cpu);
   live = await poll.stop();
-  console.log(`full reload (every endpoint changed): ${reloadMs.toFixed(0)} ms to the feed`);
+  console.log(
+    `full reload (every endpoint changed): ${reloadMs.toFixed(0)} ms to the feed (CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms)`,
+  );
   row(`liveness worst gap during a ${ENDPOINTS}-endpoint reload`, live.maxGapMs, 'ms', 100);
+  probe();
   await syncer.close();
 }

@@ -10,6 +10,7 @@ import { describe, dropNulls, isMapping } from './validate/common.ts';
 import type { KindHandler, SkippedResource, ValidateResult } from './validate/kind.ts';
 import { coreV1, networkingV1 } from './validate/kube.ts';
 import { discoveryV1, multiclusterV1alpha1, servicesCoreV1 } from './validate/services.ts';
+import { loadPlainDocuments } from './yaml-fast.ts';
 
 export type { SkippedResource, ValidateResult } from './validate/kind.ts';
 
@@ -145,9 +146,16 @@ export function parseDocuments(
     lineOffset?: number;
   },
 ): DocumentOutcome[] {
+  const out: DocumentOutcome[] = [];
+  const fast = loadPlainDocuments(text);
+  if (fast) {
+    fast.forEach((js, index) => {
+      decoded(js, index + (origin.firstDocument ?? 0), origin, out);
+    });
+    return out;
+  }
   const docs = parseAllDocuments(text, { lineCounter: new LineCounter() });
   if (!Array.isArray(docs)) return [];
-  const out: DocumentOutcome[] = [];
   const lineOffset = origin.lineOffset ?? 0;
   docs.forEach((doc, index) => {
     const document = index + (origin.firstDocument ?? 0);
@@ -169,10 +177,10 @@ export function parseDocuments(
       out.push({ document, result: { errors: [{ origin: docOrigin, message: clip(thrown.message, 300) }] } });
       return;
     }
-    const sourceId = readIdentity(js);
     if (doc.errors.length > 0) {
       // A syntax error refuses this document only; its identity, if it can still be read, lets
       // the datastore keep the last good version.
+      const sourceId = readIdentity(js);
       const errors = doc.errors.map((e) => ({
         origin: docOrigin,
         ...(sourceId ? { resource: sourceId } : {}),
@@ -181,24 +189,36 @@ export function parseDocuments(
       out.push({ document, ...(sourceId ? { sourceId } : {}), result: { errors } });
       return;
     }
-    if (js === null || js === undefined) return; // an empty document (a trailing `---`, comments)
-    const items = isMapping(js) ? listItems(js) : undefined;
-    if (items && isMapping(js)) {
-      items.forEach((raw, item) => {
-        const obj = withListDefaults(raw, js as Record<string, unknown>);
-        const id = readIdentity(obj);
-        const result = prefixFields(validateResource(obj, docOrigin, origin.baseDir), item);
-        out.push({ document, item, ...(id ? { sourceId: id } : {}), result });
-      });
-      return;
-    }
-    out.push({
-      document,
-      ...(sourceId ? { sourceId } : {}),
-      result: validateResource(js, docOrigin, origin.baseDir),
-    });
+    decoded(js, document, origin, out);
   });
   return out;
+}
+
+/** The outcomes of one document decoded without YAML errors. */
+function decoded(
+  js: unknown,
+  document: number,
+  origin: { source: string; baseDir: string },
+  out: DocumentOutcome[],
+) {
+  if (js === null || js === undefined) return; // an empty document (a trailing `---`, comments)
+  const docOrigin: Origin = { source: origin.source, document };
+  const items = isMapping(js) ? listItems(js) : undefined;
+  if (items && isMapping(js)) {
+    items.forEach((raw, item) => {
+      const obj = withListDefaults(raw, js as Record<string, unknown>);
+      const id = readIdentity(obj);
+      const result = prefixFields(validateResource(obj, docOrigin, origin.baseDir), item);
+      out.push({ document, item, ...(id ? { sourceId: id } : {}), result });
+    });
+    return;
+  }
+  const sourceId = readIdentity(js);
+  out.push({
+    document,
+    ...(sourceId ? { sourceId } : {}),
+    result: validateResource(js, docOrigin, origin.baseDir),
+  });
 }
 
 export interface ParseResult {

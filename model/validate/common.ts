@@ -231,14 +231,17 @@ function copyWithoutNulls(v: unknown): unknown {
   if (v !== null && typeof v === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, x] of Object.entries(v)) {
-      // defineProperty: a `__proto__` key stays an own property, for the validators to refuse.
-      if (x !== null)
+      if (x === null) continue;
+      // defineProperty: a `__proto__` key stays an own property, for the validators to refuse
+      // (only there: it is slow, and this runs for every field of every resource).
+      if (k === '__proto__')
         Object.defineProperty(out, k, {
           value: copyWithoutNulls(x),
           enumerable: true,
           writable: true,
           configurable: true,
         });
+      else out[k] = dropNulls(x);
     }
     return out;
   }

@@ -1,13 +1,16 @@
-// Parsing a datastore file without stalling the syncer: the text is cut into YAML documents, each
-// document's raw text is hashed, and only documents whose text changed are parsed again. Work is
-// done in slices with a yield to the event loop between them, so a 27 MB file never holds the
-// process (liveness, the feed's heartbeats) for more than a slice.
-import { hash } from 'node:crypto';
+// Parsing a datastore file without stalling the syncer. A new version of a file is compared with
+// the last one, as bytes, by common prefix and suffix: only the documents around the changed region
+// are decoded and cut out again, and a document there whose raw text is unchanged (it moved) is
+// not parsed again. An edit of one endpoint in a 27 MB file decodes and parses one document. Text
+// is decoded in chunks cut at document boundaries (a 27 MB string is never made: decoding it is
+// one long block, and it would sit in the heap). Work is done in slices with a yield to the event
+// loop between them, so a big file never holds the process (liveness, the feed's heartbeats) for
+// more than a slice.
 import type { DocumentOutcome } from '../../model/validate.ts';
 import { parseDocuments } from '../../model/validate.ts';
 
 /** Longest stretch of synchronous work before yielding to the event loop. */
-export const SLICE_MS = 8;
+export const SLICE_MS = 4;
 
 /** Cooperative scheduling: call `maybeYield()` in loops; it yields once a slice is used up. */
 export class Yielder {
@@ -22,6 +25,7 @@ export class Yielder {
   }
 }
 
+/** One raw document of a file (or a blank piece: a preamble of comments, a trailing `---`). */
 export interface RawDocument {
   text: string;
   /** Lines of the file before this document (for error line numbers). */
@@ -73,61 +77,263 @@ function isBlank(text: string): boolean {
   return /^(?:\s*(?:#[^\n]*)?(?:\n|$))*$/.test(text.replace(/^(?:---|\.\.\.)[ \t]*/gm, ''));
 }
 
-/** What one document's raw text gave, last time it was parsed. */
-interface CachedDocument {
+/** What one raw piece of a file gave, last time it was parsed. */
+interface DocState {
+  /** Its length in bytes and its newlines: positions and line numbers are sums over the pieces before. */
+  length: number;
+  lines: number;
+  /** Index among the file's non-blank documents; undefined for a blank piece. */
+  document?: number;
   outcomes: DocumentOutcome[];
-  document: number;
-  lineOffset: number;
 }
 
-/** Per file: document hash → what it parsed to. */
-export type DocumentCache = Map<string, CachedDocument>;
+/** What a file's last version parsed to, piece by piece: the next version is compared with it. */
+export interface FileParseState {
+  bytes: Buffer;
+  docs: DocState[];
+}
 
 export interface ParsedFile {
   outcomes: DocumentOutcome[];
-  /** Outcomes whose document text is new (parsed now, not taken from the cache). */
+  /** Outcomes whose document text is new (parsed now, not taken from the last version). */
   fresh: Set<DocumentOutcome>;
-  cache: DocumentCache;
+  state: FileParseState;
   documents: number;
+  /**
+   * Set when only a region of the file changed and every document outside it kept its number:
+   * the outcomes of the region's documents before and after. Everything else is as it was.
+   */
+  delta?: { removed: DocumentOutcome[]; added: DocumentOutcome[] };
+}
+
+/** Bytes compared at once when looking for the changed region (a memcmp each). */
+const COMPARE_CHUNK = 1 << 20;
+/** Bytes decoded at once (a few milliseconds). */
+const DECODE_CHUNK = 1 << 20;
+
+/** Length of the common prefix of a and b. */
+async function commonPrefix(a: Buffer, b: Buffer, y: Yielder): Promise<number> {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n) {
+    const end = Math.min(n, i + COMPARE_CHUNK);
+    if (a.compare(b, i, end, i, end) !== 0) break;
+    i = end;
+    await y.maybeYield();
+  }
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+/** Length of the common suffix of a and b, at most `max`. */
+async function commonSuffix(a: Buffer, b: Buffer, max: number, y: Yielder): Promise<number> {
+  let i = 0;
+  while (i < max) {
+    const len = Math.min(max - i, COMPARE_CHUNK);
+    if (a.compare(b, b.length - i - len, b.length - i, a.length - i - len, a.length - i) !== 0) break;
+    i += len;
+    await y.maybeYield();
+  }
+  while (i < max && a[a.length - 1 - i] === b[b.length - 1 - i]) i++;
+  return i;
+}
+
+/** Index of the piece that holds byte `pos` (the last piece for pos past the end). */
+function pieceAt(starts: number[], pos: number): number {
+  let lo = 0;
+  let hi = starts.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if ((starts[mid] as number) <= pos) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+const DASHES = Buffer.from('\n---');
+
+/** The first `---` marker line at or after `pos` (before `to`), or `to`: a cut point of the split. */
+function nextMarker(bytes: Buffer, pos: number, to: number): number {
+  for (let i = bytes.indexOf(DASHES, pos - 1); i >= 0 && i + 1 < to; i = bytes.indexOf(DASHES, i + 1)) {
+    const after = bytes[i + 4];
+    if (
+      after === undefined ||
+      i + 4 >= to ||
+      after === 0x20 ||
+      after === 0x09 ||
+      after === 0x0d ||
+      after === 0x0a
+    )
+      return i + 1;
+  }
+  return to;
+}
+
+/** A piece of the text with its length in bytes. */
+interface Piece extends RawDocument {
+  bytes: number;
 }
 
 /**
- * Parse a file's text, reusing the outcomes of documents whose raw text is unchanged. A reused
- * document that moved (a document inserted before it) gets its new index; one with errors is
- * parsed again when it moved, so its line numbers stay right.
+ * The raw documents of bytes [from, to), decoded a chunk at a time. Chunks end at `---` marker
+ * lines, where the whole text's split cuts too, so the pieces are the same.
+ */
+async function splitBytes(bytes: Buffer, from: number, to: number, y: Yielder): Promise<Piece[]> {
+  const out: Piece[] = [];
+  let line = 0;
+  for (let pos = from; pos < to; ) {
+    const cut = pos + DECODE_CHUNK >= to ? to : nextMarker(bytes, pos + DECODE_CHUNK, to);
+    const text = bytes.toString('utf8', pos, cut);
+    for (const piece of await splitDocuments(text, y)) {
+      out.push({ ...piece, lineOffset: line + piece.lineOffset, bytes: Buffer.byteLength(piece.text) });
+    }
+    line += countNewlines(text);
+    pos = cut;
+    await y.maybeYield();
+  }
+  return out;
+}
+
+/**
+ * Parse a file's bytes. With the state of its last version, only the pieces around the region
+ * that changed are decoded and looked at again; of those, a document whose raw text is unchanged
+ * keeps its outcomes (renumbered when it moved; parsed again if it has errors, so their line
+ * numbers stay right).
  */
 export async function parseFileIncremental(
-  text: string,
+  bytes: Buffer,
   origin: { source: string; baseDir: string },
-  previous: DocumentCache | undefined,
+  previous: FileParseState | undefined,
   y: Yielder,
 ): Promise<ParsedFile> {
-  const raw = await splitDocuments(text, y);
-  const cache: DocumentCache = new Map();
-  const outcomes: DocumentOutcome[] = [];
-  const fresh = new Set<DocumentOutcome>();
-  let document = 0;
-  for (const doc of raw) {
-    await y.maybeYield();
-    if (isBlank(doc.text)) continue;
-    const key = hash('sha1', doc.text);
-    const old = previous?.get(key) ?? cache.get(key);
-    let got: DocumentOutcome[];
-    if (old && (old.document === document || !hasErrors(old.outcomes))) {
-      got = old.document === document ? old.outcomes : old.outcomes.map((o) => renumber(o, document));
-    } else {
-      got = parseDocuments(doc.text, {
-        ...origin,
-        firstDocument: document,
-        lineOffset: doc.lineOffset,
-      });
-      for (const o of got) fresh.add(o);
+  const old = previous?.docs ?? [];
+  // The pieces [first, last] of the old version are replaced by the pieces cut from the new bytes
+  // between `from` and `to`; the pieces outside stay as they are.
+  let first = 0;
+  let last = old.length - 1;
+  let from = 0;
+  let to = bytes.length;
+  let lineOffset = 0;
+  if (previous && old.length > 0) {
+    const before = previous.bytes;
+    const prefix = await commonPrefix(before, bytes, y);
+    const suffix = await commonSuffix(before, bytes, Math.min(before.length, bytes.length) - prefix, y);
+    const starts: number[] = [];
+    let pos = 0;
+    for (const d of old) {
+      starts.push(pos);
+      pos += d.length;
     }
-    if (!cache.has(key)) cache.set(key, { outcomes: got, document, lineOffset: doc.lineOffset });
-    outcomes.push(...got);
+    // Whether a line starts a document depends on the characters around it: a margin of a few
+    // bytes and one whole piece on each side keep the cut points outside the region stable.
+    first = Math.max(0, pieceAt(starts, Math.max(0, prefix - 8)) - 1);
+    last = Math.min(old.length - 1, pieceAt(starts, before.length - suffix + 8) + 1);
+    from = starts[first] as number;
+    to = bytes.length - (before.length - ((starts[last] as number) + (old[last] as DocState).length));
+    for (let i = 0; i < first; i++) lineOffset += (old[i] as DocState).lines;
+  }
+  const region = await splitBytes(bytes, from, to, y);
+
+  // Old documents of the region by raw text: one that only moved is not parsed again.
+  const oldByText = new Map<string, DocState>();
+  let document = countDocuments(old, 0, first);
+  let oldLines = 0;
+  let oldDocuments = 0;
+  const removed: DocumentOutcome[] = [];
+  if (previous) {
+    let pos = from;
+    for (let i = first; i <= last; i++) {
+      const d = old[i] as DocState;
+      if (d.document !== undefined) {
+        oldByText.set(previous.bytes.toString('utf8', pos, pos + d.length), d);
+        oldDocuments += 1;
+      }
+      removed.push(...d.outcomes);
+      oldLines += d.lines;
+      pos += d.length;
+      await y.maybeYield();
+    }
+  }
+  const fresh = new Set<DocumentOutcome>();
+  const regionDocs: DocState[] = [];
+  const added: DocumentOutcome[] = [];
+  let newLines = 0;
+  for (const raw of region) {
+    await y.maybeYield();
+    const lines = countNewlines(raw.text);
+    newLines += lines;
+    if (isBlank(raw.text)) {
+      regionDocs.push({ length: raw.bytes, lines, outcomes: [] });
+      continue;
+    }
+    const at = { document, lineOffset: lineOffset + raw.lineOffset };
+    const outcomes = reuse(oldByText.get(raw.text), at) ?? parseDocument(raw.text, origin, at, fresh);
+    regionDocs.push({ length: raw.bytes, lines, document, outcomes });
+    added.push(...outcomes);
     document += 1;
   }
-  return { outcomes, fresh, cache, documents: document };
+
+  // The pieces after the region: renumbered when the region's count of documents changed, parsed
+  // again when they have errors and their lines moved.
+  const shift = document - (countDocuments(old, 0, first) + oldDocuments);
+  const lineShift = newLines - oldLines;
+  let afterLine = lineOffset + oldLines;
+  let afterPos = to;
+  const after: DocState[] = [];
+  for (let i = last + 1; i < old.length; i++) {
+    const d = old[i] as DocState;
+    if (d.document === undefined || (shift === 0 && (lineShift === 0 || !hasErrors(d.outcomes))))
+      after.push(d);
+    else {
+      const at = { document: d.document + shift, lineOffset: afterLine + lineShift };
+      const outcomes =
+        reuse(d, at) ??
+        parseDocument(bytes.toString('utf8', afterPos, afterPos + d.length), origin, at, fresh);
+      after.push({ ...d, document: at.document, outcomes });
+    }
+    afterLine += d.lines;
+    afterPos += d.length;
+    await y.maybeYield();
+  }
+
+  const docs = [...old.slice(0, first), ...regionDocs, ...after];
+  const outcomes: DocumentOutcome[] = [];
+  for (const d of docs) for (const o of d.outcomes) outcomes.push(o);
+  const unchangedOutside =
+    previous !== undefined && shift === 0 && after.every((d, j) => d === old[last + 1 + j]);
+  return {
+    outcomes,
+    fresh,
+    state: { bytes, docs },
+    documents: countDocuments(docs, 0, docs.length),
+    ...(unchangedOutside ? { delta: { removed, added } } : {}),
+  };
+}
+
+function countDocuments(docs: readonly DocState[], from: number, to: number): number {
+  let n = 0;
+  for (let i = from; i < to; i++) if (docs[i]?.document !== undefined) n += 1;
+  return n;
+}
+
+/**
+ * A document's last outcomes, when they can stand at `at` (renumbered if it moved). One with
+ * errors is parsed again: its messages carry line numbers, which may have moved.
+ */
+function reuse(d: DocState | undefined, at: { document: number }): DocumentOutcome[] | undefined {
+  if (!d || hasErrors(d.outcomes)) return undefined;
+  return d.document === at.document ? d.outcomes : d.outcomes.map((o) => renumber(o, at.document));
+}
+
+function parseDocument(
+  text: string,
+  origin: { source: string; baseDir: string },
+  at: { document: number; lineOffset: number },
+  fresh: Set<DocumentOutcome>,
+): DocumentOutcome[] {
+  const outcomes = parseDocuments(text, { ...origin, firstDocument: at.document, lineOffset: at.lineOffset });
+  for (const o of outcomes) fresh.add(o);
+  return outcomes;
 }
 
 function hasErrors(outcomes: DocumentOutcome[]): boolean {

@@ -17,7 +17,7 @@ import { logger } from '../../lib/log.ts';
 import { type Resource, type ResourceError, resourceId } from '../../model/resources.ts';
 import { isKnownKind, validateResource } from '../../model/validate.ts';
 import type { KubernetesConnection } from './connection.ts';
-import { contentKey } from './file.ts';
+import { contentKey } from './content-key.ts';
 import { apiVersionOf, collectionPath, KUBE_RESOURCES, type KubeResource } from './kube-resources.ts';
 import type { Datastore, DatastoreEvent, DatastoreHandlers, DatastoreStatus } from './types.ts';
 import { deleteEvent } from './types.ts';
