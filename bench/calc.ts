@@ -372,7 +372,8 @@ interface SnapshotResult {
  */
 function runSnapshot(wire: Uint8Array[]): SnapshotResult {
   const seq = new Sequencer();
-  const graph = new CalculationGraph({ nodeName: MY_NODE, localCluster: LOCAL }, seq);
+  // As the agent makes it: ipset members computed at the first in-sync.
+  const graph = new CalculationGraph({ nodeName: MY_NODE, localCluster: LOCAL, deferUntilInSync: true }, seq);
   let elapsed = 0;
   let cpu = 0;
   const windows: [number, number][] = [];

@@ -18,6 +18,12 @@ export interface GraphOptions {
   nodeName: string;
   /** The local cluster's name (from the syncer's hello). */
   localCluster: string;
+  /**
+   * Compute ipset members once, at the first in-sync, from the complete snapshot, instead of
+   * following each item as it arrives (the agent: nothing reaches the kernel before in-sync).
+   * Until then the output holds no ipset members; after it, everything is incremental.
+   */
+  deferUntilInSync?: boolean;
 }
 
 export interface RefusedUpdate {
@@ -43,7 +49,7 @@ export class CalculationGraph {
     private readonly opts: GraphOptions,
     private readonly sink: MessageSink,
   ) {
-    this.index = new LabelIndex(sink);
+    this.index = new LabelIndex(sink, { deferMembers: opts.deferUntilInSync ?? false });
     const shared = new SharedActivePolicies(sink);
     this.policies = new PolicyResolver(this.index, shared.sinkFor());
     this.hostPolicies = new PolicyResolver(this.index, shared.sinkFor(), 'host');
@@ -69,6 +75,7 @@ export class CalculationGraph {
   }
 
   inSync(): void {
+    this.index.endDeferral();
     this.sink.send({ kind: 'InSync' });
   }
 

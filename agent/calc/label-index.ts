@@ -19,7 +19,7 @@
 // Output: IPSet messages to the sink.
 import type { Labels } from '../../model/resources.ts';
 import type { MatcherSpec } from '../../policy/compiled.ts';
-import { ascending, getOrCreate, IdList, Shared, TupleInterner } from './index-structures.ts';
+import { ascending, getOrCreate, IdList, SelectedIds, Shared, TupleInterner } from './index-structures.ts';
 import { IpSetMemberIndex } from './ipset-members.ts';
 import type { IpSetId, MessageSink } from './messages.ts';
 import { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, ProfileLabels } from './profile-labels.ts';
@@ -29,6 +29,7 @@ import {
   isGlobalOnly,
   isNothing,
   matcherRequirement,
+  NOTHING,
   type Requirement,
 } from './selector-requirements.ts';
 
@@ -72,6 +73,7 @@ export type { MatcherSpec };
 
 interface MatcherState {
   readonly spec: MatcherSpec;
+  /** References taken; 0: dormant (its set is gone from the dataplane, its selection kept warm). */
   refs: number;
   /** Activation order: matchers touched by one change are handled in this order. */
   readonly seq: number;
@@ -81,7 +83,28 @@ interface MatcherState {
   readonly reg: Registration;
   /** Scratch for the registry's collection passes. */
   mark: number;
+  /**
+   * The items it selects, kept up to date while it is registered; undefined while its members
+   * wait for the end of a deferred load (it is not registered then).
+   */
+  selected: SelectedIds | undefined;
 }
+
+export interface LabelIndexOptions {
+  /**
+   * Defer matchers' members until `endDeferral()`: matchers referenced before then are announced
+   * with their members computed once, from the complete index, instead of following every item
+   * as it arrives. For the first snapshot, before which the dataplane writes nothing.
+   */
+  deferMembers?: boolean;
+}
+
+/**
+ * Dormant matchers (no reference left) are kept, still following item changes, while their
+ * selections hold at most this many ids in all; beyond that the least recently active go. A
+ * policy that comes back (an endpoint's label flips back) then announces its sets at once.
+ */
+const DORMANT_MAX_IDS = 2_000_000;
 
 /** Items with one own label key=value; `value` is the one shared copy of the value string. */
 interface ValueEntry {
@@ -128,6 +151,11 @@ export class LabelIndex {
   private readonly profiles = new ProfileLabels();
   private readonly itemsByProfile = new Map<string, IdList>();
   private readonly matchers = new Map<IpSetId, MatcherState>();
+  /** Matchers without references, least recently active first (a subset of `matchers`). */
+  private readonly dormant = new Map<IpSetId, MatcherState>();
+  private dormantIds = 0;
+  /** Referenced matchers whose members wait for `endDeferral()`, while deferring. */
+  private deferred: MatcherState[] | undefined;
 
   // Items by own label (key → value → items), and namespaced items whose own namespace label is
   // not their namespace (the others are found through the namespace label's postings).
@@ -148,7 +176,12 @@ export class LabelIndex {
 
   private matcherSeq = 0;
 
-  constructor(private readonly sink: MessageSink) {}
+  constructor(
+    private readonly sink: MessageSink,
+    opts: LabelIndexOptions = {},
+  ) {
+    if (opts.deferMembers) this.deferred = [];
+  }
 
   get itemCount(): number {
     return this.items.size;
@@ -225,40 +258,84 @@ export class LabelIndex {
     return changed;
   }
 
-  /** Take a reference on a matcher; the first reference computes and announces its members. */
+  /**
+   * Take a reference on a matcher; the first reference announces its members (computed from the
+   * index, or kept from when it was last active; while deferring, at `endDeferral()`).
+   */
   refMatcher(spec: MatcherSpec): void {
     const existing = this.matchers.get(spec.id);
     if (existing) {
-      existing.refs++;
+      if (existing.refs++ > 0) return;
+      // Dormant: its selection followed every change since; announce it again.
+      this.dormant.delete(spec.id);
+      this.dormantIds -= existing.selected!.size;
+      this.announce(existing);
       return;
     }
-    const req = matcherRequirement(spec, this.cost);
+    const req = spec.staticMembers ? NOTHING : matcherRequirement(spec, this.cost);
     const reg = registrationOf(req, this.cost);
-    const state: MatcherState = { spec, refs: 1, seq: ++this.matcherSeq, req, reg, mark: 0 };
-    const members = spec.staticMembers ? [...spec.staticMembers] : this.computeMembers(spec, req);
-    if (!spec.staticMembers) this.registry.register(state, reg);
+    const state: MatcherState = {
+      spec,
+      refs: 1,
+      seq: ++this.matcherSeq,
+      req,
+      reg,
+      mark: 0,
+      selected: undefined,
+    };
     this.matchers.set(spec.id, state);
-    this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members });
+    if (this.deferred && !spec.staticMembers) {
+      this.deferred.push(state);
+      return;
+    }
+    this.select(state);
+    this.announce(state);
   }
 
   unrefMatcher(id: IpSetId): void {
     const state = this.matchers.get(id);
-    if (!state) return;
+    if (!state || state.refs === 0) return;
     if (--state.refs > 0) return;
-    this.matchers.delete(id);
-    if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
+    if (!state.selected) {
+      // Deferred and never announced: nothing to take back.
+      this.matchers.delete(id);
+      return;
+    }
     this.sink.send({ kind: 'IPSetRemove', id });
+    if (state.spec.staticMembers || state.selected.size === 0) {
+      this.drop(state);
+      return;
+    }
+    this.dormant.set(id, state);
+    this.dormantIds += state.selected.size;
+    this.trimDormant();
+  }
+
+  /**
+   * Ends a deferred load: every matcher referenced meanwhile gets its members, computed from the
+   * now complete index, and is announced; from here on members follow each change.
+   */
+  endDeferral(): void {
+    const pending = this.deferred;
+    if (!pending) return;
+    this.deferred = undefined;
+    for (const state of pending) {
+      if (state.refs === 0) continue;
+      this.select(state);
+      this.announce(state);
+    }
   }
 
   /** Current members of an active matcher (for tests and `explain`). */
   membersOf_(id: IpSetId): string[] | undefined {
     const s = this.matchers.get(id);
-    if (!s) return undefined;
-    return s.spec.staticMembers ? [...s.spec.staticMembers] : this.computeMembers(s.spec, s.req);
+    if (!s || s.refs === 0) return undefined;
+    if (s.spec.staticMembers) return [...s.spec.staticMembers];
+    return s.selected ? this.membersOfSelected(s) : this.computeMembers(s.spec, s.req);
   }
 
   get activeMatcherCount(): number {
-    return this.matchers.size;
+    return this.matchers.size - this.dormant.size;
   }
 
   /** Does a (not necessarily active) matcher select the item? For one-off evaluation. */
@@ -315,6 +392,7 @@ export class LabelIndex {
       ...this.profiles.sizes(),
       ...this.members.sizes(),
       matchers: this.matchers.size,
+      dormantMatchers: this.dormant.size,
       matcherEntries,
       regNodes,
       ownKeyLists: this.ownKeyLists.size,
@@ -612,18 +690,71 @@ export class LabelIndex {
     return out;
   }
 
+  /** The ids of the items a matcher selects, ascending, computed from its candidates. */
+  private selectedIds(spec: MatcherSpec, req: Requirement): number[] {
+    const out: number[] = [];
+    const byId = this.byId;
+    if (req === null) {
+      for (let id = 0; id < byId.length; id++) {
+        const item = byId[id];
+        if (item !== undefined && this.matches(spec, item)) out.push(id);
+      }
+      return out;
+    }
+    let sorted = true;
+    for (const id of this.candidateIds(req)) {
+      const item = byId[id];
+      if (item === undefined || !this.matches(spec, item)) continue;
+      if (out.length > 0 && out[out.length - 1]! > id) sorted = false;
+      out.push(id);
+    }
+    return sorted ? out : out.sort(ascending);
+  }
+
   /** The members of a matcher, computed from its candidates. */
   private computeMembers(spec: MatcherSpec, req: Requirement): string[] {
-    const selected: Item[] = [];
-    if (req === null) {
-      for (const item of this.items.values()) if (this.matches(spec, item)) selected.push(item);
-    } else {
-      for (const id of this.candidateIds(req)) {
-        const item = this.byId[id];
-        if (item !== undefined && this.matches(spec, item)) selected.push(item);
-      }
+    return this.members.membersOfAll(spec, this.itemsOf(this.selectedIds(spec, req)));
+  }
+
+  private itemsOf(ids: readonly number[]): Item[] {
+    const byId = this.byId;
+    const out: Item[] = new Array(ids.length);
+    for (let i = 0; i < ids.length; i++) out[i] = byId[ids[i]!]!;
+    return out;
+  }
+
+  private membersOfSelected(state: MatcherState): string[] {
+    return this.members.membersOfAll(state.spec, this.itemsOf(state.selected!.members()));
+  }
+
+  /** Computes a matcher's selection and registers it, so that it follows item changes. */
+  private select(state: MatcherState): void {
+    if (state.spec.staticMembers) {
+      state.selected = new SelectedIds();
+      return;
     }
-    return this.members.membersOfAll(spec, selected);
+    state.selected = new SelectedIds(this.selectedIds(state.spec, state.req));
+    this.registry.register(state, state.reg);
+  }
+
+  private announce(state: MatcherState): void {
+    const { spec } = state;
+    const members = spec.staticMembers ? [...spec.staticMembers] : this.membersOfSelected(state);
+    this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members });
+  }
+
+  private drop(state: MatcherState): void {
+    this.matchers.delete(state.spec.id);
+    if (this.dormant.delete(state.spec.id)) this.dormantIds -= state.selected!.size;
+    if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
+  }
+
+  /** Lets the least recently active dormant matchers go while they hold too many ids. */
+  private trimDormant(): void {
+    for (const state of this.dormant.values()) {
+      if (this.dormantIds <= DORMANT_MAX_IDS) return;
+      this.drop(state);
+    }
   }
 
   // --- matchers ----------------------------------------------------------------------------------
@@ -635,14 +766,29 @@ export class LabelIndex {
     return out;
   }
 
-  /** An item was added (old undefined), changed, or deleted (item undefined): update the sets. */
+  /**
+   * An item was added (old undefined), changed, or deleted (item undefined): update the
+   * selections of the registered matchers it concerns, and the sets of the active ones.
+   */
   private reevaluate(item: Item | undefined, old: Item | undefined): void {
     const any = item ?? old;
     if (!any || this.matchers.size === 0) return;
     for (const m of this.collectMatchers(any, item && old)) {
       const was = old !== undefined && this.matches(m.spec, old);
       const now = item !== undefined && this.matches(m.spec, item);
-      if (!was && !now) continue;
+      if (was === now && !was) continue;
+      const selected = m.selected!;
+      if (was !== now) {
+        if (now) selected.add(any.id);
+        else selected.remove(any.id);
+        if (m.refs === 0) {
+          this.dormantIds += now ? 1 : -1;
+          // Dormant matchers are kept for their members: one with none left goes.
+          if (selected.size === 0) this.drop(m);
+          continue;
+        }
+      }
+      if (m.refs === 0) continue;
       const d = this.members.delta(m.spec, (i) => this.matches(m.spec, i), item, old, was, now);
       if (d) this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
     }

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { hasId, IdList, TupleInterner } from '../../agent/calc/index-structures.ts';
+import { hasId, IdList, SelectedIds, TupleInterner } from '../../agent/calc/index-structures.ts';
 import { type ItemInput, LabelIndex, type MatcherSpec } from '../../agent/calc/label-index.ts';
 import type { DataplaneMessage, IpSetId } from '../../agent/calc/messages.ts';
 import {
@@ -102,6 +102,41 @@ describe('IdList, long', () => {
       [...members].sort((a, b) => a - b),
     );
     assert.equal(l.size, members.size);
+  });
+});
+
+describe('SelectedIds', () => {
+  it('reads ascending, each id once, through in-place and set-aside changes (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.nat(3000), { maxLength: 1500 }),
+        fc.array(fc.nat(3000), { maxLength: 2000 }),
+        fc.array(fc.nat(40), { maxLength: 10 }),
+        (start, flips, reads) => {
+          const members = new Set(start);
+          const l = new SelectedIds([...start].sort((a, b) => a - b));
+          const readAt = new Set(reads.map((r) => r * 50));
+          flips.forEach((id, i) => {
+            if (members.delete(id)) l.remove(id);
+            else {
+              members.add(id);
+              l.add(id);
+            }
+            assert.equal(l.size, members.size);
+            if (readAt.has(i))
+              assert.deepEqual(
+                l.members(),
+                [...members].sort((a, b) => a - b),
+              );
+          });
+          assert.deepEqual(
+            l.members(),
+            [...members].sort((a, b) => a - b),
+          );
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 });
 
