@@ -88,6 +88,8 @@ interface MatcherState {
    * wait for the end of a deferred load (it is not registered then).
    */
   selected: SelectedIds | undefined;
+  /** Whether it selects an item: `matches` with what the spec does not use left out. */
+  readonly test: (item: Item) => boolean;
 }
 
 export interface LabelIndexOptions {
@@ -104,7 +106,7 @@ export interface LabelIndexOptions {
  * selections hold at most this many ids in all; beyond that the least recently active go. A
  * policy that comes back (an endpoint's label flips back) then announces its sets at once.
  */
-const DORMANT_MAX_IDS = 2_000_000;
+const DORMANT_MAX_IDS = 4_000_000;
 
 /** Items with one own label key=value; `value` is the one shared copy of the value string. */
 interface ValueEntry {
@@ -282,6 +284,7 @@ export class LabelIndex {
       reg,
       mark: 0,
       selected: undefined,
+      test: this.testOf(spec),
     };
     this.matchers.set(spec.id, state);
     if (this.deferred && !spec.staticMembers) {
@@ -319,11 +322,19 @@ export class LabelIndex {
     const pending = this.deferred;
     if (!pending) return;
     this.deferred = undefined;
-    for (const state of pending) {
-      if (state.refs === 0) continue;
-      this.select(state);
-      this.announce(state);
+    const live = pending.filter((m) => m.refs > 0);
+    // Matchers that find their candidates the same way are evaluated together, item by item:
+    // each candidate is read from memory once for all of them.
+    const groups = new Map<string, MatcherState[]>();
+    for (const m of live) getOrCreate(groups, this.planOf(m.req).sig, () => []).push(m);
+    for (const group of groups.values()) {
+      const selected = this.selectedIdsOfGroup(group);
+      group.forEach((m, i) => {
+        m.selected = new SelectedIds(selected[i]!);
+        this.registry.register(m, m.reg);
+      });
     }
+    for (const m of live) this.announce(m);
   }
 
   /** Current members of an active matcher (for tests and `explain`). */
@@ -653,16 +664,26 @@ export class LabelIndex {
    * intersected with the lists of the next most selective ones.
    */
   private candidateIds(req: readonly Clause[]): readonly number[] {
-    if (isNothing(req)) return NO_IDS;
+    return this.planOf(req).run?.() ?? NO_IDS;
+  }
+
+  /**
+   * How the index finds a requirement's candidates (see candidateIds), with a signature that is
+   * the same for requirements whose candidates it finds the same way: undefined runs list all.
+   */
+  private planOf(req: Requirement): { sig: string; run: (() => readonly number[]) | undefined } {
+    if (req === null) return { sig: '*', run: undefined };
+    if (isNothing(req)) return { sig: '', run: () => NO_IDS };
     const costs = req.map((c) => ({ c, cost: this.cost(c) }));
     costs.sort((a, b) => a.cost - b.cost);
     const driver = this.clauseLists(costs[0]!.c);
     // Sorted, disjoint lists whose union is the driver clause's items.
     let lists = driver.lists;
+    let sig = clauseSig(costs[0]!.c);
     if (!driver.disjoint && lists.length > 1) lists = [sortedUnique(lists.flat())];
     let size = 0;
     for (const l of lists) size += l.length;
-    if (size === 0) return NO_IDS;
+    if (size === 0) return { sig: '', run: () => NO_IDS };
     // Filters: the next clauses whose lists are few and (by estimate) clearly smaller than all.
     const filters: (readonly number[])[][] = [];
     if (size >= INTERSECT_MIN) {
@@ -670,61 +691,69 @@ export class LabelIndex {
       for (let i = 1; i < costs.length && filters.length < MAX_FILTERS; i++) {
         if (costs[i]!.cost / 8 > total / 2) break;
         const f = this.clauseLists(costs[i]!.c).lists;
-        if (f.length <= MAX_FILTER_LISTS) filters.push(f);
+        if (f.length > MAX_FILTER_LISTS) continue;
+        filters.push(f);
+        sig += `\u0003${clauseSig(costs[i]!.c)}`;
       }
     }
-    if (filters.length === 0) return lists.length === 1 ? lists[0]! : lists.flat();
-    const out: number[] = [];
-    for (const l of lists) {
-      let keep: readonly number[] = l;
-      for (const f of filters) {
-        const hit = new Uint8Array(keep.length);
-        for (const fl of f) markCommon(keep, fl, hit);
-        const next: number[] = [];
-        for (let i = 0; i < keep.length; i++) if (hit[i]) next.push(keep[i]!);
-        keep = next;
-        if (keep.length === 0) break;
-      }
-      for (const id of keep) out.push(id);
-    }
-    return out;
+    return { sig, run: () => filtered(lists, filters) };
+  }
+
+  /** For each matcher of a group with one plan, the ids of the items it selects, ascending. */
+  private selectedIdsOfGroup(group: readonly MatcherState[]): number[][] {
+    const outs: number[][] = group.map(() => []);
+    const tests = group.map((m) => m.test);
+    const n = group.length;
+    const byId = this.byId;
+    const visit = (id: number) => {
+      const item = byId[id];
+      if (item === undefined) return;
+      for (let j = 0; j < n; j++) if (tests[j]!(item)) outs[j]!.push(id);
+    };
+    const run = this.planOf(group[0]!.req).run;
+    if (run === undefined) for (let id = 0; id < byId.length; id++) visit(id);
+    else for (const id of run()) visit(id);
+    for (const out of outs) if (!isAscending(out)) out.sort(ascending);
+    return outs;
+  }
+
+  /** Whether the item passes the matcher: `matches`, specialised to what the spec uses. */
+  private testOf(spec: MatcherSpec): (item: Item) => boolean {
+    const { selector, namespace } = spec;
+    const onlySelector =
+      selector !== undefined &&
+      !spec.staticMembers &&
+      !spec.namespaceSelector &&
+      !spec.notSelector &&
+      !spec.serviceAccountNames?.length &&
+      !spec.serviceAccountSelector &&
+      !spec.namedPort;
+    if (onlySelector && namespace === undefined) return (item) => selector.evaluate(item.labels);
+    if (onlySelector) return (item) => item.namespace === namespace && selector.evaluate(item.labels);
+    return (item) => this.matches(spec, item);
   }
 
   /** The ids of the items a matcher selects, ascending, computed from its candidates. */
   private selectedIds(spec: MatcherSpec, req: Requirement): number[] {
     const out: number[] = [];
     const byId = this.byId;
-    if (req === null) {
-      for (let id = 0; id < byId.length; id++) {
-        const item = byId[id];
-        if (item !== undefined && this.matches(spec, item)) out.push(id);
-      }
-      return out;
-    }
-    let sorted = true;
-    for (const id of this.candidateIds(req)) {
+    const run = this.planOf(req).run;
+    const visit = (id: number) => {
       const item = byId[id];
-      if (item === undefined || !this.matches(spec, item)) continue;
-      if (out.length > 0 && out[out.length - 1]! > id) sorted = false;
-      out.push(id);
-    }
-    return sorted ? out : out.sort(ascending);
+      if (item !== undefined && this.matches(spec, item)) out.push(id);
+    };
+    if (run === undefined) for (let id = 0; id < byId.length; id++) visit(id);
+    else for (const id of run()) visit(id);
+    return isAscending(out) ? out : out.sort(ascending);
   }
 
   /** The members of a matcher, computed from its candidates. */
   private computeMembers(spec: MatcherSpec, req: Requirement): string[] {
-    return this.members.membersOfAll(spec, this.itemsOf(this.selectedIds(spec, req)));
-  }
-
-  private itemsOf(ids: readonly number[]): Item[] {
-    const byId = this.byId;
-    const out: Item[] = new Array(ids.length);
-    for (let i = 0; i < ids.length; i++) out[i] = byId[ids[i]!]!;
-    return out;
+    return this.members.membersOfIds(spec, this.selectedIds(spec, req));
   }
 
   private membersOfSelected(state: MatcherState): string[] {
-    return this.members.membersOfAll(state.spec, this.itemsOf(state.selected!.members()));
+    return this.members.membersOfIds(state.spec, state.selected!.members());
   }
 
   /** Computes a matcher's selection and registers it, so that it follows item changes. */
@@ -733,7 +762,7 @@ export class LabelIndex {
       state.selected = new SelectedIds();
       return;
     }
-    state.selected = new SelectedIds(this.selectedIds(state.spec, state.req));
+    state.selected = new SelectedIds(this.selectedIdsOfGroup([state])[0]!);
     this.registry.register(state, state.reg);
   }
 
@@ -774,8 +803,8 @@ export class LabelIndex {
     const any = item ?? old;
     if (!any || this.matchers.size === 0) return;
     for (const m of this.collectMatchers(any, item && old)) {
-      const was = old !== undefined && this.matches(m.spec, old);
-      const now = item !== undefined && this.matches(m.spec, item);
+      const was = old !== undefined && m.test(old);
+      const now = item !== undefined && m.test(item);
       if (was === now && !was) continue;
       const selected = m.selected!;
       if (was !== now) {
@@ -789,7 +818,7 @@ export class LabelIndex {
         }
       }
       if (m.refs === 0) continue;
-      const d = this.members.delta(m.spec, (i) => this.matches(m.spec, i), item, old, was, now);
+      const d = this.members.delta(m.spec, m.test, item, old, was, now);
       if (d) this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
     }
   }
@@ -820,6 +849,47 @@ export class LabelIndex {
 }
 
 const NO_IDS: readonly number[] = Object.freeze([]) as readonly number[];
+
+/**
+ * The ids of sorted, disjoint lists that are also in one of each filter's lists, list by list
+ * (so ascending within each list's part).
+ */
+function filtered(
+  lists: readonly (readonly number[])[],
+  filters: readonly (readonly number[])[][],
+): readonly number[] {
+  if (filters.length === 0) return lists.length === 1 ? lists[0]! : lists.flat();
+  const out: number[] = [];
+  for (const l of lists) {
+    let keep: readonly number[] = l;
+    for (const f of filters) {
+      const hit = new Uint8Array(keep.length);
+      for (const fl of f) markCommon(keep, fl, hit);
+      const next: number[] = [];
+      for (let i = 0; i < keep.length; i++) if (hit[i]) next.push(keep[i]!);
+      keep = next;
+      if (keep.length === 0) break;
+    }
+    for (const id of keep) out.push(id);
+  }
+  return out;
+}
+
+/** A clause as text: equal for clauses that find the same candidates. */
+function clauseSig(c: Clause): string {
+  return c
+    .map((a) =>
+      a.space === 'scope'
+        ? `scope:${a.namespace}`
+        : `${a.space}:${a.key}${a.values ? `=${a.values.join('\u0001')}` : ''}`,
+    )
+    .join('\u0002');
+}
+
+function isAscending(ids: readonly number[]): boolean {
+  for (let i = 1; i < ids.length; i++) if (ids[i - 1]! > ids[i]!) return false;
+  return true;
+}
 
 function sortedUnique(ids: number[]): number[] {
   ids.sort(ascending);
