@@ -102,10 +102,12 @@ export interface LabelIndexOptions {
 }
 
 /**
- * Dormant matchers (no reference left) are kept, still following item changes, while their
- * selections hold at most this many ids in all; beyond that the least recently active go. A
- * policy that comes back (an endpoint's label flips back) then announces its sets at once.
+ * Dormant matchers (no reference left) are kept, still following item changes, up to this many
+ * and while their selections hold at most this many ids in all; beyond that the least recently
+ * active go. A policy that comes back (an endpoint's label flips back) then announces its sets
+ * without evaluating anything: a selector no index narrows would cost a scan of every item.
  */
+const DORMANT_MAX = 16_384;
 const DORMANT_MAX_IDS = 4_000_000;
 
 /** Items with one own label key=value; `value` is the one shared copy of the value string. */
@@ -233,6 +235,8 @@ export class LabelIndex {
     this.release(old);
     this.reevaluate(undefined, old);
     this.freeIds.push(old.id);
+    // Nothing left to select: dormant matchers would only be kept for nothing.
+    if (this.items.size === 0) for (const m of [...this.dormant.values()]) this.drop(m);
   }
 
   /** Set (or with undefined, delete) a profile's labels; returns the keys of items whose labels changed. */
@@ -305,7 +309,7 @@ export class LabelIndex {
       return;
     }
     this.sink.send({ kind: 'IPSetRemove', id });
-    if (state.spec.staticMembers || state.selected.size === 0) {
+    if (state.spec.staticMembers || this.items.size === 0) {
       this.drop(state);
       return;
     }
@@ -781,7 +785,7 @@ export class LabelIndex {
   /** Lets the least recently active dormant matchers go while they hold too many ids. */
   private trimDormant(): void {
     for (const state of this.dormant.values()) {
-      if (this.dormantIds <= DORMANT_MAX_IDS) return;
+      if (this.dormantIds <= DORMANT_MAX_IDS && this.dormant.size <= DORMANT_MAX) return;
       this.drop(state);
     }
   }
@@ -812,8 +816,6 @@ export class LabelIndex {
         else selected.remove(any.id);
         if (m.refs === 0) {
           this.dormantIds += now ? 1 : -1;
-          // Dormant matchers are kept for their members: one with none left goes.
-          if (selected.size === 0) this.drop(m);
           continue;
         }
       }
