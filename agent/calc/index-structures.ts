@@ -87,6 +87,11 @@ export function ascending(a: number, b: number): number {
   return a - b;
 }
 
+export function isAscending(ids: readonly number[]): boolean {
+  for (let i = 1; i < ids.length; i++) if (ids[i - 1]! > ids[i]!) return false;
+  return true;
+}
+
 /** Whether a sorted id list holds `id`. */
 export function hasId(ids: readonly number[], id: number): boolean {
   let lo = 0;
