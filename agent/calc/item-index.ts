@@ -497,10 +497,9 @@ export class ItemIndex {
     const costs = req.map((c) => ({ c, cost: this.cost(c) }));
     costs.sort((a, b) => a.cost - b.cost);
     const driver = this.clauseLists(costs[0]!.c);
-    // Sorted, disjoint lists whose union is the driver clause's items.
-    let lists = driver.lists;
+    const lists = driver.lists;
     let sig = clauseSig(costs[0]!.c);
-    if (!driver.disjoint && lists.length > 1) lists = [sortedUnique(lists.flat())];
+    // At least the driver's items (more when its lists overlap).
     let size = 0;
     for (const l of lists) size += l.length;
     if (size === 0) return { sig: '', run: () => NO_IDS };
@@ -516,7 +515,10 @@ export class ItemIndex {
         sig += `\u0003${clauseSig(costs[i]!.c)}`;
       }
     }
-    return { sig, run: () => filtered(lists, filters) };
+    // Sorted, disjoint lists whose union is the driver clause's items: merged only when run.
+    const run = () =>
+      filtered(!driver.disjoint && lists.length > 1 ? [sortedUnique(lists.flat())] : lists, filters);
+    return { sig, run };
   }
 }
 

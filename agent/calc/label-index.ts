@@ -16,7 +16,7 @@ import type { Labels } from '../../model/resources.ts';
 import type { MatcherSpec } from '../../policy/compiled.ts';
 import { ascending, getOrCreate, isAscending, SelectedIds } from './index-structures.ts';
 import { IpSetMemberIndex } from './ipset-members.ts';
-import { type Item, ItemIndex, type ItemInput, matches, testOf } from './item-index.ts';
+import { type CandidatePlan, type Item, ItemIndex, type ItemInput, matches, testOf } from './item-index.ts';
 import type { IpSetId, MessageSink } from './messages.ts';
 import { type Registration, RequirementRegistry, registrationOf } from './requirement-registry.ts';
 import { matcherRequirement, NOTHING, type Requirement } from './selector-requirements.ts';
@@ -181,10 +181,13 @@ export class LabelIndex {
     const live = pending.filter((m) => m.refs > 0);
     // Matchers that find their candidates the same way are evaluated together, item by item:
     // each candidate is read from memory once for all of them.
-    const groups = new Map<string, MatcherState[]>();
-    for (const m of live) getOrCreate(groups, this.items.planOf(m.req).sig, () => []).push(m);
-    for (const group of groups.values()) {
-      const selected = this.selectedIdsOfGroup(group);
+    const groups = new Map<string, { plan: CandidatePlan; group: MatcherState[] }>();
+    for (const m of live) {
+      const plan = this.items.planOf(m.req);
+      getOrCreate(groups, plan.sig, () => ({ plan, group: [] })).group.push(m);
+    }
+    for (const { plan, group } of groups.values()) {
+      const selected = this.selectedIdsOfGroup(group, plan);
       group.forEach((m, i) => {
         m.selected = new SelectedIds(selected[i]!);
         this.registry.register(m, m.reg);
@@ -249,7 +252,7 @@ export class LabelIndex {
   }
 
   /** For each matcher of a group with one plan, the ids of the items it selects, ascending. */
-  private selectedIdsOfGroup(group: readonly MatcherState[]): number[][] {
+  private selectedIdsOfGroup(group: readonly MatcherState[], plan: CandidatePlan): number[][] {
     const outs: number[][] = group.map(() => []);
     const tests = group.map((m) => m.test);
     const n = group.length;
@@ -259,7 +262,7 @@ export class LabelIndex {
       if (item === undefined) return;
       for (let j = 0; j < n; j++) if (tests[j]!(item)) outs[j]!.push(id);
     };
-    const run = items.planOf(group[0]!.req).run;
+    const run = plan.run;
     if (run === undefined) for (let id = 0; id < items.idLimit; id++) visit(id);
     else for (const id of run()) visit(id);
     for (const out of outs) if (!isAscending(out)) out.sort(ascending);
@@ -295,7 +298,7 @@ export class LabelIndex {
       state.selected = new SelectedIds();
       return;
     }
-    state.selected = new SelectedIds(this.selectedIdsOfGroup([state])[0]!);
+    state.selected = new SelectedIds(this.selectedIdsOfGroup([state], this.items.planOf(state.req))[0]!);
     this.registry.register(state, state.reg);
   }
 
