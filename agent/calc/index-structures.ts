@@ -248,80 +248,90 @@ export class Shared<V> {
   }
 }
 
-/** Lists up to this long take a change in place; longer ones keep it aside until they are read. */
-const SELECTED_EXACT_MAX = 512;
-
 /**
- * The ids of the items one selector selects, read ascending. A change to a long list is kept aside
- * (an added or a removed id, in a set) and merged when the list is read or the changes pile up,
- * so neither a change nor a read costs an evaluation of the selector, and a read of an unchanged
- * list costs nothing. Add an id only when it is not a member, remove it only when it is.
+ * The ids of the items one selector selects, read ascending, in a typed array (4 bytes an id,
+ * sized to fit: millions of them are held). An id above every other is appended; any other change
+ * is kept aside (an added or a removed id, in a set) and merged when the list is read or the
+ * changes pile up, so neither a change nor a read costs an evaluation of the selector, and a read
+ * of an unchanged list costs nothing. Add an id only when it is not a member, remove it only when
+ * it is.
  */
 export class SelectedIds {
+  private ids: Int32Array;
+  private length: number;
   private added: Set<number> | undefined;
   private removed: Set<number> | undefined;
 
-  /** `ids`: ascending, each once; taken over as it is. */
-  constructor(private ids: number[] = []) {}
+  /** `ids`: ascending, each once. */
+  constructor(ids: readonly number[] = []) {
+    this.ids = Int32Array.from(ids);
+    this.length = ids.length;
+  }
 
   get size(): number {
-    return this.ids.length + (this.added?.size ?? 0) - (this.removed?.size ?? 0);
+    return this.length + (this.added?.size ?? 0) - (this.removed?.size ?? 0);
   }
 
   add(id: number): void {
     if (this.removed?.delete(id)) return;
-    const ids = this.ids;
-    const n = ids.length;
-    if (n === 0 || ids[n - 1]! < id) ids.push(id);
-    else if (n < SELECTED_EXACT_MAX) ids.splice(lowerBound(ids, id), 0, id);
-    else {
-      this.added ??= new Set();
-      this.added.add(id);
-      this.settleIfLarge();
+    const n = this.length;
+    if ((n === 0 || this.ids[n - 1]! < id) && !this.added?.size) {
+      if (n === this.ids.length) this.grow(n + 1);
+      this.ids[n] = id;
+      this.length = n + 1;
+      return;
     }
+    this.added ??= new Set();
+    this.added.add(id);
+    this.settleIfMany();
   }
 
   remove(id: number): void {
     if (this.added?.delete(id)) return;
-    const ids = this.ids;
-    const n = ids.length;
-    if (n > 0 && ids[n - 1] === id) ids.pop();
-    else if (n < SELECTED_EXACT_MAX) {
-      const i = lowerBound(ids, id);
-      if (ids[i] === id) ids.splice(i, 1);
-    } else {
-      this.removed ??= new Set();
-      this.removed.add(id);
-      this.settleIfLarge();
+    const n = this.length;
+    if (n > 0 && this.ids[n - 1] === id) {
+      this.length = n - 1;
+      return;
     }
+    this.removed ??= new Set();
+    this.removed.add(id);
+    this.settleIfMany();
   }
 
   /** Every id once, ascending. */
-  members(): readonly number[] {
+  members(): ArrayLike<number> {
     if (this.added?.size || this.removed?.size) this.settle();
-    return this.ids;
+    return this.length === this.ids.length ? this.ids : this.ids.subarray(0, this.length);
   }
 
-  private settleIfLarge(): void {
-    if ((this.added?.size ?? 0) + (this.removed?.size ?? 0) > this.ids.length / 8) this.settle();
+  private grow(min: number): void {
+    const next = new Int32Array(Math.max(min, Math.ceil(this.ids.length * 1.5) + 4));
+    next.set(this.ids.subarray(0, this.length));
+    this.ids = next;
+  }
+
+  private settleIfMany(): void {
+    const pending = (this.added?.size ?? 0) + (this.removed?.size ?? 0);
+    if (pending > 16 && pending > this.length / 8) this.settle();
   }
 
   private settle(): void {
     const removed = this.removed;
-    let base = removed?.size ? this.ids.filter((id) => !removed.has(id)) : this.ids;
-    if (this.added?.size) {
-      const extra = [...this.added].sort(ascending);
-      const merged: number[] = new Array(base.length + extra.length);
-      let i = 0;
-      let j = 0;
-      let k = 0;
-      while (i < base.length && j < extra.length)
-        merged[k++] = base[i]! < extra[j]! ? base[i++]! : extra[j++]!;
-      while (i < base.length) merged[k++] = base[i++]!;
-      while (j < extra.length) merged[k++] = extra[j++]!;
-      base = merged;
+    const extra = this.added?.size ? [...this.added].sort(ascending) : [];
+    const out = new Int32Array(this.length - (removed?.size ?? 0) + extra.length);
+    const base = this.ids;
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    while (i < this.length) {
+      const id = base[i++]!;
+      if (removed?.has(id)) continue;
+      while (j < extra.length && extra[j]! < id) out[k++] = extra[j++]!;
+      out[k++] = id;
     }
-    this.ids = base;
+    while (j < extra.length) out[k++] = extra[j++]!;
+    this.ids = out;
+    this.length = k;
     this.added = undefined;
     this.removed = undefined;
   }

@@ -74,7 +74,7 @@ export class IpSetMemberIndex<I extends MemberSource> {
   }
 
   /** The members of a set selecting the items with these ids, each once. */
-  membersOfIds(rule: MemberRule, ids: readonly number[]): string[] {
+  membersOfIds(rule: MemberRule, ids: ArrayLike<number>): string[] {
     const out: string[] = [];
     if (rule.type === 'hash:net') {
       const soleNet = this.soleNet;
@@ -84,8 +84,8 @@ export class IpSetMemberIndex<I extends MemberSource> {
         else for (const x of this.itemById(ids[i]!)?.nets ?? NO_MEMBERS) out.push(x);
       }
     } else {
-      for (const id of ids) {
-        const item = this.itemById(id);
+      for (let i = 0; i < ids.length; i++) {
+        const item = this.itemById(ids[i]!);
         if (item) for (const x of this.membersOf(rule, item)) out.push(x);
       }
     }
