@@ -201,7 +201,9 @@ export class LabelIndex {
     const s = this.matchers.get(id);
     if (!s || s.refs === 0) return undefined;
     if (s.spec.staticMembers) return [...s.spec.staticMembers];
-    return s.selected ? this.membersOfSelected(s) : this.computeMembers(s.spec, s.req);
+    if (s.selected) return this.membersOfSelected(s);
+    // Deferred: computed here, not kept (the end of the deferral computes it for good).
+    return this.members.membersOfIds(s.spec, this.selectedIdsOfGroup([s], this.items.planOf(s.req))[0]!);
   }
 
   get activeMatcherCount(): number {
@@ -229,7 +231,7 @@ export class LabelIndex {
     return out;
   }
 
-  /** Active matchers an item's change would re-evaluate (ids), by the index. For tests. */
+  /** Registered matchers (active or dormant) an item's change would re-evaluate (ids). For tests. */
   matchersFor(key: string): Set<IpSetId> {
     const item = this.items.get(key);
     const out = new Set<IpSetId>();
@@ -269,25 +271,6 @@ export class LabelIndex {
     return outs;
   }
 
-  /** The ids of the items a matcher selects, ascending, computed from its candidates. */
-  private selectedIds(spec: MatcherSpec, req: Requirement): number[] {
-    const out: number[] = [];
-    const items = this.items;
-    const run = items.planOf(req).run;
-    const visit = (id: number) => {
-      const item = items.at(id);
-      if (item !== undefined && matches(spec, item)) out.push(id);
-    };
-    if (run === undefined) for (let id = 0; id < items.idLimit; id++) visit(id);
-    else for (const id of run()) visit(id);
-    return isAscending(out) ? out : out.sort(ascending);
-  }
-
-  /** The members of a matcher, computed from its candidates. */
-  private computeMembers(spec: MatcherSpec, req: Requirement): string[] {
-    return this.members.membersOfIds(spec, this.selectedIds(spec, req));
-  }
-
   private membersOfSelected(state: MatcherState): string[] {
     return this.members.membersOfIds(state.spec, state.selected!.members());
   }
@@ -314,7 +297,7 @@ export class LabelIndex {
     if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
   }
 
-  /** Lets the least recently active dormant matchers go while they hold too many ids. */
+  /** Lets the least recently active dormant matchers go while they are too many or hold too many ids. */
   private trimDormant(): void {
     for (const state of this.dormant.values()) {
       if (this.dormantIds <= DORMANT_MAX_IDS && this.dormant.size <= DORMANT_MAX) return;
@@ -324,7 +307,7 @@ export class LabelIndex {
 
   // --- matchers ----------------------------------------------------------------------------------
 
-  /** The active matchers that could select `item` (and, when given, `other`), in activation order. */
+  /** The registered matchers that could select `item` (and, when given, `other`), in activation order. */
   private collectMatchers(item: Item, other: Item | undefined): MatcherState[] {
     const out = this.registry.collect(item, other);
     if (out.length > 1) out.sort(bySeq);
@@ -341,7 +324,7 @@ export class LabelIndex {
     for (const m of this.collectMatchers(any, item && old)) {
       const was = old !== undefined && m.test(old);
       const now = item !== undefined && m.test(item);
-      if (was === now && !was) continue;
+      if (!was && !now) continue;
       const selected = m.selected!;
       if (was !== now) {
         if (now) selected.add(any.id);
