@@ -45,6 +45,12 @@ interface MatcherState {
   selected: SelectedIds | undefined;
   /** Whether it selects an item: `matches` with what the spec does not use left out. */
   readonly test: (item: Item) => boolean;
+  /**
+   * The members last announced, while no change has moved them: kept for large sets only, so
+   * that announcing one again when its policy comes back costs nothing (a set of nearly every
+   * endpoint holds hundreds of thousands).
+   */
+  announced: string[] | undefined;
 }
 
 export interface LabelIndexOptions {
@@ -54,6 +60,8 @@ export interface LabelIndexOptions {
    * as it arrives. For the first snapshot, before which the dataplane writes nothing.
    */
   deferMembers?: boolean;
+  /** Sets with at least this many members keep their last announced members (see `announced`). */
+  keepAnnouncedMin?: number;
 }
 
 /**
@@ -64,6 +72,7 @@ export interface LabelIndexOptions {
  */
 const DORMANT_MAX = 16_384;
 const DORMANT_MAX_IDS = 4_000_000;
+const KEEP_ANNOUNCED_MIN = 16_384;
 
 export class LabelIndex {
   private readonly items = new ItemIndex();
@@ -78,12 +87,14 @@ export class LabelIndex {
   /** Registered matchers by what their items need. */
   private readonly registry = new RequirementRegistry<MatcherState>();
   private matcherSeq = 0;
+  private readonly keepAnnouncedMin: number;
 
   constructor(
     private readonly sink: MessageSink,
     opts: LabelIndexOptions = {},
   ) {
     if (opts.deferMembers) this.deferred = [];
+    this.keepAnnouncedMin = opts.keepAnnouncedMin ?? KEEP_ANNOUNCED_MIN;
   }
 
   get itemCount(): number {
@@ -141,6 +152,7 @@ export class LabelIndex {
       mark: 0,
       selected: undefined,
       test: testOf(spec),
+      announced: undefined,
     };
     this.matchers.set(spec.id, state);
     if (this.deferred && !spec.staticMembers) {
@@ -287,7 +299,10 @@ export class LabelIndex {
 
   private announce(state: MatcherState): void {
     const { spec } = state;
-    const members = spec.staticMembers ? [...spec.staticMembers] : this.membersOfSelected(state);
+    // Nothing downstream changes a message's members, so the kept array can be sent again.
+    const members =
+      state.announced ?? (spec.staticMembers ? [...spec.staticMembers] : this.membersOfSelected(state));
+    state.announced = members.length >= this.keepAnnouncedMin ? members : undefined;
     this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members });
   }
 
@@ -325,18 +340,18 @@ export class LabelIndex {
       const was = old !== undefined && m.test(old);
       const now = item !== undefined && m.test(item);
       if (!was && !now) continue;
-      const selected = m.selected!;
       if (was !== now) {
-        if (now) selected.add(any.id);
-        else selected.remove(any.id);
-        if (m.refs === 0) {
-          this.dormantIds += now ? 1 : -1;
-          continue;
-        }
+        if (now) m.selected!.add(any.id);
+        else m.selected!.remove(any.id);
+        if (m.refs === 0) this.dormantIds += now ? 1 : -1;
       }
-      if (m.refs === 0) continue;
+      // A dormant matcher's members matter only to its kept announcement.
+      if (m.refs === 0 && m.announced === undefined) continue;
       const d = this.members.delta(m.spec, m.test, item, old, was, now);
-      if (d) this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
+      if (!d) continue;
+      m.announced = undefined;
+      if (m.refs > 0)
+        this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
     }
   }
 }
