@@ -97,7 +97,10 @@ export async function runAgent(opts: AgentOptions): Promise<() => Promise<void>>
           feed.stop();
           return;
         }
-        graph ??= new CalculationGraph({ nodeName: opts.node, localCluster: hello.cluster }, sequencer);
+        graph ??= new CalculationGraph(
+          { nodeName: opts.node, localCluster: hello.cluster, deferUntilInSync: true },
+          sequencer,
+        );
       },
       onUpdates: (updates) => {
         if (!graph) return;

@@ -372,7 +372,8 @@ interface SnapshotResult {
  */
 function runSnapshot(wire: Uint8Array[]): SnapshotResult {
   const seq = new Sequencer();
-  const graph = new CalculationGraph({ nodeName: MY_NODE, localCluster: LOCAL }, seq);
+  // As the agent makes it: ipset members computed at the first in-sync.
+  const graph = new CalculationGraph({ nodeName: MY_NODE, localCluster: LOCAL, deferUntilInSync: true }, seq);
   let elapsed = 0;
   let cpu = 0;
   const windows: [number, number][] = [];
@@ -513,7 +514,10 @@ async function runScenario(s: Scenario, changes: number): Promise<void> {
   const remote: number[] = [];
   const local: number[] = [];
   const windows: [number, number][] = [];
+  /** Per local change: the least of wall time and the process's CPU time (see below). */
+  const localCpu: number[] = [];
   for (const [i, u] of ch.updates.entries()) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     graph.onUpdate(u);
     seq.flush();
@@ -522,6 +526,7 @@ async function runScenario(s: Scenario, changes: number): Promise<void> {
     windows.push([t0, t1]);
     all.push(dt);
     (ch.local[i] ? local : remote).push(dt);
+    if (ch.local[i]) localCpu.push(Math.min(dt, cpuMsSince(c0)));
   }
   await tick();
   const noGc = all.filter((_, i) => gcWithin(windows[i]![0], windows[i]![1]) === 0);
@@ -542,6 +547,16 @@ async function runScenario(s: Scenario, changes: number): Promise<void> {
   console.log(
     `  one local endpoint's label change: max ${vsTarget(ls[ls.length - 1] ?? Number.NaN, TARGET_LOCAL_MAX_MS)}`,
   );
+  // On a shared machine a change's wall time includes the time the process waited for a core.
+  // The process's CPU time over the change excludes that wait, but adds what other threads (GC
+  // helpers, the compiler) did meanwhile: each bounds the main thread's own time from above, so
+  // the smaller is the closest bound of what the change costs on an idle core.
+  const lc = [...localCpu].sort((a, b) => a - b);
+  console.log(
+    `  the same, least of wall and CPU time per change (the machine's other load left out): p50 ${ms(percentile(lc, 50))}`,
+  );
+  console.log(`    p99 ${vsTarget(percentile(lc, 99), TARGET_P99_MS)}`);
+  console.log(`    max ${vsTarget(lc[lc.length - 1] ?? Number.NaN, TARGET_LOCAL_MAX_MS)}`);
 }
 
 export { encode, generate, makeChanges, SCENARIOS };

@@ -18,6 +18,12 @@ export interface GraphOptions {
   nodeName: string;
   /** The local cluster's name (from the syncer's hello). */
   localCluster: string;
+  /**
+   * Compute ipset members once, at the first in-sync, from the complete snapshot, instead of
+   * following each item as it arrives (the agent: nothing reaches the kernel before in-sync).
+   * Until then the output holds no ipset members; after it, everything is incremental.
+   */
+  deferUntilInSync?: boolean;
 }
 
 export interface RefusedUpdate {
@@ -43,10 +49,11 @@ export class CalculationGraph {
     private readonly opts: GraphOptions,
     private readonly sink: MessageSink,
   ) {
-    this.index = new LabelIndex(sink);
+    const defer = opts.deferUntilInSync ?? false;
+    this.index = new LabelIndex(sink, { deferMembers: defer });
     const shared = new SharedActivePolicies(sink);
-    this.policies = new PolicyResolver(this.index, shared.sinkFor());
-    this.hostPolicies = new PolicyResolver(this.index, shared.sinkFor(), 'host');
+    this.policies = new PolicyResolver(this.index, shared.sinkFor(), 'workload', { deferEndpoints: defer });
+    this.hostPolicies = new PolicyResolver(this.index, shared.sinkFor(), 'host', { deferEndpoints: defer });
     this.profiles = new ProfileResolver(this.index, sink);
     this.overlay = new OverlayResolver(opts.nodeName, sink, opts.localCluster);
   }
@@ -69,6 +76,11 @@ export class CalculationGraph {
   }
 
   inSync(): void {
+    // Sets before the policies that use them, policies before the endpoints (the sequencer
+    // orders a flush the same way; this keeps the raw stream in that order too).
+    this.index.endDeferral();
+    this.policies.endDeferral();
+    this.hostPolicies.endDeferral();
     this.sink.send({ kind: 'InSync' });
   }
 

@@ -87,6 +87,11 @@ export function ascending(a: number, b: number): number {
   return a - b;
 }
 
+export function isAscending(ids: readonly number[]): boolean {
+  for (let i = 1; i < ids.length; i++) if (ids[i - 1]! > ids[i]!) return false;
+  return true;
+}
+
 /** Whether a sorted id list holds `id`. */
 export function hasId(ids: readonly number[], id: number): boolean {
   let lo = 0;
@@ -240,5 +245,94 @@ export class Shared<V> {
 
   get size(): number {
     return this.entries.size;
+  }
+}
+
+/**
+ * The ids of the items one selector selects, read ascending, in a typed array (4 bytes an id,
+ * sized to fit: millions of them are held). An id above every other is appended; any other change
+ * is kept aside (an added or a removed id, in a set) and merged when the list is read or the
+ * changes pile up, so neither a change nor a read costs an evaluation of the selector, and a read
+ * of an unchanged list costs nothing. Add an id only when it is not a member, remove it only when
+ * it is.
+ */
+export class SelectedIds {
+  private ids: Int32Array;
+  private length: number;
+  private added: Set<number> | undefined;
+  private removed: Set<number> | undefined;
+
+  /** `ids`: ascending, each once. */
+  constructor(ids: readonly number[] = []) {
+    this.ids = Int32Array.from(ids);
+    this.length = ids.length;
+  }
+
+  get size(): number {
+    return this.length + (this.added?.size ?? 0) - (this.removed?.size ?? 0);
+  }
+
+  add(id: number): void {
+    if (this.removed?.delete(id)) return;
+    const n = this.length;
+    if ((n === 0 || this.ids[n - 1]! < id) && !this.added?.size) {
+      if (n === this.ids.length) this.grow(n + 1);
+      this.ids[n] = id;
+      this.length = n + 1;
+      return;
+    }
+    this.added ??= new Set();
+    this.added.add(id);
+    this.settleIfMany();
+  }
+
+  remove(id: number): void {
+    if (this.added?.delete(id)) return;
+    const n = this.length;
+    if (n > 0 && this.ids[n - 1] === id) {
+      this.length = n - 1;
+      return;
+    }
+    this.removed ??= new Set();
+    this.removed.add(id);
+    this.settleIfMany();
+  }
+
+  /** Every id once, ascending. */
+  members(): ArrayLike<number> {
+    if (this.added?.size || this.removed?.size) this.settle();
+    return this.length === this.ids.length ? this.ids : this.ids.subarray(0, this.length);
+  }
+
+  private grow(min: number): void {
+    const next = new Int32Array(Math.max(min, Math.ceil(this.ids.length * 1.5) + 4));
+    next.set(this.ids.subarray(0, this.length));
+    this.ids = next;
+  }
+
+  private settleIfMany(): void {
+    const pending = (this.added?.size ?? 0) + (this.removed?.size ?? 0);
+    if (pending > 16 && pending > this.length / 8) this.settle();
+  }
+
+  private settle(): void {
+    const removed = this.removed;
+    const extra = this.added?.size ? [...this.added].sort(ascending) : [];
+    const out = new Int32Array(this.length - (removed?.size ?? 0) + extra.length);
+    const base = this.ids;
+    let i = 0;
+    let j = 0;
+    let k = 0;
+    while (i < this.length) {
+      const id = base[i++]!;
+      if (removed?.has(id)) continue;
+      while (j < extra.length && extra[j]! < id) out[k++] = extra[j++]!;
+      out[k++] = id;
+    }
+    while (j < extra.length) out[k++] = extra[j++]!;
+    this.ids = out;
+    this.length = k;
+    this.added = undefined;
+    this.removed = undefined;
   }
 }

@@ -86,11 +86,28 @@ export class PolicyResolver {
   private readonly selectors = new PolicySelectorIndex();
   /** Tiers whose end passes instead of dropping (`defaultAction: Pass`). */
   private readonly passTiers = new Set<string>();
+  /**
+   * Endpoints whose rendering waits for `endDeferral()`, while deferring: during a snapshot an
+   * endpoint's policy list changes with each of its policies, and is rendered once at the end.
+   */
+  private deferred: Set<EndpointState> | undefined;
+
   constructor(
     private readonly index: LabelIndex,
     private readonly sink: MessageSink,
     private readonly kind: EndpointKind = 'workload',
-  ) {}
+    opts: { deferEndpoints?: boolean } = {},
+  ) {
+    if (opts.deferEndpoints) this.deferred = new Set();
+  }
+
+  /** Ends deferral: every endpoint changed meanwhile is rendered and sent once. */
+  endDeferral(): void {
+    const pending = this.deferred;
+    if (!pending) return;
+    this.deferred = undefined;
+    for (const ep of pending) if (this.endpoints.get(ep.input.key) === ep) this.sendEndpoint(ep);
+  }
 
   get activePolicyCount(): number {
     return this.endpointsByPolicy.size;
@@ -167,7 +184,10 @@ export class PolicyResolver {
     if (!ep) return;
     this.endpoints.delete(key);
     this.selectors.deleteEndpoint(key);
-    this.sink.send({ kind: this.kind === 'host' ? 'HostEndpointRemove' : 'EndpointRemove', key });
+    this.deferred?.delete(ep);
+    // One still waiting for its first rendering was never announced: nothing to take back.
+    if (ep.lastSent !== undefined || ep.lastSentHost !== undefined)
+      this.sink.send({ kind: this.kind === 'host' ? 'HostEndpointRemove' : 'EndpointRemove', key });
     for (const pk of ep.policies) this.detach(pk, key);
   }
 
@@ -209,6 +229,10 @@ export class PolicyResolver {
   }
 
   private sendEndpoint(ep: EndpointState): void {
+    if (this.deferred) {
+      this.deferred.add(ep);
+      return;
+    }
     if (this.kind === 'host') {
       this.sendHostEndpoint(ep);
       return;

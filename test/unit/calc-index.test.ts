@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { hasId, IdList, TupleInterner } from '../../agent/calc/index-structures.ts';
+import { hasId, IdList, SelectedIds, TupleInterner } from '../../agent/calc/index-structures.ts';
 import { type ItemInput, LabelIndex, type MatcherSpec } from '../../agent/calc/label-index.ts';
 import type { DataplaneMessage, IpSetId } from '../../agent/calc/messages.ts';
 import {
@@ -102,6 +102,41 @@ describe('IdList, long', () => {
       [...members].sort((a, b) => a - b),
     );
     assert.equal(l.size, members.size);
+  });
+});
+
+describe('SelectedIds', () => {
+  it('reads ascending, each id once, through appended and set-aside changes (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(fc.nat(3000), { maxLength: 1500 }),
+        fc.array(fc.nat(3000), { maxLength: 2000 }),
+        fc.array(fc.nat(40), { maxLength: 10 }),
+        (start, flips, reads) => {
+          const members = new Set(start);
+          const l = new SelectedIds([...start].sort((a, b) => a - b));
+          const readAt = new Set(reads.map((r) => r * 50));
+          flips.forEach((id, i) => {
+            if (members.delete(id)) l.remove(id);
+            else {
+              members.add(id);
+              l.add(id);
+            }
+            assert.equal(l.size, members.size);
+            if (readAt.has(i))
+              assert.deepEqual(
+                Array.from(l.members()),
+                [...members].sort((a, b) => a - b),
+              );
+          });
+          assert.deepEqual(
+            Array.from(l.members()),
+            [...members].sort((a, b) => a - b),
+          );
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 });
 
@@ -366,87 +401,89 @@ function expectedMembers(index: LabelIndex, spec: MatcherSpec, items: Map<string
 }
 
 describe('LabelIndex indexes', () => {
-  it('candidates are supersets, registrations find every selecting matcher, members follow churn (property)', () => {
-    fc.assert(
-      fc.property(fc.array(opArb, { minLength: 1, maxLength: 150, size: 'max' }), (ops) => {
-        const sets = new Map<string, Set<string>>();
-        const sink = {
-          send(m: DataplaneMessage) {
-            if (m.kind === 'IPSetUpdate') {
-              assert.equal(new Set(m.members).size, m.members.length, 'a member announced twice');
-              sets.set(m.id, new Set(m.members));
-            } else if (m.kind === 'IPSetDelta') {
-              const s = sets.get(m.id);
-              assert.ok(s, 'delta to an unknown set');
-              for (const a of m.added) {
-                assert.ok(!s.has(a), `member ${a} added twice`);
-                s.add(a);
-              }
-              for (const r of m.removed) assert.ok(s.delete(r), `member ${r} removed while absent`);
-            } else if (m.kind === 'IPSetRemove') assert.ok(sets.delete(m.id));
-          },
-        };
-        const index = new LabelIndex(sink);
-        const items = new Map<string, ItemInput>();
-        const refs = new Map<number, number>();
-        const check = () => {
-          for (const [m, n] of refs) {
-            if (n === 0) continue;
-            const spec = MATCHERS[m]!;
-            const want = expectedMembers(index, spec, items);
-            assert.deepEqual([...(sets.get(spec.id) ?? [])].sort(), want, `members of ${m}`);
-            assert.deepEqual([...(index.membersOf_(spec.id) ?? [])].sort(), want);
-          }
-          for (const spec of MATCHERS) {
-            const cands = index.candidatesOf(spec);
-            for (const key of items.keys()) {
-              const matches = index.itemMatches(spec, key);
-              if (matches && cands) assert.ok(cands.has(key), `candidates of ${spec.id} miss ${key}`);
-              if (matches && refs.get(MATCHERS.indexOf(spec))) {
-                assert.ok(index.matchersFor(key).has(spec.id), `${key} does not find its matcher`);
-              }
+  // Second run: every set keeps its announced members, so a matcher coming back re-sends them.
+  for (const opts of [{}, { keepAnnouncedMin: 1 }])
+    it(`candidates are supersets, registrations find every selecting matcher, members follow churn (property)${opts.keepAnnouncedMin ? ', announced members kept' : ''}`, () => {
+      fc.assert(
+        fc.property(fc.array(opArb, { minLength: 1, maxLength: 150, size: 'max' }), (ops) => {
+          const sets = new Map<string, Set<string>>();
+          const sink = {
+            send(m: DataplaneMessage) {
+              if (m.kind === 'IPSetUpdate') {
+                assert.equal(new Set(m.members).size, m.members.length, 'a member announced twice');
+                sets.set(m.id, new Set(m.members));
+              } else if (m.kind === 'IPSetDelta') {
+                const s = sets.get(m.id);
+                assert.ok(s, 'delta to an unknown set');
+                for (const a of m.added) {
+                  assert.ok(!s.has(a), `member ${a} added twice`);
+                  s.add(a);
+                }
+                for (const r of m.removed) assert.ok(s.delete(r), `member ${r} removed while absent`);
+              } else if (m.kind === 'IPSetRemove') assert.ok(sets.delete(m.id));
+            },
+          };
+          const index = new LabelIndex(sink, opts);
+          const items = new Map<string, ItemInput>();
+          const refs = new Map<number, number>();
+          const check = () => {
+            for (const [m, n] of refs) {
+              if (n === 0) continue;
+              const spec = MATCHERS[m]!;
+              const want = expectedMembers(index, spec, items);
+              assert.deepEqual([...(sets.get(spec.id) ?? [])].sort(), want, `members of ${m}`);
+              assert.deepEqual([...(index.membersOf_(spec.id) ?? [])].sort(), want);
             }
-            if (cands)
-              for (const key of cands) assert.ok(items.has(key), `a deleted item ${key} is a candidate`);
-          }
-        };
-        for (const op of ops) {
-          switch (op.t) {
-            case 'item': {
-              const input = inputOf(op);
-              items.set(input.key, input);
-              index.upsertItem(input);
-              break;
+            for (const spec of MATCHERS) {
+              const cands = index.candidatesOf(spec);
+              for (const key of items.keys()) {
+                const matches = index.itemMatches(spec, key);
+                if (matches && cands) assert.ok(cands.has(key), `candidates of ${spec.id} miss ${key}`);
+                if (matches && refs.get(MATCHERS.indexOf(spec))) {
+                  assert.ok(index.matchersFor(key).has(spec.id), `${key} does not find its matcher`);
+                }
+              }
+              if (cands)
+                for (const key of cands) assert.ok(items.has(key), `a deleted item ${key} is a candidate`);
             }
-            case 'del':
-              items.delete(SLOTS[op.slot]!.key);
-              index.deleteItem(SLOTS[op.slot]!.key);
-              break;
-            case 'profile':
-              index.setProfileLabels(op.name, op.labels ?? undefined);
-              break;
-            case 'ref':
-              refs.set(op.m, (refs.get(op.m) ?? 0) + 1);
-              index.refMatcher(MATCHERS[op.m]!);
-              break;
-            case 'unref':
-              if (!refs.get(op.m)) break;
-              refs.set(op.m, refs.get(op.m)! - 1);
-              index.unrefMatcher(MATCHERS[op.m]!.id);
-              break;
+          };
+          for (const op of ops) {
+            switch (op.t) {
+              case 'item': {
+                const input = inputOf(op);
+                items.set(input.key, input);
+                index.upsertItem(input);
+                break;
+              }
+              case 'del':
+                items.delete(SLOTS[op.slot]!.key);
+                index.deleteItem(SLOTS[op.slot]!.key);
+                break;
+              case 'profile':
+                index.setProfileLabels(op.name, op.labels ?? undefined);
+                break;
+              case 'ref':
+                refs.set(op.m, (refs.get(op.m) ?? 0) + 1);
+                index.refMatcher(MATCHERS[op.m]!);
+                break;
+              case 'unref':
+                if (!refs.get(op.m)) break;
+                refs.set(op.m, refs.get(op.m)! - 1);
+                index.unrefMatcher(MATCHERS[op.m]!.id);
+                break;
+            }
+            check();
           }
-          check();
-        }
-        // Take everything away: every index drains.
-        for (const [m, n] of refs) for (let i = 0; i < n; i++) index.unrefMatcher(MATCHERS[m]!.id);
-        for (const key of items.keys()) index.deleteItem(key);
-        for (const p of PROFILES) index.setProfileLabels(p, undefined);
-        for (const [name, size] of Object.entries(index.indexSizes()))
-          assert.equal(size, 0, `${name} left after everything was removed`);
-      }),
-      { numRuns: 150 },
-    );
-  });
+          // Take everything away: every index drains.
+          for (const [m, n] of refs) for (let i = 0; i < n; i++) index.unrefMatcher(MATCHERS[m]!.id);
+          for (const key of items.keys()) index.deleteItem(key);
+          for (const p of PROFILES) index.setProfileLabels(p, undefined);
+          for (const [name, size] of Object.entries(index.indexSizes()))
+            assert.equal(size, 0, `${name} left after everything was removed`);
+        }),
+        { numRuns: 150 },
+      );
+    });
 
   it('an item change re-evaluates only matchers registered under labels it has or had', () => {
     const index = new LabelIndex({ send: () => {} });

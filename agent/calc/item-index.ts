@@ -1,0 +1,648 @@
+// The item index (Felix's label index): every item a rule selector can match (local and remote
+// workload endpoints, host endpoints, network sets) as an immutable snapshot with its effective
+// labels (own plus inherited from profiles, profile-labels.ts), indexed by its own labels
+// (key=value → sorted item ids), by profile and by namespace. Given what a selector requires of an
+// item (selector-requirements.ts), it finds the candidates: the most selective condition's items,
+// intersected with the next ones' lists, so a selector evaluates a few items instead of all.
+// It knows nothing of which selectors are active or of ipsets (label-index.ts, ipset-members.ts).
+// Memory per item is kept small: one effective-labels object (own labels are its keys listed in a
+// shared key list), label values shared through the postings, and shared inherited parts.
+import type { Labels } from '../../model/resources.ts';
+import type { MatcherSpec } from '../../policy/compiled.ts';
+import { ascending, getOrCreate, IdList, Shared, TupleInterner } from './index-structures.ts';
+import { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, ProfileLabels } from './profile-labels.ts';
+import { type Clause, isGlobalOnly, isNothing, type Requirement } from './selector-requirements.ts';
+
+export const SERVICE_ACCOUNT_LABEL = 'projectcalico.org/serviceaccount';
+export const CLUSTER_LABEL = 'fedmesh.io/cluster';
+
+export interface ItemInput {
+  key: string;
+  ownLabels: Labels;
+  profiles: readonly string[];
+  /** Namespace of a namespaced item (workload endpoint, network set); undefined for global ones. */
+  namespace?: string;
+  /** ipset members this item contributes when matched (CIDRs for hash:net). */
+  nets: readonly string[];
+  /** Named ports: name → 'proto:port' list, for hash:ip,port sets. */
+  namedPorts?: ReadonlyMap<string, readonly string[]>;
+}
+
+/** An item's state; never mutated (a change replaces it), so old snapshots stay evaluable. */
+export interface Item {
+  /** Small integer, stable while the key exists: what the index lists hold. */
+  readonly id: number;
+  readonly key: string;
+  /** Effective labels: profiles' labels in order, then the item's own (own win). */
+  readonly labels: Labels;
+  /** Which keys of `labels` are the item's own (a shared list); null: all of them. */
+  readonly ownKeys: readonly string[] | null;
+  readonly profiles: readonly string[];
+  readonly namespace: string | undefined;
+  readonly nets: readonly string[];
+  readonly namedPorts: ReadonlyMap<string, readonly string[]> | undefined;
+  /** Labels of the item's namespace (from its kns profile, prefix stripped); undefined if global. */
+  readonly nsLabels: Labels | undefined;
+  /** Labels of the item's service account (from its ksa profile, prefix stripped). */
+  readonly saLabels: Labels;
+}
+
+/** Items with one own label key=value; `value` is the one shared copy of the value string. */
+interface ValueEntry {
+  readonly value: string;
+  /** Items with this own label. */
+  refs: number;
+  /** Their ids, once some matcher has needed the label key (see KeyPostings.indexed). */
+  list: IdList | undefined;
+}
+
+interface KeyPostings {
+  /** Items with the key among their own labels. */
+  count: number;
+  /** Whether the values' item lists are kept: only for keys some matcher has looked up. */
+  indexed: boolean;
+  readonly byValue: Map<string, ValueEntry>;
+}
+
+/** Implicit labels: poor selectivity, so an index prefers any other atom of a selector. */
+const IMPLICIT_KEYS: ReadonlySet<string> = new Set([
+  NAMESPACE_LABEL,
+  SERVICE_ACCOUNT_LABEL,
+  CLUSTER_LABEL,
+  'projectcalico.org/orchestrator',
+]);
+/** Candidate lists this short are evaluated as they are, without intersecting. */
+const INTERSECT_MIN = 16;
+/** At most this many further clauses filter the candidates, each with at most this many lists. */
+const MAX_FILTERS = 2;
+const MAX_FILTER_LISTS = 8;
+
+function namedPortsSig(np: ReadonlyMap<string, readonly string[]>): string {
+  let s = '';
+  for (const [name, ports] of np) s += `${name}=${ports.join(',')};`;
+  return s;
+}
+
+/** How the index finds a requirement's candidates; `run` undefined: every item is one. */
+export interface CandidatePlan {
+  /** The same for requirements whose candidates the index finds the same way. */
+  readonly sig: string;
+  readonly run: (() => readonly number[]) | undefined;
+}
+
+export class ItemIndex {
+  private readonly items = new Map<string, Item>();
+  /** Current snapshot by item id. */
+  private readonly byId: (Item | undefined)[] = [];
+  private readonly freeIds: number[] = [];
+  /** Label inheritance from profiles. */
+  private readonly profiles = new ProfileLabels();
+  private readonly itemsByProfile = new Map<string, IdList>();
+
+  // Items by own label (key → value → items), and namespaced items whose own namespace label is
+  // not their namespace (the others are found through the namespace label's postings).
+  private readonly postings = new Map<string, KeyPostings>();
+  /** Label keys whose postings keep item lists (some matcher has looked them up). */
+  private readonly indexedKeys = new Set<string>();
+  private readonly unlabelledNamespace = new Map<string, IdList>();
+
+  // Shared per-item parts.
+  private readonly ownKeyLists = new TupleInterner();
+  private readonly sharedNamedPorts = new Shared<ReadonlyMap<string, readonly string[]>>();
+  private readonly sharedNamespaces = new Shared<string>();
+
+  get size(): number {
+    return this.items.size;
+  }
+
+  get(key: string): Item | undefined {
+    return this.items.get(key);
+  }
+
+  /** The item with this id now, if any. */
+  at(id: number): Item | undefined {
+    return this.byId[id];
+  }
+
+  /** One past the highest id ever given: ids of a scan of every item run below it. */
+  get idLimit(): number {
+    return this.byId.length;
+  }
+
+  /**
+   * Adds or replaces an item; returns the new snapshot and the one it replaced, which stays
+   * evaluable (for what changed) though no longer indexed.
+   */
+  upsert(input: ItemInput): { item: Item; old: Item | undefined } {
+    const old = this.items.get(input.key);
+    const key = old?.key ?? input.key;
+    const id = old ? old.id : this.newId();
+    // Own labels with the shared copies of their values (new ones are indexed here).
+    const own: Record<string, string> = {};
+    for (const k in input.ownLabels) {
+      const v = input.ownLabels[k];
+      if (typeof v !== 'string') continue;
+      const oldV = old ? this.ownValue(old, k) : undefined;
+      own[k] = oldV === v ? oldV : this.addOwn(k, v, id);
+    }
+    const item = this.build(id, key, own, input.profiles, input.namespace, input.nets, input.namedPorts);
+    this.items.set(key, item);
+    this.byId[id] = item;
+    // Removals once the new snapshot is in place (the lists check membership against it).
+    if (old) {
+      this.forEachOwn(old, (k, v) => {
+        if (own[k] !== v) this.removeOwn(k, v, id);
+      });
+    }
+    this.reindexProfilesAndNamespace(item, old);
+    if (old) this.release(old);
+    return { item, old };
+  }
+
+  /** Removes an item; returns its last snapshot (its id may be given again from now on). */
+  delete(key: string): Item | undefined {
+    const old = this.items.get(key);
+    if (!old) return undefined;
+    this.items.delete(key);
+    this.byId[old.id] = undefined;
+    this.forEachOwn(old, (k, v) => this.removeOwn(k, v, old.id));
+    this.reindexProfilesAndNamespace(undefined, old);
+    this.release(old);
+    this.freeIds.push(old.id);
+    return old;
+  }
+
+  /**
+   * Sets (or with undefined, deletes) a profile's labels; returns the keys of the items naming the
+   * profile. Each item whose labels change is rebuilt and handed to `rebuilt` at once, before the
+   * next one is (so that what follows from one change sees the others as they were).
+   */
+  setProfileLabels(
+    name: string,
+    labels: Labels | undefined,
+    rebuilt: (item: Item, old: Item) => void,
+  ): string[] {
+    const labelsChanged = this.profiles.set(name, labels);
+    const list = this.itemsByProfile.get(name);
+    if (!list) return [];
+    const ids = [...list.members(this.namesProfile(name))];
+    const changed = ids.map((id) => this.byId[id]!.key);
+    if (!labelsChanged) return changed;
+    // Items naming the profile still hold what was built from its old labels: rebuild them.
+    for (const id of ids) {
+      const old = this.byId[id];
+      if (!old) continue;
+      const own: Record<string, string> = {};
+      this.forEachOwn(old, (k, v) => {
+        own[k] = v;
+      });
+      const item = this.build(id, old.key, own, old.profiles, old.namespace, old.nets, old.namedPorts);
+      this.items.set(old.key, item);
+      this.byId[id] = item;
+      this.release(old);
+      rebuilt(item, old);
+    }
+    return changed;
+  }
+
+  /** Sizes of the internal indexes (for tests: everything drains when the items go). */
+  sizes(): Record<string, number> {
+    let postings = 0;
+    let labelled = 0;
+    for (const kp of this.postings.values()) {
+      labelled += kp.count;
+      for (const e of kp.byValue.values()) postings += e.list?.size ?? 0;
+    }
+    let unlabelled = 0;
+    for (const s of this.unlabelledNamespace.values()) unlabelled += s.size;
+    let profileEntries = 0;
+    for (const s of this.itemsByProfile.values()) profileEntries += s.size;
+    return {
+      items: this.items.size,
+      itemIds: this.byId.length - this.freeIds.length,
+      postingKeys: this.postings.size,
+      ownLabels: labelled,
+      postings,
+      unlabelledNamespace: unlabelled,
+      itemsByProfile: profileEntries,
+      ...this.profiles.sizes(),
+      ownKeyLists: this.ownKeyLists.size,
+      sharedNamedPorts: this.sharedNamedPorts.size,
+      sharedNamespaces: this.sharedNamespaces.size,
+    };
+  }
+
+  // --- items -------------------------------------------------------------------------------------
+
+  private newId(): number {
+    return this.freeIds.pop() ?? this.byId.length;
+  }
+
+  private build(
+    id: number,
+    key: string,
+    own: Record<string, string>,
+    inputProfiles: readonly string[],
+    inputNamespace: string | undefined,
+    nets: readonly string[],
+    inputNamedPorts: ReadonlyMap<string, readonly string[]> | undefined,
+  ): Item {
+    const namespace =
+      inputNamespace === undefined
+        ? undefined
+        : this.sharedNamespaces.acquire(inputNamespace, () => inputNamespace);
+    const { profiles, inherited, nsLabels, saLabels } = this.profiles.acquire(inputProfiles, namespace);
+    let labels: Record<string, string> = own;
+    let ownKeys: readonly string[] | null = null;
+    if (inherited) {
+      // Object.assign, not spread: a spread clone that then grows gets slow (un-shared) shapes.
+      labels = Object.assign({}, inherited, own);
+      ownKeys = this.ownKeyLists.acquire(Object.keys(own));
+    }
+    const namedPorts =
+      inputNamedPorts && inputNamedPorts.size > 0
+        ? this.sharedNamedPorts.acquire(namedPortsSig(inputNamedPorts), () => inputNamedPorts)
+        : undefined;
+    return { id, key, labels, ownKeys, profiles, namespace, nets, namedPorts, nsLabels, saLabels };
+  }
+
+  /** Drop an item snapshot's references on shared parts. */
+  private release(item: Item): void {
+    this.profiles.release(item.profiles, item.namespace);
+    if (item.ownKeys) this.ownKeyLists.release(item.ownKeys);
+    if (item.namespace !== undefined) this.sharedNamespaces.release(item.namespace);
+    if (item.namedPorts) this.sharedNamedPorts.release(namedPortsSig(item.namedPorts));
+  }
+
+  private forEachOwn(item: Item, fn: (k: string, v: string) => void): void {
+    const labels = item.labels;
+    if (item.ownKeys === null) {
+      for (const k in labels) fn(k, labels[k]!);
+    } else {
+      for (const k of item.ownKeys) fn(k, labels[k]!);
+    }
+  }
+
+  private ownValue(item: Item, k: string): string | undefined {
+    if (item.ownKeys !== null && !item.ownKeys.includes(k)) return undefined;
+    const v = item.labels[k];
+    return typeof v === 'string' ? v : undefined;
+  }
+
+  /** Index an item under an own label it did not have; returns the shared copy of the value. */
+  private addOwn(k: string, v: string, id: number): string {
+    let kp = this.postings.get(k);
+    if (!kp) {
+      kp = { count: 0, indexed: this.indexedKeys.has(k), byValue: new Map() };
+      this.postings.set(k, kp);
+    }
+    let e = kp.byValue.get(v);
+    if (!e) {
+      e = { value: v, refs: 0, list: kp.indexed ? new IdList() : undefined };
+      kp.byValue.set(v, e);
+    }
+    e.refs++;
+    kp.count++;
+    e.list?.add(id);
+    return e.value;
+  }
+
+  /** The item no longer has the own label (its new snapshot, if any, is already in place). */
+  private removeOwn(k: string, v: string, id: number): void {
+    const kp = this.postings.get(k);
+    const e = kp?.byValue.get(v);
+    if (!kp || !e) return;
+    kp.count--;
+    if (--e.refs <= 0) {
+      kp.byValue.delete(v);
+      if (kp.byValue.size === 0) this.postings.delete(k);
+    } else e.list?.remove(id, this.hasOwn(k, v));
+  }
+
+  /** Membership test of a posting list: does the item (now) have this own label? */
+  private hasOwn(k: string, v: string): (id: number) => boolean {
+    return (id) => {
+      const item = this.byId[id];
+      return item !== undefined && this.ownValue(item, k) === v;
+    };
+  }
+
+  private namesProfile(p: string): (id: number) => boolean {
+    return (id) => this.byId[id]?.profiles.includes(p) ?? false;
+  }
+
+  private inUnlabelledNamespace(ns: string): (id: number) => boolean {
+    return (id) => {
+      const item = this.byId[id];
+      return item !== undefined && unlabelledNamespace(item) === ns;
+    };
+  }
+
+  /** From now on keep item lists for this label key (built once from every item). */
+  private ensureIndexed(k: string): KeyPostings | undefined {
+    if (!this.indexedKeys.has(k)) {
+      this.indexedKeys.add(k);
+      const kp = this.postings.get(k);
+      if (kp && !kp.indexed) {
+        kp.indexed = true;
+        for (const e of kp.byValue.values()) e.list = new IdList();
+        for (const item of this.items.values()) {
+          const v = this.ownValue(item, k);
+          if (v !== undefined) kp.byValue.get(v)?.list?.add(item.id);
+        }
+      }
+    }
+    return this.postings.get(k);
+  }
+
+  private reindexProfilesAndNamespace(item: Item | undefined, old: Item | undefined): void {
+    const id = (item ?? old)!.id;
+    if (item?.profiles !== old?.profiles) {
+      if (item) {
+        for (const p of item.profiles) {
+          if (old?.profiles.includes(p)) continue;
+          let list = this.itemsByProfile.get(p);
+          if (!list) {
+            list = new IdList();
+            this.itemsByProfile.set(p, list);
+          }
+          list.add(id);
+        }
+      }
+      if (old) {
+        for (const p of old.profiles) {
+          if (item?.profiles.includes(p)) continue;
+          const list = this.itemsByProfile.get(p);
+          if (!list) continue;
+          list.remove(id, this.namesProfile(p));
+          if (list.size === 0) this.itemsByProfile.delete(p);
+        }
+      }
+    }
+    const was = old && unlabelledNamespace(old);
+    const now = item && unlabelledNamespace(item);
+    if (was !== now) {
+      if (now) getOrCreate(this.unlabelledNamespace, now, () => new IdList()).add(id);
+      if (was) {
+        const list = this.unlabelledNamespace.get(was);
+        list?.remove(id, this.inUnlabelledNamespace(was));
+        if (list?.size === 0) this.unlabelledNamespace.delete(was);
+      }
+    }
+  }
+
+  // --- candidates ------------------------------------------------------------------------------
+
+  /**
+   * Estimated candidates of a clause (scaled, with a tie-break by kind of atom). A value's count
+   * is what the index holds now, but never less than an even share of the items among the key's
+   * values: when a matcher comes before most items (policies before remote endpoints), "no item
+   * has cluster == 'c' yet" must not make that the condition to index it under.
+   */
+  readonly cost = (clause: Clause): number => {
+    const total = Math.max(1, this.items.size);
+    let c = 0;
+    for (const a of clause) {
+      let est = 0;
+      let rank: number;
+      if (a.space === 'scope') {
+        const kp = this.postings.get(NAMESPACE_LABEL);
+        const n =
+          (kp?.byValue.get(a.namespace)?.refs ?? 0) + (this.unlabelledNamespace.get(a.namespace)?.size ?? 0);
+        est = Math.max(n, total / Math.max(1, this.sharedNamespaces.size));
+        rank = 3;
+      } else {
+        const k = a.space === 'ns' ? NAMESPACE_LABEL_PREFIX + a.key : a.key;
+        const kp = a.space === 'labels' ? this.postings.get(k) : undefined;
+        const distinct = (kp?.byValue.size ?? 0) + this.profiles.distinctValues(k);
+        if (a.values) {
+          for (const v of a.values) {
+            let n = kp?.byValue.get(v)?.refs ?? 0;
+            this.profiles.forEachWith(k, [v], (p) => {
+              n += this.itemsByProfile.get(p)?.size ?? 0;
+            });
+            est += Math.max(n, total / Math.max(1, distinct));
+          }
+        } else {
+          let n = kp?.count ?? 0;
+          this.profiles.forEachWith(k, undefined, (p) => {
+            n += this.itemsByProfile.get(p)?.size ?? 0;
+          });
+          est = n > 0 ? n : total;
+        }
+        rank = !a.values ? 4 : a.space === 'ns' ? 1 : IMPLICIT_KEYS.has(a.key) ? 2 : 0;
+      }
+      c += est * 8 + rank;
+    }
+    return c;
+  };
+
+  /**
+   * The sorted id lists whose union holds every item satisfying the clause (superset), and
+   * whether they are disjoint (postings of one key: an item has one value per key).
+   */
+  private clauseLists(clause: Clause): { lists: (readonly number[])[]; disjoint: boolean } {
+    const lists: (readonly number[])[] = [];
+    let onlyKey: string | undefined;
+    let disjoint = true;
+    const own = (k: string, e: ValueEntry | undefined) => {
+      if (!e?.list) return;
+      if (onlyKey !== undefined && onlyKey !== k) disjoint = false;
+      onlyKey = k;
+      lists.push(e.list.members(this.hasOwn(k, e.value)));
+    };
+    const viaProfiles = (k: string, values: readonly string[] | undefined) =>
+      this.profiles.forEachWith(k, values, (p) => {
+        const list = this.itemsByProfile.get(p);
+        if (!list) return;
+        disjoint = false;
+        lists.push(list.members(this.namesProfile(p)));
+      });
+    for (const a of clause) {
+      if (a.space === 'scope') {
+        own(NAMESPACE_LABEL, this.ensureIndexed(NAMESPACE_LABEL)?.byValue.get(a.namespace));
+        const extra = this.unlabelledNamespace.get(a.namespace);
+        if (extra) {
+          disjoint = false;
+          lists.push(extra.members(this.inUnlabelledNamespace(a.namespace)));
+        }
+      } else if (a.space === 'labels') {
+        const kp = this.ensureIndexed(a.key);
+        if (kp) {
+          if (a.values) for (const v of a.values) own(a.key, kp.byValue.get(v));
+          else for (const e of kp.byValue.values()) own(a.key, e);
+        }
+        viaProfiles(a.key, a.values);
+      } else viaProfiles(NAMESPACE_LABEL_PREFIX + a.key, a.values);
+    }
+    return { lists, disjoint };
+  }
+
+  /**
+   * Ids of the items that satisfy every clause of a requirement as far as the index can tell
+   * (a superset of those a matcher with it selects), each once: the most selective clause's items,
+   * intersected with the lists of the next most selective ones.
+   */
+  candidateIds(req: readonly Clause[]): readonly number[] {
+    return this.planOf(req).run?.() ?? NO_IDS;
+  }
+
+  /**
+   * How the index finds a requirement's candidates (see candidateIds), with a signature that is
+   * the same for requirements whose candidates it finds the same way: undefined runs list all.
+   */
+  planOf(req: Requirement): CandidatePlan {
+    if (req === null) return { sig: '*', run: undefined };
+    if (isNothing(req)) return { sig: '', run: () => NO_IDS };
+    const costs = req.map((c) => ({ c, cost: this.cost(c) }));
+    costs.sort((a, b) => a.cost - b.cost);
+    const driver = this.clauseLists(costs[0]!.c);
+    const lists = driver.lists;
+    let sig = clauseSig(costs[0]!.c);
+    // At least the driver's items (more when its lists overlap).
+    let size = 0;
+    for (const l of lists) size += l.length;
+    if (size === 0) return { sig: '', run: () => NO_IDS };
+    // Filters: the next clauses whose lists are few and (by estimate) clearly smaller than all.
+    const filters: (readonly number[])[][] = [];
+    if (size >= INTERSECT_MIN) {
+      const total = Math.max(1, this.items.size);
+      for (let i = 1; i < costs.length && filters.length < MAX_FILTERS; i++) {
+        if (costs[i]!.cost / 8 > total / 2) break;
+        const f = this.clauseLists(costs[i]!.c).lists;
+        if (f.length > MAX_FILTER_LISTS) continue;
+        filters.push(f);
+        sig += `\u0003${clauseSig(costs[i]!.c)}`;
+      }
+    }
+    // Sorted, disjoint lists whose union is the driver clause's items: merged only when run.
+    const run = () =>
+      filtered(!driver.disjoint && lists.length > 1 ? [sortedUnique(lists.flat())] : lists, filters);
+    return { sig, run };
+  }
+}
+
+/** Does the matcher select the item? */
+export function matches(spec: MatcherSpec, item: Item): boolean {
+  if (spec.staticMembers) return false;
+  if (spec.namespace !== undefined && item.namespace !== spec.namespace) return false;
+  if (spec.namespaceSelector) {
+    // Calico: a namespaceSelector of global() selects the non-namespaced items; any other
+    // (all() included) selects namespaced items by their namespace's labels.
+    if (isGlobalOnly(spec.namespaceSelector)) {
+      if (item.nsLabels !== undefined) return false;
+    } else if (item.nsLabels === undefined || !spec.namespaceSelector.evaluate(item.nsLabels)) return false;
+  }
+  if (spec.selector && !spec.selector.evaluate(item.labels)) return false;
+  if (spec.notSelector?.evaluate(item.labels)) return false;
+  if (spec.serviceAccountNames && spec.serviceAccountNames.length > 0) {
+    const sa = item.labels[SERVICE_ACCOUNT_LABEL];
+    if (sa === undefined || !spec.serviceAccountNames.includes(sa)) return false;
+  }
+  if (spec.serviceAccountSelector) {
+    if (item.labels[SERVICE_ACCOUNT_LABEL] === undefined) return false;
+    if (!spec.serviceAccountSelector.evaluate(item.saLabels)) return false;
+  }
+  if (spec.namedPort && !item.namedPorts?.has(spec.namedPort.name)) return false;
+  return true;
+}
+
+/** Whether the item passes the matcher: `matches`, specialised to what the spec uses. */
+export function testOf(spec: MatcherSpec): (item: Item) => boolean {
+  const { selector, namespace } = spec;
+  const onlySelector =
+    selector !== undefined &&
+    !spec.staticMembers &&
+    !spec.namespaceSelector &&
+    !spec.notSelector &&
+    !spec.serviceAccountNames?.length &&
+    !spec.serviceAccountSelector &&
+    !spec.namedPort;
+  if (onlySelector && namespace === undefined) return (item) => selector.evaluate(item.labels);
+  if (onlySelector) return (item) => item.namespace === namespace && selector.evaluate(item.labels);
+  return (item) => matches(spec, item);
+}
+
+const NO_IDS: readonly number[] = Object.freeze([]) as readonly number[];
+
+/**
+ * The ids of sorted, disjoint lists that are also in one of each filter's lists, list by list
+ * (so ascending within each list's part).
+ */
+function filtered(
+  lists: readonly (readonly number[])[],
+  filters: readonly (readonly number[])[][],
+): readonly number[] {
+  if (filters.length === 0) return lists.length === 1 ? lists[0]! : lists.flat();
+  const out: number[] = [];
+  for (const l of lists) {
+    let keep: readonly number[] = l;
+    for (const f of filters) {
+      const hit = new Uint8Array(keep.length);
+      for (const fl of f) markCommon(keep, fl, hit);
+      const next: number[] = [];
+      for (let i = 0; i < keep.length; i++) if (hit[i]) next.push(keep[i]!);
+      keep = next;
+      if (keep.length === 0) break;
+    }
+    for (const id of keep) out.push(id);
+  }
+  return out;
+}
+
+/** A clause as text: equal for clauses that find the same candidates. */
+function clauseSig(c: Clause): string {
+  return c
+    .map((a) =>
+      a.space === 'scope'
+        ? `scope:${a.namespace}`
+        : `${a.space}:${a.key}${a.values ? `=${a.values.join('\u0001')}` : ''}`,
+    )
+    .join('\u0002');
+}
+
+function sortedUnique(ids: number[]): number[] {
+  ids.sort(ascending);
+  let n = 0;
+  for (let i = 0; i < ids.length; i++) if (i === 0 || ids[i] !== ids[n - 1]) ids[n++] = ids[i]!;
+  ids.length = n;
+  return ids;
+}
+
+/**
+ * Marks in `hit` the positions of `a` whose id is also in `b` (both sorted): a merge that gallops
+ * through `b`, so a short `a` against a long `b` costs about |a| · log(|b| / |a|).
+ */
+function markCommon(a: readonly number[], b: readonly number[], hit: Uint8Array): void {
+  let j = 0;
+  const n = b.length;
+  for (let i = 0; i < a.length && j < n; i++) {
+    const x = a[i]!;
+    if (b[j]! < x) {
+      // Gallop to a bound, then binary search within it.
+      let step = 1;
+      let lo = j;
+      let hi = j + 1;
+      while (hi < n && b[hi]! < x) {
+        lo = hi;
+        step *= 2;
+        hi = j + step;
+      }
+      if (hi > n) hi = n;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (b[mid]! < x) lo = mid + 1;
+        else hi = mid;
+      }
+      j = lo;
+    }
+    if (j < n && b[j] === x) hit[i] = 1;
+  }
+}
+
+/** The namespace of a namespaced item whose own namespace label does not name it, else undefined. */
+function unlabelledNamespace(item: Item): string | undefined {
+  if (item.namespace === undefined) return undefined;
+  if (item.ownKeys !== null && !item.ownKeys.includes(NAMESPACE_LABEL)) return item.namespace;
+  return item.labels[NAMESPACE_LABEL] === item.namespace ? undefined : item.namespace;
+}
