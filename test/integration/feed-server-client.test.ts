@@ -412,11 +412,12 @@ describe('feed server and client over a Unix socket', () => {
     for (let i = 0; i < 1000; i++) cache.set(profile(`q${i}`, { big }));
     cache.flush();
     assert.equal(server.clientCount, 1, 'not cut off at once: 4 MB is within the byte bound');
-    const ms = await waitFor('the age bound to cut it off', () => server.clientCount === 0, 3000);
+    // The wait's own bound is generous (a loaded CI machine); the test is that it happens, not when.
+    const ms = await waitFor('the age bound to cut it off', () => server.clientCount === 0, 15_000);
     assert.ok(ms >= 200, `cut off after ${ms} ms, not before its oldest message was 300 ms old`);
     assert.equal(server.cutOffCount, 1);
     slow.call.resume();
-    await waitFor('the client to see an error', () => slow.error !== undefined, 3000);
+    await waitFor('the client to see an error', () => slow.error !== undefined, 15_000);
     assert.equal(slow.error?.code, grpc.status.RESOURCE_EXHAUSTED);
   });
 });
