@@ -3,7 +3,7 @@
 // document's parsed form keyed by its hash, the file set with each file's resources. Here each
 // file is read, cut into documents and each document parsed and validated in turn; a resource is
 // handed on as soon as it is accepted, and the text and parsed form go with the file. What is kept
-// is one origin per resource identity, to tell duplicates apart.
+// is one origin per resource identity (one map for all files), to tell duplicates apart.
 //
 // The outcome is the driver's (a differential test holds them equal): the same files, read through
 // the same path checks, the same refusals in the same order; the same resource in two files: the
@@ -99,8 +99,8 @@ async function streamFile(
   sink: ResourceSink,
 ): Promise<void> {
   const pieces: (RawDocument | undefined)[] = await splitDocuments(text, NO_YIELD);
-  /** resourceId → the origin of its first definition in this file. */
-  const mine = new Map<string, Origin>();
+  /** Definitions of ids another file holds: resourceId → the first in this file (rare; kept apart). */
+  const overriddenHere = new Map<string, Origin>();
   const overridden: ResourceError[] = [];
   let document = 0;
   for (let i = 0; i < pieces.length; i++) {
@@ -120,16 +120,17 @@ async function streamFile(
       else if ('resource' in result) {
         const res = result.resource;
         const id = resourceId(res);
-        const first = mine.get(id);
+        const owner = owners.get(id);
+        // The first definition in this file, if any: the owner when this file holds the id.
+        const first = owner?.source === origin.source ? owner : overriddenHere.get(id);
         if (first) {
           // Only the first definition's origin matters to the message.
           out.errors.push(duplicateInFile(res, { ...res, origin: first }));
           continue;
         }
-        mine.set(id, res.origin);
-        const inEffect = owners.get(id);
-        if (inEffect) {
-          overridden.push(duplicateAcrossFiles(res.origin, id, inEffect));
+        if (owner) {
+          overriddenHere.set(id, res.origin);
+          overridden.push(duplicateAcrossFiles(res.origin, id, owner));
           continue;
         }
         owners.set(id, res.origin);
