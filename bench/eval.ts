@@ -69,7 +69,7 @@ async function breakdown(clusterDir: string): Promise<void> {
   const { loadAll } = await import('js-yaml');
   const { parseDocuments, validateResource } = await import('../model/validate.ts');
   const { splitDocuments, Yielder } = await import('../syncer/datastore/file-parse.ts');
-  const { FileDatastore } = await import('../syncer/datastore/file.ts');
+  const { loadFiles } = await import('../syncer/datastore/file-stream.ts');
   const { Snapshots } = await import('../syncer/datastore/snapshots.ts');
   const { mergedViewOf } = await import('../syncer/merged-view.ts');
   const { matchingEndpoints } = await import('../cli/eval.ts');
@@ -100,8 +100,8 @@ async function breakdown(clusterDir: string): Promise<void> {
   });
   objects.length = 0;
   docs.length = 0;
-  await time("the file datastore's one-shot load (all of the above and its bookkeeping)", () =>
-    FileDatastore.load(clusterDir),
+  await time("the file datastore's streaming read (all of the above and its bookkeeping)", () =>
+    loadFiles(clusterDir),
   );
   const connection = { type: 'file' as const, dir: clusterDir };
   const snapshots = new Snapshots();

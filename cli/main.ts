@@ -336,17 +336,26 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * Exit once stdout and stderr have taken what was written: a pipe takes 64 KB at once, and
+ * process.exit drops the rest (eval's JSON over a big cluster was cut off mid-way in a pipe).
+ */
+function exitAfterOutput(code: number): void {
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+}
+
 main(process.argv.slice(2)).then(
   (code) => {
-    if (code >= 0) process.exit(code);
+    if (code >= 0) exitAfterOutput(code);
   },
   (e: Error) => {
     if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`fedmesh: ${e.message}\n\n${USAGE}`);
-      process.exit(2);
+      exitAfterOutput(2);
+      return;
     }
     process.stderr.write(`fedmesh: ${e.message}\n`);
     log.error({ err: e.message, stack: e.stack }, 'fatal');
-    process.exit(1);
+    exitAfterOutput(1);
   },
 );

@@ -3,9 +3,11 @@
 // (cluster a's view reads a and its remote b; b's view reads b and a: two reads, not four), and
 // to explain's name lookup. No watch, no settling, no content keys: a replay is one listing, then
 // InSync. A datastore that cannot be read replays as ConnectionFailed with its reason.
+// A file datastore replayed once (eval) is streamed: each resource goes to the merger as its
+// document is parsed, so the whole listing never lives in memory beside the merged view.
 import type { Resource } from '../../model/resources.ts';
 import { type ConnectionConfig, describeConnection, type FileConnection } from './connection.ts';
-import { FileDatastore } from './file.ts';
+import { loadFiles, streamFiles } from './file-stream.ts';
 import { openConnection } from './open.ts';
 import { readOnce } from './read-once.ts';
 import type { Datastore, DatastoreEvent, DatastoreHandlers, DatastoreSnapshot } from './types.ts';
@@ -50,9 +52,14 @@ export class Snapshots {
       },
       start: async (h: DatastoreHandlers) => {
         h.onStatus('Connecting');
+        const key = readKey(connection, remote);
+        if (this.opts.once && connection.type === 'file' && !this.reads.has(key)) {
+          await streamReplay(connection, h, () => stopped);
+          return;
+        }
         const got = await this.read(connection, remote);
         description = got.description;
-        if (this.opts.once) this.reads.delete(readKey(connection, remote));
+        if (this.opts.once) this.reads.delete(key);
         if (stopped) return;
         if ('error' in got) {
           h.onStatus('ConnectionFailed', got.error);
@@ -68,6 +75,35 @@ export class Snapshots {
       },
     };
   }
+}
+
+/**
+ * A file datastore's read, handed to the handlers as it goes (batches of REPLAY_BATCH), then its
+ * refusals and InSync; the same statuses as a replay (ResyncInProgress only once it is readable).
+ */
+async function streamReplay(c: FileConnection, h: DatastoreHandlers, stopped: () => boolean): Promise<void> {
+  let batch: DatastoreEvent[] = [];
+  let revision = 0;
+  const flush = () => {
+    if (revision === 0) h.onStatus('ResyncInProgress');
+    h.onEvents(batch, ++revision);
+    batch = [];
+  };
+  let got: Awaited<ReturnType<typeof streamFiles>>;
+  try {
+    got = await streamFiles(c.dir, fileRoot(c), (resource) => {
+      if (stopped()) return;
+      batch.push({ type: 'upsert', resource });
+      if (batch.length >= REPLAY_BATCH) flush();
+    });
+  } catch (e) {
+    if (!stopped()) h.onStatus('ConnectionFailed', readFailure(describeConnection(c), e));
+    return;
+  }
+  if (stopped()) return;
+  if (batch.length > 0 || revision === 0) flush();
+  h.onRefusals?.(got.errors);
+  h.onStatus('InSync');
 }
 
 function replay(snapshot: DatastoreSnapshot, h: DatastoreHandlers, consume: boolean): void {
@@ -97,21 +133,25 @@ async function readConnection(connection: ConnectionConfig, remote: boolean): Pr
   // symlinks against the directory's parent instead).
   const ds =
     connection.type === 'file'
-      ? { description: describeConnection(connection), list: () => loadFiles(connection) }
+      ? {
+          description: describeConnection(connection),
+          list: () => loadFiles(connection.dir, fileRoot(connection)),
+        }
       : openConnection(connection, { remote });
   try {
     return { description: ds.description, snapshot: await (ds.list ? ds.list() : readOnce(ds as Datastore)) };
   } catch (e) {
-    // The drivers say which datastore; the merged view says it again.
-    const message = (e as Error).message;
-    const own = `${ds.description}: `;
-    return {
-      description: ds.description,
-      error: message.startsWith(own) ? message.slice(own.length) : message,
-    };
+    return { description: ds.description, error: readFailure(ds.description, e) };
   }
 }
 
-function loadFiles(c: FileConnection): Promise<DatastoreSnapshot> {
-  return FileDatastore.load(c.dir, c.root ? { root: c.root } : {});
+/** Why a read failed, without the datastore's name: the drivers say which; the merged view says it again. */
+function readFailure(description: string, e: unknown): string {
+  const message = (e as Error).message;
+  const own = `${description}: `;
+  return message.startsWith(own) ? message.slice(own.length) : message;
+}
+
+function fileRoot(c: FileConnection): { root?: string } {
+  return c.root ? { root: c.root } : {};
 }

@@ -1,0 +1,163 @@
+// A file datastore read once, as a stream, for the CLI commands that look at a cluster once (eval,
+// explain). The driver's one-shot load (FileDatastore.load) keeps what a watch needs: every
+// document's parsed form keyed by its hash, the file set with each file's resources. Here each
+// file is read, cut into documents and each document parsed and validated in turn; a resource is
+// handed on as soon as it is accepted, and the text and parsed form go with the file. What is kept
+// is one origin per resource identity (one map for all files), to tell duplicates apart.
+//
+// The outcome is the driver's (a differential test holds them equal): the same files, read through
+// the same path checks, the same refusals in the same order; the same resource in two files: the
+// first file in name order wins, the other is refused naming both.
+import { readdir } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { type Origin, type Resource, type ResourceError, resourceId } from '../../model/resources.ts';
+import { duplicateInFile, parseDocuments, type SkippedResource } from '../../model/validate.ts';
+import { isYamlFileName } from './file.ts';
+import { type RawDocument, splitDocuments, Yielder } from './file-parse.ts';
+import { openDatastoreFile } from './paths.ts';
+
+/** What a stream leaves once every resource has been handed on. */
+export interface StreamOutcome {
+  errors: ResourceError[];
+  skipped: SkippedResource[];
+}
+
+/** Takes each accepted resource; may wait (the consumer's back-pressure). */
+export type ResourceSink = (resource: Resource) => void | Promise<void>;
+
+/** The one-shot read: no other work is waiting on the event loop, so nothing yields. */
+const NO_YIELD = new Yielder(Number.POSITIVE_INFINITY);
+
+/**
+ * Read the YAML files of `dir` (not recursive), handing each accepted resource to `sink` in file
+ * name order, then document order. Throws if the directory cannot be listed. `root`: symlinked
+ * files must resolve under it (default: the directory's parent, as the driver).
+ */
+export async function streamFiles(
+  dir: string,
+  opts: { root?: string },
+  sink: ResourceSink,
+): Promise<StreamOutcome> {
+  const abs = resolve(dir);
+  const root = resolve(opts.root ?? dirname(abs));
+  let names: string[];
+  try {
+    names = (await readdir(abs)).filter(isYamlFileName).sort();
+  } catch (e) {
+    throw new Error(`file datastore ${abs}: ${(e as Error).message}`);
+  }
+  const out: StreamOutcome = { errors: [], skipped: [] };
+  /** resourceId → the origin of the definition in effect (an earlier file's, or this file's). */
+  const owners = new Map<string, Origin>();
+  for (const name of names) {
+    const path = join(abs, name);
+    const text = await readText(path, root);
+    if (typeof text !== 'string') {
+      out.errors.push({ origin: { source: path }, message: text.refusal });
+      continue;
+    }
+    await streamFile(text, { source: path, baseDir: abs }, owners, out, sink);
+  }
+  return out;
+}
+
+/** The whole read as arrays (explain keeps it for its name lookup); nothing else beside it. */
+export async function loadFiles(
+  dir: string,
+  opts: { root?: string } = {},
+): Promise<StreamOutcome & { resources: Resource[] }> {
+  const resources: Resource[] = [];
+  const got = await streamFiles(dir, opts, (r) => {
+    resources.push(r);
+  });
+  return { resources, ...got };
+}
+
+async function readText(path: string, root: string): Promise<string | { refusal: string }> {
+  try {
+    const fh = await openDatastoreFile(path, root);
+    if ('skip' in fh) return { refusal: `skipped: ${fh.skip}` };
+    try {
+      return await fh.readFile('utf8');
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    return { refusal: `cannot read: ${(e as Error).message}` };
+  }
+}
+
+/**
+ * One file's documents, in order. Refusals of a definition another file already holds follow the
+ * file's own refusals (the driver decides ownership once a file is parsed).
+ */
+async function streamFile(
+  text: string,
+  origin: { source: string; baseDir: string },
+  owners: Map<string, Origin>,
+  out: StreamOutcome,
+  sink: ResourceSink,
+): Promise<void> {
+  const pieces: (RawDocument | undefined)[] = await splitDocuments(text, NO_YIELD);
+  /** Definitions of ids another file holds: resourceId → the first in this file (rare; kept apart). */
+  const overriddenHere = new Map<string, Origin>();
+  const overridden: ResourceError[] = [];
+  let document = 0;
+  for (let i = 0; i < pieces.length; i++) {
+    const piece = pieces[i] as RawDocument;
+    // Parsed, the document's text goes: only the pieces not yet parsed stay referenced.
+    pieces[i] = undefined;
+    if (isBlank(piece.text)) continue;
+    const outcomes = parseDocuments(piece.text, {
+      ...origin,
+      firstDocument: document,
+      lineOffset: piece.lineOffset,
+    });
+    document += 1;
+    for (const { result } of outcomes) {
+      if ('errors' in result) out.errors.push(...result.errors);
+      else if ('skipped' in result) out.skipped.push(result.skipped);
+      else if ('resource' in result) {
+        const res = result.resource;
+        const id = resourceId(res);
+        const owner = owners.get(id);
+        // The first definition in this file, if any: the owner when this file holds the id.
+        const first = owner?.source === origin.source ? owner : overriddenHere.get(id);
+        if (first) {
+          // Only the first definition's origin matters to the message.
+          out.errors.push(duplicateInFile(res, { ...res, origin: first }));
+          continue;
+        }
+        if (owner) {
+          overriddenHere.set(id, res.origin);
+          overridden.push(duplicateAcrossFiles(res.origin, id, owner));
+          continue;
+        }
+        owners.set(id, res.origin);
+        await sink(res);
+      }
+    }
+  }
+  out.errors.push(...overridden);
+}
+
+// The driver's wording (file.ts's duplicateAcrossFiles, private there; the differential test
+// keeps the two equal).
+function duplicateAcrossFiles(dup: Origin, id: string, inEffect: Origin): ResourceError {
+  const where = (o: Origin) => `${o.source} (document ${o.document ?? 0})`;
+  return {
+    origin: dup,
+    resource: id,
+    message: `already defined in ${where(inEffect)}; this definition in ${where(dup)} is ignored`,
+  };
+}
+
+// Only whitespace, comments and document markers: not a document (a file's preamble, a trailing
+// `---`), so it takes no document number, as in the driver (file-parse.ts's isBlank, private).
+function isBlank(text: string): boolean {
+  // Fast answer for the usual document: its first line after the marker is content.
+  const body = text.startsWith('---') ? text.slice(text.indexOf('\n') + 1 || text.length) : text;
+  const first = /\S/.exec(body.slice(0, 200));
+  if (first && first[0] !== '#' && first[0] !== '-' && first[0] !== '.') return false;
+  return /^(?:\s*(?:#[^\n]*)?(?:\n|$))*$/.test(text.replace(/^(?:---|\.\.\.)[ \t]*/gm, ''));
+}
