@@ -55,6 +55,17 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
     await fooIntact();
   });
 
+  await t.test('a big new set is created at its grown hash size and holds every member', async () => {
+    const big = Array.from({ length: 5000 }, (_, i) => `10.9.${i >> 8}.${i & 255}`);
+    const st = await driver.apply(sets(...base().values(), spec('cali40big', 'hash:ip', big)));
+    assert.equal(st.commands, 1);
+    assert.match(await header(ns, 'cali40big'), /hashsize 4096 /);
+    assert.equal((await members(ns, 'cali40big')).length, 5000);
+    // Back to the base: the big set is not desired any more.
+    await driver.destroyStale(new Set(base().keys()));
+    assert.ok(!(await setNames(ns)).includes('cali40big'));
+  });
+
   await t.test('a second apply writes nothing (/32 normalisation included)', async () => {
     const st = await driver.apply(base());
     assert.equal(st.commands, 0);
