@@ -69,7 +69,7 @@ function countNewlines(s: string): number {
 }
 
 /** Only whitespace and comments: not a document (a file's preamble, a trailing `---`). */
-function isBlank(text: string): boolean {
+export function isBlank(text: string): boolean {
   // Fast answer for the usual document: its first line after the marker is content.
   const body = text.startsWith('---') ? text.slice(text.indexOf('\n') + 1 || text.length) : text;
   const first = /\S/.exec(body.slice(0, 200));

@@ -12,8 +12,8 @@ import { readdir } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { type Origin, type Resource, type ResourceError, resourceId } from '../../model/resources.ts';
 import { duplicateInFile, parseDocuments, type SkippedResource } from '../../model/validate.ts';
-import { isYamlFileName } from './file.ts';
-import { type RawDocument, splitDocuments, Yielder } from './file-parse.ts';
+import { duplicateAcrossFiles, isYamlFileName } from './file.ts';
+import { isBlank, type RawDocument, splitDocuments, Yielder } from './file-parse.ts';
 import { openDatastoreFile } from './paths.ts';
 
 /** What a stream leaves once every resource has been handed on. */
@@ -139,25 +139,4 @@ async function streamFile(
     }
   }
   out.errors.push(...overridden);
-}
-
-// The driver's wording (file.ts's duplicateAcrossFiles, private there; the differential test
-// keeps the two equal).
-function duplicateAcrossFiles(dup: Origin, id: string, inEffect: Origin): ResourceError {
-  const where = (o: Origin) => `${o.source} (document ${o.document ?? 0})`;
-  return {
-    origin: dup,
-    resource: id,
-    message: `already defined in ${where(inEffect)}; this definition in ${where(dup)} is ignored`,
-  };
-}
-
-// Only whitespace, comments and document markers: not a document (a file's preamble, a trailing
-// `---`), so it takes no document number, as in the driver (file-parse.ts's isBlank, private).
-function isBlank(text: string): boolean {
-  // Fast answer for the usual document: its first line after the marker is content.
-  const body = text.startsWith('---') ? text.slice(text.indexOf('\n') + 1 || text.length) : text;
-  const first = /\S/.exec(body.slice(0, 200));
-  if (first && first[0] !== '#' && first[0] !== '-' && first[0] !== '.') return false;
-  return /^(?:\s*(?:#[^\n]*)?(?:\n|$))*$/.test(text.replace(/^(?:---|\.\.\.)[ \t]*/gm, ''));
 }

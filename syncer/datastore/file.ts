@@ -30,7 +30,7 @@ import { type FileHandle, lstat, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { logger } from '../../lib/log.ts';
 import { clip } from '../../lib/text.ts';
-import { type Resource, type ResourceError, resourceId } from '../../model/resources.ts';
+import { type Origin, type Resource, type ResourceError, resourceId } from '../../model/resources.ts';
 import { type DocumentOutcome, duplicateInFile, type SkippedResource } from '../../model/validate.ts';
 import { contentKey } from './content-key.ts';
 import { type FileParseState, type ParsedFile, parseFileIncremental, Yielder } from './file-parse.ts';
@@ -85,11 +85,12 @@ interface UpdateReport {
   skipped: SkippedResource[];
 }
 
-function duplicateAcrossFiles(dup: Resource, inEffect: Resource): ResourceError {
-  const where = (r: Resource) => `${r.origin.source} (document ${r.origin.document ?? 0})`;
+/** The refusal of a resource another file already defines (the first file by name wins). */
+export function duplicateAcrossFiles(dup: Origin, id: string, inEffect: Origin): ResourceError {
+  const where = (o: Origin) => `${o.source} (document ${o.document ?? 0})`;
   return {
-    origin: dup.origin,
-    resource: resourceId(dup),
+    origin: dup,
+    resource: id,
     message: `already defined in ${where(inEffect)}; this definition in ${where(dup)} is ignored`,
   };
 }
@@ -144,7 +145,7 @@ export class FileSet {
       for (const [id, r] of entry.resources) {
         const owner = this.owner.get(id);
         const inEffect = owner !== undefined && owner !== name ? this.effective(id) : undefined;
-        if (inEffect) out.push(duplicateAcrossFiles(r, inEffect));
+        if (inEffect) out.push(duplicateAcrossFiles(r.origin, resourceId(r), inEffect.origin));
       }
     }
     return out;
@@ -294,7 +295,7 @@ export class FileSet {
       }
     } else if (mine) {
       const inEffect = this.effective(id);
-      if (inEffect) errors.push(duplicateAcrossFiles(mine, inEffect));
+      if (inEffect) errors.push(duplicateAcrossFiles(mine.origin, resourceId(mine), inEffect.origin));
     }
   }
 
