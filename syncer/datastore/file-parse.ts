@@ -98,6 +98,8 @@ export interface ParsedFile {
   /** Outcomes whose document text is new (parsed now, not taken from the last version). */
   fresh: Set<DocumentOutcome>;
   state: FileParseState;
+  /** Some document is not YAML (a syntax or nesting error): the file may be half-written. */
+  syntaxError: boolean;
   documents: number;
   /**
    * Set when only a region of the file changed and every document outside it kept its number:
@@ -296,19 +298,45 @@ export async function parseFileIncremental(
     await y.maybeYield();
   }
 
-  const docs = [...old.slice(0, first), ...regionDocs, ...after];
+  // One pass over every piece of a 100,000-document file: it yields like the others (an edit must
+  // not hold the event loop for tens of milliseconds here).
+  const docs: DocState[] = [];
   const outcomes: DocumentOutcome[] = [];
-  for (const d of docs) for (const o of d.outcomes) outcomes.push(o);
-  const unchangedOutside =
-    previous !== undefined && shift === 0 && after.every((d, j) => d === old[last + 1 + j]);
+  let documents = 0;
+  let syntaxError = false;
+  const take = (d: DocState) => {
+    docs.push(d);
+    if (d.document !== undefined) documents += 1;
+    for (const o of d.outcomes) {
+      outcomes.push(o);
+      if ('errors' in o.result && o.result.errors.some((e) => SYNTAX_ERROR.test(e.message)))
+        syntaxError = true;
+    }
+  };
+  for (let i = 0; i < first; i++) {
+    take(old[i] as DocState);
+    if ((i & 1023) === 0) await y.maybeYield();
+  }
+  for (const d of regionDocs) take(d);
+  let unchangedOutside = previous !== undefined && shift === 0;
+  for (let j = 0; j < after.length; j++) {
+    const d = after[j] as DocState;
+    take(d);
+    if (d !== old[last + 1 + j]) unchangedOutside = false;
+    if ((j & 1023) === 0) await y.maybeYield();
+  }
   return {
     outcomes,
     fresh,
     state: { bytes, docs },
-    documents: countDocuments(docs, 0, docs.length),
+    documents,
+    syntaxError,
     ...(unchangedOutside ? { delta: { removed, added } } : {}),
   };
 }
+
+/** The messages of a document that is not YAML at all (as opposed to a refused resource). */
+export const SYNTAX_ERROR = /^YAML (syntax error|nesting)/;
 
 function countDocuments(docs: readonly DocState[], from: number, to: number): number {
   let n = 0;

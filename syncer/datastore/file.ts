@@ -419,11 +419,7 @@ function signature(st: Stats): string {
 /** Why a parsed version cannot be trusted to be the whole file (yet). */
 function incompleteness(bytes: Buffer, parsed: ParsedFile): { lasting?: string; fleeting?: string } {
   const out: { lasting?: string; fleeting?: string } = {};
-  const broken = parsed.outcomes.some(
-    (o) =>
-      'errors' in o.result && o.result.errors.some((e) => /^YAML (syntax error|nesting)/.test(e.message)),
-  );
-  if (broken) out.lasting = 'it has a YAML syntax error';
+  if (parsed.syntaxError) out.lasting = 'it has a YAML syntax error';
   else if (parsed.outcomes.length > 0 && 'errors' in (parsed.outcomes.at(-1) as DocumentOutcome).result)
     out.lasting = 'its last document is refused (cut off?)';
   if (parsed.documents === 0) out.fleeting = 'it is empty';
