@@ -32,6 +32,7 @@ import {
   tier,
   wep,
 } from '../test/helpers/feed-builders.ts';
+import { mulberry32 } from '../test/helpers/rng.ts';
 
 const MY_NODE = 'a-node1';
 const LOCAL = 'a';
@@ -61,19 +62,6 @@ const SCENARIOS: Record<string, Scenario> = {
   A: { name: 'A', remoteEndpoints: 100_000, localEndpoints: 200, policies: 1_000 },
   B: { name: 'B', remoteEndpoints: 250_000, localEndpoints: 200, policies: 10_000 },
 };
-
-// --- deterministic randomness -------------------------------------------------------------------
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // --- the endpoints --------------------------------------------------------------------------------
 

@@ -8,11 +8,10 @@
 // The outcome is the driver's (a differential test holds them equal): the same files, read through
 // the same path checks, the same refusals in the same order; the same resource in two files: the
 // first file in name order wins, the other is refused naming both.
-import { readdir } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { type Origin, type Resource, type ResourceError, resourceId } from '../../model/resources.ts';
 import { duplicateInFile, parseDocuments, type SkippedResource } from '../../model/validate.ts';
-import { duplicateAcrossFiles, isYamlFileName } from './file.ts';
+import { duplicateAcrossFiles, listYamlFiles } from './file.ts';
 import { isBlank, type RawDocument, splitDocuments, Yielder } from './file-parse.ts';
 import { openDatastoreFile } from './paths.ts';
 
@@ -38,14 +37,7 @@ export async function streamFiles(
   opts: { root?: string },
   sink: ResourceSink,
 ): Promise<StreamOutcome> {
-  const abs = resolve(dir);
-  const root = resolve(opts.root ?? dirname(abs));
-  let names: string[];
-  try {
-    names = (await readdir(abs)).filter(isYamlFileName).sort();
-  } catch (e) {
-    throw new Error(`file datastore ${abs}: ${(e as Error).message}`);
-  }
+  const { abs, root, names } = await listYamlFiles(dir, opts.root);
   const out: StreamOutcome = { errors: [], skipped: [] };
   /** resourceId → the origin of the definition in effect (an earlier file's, or this file's). */
   const owners = new Map<string, Origin>();

@@ -59,6 +59,23 @@ export function isYamlFileName(name: string): boolean {
   return /\.ya?ml$/.test(name) && !name.startsWith('.');
 }
 
+/**
+ * A one-shot read's directory listing: its YAML files by name (the first by name wins a
+ * duplicate) and the root its files must stay under (default: the directory's parent).
+ */
+export async function listYamlFiles(
+  dir: string,
+  rootOpt?: string,
+): Promise<{ abs: string; root: string; names: string[] }> {
+  const abs = resolve(dir);
+  const root = resolve(rootOpt ?? dirname(abs));
+  try {
+    return { abs, root, names: (await readdir(abs)).filter(isYamlFileName).sort() };
+  } catch (e) {
+    throw new Error(`file datastore ${abs}: ${(e as Error).message}`);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The resources of a set of files
 
@@ -498,14 +515,7 @@ export class FileDatastore implements Datastore {
     dir: string,
     opts: { root?: string } = {},
   ): Promise<{ resources: Resource[]; errors: ResourceError[]; skipped: SkippedResource[] }> {
-    const abs = resolve(dir);
-    const root = resolve(opts.root ?? dirname(abs));
-    let names: string[];
-    try {
-      names = (await readdir(abs)).filter(isYamlFileName).sort();
-    } catch (e) {
-      throw new Error(`file datastore ${abs}: ${(e as Error).message}`);
-    }
+    const { abs, root, names } = await listYamlFiles(dir, opts.root);
     const set = new FileSet(abs);
     const errors: ResourceError[] = [];
     const skipped: SkippedResource[] = [];

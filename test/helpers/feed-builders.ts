@@ -11,7 +11,7 @@
 // The local cluster is `a` unless `localCluster` says otherwise; an update whose `cluster` differs
 // from it gets the remote prefixes.
 import { createHash } from 'node:crypto';
-import { create } from '@bufbuild/protobuf';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import {
   Action,
   type EntityRule,
@@ -62,9 +62,10 @@ export function feedKey(key: string, o?: ClusterOpts): string {
   return remote ? `${cluster}/${key}` : key;
 }
 
-type Body = Update['body'];
+type Body = MessageInitShape<typeof UpdateSchema>['body'];
 
-function update(kind: ResourceKind, key: string, o: ClusterOpts | undefined, body: Body): Update {
+/** An update of any kind; `key` as its own cluster spells it (renamed here for a remote one). */
+export function update(kind: ResourceKind, key: string, o: ClusterOpts | undefined, body: Body): Update {
   const { cluster } = clusterOf(o);
   return create(UpdateSchema, { key: feedKey(key, o), cluster, kind, body });
 }

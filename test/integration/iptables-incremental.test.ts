@@ -6,62 +6,47 @@
 // normalising what the kernel prints (counters, chain listing order, ipset header sizes).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { CalculationGraph } from '../../agent/calc/graph.ts';
 import { Sequencer } from '../../agent/calc/sequencer.ts';
 import { Dataplane } from '../../agent/dataplane/dataplane.ts';
 import { IpRouteDriver } from '../../native/iproute.ts';
 import { IpSetDriver, parseIpSetSave } from '../../native/ipset.ts';
 import { type IptablesBackend, IptablesDriver } from '../../native/iptables.ts';
-import { Action, ResourceKind, type Update, UpdateSchema } from '../../proto/service.ts';
+import { Action, ResourceKind, type Update } from '../../proto/service.ts';
 import { iptablesBackendSkip, netnsScope, sh } from '../harness/netns.ts';
+import { deletion, update } from '../helpers/feed-builders.ts';
+import { mulberry32 } from '../helpers/rng.ts';
 
 const NODE = 'inc-node';
 const APPS = ['a', 'b', 'c', 'd'];
 
-/** A small seeded generator (mulberry32): a failure names its seed and replays. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function u(
-  kind: ResourceKind,
-  key: string,
-  cluster: string,
-  body: MessageInitShape<typeof UpdateSchema>['body'],
-): Update {
-  return create(UpdateSchema, { key, cluster, kind, body });
-}
-
 function endpoint(i: number, app: string, remote: boolean): Update {
   const node = remote ? 'b-node1' : NODE;
   const cluster = remote ? 'b' : 'a';
-  return u(ResourceKind.WORKLOAD_ENDPOINT, `${remote ? 'b/' : ''}${node}/k8s/shop/p${i}/eth0`, cluster, {
-    case: 'workloadEndpoint',
-    value: {
-      node,
-      namespace: 'shop',
-      pod: `p${i}`,
-      endpoint: 'eth0',
-      interfaceName: remote ? 'x' : `caliinc${String(i).padStart(4, '0')}`,
-      ipv4Nets: [`10.${remote ? 64 : 0}.0.${i + 2}/32`],
-      profiles: [remote ? 'b/kns.shop' : 'kns.shop'],
-      labels: { app, 'projectcalico.org/namespace': 'shop' },
+  return update(
+    ResourceKind.WORKLOAD_ENDPOINT,
+    `${node}/k8s/shop/p${i}/eth0`,
+    { cluster },
+    {
+      case: 'workloadEndpoint',
+      value: {
+        node,
+        namespace: 'shop',
+        pod: `p${i}`,
+        endpoint: 'eth0',
+        interfaceName: remote ? 'x' : `caliinc${String(i).padStart(4, '0')}`,
+        ipv4Nets: [`10.${remote ? 64 : 0}.0.${i + 2}/32`],
+        profiles: [remote ? 'b/kns.shop' : 'kns.shop'],
+        labels: { app, 'projectcalico.org/namespace': 'shop' },
+      },
     },
-  });
+  );
 }
 
 function policy(p: number, r: () => number): Update {
   const pick = () => APPS[Math.floor(r() * APPS.length)] as string;
   const port = 8000 + Math.floor(r() * 3);
-  return u(ResourceKind.POLICY, `policy/shop/pol${p}`, 'a', {
+  return update(ResourceKind.POLICY, `policy/shop/pol${p}`, undefined, {
     case: 'policy',
     value: {
       name: `pol${p}`,
@@ -147,18 +132,18 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
     const scope = netnsScope(t);
     const [incNs, freshNs] = await Promise.all([scope.add('inc'), scope.add('fresh')]);
     const seed = Number(process.env.FEDMESH_SEED ?? Date.now() % 100_000);
-    const r = rng(seed);
+    const r = mulberry32(seed);
     /** The current resources by key: what a from-scratch load starts from. */
     const state = new Map<string, Update>();
     const put = (x: Update) => {
       state.set(x.key, x);
       return x;
     };
-    const profile = (cluster: string, key: string) =>
-      put(u(ResourceKind.PROFILE, key, cluster, { case: 'profile', value: { labels: {} } }));
+    const profile = (cluster: string, name: string) =>
+      put(update(ResourceKind.PROFILE, name, { cluster }, { case: 'profile', value: { labels: {} } }));
     const initial = [
       profile('a', 'kns.shop'),
-      profile('b', 'b/kns.shop'),
+      profile('b', 'kns.shop'),
       ...Array.from({ length: 6 }, (_, i) => put(endpoint(i, APPS[i % APPS.length] as string, false))),
       ...Array.from({ length: 8 }, (_, i) => put(endpoint(i, APPS[(i + 1) % APPS.length] as string, true))),
       ...Array.from({ length: 5 }, (_, p) => put(policy(p, r))),
@@ -185,7 +170,7 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
           const gone = state.get(key);
           if (gone === undefined) continue;
           state.delete(key);
-          batch.push(create(UpdateSchema, { key, cluster: 'a', kind: gone.kind, deleted: true }));
+          batch.push(deletion(gone));
         }
       }
       if (round % 2 === 0) await inc.apply(batch);
