@@ -79,23 +79,65 @@ export interface FilterFaults {
 
 const FAULT_TARGET = 'cali-fault-injected';
 
-export class FilterTableManager implements TableManager {
+/**
+ * What every table manager shares: the generation of the state it wants written, and whether its
+ * next write must read the kernel first (at start, after a resync or a failed write) or can plan
+ * against what its last write left.
+ */
+abstract class TableSyncer implements TableManager {
+  protected readonly gen = new Generations();
+  private reread = true;
+  abstract readonly tables: readonly KernelTable[];
+
+  markDirty(): void {
+    this.reread = true;
+    this.gen.bump();
+  }
+
+  drifted(): void {
+    this.gen.bump();
+  }
+
+  tablesToRead(): KernelTable[] {
+    return this.reread && this.gen.pending ? [...this.tables] : [];
+  }
+
+  primed(): void {
+    this.reread = false;
+  }
+
+  async apply(): Promise<boolean> {
+    if (!this.gen.pending) return false;
+    const gen = this.gen.begin();
+    const reuseLastWrite = !this.reread;
+    // A write that throws leaves the kernel unknown: the next one reads it first.
+    this.reread = true;
+    await this.write(reuseLastWrite);
+    this.reread = false;
+    this.gen.done(gen);
+    return true;
+  }
+
+  /** Write the wanted tables; `reuseLastWrite`: plan against what the last write left. */
+  protected abstract write(reuseLastWrite: boolean): Promise<void>;
+}
+
+export class FilterTableManager extends TableSyncer {
   private readonly policies = new Map<PolicyKey, ActivePolicy>();
   private readonly endpoints = new Map<EndpointKey, LocalEndpoint>();
-  private readonly gen = new Generations();
   /** Policies that rendered once: rendering is pure, so an unchanged object renders again. */
   private readonly renderable = new WeakSet<ActivePolicy>();
   private readonly refusals = new RefusalLog('a policy', 'policies');
   private readonly profiles = new Map<ProfileId, ActiveProfile>();
   private readonly hostEndpoints = new Map<EndpointKey, LocalHostEndpoint>();
   private vxlan = false;
-  /** Read the table back before the next write: at start, after a resync or a failure. */
-  private reread = true;
 
   constructor(
     private readonly writer: TableWriter,
     private readonly faults: FilterFaults = {},
-  ) {}
+  ) {
+    super();
+  }
 
   /** What the kernel (or the renderer) refused in the last write. */
   get refused(): readonly Refusal[] {
@@ -158,24 +200,7 @@ export class FilterTableManager implements TableManager {
     return this.endpoints.size;
   }
 
-  markDirty(): void {
-    this.reread = true;
-    this.gen.bump();
-  }
-
   readonly tables = ['filter'] as const;
-
-  drifted(): void {
-    this.gen.bump();
-  }
-
-  tablesToRead(): KernelTable[] {
-    return this.reread && this.gen.pending ? ['filter'] : [];
-  }
-
-  primed(): void {
-    this.reread = false;
-  }
 
   render(): TableState {
     return this.renderChecked().table;
@@ -253,24 +278,17 @@ export class FilterTableManager implements TableManager {
     return out;
   }
 
-  async apply(): Promise<boolean> {
-    if (!this.gen.pending) return false;
-    const gen = this.gen.begin();
+  protected async write(reuseLastWrite: boolean): Promise<void> {
     const { table, failed } = this.renderChecked();
-    const reuseLastWrite = !this.reread;
-    this.reread = true;
     const res = (await this.writer.syncTable('filter', table, { reuseLastWrite })) as
       | TableSyncResult
       | undefined;
-    this.reread = false;
     // Who owns a chain is asked only when something was refused: a map of every chain per pass is not free.
     const owners = res?.refused?.length ? this.owners() : undefined;
     const refused = (res?.refused ?? []).map(
       (r): Refusal => ({ table: 'filter', object: r.chain, ...owners?.get(r.chain), reason: r.reason }),
     );
     this.refusals.set([...failed, ...refused]);
-    this.gen.done(gen);
-    return true;
   }
 }
 
@@ -278,15 +296,16 @@ export class FilterTableManager implements TableManager {
  * The mangle and raw tables: pre-DNAT and untracked policy on this node's host endpoints. Both
  * stay empty (nothing of ours in the kernel) on a node without host endpoints.
  */
-export class HostTablesManager implements TableManager {
-  private readonly gen = new Generations();
-  private reread = true;
+export class HostTablesManager extends TableSyncer {
+  readonly tables = ['mangle', 'raw'] as const;
 
   constructor(
     private readonly writer: TableWriter,
     /** The filter table's manager holds the same policies and host endpoints: read them there. */
     private readonly source: FilterTableManager,
-  ) {}
+  ) {
+    super();
+  }
 
   onUpdate(msg: DataplaneMessage): void {
     switch (msg.kind) {
@@ -298,43 +317,17 @@ export class HostTablesManager implements TableManager {
     }
   }
 
-  markDirty(): void {
-    this.reread = true;
-    this.gen.bump();
-  }
-
-  tablesToRead(): KernelTable[] {
-    return this.reread && this.gen.pending ? ['mangle', 'raw'] : [];
-  }
-
-  primed(): void {
-    this.reread = false;
-  }
-
-  readonly tables = ['mangle', 'raw'] as const;
-
-  drifted(): void {
-    this.gen.bump();
-  }
-
   /**
    * Most nodes have no host endpoint: both tables render empty, and with the last write reused
    * (no read-back) a pass that finds them still empty writes and reads nothing.
    */
-  async apply(): Promise<boolean> {
-    if (!this.gen.pending) return false;
-    const gen = this.gen.begin();
+  protected async write(reuseLastWrite: boolean): Promise<void> {
     const input = {
       policies: [...this.source.activePolicies],
       hostEndpoints: [...this.source.localHostEndpoints],
     };
-    const reuseLastWrite = !this.reread;
-    this.reread = true;
     await this.writer.syncTable('mangle', renderMangleTable(input), { reuseLastWrite });
     await this.writer.syncTable('raw', renderRawTable(input), { reuseLastWrite });
-    this.reread = false;
-    this.gen.done(gen);
-    return true;
   }
 }
 
@@ -342,15 +335,15 @@ export class HostTablesManager implements TableManager {
  * NAT outgoing: every pool (local and remote, disabled too) goes into the all-pools set; only local
  * natOutgoing pools into the masquerade-source set. Remote pools never masquerade.
  */
-export class NatManager implements TableManager {
+export class NatManager extends TableSyncer {
+  readonly tables = ['nat'] as const;
   private readonly pools = new Map<string, Pool>();
-  private readonly gen = new Generations();
-  private reread = true;
 
   constructor(
     private readonly writer: TableWriter,
     private readonly ipsets: IpSetManager,
   ) {
+    super();
     this.updateSets();
   }
 
@@ -375,34 +368,8 @@ export class NatManager implements TableManager {
     );
   }
 
-  markDirty(): void {
-    this.reread = true;
-    this.gen.bump();
-  }
-
-  readonly tables = ['nat'] as const;
-
-  drifted(): void {
-    this.gen.bump();
-  }
-
-  tablesToRead(): KernelTable[] {
-    return this.reread && this.gen.pending ? ['nat'] : [];
-  }
-
-  primed(): void {
-    this.reread = false;
-  }
-
-  async apply(): Promise<boolean> {
-    if (!this.gen.pending) return false;
-    const gen = this.gen.begin();
-    const reuseLastWrite = !this.reread;
-    this.reread = true;
+  protected async write(reuseLastWrite: boolean): Promise<void> {
     await this.writer.syncTable('nat', renderNatTable(), { reuseLastWrite });
-    this.reread = false;
-    this.gen.done(gen);
-    return true;
   }
 }
 
