@@ -14,7 +14,7 @@ import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { CalculationGraph } from '../agent/calc/graph.ts';
 import type { DataplaneMessage } from '../agent/calc/messages.ts';
 import { Sequencer } from '../agent/calc/sequencer.ts';
-import { Dataplane } from '../agent/dataplane/dataplane.ts';
+import { Dataplane, DRIFT_CHECK_DEFAULT_MS, RESYNC_DEFAULT_MS } from '../agent/dataplane/dataplane.ts';
 import { intToIp4 } from '../model/net.ts';
 import { type ExecRecord, observeExec, run } from '../native/exec.ts';
 import { IpRouteDriver } from '../native/iproute.ts';
@@ -205,11 +205,10 @@ function breakdown(records: readonly ExecRecord[]): string[] {
 }
 
 let changeNo = 0;
-const DRIFT_MS = 2_000;
+const DRIFT_MS = DRIFT_CHECK_DEFAULT_MS;
 const IDLE_S = 30;
 const WARMUP_S = 20;
-/** Dataplane's default resyncIntervalMs. */
-const RESYNC_S = 90;
+const RESYNC_S = RESYNC_DEFAULT_MS / 1000;
 
 /**
  * CPU seconds of this process and of every process under it: its children still running (the tool

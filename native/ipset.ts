@@ -174,6 +174,14 @@ export function parseIpSetCounts(text: string): Map<string, number> {
   return out;
 }
 
+/** Same kind, header and members (members in the kernel's canonical form on both sides). */
+export function sameSet(a: KernelIpSet, b: KernelIpSet): boolean {
+  if (a.type !== b.type || (a.family ?? 'inet') !== (b.family ?? 'inet')) return false;
+  if ((a.maxelem ?? MAXELEM) !== (b.maxelem ?? MAXELEM) || a.members.size !== b.members.size) return false;
+  for (const m of b.members) if (!a.members.has(m)) return false;
+  return true;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The pure diff.
 
@@ -370,6 +378,8 @@ export class IpSetDriver {
    * Dropped on any failure; a caller re-reads on resync.
    */
   private known: Map<string, KernelIpSet> | undefined;
+  /** Where the member sweep of the drift check goes on (an index into the sorted set names). */
+  private sweepAt = 0;
 
   constructor(opts: { netns?: string } = {}) {
     this.netns = opts.netns;
@@ -377,12 +387,13 @@ export class IpSetDriver {
 
   /**
    * The owned sets our last write left that the kernel no longer holds as written: missing, or
-   * with another member count (flushed, members added or deleted by hand). One `ipset list -t`,
-   * headers only, so cheap enough to run every few seconds. A member swapped for another (same
-   * count) is left to the periodic full resync. The drifted sets are re-read (one `ipset save
-   * NAME` each) into what the next apply diffs against.
+   * with another member count (flushed, members added or deleted by hand), from one `ipset list
+   * -t` (headers only, cheap enough to run every few seconds); and, for a slice of the sets taken
+   * in turn (`sweepShare` of all members, at least one set: a share of 1/45 covers every member
+   * in 45 checks), a member swapped for another at the same count, from one `ipset restore` of
+   * `list` commands. The drifted sets are re-read into what the next apply diffs against.
    */
-  async driftedSets(): Promise<string[]> {
+  async driftedSets(opts: { sweepShare?: number } = {}): Promise<string[]> {
     const known = this.known;
     if (known === undefined) return [];
     const { stdout } = await run('ipset', ['list', '-t'], { netns: this.netns });
@@ -390,6 +401,12 @@ export class IpSetDriver {
     const drifted = [...known.values()]
       .filter((s) => counts.get(s.name) !== s.members.size)
       .map((s) => s.name);
+    const share = opts.sweepShare ?? 0;
+    if (drifted.length === 0 && share > 0) {
+      let total = 0;
+      for (const s of known.values()) total += s.members.size;
+      return this.sweepMembers(known, Math.ceil(total * share));
+    }
     // Re-read just these, so that the next apply (reusing the last write) repairs only them.
     for (const name of drifted) {
       const res = await run('ipset', ['save', name], { netns: this.netns, allowFailure: true });
@@ -397,6 +414,40 @@ export class IpSetDriver {
       if (this.known !== known) break; // an apply replaced it meanwhile; the next check looks again
       if (set) known.set(name, set);
       else known.delete(name);
+    }
+    return drifted;
+  }
+
+  /**
+   * The next sets in turn (`budget` members' worth, at least one), listed with their members and
+   * compared with our last write; those that differ are returned, their kernel copy kept.
+   */
+  private async sweepMembers(known: Map<string, KernelIpSet>, budget: number): Promise<string[]> {
+    const names = [...known.keys()].sort();
+    if (names.length === 0) return [];
+    const slice: string[] = [];
+    let members = 0;
+    for (let i = 0; i < names.length && (slice.length === 0 || members < budget); i++) {
+      const name = names[(this.sweepAt + i) % names.length] as string;
+      slice.push(name);
+      members += known.get(name)?.members.size ?? 0;
+    }
+    this.sweepAt = (this.sweepAt + slice.length) % names.length;
+    const res = await run('ipset', ['-o', 'save', 'restore'], {
+      netns: this.netns,
+      input: `${slice.map((n) => `list ${n}`).join('\n')}\n`,
+      allowFailure: true,
+    });
+    // A set deleted since the count check stops the listing: the next count check finds it.
+    if (res.exitCode !== 0 || this.known !== known) return [];
+    const read = parseIpSetSave(res.stdout);
+    const drifted: string[] = [];
+    for (const name of slice) {
+      const want = known.get(name);
+      const got = read.get(name);
+      if (want === undefined || got === undefined || sameSet(want, got)) continue;
+      known.set(name, got);
+      drifted.push(name);
     }
     return drifted;
   }

@@ -25,6 +25,23 @@ const log = logger('dataplane');
 const DRIFT_SHARE = 0.02;
 /** ...saving up to this much check time while checks are cheap. */
 const DRIFT_CREDIT_CAP_MS = 5_000;
+/**
+ * Every ipset member is compared with the kernel once in this period (Felix's ipset refresh
+ * interval), a slice at each drift check: the counts catch a flush within one check, the sweep a
+ * member swapped for another at the same count.
+ */
+const IPSET_SWEEP_MS = 90_000;
+/**
+ * The full resync, a safety net: events and the drift checks find damage within seconds, and a
+ * resync of a node holding 100,000 endpoints costs about 2 s of CPU.
+ */
+export const RESYNC_DEFAULT_MS = 900_000;
+/**
+ * The cheap drift check's period: a flushed ipset (no kernel event tells us) is repaired within
+ * about this plus one write; chains and hooks on nf_tables are checked at once on an `nft monitor`
+ * event.
+ */
+export const DRIFT_CHECK_DEFAULT_MS = 3_000;
 
 export interface DataplaneDrivers {
   ipsets: IpSetWriter;
@@ -34,9 +51,9 @@ export interface DataplaneDrivers {
 
 export interface DataplaneOptions {
   /**
-   * Re-read the kernel and repair drift this often (Felix's 90 s refresh intervals): a resync of a
-   * node holding 100,000 endpoints reads and diffs everything, seconds of CPU, while the drift
-   * checks and kernel events catch damage within seconds.
+   * Re-read the kernel and repair drift this often (default 15 min; Felix refreshes every 90 s): a
+   * resync of a node holding 100,000 endpoints reads and diffs everything, seconds of CPU, while
+   * the drift checks and kernel events catch damage within seconds.
    */
   resyncIntervalMs?: number;
   /**
@@ -81,6 +98,8 @@ export class Dataplane {
   private driftCreditAt = performance.now();
   /** A drift check was asked for while one ran: the next follows at once. */
   private driftAgain = false;
+  /** When the last drift check's ipset member sweep ran (its share is the time since, over IPSET_SWEEP_MS). */
+  private sweptAt = performance.now();
   private checking = false;
   private readonly iptables: TableWriter;
   private backoffMs = 0;
@@ -150,10 +169,10 @@ export class Dataplane {
   }
 
   start(): void {
-    const every = this.opts.resyncIntervalMs ?? 90_000;
+    const every = this.opts.resyncIntervalMs ?? RESYNC_DEFAULT_MS;
     this.resyncTimer = setInterval(() => this.resync(), every);
     this.resyncTimer.unref();
-    this.driftBaseMs = this.opts.driftCheckIntervalMs ?? 2_000;
+    this.driftBaseMs = this.opts.driftCheckIntervalMs ?? DRIFT_CHECK_DEFAULT_MS;
     this.scheduleDriftCheck(this.driftBaseMs);
   }
 
@@ -196,7 +215,10 @@ export class Dataplane {
       return [];
     this.checking = true;
     try {
-      const drifted: string[] = (await this.ipsets.checkDrift()).map((s) => `ipset ${s}`);
+      const now = performance.now();
+      const sweepShare = Math.min(1, (now - this.sweptAt) / IPSET_SWEEP_MS);
+      this.sweptAt = now;
+      const drifted: string[] = (await this.ipsets.checkDrift({ sweepShare })).map((s) => `ipset ${s}`);
       const managers = this.tableManagers;
       const tables = (await this.iptables.driftedTables?.(managers.flatMap((m) => m.tables))) ?? [];
       for (const m of managers) if (m.tables.some((t) => tables.includes(t))) m.drifted();

@@ -19,10 +19,11 @@ export interface IpSetWriter {
   apply(desired: ReadonlyMap<string, IpSetSpec>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
   destroyStale(keep: ReadonlySet<string>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
   /**
-   * Sets whose kernel copy no longer matches the last write, by a cheap check (member counts); the
-   * writer re-reads those, so the next apply that reuses its last write repairs them.
+   * Sets whose kernel copy no longer matches the last write, by a cheap check (member counts of
+   * all, and the members of `sweepShare` of them in turn); the writer re-reads those, so the next
+   * apply that reuses its last write repairs them.
    */
-  driftedSets?(): Promise<string[]>;
+  driftedSets?(opts?: { sweepShare?: number }): Promise<string[]>;
 }
 
 /** Members given as a function are read only when a write needs them (see IpSetManager.replace). */
@@ -119,8 +120,8 @@ export class IpSetManager {
   }
 
   /** The sets someone changed behind our back; they are re-read and rewritten on the next pass. */
-  async checkDrift(): Promise<string[]> {
-    const sets = (await this.writer.driftedSets?.()) ?? [];
+  async checkDrift(opts: { sweepShare?: number } = {}): Promise<string[]> {
+    const sets = (await this.writer.driftedSets?.(opts)) ?? [];
     if (sets.length === 0) return sets;
     // The writer re-read them: rewrite just these, not 100,000 members of every set.
     for (const name of sets) this.changed?.add(name);

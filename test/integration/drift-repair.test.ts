@@ -80,6 +80,20 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
       assert.deepEqual(await members(), MEMBERS);
     });
 
+    await t.test('a member swapped for another (the count unchanged)', async () => {
+      await sh(node, 'ipset', 'del', ipsetName(SET), '10.30.0.2');
+      await sh(node, 'ipset', 'add', ipsetName(SET), '10.30.0.9');
+      assert.deepEqual(await members(), ['10.30.0.1', '10.30.0.3', '10.30.0.9']);
+      // Each check compares the members of a slice of the sets in turn (at least one set): within
+      // as many checks as we own sets, the sweep reaches this one.
+      const owned = (await sh(node, 'ipset', 'list', '-n')).split('\n').filter((n) => n.startsWith('cali40'));
+      const seen: string[] = [];
+      for (let i = 0; i < owned.length && seen.length === 0; i++) seen.push(...(await checkAndRepair()));
+      assert.deepEqual(seen, [`ipset ${ipsetName(SET)}`]);
+      assert.deepEqual(await members(), MEMBERS);
+      assert.deepEqual(await dataplane.checkDrift(), [], 'and nothing drifted after the repair');
+    });
+
     await t.test('a deleted hook (our jump from FORWARD)', async () => {
       const hook = (await filter())
         .split('\n')
