@@ -43,7 +43,7 @@ function endpoint(i: number, app: string, remote: boolean): Update {
   );
 }
 
-function policy(p: number, r: () => number): Update {
+function policy(p: number, r: () => number, selector?: string): Update {
   const pick = () => APPS[Math.floor(r() * APPS.length)] as string;
   const port = 8000 + Math.floor(r() * 3);
   return update(ResourceKind.POLICY, `policy/shop/pol${p}`, undefined, {
@@ -54,7 +54,7 @@ function policy(p: number, r: () => number): Update {
       tier: 'default',
       hasOrder: true,
       order: p,
-      selector: `app == '${pick()}'`,
+      selector: selector ?? `app == '${pick()}'`,
       ingress: true,
       egress: true,
       ingressRules: [
@@ -176,6 +176,9 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
       if (round % 2 === 0) await inc.apply(batch);
       else for (const x of batch) await inc.apply([x]);
     }
+    // A policy the rounds never delete, selecting every endpoint: whatever the seed did, the final
+    // state has policy chains to compare (the rounds alone may delete every policy).
+    await inc.apply([put(policy(7, r, 'has(app)'))]);
 
     const fresh = programmed(freshNs, backend);
     t.after(() => fresh.dp.stop());
@@ -184,7 +187,10 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
     await fresh.apply([]);
 
     const [got, want] = await Promise.all([kernelState(incNs, backend), kernelState(freshNs, backend)]);
-    assert.ok(want.tables.includes('cali-pi-'), 'the fresh node holds policy chains (the test has teeth)');
+    assert.ok(
+      want.tables.includes('cali-pi-'),
+      `the fresh node holds policy chains (the test has teeth; seed ${seed})`,
+    );
     assert.equal(got.sets, want.sets, `ipsets differ (seed ${seed})`);
     assert.equal(got.tables, want.tables, `our chains or hooks differ (seed ${seed})`);
   });
