@@ -24,6 +24,8 @@ export interface GraphOptions {
    * Until then the output holds no ipset members; after it, everything is incremental.
    */
   deferUntilInSync?: boolean;
+  /** Dormant ipsets with at least this many members stay in the dataplane (LabelIndexOptions.parkMin). */
+  parkSetsMin?: number;
 }
 
 export interface RefusedUpdate {
@@ -50,7 +52,7 @@ export class CalculationGraph {
     private readonly sink: MessageSink,
   ) {
     const defer = opts.deferUntilInSync ?? false;
-    this.index = new LabelIndex(sink, { deferMembers: defer });
+    this.index = new LabelIndex(sink, { deferMembers: defer, parkMin: opts.parkSetsMin });
     const shared = new SharedActivePolicies(sink);
     this.policies = new PolicyResolver(this.index, shared.sinkFor(), 'workload', { deferEndpoints: defer });
     this.hostPolicies = new PolicyResolver(this.index, shared.sinkFor(), 'host', { deferEndpoints: defer });
