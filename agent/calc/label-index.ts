@@ -210,6 +210,7 @@ export class LabelIndex {
     if (!pending) return;
     this.deferred = undefined;
     const live = pending.filter((m) => m.refs > 0);
+    this.items.prepareFor(live.map((m) => m.req));
     // Matchers that find their candidates the same way are evaluated together, item by item:
     // each candidate is read from memory once for all of them.
     const groups = new Map<string, { plan: CandidatePlan; group: MatcherState[] }>();
