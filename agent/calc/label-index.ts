@@ -64,6 +64,8 @@ export interface LabelIndexOptions {
   deferMembers?: boolean;
   /** Dormant sets with at least this many members stay in the dataplane (see `parked`). */
   parkMin?: number;
+  /** At most this many members in parked sets; beyond, the least recently active leave. */
+  parkMaxIds?: number;
 }
 
 /**
@@ -97,6 +99,7 @@ export class LabelIndex {
   private readonly registry = new RequirementRegistry<MatcherState>();
   private matcherSeq = 0;
   private readonly parkMin: number;
+  private readonly parkMaxIds: number;
 
   constructor(
     private readonly sink: MessageSink,
@@ -104,6 +107,7 @@ export class LabelIndex {
   ) {
     if (opts.deferMembers) this.deferred = [];
     this.parkMin = opts.parkMin ?? PARK_MIN;
+    this.parkMaxIds = opts.parkMaxIds ?? PARKED_MAX_IDS;
   }
 
   get itemCount(): number {
@@ -192,7 +196,7 @@ export class LabelIndex {
       return;
     }
     const size = state.selected.size;
-    if (size >= this.parkMin && this.parkedIds + size <= PARKED_MAX_IDS) {
+    if (size >= this.parkMin) {
       state.parked = true;
       this.parkedIds += size;
     } else this.sink.send({ kind: 'IPSetRemove', id });
@@ -326,28 +330,32 @@ export class LabelIndex {
   private drop(state: MatcherState): void {
     this.matchers.delete(state.spec.id);
     if (this.dormant.delete(state.spec.id)) this.dormantIds -= state.selected!.size;
-    if (state.parked) {
-      state.parked = false;
-      this.parkedIds -= state.selected!.size;
-      this.sink.send({ kind: 'IPSetRemove', id: state.spec.id });
-    }
+    if (state.parked) this.unpark(state);
     if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
   }
 
   /**
-   * Lets the least recently active dormant matchers go while they are too many or hold too many
-   * ids (a parked one's set leaves the dataplane with it).
+   * Takes the least recently active parked sets out of the dataplane while they hold too many
+   * members (their matchers stay dormant), then lets the least recently active dormant matchers
+   * go while they are too many or hold too many ids.
    */
   private trimDormant(): void {
+    if (this.parkedIds > this.parkMaxIds)
+      for (const state of this.dormant.values()) {
+        if (this.parkedIds <= this.parkMaxIds) break;
+        if (state.parked) this.unpark(state);
+      }
     for (const state of this.dormant.values()) {
-      if (
-        this.dormantIds <= DORMANT_MAX_IDS &&
-        this.dormant.size <= DORMANT_MAX &&
-        this.parkedIds <= PARKED_MAX_IDS
-      )
-        return;
+      if (this.dormantIds <= DORMANT_MAX_IDS && this.dormant.size <= DORMANT_MAX) return;
       this.drop(state);
     }
+  }
+
+  /** A parked set leaves the dataplane; its matcher stays dormant (announced again if it comes back). */
+  private unpark(state: MatcherState): void {
+    state.parked = false;
+    this.parkedIds -= state.selected!.size;
+    this.sink.send({ kind: 'IPSetRemove', id: state.spec.id });
   }
 
   // --- matchers ----------------------------------------------------------------------------------
