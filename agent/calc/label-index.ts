@@ -81,7 +81,7 @@ const DORMANT_MAX_IDS = 4_000_000;
  * members in all (the kernel holds them: about 100 bytes a member).
  */
 const PARK_MIN = 256;
-const PARKED_MAX_IDS = 1_000_000;
+const PARKED_MAX_IDS = 2_000_000;
 
 export class LabelIndex {
   private readonly items = new ItemIndex();
