@@ -77,9 +77,15 @@ const INTERSECT_MIN = 16;
 const MAX_FILTERS = 2;
 const MAX_FILTER_LISTS = 8;
 
+/** Signatures of the named-port maps seen, by map: a caller that hands the same map again pays no text. */
+const namedPortsSigs = new WeakMap<ReadonlyMap<string, readonly string[]>, string>();
+
 function namedPortsSig(np: ReadonlyMap<string, readonly string[]>): string {
-  let s = '';
+  let s = namedPortsSigs.get(np);
+  if (s !== undefined) return s;
+  s = '';
   for (const [name, ports] of np) s += `${name}=${ports.join(',')};`;
+  namedPortsSigs.set(np, s);
   return s;
 }
 
