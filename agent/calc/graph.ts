@@ -24,6 +24,8 @@ export interface GraphOptions {
    * Until then the output holds no ipset members; after it, everything is incremental.
    */
   deferUntilInSync?: boolean;
+  /** Dormant ipsets with at least this many members stay in the dataplane (LabelIndexOptions.parkMin). */
+  parkSetsMin?: number;
 }
 
 export interface RefusedUpdate {
@@ -44,13 +46,14 @@ export class CalculationGraph {
   /** Policy key in the dataplane for each feed key, so a delete finds what to remove. */
   private readonly policyKeys = new Map<string, ReturnType<typeof policyKey>>();
   readonly refused: RefusedUpdate[] = [];
+  private readonly namedPorts = new NamedPortsMemo();
 
   constructor(
     private readonly opts: GraphOptions,
     private readonly sink: MessageSink,
   ) {
     const defer = opts.deferUntilInSync ?? false;
-    this.index = new LabelIndex(sink, { deferMembers: defer });
+    this.index = new LabelIndex(sink, { deferMembers: defer, parkMin: opts.parkSetsMin });
     const shared = new SharedActivePolicies(sink);
     this.policies = new PolicyResolver(this.index, shared.sinkFor(), 'workload', { deferEndpoints: defer });
     this.hostPolicies = new PolicyResolver(this.index, shared.sinkFor(), 'host', { deferEndpoints: defer });
@@ -103,7 +106,7 @@ export class CalculationGraph {
     switch (b.case) {
       case 'workloadEndpoint': {
         const w = b.value;
-        const nets = w.ipv4Nets.map(checkedCidr);
+        const nets = checkedCidrs(w.ipv4Nets);
         const key = u.key as EndpointKey;
         const local = this.isLocalCluster(u.cluster) && w.node === this.opts.nodeName;
         // Refuse before touching any state: a refused update must change nothing.
@@ -115,7 +118,7 @@ export class CalculationGraph {
           profiles: w.profiles,
           namespace: w.namespace || undefined,
           nets,
-          namedPorts: namedPortsOf(w.ports),
+          namedPorts: this.namedPorts.of(w.ports),
         });
         if (local) {
           const profiles = w.profiles as ProfileId[];
@@ -137,7 +140,7 @@ export class CalculationGraph {
           ownLabels: h.labels,
           profiles: h.profiles,
           nets: h.expectedIpv4s.map((ip) => parseCidr(`${ip}/32`)),
-          namedPorts: namedPortsOf(h.ports),
+          namedPorts: this.namedPorts.of(h.ports),
         });
         // Policy applies to this node's host endpoints with a named interface; remote ones (and
         // the all-interfaces `*`, not implemented) are selector members only.
@@ -276,14 +279,47 @@ export class CalculationGraph {
 
 export class RefuseError extends Error {}
 
-function namedPortsOf(ports: readonly { name: string; protocol: string; port: number }[]) {
-  if (ports.length === 0) return undefined;
-  const m = new Map<string, string[]>();
-  for (const p of ports) {
-    const v = `${p.protocol.toLowerCase()}:${p.port}`;
-    m.get(p.name)?.push(v) ?? m.set(p.name, [v]);
+interface NamedPort {
+  name: string;
+  protocol: string;
+  port: number;
+}
+
+/**
+ * Named ports as the item index takes them (name → 'proto:port' list). The last list's map is
+ * handed again while the ports are the same (endpoints of one workload, one after another, in a
+ * snapshot): no map, strings or signature per endpoint.
+ */
+class NamedPortsMemo {
+  private last: { ports: readonly NamedPort[]; map: Map<string, string[]> } | undefined;
+
+  of(ports: readonly NamedPort[]): ReadonlyMap<string, readonly string[]> | undefined {
+    if (ports.length === 0) return undefined;
+    const last = this.last;
+    if (last && samePorts(last.ports, ports)) return last.map;
+    const map = new Map<string, string[]>();
+    for (const p of ports) {
+      const v = `${p.protocol.toLowerCase()}:${p.port}`;
+      map.get(p.name)?.push(v) ?? map.set(p.name, [v]);
+    }
+    this.last = { ports: ports.map(({ name, protocol, port }) => ({ name, protocol, port })), map };
+    return map;
   }
-  return m;
+}
+
+function samePorts(a: readonly NamedPort[], b: readonly NamedPort[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x.name !== y.name || x.protocol !== y.protocol || x.port !== y.port) return false;
+  }
+  return true;
+}
+
+/** `checkedCidr` of each, in an array of exactly their number (the item keeps it). */
+function checkedCidrs(list: readonly string[]): Cidr[] {
+  return list.length === 1 ? [checkedCidr(list[0]!)] : list.map(checkedCidr);
 }
 
 /**

@@ -29,8 +29,11 @@ export interface MemberDelta {
 const NO_MEMBERS: readonly string[] = Object.freeze([]) as readonly string[];
 
 export class IpSetMemberIndex<I extends MemberSource> {
-  /** Items by address (net): one id, or several when items share it. */
-  private readonly netHolders = new Map<string, number | number[]>();
+  /**
+   * Items by address (net, keyed by `netKey`): one id, or several when items share it. A /32 is
+   * keyed by its address as a number: a lookup then neither hashes nor compares the string.
+   */
+  private readonly netHolders = new Map<number | string, number | number[]>();
   /** Addresses held by more than one item, and items with more than one address. */
   private sharedNets = 0;
   private multiNetItems = 0;
@@ -135,7 +138,7 @@ export class IpSetMemberIndex<I extends MemberSource> {
     member: string,
     self: number,
   ): boolean {
-    const h = this.netHolders.get(rule.type === 'hash:net' ? member : netOfMember(member));
+    const h = this.netHolders.get(netKey(rule.type === 'hash:net' ? member : netOfMember(member)));
     if (h === undefined) return false;
     if (typeof h === 'number') return h !== self && this.contributes(rule, selects, h, member);
     for (const id of h) if (id !== self && this.contributes(rule, selects, id, member)) return true;
@@ -151,30 +154,63 @@ export class IpSetMemberIndex<I extends MemberSource> {
   }
 
   private addHolder(net: string, id: number): void {
-    const h = this.netHolders.get(net);
-    if (h === undefined) this.netHolders.set(net, id);
+    const key = netKey(net);
+    const h = this.netHolders.get(key);
+    if (h === undefined) this.netHolders.set(key, id);
     else if (typeof h === 'number') {
       if (h === id) return;
-      this.netHolders.set(net, [h, id]);
+      this.netHolders.set(key, [h, id]);
       this.sharedNets++;
     } else if (!h.includes(id)) h.push(id);
   }
 
   private removeHolder(net: string, id: number): void {
-    const h = this.netHolders.get(net);
+    const key = netKey(net);
+    const h = this.netHolders.get(key);
     if (h === undefined) return;
     if (typeof h === 'number') {
-      if (h === id) this.netHolders.delete(net);
+      if (h === id) this.netHolders.delete(key);
       return;
     }
     const i = h.indexOf(id);
     if (i < 0) return;
     h.splice(i, 1);
     if (h.length === 1) {
-      this.netHolders.set(net, h[0]!);
+      this.netHolders.set(key, h[0]!);
       this.sharedNets--;
     }
   }
+}
+
+/**
+ * A net's key in `netHolders`: a canonical `a.b.c.d/32` (what endpoints have) as its address, a
+ * number; anything else as it is. Nets reach here canonical (the graph checks them), so one
+ * address always gets one key.
+ */
+export function netKey(net: string): number | string {
+  const n = net.length;
+  if (
+    n < 10 ||
+    n > 18 ||
+    net.charCodeAt(n - 3) !== 0x2f ||
+    net.charCodeAt(n - 2) !== 0x33 ||
+    net.charCodeAt(n - 1) !== 0x32
+  )
+    return net;
+  let ip = 0;
+  let part = 0;
+  let dots = 0;
+  for (let i = 0; i < n - 3; i++) {
+    const c = net.charCodeAt(i);
+    if (c === 0x2e) {
+      ip = ip * 256 + part;
+      part = 0;
+      dots++;
+    } else if (c >= 0x30 && c <= 0x39) part = part * 10 + (c - 0x30);
+    else return net;
+  }
+  // As an int32 (a small integer to V8, stored unboxed), not a number above 2^31 (a boxed one).
+  return dots === 3 ? (ip * 256 + part) | 0 : net;
 }
 
 /** The address (net) a hash:ip,port member comes from: `10.0.0.5,tcp:80` → `10.0.0.5/32`. */

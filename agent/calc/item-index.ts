@@ -77,9 +77,15 @@ const INTERSECT_MIN = 16;
 const MAX_FILTERS = 2;
 const MAX_FILTER_LISTS = 8;
 
+/** Signatures of the named-port maps seen, by map: a caller that hands the same map again pays no text. */
+const namedPortsSigs = new WeakMap<ReadonlyMap<string, readonly string[]>, string>();
+
 function namedPortsSig(np: ReadonlyMap<string, readonly string[]>): string {
-  let s = '';
+  let s = namedPortsSigs.get(np);
+  if (s !== undefined) return s;
+  s = '';
   for (const [name, ports] of np) s += `${name}=${ports.join(',')};`;
+  namedPortsSigs.set(np, s);
   return s;
 }
 
@@ -340,19 +346,49 @@ export class ItemIndex {
 
   /** From now on keep item lists for this label key (built once from every item). */
   private ensureIndexed(k: string): KeyPostings | undefined {
-    if (!this.indexedKeys.has(k)) {
+    if (!this.indexedKeys.has(k)) this.indexKeys([k]);
+    return this.postings.get(k);
+  }
+
+  /**
+   * Keeps item lists from now on for the label keys these requirements may look up, built in one
+   * pass over the items for all of them (a load's matchers need several keys at once).
+   */
+  prepareFor(reqs: Iterable<Requirement>): void {
+    const keys = new Set<string>();
+    for (const req of reqs) {
+      if (req === null) continue;
+      for (const clause of req)
+        for (const a of clause) {
+          const k = a.space === 'scope' ? NAMESPACE_LABEL : a.space === 'labels' ? a.key : undefined;
+          if (k !== undefined && !this.indexedKeys.has(k)) keys.add(k);
+        }
+    }
+    if (keys.size > 0) this.indexKeys(keys);
+  }
+
+  private indexKeys(keys: Iterable<string>): void {
+    const fresh = new Map<string, KeyPostings>();
+    for (const k of keys) {
+      if (this.indexedKeys.has(k)) continue;
       this.indexedKeys.add(k);
       const kp = this.postings.get(k);
-      if (kp && !kp.indexed) {
-        kp.indexed = true;
-        for (const e of kp.byValue.values()) e.list = new IdList();
-        for (const item of this.items.values()) {
-          const v = this.ownValue(item, k);
-          if (v !== undefined) kp.byValue.get(v)?.list?.add(item.id);
-        }
-      }
+      if (!kp || kp.indexed) continue;
+      kp.indexed = true;
+      for (const e of kp.byValue.values()) e.list = new IdList();
+      fresh.set(k, kp);
     }
-    return this.postings.get(k);
+    if (fresh.size === 0) return;
+    // By id, ascending: every list is built by appending.
+    const byId = this.byId;
+    for (let id = 0; id < byId.length; id++) {
+      const item = byId[id];
+      if (item === undefined) continue;
+      const labels = item.labels;
+      if (item.ownKeys === null) {
+        for (const k in labels) fresh.get(k)?.byValue.get(labels[k]!)?.list?.add(id);
+      } else for (const k of item.ownKeys) fresh.get(k)?.byValue.get(labels[k]!)?.list?.add(id);
+    }
   }
 
   private reindexProfilesAndNamespace(item: Item | undefined, old: Item | undefined): void {

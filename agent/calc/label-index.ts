@@ -6,7 +6,8 @@
 //     its most selective condition (requirement-registry.ts), so an item's change re-evaluates
 //     only the matchers that could select it; each keeps the ids of the items it selects. A
 //     matcher whose last reference goes stays dormant (registered, its selection kept) until the
-//     dormant ones grow too many, so a policy that comes back announces its sets at once. While a
+//     dormant ones grow too many, so a policy that comes back announces its sets at once; a large
+//     set stays in the dataplane meanwhile (parked), so coming back costs nothing. While a
 //     snapshot loads, new matchers can wait: `endDeferral()` computes them all from the complete
 //     index, matchers with the same candidates together;
 //   - ipset membership (ipset-members.ts): the members a selected item gives a set, named ports,
@@ -46,11 +47,12 @@ interface MatcherState {
   /** Whether it selects an item: `matches` with what the spec does not use left out. */
   readonly test: (item: Item) => boolean;
   /**
-   * The members last announced, while no change has moved them: kept for large sets only, so
-   * that announcing one again when its policy comes back costs nothing (a set of nearly every
-   * endpoint holds hundreds of thousands).
+   * Dormant, but its set left in the dataplane and kept current there with deltas: a large set
+   * (one of nearly every endpoint holds hundreds of thousands) whose policy comes back then needs
+   * no message at all, where announcing it again would copy every member, and the dataplane would
+   * write every member into the kernel again.
    */
-  announced: string[] | undefined;
+  parked: boolean;
 }
 
 export interface LabelIndexOptions {
@@ -60,8 +62,10 @@ export interface LabelIndexOptions {
    * as it arrives. For the first snapshot, before which the dataplane writes nothing.
    */
   deferMembers?: boolean;
-  /** Sets with at least this many members keep their last announced members (see `announced`). */
-  keepAnnouncedMin?: number;
+  /** Dormant sets with at least this many members stay in the dataplane (see `parked`). */
+  parkMin?: number;
+  /** At most this many members in parked sets; beyond, the least recently active leave. */
+  parkMaxIds?: number;
 }
 
 /**
@@ -72,7 +76,12 @@ export interface LabelIndexOptions {
  */
 const DORMANT_MAX = 16_384;
 const DORMANT_MAX_IDS = 4_000_000;
-const KEEP_ANNOUNCED_MIN = 16_384;
+/**
+ * Parked sets (dormant, left in the dataplane): from this many members, and at most this many
+ * members in all (the kernel holds them: about 100 bytes a member).
+ */
+const PARK_MIN = 256;
+const PARKED_MAX_IDS = 2_000_000;
 
 export class LabelIndex {
   private readonly items = new ItemIndex();
@@ -80,6 +89,8 @@ export class LabelIndex {
   /** Matchers without references, least recently active first (a subset of `matchers`). */
   private readonly dormant = new Map<IpSetId, MatcherState>();
   private dormantIds = 0;
+  /** Ids selected by parked matchers (a part of `dormantIds`). */
+  private parkedIds = 0;
   /** Referenced matchers whose members wait for `endDeferral()`, while deferring. */
   private deferred: MatcherState[] | undefined;
   /** ipset members from the items matchers select. */
@@ -87,14 +98,16 @@ export class LabelIndex {
   /** Registered matchers by what their items need. */
   private readonly registry = new RequirementRegistry<MatcherState>();
   private matcherSeq = 0;
-  private readonly keepAnnouncedMin: number;
+  private readonly parkMin: number;
+  private readonly parkMaxIds: number;
 
   constructor(
     private readonly sink: MessageSink,
     opts: LabelIndexOptions = {},
   ) {
     if (opts.deferMembers) this.deferred = [];
-    this.keepAnnouncedMin = opts.keepAnnouncedMin ?? KEEP_ANNOUNCED_MIN;
+    this.parkMin = opts.parkMin ?? PARK_MIN;
+    this.parkMaxIds = opts.parkMaxIds ?? PARKED_MAX_IDS;
   }
 
   get itemCount(): number {
@@ -129,16 +142,21 @@ export class LabelIndex {
 
   /**
    * Take a reference on a matcher; the first reference announces its members (computed from the
-   * index, or kept from when it was last active; while deferring, at `endDeferral()`).
+   * index, or from its selection kept while dormant; while deferring, at `endDeferral()`), unless
+   * its set is parked in the dataplane.
    */
   refMatcher(spec: MatcherSpec): void {
     const existing = this.matchers.get(spec.id);
     if (existing) {
       if (existing.refs++ > 0) return;
-      // Dormant: its selection followed every change since; announce it again.
+      // Dormant: its selection followed every change since; announce it again unless the
+      // dataplane still holds it, kept current.
       this.dormant.delete(spec.id);
       this.dormantIds -= existing.selected!.size;
-      this.announce(existing);
+      if (existing.parked) {
+        existing.parked = false;
+        this.parkedIds -= existing.selected!.size;
+      } else this.announce(existing);
       return;
     }
     const req = spec.staticMembers ? NOTHING : matcherRequirement(spec, this.items.cost);
@@ -152,7 +170,7 @@ export class LabelIndex {
       mark: 0,
       selected: undefined,
       test: testOf(spec),
-      announced: undefined,
+      parked: false,
     };
     this.matchers.set(spec.id, state);
     if (this.deferred && !spec.staticMembers) {
@@ -172,13 +190,18 @@ export class LabelIndex {
       this.matchers.delete(id);
       return;
     }
-    this.sink.send({ kind: 'IPSetRemove', id });
     if (state.spec.staticMembers || this.items.size === 0) {
+      this.sink.send({ kind: 'IPSetRemove', id });
       this.drop(state);
       return;
     }
+    const size = state.selected.size;
+    if (size >= this.parkMin) {
+      state.parked = true;
+      this.parkedIds += size;
+    } else this.sink.send({ kind: 'IPSetRemove', id });
     this.dormant.set(id, state);
-    this.dormantIds += state.selected.size;
+    this.dormantIds += size;
     this.trimDormant();
   }
 
@@ -191,6 +214,7 @@ export class LabelIndex {
     if (!pending) return;
     this.deferred = undefined;
     const live = pending.filter((m) => m.refs > 0);
+    this.items.prepareFor(live.map((m) => m.req));
     // Matchers that find their candidates the same way are evaluated together, item by item:
     // each candidate is read from memory once for all of them.
     const groups = new Map<string, { plan: CandidatePlan; group: MatcherState[] }>();
@@ -299,25 +323,39 @@ export class LabelIndex {
 
   private announce(state: MatcherState): void {
     const { spec } = state;
-    // Nothing downstream changes a message's members, so the kept array can be sent again.
-    const members =
-      state.announced ?? (spec.staticMembers ? [...spec.staticMembers] : this.membersOfSelected(state));
-    state.announced = members.length >= this.keepAnnouncedMin ? members : undefined;
+    const members = spec.staticMembers ? [...spec.staticMembers] : this.membersOfSelected(state);
     this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members });
   }
 
   private drop(state: MatcherState): void {
     this.matchers.delete(state.spec.id);
     if (this.dormant.delete(state.spec.id)) this.dormantIds -= state.selected!.size;
+    if (state.parked) this.unpark(state);
     if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
   }
 
-  /** Lets the least recently active dormant matchers go while they are too many or hold too many ids. */
+  /**
+   * Takes the least recently active parked sets out of the dataplane while they hold too many
+   * members (their matchers stay dormant), then lets the least recently active dormant matchers
+   * go while they are too many or hold too many ids.
+   */
   private trimDormant(): void {
+    if (this.parkedIds > this.parkMaxIds)
+      for (const state of this.dormant.values()) {
+        if (this.parkedIds <= this.parkMaxIds) break;
+        if (state.parked) this.unpark(state);
+      }
     for (const state of this.dormant.values()) {
       if (this.dormantIds <= DORMANT_MAX_IDS && this.dormant.size <= DORMANT_MAX) return;
       this.drop(state);
     }
+  }
+
+  /** A parked set leaves the dataplane; its matcher stays dormant (announced again if it comes back). */
+  private unpark(state: MatcherState): void {
+    state.parked = false;
+    this.parkedIds -= state.selected!.size;
+    this.sink.send({ kind: 'IPSetRemove', id: state.spec.id });
   }
 
   // --- matchers ----------------------------------------------------------------------------------
@@ -344,14 +382,12 @@ export class LabelIndex {
         if (now) m.selected!.add(any.id);
         else m.selected!.remove(any.id);
         if (m.refs === 0) this.dormantIds += now ? 1 : -1;
+        if (m.parked) this.parkedIds += now ? 1 : -1;
       }
-      // A dormant matcher's members matter only to its kept announcement.
-      if (m.refs === 0 && m.announced === undefined) continue;
+      // A dormant matcher's members matter only when its set is parked in the dataplane.
+      if (m.refs === 0 && !m.parked) continue;
       const d = this.members.delta(m.spec, m.test, item, old, was, now);
-      if (!d) continue;
-      m.announced = undefined;
-      if (m.refs > 0)
-        this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
+      if (d) this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
     }
   }
 }

@@ -172,12 +172,17 @@ class DataplaneModel {
     return out;
   }
 
-  /** A plain, order-independent picture of the state, for deepEqual. */
-  snapshot() {
+  /**
+   * A plain, order-independent picture of the state, for deepEqual; `referencedOnly`: only the
+   * ipsets some policy uses (a graph that parks dormant sets leaves others in the dataplane).
+   */
+  snapshot(referencedOnly = false) {
     const sorted = <T>(m: Map<string, T>, f: (v: T) => unknown = (v) => v) =>
       [...m.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => [k, f(v)]);
+    const used = new Set([...this.policies.values()].flatMap((p) => [...policySets(p)]));
+    const ipsets = referencedOnly ? new Map([...this.ipsets].filter(([id]) => used.has(id))) : this.ipsets;
     return {
-      ipsets: sorted(this.ipsets, (s) => ({ type: s.type, members: [...s.members].sort() })),
+      ipsets: sorted(ipsets, (s) => ({ type: s.type, members: [...s.members].sort() })),
       policies: sorted(this.policies),
       endpoints: sorted(this.endpoints),
       vteps: sorted(this.vteps),
@@ -219,9 +224,13 @@ class Recorder implements MessageSink {
   }
 }
 
-function newGraph(): { g: CalculationGraph; rec: Recorder; feed: (...us: Update[]) => DataplaneMessage[] } {
+function newGraph(parkSetsMin?: number): {
+  g: CalculationGraph;
+  rec: Recorder;
+  feed: (...us: Update[]) => DataplaneMessage[];
+} {
   const rec = new Recorder();
-  const g = new CalculationGraph({ nodeName: NODE, localCluster: 'a' }, rec);
+  const g = new CalculationGraph({ nodeName: NODE, localCluster: 'a', parkSetsMin }, rec);
   const feed = (...us: Update[]) => {
     rec.take();
     for (const u of us) g.onUpdate(u);
@@ -1283,105 +1292,113 @@ function toUpdate(op: Op): Update | undefined {
 }
 
 describe('incremental equals from scratch', () => {
-  it('random churn applied incrementally gives the state a fresh graph computes from the final resources', () => {
-    fc.assert(
-      fc.property(
-        fc.array(opArb, { minLength: 1, maxLength: 50, size: 'max' }),
-        fc.boolean(),
-        (ops, scratchReversed) => {
-          // One graph with a strict model of its raw output...
-          const inc = newGraph();
-          // ...and one behind the sequencer, flushed at random points, whose every flush must leave
-          // nothing referenced while missing.
-          const seq = new Sequencer();
-          const seqGraph = new CalculationGraph({ nodeName: NODE, localCluster: 'a' }, seq);
-          const seqModel = new DataplaneModel({ strict: false, checkDeps: true });
-          const flush = () => {
-            seqModel.applyFlush(seq.flush());
-            assert.deepEqual(seqModel.dangling(), []);
-          };
-          const final = new Map<string, Update>();
-          for (const op of ops) {
-            const u = toUpdate(op);
-            if (!u) {
-              flush();
-              continue;
+  // Second run: every dormant set stays in the dataplane (parked); the sets in use must agree.
+  for (const park of [undefined, 1])
+    it(`random churn applied incrementally gives the state a fresh graph computes from the final resources${park ? ', dormant sets parked' : ''}`, () => {
+      fc.assert(
+        fc.property(
+          fc.array(opArb, { minLength: 1, maxLength: 50, size: 'max' }),
+          fc.boolean(),
+          (ops, scratchReversed) => {
+            // One graph with a strict model of its raw output...
+            const inc = newGraph(park);
+            // ...and one behind the sequencer, flushed at random points, whose every flush must leave
+            // nothing referenced while missing.
+            const seq = new Sequencer();
+            const seqGraph = new CalculationGraph(
+              { nodeName: NODE, localCluster: 'a', parkSetsMin: park },
+              seq,
+            );
+            const seqModel = new DataplaneModel({ strict: false, checkDeps: true });
+            const flush = () => {
+              seqModel.applyFlush(seq.flush());
+              assert.deepEqual(seqModel.dangling(), []);
+            };
+            const final = new Map<string, Update>();
+            for (const op of ops) {
+              const u = toUpdate(op);
+              if (!u) {
+                flush();
+                continue;
+              }
+              inc.g.onUpdate(u);
+              seqGraph.onUpdate(u);
+              if (u.deleted) final.delete(u.key);
+              else final.set(u.key, u);
             }
-            inc.g.onUpdate(u);
-            seqGraph.onUpdate(u);
-            if (u.deleted) final.delete(u.key);
-            else final.set(u.key, u);
-          }
-          flush();
-          assert.deepEqual(inc.g.refused, [], 'the generator only makes valid updates');
+            flush();
+            assert.deepEqual(inc.g.refused, [], 'the generator only makes valid updates');
 
-          const scratch = newGraph();
-          const finalUpdates = [...final.values()];
-          if (scratchReversed) finalUpdates.reverse();
-          for (const u of finalUpdates) scratch.g.onUpdate(u);
+            const scratch = newGraph();
+            const finalUpdates = [...final.values()];
+            if (scratchReversed) finalUpdates.reverse();
+            for (const u of finalUpdates) scratch.g.onUpdate(u);
 
-          const want = scratch.rec.model.snapshot();
-          assert.deepEqual(inc.rec.model.snapshot(), want, 'incremental graph, raw messages');
-          assert.deepEqual(seqModel.snapshot(), want, 'incremental graph through the sequencer');
-          assert.deepEqual(inc.rec.model.dangling(), []);
-          assert.deepEqual(scratch.rec.model.dangling(), []);
-        },
-      ),
-      { numRuns: 200 },
-    );
-  });
+            const want = scratch.rec.model.snapshot();
+            const used = park !== undefined;
+            assert.deepEqual(inc.rec.model.snapshot(used), want, 'incremental graph, raw messages');
+            assert.deepEqual(seqModel.snapshot(used), want, 'incremental graph through the sequencer');
+            assert.deepEqual(inc.rec.model.dangling(), []);
+            assert.deepEqual(scratch.rec.model.dangling(), []);
+          },
+        ),
+        { numRuns: 200 },
+      );
+    });
 });
 
 describe('members deferred until in-sync', () => {
-  it('a graph that computes ipset members at in-sync agrees with one that follows every update (property)', () => {
-    fc.assert(
-      fc.property(
-        fc.array(opArb, { minLength: 1, maxLength: 60, size: 'max' }),
-        fc.nat(60),
-        (ops, syncAt) => {
-          // Incremental from the start, with a strict model of its raw output...
-          const inc = newGraph();
-          // ...and deferred, raw (strict: no delta to a set it never announced) and through the
-          // sequencer, flushed at random points: from in-sync on, every flush must leave nothing
-          // referenced while missing.
-          const rec = new Recorder();
-          const def = new CalculationGraph(
-            { nodeName: NODE, localCluster: 'a', deferUntilInSync: true },
-            rec,
-          );
-          const seq = new Sequencer();
-          const defSeq = new CalculationGraph(
-            { nodeName: NODE, localCluster: 'a', deferUntilInSync: true },
-            seq,
-          );
-          const seqModel = new DataplaneModel({ strict: false, checkDeps: false });
-          let synced = false;
-          const check = () => {
-            seqModel.applyFlush(seq.flush());
-            if (!synced) return;
-            assert.deepEqual(seqModel.dangling(), []);
-            const want = inc.rec.model.snapshot();
-            assert.deepEqual(rec.model.snapshot(), want, 'deferred graph, raw messages');
-            assert.deepEqual(seqModel.snapshot(), want, 'deferred graph through the sequencer');
-          };
-          const sync = () => {
-            for (const g of [inc.g, def, defSeq]) g.inSync();
-            synced = true;
-            seqModel.opts.checkDeps = true;
+  for (const park of [undefined, 1])
+    it(`a graph that computes ipset members at in-sync agrees with one that follows every update (property)${park ? ', dormant sets parked' : ''}`, () => {
+      fc.assert(
+        fc.property(
+          fc.array(opArb, { minLength: 1, maxLength: 60, size: 'max' }),
+          fc.nat(60),
+          (ops, syncAt) => {
+            // Incremental from the start, with a strict model of its raw output...
+            const inc = newGraph(park);
+            // ...and deferred, raw (strict: no delta to a set it never announced) and through the
+            // sequencer, flushed at random points: from in-sync on, every flush must leave nothing
+            // referenced while missing.
+            const rec = new Recorder();
+            const def = new CalculationGraph(
+              { nodeName: NODE, localCluster: 'a', deferUntilInSync: true, parkSetsMin: park },
+              rec,
+            );
+            const seq = new Sequencer();
+            const defSeq = new CalculationGraph(
+              { nodeName: NODE, localCluster: 'a', deferUntilInSync: true, parkSetsMin: park },
+              seq,
+            );
+            const seqModel = new DataplaneModel({ strict: false, checkDeps: false });
+            let synced = false;
+            const check = () => {
+              seqModel.applyFlush(seq.flush());
+              if (!synced) return;
+              assert.deepEqual(seqModel.dangling(), []);
+              const used = park !== undefined;
+              const want = inc.rec.model.snapshot(used);
+              assert.deepEqual(rec.model.snapshot(used), want, 'deferred graph, raw messages');
+              assert.deepEqual(seqModel.snapshot(used), want, 'deferred graph through the sequencer');
+            };
+            const sync = () => {
+              for (const g of [inc.g, def, defSeq]) g.inSync();
+              synced = true;
+              seqModel.opts.checkDeps = true;
+              check();
+            };
+            ops.forEach((op, i) => {
+              if (i === syncAt) sync();
+              const u = toUpdate(op);
+              if (u) for (const g of [inc.g, def, defSeq]) g.onUpdate(u);
+              else check();
+            });
+            if (!synced) sync();
             check();
-          };
-          ops.forEach((op, i) => {
-            if (i === syncAt) sync();
-            const u = toUpdate(op);
-            if (u) for (const g of [inc.g, def, defSeq]) g.onUpdate(u);
-            else check();
-          });
-          if (!synced) sync();
-          check();
-          assert.deepEqual(rec.model.dangling(), []);
-        },
-      ),
-      { numRuns: 200 },
-    );
-  });
+            assert.deepEqual(rec.model.dangling(), []);
+          },
+        ),
+        { numRuns: 200 },
+      );
+    });
 });

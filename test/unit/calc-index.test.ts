@@ -401,9 +401,10 @@ function expectedMembers(index: LabelIndex, spec: MatcherSpec, items: Map<string
 }
 
 describe('LabelIndex indexes', () => {
-  // Second run: every set keeps its announced members, so a matcher coming back re-sends them.
-  for (const opts of [{}, { keepAnnouncedMin: 1 }])
-    it(`candidates are supersets, registrations find every selecting matcher, members follow churn (property)${opts.keepAnnouncedMin ? ', announced members kept' : ''}`, () => {
+  // Second run: every dormant set stays in the dataplane (parked), kept current with deltas;
+  // third: parked sets over a few members in all leave the dataplane, least recently active first.
+  for (const opts of [{}, { parkMin: 1 }, { parkMin: 1, parkMaxIds: 3 }])
+    it(`candidates are supersets, registrations find every selecting matcher, members follow churn (property)${opts.parkMin ? ', dormant sets parked' : ''}${opts.parkMaxIds ? ' up to a bound' : ''}`, () => {
       fc.assert(
         fc.property(fc.array(opArb, { minLength: 1, maxLength: 150, size: 'max' }), (ops) => {
           const sets = new Map<string, Set<string>>();
@@ -433,6 +434,14 @@ describe('LabelIndex indexes', () => {
               const want = expectedMembers(index, spec, items);
               assert.deepEqual([...(sets.get(spec.id) ?? [])].sort(), want, `members of ${m}`);
               assert.deepEqual([...(index.membersOf_(spec.id) ?? [])].sort(), want);
+            }
+            // A set the dataplane holds while no reference is left (parked) is kept current too.
+            const referenced = new Set([...refs].filter(([, n]) => n > 0).map(([m]) => MATCHERS[m]!.id));
+            for (const spec of MATCHERS) {
+              const held = sets.get(spec.id);
+              if (!held || referenced.has(spec.id)) continue;
+              assert.ok(opts.parkMin, `set ${spec.id} left in the dataplane without a reference`);
+              assert.deepEqual([...held].sort(), expectedMembers(index, spec, items), `parked ${spec.id}`);
             }
             for (const spec of MATCHERS) {
               const cands = index.candidatesOf(spec);
@@ -480,6 +489,7 @@ describe('LabelIndex indexes', () => {
           for (const p of PROFILES) index.setProfileLabels(p, undefined);
           for (const [name, size] of Object.entries(index.indexSizes()))
             assert.equal(size, 0, `${name} left after everything was removed`);
+          assert.deepEqual([...sets.keys()], [], 'sets left in the dataplane');
         }),
         { numRuns: 150 },
       );
