@@ -1,7 +1,7 @@
 // The projectcalico.org/v3 kinds (and the crd.projectcalico.org/v1 IPPool and IPAMBlock).
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
-import { cidrsOverlap, parseCidr, parseCidrParts, parseIp4 } from '../net.ts';
+import { type Cidr, cidrsOverlap, parseCidr, parseCidrParts, parseIp4 } from '../net.ts';
 import { LABEL_NAMESPACE, LABEL_ORCHESTRATOR, LABEL_SERVICE_ACCOUNT } from '../pod.ts';
 import type {
   GlobalNetworkPolicy,
@@ -9,6 +9,7 @@ import type {
   HostEndpoint,
   IPAMBlock,
   IPPool,
+  NamedPort,
   NetworkPolicy,
   NetworkSet,
   Node,
@@ -35,13 +36,17 @@ import {
   checkCidr,
   checkIp4,
   checkIpNetwork,
+  checkMac,
+  checkPortName,
+  checkProtocol,
   cidrSchema,
   ip4Schema,
   isIPv6,
   macSchema,
   namedPortSchema,
+  protocolHasPorts,
 } from './fields.ts';
-import { defineKind, type KindHandler, type ValidateResult } from './kind.ts';
+import { defineKind, ENVELOPE_KEYS, type KindHandler, type ValidateResult } from './kind.ts';
 import { policySpecSchema, ruleSchema } from './policy.ts';
 
 const str = checked(requireString);
@@ -50,13 +55,14 @@ const stringList = z.array(str).default([]);
 const bool = (dflt: boolean) => checked(checkBool).default(dflt);
 
 /** Linux interface names: at most 15 characters (Calico's rule). */
-const interfaceName = checked((v) => {
+function checkInterfaceName(v: unknown): string {
   const s = requireString(v);
   if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(s)) {
     throw new FieldError(`"${s}" is not an interface name (at most 15 letters, digits, '_', '.' or '-')`);
   }
   return s;
-});
+}
+const interfaceName = checked(checkInterfaceName);
 
 /** A node's name, as Kubernetes names nodes (a DNS subdomain): a 3 MB name goes no further. */
 const nodeName = nameSchema('subdomain');
@@ -104,6 +110,7 @@ const workloadEndpoint = defineKind({
   namespaced: true,
   nameRule: 'subdomain',
   body: specOf(wepSpec),
+  fast: fastWorkloadEndpoint,
   build(meta, { spec }): WorkloadEndpoint {
     const namespace = meta.namespace as string;
     // Calico's implicit labels, so selectors on them work for hand-written endpoints too.
@@ -131,6 +138,68 @@ const workloadEndpoint = defineKind({
     };
   },
 });
+
+const WEP_SPEC_KEYS = new Set(Object.keys(wepSpec.shape));
+
+/**
+ * specOf(wepSpec) without zod, for valid endpoints (a big cluster is mostly these): the same
+ * checks by the same functions, the same defaults; undefined at the first doubt (the schema then
+ * says what is wrong). test/unit/validate-fast.test.ts holds it equal to the schema.
+ */
+function fastWorkloadEndpoint(obj: Record<string, unknown>): { spec: z.output<typeof wepSpec> } | undefined {
+  for (const k of Object.keys(obj)) if (k !== 'spec' && !ENVELOPE_KEYS.has(k)) return undefined;
+  const s = obj.spec;
+  if (!isMapping(s)) return undefined;
+  for (const k of Object.keys(s)) if (!WEP_SPEC_KEYS.has(k)) return undefined;
+  try {
+    const ipNetworks = fastList(s.ipNetworks, (v, out: Cidr[]) => {
+      // IPv6 addresses are dropped, as addressList(…, true) drops them.
+      if (!(typeof v === 'string' && isIPv6(v))) out.push(checkIpNetwork(v));
+    });
+    const profiles = fastList(s.profiles, (v, out: string[]) => out.push(requireString(v)));
+    const ports = fastList(s.ports, (v, out: NamedPort[]) => out.push(fastNamedPort(v)));
+    if (!ipNetworks || !profiles || !ports) return undefined;
+    const spec = {
+      orchestrator: s.orchestrator === undefined ? 'k8s' : requireString(s.orchestrator),
+      workload: s.workload === undefined ? undefined : requireString(s.workload),
+      node: checkName('subdomain', s.node),
+      pod: s.pod === undefined ? undefined : requireString(s.pod),
+      endpoint: s.endpoint === undefined ? 'eth0' : requireString(s.endpoint),
+      interfaceName: checkInterfaceName(s.interfaceName),
+      ipNetworks,
+      profiles,
+      serviceAccountName:
+        s.serviceAccountName === undefined ? undefined : requireString(s.serviceAccountName),
+      ports,
+      mac: s.mac === undefined ? undefined : checkMac(s.mac),
+    };
+    if (spec.pod === undefined && spec.workload === undefined) return undefined;
+    return { spec };
+  } catch {
+    return undefined;
+  }
+}
+
+/** `z.array(…).default([])`: absent is empty, anything but a list is the schema's to refuse. */
+function fastList<T>(v: unknown, add: (item: unknown, out: T[]) => void): T[] | undefined {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) return undefined;
+  const out: T[] = [];
+  for (const item of v) add(item, out);
+  return out;
+}
+
+/** namedPortSchema without zod (throws where it would report an issue). */
+function fastNamedPort(v: unknown): NamedPort {
+  if (!isMapping(v)) throw new FieldError('not a mapping');
+  for (const k of Object.keys(v))
+    if (k !== 'name' && k !== 'protocol' && k !== 'port') throw new FieldError(k);
+  const name = checkPortName(requireString(v.name));
+  const protocol = v.protocol === undefined ? 'tcp' : checkProtocol(v.protocol);
+  const port = checkInt(v.port, 1, 65535);
+  if (!protocolHasPorts(protocol)) throw new FieldError(protocol);
+  return { name, protocol, port };
+}
 
 const hepSpec = z
   .object({
