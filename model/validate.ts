@@ -11,6 +11,7 @@ import type { KindHandler, SkippedResource, ValidateResult } from './validate/ki
 import { coreV1, networkingV1 } from './validate/kube.ts';
 import { discoveryV1, multiclusterV1alpha1, servicesCoreV1 } from './validate/services.ts';
 import { loadPlainDocuments } from './yaml-fast.ts';
+import { parsePlainDocument } from './yaml-plain.ts';
 
 export type { SkippedResource, ValidateResult } from './validate/kind.ts';
 
@@ -154,7 +155,8 @@ export function parseDocuments(
   },
 ): DocumentOutcome[] {
   const out: DocumentOutcome[] = [];
-  const fast = loadPlainDocuments(text);
+  const plain = parsePlainDocument(text);
+  const fast = plain !== undefined ? [plain] : loadPlainDocuments(text);
   if (fast) {
     fast.forEach((js, index) => {
       decoded(js, index + (origin.firstDocument ?? 0), origin, out);
