@@ -24,6 +24,24 @@ const INDICATOR_START = /^[-?:,[\]{}#&*!|>'"%@`]/;
 /** Nesting taken; deeper is for the other paths to judge. */
 const MAX_DEPTH = 64;
 
+/**
+ * Short scalars repeat across documents (namespaces, label values, profile and node names): one
+ * copy of each of the first INTERN_MAX distinct ones is shared, so 100,000 endpoints do not hold
+ * 100,000 copies of "shop". Only strings too short to be V8 slices (13 characters) are kept: a
+ * longer one would keep the whole text it was cut from alive.
+ */
+const INTERN_MAX = 4096;
+const INTERN_LEN = 13;
+const interned = new Map<string, string>();
+
+function intern(s: string): string {
+  if (s.length >= INTERN_LEN) return s;
+  const got = interned.get(s);
+  if (got !== undefined) return got;
+  if (interned.size < INTERN_MAX) interned.set(s, s);
+  return s;
+}
+
 class NotPlain extends Error {}
 const NOT_PLAIN = new NotPlain();
 
@@ -176,7 +194,8 @@ class Parser {
     const s = t.slice(from, end);
     if (INDICATOR_START.test(s) && !/^-[^ ]/.test(s)) throw NOT_PLAIN;
     if (s.includes(': ') || s.endsWith(':') || /[[\]{}]/.test(s)) throw NOT_PLAIN;
-    return resolvePlainScalar(s);
+    const v = resolvePlainScalar(s);
+    return v === s ? intern(s) : v;
   }
 
   private quoted(from: number, to: number, q: number): string {
@@ -209,7 +228,8 @@ class Parser {
     return inner.split(',').map((item) => {
       const s = item.trim();
       if (!FLOW_ITEM.test(s)) throw NOT_PLAIN;
-      return resolvePlainScalar(s);
+      const v = resolvePlainScalar(s);
+      return v === s ? intern(s) : v;
     });
   }
 }
