@@ -109,7 +109,9 @@ function allowAll() {
 export function baseKey(r: Resource): string {
   switch (r.kind) {
     case 'WorkloadEndpoint':
-      return `${r.spec.node}/${r.spec.orchestrator}/${r.namespace}/${r.spec.pod}/${r.spec.endpoint}`;
+      // join, not a template: one flat string, where a template leaves a chain of five
+      // concatenations behind in every endpoint's key.
+      return [r.spec.node, r.spec.orchestrator, r.namespace, r.spec.pod, r.spec.endpoint].join('/');
     case 'HostEndpoint':
       return `hostendpoint/${r.name}`;
     case 'Namespace':

@@ -10,8 +10,9 @@ export interface FeedSubscriber {
   onRemoteStatus(status: RemoteClusterStatus): void;
 }
 
-function cacheKey(kind: ResourceKind, key: string): string {
-  return `${kind}|${key}`;
+/** One flat string (join, not a template, which would leave a concatenation in every entry). */
+export function cacheKey(kind: ResourceKind, key: string): string {
+  return [kind, key].join('|');
 }
 
 export class FeedCache {

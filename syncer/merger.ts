@@ -27,7 +27,7 @@ import { type ConvertContext, isOverlayKind, toUpdate } from './convert.ts';
 import { type ConnectionConfig, describeConnection, sameConnection } from './datastore/connection.ts';
 import { openRemoteConnection } from './datastore/open.ts';
 import type { Datastore, DatastoreEvent, DatastoreStatus } from './datastore/types.ts';
-import type { FeedCache } from './feed-cache.ts';
+import { cacheKey, type FeedCache } from './feed-cache.ts';
 import { Refusals } from './refusals.ts';
 import { type RemoteConfig, resolveRemoteConfig, type SecretLookup, secretRefOf } from './remote-config.ts';
 
@@ -349,7 +349,7 @@ export class Merger {
     indexRanges(src, id, []);
     src.conflicts.delete(id);
     src.notes.delete(id);
-    const ck = `${u.kind}|${u.key}`;
+    const ck = cacheKey(u.kind, u.key);
     if (this.owner.get(ck) === src.name) {
       this.owner.delete(ck);
       this.opts.cache.delete(u.kind, u.key);
@@ -360,7 +360,7 @@ export class Merger {
   private reconcile(src: Source, id: string): void {
     const u = src.wanted.get(id);
     if (!u) return;
-    const ck = `${u.kind}|${u.key}`;
+    const ck = cacheKey(u.kind, u.key);
     const conflict = src.ctx.remote ? this.conflictOf(src, u, src.ranges.get(id) ?? []) : undefined;
     const owner = this.owner.get(ck);
     if (conflict) {
@@ -443,7 +443,7 @@ export class Merger {
         if (other === src) continue;
         for (const ou of other.wanted.values()) {
           if (ou.body.case === 'node' && ou.body.value.name === name) {
-            const ownedByOther = this.owner.get(`${ou.kind}|${ou.key}`) === other.name;
+            const ownedByOther = this.owner.get(cacheKey(ou.kind, ou.key)) === other.name;
             if (other === this.local || ownedByOther)
               return `node name ${name} is already used by cluster ${other.name}`;
           }
