@@ -27,15 +27,18 @@ const MAX_DEPTH = 64;
 /**
  * Short scalars repeat across documents (namespaces, label values, profile and node names): one
  * copy of each of the first INTERN_MAX distinct ones is shared, so 100,000 endpoints do not hold
- * 100,000 copies of "shop". Only strings too short to be V8 slices (13 characters) are kept: a
- * longer one would keep the whole text it was cut from alive.
+ * 100,000 copies of "shop". A longer one (13 characters and up, what V8 cuts out as a slice that
+ * keeps the whole text it was cut from alive) is copied out flat instead: a resource kept must not
+ * keep its file's text in memory.
  */
 const INTERN_MAX = 4096;
 const INTERN_LEN = 13;
 const interned = new Map<string, string>();
 
-function intern(s: string): string {
-  if (s.length >= INTERN_LEN) return s;
+/** A scalar as it is kept: shared when short, copied out of the text when long. */
+function kept(s: string): string {
+  // join makes one flat string of its own (a slice of a slice would still point at the text).
+  if (s.length >= INTERN_LEN) return [s.slice(0, 1), s.slice(1)].join('');
   const got = interned.get(s);
   if (got !== undefined) return got;
   if (interned.size < INTERN_MAX) interned.set(s, s);
@@ -177,7 +180,7 @@ class Parser {
   private inline(from: number, to: number): unknown {
     const t = this.text;
     const c = t.charCodeAt(from);
-    if (c === 34 /* " */ || c === 39 /* ' */) return this.quoted(from, to, c);
+    if (c === 34 /* " */ || c === 39 /* ' */) return kept(this.quoted(from, to, c));
     if (c === 91 /* [ */) return this.flowList(from, to);
     if (c === 123 /* { */) {
       if (t.slice(from, to) === '{}') return {};
@@ -195,7 +198,7 @@ class Parser {
     if (INDICATOR_START.test(s) && !/^-[^ ]/.test(s)) throw NOT_PLAIN;
     if (s.includes(': ') || s.endsWith(':') || /[[\]{}]/.test(s)) throw NOT_PLAIN;
     const v = resolvePlainScalar(s);
-    return v === s ? intern(s) : v;
+    return v === s ? kept(s) : v;
   }
 
   private quoted(from: number, to: number, q: number): string {
@@ -229,7 +232,7 @@ class Parser {
       const s = item.trim();
       if (!FLOW_ITEM.test(s)) throw NOT_PLAIN;
       const v = resolvePlainScalar(s);
-      return v === s ? intern(s) : v;
+      return v === s ? kept(s) : v;
     });
   }
 }
