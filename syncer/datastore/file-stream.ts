@@ -49,8 +49,8 @@ export async function streamFiles(
       continue;
     }
     try {
-      const docs = readDocuments((into) => fh.read(into, 0, into.length).then((r) => r.bytesRead));
-      await streamFile(docs, { source: path, baseDir: abs }, owners, out, sink);
+      const chunks = readDocuments((into) => fh.read(into, 0, into.length).then((r) => r.bytesRead));
+      await streamFile(chunks, { source: path, baseDir: abs }, owners, out, sink);
     } catch (e) {
       // Read as it goes: what the file gave before the failure stands; the rest is refused.
       out.errors.push({ origin: { source: path }, message: `cannot read: ${(e as Error).message}` });
@@ -87,7 +87,7 @@ async function openFile(path: string, root: string): Promise<FileHandle | { refu
  * file's own refusals (the driver decides ownership once a file is parsed).
  */
 async function streamFile(
-  docs: AsyncIterable<RawDocument>,
+  chunks: AsyncIterable<RawDocument[]>,
   origin: { source: string; baseDir: string },
   owners: Map<string, Origin>,
   out: StreamOutcome,
@@ -97,35 +97,42 @@ async function streamFile(
   const overriddenHere = new Map<string, Origin>();
   const overridden: ResourceError[] = [];
   let document = 0;
-  for await (const piece of docs) {
-    if (isBlank(piece.text)) continue;
-    const outcomes = parseDocuments(piece.text, {
-      ...origin,
-      firstDocument: document,
-      lineOffset: piece.lineOffset,
-    });
-    document += 1;
-    for (const { result } of outcomes) {
-      if ('errors' in result) out.errors.push(...result.errors);
-      else if ('skipped' in result) out.skipped.push(result.skipped);
-      else if ('resource' in result) {
-        const res = result.resource;
-        const id = resourceId(res);
-        const owner = owners.get(id);
-        // The first definition in this file, if any: the owner when this file holds the id.
-        const first = owner?.source === origin.source ? owner : overriddenHere.get(id);
-        if (first) {
-          // Only the first definition's origin matters to the message.
-          out.errors.push(duplicateInFile(res, { ...res, origin: first }));
-          continue;
+  for await (const pieces of chunks) {
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i] as RawDocument;
+      // Parsed, the document's text goes: only the pieces not yet parsed stay referenced.
+      (pieces as (RawDocument | undefined)[])[i] = undefined;
+      if (isBlank(piece.text)) continue;
+      const outcomes = parseDocuments(piece.text, {
+        ...origin,
+        firstDocument: document,
+        lineOffset: piece.lineOffset,
+      });
+      document += 1;
+      for (const { result } of outcomes) {
+        if ('errors' in result) out.errors.push(...result.errors);
+        else if ('skipped' in result) out.skipped.push(result.skipped);
+        else if ('resource' in result) {
+          const res = result.resource;
+          const id = resourceId(res);
+          const owner = owners.get(id);
+          // The first definition in this file, if any: the owner when this file holds the id.
+          const first = owner?.source === origin.source ? owner : overriddenHere.get(id);
+          if (first) {
+            // Only the first definition's origin matters to the message.
+            out.errors.push(duplicateInFile(res, { ...res, origin: first }));
+            continue;
+          }
+          if (owner) {
+            overriddenHere.set(id, res.origin);
+            overridden.push(duplicateAcrossFiles(res.origin, id, owner));
+            continue;
+          }
+          owners.set(id, res.origin);
+          // Awaited only when the sink waits: a turn of the event loop per resource adds up.
+          const waiting = sink(res);
+          if (waiting) await waiting;
         }
-        if (owner) {
-          overriddenHere.set(id, res.origin);
-          overridden.push(duplicateAcrossFiles(res.origin, id, owner));
-          continue;
-        }
-        owners.set(id, res.origin);
-        await sink(res);
       }
     }
   }

@@ -32,7 +32,7 @@ function reader(bytes: Buffer, sizes: number[]) {
 
 async function streamed(bytes: Buffer, sizes: number[]): Promise<RawDocument[]> {
   const out: RawDocument[] = [];
-  for await (const d of readDocuments(reader(bytes, sizes))) out.push(d);
+  for await (const chunk of readDocuments(reader(bytes, sizes))) out.push(...chunk);
   return out;
 }
 
