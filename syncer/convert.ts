@@ -182,7 +182,7 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
           endpoint: r.spec.endpoint,
           interfaceName: r.spec.interfaceName,
           ipv4Nets: r.spec.ipNetworks,
-          profiles: r.spec.profiles.map((p) => prefix(ctx, p)),
+          profiles: ctx.remote ? r.spec.profiles.map((p) => prefix(ctx, p)) : r.spec.profiles,
           labels: { ...r.labels, [CLUSTER_LABEL]: ctx.cluster },
           ports: r.spec.ports.map((p) =>
             create(NamedPortSchema, { name: p.name, protocol: p.protocol, port: p.port }),
@@ -198,7 +198,7 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
           node: prefix(ctx, r.spec.node),
           interfaceName: r.spec.interfaceName ?? '',
           expectedIpv4s: r.spec.expectedIPs,
-          profiles: r.spec.profiles.map((p) => prefix(ctx, p)),
+          profiles: ctx.remote ? r.spec.profiles.map((p) => prefix(ctx, p)) : r.spec.profiles,
           labels: { ...r.labels, [CLUSTER_LABEL]: ctx.cluster },
           ports: r.spec.ports.map((p) => ({ name: p.name, protocol: p.protocol, port: p.port })),
           name: r.name,

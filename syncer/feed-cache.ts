@@ -35,8 +35,8 @@ export class FeedCache {
     return this.entries.get(cacheKey(kind, key));
   }
 
-  set(u: Update): void {
-    const ck = cacheKey(u.kind, u.key);
+  /** `ck`: the update's cacheKey when the caller has made it already (one string kept, not two). */
+  set(u: Update, ck = cacheKey(u.kind, u.key)): void {
     const old = this.entries.get(ck);
     if (old && equals(UpdateSchema, old, u)) return;
     this.entries.set(ck, u);

@@ -388,7 +388,7 @@ export class Merger {
       return;
     }
     this.owner.set(ck, src.name);
-    this.opts.cache.set(u);
+    this.opts.cache.set(u, ck);
   }
 
   private recheckAll(src: Source): void {
