@@ -103,8 +103,10 @@ async function streamFile(
       // Parsed, the document's text goes: only the pieces not yet parsed stay referenced.
       (pieces as (RawDocument | undefined)[])[i] = undefined;
       if (isBlank(piece.text)) continue;
+      // Written out, not spread: a spread per document showed in the profile.
       const outcomes = parseDocuments(piece.text, {
-        ...origin,
+        source: origin.source,
+        baseDir: origin.baseDir,
         firstDocument: document,
         lineOffset: piece.lineOffset,
       });
