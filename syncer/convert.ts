@@ -47,6 +47,16 @@ function prefix(ctx: ConvertContext, key: string): string {
   return ctx.remote ? `${ctx.cluster}/${key}` : key;
 }
 
+/**
+ * An endpoint's labels with the cluster's: Object.assign, not a spread literal (a spread clone that
+ * then grows gets slow, unshared shapes; see agent/calc/item-index.ts), one copy kept per endpoint.
+ */
+function withCluster(labels: Labels, ctx: ConvertContext): Record<string, string> {
+  const out: Record<string, string> = Object.assign({}, labels);
+  out[CLUSTER_LABEL] = ctx.cluster;
+  return out;
+}
+
 function prefixed(labels: Labels, pre: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(labels)) out[pre + k] = v;
@@ -183,7 +193,7 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
           interfaceName: r.spec.interfaceName,
           ipv4Nets: r.spec.ipNetworks,
           profiles: ctx.remote ? r.spec.profiles.map((p) => prefix(ctx, p)) : r.spec.profiles,
-          labels: { ...r.labels, [CLUSTER_LABEL]: ctx.cluster },
+          labels: withCluster(r.labels, ctx),
           ports: r.spec.ports.map((p) =>
             create(NamedPortSchema, { name: p.name, protocol: p.protocol, port: p.port }),
           ),
@@ -199,7 +209,7 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
           interfaceName: r.spec.interfaceName ?? '',
           expectedIpv4s: r.spec.expectedIPs,
           profiles: ctx.remote ? r.spec.profiles.map((p) => prefix(ctx, p)) : r.spec.profiles,
-          labels: { ...r.labels, [CLUSTER_LABEL]: ctx.cluster },
+          labels: withCluster(r.labels, ctx),
           ports: r.spec.ports.map((p) => ({ name: p.name, protocol: p.protocol, port: p.port })),
           name: r.name,
         }),
@@ -264,7 +274,7 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
         value: create(NetworkSetSchema, {
           namespace: r.kind === 'NetworkSet' ? r.namespace : '',
           nets: r.spec.nets,
-          labels: { ...r.labels, [CLUSTER_LABEL]: ctx.cluster },
+          labels: withCluster(r.labels, ctx),
           name: r.name,
         }),
       });

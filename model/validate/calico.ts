@@ -114,7 +114,9 @@ const workloadEndpoint = defineKind({
   build(meta, { spec }): WorkloadEndpoint {
     const namespace = meta.namespace as string;
     // Calico's implicit labels, so selectors on them work for hand-written endpoints too.
-    const labels: Record<string, string> = { ...meta.labels };
+    // Object.assign, not spread: a spread clone that then grows gets slow, unshared shapes (see
+    // agent/calc/item-index.ts), and the feed keeps a copy of these per endpoint.
+    const labels: Record<string, string> = Object.assign({}, meta.labels);
     labels[LABEL_NAMESPACE] ??= namespace;
     labels[LABEL_ORCHESTRATOR] ??= spec.orchestrator;
     if (spec.serviceAccountName !== undefined) labels[LABEL_SERVICE_ACCOUNT] ??= spec.serviceAccountName;
