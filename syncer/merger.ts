@@ -165,7 +165,12 @@ export class Merger {
     this.local.status = st;
     this.local.detail = detail ?? '';
     if (st === 'InSync' && this.local.seen) this.finishResync(this.local);
-    if (st === 'ResyncInProgress' || st === 'Connecting') this.local.seen = new Set();
+    if (st === 'ResyncInProgress' || st === 'Connecting') {
+      // A resync from nothing withdraws nothing at its end: no record of what it saw is needed
+      // (a first sync of 100,000 endpoints kept a set of their ids and checked every one again).
+      const empty = this.local.wanted.size === 0 && this.rccs.size === 0 && this.secrets.size === 0;
+      this.local.seen = empty ? undefined : new Set();
+    }
     if (st === 'InSync' && this.startRemotes === undefined) {
       // The remotes known at start: in-sync waits for them, bounded by the timeout.
       this.startRemotes = new Set(this.rccs.keys());
