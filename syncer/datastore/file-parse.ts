@@ -220,8 +220,11 @@ export async function* readDocuments(read: ReadBlock): AsyncGenerator<RawDocumen
     from = DECODE_CHUNK;
     // A chunk's documents at once: one turn of the event loop per megabyte, not per document.
     const pieces = await splitDocuments(text, NEVER_YIELD);
+    // The pieces cover the chunk: its lines are the last piece's offset and its own.
+    const last = pieces[pieces.length - 1];
+    const lines = last ? last.lineOffset + countNewlines(last.text) : 0;
     for (const piece of pieces) piece.lineOffset += line;
-    line += countNewlines(text);
+    line += lines;
     yield pieces;
   }
 }
