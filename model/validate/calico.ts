@@ -106,11 +106,26 @@ const wepSpec = z
     }
   });
 
+const WEP_SPEC_KEYS = new Set(Object.keys(wepSpec.shape));
+
+/**
+ * The spec fields fastWorkloadEndpoint reads, or knows wepSpec ignores. A field added to wepSpec
+ * and not here turns the fast path off (it would drop the field); validate-fast.test.ts fails
+ * then, to say so.
+ */
+const WEP_FAST_FIELDS = [
+  ...['orchestrator', 'workload', 'node', 'pod', 'endpoint', 'interfaceName', 'ipNetworks', 'profiles'],
+  ...['serviceAccountName', 'ports', 'mac', 'containerID', 'ipNATs', 'ipv4Gateway', 'ipv6Gateway'],
+  ...['allowSpoofedSourcePrefixes', 'qosControls'],
+];
+export const WEP_FAST_PATH_COMPLETE =
+  WEP_FAST_FIELDS.length === WEP_SPEC_KEYS.size && WEP_FAST_FIELDS.every((k) => WEP_SPEC_KEYS.has(k));
+
 const workloadEndpoint = defineKind({
   namespaced: true,
   nameRule: 'subdomain',
   body: specOf(wepSpec),
-  fast: fastWorkloadEndpoint,
+  ...(WEP_FAST_PATH_COMPLETE ? { fast: fastWorkloadEndpoint } : {}),
   build(meta, { spec }): WorkloadEndpoint {
     const namespace = meta.namespace as string;
     // Calico's implicit labels, so selectors on them work for hand-written endpoints too.
@@ -140,8 +155,6 @@ const workloadEndpoint = defineKind({
     };
   },
 });
-
-const WEP_SPEC_KEYS = new Set(Object.keys(wepSpec.shape));
 
 /**
  * specOf(wepSpec) without zod, for valid endpoints (a big cluster is mostly these): the same
