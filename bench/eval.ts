@@ -93,6 +93,10 @@ async function breakdown(clusterDir: string): Promise<void> {
   await time('parse + validate (parseDocuments, per document)', () => {
     for (const d of docs) parseDocuments(d.text, origin);
   });
+  const { parsePlainDocument } = await import('../model/yaml-plain.ts');
+  await time('  of which YAML read by hand (parsePlainDocument)', () => {
+    for (const d of docs) parsePlainDocument(d.text);
+  });
   const objects: unknown[] = [];
   loadAll(text, (o) => objects.push(o));
   await time('  of which validation (validateResource)', () => {

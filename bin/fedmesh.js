@@ -1,7 +1,14 @@
 #!/usr/bin/env node
-// The one fedmesh binary. TypeScript is loaded through tsx so that the source tree is the
-// program (no build step between a checkout and a running agent).
-import { register } from 'tsx/esm/api';
+// The one fedmesh binary. The source tree is the program: it runs compiled (bin/compiled.js builds
+// cli/main.ts with esbuild whenever a source file changed since the last build), or, when that
+// cannot be done, as TypeScript loaded through tsx.
+import { compiledEntry } from './compiled.js';
 
-register();
-await import('../cli/main.ts');
+const entry = await compiledEntry();
+if (entry) {
+  await import(entry);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('../cli/main.ts');
+}

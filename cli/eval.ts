@@ -2,9 +2,10 @@
 // Reads the cluster through the syncer's own merged view (syncer/merged-view.ts: the local
 // datastore and its RemoteClusterConfigurations, with the same refusals), then evaluates the
 // selector on exactly the labels an agent would see (profiles inherited, implicit labels added).
-import { LabelIndex } from '../agent/calc/label-index.ts';
+import { ProfileLabels } from '../agent/calc/profile-labels.ts';
 import { quietLogsForCli } from '../lib/log.ts';
 import { clip, terminalJson } from '../lib/text.ts';
+import type { Labels } from '../model/resources.ts';
 import { parseSelector, type Selector, SelectorParseError } from '../model/selector/index.ts';
 import { RemoteClusterState, type Update } from '../proto/service.ts';
 import { type DatastoreFlags, parseDatastoreSpec } from '../syncer/datastore/open.ts';
@@ -72,34 +73,29 @@ export async function runEval(opts: EvalOptions, io: EvalOutput = PROCESS_OUTPUT
 
 /**
  * The endpoints of a merged view (of `cluster`) that a selector matches, by eval's names, sorted.
- * Each endpoint's labels are computed as an agent sees them (profiles inherited) one at a time:
- * the index holds the profiles and the endpoint at hand, not 100,000 endpoints.
+ * Each endpoint's labels are what an agent's label index gives it (agent/calc/item-index.ts: its
+ * own labels over what its profiles pass on, merged in order), built by the same inheritance
+ * index; the merge of a profile list is made once and shared (references are never dropped: the
+ * index lives for this one pass).
  */
 export function matchingEndpoints(
   updates: readonly Update[],
   selector: Selector,
   cluster: string,
 ): { name: string; cluster: string }[] {
-  const index = new LabelIndex({ send: () => {} });
-  for (const u of updates) if (u.body.case === 'profile') index.setProfileLabels(u.key, u.body.value.labels);
+  const inheritance = new ProfileLabels();
+  for (const u of updates) if (u.body.case === 'profile') inheritance.set(u.key, u.body.value.labels);
   const matches: { name: string; cluster: string }[] = [];
   for (const u of updates) {
     const b = u.body;
     if (b.case !== 'workloadEndpoint' && b.case !== 'hostEndpoint') continue;
-    const prefix = u.cluster !== cluster ? `${u.cluster}/` : '';
-    const labels =
-      b.case === 'workloadEndpoint'
-        ? index.upsertItem({
-            key: u.key,
-            ownLabels: b.value.labels,
-            profiles: b.value.profiles,
-            namespace: b.value.namespace,
-            nets: [],
-          })
-        : index.upsertItem({ key: u.key, ownLabels: b.value.labels, profiles: b.value.profiles, nets: [] });
-    index.deleteItem(u.key);
+    const namespace = b.case === 'workloadEndpoint' ? b.value.namespace : undefined;
+    const { inherited } = inheritance.acquire(b.value.profiles, namespace);
+    const own = stringLabels(b.value.labels);
+    const labels = inherited ? Object.assign({}, inherited, own) : own;
     if (!selector.evaluate(labels)) continue;
     // Host endpoints are not namespaced: `<name>`, or `<cluster>/<name>` for a remote one.
+    const prefix = u.cluster !== cluster ? `${u.cluster}/` : '';
     const name =
       b.case === 'workloadEndpoint'
         ? `${prefix}${b.value.namespace}/${b.value.name}`
@@ -107,4 +103,12 @@ export function matchingEndpoints(
     matches.push({ name, cluster: u.cluster });
   }
   return matches.sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/** An item's own labels as the label index keeps them: string values only. */
+function stringLabels(labels: Labels): Labels {
+  for (const k in labels)
+    if (typeof labels[k] !== 'string')
+      return Object.fromEntries(Object.entries(labels).filter(([, v]) => typeof v === 'string'));
+  return labels;
 }

@@ -334,7 +334,8 @@ export type ResourceKind = Resource['kind'];
 
 /** A stable identity for a resource within one cluster: kind, namespace (if any) and name. */
 export function resourceId(r: Pick<Resource, 'kind' | 'name' | 'namespace'>): string {
-  return r.namespace ? `${r.kind}/${r.namespace}/${r.name}` : `${r.kind}/${r.name}`;
+  // join, not a template: one flat string (a map key, kept per resource), no chain of concatenations.
+  return r.namespace ? [r.kind, r.namespace, r.name].join('/') : [r.kind, r.name].join('/');
 }
 
 /** A refused document: where it was and why, field by field. */

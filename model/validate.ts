@@ -11,6 +11,7 @@ import type { KindHandler, SkippedResource, ValidateResult } from './validate/ki
 import { coreV1, networkingV1 } from './validate/kube.ts';
 import { discoveryV1, multiclusterV1alpha1, servicesCoreV1 } from './validate/services.ts';
 import { loadPlainDocuments } from './yaml-fast.ts';
+import { parsePlainDocument } from './yaml-plain.ts';
 
 export type { SkippedResource, ValidateResult } from './validate/kind.ts';
 
@@ -64,7 +65,13 @@ function unknownKind(apiVersion: string, kind: string): { field: string; message
  * paths in a RemoteClusterConfiguration resolve against it); undefined when it was not read from
  * a file (etcd, the Kubernetes API), where a relative path is refused.
  */
-export function validateResource(obj: unknown, origin: Origin, baseDir: string | undefined): ValidateResult {
+export function validateResource(
+  obj: unknown,
+  origin: Origin,
+  baseDir: string | undefined,
+  /** The schemas alone, without a kind's fast path (the differential tests compare the two). */
+  opts: { bySchema?: boolean } = {},
+): ValidateResult {
   const id = readIdentity(obj);
   const fail = (field: string | undefined, message: string): ValidateResult => ({
     errors: [{ origin, ...(id ? { resource: id } : {}), ...(field ? { field } : {}), message }],
@@ -79,7 +86,8 @@ export function validateResource(obj: unknown, origin: Origin, baseDir: string |
     const { field, message } = unknownKind(apiVersion, kind);
     return fail(field, message);
   }
-  return handler.validate(o, { apiVersion, kind, origin, baseDir, id });
+  const ctx = { apiVersion, kind, origin, baseDir, id };
+  return opts.bySchema && handler.bySchema ? handler.bySchema(o, ctx) : handler.validate(o, ctx);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,7 +155,8 @@ export function parseDocuments(
   },
 ): DocumentOutcome[] {
   const out: DocumentOutcome[] = [];
-  const fast = loadPlainDocuments(text);
+  const plain = parsePlainDocument(text);
+  const fast = plain !== undefined ? [plain] : loadPlainDocuments(text);
   if (fast) {
     fast.forEach((js, index) => {
       decoded(js, index + (origin.firstDocument ?? 0), origin, out);

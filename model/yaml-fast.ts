@@ -52,6 +52,20 @@ const CORE_SCHEMA = jsyaml.FAILSAFE_SCHEMA.extend({
   ],
 });
 
+const MAY_RESOLVE = '~nNtTfF+-.0123456789';
+const IMPLICIT = (CORE_SCHEMA as unknown as { compiledImplicit: jsyaml.Type[] }).compiledImplicit;
+
+/** A plain scalar as this schema reads it (null, boolean, number, or the string itself). */
+export function resolvePlainScalar(s: string): unknown {
+  // Every implicit type above starts with one of `~nNtTfF+-.` or a digit (or is empty): a scalar
+  // starting otherwise is a string, without trying four patterns on it.
+  if (s !== '' && !MAY_RESOLVE.includes(s[0] as string)) return s;
+  for (const type of IMPLICIT) {
+    if (type.resolve(s)) return type.construct(s);
+  }
+  return s;
+}
+
 /**
  * Constructs the two libraries read differently, found by the property test: a collection as a
  * key (`[a, b]: x`, an explicit `? ` key; the careful path writes it as YAML "[ a, b ]", js-yaml

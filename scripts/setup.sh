@@ -42,3 +42,7 @@ fi
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
+
+# The compiled program (bin/compiled.js): built now so the first command does not wait for it; the
+# binary rebuilds it by itself whenever a source file changes.
+node bin/fedmesh.js --help >/dev/null

@@ -21,6 +21,7 @@ import {
   IcmpSchema,
   IPAMBlockSchema,
   IPPoolSchema,
+  NamedPortSchema,
   NetworkSetSchema,
   NodeSchema,
   PolicySchema,
@@ -44,6 +45,16 @@ export interface ConvertContext {
 
 function prefix(ctx: ConvertContext, key: string): string {
   return ctx.remote ? `${ctx.cluster}/${key}` : key;
+}
+
+/**
+ * An endpoint's labels with the cluster's: Object.assign, not a spread literal (a spread clone that
+ * then grows gets slow, unshared shapes; see agent/calc/item-index.ts), one copy kept per endpoint.
+ */
+function withCluster(labels: Labels, ctx: ConvertContext): Record<string, string> {
+  const out: Record<string, string> = Object.assign({}, labels);
+  out[CLUSTER_LABEL] = ctx.cluster;
+  return out;
 }
 
 function prefixed(labels: Labels, pre: string): Record<string, string> {
@@ -108,7 +119,9 @@ function allowAll() {
 export function baseKey(r: Resource): string {
   switch (r.kind) {
     case 'WorkloadEndpoint':
-      return `${r.spec.node}/${r.spec.orchestrator}/${r.namespace}/${r.spec.pod}/${r.spec.endpoint}`;
+      // join, not a template: one flat string, where a template leaves a chain of five
+      // concatenations behind in every endpoint's key.
+      return [r.spec.node, r.spec.orchestrator, r.namespace, r.spec.pod, r.spec.endpoint].join('/');
     case 'HostEndpoint':
       return `hostendpoint/${r.name}`;
     case 'Namespace':
@@ -152,13 +165,26 @@ export function baseKey(r: Resource): string {
  */
 export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
   const key = prefix(ctx, baseKey(r));
-  const u = (kind: ResourceKind, body: Update['body']) =>
-    create(UpdateSchema, { key, cluster: ctx.cluster, kind, body });
+  // create(UpdateSchema, …) written out (the body's value is a message already): every field in
+  // the object itself, as for the endpoint below.
+  const u = (kind: ResourceKind, body: Update['body']): Update => ({
+    $typeName: UpdateSchema.typeName,
+    key,
+    cluster: ctx.cluster,
+    deleted: false,
+    kind,
+    body,
+  });
   switch (r.kind) {
     case 'WorkloadEndpoint':
+      // create(WorkloadEndpointSchema, …) written out, every field in schema order: a big
+      // cluster is mostly endpoints, and create() adds the fields one by one into a second array
+      // (a fifth more memory per endpoint). test/unit/syncer-convert.test.ts holds it equal to
+      // the decoded message.
       return u(ResourceKind.WORKLOAD_ENDPOINT, {
         case: 'workloadEndpoint',
-        value: create(WorkloadEndpointSchema, {
+        value: {
+          $typeName: WorkloadEndpointSchema.typeName,
           node: prefix(ctx, r.spec.node),
           orchestrator: r.spec.orchestrator,
           namespace: r.namespace,
@@ -166,12 +192,14 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
           endpoint: r.spec.endpoint,
           interfaceName: r.spec.interfaceName,
           ipv4Nets: r.spec.ipNetworks,
-          profiles: r.spec.profiles.map((p) => prefix(ctx, p)),
-          labels: { ...r.labels, [CLUSTER_LABEL]: ctx.cluster },
-          ports: r.spec.ports.map((p) => ({ name: p.name, protocol: p.protocol, port: p.port })),
+          profiles: ctx.remote ? r.spec.profiles.map((p) => prefix(ctx, p)) : r.spec.profiles,
+          labels: withCluster(r.labels, ctx),
+          ports: r.spec.ports.map((p) =>
+            create(NamedPortSchema, { name: p.name, protocol: p.protocol, port: p.port }),
+          ),
           mac: r.spec.mac ?? '',
           name: r.name,
-        }),
+        },
       });
     case 'HostEndpoint':
       return u(ResourceKind.HOST_ENDPOINT, {
@@ -180,8 +208,8 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
           node: prefix(ctx, r.spec.node),
           interfaceName: r.spec.interfaceName ?? '',
           expectedIpv4s: r.spec.expectedIPs,
-          profiles: r.spec.profiles.map((p) => prefix(ctx, p)),
-          labels: { ...r.labels, [CLUSTER_LABEL]: ctx.cluster },
+          profiles: ctx.remote ? r.spec.profiles.map((p) => prefix(ctx, p)) : r.spec.profiles,
+          labels: withCluster(r.labels, ctx),
           ports: r.spec.ports.map((p) => ({ name: p.name, protocol: p.protocol, port: p.port })),
           name: r.name,
         }),
@@ -246,7 +274,7 @@ export function toUpdate(ctx: ConvertContext, r: Resource): Update | undefined {
         value: create(NetworkSetSchema, {
           namespace: r.kind === 'NetworkSet' ? r.namespace : '',
           nets: r.spec.nets,
-          labels: { ...r.labels, [CLUSTER_LABEL]: ctx.cluster },
+          labels: withCluster(r.labels, ctx),
           name: r.name,
         }),
       });

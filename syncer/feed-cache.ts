@@ -10,8 +10,9 @@ export interface FeedSubscriber {
   onRemoteStatus(status: RemoteClusterStatus): void;
 }
 
-function cacheKey(kind: ResourceKind, key: string): string {
-  return `${kind}|${key}`;
+/** One flat string (join, not a template, which would leave a concatenation in every entry). */
+export function cacheKey(kind: ResourceKind, key: string): string {
+  return [kind, key].join('|');
 }
 
 export class FeedCache {
@@ -34,8 +35,8 @@ export class FeedCache {
     return this.entries.get(cacheKey(kind, key));
   }
 
-  set(u: Update): void {
-    const ck = cacheKey(u.kind, u.key);
+  /** `ck`: the update's cacheKey when the caller has made it already (one string kept, not two). */
+  set(u: Update, ck = cacheKey(u.kind, u.key)): void {
     const old = this.entries.get(ck);
     if (old && equals(UpdateSchema, old, u)) return;
     this.entries.set(ck, u);

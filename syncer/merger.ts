@@ -27,7 +27,7 @@ import { type ConvertContext, isOverlayKind, toUpdate } from './convert.ts';
 import { type ConnectionConfig, describeConnection, sameConnection } from './datastore/connection.ts';
 import { openRemoteConnection } from './datastore/open.ts';
 import type { Datastore, DatastoreEvent, DatastoreStatus } from './datastore/types.ts';
-import type { FeedCache } from './feed-cache.ts';
+import { cacheKey, type FeedCache } from './feed-cache.ts';
 import { Refusals } from './refusals.ts';
 import { type RemoteConfig, resolveRemoteConfig, type SecretLookup, secretRefOf } from './remote-config.ts';
 
@@ -165,7 +165,12 @@ export class Merger {
     this.local.status = st;
     this.local.detail = detail ?? '';
     if (st === 'InSync' && this.local.seen) this.finishResync(this.local);
-    if (st === 'ResyncInProgress' || st === 'Connecting') this.local.seen = new Set();
+    if (st === 'ResyncInProgress' || st === 'Connecting') {
+      // A resync from nothing withdraws nothing at its end: no record of what it saw is needed
+      // (a first sync of 100,000 endpoints kept a set of their ids and checked every one again).
+      const empty = this.local.wanted.size === 0 && this.rccs.size === 0 && this.secrets.size === 0;
+      this.local.seen = empty ? undefined : new Set();
+    }
     if (st === 'InSync' && this.startRemotes === undefined) {
       // The remotes known at start: in-sync waits for them, bounded by the timeout.
       this.startRemotes = new Set(this.rccs.keys());
@@ -349,7 +354,7 @@ export class Merger {
     indexRanges(src, id, []);
     src.conflicts.delete(id);
     src.notes.delete(id);
-    const ck = `${u.kind}|${u.key}`;
+    const ck = cacheKey(u.kind, u.key);
     if (this.owner.get(ck) === src.name) {
       this.owner.delete(ck);
       this.opts.cache.delete(u.kind, u.key);
@@ -360,7 +365,7 @@ export class Merger {
   private reconcile(src: Source, id: string): void {
     const u = src.wanted.get(id);
     if (!u) return;
-    const ck = `${u.kind}|${u.key}`;
+    const ck = cacheKey(u.kind, u.key);
     const conflict = src.ctx.remote ? this.conflictOf(src, u, src.ranges.get(id) ?? []) : undefined;
     const owner = this.owner.get(ck);
     if (conflict) {
@@ -388,7 +393,7 @@ export class Merger {
       return;
     }
     this.owner.set(ck, src.name);
-    this.opts.cache.set(u);
+    this.opts.cache.set(u, ck);
   }
 
   private recheckAll(src: Source): void {
@@ -443,7 +448,7 @@ export class Merger {
         if (other === src) continue;
         for (const ou of other.wanted.values()) {
           if (ou.body.case === 'node' && ou.body.value.name === name) {
-            const ownedByOther = this.owner.get(`${ou.kind}|${ou.key}`) === other.name;
+            const ownedByOther = this.owner.get(cacheKey(ou.kind, ou.key)) === other.name;
             if (other === this.local || ownedByOther)
               return `node name ${name} is already used by cluster ${other.name}`;
           }

@@ -9,6 +9,7 @@ import type {
   HostEndpoint,
   IPAMBlock,
   IPPool,
+  NamedPort,
   NetworkPolicy,
   NetworkSet,
   Node,
@@ -35,13 +36,17 @@ import {
   checkCidr,
   checkIp4,
   checkIpNetwork,
+  checkMac,
+  checkPortName,
+  checkProtocol,
   cidrSchema,
   ip4Schema,
   isIPv6,
   macSchema,
   namedPortSchema,
+  protocolHasPorts,
 } from './fields.ts';
-import { defineKind, type KindHandler, type ValidateResult } from './kind.ts';
+import { defineKind, ENVELOPE_KEYS, type KindHandler, type ValidateResult } from './kind.ts';
 import { policySpecSchema, ruleSchema } from './policy.ts';
 
 const str = checked(requireString);
@@ -50,13 +55,14 @@ const stringList = z.array(str).default([]);
 const bool = (dflt: boolean) => checked(checkBool).default(dflt);
 
 /** Linux interface names: at most 15 characters (Calico's rule). */
-const interfaceName = checked((v) => {
+function checkInterfaceName(v: unknown): string {
   const s = requireString(v);
   if (!/^[a-zA-Z0-9_.-]{1,15}$/.test(s)) {
     throw new FieldError(`"${s}" is not an interface name (at most 15 letters, digits, '_', '.' or '-')`);
   }
   return s;
-});
+}
+const interfaceName = checked(checkInterfaceName);
 
 /** A node's name, as Kubernetes names nodes (a DNS subdomain): a 3 MB name goes no further. */
 const nodeName = nameSchema('subdomain');
@@ -100,14 +106,32 @@ const wepSpec = z
     }
   });
 
+const WEP_SPEC_KEYS = new Set(Object.keys(wepSpec.shape));
+
+/**
+ * The spec fields fastWorkloadEndpoint reads, or knows wepSpec ignores. A field added to wepSpec
+ * and not here turns the fast path off (it would drop the field); validate-fast.test.ts fails
+ * then, to say so.
+ */
+const WEP_FAST_FIELDS = [
+  ...['orchestrator', 'workload', 'node', 'pod', 'endpoint', 'interfaceName', 'ipNetworks', 'profiles'],
+  ...['serviceAccountName', 'ports', 'mac', 'containerID', 'ipNATs', 'ipv4Gateway', 'ipv6Gateway'],
+  ...['allowSpoofedSourcePrefixes', 'qosControls'],
+];
+export const WEP_FAST_PATH_COMPLETE =
+  WEP_FAST_FIELDS.length === WEP_SPEC_KEYS.size && WEP_FAST_FIELDS.every((k) => WEP_SPEC_KEYS.has(k));
+
 const workloadEndpoint = defineKind({
   namespaced: true,
   nameRule: 'subdomain',
   body: specOf(wepSpec),
+  ...(WEP_FAST_PATH_COMPLETE ? { fast: fastWorkloadEndpoint } : {}),
   build(meta, { spec }): WorkloadEndpoint {
     const namespace = meta.namespace as string;
     // Calico's implicit labels, so selectors on them work for hand-written endpoints too.
-    const labels: Record<string, string> = { ...meta.labels };
+    // Object.assign, not spread: a spread clone that then grows gets slow, unshared shapes (see
+    // agent/calc/item-index.ts), and the feed keeps a copy of these per endpoint.
+    const labels: Record<string, string> = Object.assign({}, meta.labels);
     labels[LABEL_NAMESPACE] ??= namespace;
     labels[LABEL_ORCHESTRATOR] ??= spec.orchestrator;
     if (spec.serviceAccountName !== undefined) labels[LABEL_SERVICE_ACCOUNT] ??= spec.serviceAccountName;
@@ -131,6 +155,72 @@ const workloadEndpoint = defineKind({
     };
   },
 });
+
+/**
+ * specOf(wepSpec) without zod, for valid endpoints (a big cluster is mostly these): the same
+ * checks by the same functions, the same defaults; undefined at the first doubt (the schema then
+ * says what is wrong). test/unit/validate-fast.test.ts holds it equal to the schema.
+ */
+function fastWorkloadEndpoint(obj: Record<string, unknown>): { spec: z.output<typeof wepSpec> } | undefined {
+  for (const k of Object.keys(obj)) if (k !== 'spec' && !ENVELOPE_KEYS.has(k)) return undefined;
+  const s = obj.spec;
+  if (!isMapping(s)) return undefined;
+  for (const k of Object.keys(s)) if (!WEP_SPEC_KEYS.has(k)) return undefined;
+  try {
+    // IPv6 addresses are dropped, as addressList(…, true) drops them.
+    const ipNetworks = fastList(s.ipNetworks, checkIpNetwork, (v) => typeof v === 'string' && isIPv6(v));
+    const profiles = fastList(s.profiles, requireString);
+    const ports = fastList(s.ports, fastNamedPort);
+    if (!ipNetworks || !profiles || !ports) return undefined;
+    const spec = {
+      orchestrator: s.orchestrator === undefined ? 'k8s' : requireString(s.orchestrator),
+      workload: s.workload === undefined ? undefined : requireString(s.workload),
+      node: checkName('subdomain', s.node),
+      pod: s.pod === undefined ? undefined : requireString(s.pod),
+      endpoint: s.endpoint === undefined ? 'eth0' : requireString(s.endpoint),
+      interfaceName: checkInterfaceName(s.interfaceName),
+      ipNetworks,
+      profiles,
+      serviceAccountName:
+        s.serviceAccountName === undefined ? undefined : requireString(s.serviceAccountName),
+      ports,
+      mac: s.mac === undefined ? undefined : checkMac(s.mac),
+    };
+    if (spec.pod === undefined && spec.workload === undefined) return undefined;
+    return { spec };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `z.array(…).default([])`: absent is empty, anything but a list is the schema's to refuse; items
+ * `dropped` are left out. Made by map, at its exact size: an array grown by push keeps room for
+ * 17 items, 13 MB over 100,000 endpoints' one-address lists (which the feed keeps).
+ */
+function fastList<T>(
+  v: unknown,
+  read: (item: unknown) => T,
+  dropped?: (item: unknown) => boolean,
+): T[] | undefined {
+  if (v === undefined) return [];
+  if (!Array.isArray(v)) return undefined;
+  // A hole (which map and filter skip) is an undefined item to the schema.
+  for (let i = 0; i < v.length; i++) if (!(i in v)) return undefined;
+  return (dropped && v.some(dropped) ? v.filter((x) => !dropped(x)) : v).map(read);
+}
+
+/** namedPortSchema without zod (throws where it would report an issue). */
+function fastNamedPort(v: unknown): NamedPort {
+  if (!isMapping(v)) throw new FieldError('not a mapping');
+  for (const k of Object.keys(v))
+    if (k !== 'name' && k !== 'protocol' && k !== 'port') throw new FieldError(k);
+  const name = checkPortName(requireString(v.name));
+  const protocol = v.protocol === undefined ? 'tcp' : checkProtocol(v.protocol);
+  const port = checkInt(v.port, 1, 65535);
+  if (!protocolHasPorts(protocol)) throw new FieldError(protocol);
+  return { name, protocol, port };
+}
 
 const hepSpec = z
   .object({

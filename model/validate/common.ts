@@ -94,8 +94,39 @@ function keyProblem(key: string): string | undefined {
 /** The API server's limit on all of an object's annotations together (keys and values, bytes). */
 export const ANNOTATIONS_MAX_BYTES = 256 * 1024;
 
+/**
+ * A string-to-string mapping (labels, annotations) read key by key; each problem goes to
+ * `problem` (the schema's issues, or the fast path's "not sure: let the schema say").
+ */
+function readStringMap(
+  m: Record<string, unknown>,
+  valueCheck: ((v: string) => string | undefined) | undefined,
+  maxTotalBytes: number | undefined,
+  problem: (message: string, key: string | undefined, input: unknown) => void,
+): Labels {
+  const out: Record<string, string> = {};
+  let bytes = 0;
+  // Object.keys, not a record schema: a `__proto__` key (an own property, as YAML decodes it)
+  // must reach the key check and be refused, not vanish into the prototype.
+  for (const k of Object.keys(m)) {
+    const v = m[k];
+    const bad =
+      keyProblem(k) ??
+      (typeof v !== 'string' ? `expected a string, got ${describe(v)} (quote it)` : valueCheck?.(v));
+    if (bad) problem(bad, k, v);
+    else {
+      out[k] = v as string;
+      if (maxTotalBytes !== undefined) bytes += Buffer.byteLength(k) + Buffer.byteLength(v as string);
+    }
+  }
+  if (maxTotalBytes !== undefined && bytes > maxTotalBytes) {
+    problem(`${bytes} bytes in total; Kubernetes allows at most ${maxTotalBytes} (256 KiB)`, undefined, m);
+  }
+  return out;
+}
+
 function stringMap(valueCheck?: (v: string) => string | undefined, maxTotalBytes?: number) {
-  return z
+  const schema = z
     .unknown()
     .optional()
     .transform((m, ctx): Labels => {
@@ -104,30 +135,21 @@ function stringMap(valueCheck?: (v: string) => string | undefined, maxTotalBytes
         ctx.addIssue({ code: 'custom', message: `expected a mapping, got ${describe(m)}`, input: m });
         return z.NEVER;
       }
-      const out: Record<string, string> = {};
-      let bytes = 0;
-      // Object.keys, not a record schema: a `__proto__` key (an own property, as YAML decodes it)
-      // must reach the key check and be refused, not vanish into the prototype.
-      for (const k of Object.keys(m)) {
-        const v = m[k];
-        const problem =
-          keyProblem(k) ??
-          (typeof v !== 'string' ? `expected a string, got ${describe(v)} (quote it)` : valueCheck?.(v));
-        if (problem) ctx.addIssue({ code: 'custom', message: problem, path: [k], input: v });
-        else {
-          out[k] = v as string;
-          bytes += Buffer.byteLength(k) + Buffer.byteLength(v as string);
-        }
-      }
-      if (maxTotalBytes !== undefined && bytes > maxTotalBytes) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `${bytes} bytes in total; Kubernetes allows at most ${maxTotalBytes} (256 KiB)`,
-          input: m,
-        });
-      }
-      return out;
+      return readStringMap(m, valueCheck, maxTotalBytes, (message, key, input) =>
+        ctx.addIssue({ code: 'custom', message, ...(key !== undefined ? { path: [key] } : {}), input }),
+      );
     });
+  /** What the schema makes of a valid value, or undefined where it would report an issue (fast paths). */
+  const read = (m: unknown): Labels | undefined => {
+    if (m === undefined) return {};
+    if (!isMapping(m)) return undefined;
+    let ok = true;
+    const out = readStringMap(m, valueCheck, maxTotalBytes, () => {
+      ok = false;
+    });
+    return ok ? out : undefined;
+  };
+  return Object.assign(schema, { read });
 }
 
 export const labelsSchema = stringMap((v) =>

@@ -8,6 +8,7 @@ import {
   checkName,
   errorMap,
   formatPath,
+  isMapping,
   issuesToErrors,
   labelsSchema,
   type NameRule,
@@ -48,6 +49,8 @@ export interface KindContext {
 export interface KindHandler {
   namespaced: boolean;
   validate(obj: Record<string, unknown>, ctx: KindContext): ValidateResult;
+  /** The same by the schemas alone, where `validate` has a fast path (the differential tests). */
+  bySchema?(obj: Record<string, unknown>, ctx: KindContext): ValidateResult;
 }
 
 export interface Meta {
@@ -96,12 +99,44 @@ const objectMeta = z.object(
   ),
 );
 
+const OBJECT_META_KEYS = new Set(Object.keys(objectMeta.shape));
+
+/**
+ * What metaSchema (and, for a strict kind, the unknown-field check) makes of a valid metadata
+ * mapping, without zod; undefined where either would report an issue (the schema then says what).
+ */
+function fastMeta(
+  md: unknown,
+  nameRule: NameRule,
+  namespaced: boolean,
+  strict: boolean,
+): { name: string; namespace: unknown; labels: Labels; annotations: Labels } | undefined {
+  if (!isMapping(md)) return undefined;
+  if (strict) for (const k of Object.keys(md)) if (!OBJECT_META_KEYS.has(k)) return undefined;
+  let name: string;
+  let namespace: unknown;
+  try {
+    name = checkName(nameRule, md.name);
+    namespace = namespaced
+      ? md.namespace === undefined
+        ? 'default'
+        : checkName('label', md.namespace)
+      : md.namespace;
+  } catch {
+    return undefined;
+  }
+  const labels = labelsSchema.read(md.labels);
+  const annotations = labels && annotationsSchema.read(md.annotations);
+  if (!labels || !annotations) return undefined;
+  return { name, namespace, labels, annotations };
+}
+
 /** Top-level fields beside the body's: `status` is the system's report, never read as intent. */
-const ENVELOPE = new Set(['apiVersion', 'kind', 'metadata', 'status']);
+export const ENVELOPE_KEYS: ReadonlySet<string> = new Set(['apiVersion', 'kind', 'metadata', 'status']);
 
 /** Unknown fields of a strict kind, as errors naming each field's path. */
 function unknownFields(body: z.ZodType, obj: Record<string, unknown>, ctx: KindContext): ResourceError[] {
-  const rest = Object.fromEntries(Object.entries(obj).filter(([k]) => !ENVELOPE.has(k)));
+  const rest = Object.fromEntries(Object.entries(obj).filter(([k]) => !ENVELOPE_KEYS.has(k)));
   const found = findUnknownFields(body, rest);
   findUnknownFields(objectMeta, obj.metadata, ['metadata'], found);
   return found.map((u) => ({
@@ -121,6 +156,13 @@ export function defineKind<T>(def: {
    */
   body: z.ZodType<T>;
   /**
+   * A hand-written reader of the whole object (metadata aside) for the kinds a big cluster is
+   * made of: exactly what `body` parses a valid object to, unknown fields included, or undefined
+   * whenever `body` (or the unknown-field check) would report anything — then the schema runs and
+   * says what, so errors are the schema's. A differential test holds the two equal.
+   */
+  fast?(obj: Record<string, unknown>): T | undefined;
+  /**
    * false for kinds read only for their metadata (Pods, Namespaces, ServiceAccounts): their
    * other fields are the business of other controllers and change with every Kubernetes release.
    */
@@ -133,39 +175,56 @@ export function defineKind<T>(def: {
   return {
     namespaced: def.namespaced,
     validate(obj, ctx) {
-      const m = meta.safeParse(obj.metadata, { error: errorMap });
-      const skipReason = m.success ? def.skip?.(obj) : undefined;
-      if (m.success && skipReason) {
-        const { name, namespace } = m.data;
-        return {
-          skipped: skippedOf(ctx, name, def.namespaced ? (namespace as string) : undefined, skipReason),
-        };
-      }
-      const b = def.body.safeParse(obj, { error: errorMap });
-      const unknown = def.strict === false ? [] : unknownFields(def.body, obj, ctx);
-      if (!m.success || !b.success || unknown.length > 0) {
-        const errors = [
-          ...unknown,
-          ...(m.success ? [] : issuesToErrors(m.error.issues, ctx.origin, ctx.id, ['metadata'])),
-          ...(b.success ? [] : issuesToErrors(b.error.issues, ctx.origin, ctx.id)),
-        ];
-        return { errors };
-      }
-      const { name, namespace, labels, annotations } = m.data;
-      const built = def.build(
-        {
-          name,
-          ...(def.namespaced ? { namespace: namespace as string } : {}),
-          labels,
-          annotations,
-          origin: ctx.origin,
-        },
-        b.data,
-        ctx,
-      );
-      return 'kind' in built ? { resource: built } : built;
+      const fm = def.fast
+        ? fastMeta(obj.metadata, def.nameRule, def.namespaced, def.strict !== false)
+        : undefined;
+      const fb = fm && !def.skip?.(obj) ? def.fast?.(obj) : undefined;
+      return fm && fb !== undefined ? built(fm, fb, ctx) : bySchema(obj, ctx);
     },
+    ...(def.fast ? { bySchema } : {}),
   };
+
+  function bySchema(obj: Record<string, unknown>, ctx: KindContext): ValidateResult {
+    const m = meta.safeParse(obj.metadata, { error: errorMap });
+    const skipReason = m.success ? def.skip?.(obj) : undefined;
+    if (m.success && skipReason) {
+      const { name, namespace } = m.data;
+      return {
+        skipped: skippedOf(ctx, name, def.namespaced ? (namespace as string) : undefined, skipReason),
+      };
+    }
+    const b = def.body.safeParse(obj, { error: errorMap });
+    const unknown = def.strict === false ? [] : unknownFields(def.body, obj, ctx);
+    if (!m.success || !b.success || unknown.length > 0) {
+      const errors = [
+        ...unknown,
+        ...(m.success ? [] : issuesToErrors(m.error.issues, ctx.origin, ctx.id, ['metadata'])),
+        ...(b.success ? [] : issuesToErrors(b.error.issues, ctx.origin, ctx.id)),
+      ];
+      return { errors };
+    }
+    return built(m.data, b.data, ctx);
+  }
+
+  function built(
+    m: { name: string; namespace: unknown; labels: Labels; annotations: Labels },
+    body: T,
+    ctx: KindContext,
+  ): ValidateResult {
+    const { name, namespace, labels, annotations } = m;
+    const r = def.build(
+      {
+        name,
+        ...(def.namespaced ? { namespace: namespace as string } : {}),
+        labels,
+        annotations,
+        origin: ctx.origin,
+      },
+      body,
+      ctx,
+    );
+    return 'kind' in r ? { resource: r } : r;
+  }
 }
 
 function skippedOf(

@@ -1,18 +1,21 @@
 // A file datastore read once, as a stream, for the CLI commands that look at a cluster once (eval,
 // explain). The driver's one-shot load (FileDatastore.load) keeps what a watch needs: every
 // document's parsed form keyed by its hash, the file set with each file's resources. Here each
-// file is read, cut into documents and each document parsed and validated in turn; a resource is
+// file is read a chunk at a time and cut into documents as it comes (file-parse.ts readDocuments:
+// neither its whole text nor all its bytes are ever in memory), each document parsed and validated
+// in turn; a resource is
 // handed on as soon as it is accepted, and the text and parsed form go with the file. What is kept
 // is one origin per resource identity (one map for all files), to tell duplicates apart.
 //
 // The outcome is the driver's (a differential test holds them equal): the same files, read through
 // the same path checks, the same refusals in the same order; the same resource in two files: the
 // first file in name order wins, the other is refused naming both.
+import type { FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Origin, type Resource, type ResourceError, resourceId } from '../../model/resources.ts';
 import { duplicateInFile, parseDocuments, type SkippedResource } from '../../model/validate.ts';
 import { duplicateAcrossFiles, listYamlFiles } from './file.ts';
-import { isBlank, type RawDocument, splitDocuments, Yielder } from './file-parse.ts';
+import { isBlank, type RawDocument, readDocuments } from './file-parse.ts';
 import { openDatastoreFile } from './paths.ts';
 
 /** What a stream leaves once every resource has been handed on. */
@@ -23,9 +26,6 @@ export interface StreamOutcome {
 
 /** Takes each accepted resource; may wait (the consumer's back-pressure). */
 export type ResourceSink = (resource: Resource) => void | Promise<void>;
-
-/** The one-shot read: no other work is waiting on the event loop, so nothing yields. */
-const NO_YIELD = new Yielder(Number.POSITIVE_INFINITY);
 
 /**
  * Read the YAML files of `dir` (not recursive), handing each accepted resource to `sink` in file
@@ -43,12 +43,20 @@ export async function streamFiles(
   const owners = new Map<string, Origin>();
   for (const name of names) {
     const path = join(abs, name);
-    const text = await readText(path, root);
-    if (typeof text !== 'string') {
-      out.errors.push({ origin: { source: path }, message: text.refusal });
+    const fh = await openFile(path, root);
+    if ('refusal' in fh) {
+      out.errors.push({ origin: { source: path }, message: fh.refusal });
       continue;
     }
-    await streamFile(text, { source: path, baseDir: abs }, owners, out, sink);
+    try {
+      const chunks = readDocuments((into) => fh.read(into, 0, into.length).then((r) => r.bytesRead));
+      await streamFile(chunks, { source: path, baseDir: abs }, owners, out, sink);
+    } catch (e) {
+      // Read as it goes: what the file gave before the failure stands; the rest is refused.
+      out.errors.push({ origin: { source: path }, message: `cannot read: ${(e as Error).message}` });
+    } finally {
+      await fh.close();
+    }
   }
   return out;
 }
@@ -65,15 +73,10 @@ export async function loadFiles(
   return { resources, ...got };
 }
 
-async function readText(path: string, root: string): Promise<string | { refusal: string }> {
+async function openFile(path: string, root: string): Promise<FileHandle | { refusal: string }> {
   try {
     const fh = await openDatastoreFile(path, root);
-    if ('skip' in fh) return { refusal: `skipped: ${fh.skip}` };
-    try {
-      return await fh.readFile('utf8');
-    } finally {
-      await fh.close();
-    }
+    return 'skip' in fh ? { refusal: `skipped: ${fh.skip}` } : fh;
   } catch (e) {
     return { refusal: `cannot read: ${(e as Error).message}` };
   }
@@ -84,49 +87,54 @@ async function readText(path: string, root: string): Promise<string | { refusal:
  * file's own refusals (the driver decides ownership once a file is parsed).
  */
 async function streamFile(
-  text: string,
+  chunks: AsyncIterable<RawDocument[]>,
   origin: { source: string; baseDir: string },
   owners: Map<string, Origin>,
   out: StreamOutcome,
   sink: ResourceSink,
 ): Promise<void> {
-  const pieces: (RawDocument | undefined)[] = await splitDocuments(text, NO_YIELD);
   /** Definitions of ids another file holds: resourceId → the first in this file (rare; kept apart). */
   const overriddenHere = new Map<string, Origin>();
   const overridden: ResourceError[] = [];
   let document = 0;
-  for (let i = 0; i < pieces.length; i++) {
-    const piece = pieces[i] as RawDocument;
-    // Parsed, the document's text goes: only the pieces not yet parsed stay referenced.
-    pieces[i] = undefined;
-    if (isBlank(piece.text)) continue;
-    const outcomes = parseDocuments(piece.text, {
-      ...origin,
-      firstDocument: document,
-      lineOffset: piece.lineOffset,
-    });
-    document += 1;
-    for (const { result } of outcomes) {
-      if ('errors' in result) out.errors.push(...result.errors);
-      else if ('skipped' in result) out.skipped.push(result.skipped);
-      else if ('resource' in result) {
-        const res = result.resource;
-        const id = resourceId(res);
-        const owner = owners.get(id);
-        // The first definition in this file, if any: the owner when this file holds the id.
-        const first = owner?.source === origin.source ? owner : overriddenHere.get(id);
-        if (first) {
-          // Only the first definition's origin matters to the message.
-          out.errors.push(duplicateInFile(res, { ...res, origin: first }));
-          continue;
+  for await (const pieces of chunks) {
+    for (let i = 0; i < pieces.length; i++) {
+      const piece = pieces[i] as RawDocument;
+      // Parsed, the document's text goes: only the pieces not yet parsed stay referenced.
+      (pieces as (RawDocument | undefined)[])[i] = undefined;
+      if (isBlank(piece.text)) continue;
+      // Written out, not spread: a spread per document showed in the profile.
+      const outcomes = parseDocuments(piece.text, {
+        source: origin.source,
+        baseDir: origin.baseDir,
+        firstDocument: document,
+        lineOffset: piece.lineOffset,
+      });
+      document += 1;
+      for (const { result } of outcomes) {
+        if ('errors' in result) out.errors.push(...result.errors);
+        else if ('skipped' in result) out.skipped.push(result.skipped);
+        else if ('resource' in result) {
+          const res = result.resource;
+          const id = resourceId(res);
+          const owner = owners.get(id);
+          // The first definition in this file, if any: the owner when this file holds the id.
+          const first = owner?.source === origin.source ? owner : overriddenHere.get(id);
+          if (first) {
+            // Only the first definition's origin matters to the message.
+            out.errors.push(duplicateInFile(res, { ...res, origin: first }));
+            continue;
+          }
+          if (owner) {
+            overriddenHere.set(id, res.origin);
+            overridden.push(duplicateAcrossFiles(res.origin, id, owner));
+            continue;
+          }
+          owners.set(id, res.origin);
+          // Awaited only when the sink waits: a turn of the event loop per resource adds up.
+          const waiting = sink(res);
+          if (waiting) await waiting;
         }
-        if (owner) {
-          overriddenHere.set(id, res.origin);
-          overridden.push(duplicateAcrossFiles(res.origin, id, owner));
-          continue;
-        }
-        owners.set(id, res.origin);
-        await sink(res);
       }
     }
   }

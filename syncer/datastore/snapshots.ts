@@ -14,6 +14,13 @@ import type { Datastore, DatastoreEvent, DatastoreHandlers, DatastoreSnapshot } 
 
 /** Events handed over per batch in a replay (the merger's work per call stays small). */
 const REPLAY_BATCH = 1000;
+/**
+ * Per batch when the local cluster's file is streamed: a resource waiting in a batch outlives the
+ * young generation's next scavenge and is copied out of it (at 1,000 a batch, 100,000 endpoints
+ * spent a third more CPU in GC, and 60 MB more memory). Not for a remote's stream: each of its
+ * batches that changes its address ranges makes the merger recheck the remotes after it.
+ */
+const LOCAL_STREAM_BATCH = 100;
 
 /** A read, or why it failed; `description` is the driver's (a kubeconfig's server, say). */
 export type SnapshotRead = { description: string } & ({ snapshot: DatastoreSnapshot } | { error: string });
@@ -54,7 +61,7 @@ export class Snapshots {
         h.onStatus('Connecting');
         const key = readKey(connection, remote);
         if (this.opts.once && connection.type === 'file' && !this.reads.has(key)) {
-          await streamReplay(connection, h, () => stopped);
+          await streamReplay(connection, h, () => stopped, remote ? REPLAY_BATCH : LOCAL_STREAM_BATCH);
           return;
         }
         const got = await this.read(connection, remote);
@@ -78,10 +85,15 @@ export class Snapshots {
 }
 
 /**
- * A file datastore's read, handed to the handlers as it goes (batches of REPLAY_BATCH), then its
+ * A file datastore's read, handed to the handlers as it goes (in batches), then its
  * refusals and InSync; the same statuses as a replay (ResyncInProgress only once it is readable).
  */
-async function streamReplay(c: FileConnection, h: DatastoreHandlers, stopped: () => boolean): Promise<void> {
+async function streamReplay(
+  c: FileConnection,
+  h: DatastoreHandlers,
+  stopped: () => boolean,
+  batchSize: number,
+): Promise<void> {
   let batch: DatastoreEvent[] = [];
   let revision = 0;
   const flush = () => {
@@ -94,7 +106,7 @@ async function streamReplay(c: FileConnection, h: DatastoreHandlers, stopped: ()
     got = await streamFiles(c.dir, fileRoot(c), (resource) => {
       if (stopped()) return;
       batch.push({ type: 'upsert', resource });
-      if (batch.length >= REPLAY_BATCH) flush();
+      if (batch.length >= batchSize) flush();
     });
   } catch (e) {
     if (!stopped()) h.onStatus('ConnectionFailed', readFailure(describeConnection(c), e));

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { parseAllDocuments } from 'yaml';
 import { loadPlainDocuments } from '../../model/yaml-fast.ts';
+import { TRICKY } from '../helpers/yaml-tricky.ts';
 
 function careful(text: string): unknown[] {
   const docs = parseAllDocuments(text);
@@ -16,59 +17,6 @@ function careful(text: string): unknown[] {
  * comment-only text as one null document, `yaml` as none, which makes no outcome either way.
  */
 const content = (docs: unknown[]) => docs.flatMap((d, i) => (d === null || d === undefined ? [] : [[i, d]]));
-
-// Plain scalars each YAML version or library reads differently.
-const TRICKY = [
-  'yes',
-  'no',
-  'on',
-  'True',
-  'TRUE',
-  'false',
-  'null',
-  'Null',
-  '~',
-  '',
-  '0b101',
-  '0o17',
-  '017',
-  '0x1F',
-  '0X1F',
-  '1_000',
-  '+12',
-  '-0',
-  '.5',
-  '1.',
-  '1e3',
-  '1E-3',
-  '-.inf',
-  '.NaN',
-  '.nan',
-  '2024-01-01',
-  '2024-01-01T10:00:00Z',
-  '12:30',
-  '1.0.0',
-  'v1',
-  'a b',
-  'x#y',
-  '99999999999999999999',
-  '0.10',
-  '=',
-  '<<',
-  '-',
-  '?x',
-  'a:b',
-  '"q"',
-  "'s'",
-  '[1, 2]',
-  '{a: 1}',
-  '*x',
-  '&x y',
-  '!!str 5',
-  '!x y',
-  '|',
-  '>',
-];
 
 const scalar = fc.oneof(
   fc.constantFrom(...TRICKY),
