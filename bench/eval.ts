@@ -32,6 +32,9 @@ function measure(args: string[]): { ms: number; mb: number; ok: boolean } {
   return { ms, mb: kb / 1024, ok: r.status === 0 };
 }
 
+// The binary runs compiled and rebuilds itself after a source change (bin/compiled.js): build it
+// now, as setup.sh does, so that no measured command includes a build.
+spawnSync(process.execPath, [BIN, '--help'], { stdio: 'ignore' });
 const dir = mkdtempSync(join(tmpdir(), 'fedmesh-bench-eval-'));
 try {
   mkdirSync(join(dir, 'a'));
