@@ -40,6 +40,8 @@ export interface ExecRecord {
   args: readonly string[];
   netns?: string;
   inputBytes: number;
+  /** performance.now() when the run was asked for (a timeline of a pass). */
+  startedAt: number;
   ms: number;
   exitCode: number;
 }
@@ -69,7 +71,15 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   const ms = performance.now() - started;
   const exitCode = res.exitCode;
   if (observers.size > 0) {
-    const rec = { file, args, netns: opts.netns, inputBytes: opts.input?.length ?? 0, ms, exitCode };
+    const rec = {
+      file,
+      args,
+      netns: opts.netns,
+      inputBytes: opts.input?.length ?? 0,
+      startedAt: started,
+      ms,
+      exitCode,
+    };
     for (const o of observers) o(rec);
   }
   log.debug(

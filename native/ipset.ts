@@ -414,7 +414,7 @@ export class IpSetDriver {
    */
   async apply(
     desired: ReadonlyMap<string, IpSetSpec>,
-    opts: { reuseLastWrite?: boolean; maxRounds?: number } = {},
+    opts: { reuseLastWrite?: boolean; maxRounds?: number; onWrite?: () => void } = {},
   ): Promise<IpSetStats> {
     const maxRounds = opts.maxRounds ?? 16;
     const refused: IpSetStats['refused'] = [];
@@ -453,11 +453,13 @@ export class IpSetDriver {
         return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
       }
       const started = performance.now();
-      const res = await run('ipset', ['restore'], {
+      const running = run('ipset', ['restore'], {
         netns: this.netns,
         input: diff.script,
         allowFailure: true,
       });
+      if (round === 0) opts.onWrite?.();
+      const res = await running;
       commands++;
       ms += performance.now() - started;
       log.debug(

@@ -575,16 +575,22 @@ export function narrowToChanges(desired: TableState, written: TableState, known:
   const changedNames = new Set(changed.map((c) => c.name));
   const chains = new Map<string, ParsedChain>();
   const jumps = new Map<string, Set<string>>();
-  const pinned = new Set<string>();
+  const unchanged: string[] = [];
+  let stale = false;
   for (const [name, chain] of known.chains) {
-    const targets = known.jumps.get(name);
     if (wanted.has(name) && !changedNames.has(name)) {
-      for (const t of targets ?? []) pinned.add(t);
+      unchanged.push(name);
       continue;
     }
+    if (!wanted.has(name)) stale = true;
     chains.set(name, chain);
+    const targets = known.jumps.get(name);
     if (targets !== undefined) jumps.set(name, targets);
   }
+  // Only a stale chain can be kept by a jump: with none (most changes), the 20,000 jump targets of
+  // the unchanged chains are not gathered.
+  const pinned = new Set<string>();
+  if (stale) for (const name of unchanged) for (const t of known.jumps.get(name) ?? []) pinned.add(t);
   return {
     desired: { chains: changed, hooks: desired.hooks },
     actual: { ...known, chains, jumps },
@@ -789,6 +795,16 @@ export function countAgentLines(saveText: string): number {
   return n;
 }
 
+/** A sync planned ahead: valid while the table is still `full` after the write of `written`. */
+interface PreparedSync {
+  desired: TableState;
+  full: ParsedTable;
+  written: TableState | undefined;
+  part: { desired: TableState; actual: ParsedTable; pinned: ReadonlySet<string> | undefined };
+  plan: RestorePlan;
+  after: ParsedTable;
+}
+
 export class IptablesDriver {
   readonly backend: IptablesBackend;
   private readonly netns: string | undefined;
@@ -906,6 +922,47 @@ export class IptablesDriver {
     }
   }
 
+  /**
+   * A plan made ahead of its write (prepareTable), used by the syncTable of the same desired state
+   * while the table is still as it was planned against (the same `known`, the same last write).
+   */
+  private readonly prepared = new Map<Table, PreparedSync>();
+
+  /**
+   * Plan the sync of `desired` now, so that a `syncTable` of the same object soon after only
+   * writes: a pass plans the filter table (25,000 rules at scale: hashes, rule text, the restore
+   * script) while the ipset restore it must wait for runs. Only against what the last write or
+   * read left (`reuseLastWrite`); anything that changes the table meanwhile voids the plan.
+   */
+  prepareTable(table: Table, desired: TableState, opts: { reuseLastWrite?: boolean } = {}): void {
+    this.prepared.delete(table);
+    const known = opts.reuseLastWrite ? this.known.get(table) : undefined;
+    if (known === undefined) return;
+    this.prepared.set(table, this.plan(table, desired, known, this.written.get(table)));
+  }
+
+  private plan(
+    table: Table,
+    desired: TableState,
+    full: ParsedTable,
+    written: TableState | undefined,
+  ): PreparedSync {
+    // What the kernel holds is exactly our last write: plan over what changed since.
+    const part =
+      written !== undefined
+        ? narrowToChanges(desired, written, full)
+        : { desired, actual: full, pinned: undefined };
+    const plan = planRestore(table, part.desired, part.actual, { pinned: part.pinned });
+    // What the table holds once the plan lands (no chain refused), made now rather than after it.
+    const after =
+      plan.script === undefined
+        ? full
+        : written !== undefined
+          ? mergeAfter(full, part.actual, expectedAfter(part.desired, part.actual, plan))
+          : expectedAfter(part.desired, part.actual, plan);
+    return { desired, full, written, part, plan, after };
+  }
+
   async syncTable(
     table: Table,
     desired: TableState,
@@ -913,18 +970,23 @@ export class IptablesDriver {
   ): Promise<IptStats> {
     const known = opts.reuseLastWrite ? this.known.get(table) : undefined;
     const written = known !== undefined ? this.written.get(table) : undefined;
-    const full = known ?? (await this.read(table));
+    const ready = this.prepared.get(table);
+    this.prepared.delete(table);
+    const pre =
+      ready !== undefined &&
+      known !== undefined &&
+      ready.desired === desired &&
+      ready.full === known &&
+      ready.written === written
+        ? ready
+        : this.plan(table, desired, known ?? (await this.read(table)), written);
+    const { full, part, plan } = pre;
     this.known.delete(table);
     this.written.delete(table);
-    // What the kernel holds is exactly our last write: plan over what changed since.
-    const part =
-      written !== undefined
-        ? narrowToChanges(desired, written, full)
-        : { desired, actual: full, pinned: undefined };
     const { actual } = part;
+    // Round 0 of the refusal loop is the plan made above; later rounds keep refused chains back.
     const planWith = (keep: ReadonlySet<string>) =>
-      planRestore(table, part.desired, actual, { keep, pinned: part.pinned });
-    const plan = planWith(new Set());
+      keep.size === 0 ? plan : planRestore(table, part.desired, actual, { keep, pinned: part.pinned });
     if (plan.stats.chainsKept.length > 0 && written === undefined) {
       log.warn(
         { table, chains: plan.stats.chainsKept, netns: this.netns },
@@ -955,8 +1017,7 @@ export class IptablesDriver {
     }));
     const p = result.plan;
     if (refused.length === 0) {
-      const after = expectedAfter(part.desired, actual, p);
-      this.known.set(table, written !== undefined ? mergeAfter(full, actual, after) : after);
+      this.known.set(table, pre.after);
       this.written.set(table, desired);
     }
     log.debug(

@@ -304,7 +304,17 @@ export class Dataplane {
             for (const m of managers) m.primed();
           })
         : undefined;
-    const [sets] = await Promise.allSettled([this.ipsets.apply(), reading]);
+    let launched: () => void = () => {};
+    const writing = new Promise<void>((resolve) => {
+      launched = resolve;
+    });
+    const applying = this.ipsets.apply(launched);
+    // Render and plan the tables while the ipset restore runs (at scale a second or more), not
+    // after it: once the restore is under way, or the sets need no write, and the read is in.
+    await Promise.race([writing, applying.catch(() => undefined)]);
+    await Promise.allSettled([reading]);
+    for (const m of this.tableManagers) m.prepare();
+    const [sets] = await Promise.allSettled([applying, reading]);
     await reading;
     if (sets.status === 'rejected') throw sets.reason;
     for (const m of this.tableManagers) await m.apply();

@@ -16,7 +16,11 @@ export interface IpSetWriter {
    * `reuseLastWrite`: nothing but our own writes changed our sets since the last apply, so the
    * writer may diff against what that apply left instead of reading every member back.
    */
-  apply(desired: ReadonlyMap<string, IpSetSpec>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
+  /** `onWrite`: called as the write is handed to the kernel tool (work can overlap it from then). */
+  apply(
+    desired: ReadonlyMap<string, IpSetSpec>,
+    opts?: { reuseLastWrite?: boolean; onWrite?: () => void },
+  ): Promise<unknown>;
   destroyStale(keep: ReadonlySet<string>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
   /**
    * Sets whose kernel copy no longer matches the last write, by a cheap check (member counts); the
@@ -128,8 +132,11 @@ export class IpSetManager {
     return sets;
   }
 
-  /** Create and update; never destroys (iptables may still reference a set). */
-  async apply(): Promise<boolean> {
+  /**
+   * Create and update; never destroys (iptables may still reference a set). `onWrite` is called
+   * as the restore starts (not at all when there is nothing to write).
+   */
+  async apply(onWrite?: () => void): Promise<boolean> {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
     const batch = this.changed;
@@ -141,7 +148,7 @@ export class IpSetManager {
     }
     let res: IpSetWriteResult | undefined;
     try {
-      res = (await this.writer.apply(want, { reuseLastWrite: batch !== undefined })) as
+      res = (await this.writer.apply(want, { reuseLastWrite: batch !== undefined, onWrite })) as
         | IpSetWriteResult
         | undefined;
     } catch (e) {

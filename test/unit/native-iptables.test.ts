@@ -400,7 +400,15 @@ describe('incremental plans', () => {
       part.desired.chains.map((c) => c.name),
       ['cali-b'],
     );
-    assert.ok(part.pinned.has('cali-a'), 'an unchanged chain pins what it jumps to');
+    // Nothing is stale, so nothing needs pinning (the targets are not gathered at all)...
+    assert.equal(part.pinned.size, 0);
+    // ...but with a stale chain, an unchanged chain pins what it jumps to.
+    const withOld: TableState = {
+      ...before,
+      chains: [...before.chains, { name: 'cali-old', rules: rules(1, '9') }],
+    };
+    const stale = narrowToChanges(table({ a: 3, b: 5 }), withOld, parseSave(saveTextFor(withOld)));
+    assert.ok(stale.pinned.has('cali-a'), 'an unchanged chain pins what it jumps to');
   });
 });
 
