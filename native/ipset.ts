@@ -401,6 +401,23 @@ export class IpSetDriver {
     return drifted;
   }
 
+  /**
+   * Whether applying `desired` only adds and deletes members of sets the kernel holds as our last
+   * write left them: none created, none of another type or header. Such a write cannot make a rule
+   * unloadable, so it may run beside the iptables write (see Dataplane).
+   */
+  membersOnly(desired: ReadonlyMap<string, IpSetSpec>): boolean {
+    const known = this.known;
+    if (known === undefined) return false;
+    for (const [name, want] of desired) {
+      const have = known.get(name);
+      if (have === undefined || have.type !== want.type) return false;
+      if ((have.family ?? familyOf(name)) !== familyOf(name) || (have.maxelem ?? MAXELEM) !== MAXELEM)
+        return false;
+    }
+    return true;
+  }
+
   /** Owned sets with their members, from one `ipset save`. */
   async list(): Promise<Map<string, KernelIpSet>> {
     const { stdout } = await run('ipset', ['save'], { netns: this.netns });

@@ -333,6 +333,9 @@ function targetOf(rule: IptRule): string | undefined {
   return ruleFacts(rule.action).target ?? ruleFacts(rule.match).target;
 }
 
+/** A chain rewriting at least this many rules, most of it, is flushed and appended instead. */
+const FLUSH_AT = 32;
+
 /** Rewrite one owned chain rule by rule: keep the matching prefix (and its counters), -R the rest. */
 function chainOps(
   chain: IptChain,
@@ -347,6 +350,18 @@ function chainOps(
   if (same === hashes.length && same === have.length) return;
   if (actual === undefined) stats.chainsCreated++;
   else stats.chainsUpdated++;
+  if (have.length > 0 && hashes.length - same >= FLUSH_AT && same * 2 < hashes.length) {
+    // Most of a long chain changes (an endpoint's policy list): flush and append. On nft a -R
+    // makes the tool fetch the chain's rules first, ~20% slower for 400 rules; the few
+    // counters of the kept prefix are what it costs.
+    out.push(`-F ${chain.name}`);
+    stats.rulesDeleted += have.length;
+    chain.rules.forEach((rule, i) => {
+      out.push(`-A ${chain.name} ${renderRuleSpec(rule, hashes[i] as string)}`);
+      stats.rulesWritten++;
+    });
+    return;
+  }
   chain.rules.forEach((rule, i) => {
     if (i < same) return;
     const spec = renderRuleSpec(rule, hashes[i] as string);

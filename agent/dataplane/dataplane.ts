@@ -45,7 +45,10 @@ export interface DataplaneOptions {
    * saw no other process touch the table); what drifted is repaired at once. 0 turns it off.
    */
   driftCheckIntervalMs?: number;
-  /** Coalesce bursts: wait this long after a change before applying. */
+  /**
+   * Coalesce bursts: wait this long after a change before applying (default 1 ms: the messages of
+   * one feed read arrive together, and a change that comes during a pass waits for the next).
+   */
   applyDelayMs?: number;
   /** Test hooks (see FilterFaults). */
   faults?: FilterFaults;
@@ -258,7 +261,7 @@ export class Dataplane {
     });
   }
 
-  private schedule(delay = this.opts.applyDelayMs ?? 5): void {
+  private schedule(delay = this.opts.applyDelayMs ?? 1): void {
     if (!this.inSync || this.stopped) return;
     if (this.running) {
       this.again = true;
@@ -304,6 +307,10 @@ export class Dataplane {
             for (const m of managers) m.primed();
           })
         : undefined;
+    // Members added to or deleted from sets that exist as last written (one endpoint's change):
+    // no rule can fail to load for want of them, so the tables are written alongside rather than
+    // one tool run later. A created set, or one of a new type, still goes first (Felix's order).
+    const alongside = this.ipsets.membersOnly();
     let launched: () => void = () => {};
     const writing = new Promise<void>((resolve) => {
       launched = resolve;
@@ -312,11 +319,17 @@ export class Dataplane {
     // Render and plan the tables while the ipset restore runs (at scale a second or more), not
     // after it: once the restore is under way, or the sets need no write, and the read is in.
     await Promise.race([writing, applying.catch(() => undefined)]);
-    await Promise.allSettled([reading]);
+    const [read] = await Promise.allSettled([reading]);
     for (const m of this.tableManagers) m.prepare();
-    const [sets] = await Promise.allSettled([applying, reading]);
+    const tables = alongside && read.status === 'fulfilled' ? this.applyTableManagers() : undefined;
+    const [sets, written] = await Promise.allSettled([applying, tables, reading]);
     await reading;
     if (sets.status === 'rejected') throw sets.reason;
+    if (written.status === 'rejected') throw written.reason;
+    if (tables === undefined) await this.applyTableManagers();
+  }
+
+  private async applyTableManagers(): Promise<void> {
     for (const m of this.tableManagers) await m.apply();
   }
 

@@ -23,6 +23,11 @@ export interface IpSetWriter {
   ): Promise<unknown>;
   destroyStale(keep: ReadonlySet<string>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
   /**
+   * Whether writing these sets only changes members of sets the kernel already holds as last
+   * written (no create, no type or header change).
+   */
+  membersOnly?(desired: ReadonlyMap<string, IpSetSpec>): boolean;
+  /**
    * Sets whose kernel copy no longer matches the last write, by a cheap check (member counts); the
    * writer re-reads those, so the next apply that reuses its last write repairs them.
    */
@@ -132,6 +137,26 @@ export class IpSetManager {
     return sets;
   }
 
+  /** The sets the next apply writes, their members read. */
+  private pending(batch: ReadonlySet<string> | undefined): Map<string, IpSetSpec> {
+    const want = new Map<string, IpSetSpec>();
+    for (const name of batch ?? this.desired.keys()) {
+      const s = this.desired.get(name);
+      if (s) want.set(name, materialised(s));
+    }
+    return want;
+  }
+
+  /**
+   * The next apply only changes members of sets that exist as last written (or writes nothing):
+   * rules naming them load whether it lands before or after them.
+   */
+  membersOnly(): boolean {
+    if (!this.gen.pending) return true;
+    if (this.changed === undefined) return false;
+    return this.writer.membersOnly?.(this.pending(this.changed)) ?? false;
+  }
+
   /**
    * Create and update; never destroys (iptables may still reference a set). `onWrite` is called
    * as the restore starts (not at all when there is nothing to write).
@@ -141,11 +166,7 @@ export class IpSetManager {
     const gen = this.gen.begin();
     const batch = this.changed;
     this.changed = new Set();
-    const want = new Map<string, IpSetSpec>();
-    for (const name of batch ?? this.desired.keys()) {
-      const s = this.desired.get(name);
-      if (s) want.set(name, materialised(s));
-    }
+    const want = this.pending(batch);
     let res: IpSetWriteResult | undefined;
     try {
       res = (await this.writer.apply(want, { reuseLastWrite: batch !== undefined, onWrite })) as

@@ -72,6 +72,15 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
     assert.equal(st.lines, 0);
   });
 
+  await t.test('membersOnly: true only for member changes of sets the last write left', async () => {
+    const changed = sets(spec('cali40a', 'hash:ip', ['10.0.0.1', '10.0.0.3']));
+    assert.equal(driver.membersOnly(changed), true);
+    assert.equal(driver.membersOnly(sets(spec('cali40new', 'hash:ip', ['10.0.0.1']))), false, 'a new set');
+    assert.equal(driver.membersOnly(sets(spec('cali40a', 'hash:net', ['10.0.0.1']))), false, 'a type change');
+    // Someone else's copy is unknown until read: no shortcut.
+    assert.equal(new IpSetDriver({ netns: ns }).membersOnly(changed), false);
+  });
+
   await t.test('list() returns owned sets only', async () => {
     const got = await driver.list();
     assert.deepEqual([...got.keys()].sort(), ['cali40a', 'cali40n', 'cali40p']);

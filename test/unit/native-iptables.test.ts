@@ -233,6 +233,28 @@ describe('renderRestore', () => {
     assert.match(body[1] ?? '', /^-R cali-FORWARD 3 .*-j cali-to-wl-dispatch$/);
   });
 
+  it('flushes and appends a long chain that mostly changes; -R when most of it stays', () => {
+    const chain = (variant: string, keep: number): TableState => ({
+      chains: [
+        {
+          name: 'cali-tw-x',
+          rules: Array.from({ length: 40 }, (_, i) => ({
+            match: `-s 10.0.${i < keep ? 0 : variant}.${i}/32`,
+            action: '-j ACCEPT',
+          })),
+        },
+      ],
+      hooks: [],
+    });
+    const mostly = bodyOf(renderRestore('filter', chain('2', 2), parseSave(saveTextFor(chain('1', 2)))));
+    assert.equal(mostly[0], '-F cali-tw-x');
+    assert.equal(mostly.length, 41);
+    assert.ok(mostly.slice(1).every((l) => l.startsWith('-A cali-tw-x ')));
+    const little = bodyOf(renderRestore('filter', chain('2', 30), parseSave(saveTextFor(chain('1', 30)))));
+    assert.equal(little.length, 10);
+    assert.match(little[0] ?? '', /^-R cali-tw-x 31 /);
+  });
+
   it('appends new rules and deletes surplus ones from the bottom', () => {
     const d = desiredFilter();
     const actual = parseSave(saveTextFor(d));
