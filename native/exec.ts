@@ -17,8 +17,11 @@ export class CommandError extends Error {
 }
 
 export interface RunOptions {
-  /** Text written to the tool's standard input (a restore file, an ip -batch script). */
-  input?: string;
+  /**
+   * Text written to the tool's standard input (a restore file, an ip -batch script); pieces (an
+   * iterable) are streamed as they are made.
+   */
+  input?: string | Iterable<string>;
   /** Run inside this network namespace (ip netns exec NAME ...). */
   netns?: string;
   /** Do not throw on a non-zero exit; the caller inspects the result. */
@@ -57,12 +60,22 @@ export function observeExec(fn: (r: ExecRecord) => void): () => void {
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const [cmd, argv] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, file, ...args]] : [file, [...args]];
   const started = performance.now();
+  let inputBytes = typeof opts.input === 'string' ? opts.input.length : 0;
+  const input =
+    opts.input === undefined || typeof opts.input === 'string'
+      ? opts.input
+      : (function* counted(pieces: Iterable<string>) {
+          for (const p of pieces) {
+            inputBytes += p.length;
+            yield p;
+          }
+        })(opts.input);
   // Through the launcher: a fork of the agent itself costs ~25 ms once its heap holds 100,000 endpoints.
   const res = await launch(
     {
       file: cmd,
       args: argv,
-      input: opts.input,
+      input,
       timeoutMs: opts.timeoutMs ?? 60_000,
       maxBuffer: 512 * 1024 * 1024,
     },
@@ -75,7 +88,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       file,
       args,
       netns: opts.netns,
-      inputBytes: opts.input?.length ?? 0,
+      inputBytes,
       startedAt: started,
       ms,
       exitCode,
@@ -87,7 +100,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       cmd: file,
       args: args.slice(0, 6),
       netns: opts.netns,
-      inputBytes: opts.input?.length ?? 0,
+      inputBytes,
       ms,
       exitCode,
     },

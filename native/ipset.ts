@@ -246,8 +246,9 @@ export function diffIpSets(
   desired: ReadonlyMap<string, IpSetSpec>,
   actual: ReadonlyMap<string, IpSetSpec | KernelIpSet>,
   opts: IpSetDiffOptions = {},
-): { script: string; stats: IpSetDiffStats; after: Map<string, KernelIpSet> } {
-  const lines: string[] = [];
+): IpSetDiff {
+  /** Script lines; a set's fill stays a reference to its members until the text is wanted. */
+  const lines: (string | Fill)[] = [];
   /** What the kernel holds for each desired set once the script has run (blocked ones excepted). */
   const after = new Map<string, KernelIpSet>();
   const stats: IpSetDiffStats = {
@@ -261,8 +262,8 @@ export function diffIpSets(
   };
   const nextTemp = tempNamer(actual);
 
-  const fill = (name: string, members: Iterable<string>) => {
-    for (const m of members) lines.push(`add ${name} ${m} -exist`);
+  const fill = (name: string, members: ReadonlySet<string>) => {
+    if (members.size > 0) lines.push({ name, members });
   };
 
   for (const [key, want] of desired) {
@@ -325,8 +326,69 @@ export function diffIpSets(
     }
     after.set(want.name, written);
   }
-  stats.lines = lines.length;
-  return { script: lines.length === 0 ? '' : `${lines.join('\n')}\nCOMMIT\n`, stats, after };
+  for (const l of lines) stats.lines += typeof l === 'string' ? 1 : l.members.size;
+  return new IpSetDiff(lines, stats, after);
+}
+
+/** The members of one set to add, as `add` lines when the text is made. */
+interface Fill {
+  name: string;
+  members: ReadonlySet<string>;
+}
+
+/** Members per piece of a streamed script (some 200 KiB of text). */
+const PIECE_MEMBERS = 4096;
+
+/**
+ * A diff's restore script, made as text only when wanted: whole (`script`), or in pieces as a
+ * tool reads them (`pieces`), so that a cold start's ipset restore starts on the first piece
+ * instead of after 15 MiB of text.
+ */
+export class IpSetDiff {
+  private text: string | undefined;
+
+  constructor(
+    private readonly lines: readonly (string | Fill)[],
+    readonly stats: IpSetDiffStats,
+    /** What the kernel holds for each desired set once the script has run (blocked ones excepted). */
+    readonly after: Map<string, KernelIpSet>,
+  ) {}
+
+  get empty(): boolean {
+    return this.lines.length === 0;
+  }
+
+  /** The whole script ('' when there is nothing to do). */
+  get script(): string {
+    this.text ??= this.lines.length === 0 ? '' : [...this.pieces()].join('');
+    return this.text;
+  }
+
+  /** The script in pieces of whole lines, in order. */
+  *pieces(): Generator<string> {
+    if (this.lines.length === 0) return;
+    let head = '';
+    for (const l of this.lines) {
+      if (typeof l === 'string') {
+        head += `${l}\n`;
+        continue;
+      }
+      let piece = head;
+      head = '';
+      let n = 0;
+      const prefix = `add ${l.name} `;
+      for (const m of l.members) {
+        piece += `${prefix}${m} -exist\n`;
+        if (++n === PIECE_MEMBERS) {
+          yield piece;
+          piece = '';
+          n = 0;
+        }
+      }
+      if (piece !== '') yield piece;
+    }
+    yield `${head}COMMIT\n`;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -358,6 +420,9 @@ export interface IpSetDestroyStats {
   commands: number;
   ms: number;
 }
+
+/** Scripts longer than this are streamed to the tool rather than written whole first. */
+const STREAM_LINES = 20_000;
 
 const IN_USE = /in use by a kernel component/i;
 const GONE = /does not exist/i;
@@ -465,24 +530,23 @@ export class IpSetDriver {
         this.known = new Map(actual);
         for (const [name, set] of diff.after) this.known.set(name, set);
       };
-      if (diff.script === '') {
+      if (diff.empty) {
         if (refused.length === 0) remember();
         return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
       }
       const started = performance.now();
       const running = run('ipset', ['restore'], {
         netns: this.netns,
-        input: diff.script,
+        // A big script (a cold start) streams: the tool works on the first sets while the text of
+        // the rest is made.
+        input: diff.stats.lines > STREAM_LINES ? diff.pieces() : diff.script,
         allowFailure: true,
       });
       if (round === 0) opts.onWrite?.();
       const res = await running;
       commands++;
       ms += performance.now() - started;
-      log.debug(
-        { netns: this.netns, lines: diff.stats.lines, bytes: diff.script.length, ms },
-        'ipset restore',
-      );
+      log.debug({ netns: this.netns, lines: diff.stats.lines, ms }, 'ipset restore');
       if (res.exitCode === 0) {
         if (refused.length === 0) remember();
         return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };

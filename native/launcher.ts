@@ -4,14 +4,27 @@
 // Node process with no state of its own starts them instead, for ~1 ms each, and hands back what
 // they printed and how they ended. It exits when the agent does (its IPC channel closes).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  createWriteStream,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  type WriteStream,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export interface LaunchRequest {
   file: string;
   args: readonly string[];
-  input?: string;
+  /**
+   * The tool's standard input. Pieces (an iterable) are streamed as they are made, through a
+   * FIFO: the tool starts on the first while the rest are still being produced.
+   */
+  input?: string | Iterable<string>;
   timeoutMs: number;
   maxBuffer: number;
 }
@@ -136,7 +149,9 @@ let inputDir: string | undefined;
 
 /** Run one tool through the helper process (started on first use). */
 export async function launch(req: LaunchRequest, onSpawn?: (pid: number) => void): Promise<LaunchResult> {
-  if (req.input === undefined || req.input.length < FILE_INPUT_BYTES) return send(req, onSpawn);
+  if (req.input !== undefined && typeof req.input !== 'string') return streamed(req, req.input, onSpawn);
+  if (req.input === undefined || req.input.length < FILE_INPUT_BYTES)
+    return send({ ...req, input: req.input }, onSpawn);
   inputDir ??= mkdtempSync(join(tmpdir(), 'fedmesh-input-'));
   const inputFile = join(inputDir, String(nextId));
   writeFileSync(inputFile, req.input);
@@ -147,12 +162,73 @@ export async function launch(req: LaunchRequest, onSpawn?: (pid: number) => void
   }
 }
 
+/**
+ * The tool reads a FIFO that we write the pieces into as they come (each write waits for the pipe
+ * to drain, so the pieces are made no faster than the tool reads them, and the event loop is free
+ * meanwhile). The helper opens the FIFO's read end (its open waits for our writer) and hands it to
+ * the tool as stdin; the tool ends when we close the write end.
+ */
+async function streamed(
+  req: LaunchRequest,
+  pieces: Iterable<string>,
+  onSpawn?: (pid: number) => void,
+): Promise<LaunchResult> {
+  inputDir ??= mkdtempSync(join(tmpdir(), 'fedmesh-input-'));
+  const fifo = join(inputDir, `fifo-${nextId++}`);
+  const made = await send({
+    file: 'mkfifo',
+    args: ['-m', '600', fifo],
+    timeoutMs: 10_000,
+    maxBuffer: 65_536,
+  });
+  if (made.exitCode !== 0) return made;
+  try {
+    const result = send({ ...req, input: undefined, inputFile: fifo }, onSpawn);
+    const out = createWriteStream(fifo);
+    let failed = false;
+    out.on('error', () => {
+      failed = true; // the tool stopped reading (it failed): its result says why
+    });
+    const writing = (async () => {
+      for (const piece of pieces) {
+        if (failed || out.destroyed) break;
+        if (!out.write(piece)) await drained(out);
+      }
+      out.end();
+    })();
+    const res = await result;
+    if (!out.pending) await writing;
+    else {
+      // The tool never opened it (it could not start): release our open with a reader of our own.
+      failed = true;
+      closeSync(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
+      out.destroy();
+    }
+    return res;
+  } finally {
+    rmSync(fifo, { force: true });
+  }
+}
+
+/** The stream took what it was given, or closed. */
+function drained(out: WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    const go = () => {
+      out.off('drain', go);
+      out.off('close', go);
+      resolve();
+    };
+    out.on('drain', go);
+    out.on('close', go);
+  });
+}
+
 process.on('exit', () => {
   if (inputDir !== undefined) rmSync(inputDir, { recursive: true, force: true });
 });
 
 function send(
-  req: LaunchRequest & { inputFile?: string },
+  req: Omit<LaunchRequest, 'input'> & { input?: string; inputFile?: string },
   onSpawn?: (pid: number) => void,
 ): Promise<LaunchResult> {
   helper ??= start();

@@ -81,6 +81,27 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
     assert.equal(new IpSetDriver({ netns: ns }).membersOnly(changed), false);
   });
 
+  await t.test(
+    'a streamed restore the tool gives up on early: the bad set refused, the rest applied',
+    async () => {
+      // 30,000 members stream in pieces; the refused set comes first, so the tool exits while most
+      // of the script is still unsent, and its writer must see that and stop.
+      const big = Array.from({ length: 30_000 }, (_, i) => `10.20.${i >> 8}.${i & 255}`);
+      const want = sets(
+        spec('cali40bad', 'hash:ip', ['10.0.0.1', 'not-an-address']),
+        spec('cali40stream', 'hash:ip', big),
+      );
+      const st = await driver.apply(want);
+      assert.deepEqual(
+        st.refused.map((r) => r.set),
+        ['cali40bad'],
+      );
+      assert.equal((await members(ns, 'cali40stream')).length, 30_000);
+      assert.ok(!(await setNames(ns)).includes('cali40bad'), 'a refused new set is not left half-made');
+      await driver.destroyStale(new Set(base().keys()));
+    },
+  );
+
   await t.test('list() returns owned sets only', async () => {
     const got = await driver.list();
     assert.deepEqual([...got.keys()].sort(), ['cali40a', 'cali40n', 'cali40p']);

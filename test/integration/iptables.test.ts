@@ -179,7 +179,7 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
       assert.equal(st.rulesWritten, 60);
       const rules = rulesOf(await save(), 'cali-tw-long');
       assert.equal(rules.length, 60);
-      rules.forEach((r, i) => assert.ok(r.includes(`-s 10.7.${i < 2 ? 0 : 2}.${i}/32`), r));
+      for (const [i, r] of rules.entries()) assert.ok(r.includes(`-s 10.7.${i < 2 ? 0 : 2}.${i}/32`), r);
       assert.equal(
         (await driver.syncTable('filter', filterState([long(2)]), { reuseLastWrite: true })).commands,
         0,
