@@ -269,8 +269,24 @@ export function diffIpSets(
   for (const [key, want] of desired) {
     validateDesired(want, key);
     const family = familyOf(want.name);
-    const wantMembers = normalisedMembers(want, family);
     const have = actual.get(want.name) as KernelIpSet | undefined;
+    if (have === undefined) {
+      // A new set (a cold start: 290,000 members): its members are normalised as its text is
+      // made, into what the kernel will hold, not here before the tool can start.
+      const members = new Set<string>();
+      lines.push(createLine(want.name, want.type, family, want.members.size));
+      if (want.members.size > 0)
+        lines.push({
+          name: want.name,
+          members: want.members,
+          normalise: { type: want.type, family, into: members },
+        });
+      stats.created++;
+      stats.added += want.members.size;
+      after.set(want.name, { name: want.name, type: want.type, family, maxelem: MAXELEM, members });
+      continue;
+    }
+    const wantMembers = normalisedMembers(want, family);
     const written: KernelIpSet = {
       name: want.name,
       type: want.type,
@@ -279,14 +295,6 @@ export function diffIpSets(
       members: wantMembers,
     };
 
-    if (have === undefined) {
-      lines.push(createLine(want.name, want.type, family, wantMembers.size));
-      fill(want.name, wantMembers);
-      stats.created++;
-      stats.added += wantMembers.size;
-      after.set(want.name, written);
-      continue;
-    }
     const sameKind = have.type === want.type && (have.family ?? family) === family;
     if (!sameKind) {
       if (opts.inUse?.has(want.name)) {
@@ -334,6 +342,8 @@ export function diffIpSets(
 interface Fill {
   name: string;
   members: ReadonlySet<string>;
+  /** Members not normalised yet: normalise each as its line is made, and record it `into`. */
+  normalise?: { type: IpSetType; family: IpSetFamily; into: Set<string> };
 }
 
 /** Members per piece of a streamed script (some 200 KiB of text). */
@@ -377,7 +387,15 @@ export class IpSetDiff {
       head = '';
       let n = 0;
       const prefix = `add ${l.name} `;
-      for (const m of l.members) {
+      const norm = l.normalise;
+      for (const raw of l.members) {
+        let m = raw;
+        if (norm !== undefined) {
+          // A member twice after normalising is written twice (-exist): the text is the same
+          // however often it is made (a refusal reads its lines again).
+          m = normaliseMember(norm.type, norm.family, raw);
+          norm.into.add(m);
+        }
         piece += `${prefix}${m} -exist\n`;
         if (++n === PIECE_MEMBERS) {
           yield piece;
@@ -419,6 +437,12 @@ export interface IpSetDestroyStats {
   inUse: string[];
   commands: number;
   ms: number;
+}
+
+/** The pieces, then `done` once the last has been taken. */
+function* handedOver(pieces: Iterable<string>, done: (() => void) | undefined): Generator<string> {
+  yield* pieces;
+  done?.();
 }
 
 /** Scripts longer than this are streamed to the tool rather than written whole first. */
@@ -535,14 +559,16 @@ export class IpSetDriver {
         return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
       }
       const started = performance.now();
+      // A big script (a cold start) streams: the tool works on the first sets while the text of
+      // the rest is made. The caller hears of the write once all of it is handed over.
+      const onWrite = round === 0 ? opts.onWrite : undefined;
+      const streamed = diff.stats.lines > STREAM_LINES;
       const running = run('ipset', ['restore'], {
         netns: this.netns,
-        // A big script (a cold start) streams: the tool works on the first sets while the text of
-        // the rest is made.
-        input: diff.stats.lines > STREAM_LINES ? diff.pieces() : diff.script,
+        input: streamed ? handedOver(diff.pieces(), onWrite) : diff.script,
         allowFailure: true,
       });
-      if (round === 0) opts.onWrite?.();
+      if (!streamed) onWrite?.();
       const res = await running;
       commands++;
       ms += performance.now() - started;

@@ -11,7 +11,6 @@ import {
   mkdtempSync,
   openSync,
   rmSync,
-  type WriteStream,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -163,9 +162,7 @@ export async function launch(req: LaunchRequest, onSpawn?: (pid: number) => void
 }
 
 /**
- * The tool reads a FIFO that we write the pieces into as they come (each write waits for the pipe
- * to drain, so the pieces are made no faster than the tool reads them, and the event loop is free
- * meanwhile). The helper opens the FIFO's read end (its open waits for our writer) and hands it to
+ * The tool reads a FIFO that we write the pieces into as they come. The helper opens the FIFO's read end (its open waits for our writer) and hands it to
  * the tool as stdin; the tool ends when we close the write end.
  */
 async function streamed(
@@ -192,7 +189,11 @@ async function streamed(
     const writing = (async () => {
       for (const piece of pieces) {
         if (failed || out.destroyed) break;
-        if (!out.write(piece)) await drained(out);
+        // Queued, not waited for: the stream's writes run on libuv's thread pool as the tool
+        // reads, so the pieces are all made in one go and the event loop is free after them.
+        out.write(piece);
+        // A turn of the loop between pieces lets the first ones reach the tool meanwhile.
+        await new Promise<void>((resolve) => setImmediate(resolve));
       }
       out.end();
     })();
@@ -208,19 +209,6 @@ async function streamed(
   } finally {
     rmSync(fifo, { force: true });
   }
-}
-
-/** The stream took what it was given, or closed. */
-function drained(out: WriteStream): Promise<void> {
-  return new Promise((resolve) => {
-    const go = () => {
-      out.off('drain', go);
-      out.off('close', go);
-      resolve();
-    };
-    out.on('drain', go);
-    out.on('close', go);
-  });
 }
 
 process.on('exit', () => {
