@@ -57,6 +57,11 @@ export function observeExec(fn: (r: ExecRecord) => void): () => void {
   return () => observers.delete(fn);
 }
 
+/** Tell the observers of a tool run made other than through `run` (a kept restore session's block). */
+export function noteRun(rec: ExecRecord): void {
+  for (const o of observers) o(rec);
+}
+
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const [cmd, argv] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, file, ...args]] : [file, [...args]];
   const started = performance.now();

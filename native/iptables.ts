@@ -14,8 +14,9 @@
 // The restore is a transaction: it lands completely or not at all.
 import { createHash } from 'node:crypto';
 import { logger } from '../lib/log.ts';
-import { CommandError, run } from './exec.ts';
+import { CommandError, noteRun, run } from './exec.ts';
 import { NftMonitor, type TableWatch } from './nft-monitor.ts';
+import { RestoreSession } from './restore-session.ts';
 
 const log = logger('iptables');
 
@@ -839,10 +840,25 @@ export class IptablesDriver {
   /** Tells whether anyone but us changed a table (nft: `nft monitor`); absent on legacy. */
   private readonly watch: TableWatch | undefined;
 
-  /** `watch`: on nft, `nft monitor` unless given (null: none, every drift check reads). */
-  constructor(opts: { backend: IptablesBackend; netns?: string; watch?: TableWatch | null }) {
+  /** On nft, the kept restore process writes go through first (see RestoreSession). */
+  private readonly session: RestoreSession | undefined;
+
+  /**
+   * `watch`: on nft, `nft monitor` unless given (null: none, every drift check reads). `session`:
+   * on nft, write through a kept `iptables-nft-restore` (default on).
+   */
+  constructor(opts: {
+    backend: IptablesBackend;
+    netns?: string;
+    watch?: TableWatch | null;
+    session?: boolean;
+  }) {
     this.backend = opts.backend;
     this.netns = opts.netns;
+    this.session =
+      opts.backend === 'nft' && opts.session !== false
+        ? new RestoreSession(TOOLS.nft.restore, ['--noflush'], opts.netns)
+        : undefined;
     this.watch =
       opts.watch === null
         ? undefined
@@ -854,9 +870,15 @@ export class IptablesDriver {
     this.watch?.onForeignChange((tables) => fn(tables as Table[]));
   }
 
-  /** Stop the watch (its `nft monitor` process). */
+  /** The kept restore process, while one runs. */
+  get sessionPid(): number | undefined {
+    return this.session?.pid;
+  }
+
+  /** Stop the watch (its `nft monitor` process) and the kept restore process. */
   close(): void {
     this.watch?.stop();
+    this.session?.end();
   }
 
   /**
@@ -1047,6 +1069,26 @@ export class IptablesDriver {
     script: string,
     test: boolean,
   ): Promise<{ exitCode: number; stderr: string }> {
+    if (!test && this.session !== undefined) {
+      const started = performance.now();
+      const out = await this.session.write(script, (pid) => this.watch?.ours(pid, table));
+      // It may have landed or not: planning on must start from a read (the pass fails and retries).
+      if (out.result === 'unsure') throw new CommandError(`${TOOLS.nft.restore} (kept)`, undefined, out.why);
+      if (out.result === 'landed') {
+        const ms = performance.now() - started;
+        noteRun({
+          file: `${TOOLS[this.backend].restore} (kept)`,
+          args: ['--noflush'],
+          netns: this.netns,
+          inputBytes: script.length,
+          startedAt: started,
+          ms,
+          exitCode: 0,
+        });
+        return { exitCode: 0, stderr: '' };
+      }
+      // Refused (nothing of it landed) or not sent: the usual run says which line and why.
+    }
     const args = ['--noflush', '--wait', ...(test ? ['--test'] : [])];
     const res = await run(TOOLS[this.backend].restore, args, {
       netns: this.netns,

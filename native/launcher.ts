@@ -11,6 +11,7 @@ import {
   mkdtempSync,
   openSync,
   rmSync,
+  type WriteStream,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -91,6 +92,8 @@ process.on('message', (m) => {
 interface Pending {
   resolve: (r: LaunchResult) => void;
   onSpawn?: (pid: number) => void;
+  /** A long-lived tool (launchFed): it must not keep the agent alive. */
+  background?: boolean;
 }
 
 let helper: ChildProcess | undefined;
@@ -107,7 +110,7 @@ function start(): ChildProcess {
       return;
     }
     pending.delete(m.id);
-    if (pending.size === 0) idle(child);
+    if (![...pending.values()].some((x) => !x.background)) idle(child);
     p.resolve({
       stdout: m.stdout ?? '',
       stderr: m.stderr ?? '',
@@ -170,15 +173,8 @@ async function streamed(
   pieces: Iterable<string>,
   onSpawn?: (pid: number) => void,
 ): Promise<LaunchResult> {
-  inputDir ??= mkdtempSync(join(tmpdir(), 'fedmesh-input-'));
-  const fifo = join(inputDir, `fifo-${nextId++}`);
-  const made = await send({
-    file: 'mkfifo',
-    args: ['-m', '600', fifo],
-    timeoutMs: 10_000,
-    maxBuffer: 65_536,
-  });
-  if (made.exitCode !== 0) return made;
+  const fifo = await makeFifo();
+  if (typeof fifo !== 'string') return fifo;
   try {
     const result = send({ ...req, input: undefined, inputFile: fifo }, onSpawn);
     const out = createWriteStream(fifo);
@@ -211,6 +207,55 @@ async function streamed(
   }
 }
 
+/** A tool left running, fed through its standard input (see launchFed). */
+export interface FedTool {
+  pid: number;
+  /** Its standard input; ending it ends the tool. */
+  input: WriteStream;
+  /** How it ended. */
+  result: Promise<LaunchResult>;
+}
+
+/** A new FIFO in our input directory (mkfifo, through the helper), or how making it failed. */
+async function makeFifo(): Promise<string | LaunchResult> {
+  inputDir ??= mkdtempSync(join(tmpdir(), 'fedmesh-input-'));
+  const fifo = join(inputDir, `fifo-${nextId++}`);
+  const made = await send({
+    file: 'mkfifo',
+    args: ['-m', '600', fifo],
+    timeoutMs: 10_000,
+    maxBuffer: 65_536,
+  });
+  return made.exitCode === 0 ? fifo : made;
+}
+
+/**
+ * Start a tool that keeps running, its standard input a FIFO we hold open: what we write reaches
+ * it at once, and it ends when we end the input. It never keeps the agent alive. Resolves once it
+ * runs, or with how it failed to start.
+ */
+export async function launchFed(req: Omit<LaunchRequest, 'input'>): Promise<FedTool | LaunchResult> {
+  const fifo = await makeFifo();
+  if (typeof fifo !== 'string') return fifo;
+  let started: (pid: number) => void = () => {};
+  const spawned = new Promise<number>((resolve) => {
+    started = resolve;
+  });
+  const result = send({ ...req, inputFile: fifo }, (pid) => started(pid), true);
+  const input = createWriteStream(fifo);
+  input.on('error', () => {}); // the tool went away: its result says why
+  // Nothing else may keep the event loop alive meanwhile (a background request does not).
+  const keep = setInterval(() => {}, 60_000);
+  const pid = await Promise.race([spawned, result]).finally(() => clearInterval(keep));
+  // Both ends are open (or the tool never started): the name is no longer needed.
+  rmSync(fifo, { force: true });
+  if (typeof pid !== 'number') {
+    input.destroy();
+    return pid;
+  }
+  return { pid, input, result };
+}
+
 process.on('exit', () => {
   if (inputDir !== undefined) rmSync(inputDir, { recursive: true, force: true });
 });
@@ -218,14 +263,17 @@ process.on('exit', () => {
 function send(
   req: Omit<LaunchRequest, 'input'> & { input?: string; inputFile?: string },
   onSpawn?: (pid: number) => void,
+  background = false,
 ): Promise<LaunchResult> {
   helper ??= start();
   const child = helper;
   const id = nextId++;
   return new Promise((resolve) => {
-    pending.set(id, { resolve, onSpawn });
-    child.ref();
-    child.channel?.ref();
+    pending.set(id, { resolve, onSpawn, background });
+    if (!background) {
+      child.ref();
+      child.channel?.ref();
+    }
     try {
       child.send({ id, ...req });
     } catch (e) {
