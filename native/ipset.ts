@@ -16,6 +16,7 @@
 //     in `stats.blocked`; the caller must stop referencing it (or use a new name) first.
 import { logger } from '../lib/log.ts';
 import { CommandError, run } from './exec.ts';
+import { RestoreSession } from './restore-session.ts';
 
 const log = logger('ipset');
 
@@ -460,8 +461,12 @@ export class IpSetDriver {
    */
   private known: Map<string, KernelIpSet> | undefined;
 
+  /** A kept `ipset restore` for members-only writes (one endpoint's change): no process start. */
+  private readonly session: RestoreSession;
+
   constructor(opts: { netns?: string } = {}) {
     this.netns = opts.netns;
+    this.session = new RestoreSession('ipset', ['restore'], opts.netns);
   }
 
   /**
@@ -527,6 +532,9 @@ export class IpSetDriver {
     let commands = 0;
     let ms = 0;
     let before: Map<string, KernelIpSet> | undefined;
+    // Members only, of sets as our last write left them: every line is an add or del with -exist,
+    // so a block the kept session fails on can be written again whole, the usual way.
+    const kept = opts.reuseLastWrite === true && this.membersOnly(desired);
     for (let round = 0; ; round++) {
       const actual = (round === 0 && opts.reuseLastWrite ? this.known : undefined) ?? (await this.list());
       this.known = undefined;
@@ -563,13 +571,19 @@ export class IpSetDriver {
       // the rest is made. The caller hears of the write once all of it is handed over.
       const onWrite = round === 0 ? opts.onWrite : undefined;
       const streamed = diff.stats.lines > STREAM_LINES;
-      const running = run('ipset', ['restore'], {
-        netns: this.netns,
-        input: streamed ? handedOver(diff.pieces(), onWrite) : diff.script,
-        allowFailure: true,
-      });
-      if (!streamed) onWrite?.();
-      const res = await running;
+      const viaSession = round === 0 && kept && !streamed;
+      const usual = () => {
+        const running = run('ipset', ['restore'], {
+          netns: this.netns,
+          input: streamed ? handedOver(diff.pieces(), onWrite) : diff.script,
+          allowFailure: true,
+        });
+        // A small script is handed over at once (a streamed one says so itself).
+        if (!streamed && !viaSession) onWrite?.();
+        return running;
+      };
+      const res =
+        (viaSession ? await this.throughSession(diff.script, onWrite) : undefined) ?? (await usual());
       commands++;
       ms += performance.now() - started;
       log.debug({ netns: this.netns, lines: diff.stats.lines, ms }, 'ipset restore');
@@ -583,6 +597,27 @@ export class IpSetDriver {
         throw new CommandError('ipset restore', res.exitCode, res.stderr);
       refused.push({ set, reason: (m[2] ?? '').trim() });
     }
+  }
+
+  /**
+   * Write a members-only block through the kept `ipset restore`. Undefined: not known to have
+   * landed there (no session, or it refused the block and ended): write it the usual way.
+   */
+  private async throughSession(
+    script: string,
+    onWrite: (() => void) | undefined,
+  ): Promise<{ exitCode: number; stderr: string } | undefined> {
+    const writing = this.session.write(script);
+    onWrite?.();
+    const out = await writing;
+    // Refused, or unsure whether (part of) it landed: every line is an add or del with -exist, so
+    // writing the whole block again the usual way is right either way, and names any refused line.
+    return out.result === 'landed' ? { exitCode: 0, stderr: '' } : undefined;
+  }
+
+  /** End the kept `ipset restore`. */
+  close(): void {
+    this.session.end();
   }
 
   /**

@@ -14,7 +14,7 @@
 // The restore is a transaction: it lands completely or not at all.
 import { createHash } from 'node:crypto';
 import { logger } from '../lib/log.ts';
-import { CommandError, noteRun, run } from './exec.ts';
+import { CommandError, run } from './exec.ts';
 import { NftMonitor, type TableWatch } from './nft-monitor.ts';
 import { RestoreSession } from './restore-session.ts';
 
@@ -1070,23 +1070,10 @@ export class IptablesDriver {
     test: boolean,
   ): Promise<{ exitCode: number; stderr: string }> {
     if (!test && this.session !== undefined) {
-      const started = performance.now();
       const out = await this.session.write(script, (pid) => this.watch?.ours(pid, table));
       // It may have landed or not: planning on must start from a read (the pass fails and retries).
       if (out.result === 'unsure') throw new CommandError(`${TOOLS.nft.restore} (kept)`, undefined, out.why);
-      if (out.result === 'landed') {
-        const ms = performance.now() - started;
-        noteRun({
-          file: `${TOOLS[this.backend].restore} (kept)`,
-          args: ['--noflush'],
-          netns: this.netns,
-          inputBytes: script.length,
-          startedAt: started,
-          ms,
-          exitCode: 0,
-        });
-        return { exitCode: 0, stderr: '' };
-      }
+      if (out.result === 'landed') return { exitCode: 0, stderr: '' };
       // Refused (nothing of it landed) or not sent: the usual run says which line and why.
     }
     const args = ['--noflush', '--wait', ...(test ? ['--test'] : [])];

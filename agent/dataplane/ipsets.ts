@@ -27,6 +27,8 @@ export interface IpSetWriter {
    * written (no create, no type or header change).
    */
   membersOnly?(desired: ReadonlyMap<string, IpSetSpec>): boolean;
+  /** Stop whatever the writer keeps running (a kept restore process). */
+  close?(): void;
   /**
    * Sets whose kernel copy no longer matches the last write, by a cheap check (member counts); the
    * writer re-reads those, so the next apply that reuses its last write repairs them.
