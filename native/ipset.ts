@@ -450,6 +450,8 @@ function* handedOver(pieces: Iterable<string>, done: (() => void) | undefined): 
 const STREAM_LINES = 20_000;
 
 const IN_USE = /in use by a kernel component/i;
+/** Waits before trying a held set again (see IpSetDriver.destroy). */
+const IN_USE_RETRY_MS = [5, 20, 50];
 const GONE = /does not exist/i;
 
 export class IpSetDriver {
@@ -642,6 +644,23 @@ export class IpSetDriver {
   }
 
   private async destroy(names: string[]): Promise<IpSetDestroyStats> {
+    const stats = await this.destroyOnce(names);
+    // The kernel lets go of a set some moments after the last rule naming it is deleted (nf_tables
+    // frees deleted rules in deferred work): a set still held right after our own table write is
+    // tried again shortly, not left until some later removal.
+    for (const wait of IN_USE_RETRY_MS) {
+      if (stats.inUse.length === 0) break;
+      await new Promise((r) => setTimeout(r, wait));
+      const again = await this.destroyOnce(stats.inUse);
+      stats.destroyed.push(...again.destroyed);
+      stats.inUse = again.inUse;
+      stats.commands += again.commands;
+      stats.ms += again.ms;
+    }
+    return stats;
+  }
+
+  private async destroyOnce(names: string[]): Promise<IpSetDestroyStats> {
     let pending = names;
     const stats: IpSetDestroyStats = { destroyed: [], inUse: [], commands: 0, ms: 0 };
     // One restore destroys them all. The tool stops at the first failing line (and reports its
@@ -671,7 +690,7 @@ export class IpSetDriver {
     }
     if (stats.commands > 0) {
       log.debug(
-        { netns: this.netns, destroyed: stats.destroyed.length, inUse: stats.inUse, ms: stats.ms },
+        { netns: this.netns, destroyed: stats.destroyed, inUse: stats.inUse, ms: stats.ms },
         'ipset destroy',
       );
     }

@@ -5,12 +5,13 @@
 // through a kept process against 121 ms for a process per write).
 //
 // The tool says nothing when a block lands; it says why and exits when one is refused. So a block
-// has landed once the tool, having been woken by it, sleeps again in a read of its standard input
-// (/proc/PID/stat and /proc/PID/syscall): it reads and handles lines in order, and sleeps in that
-// read only with nothing left to handle. A refused block (the tool exits; nothing of the block is
-// committed, a restore block is one transaction) and anything unsure (a /proc we cannot read, a
-// write that does not finish in time) end the session; the caller then writes the block the usual
-// way, one process, whose answer names the refused line, and a later write starts a new session.
+// has landed once the tool has read all of it (/proc/PID/io) and sleeps again in a read of its
+// standard input (/proc/PID/stat and /proc/PID/syscall): it reads and handles lines in order, and
+// sleeps in that read only with nothing left to handle. A refused block (the tool names the line
+// and exits; iptables-restore commits none of the block, ipset restore the lines before it) and
+// anything unsure (a /proc we cannot read, a write not handled in time) end the session; the
+// caller then writes the block the usual way, one process, whose answer names the refused line,
+// or re-reads the kernel; a later write starts a new session.
 import { readFileSync } from 'node:fs';
 import { logger } from '../lib/log.ts';
 import { noteRun } from './exec.ts';
@@ -66,9 +67,16 @@ export class RestoreSession {
       if (tool === undefined) return { result: 'not-sent', why: this.off ?? 'session could not start' };
       onPid?.(tool.pid);
       const exited = tool.result.then((r) => r);
+      // What it will have read once it has the whole block (it reads nothing else meanwhile but
+      // the odd /etc file, which only adds): without this, a wake-up the kernel has queued but
+      // not yet done shows the tool still asleep in its read, as if it were done.
+      const readBefore = readChars(tool.pid);
+      if (readBefore === undefined)
+        return { result: 'not-sent', why: 'restore session: /proc/PID/io unreadable' };
+      const target = readBefore + Buffer.byteLength(block);
       const written = new Promise<boolean>((resolve) => tool.input.write(block, (e) => resolve(!e)));
       let outcome: boolean | LaunchResult = await Promise.race([
-        written.then((ok) => (ok ? this.handled(tool.pid) : false)),
+        written.then((ok) => (ok ? this.handled(tool.pid, target) : false)),
         exited.then((r: LaunchResult) => r),
       ]);
       // Gone from /proc before the helper told us how it ended: wait a moment for that.
@@ -140,13 +148,16 @@ export class RestoreSession {
     return this.starting;
   }
 
-  /** Wait until the tool sleeps in a read of its standard input again: the block is handled. */
-  private async handled(pid: number): Promise<boolean> {
+  /**
+   * Wait until the tool has read the block (`target` characters read in all) and sleeps in a read
+   * of its standard input again: the block is handled.
+   */
+  private async handled(pid: number, target: number): Promise<boolean> {
     const until = performance.now() + BLOCK_TIMEOUT_MS;
     for (let spin = 0; performance.now() < until; spin++) {
       const s = readState(pid);
       if (s === undefined) return false;
-      if (s.state === 'S' && s.readingStdin) return true;
+      if (s.state === 'S' && s.readingStdin && (readChars(pid) ?? 0) >= target) return true;
       // The first checks come quickly (a small block lands in a few ms), then every millisecond.
       await new Promise((r) => (spin < 20 ? setImmediate(r) : setTimeout(r, 1)));
     }
@@ -161,6 +172,16 @@ function readState(pid: number): { state: string; readingStdin: boolean } | unde
     const state = stat.slice(stat.lastIndexOf(') ') + 2, stat.lastIndexOf(') ') + 3);
     const [nr, fd] = readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ');
     return { state, readingStdin: nr === READ_SYSCALL && fd === '0x0' };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Characters the tool has read so far (`rchar` of /proc/PID/io: every read, its stdin's too). */
+function readChars(pid: number): number | undefined {
+  try {
+    const m = /^rchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
   } catch {
     return undefined;
   }
