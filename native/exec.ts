@@ -27,6 +27,11 @@ export interface RunOptions {
   /** Do not throw on a non-zero exit; the caller inspects the result. */
   allowFailure?: boolean;
   timeoutMs?: number;
+  /**
+   * Run the tool at this nice level: a bulk write with slack (a cold start's routes and FDB) then
+   * leaves the cores to the writes on the critical path (the ipset restore the tables wait for).
+   */
+  nice?: number;
   /** Told the tool's pid as it starts (with `netns`, `ip netns exec` execs the tool in place). */
   onSpawn?: (pid: number) => void;
 }
@@ -63,7 +68,10 @@ export function noteRun(rec: ExecRecord): void {
 }
 
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  const [cmd, argv] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, file, ...args]] : [file, [...args]];
+  const tool = opts.nice === undefined ? [file, ...args] : ['nice', '-n', String(opts.nice), file, ...args];
+  const [cmd, argv] = opts.netns
+    ? ['ip', ['netns', 'exec', opts.netns, ...tool]]
+    : [tool[0] as string, tool.slice(1)];
   const started = performance.now();
   let inputBytes = typeof opts.input === 'string' ? opts.input.length : 0;
   const input =
