@@ -301,7 +301,16 @@ export class Dataplane {
    * ipsets, then the tables. The tables a manager must read first (a start, a resync) are read in
    * one save while the ipset restore runs: before our writes fill them, so the read is cheap.
    */
-  private async applyTables(): Promise<void> {
+  private async applyTables(handedOver: () => void): Promise<void> {
+    try {
+      await this.writeTables(handedOver);
+    } finally {
+      handedOver();
+    }
+  }
+
+  /** `handedOver`: called once the ipset write is in the tool's hands (or needs none). */
+  private async writeTables(handedOver: () => void): Promise<void> {
     const managers = this.tableManagers.filter((m) => m.tablesToRead().length > 0);
     const toRead = managers.flatMap((m) => m.tablesToRead());
     const reading =
@@ -322,6 +331,7 @@ export class Dataplane {
     // Render and plan the tables while the ipset restore runs (at scale a second or more), not
     // after it: once the restore is under way, or the sets need no write, and the read is in.
     await Promise.race([writing, applying.catch(() => undefined)]);
+    handedOver();
     const [read] = await Promise.allSettled([reading]);
     for (const m of this.tableManagers) m.prepare();
     const tables = alongside && read.status === 'fulfilled' ? this.applyTableManagers() : undefined;
@@ -359,7 +369,16 @@ export class Dataplane {
     try {
       // Two independent lines of writes, run side by side: ipsets before the iptables rules that
       // name them (Felix's order), and the VXLAN device, FDB, ARP and routes, which no rule needs.
-      const results = await Promise.allSettled([this.applyTables(), this.applyLinks()]);
+      // The links line starts once the ipset restore has all its input (a cold start: 15 MiB
+      // made on this thread): its own work has slack, the ipset restore is what the tables wait for.
+      let handed: () => void = () => {};
+      const handedOver = new Promise<void>((resolve) => {
+        handed = resolve;
+      });
+      const results = await Promise.allSettled([
+        this.applyTables(handed),
+        handedOver.then(() => this.applyLinks()),
+      ]);
       for (const r of results) if (r.status === 'rejected') throw r.reason;
       await this.ipsets.cleanup();
       this.stats.refused = this.refusals();
