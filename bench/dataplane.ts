@@ -8,6 +8,8 @@
 // other backend's run is bounded to LEGACY_CHANGES (default 300): a legacy restore rewrites the whole
 // table blob (~0.3 s at 25,000 rules), so 1,000 changes would add minutes for no new information.
 //   npm run bench -- dataplane [remoteEndpoints=20000] [remoteNodes=500] [policies=100] [changes=1000] [legacyChanges=300]
+// BENCH_SKIP=drift,other leaves out the drift-check/repair part and the other backend's run, and
+// BENCH_SKIP=changes everything after the cold start (for iterating on one part alone).
 import { readdirSync, readFileSync } from 'node:fs';
 import { performance as perf } from 'node:perf_hooks';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
@@ -26,6 +28,7 @@ import { Action, ResourceKind, type Update, UpdateSchema } from '../proto/servic
 const [REMOTE_EPS = 20_000, REMOTE_NODES = 500, POLICIES = 100, CHANGES = 1000, LEGACY_CHANGES = 300] =
   process.argv.slice(2).map(Number);
 const LOCAL_EPS = 50;
+const SKIP = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
 const MY_NODE = 'bench-node';
 
 function u(
@@ -509,7 +512,16 @@ async function main(): Promise<void> {
       `cold-start breakdown: calculation ${f(calcMs)}; JS after it (render, diff, payloads, parsing) ${f(jsMs - calcMs)}, of which one filter render ${f(renderMs)}; ${records.length} tool runs ${f(execMs)} summed over the two lines written side by side (ipsets → iptables; VXLAN → FDB/ARP → routes)`,
     );
     for (const line of breakdown(records)) console.log(line);
+    console.log('cold-start timeline (ms after the calculation ended: start → end of each tool run):');
+    for (const r of records) {
+      const what = (r.file === 'ip' && r.args[0] === '-n' ? r.args.slice(2) : r.args).join(' ').slice(0, 40);
+      const from = r.startedAt - (t0 + calcMs);
+      console.log(
+        `  ${from.toFixed(0).padStart(6)} → ${(from + r.ms).toFixed(0).padStart(6)}  ${r.file} ${what}`,
+      );
+    }
 
+    if (SKIP.has('changes')) return;
     // One-change latency on this backend, then on the other (same namespace: the other backend's
     // tables start empty, ipsets and routes are already right).
     const other = backend === 'nft' ? 'legacy' : 'nft';
@@ -519,9 +531,16 @@ async function main(): Promise<void> {
     unobserve2();
     console.log(`tool runs over ${CHANGES} label changes (${backend}):`);
     for (const line of breakdown(changeRecords)) console.log(line);
-    await driftRepairs(dp, agentNs, backend);
+    if (!SKIP.has('drift')) await driftRepairs(dp, agentNs, backend);
     dp.stop();
     const floors = { [backend]: await oneChangeFloor(agentNs, backend, 100) } as Record<string, number[]>;
+    if (SKIP.has('other')) {
+      const xs = lat[backend] ?? [];
+      console.log(
+        `one label change, feed message → kernel (${backend}, ${xs.length} changes): p50 ${pct(xs, 0.5).toFixed(1)} ms, p99 ${pct(xs, 0.99).toFixed(1)} ms, max ${Math.max(...xs).toFixed(1)} ms; tool floor p99 ${pct(floors[backend] ?? [], 0.99).toFixed(1)} ms`,
+      );
+      return;
+    }
     const dp2 = new Dataplane(drivers(other));
     const applied2 = dp2.whenApplied();
     dp2.onMessages(msgs);

@@ -17,13 +17,21 @@ export class CommandError extends Error {
 }
 
 export interface RunOptions {
-  /** Text written to the tool's standard input (a restore file, an ip -batch script). */
-  input?: string;
+  /**
+   * Text written to the tool's standard input (a restore file, an ip -batch script); pieces (an
+   * iterable) are streamed as they are made.
+   */
+  input?: string | Iterable<string>;
   /** Run inside this network namespace (ip netns exec NAME ...). */
   netns?: string;
   /** Do not throw on a non-zero exit; the caller inspects the result. */
   allowFailure?: boolean;
   timeoutMs?: number;
+  /**
+   * Run the tool at this nice level: a bulk write with slack (a cold start's routes and FDB) then
+   * leaves the cores to the writes on the critical path (the ipset restore the tables wait for).
+   */
+  nice?: number;
   /** Told the tool's pid as it starts (with `netns`, `ip netns exec` execs the tool in place). */
   onSpawn?: (pid: number) => void;
 }
@@ -40,6 +48,8 @@ export interface ExecRecord {
   args: readonly string[];
   netns?: string;
   inputBytes: number;
+  /** performance.now() when the run was asked for (a timeline of a pass). */
+  startedAt: number;
   ms: number;
   exitCode: number;
 }
@@ -52,15 +62,33 @@ export function observeExec(fn: (r: ExecRecord) => void): () => void {
   return () => observers.delete(fn);
 }
 
+/** Tell the observers of a tool run made other than through `run` (a kept restore session's block). */
+export function noteRun(rec: ExecRecord): void {
+  for (const o of observers) o(rec);
+}
+
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  const [cmd, argv] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, file, ...args]] : [file, [...args]];
+  const tool = opts.nice === undefined ? [file, ...args] : ['nice', '-n', String(opts.nice), file, ...args];
+  const [cmd, argv] = opts.netns
+    ? ['ip', ['netns', 'exec', opts.netns, ...tool]]
+    : [tool[0] as string, tool.slice(1)];
   const started = performance.now();
+  let inputBytes = typeof opts.input === 'string' ? opts.input.length : 0;
+  const input =
+    opts.input === undefined || typeof opts.input === 'string'
+      ? opts.input
+      : (function* counted(pieces: Iterable<string>) {
+          for (const p of pieces) {
+            inputBytes += p.length;
+            yield p;
+          }
+        })(opts.input);
   // Through the launcher: a fork of the agent itself costs ~25 ms once its heap holds 100,000 endpoints.
   const res = await launch(
     {
       file: cmd,
       args: argv,
-      input: opts.input,
+      input,
       timeoutMs: opts.timeoutMs ?? 60_000,
       maxBuffer: 512 * 1024 * 1024,
     },
@@ -69,7 +97,15 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   const ms = performance.now() - started;
   const exitCode = res.exitCode;
   if (observers.size > 0) {
-    const rec = { file, args, netns: opts.netns, inputBytes: opts.input?.length ?? 0, ms, exitCode };
+    const rec = {
+      file,
+      args,
+      netns: opts.netns,
+      inputBytes,
+      startedAt: started,
+      ms,
+      exitCode,
+    };
     for (const o of observers) o(rec);
   }
   log.debug(
@@ -77,7 +113,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       cmd: file,
       args: args.slice(0, 6),
       netns: opts.netns,
-      inputBytes: opts.input?.length ?? 0,
+      inputBytes,
       ms,
       exitCode,
     },

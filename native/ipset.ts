@@ -16,6 +16,7 @@
 //     in `stats.blocked`; the caller must stop referencing it (or use a new name) first.
 import { logger } from '../lib/log.ts';
 import { CommandError, run } from './exec.ts';
+import { RestoreSession } from './restore-session.ts';
 
 const log = logger('ipset');
 
@@ -254,8 +255,9 @@ export function diffIpSets(
   desired: ReadonlyMap<string, IpSetSpec>,
   actual: ReadonlyMap<string, IpSetSpec | KernelIpSet>,
   opts: IpSetDiffOptions = {},
-): { script: string; stats: IpSetDiffStats; after: Map<string, KernelIpSet> } {
-  const lines: string[] = [];
+): IpSetDiff {
+  /** Script lines; a set's fill stays a reference to its members until the text is wanted. */
+  const lines: (string | Fill)[] = [];
   /** What the kernel holds for each desired set once the script has run (blocked ones excepted). */
   const after = new Map<string, KernelIpSet>();
   const stats: IpSetDiffStats = {
@@ -269,15 +271,31 @@ export function diffIpSets(
   };
   const nextTemp = tempNamer(actual);
 
-  const fill = (name: string, members: Iterable<string>) => {
-    for (const m of members) lines.push(`add ${name} ${m} -exist`);
+  const fill = (name: string, members: ReadonlySet<string>) => {
+    if (members.size > 0) lines.push({ name, members });
   };
 
   for (const [key, want] of desired) {
     validateDesired(want, key);
     const family = familyOf(want.name);
-    const wantMembers = normalisedMembers(want, family);
     const have = actual.get(want.name) as KernelIpSet | undefined;
+    if (have === undefined) {
+      // A new set (a cold start: 290,000 members): its members are normalised as its text is
+      // made, into what the kernel will hold, not here before the tool can start.
+      const members = new Set<string>();
+      lines.push(createLine(want.name, want.type, family, want.members.size));
+      if (want.members.size > 0)
+        lines.push({
+          name: want.name,
+          members: want.members,
+          normalise: { type: want.type, family, into: members },
+        });
+      stats.created++;
+      stats.added += want.members.size;
+      after.set(want.name, { name: want.name, type: want.type, family, maxelem: MAXELEM, members });
+      continue;
+    }
+    const wantMembers = normalisedMembers(want, family);
     const written: KernelIpSet = {
       name: want.name,
       type: want.type,
@@ -286,14 +304,6 @@ export function diffIpSets(
       members: wantMembers,
     };
 
-    if (have === undefined) {
-      lines.push(createLine(want.name, want.type, family, wantMembers.size));
-      fill(want.name, wantMembers);
-      stats.created++;
-      stats.added += wantMembers.size;
-      after.set(want.name, written);
-      continue;
-    }
     const sameKind = have.type === want.type && (have.family ?? family) === family;
     if (!sameKind) {
       if (opts.inUse?.has(want.name)) {
@@ -333,8 +343,79 @@ export function diffIpSets(
     }
     after.set(want.name, written);
   }
-  stats.lines = lines.length;
-  return { script: lines.length === 0 ? '' : `${lines.join('\n')}\nCOMMIT\n`, stats, after };
+  for (const l of lines) stats.lines += typeof l === 'string' ? 1 : l.members.size;
+  return new IpSetDiff(lines, stats, after);
+}
+
+/** The members of one set to add, as `add` lines when the text is made. */
+interface Fill {
+  name: string;
+  members: ReadonlySet<string>;
+  /** Members not normalised yet: normalise each as its line is made, and record it `into`. */
+  normalise?: { type: IpSetType; family: IpSetFamily; into: Set<string> };
+}
+
+/** Members per piece of a streamed script (some 200 KiB of text). */
+const PIECE_MEMBERS = 4096;
+
+/**
+ * A diff's restore script, made as text only when wanted: whole (`script`), or in pieces as a
+ * tool reads them (`pieces`), so that a cold start's ipset restore starts on the first piece
+ * instead of after 15 MiB of text.
+ */
+export class IpSetDiff {
+  private text: string | undefined;
+
+  constructor(
+    private readonly lines: readonly (string | Fill)[],
+    readonly stats: IpSetDiffStats,
+    /** What the kernel holds for each desired set once the script has run (blocked ones excepted). */
+    readonly after: Map<string, KernelIpSet>,
+  ) {}
+
+  get empty(): boolean {
+    return this.lines.length === 0;
+  }
+
+  /** The whole script ('' when there is nothing to do). */
+  get script(): string {
+    this.text ??= this.lines.length === 0 ? '' : [...this.pieces()].join('');
+    return this.text;
+  }
+
+  /** The script in pieces of whole lines, in order. */
+  *pieces(): Generator<string> {
+    if (this.lines.length === 0) return;
+    let head = '';
+    for (const l of this.lines) {
+      if (typeof l === 'string') {
+        head += `${l}\n`;
+        continue;
+      }
+      let piece = head;
+      head = '';
+      let n = 0;
+      const prefix = `add ${l.name} `;
+      const norm = l.normalise;
+      for (const raw of l.members) {
+        let m = raw;
+        if (norm !== undefined) {
+          // A member twice after normalising is written twice (-exist): the text is the same
+          // however often it is made (a refusal reads its lines again).
+          m = normaliseMember(norm.type, norm.family, raw);
+          norm.into.add(m);
+        }
+        piece += `${prefix}${m} -exist\n`;
+        if (++n === PIECE_MEMBERS) {
+          yield piece;
+          piece = '';
+          n = 0;
+        }
+      }
+      if (piece !== '') yield piece;
+    }
+    yield `${head}COMMIT\n`;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -367,7 +448,18 @@ export interface IpSetDestroyStats {
   ms: number;
 }
 
+/** The pieces, then `done` once the last has been taken. */
+function* handedOver(pieces: Iterable<string>, done: (() => void) | undefined): Generator<string> {
+  yield* pieces;
+  done?.();
+}
+
+/** Scripts longer than this are streamed to the tool rather than written whole first. */
+const STREAM_LINES = 20_000;
+
 const IN_USE = /in use by a kernel component/i;
+/** Waits before trying a held set again (see IpSetDriver.destroy). */
+const IN_USE_RETRY_MS = [5, 20, 50];
 const GONE = /does not exist/i;
 
 export class IpSetDriver {
@@ -381,8 +473,12 @@ export class IpSetDriver {
   /** Where the member sweep of the drift check goes on (an index into the sorted set names). */
   private sweepAt = 0;
 
+  /** A kept `ipset restore` for members-only writes (one endpoint's change): no process start. */
+  private readonly session: RestoreSession;
+
   constructor(opts: { netns?: string } = {}) {
     this.netns = opts.netns;
+    this.session = new RestoreSession('ipset', ['restore'], opts.netns);
   }
 
   /**
@@ -452,6 +548,23 @@ export class IpSetDriver {
     return drifted;
   }
 
+  /**
+   * Whether applying `desired` only adds and deletes members of sets the kernel holds as our last
+   * write left them: none created, none of another type or header. Such a write cannot make a rule
+   * unloadable, so it may run beside the iptables write (see Dataplane).
+   */
+  membersOnly(desired: ReadonlyMap<string, IpSetSpec>): boolean {
+    const known = this.known;
+    if (known === undefined) return false;
+    for (const [name, want] of desired) {
+      const have = known.get(name);
+      if (have === undefined || have.type !== want.type) return false;
+      if ((have.family ?? familyOf(name)) !== familyOf(name) || (have.maxelem ?? MAXELEM) !== MAXELEM)
+        return false;
+    }
+    return true;
+  }
+
   /** Owned sets with their members, from one `ipset save`. */
   async list(): Promise<Map<string, KernelIpSet>> {
     const { stdout } = await run('ipset', ['save'], { netns: this.netns });
@@ -465,13 +578,16 @@ export class IpSetDriver {
    */
   async apply(
     desired: ReadonlyMap<string, IpSetSpec>,
-    opts: { reuseLastWrite?: boolean; maxRounds?: number } = {},
+    opts: { reuseLastWrite?: boolean; maxRounds?: number; onWrite?: () => void } = {},
   ): Promise<IpSetStats> {
     const maxRounds = opts.maxRounds ?? 16;
     const refused: IpSetStats['refused'] = [];
     let commands = 0;
     let ms = 0;
     let before: Map<string, KernelIpSet> | undefined;
+    // Members only, of sets as our last write left them: every line is an add or del with -exist,
+    // so a block the kept session fails on can be written again whole, the usual way.
+    const kept = opts.reuseLastWrite === true && this.membersOnly(desired);
     for (let round = 0; ; round++) {
       const actual = (round === 0 && opts.reuseLastWrite ? this.known : undefined) ?? (await this.list());
       this.known = undefined;
@@ -499,22 +615,31 @@ export class IpSetDriver {
         this.known = new Map(actual);
         for (const [name, set] of diff.after) this.known.set(name, set);
       };
-      if (diff.script === '') {
+      if (diff.empty) {
         if (refused.length === 0) remember();
         return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
       }
       const started = performance.now();
-      const res = await run('ipset', ['restore'], {
-        netns: this.netns,
-        input: diff.script,
-        allowFailure: true,
-      });
+      // A big script (a cold start) streams: the tool works on the first sets while the text of
+      // the rest is made. The caller hears of the write once all of it is handed over.
+      const onWrite = round === 0 ? opts.onWrite : undefined;
+      const streamed = diff.stats.lines > STREAM_LINES;
+      const viaSession = round === 0 && kept && !streamed;
+      const usual = () => {
+        const running = run('ipset', ['restore'], {
+          netns: this.netns,
+          input: streamed ? handedOver(diff.pieces(), onWrite) : diff.script,
+          allowFailure: true,
+        });
+        // A small script is handed over at once (a streamed one says so itself).
+        if (!streamed && !viaSession) onWrite?.();
+        return running;
+      };
+      const res =
+        (viaSession ? await this.throughSession(diff.script, onWrite) : undefined) ?? (await usual());
       commands++;
       ms += performance.now() - started;
-      log.debug(
-        { netns: this.netns, lines: diff.stats.lines, bytes: diff.script.length, ms },
-        'ipset restore',
-      );
+      log.debug({ netns: this.netns, lines: diff.stats.lines, ms }, 'ipset restore');
       if (res.exitCode === 0) {
         if (refused.length === 0) remember();
         return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
@@ -525,6 +650,27 @@ export class IpSetDriver {
         throw new CommandError('ipset restore', res.exitCode, res.stderr);
       refused.push({ set, reason: (m[2] ?? '').trim() });
     }
+  }
+
+  /**
+   * Write a members-only block through the kept `ipset restore`. Undefined: not known to have
+   * landed there (no session, or it refused the block and ended): write it the usual way.
+   */
+  private async throughSession(
+    script: string,
+    onWrite: (() => void) | undefined,
+  ): Promise<{ exitCode: number; stderr: string } | undefined> {
+    const writing = this.session.write(script);
+    onWrite?.();
+    const out = await writing;
+    // Refused, or unsure whether (part of) it landed: every line is an add or del with -exist, so
+    // writing the whole block again the usual way is right either way, and names any refused line.
+    return out.result === 'landed' ? { exitCode: 0, stderr: '' } : undefined;
+  }
+
+  /** End the kept `ipset restore`. */
+  close(): void {
+    this.session.end();
   }
 
   /**
@@ -549,6 +695,23 @@ export class IpSetDriver {
   }
 
   private async destroy(names: string[]): Promise<IpSetDestroyStats> {
+    const stats = await this.destroyOnce(names);
+    // The kernel lets go of a set some moments after the last rule naming it is deleted (nf_tables
+    // frees deleted rules in deferred work): a set still held right after our own table write is
+    // tried again shortly, not left until some later removal.
+    for (const wait of IN_USE_RETRY_MS) {
+      if (stats.inUse.length === 0) break;
+      await new Promise((r) => setTimeout(r, wait));
+      const again = await this.destroyOnce(stats.inUse);
+      stats.destroyed.push(...again.destroyed);
+      stats.inUse = again.inUse;
+      stats.commands += again.commands;
+      stats.ms += again.ms;
+    }
+    return stats;
+  }
+
+  private async destroyOnce(names: string[]): Promise<IpSetDestroyStats> {
     let pending = names;
     const stats: IpSetDestroyStats = { destroyed: [], inUse: [], commands: 0, ms: 0 };
     // One restore destroys them all. The tool stops at the first failing line (and reports its
@@ -578,7 +741,7 @@ export class IpSetDriver {
     }
     if (stats.commands > 0) {
       log.debug(
-        { netns: this.netns, destroyed: stats.destroyed.length, inUse: stats.inUse, ms: stats.ms },
+        { netns: this.netns, destroyed: stats.destroyed, inUse: stats.inUse, ms: stats.ms },
         'ipset destroy',
       );
     }

@@ -4,14 +4,27 @@
 // Node process with no state of its own starts them instead, for ~1 ms each, and hands back what
 // they printed and how they ended. It exits when the agent does (its IPC channel closes).
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  createWriteStream,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  type WriteStream,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export interface LaunchRequest {
   file: string;
   args: readonly string[];
-  input?: string;
+  /**
+   * The tool's standard input. Pieces (an iterable) are streamed as they are made, through a
+   * FIFO: the tool starts on the first while the rest are still being produced.
+   */
+  input?: string | Iterable<string>;
   timeoutMs: number;
   maxBuffer: number;
 }
@@ -79,6 +92,8 @@ process.on('message', (m) => {
 interface Pending {
   resolve: (r: LaunchResult) => void;
   onSpawn?: (pid: number) => void;
+  /** A long-lived tool (launchFed): it must not keep the agent alive. */
+  background?: boolean;
 }
 
 let helper: ChildProcess | undefined;
@@ -95,7 +110,7 @@ function start(): ChildProcess {
       return;
     }
     pending.delete(m.id);
-    if (pending.size === 0) idle(child);
+    if (![...pending.values()].some((x) => !x.background)) idle(child);
     p.resolve({
       stdout: m.stdout ?? '',
       stderr: m.stderr ?? '',
@@ -136,7 +151,9 @@ let inputDir: string | undefined;
 
 /** Run one tool through the helper process (started on first use). */
 export async function launch(req: LaunchRequest, onSpawn?: (pid: number) => void): Promise<LaunchResult> {
-  if (req.input === undefined || req.input.length < FILE_INPUT_BYTES) return send(req, onSpawn);
+  if (req.input !== undefined && typeof req.input !== 'string') return streamed(req, req.input, onSpawn);
+  if (req.input === undefined || req.input.length < FILE_INPUT_BYTES)
+    return send({ ...req, input: req.input }, onSpawn);
   inputDir ??= mkdtempSync(join(tmpdir(), 'fedmesh-input-'));
   const inputFile = join(inputDir, String(nextId));
   writeFileSync(inputFile, req.input);
@@ -147,21 +164,116 @@ export async function launch(req: LaunchRequest, onSpawn?: (pid: number) => void
   }
 }
 
+/**
+ * The tool reads a FIFO that we write the pieces into as they come. The helper opens the FIFO's read end (its open waits for our writer) and hands it to
+ * the tool as stdin; the tool ends when we close the write end.
+ */
+async function streamed(
+  req: LaunchRequest,
+  pieces: Iterable<string>,
+  onSpawn?: (pid: number) => void,
+): Promise<LaunchResult> {
+  const fifo = await makeFifo();
+  if (typeof fifo !== 'string') return fifo;
+  try {
+    const result = send({ ...req, input: undefined, inputFile: fifo }, onSpawn);
+    const out = createWriteStream(fifo);
+    let failed = false;
+    out.on('error', () => {
+      failed = true; // the tool stopped reading (it failed): its result says why
+    });
+    const writing = (async () => {
+      for (const piece of pieces) {
+        if (failed || out.destroyed) break;
+        // Queued, not waited for: the stream's writes run on libuv's thread pool as the tool
+        // reads, so the pieces are all made in one go and the event loop is free after them.
+        out.write(piece);
+        // A turn of the loop between pieces lets the first ones reach the tool meanwhile.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+      out.end();
+    })();
+    const res = await result;
+    if (!out.pending) await writing;
+    else {
+      // The tool never opened it (it could not start): release our open with a reader of our own.
+      failed = true;
+      closeSync(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
+      out.destroy();
+    }
+    return res;
+  } finally {
+    rmSync(fifo, { force: true });
+  }
+}
+
+/** A tool left running, fed through its standard input (see launchFed). */
+export interface FedTool {
+  pid: number;
+  /** Its standard input; ending it ends the tool. */
+  input: WriteStream;
+  /** How it ended. */
+  result: Promise<LaunchResult>;
+}
+
+/** A new FIFO in our input directory (mkfifo, through the helper), or how making it failed. */
+async function makeFifo(): Promise<string | LaunchResult> {
+  inputDir ??= mkdtempSync(join(tmpdir(), 'fedmesh-input-'));
+  const fifo = join(inputDir, `fifo-${nextId++}`);
+  const made = await send({
+    file: 'mkfifo',
+    args: ['-m', '600', fifo],
+    timeoutMs: 10_000,
+    maxBuffer: 65_536,
+  });
+  return made.exitCode === 0 ? fifo : made;
+}
+
+/**
+ * Start a tool that keeps running, its standard input a FIFO we hold open: what we write reaches
+ * it at once, and it ends when we end the input. It never keeps the agent alive. Resolves once it
+ * runs, or with how it failed to start.
+ */
+export async function launchFed(req: Omit<LaunchRequest, 'input'>): Promise<FedTool | LaunchResult> {
+  const fifo = await makeFifo();
+  if (typeof fifo !== 'string') return fifo;
+  let started: (pid: number) => void = () => {};
+  const spawned = new Promise<number>((resolve) => {
+    started = resolve;
+  });
+  const result = send({ ...req, inputFile: fifo }, (pid) => started(pid), true);
+  const input = createWriteStream(fifo);
+  input.on('error', () => {}); // the tool went away: its result says why
+  // Nothing else may keep the event loop alive meanwhile (a background request does not).
+  const keep = setInterval(() => {}, 60_000);
+  const pid = await Promise.race([spawned, result]).finally(() => clearInterval(keep));
+  // Both ends are open (or the tool never started): the name is no longer needed.
+  rmSync(fifo, { force: true });
+  if (typeof pid !== 'number') {
+    input.destroy();
+    return pid;
+  }
+  return { pid, input, result };
+}
+
 process.on('exit', () => {
   if (inputDir !== undefined) rmSync(inputDir, { recursive: true, force: true });
 });
 
 function send(
-  req: LaunchRequest & { inputFile?: string },
+  req: Omit<LaunchRequest, 'input'> & { input?: string; inputFile?: string },
   onSpawn?: (pid: number) => void,
+  background = false,
 ): Promise<LaunchResult> {
   helper ??= start();
   const child = helper;
   const id = nextId++;
   return new Promise((resolve) => {
-    pending.set(id, { resolve, onSpawn });
-    child.ref();
-    child.channel?.ref();
+    pending.set(id, { resolve, onSpawn, background });
+    if (!background) {
+      child.ref();
+      child.channel?.ref();
+    }
     try {
       child.send({ id, ...req });
     } catch (e) {

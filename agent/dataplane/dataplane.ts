@@ -62,7 +62,10 @@ export interface DataplaneOptions {
    * saw no other process touch the table); what drifted is repaired at once. 0 turns it off.
    */
   driftCheckIntervalMs?: number;
-  /** Coalesce bursts: wait this long after a change before applying. */
+  /**
+   * Coalesce bursts: wait this long after a change before applying (default 1 ms: the messages of
+   * one feed read arrive together, and a change that comes during a pass waits for the next).
+   */
   applyDelayMs?: number;
   /** Test hooks (see FilterFaults). */
   faults?: FilterFaults;
@@ -102,6 +105,7 @@ export class Dataplane {
   private sweptAt = performance.now();
   private checking = false;
   private readonly iptables: TableWriter;
+  private readonly ipsetWriter: IpSetWriter;
   private backoffMs = 0;
   private stopped = false;
   private readonly waiters: (() => void)[] = [];
@@ -122,6 +126,7 @@ export class Dataplane {
   ) {
     this.links = drivers.links;
     this.iptables = drivers.iptables;
+    this.ipsetWriter = drivers.ipsets;
     this.ipsets = new IpSetManager(drivers.ipsets);
     this.filter = new FilterTableManager(drivers.iptables, opts.faults);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
@@ -239,6 +244,7 @@ export class Dataplane {
     clearInterval(this.resyncTimer);
     clearTimeout(this.driftTimer);
     this.iptables.close?.();
+    this.ipsetWriter.close?.();
   }
 
   /** Mark everything dirty so the next pass re-reads the kernel and repairs any drift. */
@@ -280,7 +286,7 @@ export class Dataplane {
     });
   }
 
-  private schedule(delay = this.opts.applyDelayMs ?? 5): void {
+  private schedule(delay = this.opts.applyDelayMs ?? 1): void {
     if (!this.inSync || this.stopped) return;
     if (this.running) {
       this.again = true;
@@ -317,7 +323,16 @@ export class Dataplane {
    * ipsets, then the tables. The tables a manager must read first (a start, a resync) are read in
    * one save while the ipset restore runs: before our writes fill them, so the read is cheap.
    */
-  private async applyTables(): Promise<void> {
+  private async applyTables(handedOver: () => void): Promise<void> {
+    try {
+      await this.writeTables(handedOver);
+    } finally {
+      handedOver();
+    }
+  }
+
+  /** `handedOver`: called once the ipset write is in the tool's hands (or needs none). */
+  private async writeTables(handedOver: () => void): Promise<void> {
     const managers = this.tableManagers.filter((m) => m.tablesToRead().length > 0);
     const toRead = managers.flatMap((m) => m.tablesToRead());
     const reading =
@@ -326,9 +341,30 @@ export class Dataplane {
             for (const m of managers) m.primed();
           })
         : undefined;
-    const [sets] = await Promise.allSettled([this.ipsets.apply(), reading]);
+    // Members added to or deleted from sets that exist as last written (one endpoint's change):
+    // no rule can fail to load for want of them, so the tables are written alongside rather than
+    // one tool run later. A created set, or one of a new type, still goes first (Felix's order).
+    const alongside = this.ipsets.membersOnly();
+    let launched: () => void = () => {};
+    const writing = new Promise<void>((resolve) => {
+      launched = resolve;
+    });
+    const applying = this.ipsets.apply(launched);
+    // Render and plan the tables while the ipset restore runs (at scale a second or more), not
+    // after it: once the restore is under way, or the sets need no write, and the read is in.
+    await Promise.race([writing, applying.catch(() => undefined)]);
+    handedOver();
+    const [read] = await Promise.allSettled([reading]);
+    for (const m of this.tableManagers) m.prepare();
+    const tables = alongside && read.status === 'fulfilled' ? this.applyTableManagers() : undefined;
+    const [sets, written] = await Promise.allSettled([applying, tables, reading]);
     await reading;
     if (sets.status === 'rejected') throw sets.reason;
+    if (written.status === 'rejected') throw written.reason;
+    if (tables === undefined) await this.applyTableManagers();
+  }
+
+  private async applyTableManagers(): Promise<void> {
     for (const m of this.tableManagers) await m.apply();
   }
 
@@ -355,7 +391,16 @@ export class Dataplane {
     try {
       // Two independent lines of writes, run side by side: ipsets before the iptables rules that
       // name them (Felix's order), and the VXLAN device, FDB, ARP and routes, which no rule needs.
-      const results = await Promise.allSettled([this.applyTables(), this.applyLinks()]);
+      // The links line starts once the ipset restore has all its input (a cold start: 15 MiB
+      // made on this thread): its own work has slack, the ipset restore is what the tables wait for.
+      let handed: () => void = () => {};
+      const handedOver = new Promise<void>((resolve) => {
+        handed = resolve;
+      });
+      const results = await Promise.allSettled([
+        this.applyTables(handed),
+        handedOver.then(() => this.applyLinks()),
+      ]);
       for (const r of results) if (r.status === 'rejected') throw r.reason;
       await this.ipsets.cleanup();
       this.stats.refused = this.refusals();

@@ -16,8 +16,19 @@ export interface IpSetWriter {
    * `reuseLastWrite`: nothing but our own writes changed our sets since the last apply, so the
    * writer may diff against what that apply left instead of reading every member back.
    */
-  apply(desired: ReadonlyMap<string, IpSetSpec>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
+  /** `onWrite`: called as the write is handed to the kernel tool (work can overlap it from then). */
+  apply(
+    desired: ReadonlyMap<string, IpSetSpec>,
+    opts?: { reuseLastWrite?: boolean; onWrite?: () => void },
+  ): Promise<unknown>;
   destroyStale(keep: ReadonlySet<string>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
+  /**
+   * Whether writing these sets only changes members of sets the kernel already holds as last
+   * written (no create, no type or header change).
+   */
+  membersOnly?(desired: ReadonlyMap<string, IpSetSpec>): boolean;
+  /** Stop whatever the writer keeps running (a kept restore process). */
+  close?(): void;
   /**
    * Sets whose kernel copy no longer matches the last write, by a cheap check (member counts of
    * all, and the members of `sweepShare` of them in turn); the writer re-reads those, so the next
@@ -129,20 +140,39 @@ export class IpSetManager {
     return sets;
   }
 
-  /** Create and update; never destroys (iptables may still reference a set). */
-  async apply(): Promise<boolean> {
-    if (!this.gen.pending) return false;
-    const gen = this.gen.begin();
-    const batch = this.changed;
-    this.changed = new Set();
+  /** The sets the next apply writes, their members read. */
+  private pending(batch: ReadonlySet<string> | undefined): Map<string, IpSetSpec> {
     const want = new Map<string, IpSetSpec>();
     for (const name of batch ?? this.desired.keys()) {
       const s = this.desired.get(name);
       if (s) want.set(name, materialised(s));
     }
+    return want;
+  }
+
+  /**
+   * The next apply only changes members of sets that exist as last written (or writes nothing):
+   * rules naming them load whether it lands before or after them.
+   */
+  membersOnly(): boolean {
+    if (!this.gen.pending) return true;
+    if (this.changed === undefined) return false;
+    return this.writer.membersOnly?.(this.pending(this.changed)) ?? false;
+  }
+
+  /**
+   * Create and update; never destroys (iptables may still reference a set). `onWrite` is called
+   * as the restore starts (not at all when there is nothing to write).
+   */
+  async apply(onWrite?: () => void): Promise<boolean> {
+    if (!this.gen.pending) return false;
+    const gen = this.gen.begin();
+    const batch = this.changed;
+    this.changed = new Set();
+    const want = this.pending(batch);
     let res: IpSetWriteResult | undefined;
     try {
-      res = (await this.writer.apply(want, { reuseLastWrite: batch !== undefined })) as
+      res = (await this.writer.apply(want, { reuseLastWrite: batch !== undefined, onWrite })) as
         | IpSetWriteResult
         | undefined;
     } catch (e) {

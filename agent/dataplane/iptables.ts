@@ -46,6 +46,11 @@ export interface TableWriter {
   syncTable(table: KernelTable, desired: TableState, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
   /** Of these tables, those in which someone changed what our last sync left (drift check). */
   driftedTables?(tables: readonly KernelTable[]): Promise<KernelTable[]>;
+  /**
+   * Plan the sync of `desired` now (a syncTable of the same object soon after only writes), while
+   * the pass waits for something else: the ipset restore the tables must follow.
+   */
+  prepareTable?(table: KernelTable, desired: TableState, opts?: { reuseLastWrite?: boolean }): void;
   /** Read these tables (one save) into what the next syncs with `reuseLastWrite` plan against. */
   readTables?(tables: readonly KernelTable[]): Promise<void>;
   /** Another process changed one of these tables (when the writer can tell). */
@@ -60,6 +65,11 @@ export interface TableManager {
   /** Those tables were just read for it (TableWriter.readTables): plan against that read. */
   primed(): void;
   apply(): Promise<boolean>;
+  /**
+   * Render and plan the next apply now (optional work ahead: the pass calls it while the ipset
+   * restore runs, so that apply only writes).
+   */
+  prepare(): void;
   /** The tables it writes. */
   readonly tables: readonly KernelTable[];
   /**
@@ -105,6 +115,13 @@ abstract class TableSyncer implements TableManager {
   primed(): void {
     this.reread = false;
   }
+
+  prepare(): void {
+    if (this.gen.pending) this.plan(!this.reread);
+  }
+
+  /** Work ahead of `write` (see TableManager.prepare); none unless a manager has some worth it. */
+  protected plan(_reuseLastWrite: boolean): void {}
 
   async apply(): Promise<boolean> {
     if (!this.gen.pending) return false;
@@ -206,6 +223,16 @@ export class FilterTableManager extends TableSyncer {
     return this.renderChecked().table;
   }
 
+  /** The render made ahead of the write (prepare), with the generation it renders. */
+  private ahead: { gen: number; rendered: { table: TableState; failed: Refusal[] } } | undefined;
+
+  protected override plan(reuseLastWrite: boolean): void {
+    const gen = this.gen.begin();
+    const rendered = this.renderChecked();
+    this.ahead = { gen, rendered };
+    this.writer.prepareTable?.('filter', rendered.table, { reuseLastWrite });
+  }
+
   /**
    * The table, without the policies the renderer cannot render (each is refused alone: the
    * endpoint chains jumping to it are then refused by the kernel and keep their last version).
@@ -279,7 +306,10 @@ export class FilterTableManager extends TableSyncer {
   }
 
   protected async write(reuseLastWrite: boolean): Promise<void> {
-    const { table, failed } = this.renderChecked();
+    const ahead = this.ahead;
+    this.ahead = undefined;
+    // Nothing arrived since the render made ahead: write that one (the writer holds its plan).
+    const { table, failed } = ahead?.gen === this.gen.begin() ? ahead.rendered : this.renderChecked();
     const res = (await this.writer.syncTable('filter', table, { reuseLastWrite })) as
       | TableSyncResult
       | undefined;

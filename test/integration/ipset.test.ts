@@ -2,6 +2,7 @@
 // with `ipset` itself, the tool an operator would use.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { observeExec } from '../../native/exec.ts';
 import { IpSetDriver, type IpSetSpec, type IpSetType, MAXELEM } from '../../native/ipset.ts';
 import { isRoot, netnsScope, sh } from '../harness/netns.ts';
 
@@ -19,6 +20,12 @@ async function members(ns: string, name: string): Promise<string[]> {
   return out.split('Members:\n')[1]?.split('\n').filter(Boolean).sort() ?? [];
 }
 
+function addMember(s: Map<string, IpSetSpec>, name: string, member: string): void {
+  const set = s.get(name);
+  assert.ok(set);
+  s.set(name, { ...set, members: new Set([...set.members, member]) });
+}
+
 async function header(ns: string, name: string): Promise<string> {
   return sh(ns, 'ipset', 'list', '-t', name);
 }
@@ -30,6 +37,7 @@ async function setNames(ns: string): Promise<string[]> {
 test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, async (t) => {
   const ns = await netnsScope(t).add('ipset');
   const driver = new IpSetDriver({ netns: ns });
+  t.after(() => driver.close());
   // Someone else's set, with a member: it must survive everything below.
   await sh(ns, 'ipset', 'create', 'foo', 'hash:ip');
   await sh(ns, 'ipset', 'add', 'foo', '192.0.2.1');
@@ -71,6 +79,72 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
     assert.equal(st.commands, 0);
     assert.equal(st.lines, 0);
   });
+
+  await t.test('membersOnly: true only for member changes of sets the last write left', async () => {
+    const changed = sets(spec('cali40a', 'hash:ip', ['10.0.0.1', '10.0.0.3']));
+    assert.equal(driver.membersOnly(changed), true);
+    assert.equal(driver.membersOnly(sets(spec('cali40new', 'hash:ip', ['10.0.0.1']))), false, 'a new set');
+    assert.equal(driver.membersOnly(sets(spec('cali40a', 'hash:net', ['10.0.0.1']))), false, 'a type change');
+    // Someone else's copy is unknown until read: no shortcut.
+    assert.equal(new IpSetDriver({ netns: ns }).membersOnly(changed), false);
+  });
+
+  await t.test(
+    'a streamed restore the tool gives up on early: the bad set refused, the rest applied',
+    async () => {
+      // 30,000 members stream in pieces; the refused set comes first, so the tool exits while most
+      // of the script is still unsent, and its writer must see that and stop.
+      const big = Array.from({ length: 30_000 }, (_, i) => `10.20.${i >> 8}.${i & 255}`);
+      const want = sets(
+        spec('cali40bad', 'hash:ip', ['10.0.0.1', 'not-an-address']),
+        spec('cali40stream', 'hash:ip', big),
+      );
+      const st = await driver.apply(want);
+      assert.deepEqual(
+        st.refused.map((r) => r.set),
+        ['cali40bad'],
+      );
+      assert.equal((await members(ns, 'cali40stream')).length, 30_000);
+      assert.ok(!(await setNames(ns)).includes('cali40bad'), 'a refused new set is not left half-made');
+      await driver.destroyStale(new Set(base().keys()));
+    },
+  );
+
+  await t.test(
+    'members-only writes go through the kept restore; a refused one is written again the usual way',
+    async () => {
+      const runs: string[] = [];
+      const unobserve = observeExec((r) => runs.push(r.file));
+      try {
+        await driver.apply(base());
+        const changed = base();
+        addMember(changed, 'cali40a', '10.0.0.9');
+        const st = await driver.apply(changed, { reuseLastWrite: true });
+        assert.equal(st.added, 1);
+        assert.ok(runs.includes('ipset (kept)'), `kept session used: ${runs.join(', ')}`);
+        assert.ok((await members(ns, 'cali40a')).includes('10.0.0.9'));
+        // A member the kernel refuses beside one it takes: the kept tool exits on it, the block is
+        // written again the usual way, which names the set; the other set's change lands.
+        const bad = base();
+        addMember(bad, 'cali40a', 'not-an-address');
+        addMember(bad, 'cali40n', '10.3.0.0/24');
+        const st2 = await driver.apply(bad, { reuseLastWrite: true });
+        assert.deepEqual(
+          st2.refused.map((r) => r.set),
+          ['cali40a'],
+        );
+        assert.ok((await members(ns, 'cali40n')).includes('10.3.0.0/24'), 'the other set written');
+        assert.ok((await members(ns, 'cali40a')).includes('10.0.0.9'), 'the refused set as it was');
+        // And the next members-only write starts a new session.
+        runs.length = 0;
+        const st3 = await driver.apply(base(), { reuseLastWrite: true });
+        assert.equal(st3.refused.length, 0);
+        assert.deepEqual(await members(ns, 'cali40a'), ['10.0.0.1', '10.0.0.2']);
+      } finally {
+        unobserve();
+      }
+    },
+  );
 
   await t.test('list() returns owned sets only', async () => {
     const got = await driver.list();

@@ -164,6 +164,30 @@ for (const backend of ['nft', 'legacy'] as IptablesBackend[]) {
       },
     );
 
+    await t.test('most of a long chain changed: flushed and appended, exactly as desired', async () => {
+      const long = (variant: number): IptChain => ({
+        name: 'cali-tw-long',
+        rules: Array.from({ length: 60 }, (_, r) => ({
+          match: `-s 10.7.${r < 2 ? 0 : variant}.${r}/32`,
+          action: '-j ACCEPT',
+        })),
+      });
+      await driver.syncTable('filter', filterState([long(1)]));
+      // A foreign rule in our chain goes too (the chain is ours in full).
+      await sh(ns, ipt, '-w', '-A', 'cali-tw-long', '-s', '198.51.100.9/32', '-j', 'DROP');
+      const st = await driver.syncTable('filter', filterState([long(2)]));
+      assert.equal(st.rulesWritten, 60);
+      const rules = rulesOf(await save(), 'cali-tw-long');
+      assert.equal(rules.length, 60);
+      for (const [i, r] of rules.entries()) assert.ok(r.includes(`-s 10.7.${i < 2 ? 0 : 2}.${i}/32`), r);
+      assert.equal(
+        (await driver.syncTable('filter', filterState([long(2)]), { reuseLastWrite: true })).commands,
+        0,
+      );
+      await driver.syncTable('filter', filterState());
+      await foreignIntact();
+    });
+
     await t.test('a stale cali- chain is removed with the rules that jumped to it', async () => {
       const withExtra = filterState([{ name: 'cali-pi-stale', rules: [{ match: '', action: '-j RETURN' }] }]);
       withExtra.chains[2]?.rules.push({ match: '-i cali+', action: '-j cali-pi-stale' });

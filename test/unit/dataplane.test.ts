@@ -129,3 +129,39 @@ test('a failed pass leaves the agent unhealthy and is retried until it succeeds'
   assert.ok(dp.healthy);
   dp.stop();
 });
+
+test('a members-only ipset change is written beside the tables; a new set still goes first', async () => {
+  const events: string[] = [];
+  let membersOnly = false;
+  const endpoint = (msgs[5] as Extract<DataplaneMessage, { kind: 'EndpointUpdate' }>).endpoint;
+  const slow = (what: string) => async (_d?: unknown, opts?: { onWrite?: () => void }) => {
+    events.push(`${what} start`);
+    opts?.onWrite?.();
+    await new Promise((r) => setTimeout(r, 20));
+    events.push(`${what} end`);
+  };
+  const { drivers } = recorder();
+  const dp = new Dataplane(
+    {
+      ...drivers,
+      ipsets: { ...drivers.ipsets, apply: slow('ipset'), membersOnly: () => membersOnly },
+      iptables: { syncTable: async (t: string) => (t === 'filter' ? slow('filter')() : undefined) },
+    },
+    { applyDelayMs: 1 },
+  );
+  const first = dp.whenApplied();
+  dp.onMessages([...msgs, { kind: 'InSync' }]);
+  await first;
+  assert.deepEqual(events, ['ipset start', 'ipset end', 'filter start', 'filter end'], 'sets created first');
+  // One member more, and the endpoint's chain changes with it.
+  events.length = 0;
+  membersOnly = true;
+  const second = dp.whenApplied();
+  dp.onMessages([
+    { kind: 'IPSetDelta', id: 's:abc' as IpSetId, added: ['10.0.2.6/32'], removed: [] },
+    { kind: 'EndpointUpdate', endpoint: { ...endpoint, ipv4Nets: [] } },
+  ]);
+  await second;
+  assert.deepEqual(events.slice(0, 2), ['ipset start', 'filter start'], 'written side by side');
+  dp.stop();
+});

@@ -110,6 +110,22 @@ describe('diffIpSets', () => {
     assert.equal(stats.added, 2);
   });
 
+  it('a new set streams in pieces that make the same script, and records what the kernel will hold', () => {
+    const members = Array.from({ length: 10_000 }, (_, i) => `10.3.${i >> 8}.${i & 255}/32`);
+    const diff = diffIpSets(sets(spec('cali40big', 'hash:net', members)), new Map());
+    const pieces = [...diff.pieces()];
+    assert.ok(pieces.length > 1, 'more than one piece');
+    assert.ok(
+      pieces.every((p) => p.endsWith('\n')),
+      'whole lines only',
+    );
+    assert.equal(pieces.join(''), diff.script);
+    assert.equal(lines(diff.script).length, 10_001);
+    const after = diff.after.get('cali40big')?.members;
+    assert.equal(after?.size, 10_000);
+    assert.ok(after?.has('10.3.0.5') && !after.has('10.3.0.5/32'), 'normalised as the kernel prints it');
+  });
+
   it('uses family inet6 for cali60 sets', () => {
     const { script } = diffIpSets(sets(spec('cali60a', 'hash:net', ['fd00::/64'])), new Map());
     assert.match(script, /^create cali60a hash:net family inet6 /);

@@ -234,6 +234,28 @@ describe('renderRestore', () => {
     assert.match(body[1] ?? '', /^-R cali-FORWARD 3 .*-j cali-to-wl-dispatch$/);
   });
 
+  it('flushes and appends a long chain that mostly changes; -R when most of it stays', () => {
+    const chain = (variant: string, keep: number): TableState => ({
+      chains: [
+        {
+          name: 'cali-tw-x',
+          rules: Array.from({ length: 40 }, (_, i) => ({
+            match: `-s 10.0.${i < keep ? 0 : variant}.${i}/32`,
+            action: '-j ACCEPT',
+          })),
+        },
+      ],
+      hooks: [],
+    });
+    const mostly = bodyOf(renderRestore('filter', chain('2', 2), parseSave(saveTextFor(chain('1', 2)))));
+    assert.equal(mostly[0], '-F cali-tw-x');
+    assert.equal(mostly.length, 41);
+    assert.ok(mostly.slice(1).every((l) => l.startsWith('-A cali-tw-x ')));
+    const little = bodyOf(renderRestore('filter', chain('2', 30), parseSave(saveTextFor(chain('1', 30)))));
+    assert.equal(little.length, 10);
+    assert.match(little[0] ?? '', /^-R cali-tw-x 31 /);
+  });
+
   it('appends new rules and deletes surplus ones from the bottom', () => {
     const d = desiredFilter();
     const actual = parseSave(saveTextFor(d));
@@ -401,7 +423,15 @@ describe('incremental plans', () => {
       part.desired.chains.map((c) => c.name),
       ['cali-b'],
     );
-    assert.ok(part.pinned.has('cali-a'), 'an unchanged chain pins what it jumps to');
+    // Nothing is stale, so nothing needs pinning (the targets are not gathered at all)...
+    assert.equal(part.pinned.size, 0);
+    // ...but with a stale chain, an unchanged chain pins what it jumps to.
+    const withOld: TableState = {
+      ...before,
+      chains: [...before.chains, { name: 'cali-old', rules: rules(1, '9') }],
+    };
+    const stale = narrowToChanges(table({ a: 3, b: 5 }), withOld, parseSave(saveTextFor(withOld)));
+    assert.ok(stale.pinned.has('cali-a'), 'an unchanged chain pins what it jumps to');
   });
 });
 
