@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { type ValidateResult, validateResource } from '../../model/validate.ts';
 import { WEP_FAST_PATH_COMPLETE } from '../../model/validate/calico.ts';
+import { type ValidateResult, validateResource } from '../../model/validate.ts';
 
 const origin = { source: '/data/a/endpoints.yaml', document: 3 };
 
