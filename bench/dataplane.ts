@@ -209,7 +209,7 @@ function breakdown(records: readonly ExecRecord[]): string[] {
 
 let changeNo = 0;
 const DRIFT_MS = DRIFT_CHECK_DEFAULT_MS;
-const IDLE_S = 30;
+const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 120);
 const WARMUP_S = 20;
 const RESYNC_S = RESYNC_DEFAULT_MS / 1000;
 
