@@ -410,6 +410,7 @@ export class Dataplane {
       this.stats.lastError = undefined;
       if (this.stats.firstProgrammedAt === undefined) {
         this.stats.firstProgrammedAt = Date.now();
+        this.links.lowerBulkPriority?.(false);
         log.info({ ms: Math.round(ms) }, 'dataplane programmed');
       }
       log.debug({ ms }, 'apply pass done');

@@ -58,6 +58,12 @@ export interface LinkWriter {
     desired: readonly RouteSpec[],
     opts?: { ownedDevices?: (dev: string) => boolean },
   ): Promise<unknown>;
+  /**
+   * Run bulk batches below the agent's priority (on: a cold start, where the ipset restore the
+   * tables wait for needs the cores) or at it (off: from the first programmed pass on, where a
+   * bulk batch is a repair the node waits for).
+   */
+  lowerBulkPriority?(on: boolean): void;
   /** Write these as wanted without a read-back (repairs of what kernel events reported). */
   rewrite(objects: {
     routes: readonly RouteSpec[];
