@@ -203,13 +203,6 @@ function ruleFacts(spec: string): { hash?: string; target?: string } {
   return hash === undefined ? { target } : { hash, target };
 }
 
-/** Each table of the output of an `iptables-save` of all tables, parsed. */
-export function parseSaveAll(text: string): Map<string, ParsedTable> {
-  const out = new Map<string, ParsedTable>();
-  for (const [table, section] of splitSave(text)) out.set(table, parseSave(section));
-  return out;
-}
-
 /** The `*table` ... `COMMIT` sections of a save, by table name. */
 export function splitSave(text: string): Map<string, string> {
   const out = new Map<string, string>();

@@ -41,6 +41,7 @@ import type {
   ProfileId,
   RuleAction,
 } from './messages.ts';
+import { namedPortsOf } from './named-ports.ts';
 import { tiersOf } from './policy-resolver.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -658,16 +659,6 @@ export interface ViewItem {
   namedPorts?: ReadonlyMap<string, readonly string[]>;
   /** The profiles the endpoint names, in order (as the feed spells them). */
   profiles?: readonly string[];
-}
-
-function namedPortsOf(ports: readonly { name: string; protocol: string; port: number }[]) {
-  if (ports.length === 0) return undefined;
-  const m = new Map<string, string[]>();
-  for (const p of ports) {
-    const v = `${p.protocol.toLowerCase()}:${p.port}`;
-    m.get(p.name)?.push(v) ?? m.set(p.name, [v]);
-  }
-  return m;
 }
 
 /**

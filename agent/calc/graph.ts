@@ -8,6 +8,7 @@ import { compilePolicy, compileProfile, PolicyError, type policyKey } from '../.
 import { ResourceKind, type Update } from '../../proto/service.ts';
 import { LabelIndex } from './label-index.ts';
 import type { EndpointKey, MessageSink, ProfileId } from './messages.ts';
+import { NamedPortsMemo } from './named-ports.ts';
 import { OverlayResolver } from './overlay-resolver.ts';
 import { type LocalEndpointInput, PolicyResolver, SharedActivePolicies } from './policy-resolver.ts';
 import { ProfileResolver } from './profile-resolver.ts';
@@ -278,44 +279,6 @@ export class CalculationGraph {
 }
 
 export class RefuseError extends Error {}
-
-interface NamedPort {
-  name: string;
-  protocol: string;
-  port: number;
-}
-
-/**
- * Named ports as the item index takes them (name → 'proto:port' list). The last list's map is
- * handed again while the ports are the same (endpoints of one workload, one after another, in a
- * snapshot): no map, strings or signature per endpoint.
- */
-class NamedPortsMemo {
-  private last: { ports: readonly NamedPort[]; map: Map<string, string[]> } | undefined;
-
-  of(ports: readonly NamedPort[]): ReadonlyMap<string, readonly string[]> | undefined {
-    if (ports.length === 0) return undefined;
-    const last = this.last;
-    if (last && samePorts(last.ports, ports)) return last.map;
-    const map = new Map<string, string[]>();
-    for (const p of ports) {
-      const v = `${p.protocol.toLowerCase()}:${p.port}`;
-      map.get(p.name)?.push(v) ?? map.set(p.name, [v]);
-    }
-    this.last = { ports: ports.map(({ name, protocol, port }) => ({ name, protocol, port })), map };
-    return map;
-  }
-}
-
-function samePorts(a: readonly NamedPort[], b: readonly NamedPort[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!;
-    const y = b[i]!;
-    if (x.name !== y.name || x.protocol !== y.protocol || x.port !== y.port) return false;
-  }
-  return true;
-}
 
 /** `checkedCidr` of each, in an array of exactly their number (the item keeps it). */
 function checkedCidrs(list: readonly string[]): Cidr[] {

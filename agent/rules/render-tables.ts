@@ -35,15 +35,19 @@ import type { Chain, Rule, Table } from './types.ts';
  * and checks each new policy renders first, and an unchanged policy is the same object (the graph
  * replaces it on change), so each is rendered once. Callers get fresh rule arrays to extend.
  */
-const policyChainsMemo = new WeakMap<ActivePolicy, Chain[]>();
+export const renderPolicyChains = memoisedChains((p: ActivePolicy) => renderPolicyChainsOnce(p));
 
-export function renderPolicyChains(p: ActivePolicy): Chain[] {
-  let chains = policyChainsMemo.get(p);
-  if (chains === undefined) {
-    chains = renderPolicyChainsOnce(p);
-    policyChainsMemo.set(p, chains);
-  }
-  return chains.map((c) => ({ ...c, rules: [...c.rules] }));
+/** `render` once per object (a WeakMap); each call gets fresh chain and rule arrays to extend. */
+function memoisedChains<K extends object>(render: (key: K) => Chain[]): (key: K) => Chain[] {
+  const memo = new WeakMap<K, Chain[]>();
+  return (key) => {
+    let chains = memo.get(key);
+    if (chains === undefined) {
+      chains = render(key);
+      memo.set(key, chains);
+    }
+    return chains.map((c) => ({ ...c, rules: [...c.rules] }));
+  };
 }
 
 function renderPolicyChainsOnce(p: ActivePolicy): Chain[] {
@@ -167,16 +171,7 @@ function endpointChain(
  * the whole table, and an unchanged endpoint then hands the driver the same rule objects, which it
  * compares by identity. Callers get fresh rule arrays to extend.
  */
-const endpointChainsMemo = new WeakMap<LocalEndpoint, Chain[]>();
-
-export function renderEndpointChains(ep: LocalEndpoint): Chain[] {
-  let out = endpointChainsMemo.get(ep);
-  if (out === undefined) {
-    out = renderEndpointChainsOnce(ep);
-    endpointChainsMemo.set(ep, out);
-  }
-  return out.map((c) => ({ ...c, rules: [...c.rules] }));
-}
+export const renderEndpointChains = memoisedChains((ep: LocalEndpoint) => renderEndpointChainsOnce(ep));
 
 function renderEndpointChainsOnce(ep: LocalEndpoint): Chain[] {
   return [

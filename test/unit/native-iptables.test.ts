@@ -8,13 +8,13 @@ import {
   narrowToChanges,
   type ParsedTable,
   parseSave,
-  parseSaveAll,
   planRestore,
   renderRestore,
   renderRuleSpec,
   ruleHashes,
   sameOwned,
   saveDigest,
+  splitSave,
   type TableState,
   tokenize,
 } from '../../native/iptables.ts';
@@ -471,9 +471,12 @@ describe('sameOwned', () => {
   });
 });
 
-describe('parseSaveAll', () => {
-  it('parses each table of a save of all tables', () => {
-    const all = parseSaveAll(`# x\n*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n${saveTextFor(desiredFilter())}`);
+describe('splitSave', () => {
+  it('cuts a save of all tables into its tables, each parsed alone', () => {
+    const sections = splitSave(
+      `# x\n*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n${saveTextFor(desiredFilter())}`,
+    );
+    const all = new Map([...sections].map(([table, text]) => [table, parseSave(text)]));
     assert.deepEqual([...all.keys()], ['nat', 'filter']);
     assert.equal(all.get('filter')?.chains.size, 2);
     assert.equal(all.get('nat')?.builtins.size, 1);
