@@ -164,15 +164,52 @@ export function parseIpSetTerse(text: string): Map<string, { type: string; refer
   return out;
 }
 
-/** Member counts by set name from `ipset list -t` (the kernel keeps the count: no member listing). */
-export function parseIpSetCounts(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  let name: string | undefined;
-  for (const raw of text.split('\n')) {
-    if (raw.startsWith('Name:')) name = raw.slice(5).trim();
-    else if (raw.startsWith('Number of entries:') && name !== undefined) out.set(name, Number(raw.slice(18)));
+/**
+ * An `ipset list` listing (plain form, as `ipset restore` prints `list` commands): every set's
+ * member count, and the owned sets listed with their members (not terse), header included. The
+ * drift check reads both from one run: a slice of sets with their members, then `list -t`.
+ */
+export function parseIpSetList(text: string): {
+  counts: Map<string, number>;
+  sets: Map<string, KernelIpSet>;
+} {
+  const counts = new Map<string, number>();
+  const sets = new Map<string, KernelIpSet>();
+  let name = '';
+  let type = '';
+  let header = '';
+  let members: Set<string> | undefined;
+  for (const line of text.split('\n')) {
+    if (members !== undefined) {
+      // Hot path: one line per member, until the next set's "Name:" (or the end).
+      if (!line.startsWith('Name: ')) {
+        if (line !== '') members.add(line);
+        continue;
+      }
+      members = undefined;
+    }
+    if (line.startsWith('Name: ')) {
+      name = line.slice(6).trim();
+      type = '';
+      header = '';
+    } else if (line.startsWith('Type: ')) type = line.slice(6).trim();
+    else if (line.startsWith('Header: ')) header = line.slice(8);
+    else if (line.startsWith('Number of entries: ')) counts.set(name, Number(line.slice(19)));
+    else if (line === 'Members:' && isOwnedIpSet(name)) {
+      const tok = header.split(/\s+/);
+      const fam = tok[tok.indexOf('family') + 1];
+      const maxIdx = tok.indexOf('maxelem');
+      members = new Set();
+      sets.set(name, {
+        name,
+        type: type as IpSetType,
+        members,
+        family: fam === 'inet6' ? 'inet6' : 'inet',
+        maxelem: maxIdx >= 0 ? Number(tok[maxIdx + 1]) : undefined,
+      });
+    }
   }
-  return out;
+  return { counts, sets };
 }
 
 /** Same kind, header and members (members in the kernel's canonical form on both sides). */
@@ -483,44 +520,57 @@ export class IpSetDriver {
 
   /**
    * The owned sets our last write left that the kernel no longer holds as written: missing, or
-   * with another member count (flushed, members added or deleted by hand), from one `ipset list
-   * -t` (headers only, cheap enough to run every few seconds); and, for a slice of the sets taken
-   * in turn (`sweepShare` of all members, at least one set: a share of 1/45 covers every member
-   * in 45 checks), a member swapped for another at the same count, from one `ipset restore` of
-   * `list` commands. The drifted sets are re-read into what the next apply diffs against.
+   * with another member count (flushed, members added or deleted by hand), from the headers of
+   * every set (`list -t`: the kernel keeps the count, no member listing); and, for a slice of the
+   * sets taken in turn (`sweepShare` of all members, at least one set: a share of 1/30 covers every
+   * member in 30 checks), a member swapped for another at the same count, from their listing. One
+   * `ipset restore` run reads both: the slice's `list` commands, then `list -t` (terse mode stays
+   * on once asked for, so it comes last). The drifted sets are re-read into what the next apply
+   * diffs against.
    */
   async driftedSets(opts: { sweepShare?: number } = {}): Promise<string[]> {
     const known = this.known;
     if (known === undefined) return [];
-    const { stdout } = await run('ipset', ['list', '-t'], { netns: this.netns });
-    const counts = parseIpSetCounts(stdout);
-    const drifted = [...known.values()]
-      .filter((s) => counts.get(s.name) !== s.members.size)
-      .map((s) => s.name);
     const share = opts.sweepShare ?? 0;
-    if (drifted.length === 0 && share > 0) {
-      let total = 0;
-      for (const s of known.values()) total += s.members.size;
-      return this.sweepMembers(known, Math.ceil(total * share));
-    }
+    const slice = share > 0 ? this.nextSlice(known, share) : [];
+    const res = await run('ipset', ['restore'], {
+      netns: this.netns,
+      input: `${[...slice.map((n) => `list ${n}`), 'list -t'].join('\n')}\n`,
+      allowFailure: true,
+    });
+    // A set of the slice deleted meanwhile stops the listing there: the headers alone say which.
+    const listing =
+      res.exitCode === 0
+        ? parseIpSetList(res.stdout)
+        : parseIpSetList((await run('ipset', ['list', '-t'], { netns: this.netns })).stdout);
+    if (this.known !== known) return []; // an apply replaced it meanwhile; the next check looks again
+    const drifted = [...known.values()]
+      .filter((s) => listing.counts.get(s.name) !== s.members.size)
+      .map((s) => s.name);
     // Re-read just these, so that the next apply (reusing the last write) repairs only them.
     for (const name of drifted) {
       const res = await run('ipset', ['save', name], { netns: this.netns, allowFailure: true });
       const set = res.exitCode === 0 ? parseIpSetSave(res.stdout).get(name) : undefined;
-      if (this.known !== known) break; // an apply replaced it meanwhile; the next check looks again
+      if (this.known !== known) return drifted;
       if (set) known.set(name, set);
       else known.delete(name);
+    }
+    for (const name of slice) {
+      const want = known.get(name);
+      const got = listing.sets.get(name);
+      if (want === undefined || got === undefined || drifted.includes(name) || sameSet(want, got)) continue;
+      known.set(name, got);
+      drifted.push(name);
     }
     return drifted;
   }
 
-  /**
-   * The next sets in turn (`budget` members' worth, at least one), listed with their members and
-   * compared with our last write; those that differ are returned, their kernel copy kept.
-   */
-  private async sweepMembers(known: Map<string, KernelIpSet>, budget: number): Promise<string[]> {
+  /** The next sets in turn for the member sweep: `share` of all members' worth, at least one set. */
+  private nextSlice(known: Map<string, KernelIpSet>, share: number): string[] {
     const names = [...known.keys()].sort();
-    if (names.length === 0) return [];
+    let total = 0;
+    for (const s of known.values()) total += s.members.size;
+    const budget = Math.ceil(total * share);
     const slice: string[] = [];
     let members = 0;
     for (let i = 0; i < names.length && (slice.length === 0 || members < budget); i++) {
@@ -528,24 +578,8 @@ export class IpSetDriver {
       slice.push(name);
       members += known.get(name)?.members.size ?? 0;
     }
-    this.sweepAt = (this.sweepAt + slice.length) % names.length;
-    const res = await run('ipset', ['-o', 'save', 'restore'], {
-      netns: this.netns,
-      input: `${slice.map((n) => `list ${n}`).join('\n')}\n`,
-      allowFailure: true,
-    });
-    // A set deleted since the count check stops the listing: the next count check finds it.
-    if (res.exitCode !== 0 || this.known !== known) return [];
-    const read = parseIpSetSave(res.stdout);
-    const drifted: string[] = [];
-    for (const name of slice) {
-      const want = known.get(name);
-      const got = read.get(name);
-      if (want === undefined || got === undefined || sameSet(want, got)) continue;
-      known.set(name, got);
-      drifted.push(name);
-    }
-    return drifted;
+    this.sweepAt = names.length === 0 ? 0 : (this.sweepAt + slice.length) % names.length;
+    return slice;
   }
 
   /**

@@ -15,7 +15,14 @@ import {
   startDemoEtcd,
   writeEtcdRcc,
 } from './etcd.ts';
-import { FEDMESH_BIN, type StartedProcess, startProcess, stopRecorded, waitForLog } from './processes.ts';
+import {
+  FEDMESH_BIN,
+  NODE_FLAGS,
+  type StartedProcess,
+  startProcess,
+  stopRecorded,
+  waitForLog,
+} from './processes.ts';
 import { DB_PORT, FEDERATED_SERVICE, FLOWS, type Flow, HOST_PORT, RELABEL } from './scenario.ts';
 import {
   allPods,
@@ -171,6 +178,7 @@ export async function startMesh(opts: {
       `syncer-${c}`,
       [
         process.execPath,
+        ...NODE_FLAGS,
         FEDMESH_BIN,
         'syncer',
         '--cluster',
@@ -195,6 +203,7 @@ export async function startMesh(opts: {
       `services-${c}`,
       [
         process.execPath,
+        ...NODE_FLAGS,
         FEDMESH_BIN,
         'services-controller',
         '--cluster',
@@ -211,6 +220,7 @@ export async function startMesh(opts: {
       `agent-${n.name}`,
       [
         process.execPath,
+        ...NODE_FLAGS,
         FEDMESH_BIN,
         'agent',
         '--node',

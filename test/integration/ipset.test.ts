@@ -3,7 +3,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { observeExec } from '../../native/exec.ts';
-import { IpSetDriver, type IpSetSpec, type IpSetType, MAXELEM } from '../../native/ipset.ts';
+import {
+  IpSetDriver,
+  type IpSetSpec,
+  type IpSetType,
+  MAXELEM,
+  parseIpSetList,
+  parseIpSetSave,
+  sameSet,
+} from '../../native/ipset.ts';
 import { isRoot, netnsScope, sh } from '../harness/netns.ts';
 
 function spec(name: string, type: IpSetType, members: Iterable<string>): IpSetSpec {
@@ -287,4 +295,56 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
     );
     await driver.destroyStale(new Set());
   });
+});
+
+// The drift check reads members from the plain listing (`ipset list`, as `ipset restore` prints it),
+// the resync from `ipset save`: two parsers of the same kernel state, compared on random sets.
+test('the plain listing and the save of the same sets parse alike (random sets)', {
+  skip: !isRoot() && 'needs root (network namespaces)',
+}, async (t) => {
+  const ns = await netnsScope(t).add('ipsetlist');
+  const seed = Number(process.env.FEDMESH_SEED ?? Date.now() % 100_000);
+  let state = seed;
+  const rnd = (n: number) => {
+    state = (state * 1_103_515_245 + 12_345) % 2_147_483_648;
+    return state % n;
+  };
+  const ip4 = () => `10.${rnd(256)}.${rnd(256)}.${rnd(256)}`;
+  const ip6 = () => `fd00::${rnd(65_536).toString(16)}:${rnd(65_536).toString(16)}`;
+  const lines: string[] = [];
+  for (let i = 0; i < 12; i++) {
+    const v6 = rnd(4) === 0;
+    const type = (['hash:net', 'hash:ip', 'hash:ip,port'] as const)[rnd(3)];
+    const name = `${v6 ? 'cali60' : 'cali40'}r${i}`;
+    lines.push(`create ${name} ${type} family ${v6 ? 'inet6' : 'inet'} maxelem ${[65_536, MAXELEM][rnd(2)]}`);
+    for (let j = rnd(200); j > 0; j--) {
+      const ip = v6 ? ip6() : ip4();
+      const member =
+        type === 'hash:net'
+          ? `${ip}/${v6 ? 64 + rnd(65) : 8 + rnd(25)}`
+          : type === 'hash:ip,port'
+            ? `${ip},${['tcp', 'udp', 'sctp'][rnd(3)]}:${1 + rnd(65_535)}`
+            : ip;
+      lines.push(`add ${name} ${member} -exist`);
+    }
+  }
+  lines.push('create foreign hash:ip', 'add foreign 192.0.2.1');
+  await sh(ns, 'sh', '-c', `ipset restore <<'END'\n${lines.join('\n')}\nEND`);
+  const names = lines.filter((l) => l.startsWith('create cali')).map((l) => l.split(' ')[1] as string);
+  const listed = parseIpSetList(
+    await sh(
+      ns,
+      'sh',
+      '-c',
+      `printf '${names.map((n) => `list ${n}\\n`).join('')}list -t\\n' | ipset restore`,
+    ),
+  );
+  const saved = parseIpSetSave(await sh(ns, 'ipset', 'save'));
+  assert.deepEqual([...listed.sets.keys()].sort(), [...saved.keys()].sort(), `seed ${seed}`);
+  for (const [name, set] of saved) {
+    const got = listed.sets.get(name);
+    assert.ok(got && sameSet(got, set) && sameSet(set, got), `${name} differs (seed ${seed})`);
+    assert.equal(listed.counts.get(name), set.members.size, `${name}'s count (seed ${seed})`);
+  }
+  assert.equal(listed.counts.get('foreign'), 1);
 });

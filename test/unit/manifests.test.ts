@@ -1002,7 +1002,7 @@ describe('Dockerfile', () => {
       'npm ci --omit=dev',
     );
     const entry = lines.find((l) => l.startsWith('ENTRYPOINT')) ?? '';
-    assert.match(entry, /"node", "bin\/fedmesh\.js"\]$/);
+    assert.match(entry, /"node", "--no-memory-reducer", "bin\/fedmesh\.js"\]$/);
     // --omit=dev drops devDependencies: what runs the TypeScript must be a runtime dependency.
     assert.ok(PACKAGE.dependencies?.tsx, 'tsx must be in dependencies, not devDependencies');
   });

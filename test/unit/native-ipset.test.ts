@@ -7,7 +7,7 @@ import {
   isOwnedIpSet,
   MAXELEM,
   normaliseMember,
-  parseIpSetCounts,
+  parseIpSetList,
   parseIpSetSave,
   parseIpSetTerse,
 } from '../../native/ipset.ts';
@@ -69,18 +69,41 @@ describe('parseIpSetTerse', () => {
   });
 });
 
-describe('parseIpSetCounts', () => {
-  it('reads member counts by set name', () => {
+describe('parseIpSetList', () => {
+  it("reads every set's member count, and the members of the sets listed in full", () => {
     const text =
-      'Name: cali40x\nType: hash:net\nReferences: 2\nNumber of entries: 12\n\n' +
-      'Name: cali40y\nType: hash:ip\nReferences: 0\nNumber of entries: 0\n';
+      'Name: cali40x\nType: hash:net\nRevision: 7\nHeader: family inet hashsize 1024 maxelem 1048576 bucketsize 12\n' +
+      'Size in memory: 552\nReferences: 2\nNumber of entries: 2\nMembers:\n10.0.0.0/16\n10.1.2.3\n' +
+      'Name: cali40y\nType: hash:ip,port\nRevision: 6\nHeader: family inet6 hashsize 1024 maxelem 65536\n' +
+      'Size in memory: 200\nReferences: 0\nNumber of entries: 1\nMembers:\nfd00::1,tcp:80\n\n' +
+      'Name: foo\nType: hash:ip\nHeader: family inet\nReferences: 0\nNumber of entries: 1\nMembers:\n10.9.9.9\n' +
+      // The terse listing that follows: counts, no members.
+      'Name: cali40x\nType: hash:net\nReferences: 2\nNumber of entries: 2\n\n' +
+      'Name: cali40z\nType: hash:net\nHeader: family inet\nReferences: 0\nNumber of entries: 0\n\n';
+    const { counts, sets } = parseIpSetList(text);
     assert.deepEqual(
-      [...parseIpSetCounts(text)],
+      [...counts],
       [
-        ['cali40x', 12],
-        ['cali40y', 0],
+        ['cali40x', 2],
+        ['cali40y', 1],
+        ['foo', 1],
+        ['cali40z', 0],
       ],
     );
+    assert.deepEqual(
+      [...sets.keys()],
+      ['cali40x', 'cali40y'],
+      'foreign and terse-only sets carry no members',
+    );
+    const x = sets.get('cali40x');
+    assert.equal(x?.type, 'hash:net');
+    assert.equal(x?.family, 'inet');
+    assert.equal(x?.maxelem, 1_048_576);
+    assert.deepEqual([...(x?.members ?? [])], ['10.0.0.0/16', '10.1.2.3']);
+    const y = sets.get('cali40y');
+    assert.equal(y?.family, 'inet6');
+    assert.equal(y?.maxelem, 65_536);
+    assert.deepEqual([...(y?.members ?? [])], ['fd00::1,tcp:80']);
   });
 });
 
