@@ -41,25 +41,69 @@ const INDICATOR_START = /^[-?:,[\]{}#&*!|>'"%@`]/;
 const MAX_DEPTH = 64;
 
 /**
- * Short scalars repeat across documents (namespaces, label values, profile and node names): one
- * copy of each of the first INTERN_MAX distinct ones is shared, so 100,000 endpoints do not hold
- * 100,000 copies of "shop". A longer one (13 characters and up, what V8 cuts out as a slice that
- * keeps the whole text it was cut from alive) is copied out flat instead: a resource kept must not
- * keep its file's text in memory.
+ * Scalars repeat across documents (namespaces, label values, profile and node names, apiVersion
+ * and kind): one copy of each of the first INTERN_MAX distinct ones is shared, so 100,000
+ * endpoints do not hold 100,000 copies of "shop". A string of 13 characters and up is what V8
+ * cuts out as a slice that keeps the whole text it was cut from alive: such a one is copied out
+ * flat before it is kept (a resource kept must not keep its file's text in memory).
  */
 const INTERN_MAX = 4096;
 const INTERN_LEN = 13;
 const interned = new Map<string, string>();
 
-/** A scalar as it is kept: shared when short, copied out of the text when long. */
+/** A string of its own, not a slice of the text (join makes one flat string). */
+function flat(s: string): string {
+  return s.length >= INTERN_LEN ? [s.slice(0, 1), s.slice(1)].join('') : s;
+}
+
+/** A scalar as it is kept: shared when seen before, copied out of the text when long. */
 function kept(s: string): string {
-  // join makes one flat string of its own (a slice of a slice would still point at the text).
-  if (s.length >= INTERN_LEN) return [s.slice(0, 1), s.slice(1)].join('');
   const got = interned.get(s);
   if (got !== undefined) return got;
-  if (interned.size < INTERN_MAX) interned.set(s, s);
-  return s;
+  const own = flat(s);
+  if (interned.size < INTERN_MAX) interned.set(own, own);
+  return own;
 }
+
+/**
+ * Texts read before, and what they were read as: a key, an inline plain scalar, an item of a
+ * flow list (each has its own rules). A text met again (the same key or value in the next
+ * document) is compared where it stands and answered from here, without cutting it out,
+ * checking and resolving it again. One entry per slot, by length and a few characters.
+ */
+class Seen {
+  private readonly texts: (string | undefined)[] = new Array(SEEN_SLOTS).fill(undefined);
+  private readonly values: unknown[] = new Array(SEEN_SLOTS).fill(undefined);
+
+  /** The slot of text [from, to) (not empty). */
+  slot(t: string, from: number, to: number): number {
+    const n = to - from;
+    return (
+      (n * 31 + t.charCodeAt(from) * 7 + t.charCodeAt(to - 1) * 3 + t.charCodeAt(from + (n >> 1))) &
+      (SEEN_SLOTS - 1)
+    );
+  }
+
+  /** Whether text [from, to) is the one in `slot`: then `value(slot)` is what it was read as. */
+  has(slot: number, t: string, from: number, to: number): boolean {
+    const known = this.texts[slot];
+    return known !== undefined && known.length === to - from && t.startsWith(known, from);
+  }
+
+  value(slot: number): unknown {
+    return this.values[slot];
+  }
+
+  /** `text` (flat: a slot must not keep a file's text alive) was read as `value`. */
+  set(slot: number, text: string, value: unknown): void {
+    this.texts[slot] = text;
+    this.values[slot] = value;
+  }
+}
+const SEEN_SLOTS = 1024;
+const seenKeys = new Seen();
+const seenScalars = new Seen();
+const seenFlowItems = new Seen();
 
 class NotPlain extends Error {}
 const NOT_PLAIN = new NotPlain();
@@ -145,8 +189,8 @@ class Parser {
       if (colon < 0 || colon >= this.stop) throw NOT_PLAIN;
       const afterColon = colon + 1;
       if (afterColon < this.stop && t.charCodeAt(afterColon) !== 32) throw NOT_PLAIN;
-      const key = t.slice(this.start, colon);
-      if (!isPlainKey(key) || Object.hasOwn(out, key)) throw NOT_PLAIN;
+      const key = this.key(this.start, colon);
+      if (Object.hasOwn(out, key)) throw NOT_PLAIN;
       let v = afterColon;
       while (v < this.stop && t.charCodeAt(v) === 32) v++;
       if (v === this.stop || t.charCodeAt(v) === 35 /* # */) {
@@ -203,17 +247,35 @@ class Parser {
     }
     // A plain scalar: up to a comment (` #`); a `#` anywhere else, or a `: `, is not taken.
     let end = to;
-    const hash = t.indexOf('#', from);
-    if (hash >= 0 && hash < to) {
-      if (t.charCodeAt(hash - 1) !== 32) throw NOT_PLAIN;
-      end = hash;
+    for (let i = from; i < to; i++) {
+      if (t.charCodeAt(i) !== 35 /* # */) continue;
+      if (t.charCodeAt(i - 1) !== 32) throw NOT_PLAIN;
+      end = i;
       while (t.charCodeAt(end - 1) === 32) end--;
+      break;
     }
+    const slot = seenScalars.slot(t, from, end);
+    if (seenScalars.has(slot, t, from, end)) return seenScalars.value(slot);
     const s = t.slice(from, end);
     if (INDICATOR_START.test(s) && !/^-[^ ]/.test(s)) throw NOT_PLAIN;
     if (s.includes(': ') || s.endsWith(':') || /[[\]{}]/.test(s)) throw NOT_PLAIN;
     const v = resolvePlainScalar(s);
-    return v === s ? kept(s) : v;
+    const value = v === s ? kept(s) : v;
+    seenScalars.set(slot, typeof value === 'string' ? value : flat(s), value);
+    return value;
+  }
+
+  /** The key [from, to) of a mapping entry, if it is a plain name. */
+  private key(from: number, to: number): string {
+    const t = this.text;
+    if (to === from) throw NOT_PLAIN;
+    const slot = seenKeys.slot(t, from, to);
+    if (seenKeys.has(slot, t, from, to)) return seenKeys.value(slot) as string;
+    const key = t.slice(from, to);
+    if (!isPlainKey(key)) throw NOT_PLAIN;
+    const own = flat(key);
+    seenKeys.set(slot, own, own);
+    return own;
   }
 
   private quoted(from: number, to: number, q: number): string {
@@ -241,13 +303,35 @@ class Parser {
   private flowList(from: number, to: number): unknown[] {
     const t = this.text;
     if (t.charCodeAt(to - 1) !== 93 /* ] */) throw NOT_PLAIN;
-    const inner = t.slice(from + 1, to - 1).trim();
-    if (inner === '') return [];
-    return inner.split(',').map((item) => {
-      const s = item.trim();
-      if (!FLOW_ITEM.test(s)) throw NOT_PLAIN;
-      const v = resolvePlainScalar(s);
-      return v === s ? kept(s) : v;
-    });
+    let a = from + 1;
+    const b = to - 1;
+    while (a < b && t.charCodeAt(a) === 32) a++;
+    if (a === b) return [];
+    // The items between commas, each without the spaces around it.
+    const out: unknown[] = [];
+    for (let i = a; i <= b; ) {
+      let comma = t.indexOf(',', i);
+      if (comma < 0 || comma > b) comma = b;
+      let x = i;
+      let y = comma;
+      while (x < y && t.charCodeAt(x) === 32) x++;
+      while (y > x && t.charCodeAt(y - 1) === 32) y--;
+      out.push(this.flowItem(x, y));
+      i = comma + 1;
+    }
+    return out;
+  }
+
+  private flowItem(from: number, to: number): unknown {
+    if (to === from) throw NOT_PLAIN;
+    const t = this.text;
+    const slot = seenFlowItems.slot(t, from, to);
+    if (seenFlowItems.has(slot, t, from, to)) return seenFlowItems.value(slot);
+    const s = t.slice(from, to);
+    if (!FLOW_ITEM.test(s)) throw NOT_PLAIN;
+    const v = resolvePlainScalar(s);
+    const value = v === s ? kept(s) : v;
+    seenFlowItems.set(slot, typeof value === 'string' ? value : flat(s), value);
+    return value;
   }
 }
