@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { intToIp4, isCanonicalCidr, parseCidr, parseCidrParts, parseIp4 } from '../../model/net.ts';
 import { requireString } from '../../model/validate/common.ts';
 import { checkIpNetwork } from '../../model/validate/fields.ts';
-import { intToIp4, isCanonicalCidr, parseCidr, parseCidrParts, parseIp4 } from '../../model/net.ts';
 
 const octet = fc.oneof(
   fc.nat(255).map(String),
