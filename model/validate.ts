@@ -1,7 +1,7 @@
 // Validation: YAML text or decoded objects → Resources (model/resources.ts), with every default
 // filled in, and ResourceErrors naming file, document, resource and field for what is refused.
 // One bad document never stops the others. The per-kind rules live in model/validate/*.ts.
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { createRequire } from 'node:module';
 import { clip } from '../lib/text.ts';
 import type { Origin, Resource, ResourceError } from './resources.ts';
 import { resourceId } from './resources.ts';
@@ -93,6 +93,16 @@ export function validateResource(
 // ---------------------------------------------------------------------------------------------
 // YAML
 
+/**
+ * The `yaml` package, loaded when a document first needs the careful path: loading it took 50 ms
+ * of every CLI start, and the fast paths read what most files hold.
+ */
+let yamlPackage: typeof import('yaml') | undefined;
+function carefulYaml(): typeof import('yaml') {
+  yamlPackage ??= createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return yamlPackage;
+}
+
 /** What became of one document (or one item of a `List` document). */
 export interface DocumentOutcome {
   /** 0-based index of the document in the file. */
@@ -163,6 +173,7 @@ export function parseDocuments(
     });
     return out;
   }
+  const { LineCounter, parseAllDocuments } = carefulYaml();
   const docs = parseAllDocuments(text, { lineCounter: new LineCounter() });
   if (!Array.isArray(docs)) return [];
   const lineOffset = origin.lineOffset ?? 0;
