@@ -41,11 +41,12 @@ const INDICATOR_START = /^[-?:,[\]{}#&*!|>'"%@`]/;
 const MAX_DEPTH = 64;
 
 /**
- * Scalars repeat across documents (namespaces, label values, profile and node names, apiVersion
- * and kind): one copy of each of the first INTERN_MAX distinct ones is shared, so 100,000
- * endpoints do not hold 100,000 copies of "shop". A string of 13 characters and up is what V8
- * cuts out as a slice that keeps the whole text it was cut from alive: such a one is copied out
- * flat before it is kept (a resource kept must not keep its file's text in memory).
+ * Short scalars repeat across documents (namespaces, label values, profile and node names): one
+ * copy of each of the first INTERN_MAX distinct ones is shared, so 100,000 endpoints do not hold
+ * 100,000 copies of "shop" (a long one that repeats, apiVersion and kind, is shared through the
+ * table of texts read before). A longer one (13 characters and up, what V8 cuts out as a slice
+ * that keeps the whole text it was cut from alive) is copied out flat instead: a resource kept
+ * must not keep its file's text in memory.
  */
 const INTERN_MAX = 4096;
 const INTERN_LEN = 13;
@@ -56,13 +57,13 @@ function flat(s: string): string {
   return s.length >= INTERN_LEN ? [s.slice(0, 1), s.slice(1)].join('') : s;
 }
 
-/** A scalar as it is kept: shared when seen before, copied out of the text when long. */
+/** A scalar as it is kept: shared when short, copied out of the text when long. */
 function kept(s: string): string {
+  if (s.length >= INTERN_LEN) return flat(s);
   const got = interned.get(s);
   if (got !== undefined) return got;
-  const own = flat(s);
-  if (interned.size < INTERN_MAX) interned.set(own, own);
-  return own;
+  if (interned.size < INTERN_MAX) interned.set(s, s);
+  return s;
 }
 
 /**
