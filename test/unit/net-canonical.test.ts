@@ -1,11 +1,20 @@
 // model/net.ts parseCidr answers a network already in canonical form without parsing it into
-// numbers and writing it out again (isCanonicalCidr). On random near-CIDR strings (leading zeros,
+// numbers and writing it out again (isCanonicalCidr), and parseCidrParts reads a strictly written
+// one by hand. On random near-CIDR strings (leading zeros,
 // octets past 255, lengths past 32, host bits, stray characters), it gives what the parse and
 // format give, and refuses what they refuse.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { intToIp4, isCanonicalCidr, parseCidr, parseCidrParts, parseIp4 } from '../../model/net.ts';
+import {
+  intToIp4,
+  ip4ToInt,
+  isCanonicalCidr,
+  NetParseError,
+  parseCidr,
+  parseCidrParts,
+  parseIp4,
+} from '../../model/net.ts';
 import { requireString } from '../../model/validate/common.ts';
 import { checkIpNetwork } from '../../model/validate/fields.ts';
 
@@ -19,9 +28,24 @@ const cidrLike = fc
   .map(([octets, len, tail]) => `${octets.join('.')}${len === null ? '' : `/${len}`}${tail}`);
 const anyNet = fc.oneof(cidrLike, fc.string({ maxLength: 20 }));
 
+/** parseCidrParts as it was before its shortcut: split, matched, and summed. */
+function slowParts(s: string, allowHostBits: boolean): { base: number; len: number } {
+  const [addr, lenStr, extra] = s.trim().split('/');
+  if (extra !== undefined || addr === undefined) throw new NetParseError(`"${s}" is not a CIDR`);
+  const len = lenStr === undefined ? 32 : /^(0|[1-9][0-9]?)$/.test(lenStr) ? Number(lenStr) : Number.NaN;
+  if (!(len >= 0 && len <= 32)) throw new NetParseError(`"${s}" has an invalid prefix length`);
+  const ip = ip4ToInt(addr);
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  const base = (ip & mask) >>> 0;
+  if (base !== ip && !allowHostBits) {
+    throw new NetParseError(`"${s}" has host bits set (did you mean ${intToIp4(base)}/${len}?)`);
+  }
+  return { base, len };
+}
+
 /** What parseCidr gave before the shortcut: parsed into numbers, written out again. */
 function slowParse(s: string, allowHostBits: boolean): string {
-  const { base, len } = parseCidrParts(s, allowHostBits);
+  const { base, len } = slowParts(s, allowHostBits);
   return `${intToIp4(base)}/${len}`;
 }
 
@@ -41,12 +65,16 @@ function outcome(f: () => string): string {
   }
 }
 
-test('parseCidr and checkIpNetwork give what parsing and formatting give, on near-CIDR strings', () => {
+test('parseCidr, parseCidrParts and checkIpNetwork give what they gave before their shortcuts, on near-CIDR strings', () => {
   fc.assert(
     fc.property(anyNet, fc.boolean(), (s, allowHostBits) => {
       assert.equal(
         outcome(() => parseCidr(s, allowHostBits)),
         outcome(() => slowParse(s, allowHostBits)),
+      );
+      assert.equal(
+        outcome(() => JSON.stringify(parseCidrParts(s, allowHostBits))),
+        outcome(() => JSON.stringify(slowParts(s, allowHostBits))),
       );
       if (!s.includes(':'))
         assert.equal(
