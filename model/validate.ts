@@ -72,7 +72,17 @@ export function validateResource(
   /** The schemas alone, without a kind's fast path (the differential tests compare the two). */
   opts: { bySchema?: boolean } = {},
 ): ValidateResult {
-  const id = readIdentity(obj);
+  return validateIdentified(obj, readIdentity(obj), origin, baseDir, opts.bySchema === true);
+}
+
+/** validateResource, the object's identity (readIdentity) read already. */
+function validateIdentified(
+  obj: unknown,
+  id: string | undefined,
+  origin: Origin,
+  baseDir: string | undefined,
+  bySchema: boolean,
+): ValidateResult {
   const fail = (field: string | undefined, message: string): ValidateResult => ({
     errors: [{ origin, ...(id ? { resource: id } : {}), ...(field ? { field } : {}), message }],
   });
@@ -87,7 +97,7 @@ export function validateResource(
     return fail(field, message);
   }
   const ctx = { apiVersion, kind, origin, baseDir, id };
-  return opts.bySchema && handler.bySchema ? handler.bySchema(o, ctx) : handler.validate(o, ctx);
+  return bySchema && handler.bySchema ? handler.bySchema(o, ctx) : handler.validate(o, ctx);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -237,7 +247,7 @@ function decoded(
   out.push({
     document,
     ...(sourceId ? { sourceId } : {}),
-    result: validateResource(js, docOrigin, origin.baseDir),
+    result: validateIdentified(js, sourceId, docOrigin, origin.baseDir, false),
   });
 }
 
