@@ -105,6 +105,8 @@ const SEEN_SLOTS = 1024;
 const seenKeys = new Seen();
 const seenScalars = new Seen();
 const seenFlowItems = new Seen();
+/** Whole `key: value` lines (their content, indentation aside), as [key, value]: values are scalars. */
+const seenLines = new Seen();
 
 class NotPlain extends Error {}
 const NOT_PLAIN = new NotPlain();
@@ -131,6 +133,8 @@ class Parser {
   private start = 0;
   private stop = 0;
   end = false;
+  /** The last plain scalar read was one read before (its line may repeat too). */
+  private repeated = false;
 
   constructor(private readonly text: string) {
     // A leading `---` line opens the document; nothing may follow the marker on its line.
@@ -186,6 +190,16 @@ class Parser {
     const t = this.text;
     const out: Record<string, unknown> = {};
     while (!this.end && this.indent === indent && !this.isEntry()) {
+      // A whole `key: value` line read before (most of a generated manifest's lines repeat).
+      const lineSlot = seenLines.slot(t, this.start, this.stop);
+      if (seenLines.has(lineSlot, t, this.start, this.stop)) {
+        const [key, value] = seenLines.value(lineSlot) as [string, unknown];
+        if (Object.hasOwn(out, key)) throw NOT_PLAIN;
+        out[key] = value;
+        this.next();
+        if (!this.end && this.indent > indent) throw NOT_PLAIN;
+        continue;
+      }
       const colon = t.indexOf(':', this.start);
       if (colon < 0 || colon >= this.stop) throw NOT_PLAIN;
       const afterColon = colon + 1;
@@ -202,7 +216,12 @@ class Parser {
           out[key] = this.sequence(indent, depth + 1);
         else out[key] = null;
       } else {
-        out[key] = this.inline(v, this.stop);
+        const line = [this.start, this.stop] as const;
+        this.repeated = false;
+        const value = this.inline(v, this.stop);
+        out[key] = value;
+        // Kept only when its value was met before: a line with a name of its own will not repeat.
+        if (this.repeated) seenLines.set(lineSlot, flat(t.slice(line[0], line[1])), [key, value]);
         this.next();
       }
       if (!this.end && this.indent > indent) throw NOT_PLAIN; // a continuation line, or a stray one
@@ -256,7 +275,10 @@ class Parser {
       break;
     }
     const slot = seenScalars.slot(t, from, end);
-    if (seenScalars.has(slot, t, from, end)) return seenScalars.value(slot);
+    if (seenScalars.has(slot, t, from, end)) {
+      this.repeated = true;
+      return seenScalars.value(slot);
+    }
     const s = t.slice(from, end);
     if (INDICATOR_START.test(s) && !/^-[^ ]/.test(s)) throw NOT_PLAIN;
     if (s.includes(': ') || s.endsWith(':') || /[[\]{}]/.test(s)) throw NOT_PLAIN;
