@@ -95,13 +95,18 @@ class Seen {
     return this.values[slot];
   }
 
-  /** `text` (flat: a slot must not keep a file's text alive) was read as `value`. */
+  /**
+   * `text` (flat: a slot must not keep a file's text alive) was read as `value`. A long one is
+   * not kept: it is unlikely to repeat, and 1,024 slots of megabyte values would stay in memory.
+   */
   set(slot: number, text: string, value: unknown): void {
+    if (text.length > SEEN_MAX_TEXT) return;
     this.texts[slot] = text;
     this.values[slot] = value;
   }
 }
 const SEEN_SLOTS = 1024;
+const SEEN_MAX_TEXT = 256;
 const seenKeys = new Seen();
 const seenScalars = new Seen();
 const seenFlowItems = new Seen();
