@@ -26,7 +26,7 @@ else if (name === 'calc') {
   }
 } else {
   process.stderr.write(
-    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies changes legacyChanges] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs] | etcd [endpoints runs] | kube [pods] | files [endpoints files idleSeconds] | eval [endpoints]\n',
+    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies changes legacyChanges] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs] | etcd [endpoints runs] | kube [pods] | files [endpoints files idleSeconds] | eval [endpoints runs]\n',
   );
   process.exit(2);
 }

@@ -26,14 +26,21 @@ import {
 } from '../agent/calc/flow-evaluator.ts';
 import { quietLogsForCli } from '../lib/log.ts';
 import { addressOfIpNetwork, cidrContainsIp, type Ip4, NetParseError, parseIp4 } from '../model/net.ts';
-import type { HostEndpoint, Labels, Resource, Secret, WorkloadEndpoint } from '../model/resources.ts';
+import type {
+  HostEndpoint,
+  Labels,
+  Resource,
+  ResourceError,
+  Secret,
+  WorkloadEndpoint,
+} from '../model/resources.ts';
 import { RemoteClusterState } from '../proto/service.ts';
 import { baseKey } from '../syncer/convert.ts';
-import type { ConnectionConfig } from '../syncer/datastore/connection.ts';
+import type { ConnectionConfig, FileConnection } from '../syncer/datastore/connection.ts';
 import { type DatastoreFlags, parseDatastoreSpec } from '../syncer/datastore/open.ts';
 import { defaultFileRoot } from '../syncer/datastore/paths.ts';
 import { Snapshots } from '../syncer/datastore/snapshots.ts';
-import { mergedViewOf } from '../syncer/merged-view.ts';
+import { type MergedView, mergedViewOf } from '../syncer/merged-view.ts';
 import { resolveRemoteConfig, type SecretLookup } from '../syncer/remote-config.ts';
 import { type Focus, focusedView } from './explain-focus.ts';
 
@@ -99,6 +106,13 @@ interface Loaded {
   error?: string;
   /** How it was read, for the merged view of that cluster. */
   connection?: ConnectionConfig;
+  /** The cluster's merged view, when it was built as the datastore was read (a streamed read). */
+  merged?: MergedView;
+  /**
+   * The resources are only those the ends can be looked up in (a streamed read keeps no more):
+   * where a lookup fails, `full` reads them all, for the lookup to say exactly why.
+   */
+  full?: () => Promise<Resource[]>;
 }
 
 interface ClusterData extends Loaded {
@@ -124,15 +138,39 @@ class Loader {
     if (!p) {
       p = this.snapshots.read(connection).then((got): Loaded => {
         if ('error' in got) return { error: `${got.description}: ${got.error}` };
-        for (const e of got.snapshot.errors)
-          process.stderr.write(
-            `warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`,
-          );
+        for (const e of got.snapshot.errors) warn(e);
         return { resources: got.snapshot.resources, connection };
       });
       this.cache.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * A file datastore streamed into its cluster's merged view (as eval reads it): its resources are
+   * not kept beside the view, only those `keep` picks (the ones the flow's ends are looked up in).
+   */
+  async stream(cluster: string, connection: FileConnection, keep: (r: Resource) => boolean): Promise<Loaded> {
+    const resources: Resource[] = [];
+    const outcome = this.snapshots.streamTo(connection, (r) => {
+      if (keep(r)) resources.push(r);
+    });
+    let merged: MergedView;
+    try {
+      merged = await mergedViewOf(cluster, connection, {
+        fileRoot: this.fileRoot,
+        snapshots: this.snapshots,
+      });
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
+    for (const e of (await outcome)?.errors ?? []) warn(e);
+    const full = async () => {
+      const got = await this.snapshots.read(connection);
+      if ('error' in got) throw new Error(`${got.description}: ${got.error}`);
+      return got.snapshot.resources;
+    };
+    return { resources, connection, merged, full };
   }
 
   /** How a cluster reaches one of its remotes (resolved as the syncer resolves RCCs). */
@@ -145,6 +183,10 @@ class Loader {
     if ('incomplete' in resolved) return { error: `its configuration is incomplete: ${resolved.incomplete}` };
     return this.load(resolved.connection);
   }
+}
+
+function warn(e: ResourceError): void {
+  process.stderr.write(`warning: ${e.origin.source}: ${e.resource ?? ''} ${e.field ?? ''}: ${e.message}\n`);
 }
 
 const DEFAULT_SECRET_NAMESPACE =
@@ -197,6 +239,43 @@ function readable(flag: string, given: string, c: ClusterData): Resource[] {
   throw new ExplainError(
     `--${flag} ${given}: cluster ${c.name}'s datastore cannot be read (${c.error}); give the endpoint's IP address to have the other side evaluated`,
   );
+}
+
+/**
+ * What resolveEnd can look at in the local cluster, for the ends given: every resource but the
+ * workload endpoints (a big cluster's bulk), and of those only the ones an end can name — at
+ * an address given, or of a namespace and name (or pod) given — and the first of each namespace
+ * given (which says the namespace has endpoints). Where an end is found among these, it is the
+ * one it would be found as among all; where it is not, the lookup is done again among all.
+ */
+function lookedUp(cluster: string, given: readonly string[]): (r: Resource) => boolean {
+  const ips = new Set<string>();
+  const named = new Set<string>();
+  const namespaces = new Set<string>();
+  const seenNamespaces = new Set<string>();
+  for (const g of given) {
+    try {
+      ips.add(parseIp4(g));
+      continue;
+    } catch (e) {
+      if (!(e instanceof NetParseError)) throw e;
+    }
+    const parts = g.split('/');
+    if (parts.length === 3 && parts[0] !== cluster) continue;
+    if (parts.length < 2 || parts.length > 3) continue;
+    const [ns, name] = parts.slice(-2) as [string, string];
+    named.add(`${ns}/${name}`);
+    namespaces.add(ns);
+  }
+  return (r) => {
+    if (!isWep(r)) return true;
+    if (namespaces.has(r.namespace) && !seenNamespaces.has(r.namespace)) {
+      seenNamespaces.add(r.namespace);
+      return true;
+    }
+    if (named.has(`${r.namespace}/${r.name}`) || named.has(`${r.namespace}/${r.spec.pod}`)) return true;
+    return ips.size > 0 && addresses(r).some((ip) => ips.has(ip));
+  };
 }
 
 /**
@@ -352,7 +431,9 @@ async function buildView(
   focus: Focus,
 ): Promise<BuiltView> {
   const notes: string[] = [];
-  const merged = c.connection ? await mergedViewOf(c.name, c.connection, { fileRoot, snapshots }) : undefined;
+  const merged =
+    c.merged ??
+    (c.connection ? await mergedViewOf(c.name, c.connection, { fileRoot, snapshots }) : undefined);
   for (const r of merged?.remotes ?? []) {
     if (r.state !== RemoteClusterState.IN_SYNC) {
       // The --datastore cluster's own remotes are reported once, with the error, by explain().
@@ -388,7 +469,11 @@ function poolOwner(clusters: readonly ClusterData[], ip: Ip4): ClusterData | und
   );
 }
 
-export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
+export async function explain(
+  opts: ExplainOptions,
+  /** streamed: false reads a local file datastore whole, as other datastores are (the differential test). */
+  how: { streamed?: boolean } = {},
+): Promise<ExplainReport> {
   const port = parseFlowPort(opts.port);
   let sourcePort: number | undefined;
   if (opts.sourcePort !== undefined) {
@@ -405,7 +490,10 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
   quietLogsForCli();
   const fileRoot = opts.fileDatastoreRoot ?? defaultFileRoot(opts.datastore) ?? false;
   const loader = new Loader(fileRoot);
-  const own = await loader.load(localConnection);
+  const own =
+    localConnection.type === 'file' && how.streamed !== false
+      ? await loader.stream(opts.cluster, localConnection, lookedUp(opts.cluster, [opts.from, opts.to]))
+      : await loader.load(localConnection);
   if (own.error) throw new Error(own.error);
   const secrets = new Map<string, Secret>();
   for (const r of own.resources ?? []) if (r.kind === 'Secret') secrets.set(`${r.namespace}/${r.name}`, r);
@@ -418,8 +506,18 @@ export async function explain(opts: ExplainOptions): Promise<ExplainReport> {
     clusters.push({ name: r.name, local: false, ...got });
   }
 
-  const src = resolveEnd('from', opts.from, clusters);
-  const dst = resolveEnd('to', opts.to, clusters);
+  let src: FlowEnd;
+  let dst: FlowEnd;
+  try {
+    src = resolveEnd('from', opts.from, clusters);
+    dst = resolveEnd('to', opts.to, clusters);
+  } catch (e) {
+    // A lookup that fails among the resources kept says why from all of them (there: ...).
+    if (!(e instanceof ExplainError) || !own.full) throw e;
+    (clusters[0] as ClusterData).resources = await own.full();
+    src = resolveEnd('from', opts.from, clusters);
+    dst = resolveEnd('to', opts.to, clusters);
+  }
 
   // What a cluster's view must hold: the two addresses, and the ends that live in it.
   const focusOf = (c: ClusterData): Focus => ({

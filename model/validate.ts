@@ -1,7 +1,7 @@
 // Validation: YAML text or decoded objects → Resources (model/resources.ts), with every default
 // filled in, and ResourceErrors naming file, document, resource and field for what is refused.
 // One bad document never stops the others. The per-kind rules live in model/validate/*.ts.
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { createRequire } from 'node:module';
 import { clip } from '../lib/text.ts';
 import type { Origin, Resource, ResourceError } from './resources.ts';
 import { resourceId } from './resources.ts';
@@ -72,7 +72,17 @@ export function validateResource(
   /** The schemas alone, without a kind's fast path (the differential tests compare the two). */
   opts: { bySchema?: boolean } = {},
 ): ValidateResult {
-  const id = readIdentity(obj);
+  return validateIdentified(obj, readIdentity(obj), origin, baseDir, opts.bySchema === true);
+}
+
+/** validateResource, the object's identity (readIdentity) read already. */
+function validateIdentified(
+  obj: unknown,
+  id: string | undefined,
+  origin: Origin,
+  baseDir: string | undefined,
+  bySchema: boolean,
+): ValidateResult {
   const fail = (field: string | undefined, message: string): ValidateResult => ({
     errors: [{ origin, ...(id ? { resource: id } : {}), ...(field ? { field } : {}), message }],
   });
@@ -87,11 +97,21 @@ export function validateResource(
     return fail(field, message);
   }
   const ctx = { apiVersion, kind, origin, baseDir, id };
-  return opts.bySchema && handler.bySchema ? handler.bySchema(o, ctx) : handler.validate(o, ctx);
+  return bySchema && handler.bySchema ? handler.bySchema(o, ctx) : handler.validate(o, ctx);
 }
 
 // ---------------------------------------------------------------------------------------------
 // YAML
+
+/**
+ * The `yaml` package, loaded when a document first needs the careful path: loading it took 50 ms
+ * of every CLI start, and the fast paths read what most files hold.
+ */
+let yamlPackage: typeof import('yaml') | undefined;
+function carefulYaml(): typeof import('yaml') {
+  yamlPackage ??= createRequire(import.meta.url)('yaml') as typeof import('yaml');
+  return yamlPackage;
+}
 
 /** What became of one document (or one item of a `List` document). */
 export interface DocumentOutcome {
@@ -163,6 +183,7 @@ export function parseDocuments(
     });
     return out;
   }
+  const { LineCounter, parseAllDocuments } = carefulYaml();
   const docs = parseAllDocuments(text, { lineCounter: new LineCounter() });
   if (!Array.isArray(docs)) return [];
   const lineOffset = origin.lineOffset ?? 0;
@@ -226,7 +247,7 @@ function decoded(
   out.push({
     document,
     ...(sourceId ? { sourceId } : {}),
-    result: validateResource(js, docOrigin, origin.baseDir),
+    result: validateIdentified(js, sourceId, docOrigin, origin.baseDir, false),
   });
 }
 

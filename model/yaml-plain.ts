@@ -43,23 +43,75 @@ const MAX_DEPTH = 64;
 /**
  * Short scalars repeat across documents (namespaces, label values, profile and node names): one
  * copy of each of the first INTERN_MAX distinct ones is shared, so 100,000 endpoints do not hold
- * 100,000 copies of "shop". A longer one (13 characters and up, what V8 cuts out as a slice that
- * keeps the whole text it was cut from alive) is copied out flat instead: a resource kept must not
- * keep its file's text in memory.
+ * 100,000 copies of "shop" (a long one that repeats, apiVersion and kind, is shared through the
+ * table of texts read before). A longer one (13 characters and up, what V8 cuts out as a slice
+ * that keeps the whole text it was cut from alive) is copied out flat instead: a resource kept
+ * must not keep its file's text in memory.
  */
 const INTERN_MAX = 4096;
 const INTERN_LEN = 13;
 const interned = new Map<string, string>();
 
+/** A string of its own, not a slice of the text (join makes one flat string). */
+function flat(s: string): string {
+  return s.length >= INTERN_LEN ? [s.slice(0, 1), s.slice(1)].join('') : s;
+}
+
 /** A scalar as it is kept: shared when short, copied out of the text when long. */
 function kept(s: string): string {
-  // join makes one flat string of its own (a slice of a slice would still point at the text).
-  if (s.length >= INTERN_LEN) return [s.slice(0, 1), s.slice(1)].join('');
+  if (s.length >= INTERN_LEN) return flat(s);
   const got = interned.get(s);
   if (got !== undefined) return got;
   if (interned.size < INTERN_MAX) interned.set(s, s);
   return s;
 }
+
+/**
+ * Texts read before, and what they were read as: a key, an inline plain scalar, an item of a
+ * flow list (each has its own rules). A text met again (the same key or value in the next
+ * document) is compared where it stands and answered from here, without cutting it out,
+ * checking and resolving it again. One entry per slot, by length and a few characters.
+ */
+class Seen {
+  private readonly texts: (string | undefined)[] = new Array(SEEN_SLOTS).fill(undefined);
+  private readonly values: unknown[] = new Array(SEEN_SLOTS).fill(undefined);
+
+  /** The slot of text [from, to) (not empty). */
+  slot(t: string, from: number, to: number): number {
+    const n = to - from;
+    return (
+      (n * 31 + t.charCodeAt(from) * 7 + t.charCodeAt(to - 1) * 3 + t.charCodeAt(from + (n >> 1))) &
+      (SEEN_SLOTS - 1)
+    );
+  }
+
+  /** Whether text [from, to) is the one in `slot`: then `value(slot)` is what it was read as. */
+  has(slot: number, t: string, from: number, to: number): boolean {
+    const known = this.texts[slot];
+    return known !== undefined && known.length === to - from && t.startsWith(known, from);
+  }
+
+  value(slot: number): unknown {
+    return this.values[slot];
+  }
+
+  /**
+   * `text` (flat: a slot must not keep a file's text alive) was read as `value`. A long one is
+   * not kept: it is unlikely to repeat, and 1,024 slots of megabyte values would stay in memory.
+   */
+  set(slot: number, text: string, value: unknown): void {
+    if (text.length > SEEN_MAX_TEXT) return;
+    this.texts[slot] = text;
+    this.values[slot] = value;
+  }
+}
+const SEEN_SLOTS = 1024;
+const SEEN_MAX_TEXT = 256;
+const seenKeys = new Seen();
+const seenScalars = new Seen();
+const seenFlowItems = new Seen();
+/** Whole `key: value` lines (their content, indentation aside), as [key, value]: values are scalars. */
+const seenLines = new Seen();
 
 class NotPlain extends Error {}
 const NOT_PLAIN = new NotPlain();
@@ -86,6 +138,8 @@ class Parser {
   private start = 0;
   private stop = 0;
   end = false;
+  /** The last plain scalar read was one read before (its line may repeat too). */
+  private repeated = false;
 
   constructor(private readonly text: string) {
     // A leading `---` line opens the document; nothing may follow the marker on its line.
@@ -141,12 +195,22 @@ class Parser {
     const t = this.text;
     const out: Record<string, unknown> = {};
     while (!this.end && this.indent === indent && !this.isEntry()) {
+      // A whole `key: value` line read before (most of a generated manifest's lines repeat).
+      const lineSlot = seenLines.slot(t, this.start, this.stop);
+      if (seenLines.has(lineSlot, t, this.start, this.stop)) {
+        const [key, value] = seenLines.value(lineSlot) as [string, unknown];
+        if (Object.hasOwn(out, key)) throw NOT_PLAIN;
+        out[key] = value;
+        this.next();
+        if (!this.end && this.indent > indent) throw NOT_PLAIN;
+        continue;
+      }
       const colon = t.indexOf(':', this.start);
       if (colon < 0 || colon >= this.stop) throw NOT_PLAIN;
       const afterColon = colon + 1;
       if (afterColon < this.stop && t.charCodeAt(afterColon) !== 32) throw NOT_PLAIN;
-      const key = t.slice(this.start, colon);
-      if (!isPlainKey(key) || Object.hasOwn(out, key)) throw NOT_PLAIN;
+      const key = this.key(this.start, colon);
+      if (Object.hasOwn(out, key)) throw NOT_PLAIN;
       let v = afterColon;
       while (v < this.stop && t.charCodeAt(v) === 32) v++;
       if (v === this.stop || t.charCodeAt(v) === 35 /* # */) {
@@ -157,7 +221,12 @@ class Parser {
           out[key] = this.sequence(indent, depth + 1);
         else out[key] = null;
       } else {
-        out[key] = this.inline(v, this.stop);
+        const line = [this.start, this.stop] as const;
+        this.repeated = false;
+        const value = this.inline(v, this.stop);
+        out[key] = value;
+        // Kept only when its value was met before: a line with a name of its own will not repeat.
+        if (this.repeated) seenLines.set(lineSlot, flat(t.slice(line[0], line[1])), [key, value]);
         this.next();
       }
       if (!this.end && this.indent > indent) throw NOT_PLAIN; // a continuation line, or a stray one
@@ -203,17 +272,38 @@ class Parser {
     }
     // A plain scalar: up to a comment (` #`); a `#` anywhere else, or a `: `, is not taken.
     let end = to;
-    const hash = t.indexOf('#', from);
-    if (hash >= 0 && hash < to) {
-      if (t.charCodeAt(hash - 1) !== 32) throw NOT_PLAIN;
-      end = hash;
+    for (let i = from; i < to; i++) {
+      if (t.charCodeAt(i) !== 35 /* # */) continue;
+      if (t.charCodeAt(i - 1) !== 32) throw NOT_PLAIN;
+      end = i;
       while (t.charCodeAt(end - 1) === 32) end--;
+      break;
+    }
+    const slot = seenScalars.slot(t, from, end);
+    if (seenScalars.has(slot, t, from, end)) {
+      this.repeated = true;
+      return seenScalars.value(slot);
     }
     const s = t.slice(from, end);
     if (INDICATOR_START.test(s) && !/^-[^ ]/.test(s)) throw NOT_PLAIN;
     if (s.includes(': ') || s.endsWith(':') || /[[\]{}]/.test(s)) throw NOT_PLAIN;
     const v = resolvePlainScalar(s);
-    return v === s ? kept(s) : v;
+    const value = v === s ? kept(s) : v;
+    seenScalars.set(slot, typeof value === 'string' ? value : flat(s), value);
+    return value;
+  }
+
+  /** The key [from, to) of a mapping entry, if it is a plain name. */
+  private key(from: number, to: number): string {
+    const t = this.text;
+    if (to === from) throw NOT_PLAIN;
+    const slot = seenKeys.slot(t, from, to);
+    if (seenKeys.has(slot, t, from, to)) return seenKeys.value(slot) as string;
+    const key = t.slice(from, to);
+    if (!isPlainKey(key)) throw NOT_PLAIN;
+    const own = flat(key);
+    seenKeys.set(slot, own, own);
+    return own;
   }
 
   private quoted(from: number, to: number, q: number): string {
@@ -241,13 +331,35 @@ class Parser {
   private flowList(from: number, to: number): unknown[] {
     const t = this.text;
     if (t.charCodeAt(to - 1) !== 93 /* ] */) throw NOT_PLAIN;
-    const inner = t.slice(from + 1, to - 1).trim();
-    if (inner === '') return [];
-    return inner.split(',').map((item) => {
-      const s = item.trim();
-      if (!FLOW_ITEM.test(s)) throw NOT_PLAIN;
-      const v = resolvePlainScalar(s);
-      return v === s ? kept(s) : v;
-    });
+    let a = from + 1;
+    const b = to - 1;
+    while (a < b && t.charCodeAt(a) === 32) a++;
+    if (a === b) return [];
+    // The items between commas, each without the spaces around it.
+    const out: unknown[] = [];
+    for (let i = a; i <= b; ) {
+      let comma = t.indexOf(',', i);
+      if (comma < 0 || comma > b) comma = b;
+      let x = i;
+      let y = comma;
+      while (x < y && t.charCodeAt(x) === 32) x++;
+      while (y > x && t.charCodeAt(y - 1) === 32) y--;
+      out.push(this.flowItem(x, y));
+      i = comma + 1;
+    }
+    return out;
+  }
+
+  private flowItem(from: number, to: number): unknown {
+    if (to === from) throw NOT_PLAIN;
+    const t = this.text;
+    const slot = seenFlowItems.slot(t, from, to);
+    if (seenFlowItems.has(slot, t, from, to)) return seenFlowItems.value(slot);
+    const s = t.slice(from, to);
+    if (!FLOW_ITEM.test(s)) throw NOT_PLAIN;
+    const v = resolvePlainScalar(s);
+    const value = v === s ? kept(s) : v;
+    seenFlowItems.set(slot, typeof value === 'string' ? value : flat(s), value);
+    return value;
   }
 }

@@ -3,7 +3,7 @@
 // endpoint's addresses, a network set) it is dropped; where dropping it would widen a match (a
 // rule's nets) it is refused.
 import { z } from 'zod';
-import { type Cidr, type Ip4, type Mac, parseCidr, parseIp4, parseMac } from '../net.ts';
+import { type Cidr, type Ip4, isCanonicalCidr, type Mac, parseCidr, parseIp4, parseMac } from '../net.ts';
 import type { NamedPort, PortSpec } from '../resources.ts';
 import { checked, checkInt, describe, FieldError, requireString } from './common.ts';
 
@@ -27,6 +27,7 @@ export function checkCidr(v: unknown): Cidr {
  */
 export function checkIpNetwork(v: unknown): Cidr {
   const s = noIPv6(requireString(v)).trim();
+  if (isCanonicalCidr(s)) return s as Cidr;
   const exact = parseCidr(s, true);
   const [addr] = s.split('/');
   return exact.split('/')[0] === addr ? exact : (`${parseIp4(addr ?? '')}/32` as Cidr);

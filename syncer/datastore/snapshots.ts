@@ -7,7 +7,7 @@
 // document is parsed, so the whole listing never lives in memory beside the merged view.
 import type { Resource } from '../../model/resources.ts';
 import { type ConnectionConfig, describeConnection, type FileConnection } from './connection.ts';
-import { loadFiles, streamFiles } from './file-stream.ts';
+import { loadFiles, type StreamOutcome, streamFiles } from './file-stream.ts';
 import { openConnection } from './open.ts';
 import { readOnce } from './read-once.ts';
 import type { Datastore, DatastoreEvent, DatastoreHandlers, DatastoreSnapshot } from './types.ts';
@@ -33,10 +33,25 @@ export interface SnapshotOptions {
   once?: boolean;
 }
 
+/** Takes each resource a stream hands on (explain keeps the few it looks names up in). */
+export type StreamTap = (resource: Resource) => void;
+
 export class Snapshots {
   private readonly reads = new Map<string, Promise<SnapshotRead>>();
+  /** File datastores to stream to the next view that reads them, with a tap: by read key. */
+  private readonly taps = new Map<string, { tap: StreamTap; done: (o: StreamOutcome | undefined) => void }>();
 
   constructor(private readonly opts: SnapshotOptions = {}) {}
+
+  /**
+   * Stream a file datastore, once, to the next view that reads it as its local datastore, each
+   * accepted resource handed to `tap` too: its read is neither kept nor replayed. The promise is
+   * the stream's refusals and skipped resources, or undefined when it could not be read (the view
+   * says why).
+   */
+  streamTo(connection: FileConnection, tap: StreamTap): Promise<StreamOutcome | undefined> {
+    return new Promise((done) => this.taps.set(readKey(connection, false), { tap, done }));
+  }
 
   /** The datastore behind a connection, read once; `remote`: as a peer cluster reads it. */
   read(connection: ConnectionConfig, remote = false): Promise<SnapshotRead> {
@@ -60,8 +75,17 @@ export class Snapshots {
       start: async (h: DatastoreHandlers) => {
         h.onStatus('Connecting');
         const key = readKey(connection, remote);
-        if (this.opts.once && connection.type === 'file' && !this.reads.has(key)) {
-          await streamReplay(connection, h, () => stopped, remote ? REPLAY_BATCH : LOCAL_STREAM_BATCH);
+        const tapped = remote ? undefined : this.taps.get(key);
+        if (connection.type === 'file' && (tapped || (this.opts.once && !this.reads.has(key)))) {
+          this.taps.delete(key);
+          const got = await streamReplay(
+            connection,
+            h,
+            () => stopped,
+            remote ? REPLAY_BATCH : LOCAL_STREAM_BATCH,
+            tapped?.tap,
+          );
+          tapped?.done(got);
           return;
         }
         const got = await this.read(connection, remote);
@@ -93,7 +117,8 @@ async function streamReplay(
   h: DatastoreHandlers,
   stopped: () => boolean,
   batchSize: number,
-): Promise<void> {
+  tap?: StreamTap,
+): Promise<StreamOutcome | undefined> {
   let batch: DatastoreEvent[] = [];
   let revision = 0;
   const flush = () => {
@@ -105,17 +130,19 @@ async function streamReplay(
   try {
     got = await streamFiles(c.dir, fileRoot(c), (resource) => {
       if (stopped()) return;
+      tap?.(resource);
       batch.push({ type: 'upsert', resource });
       if (batch.length >= batchSize) flush();
     });
   } catch (e) {
     if (!stopped()) h.onStatus('ConnectionFailed', readFailure(describeConnection(c), e));
-    return;
+    return undefined;
   }
-  if (stopped()) return;
+  if (stopped()) return got;
   if (batch.length > 0 || revision === 0) flush();
   h.onRefusals?.(got.errors);
   h.onStatus('InSync');
+  return got;
 }
 
 function replay(snapshot: DatastoreSnapshot, h: DatastoreHandlers, consume: boolean): void {
