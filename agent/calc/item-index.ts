@@ -360,7 +360,12 @@ export class ItemIndex {
       if (req === null) continue;
       for (const clause of req)
         for (const a of clause) {
-          const k = a.space === 'scope' ? NAMESPACE_LABEL : a.space === 'labels' ? a.key : undefined;
+          const k =
+            a.space === 'scope'
+              ? NAMESPACE_LABEL
+              : a.space === 'labels' || a.space === 'absent'
+                ? a.key
+                : undefined;
           if (k !== undefined && !this.indexedKeys.has(k)) keys.add(k);
         }
     }
@@ -447,6 +452,10 @@ export class ItemIndex {
           (kp?.byValue.get(a.namespace)?.refs ?? 0) + (this.unlabelledNamespace.get(a.namespace)?.size ?? 0);
         est = Math.max(n, total / Math.max(1, this.sharedNamespaces.size));
         rank = 3;
+      } else if (a.space === 'absent') {
+        // Its candidates: the items without the key among their own labels.
+        est = Math.max(0, total - (this.postings.get(a.key)?.count ?? 0));
+        rank = 5;
       } else {
         const k = a.space === 'ns' ? NAMESPACE_LABEL_PREFIX + a.key : a.key;
         const kp = a.space === 'labels' ? this.postings.get(k) : undefined;
@@ -502,6 +511,10 @@ export class ItemIndex {
           disjoint = false;
           lists.push(extra.members(this.inUnlabelledNamespace(a.namespace)));
         }
+      } else if (a.space === 'absent') {
+        if (lists.length > 0) disjoint = false;
+        onlyKey = ABSENT_KEY;
+        lists.push(this.withoutOwn(a.key));
       } else if (a.space === 'labels') {
         const kp = this.ensureIndexed(a.key);
         if (kp) {
@@ -512,6 +525,26 @@ export class ItemIndex {
       } else viaProfiles(NAMESPACE_LABEL_PREFIX + a.key, a.values);
     }
     return { lists, disjoint };
+  }
+
+  /**
+   * The ids of the items without the key among their own labels, ascending: a superset of those
+   * whose effective labels lack it (an own label always wins over an inherited one). One pass
+   * over the ids, marking the key's postings.
+   */
+  private withoutOwn(k: string): number[] {
+    const limit = this.byId.length;
+    const has = new Uint8Array(limit);
+    const kp = this.ensureIndexed(k);
+    if (kp)
+      for (const e of kp.byValue.values()) {
+        const ids = e.list!.members(this.hasOwn(k, e.value));
+        for (let i = 0; i < ids.length; i++) has[ids[i]!] = 1;
+      }
+    const out: number[] = [];
+    const byId = this.byId;
+    for (let id = 0; id < limit; id++) if (has[id] === 0 && byId[id] !== undefined) out.push(id);
+    return out;
   }
 
   /**
@@ -600,6 +633,8 @@ export function testOf(spec: MatcherSpec): (item: Item) => boolean {
 }
 
 const NO_IDS: readonly number[] = Object.freeze([]) as readonly number[];
+/** Stands for an absent-key list in clauseLists' check of whether its lists are disjoint. */
+const ABSENT_KEY = '\0absent';
 
 /**
  * The ids of sorted, disjoint lists that are also in one of each filter's lists, list by list
@@ -632,7 +667,9 @@ function clauseSig(c: Clause): string {
     .map((a) =>
       a.space === 'scope'
         ? `scope:${a.namespace}`
-        : `${a.space}:${a.key}${a.values ? `=${a.values.join('\u0001')}` : ''}`,
+        : a.space === 'absent'
+          ? `absent:${a.key}`
+          : `${a.space}:${a.key}${a.values ? `=${a.values.join('\u0001')}` : ''}`,
     )
     .join('\u0002');
 }

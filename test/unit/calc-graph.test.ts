@@ -1068,7 +1068,16 @@ const POLICY_SELECTORS = [
   "app in {'web', 'db'} && role != 'x'",
   "env == 'prod'",
 ];
-const RULE_SELECTORS = ["app == 'db'", "role == 'x'", 'has(app)', 'all()', "pcns.team == 'blue'"];
+const RULE_SELECTORS = [
+  "app == 'db'",
+  "role == 'x'",
+  'has(app)',
+  'all()',
+  "pcns.team == 'blue'",
+  // Found through the items without the key.
+  '!has(role)',
+  "!has(app) && role == 'x'",
+];
 
 const labelsArb = fc.record(
   {
