@@ -176,7 +176,8 @@ export class SharedByPair<V> {
     return this.count;
   }
 
-  acquire(a: string, b: string, make: () => V): V {
+  /** `make` gets the pair: a function made once, not a closure per call (one call per item). */
+  acquire(a: string, b: string, make: (a: string, b: string) => V): V {
     let inner = this.entries.get(a);
     if (!inner) {
       inner = new Map();
@@ -184,7 +185,7 @@ export class SharedByPair<V> {
     }
     let e = inner.get(b);
     if (!e) {
-      e = { value: make(), refs: 0 };
+      e = { value: make(a, b), refs: 0 };
       inner.set(b, e);
       this.count++;
     }
@@ -222,10 +223,22 @@ export function getOrCreate<K, V>(m: Map<K, V>, k: K, make: () => V): V {
 export class Shared<V> {
   private readonly entries = new Map<string, { value: V; refs: number }>();
 
-  acquire(sig: string, make: () => V): V {
+  /** `make` gets the signature: a function made once, not a closure per call (one call per item). */
+  acquire(sig: string, make: (sig: string) => V): V {
     let e = this.entries.get(sig);
     if (!e) {
-      e = { value: make(), refs: 0 };
+      e = { value: make(sig), refs: 0 };
+      this.entries.set(sig, e);
+    }
+    e.refs++;
+    return e.value;
+  }
+
+  /** The shared value under `sig` (`value` when there is none yet), with one more reference. */
+  share(sig: string, value: V): V {
+    let e = this.entries.get(sig);
+    if (!e) {
+      e = { value, refs: 0 };
       this.entries.set(sig, e);
     }
     e.refs++;

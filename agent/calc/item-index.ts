@@ -256,7 +256,7 @@ export class ItemIndex {
     const namespace =
       inputNamespace === undefined
         ? undefined
-        : this.sharedNamespaces.acquire(inputNamespace, () => inputNamespace);
+        : this.sharedNamespaces.share(inputNamespace, inputNamespace);
     const { profiles, inherited, nsLabels, saLabels } = this.profiles.acquire(inputProfiles, namespace);
     let labels: Record<string, string> = own;
     let ownKeys: readonly string[] | null = null;
@@ -267,7 +267,7 @@ export class ItemIndex {
     }
     const namedPorts =
       inputNamedPorts && inputNamedPorts.size > 0
-        ? this.sharedNamedPorts.acquire(namedPortsSig(inputNamedPorts), () => inputNamedPorts)
+        ? this.sharedNamedPorts.share(namedPortsSig(inputNamedPorts), inputNamedPorts)
         : undefined;
     return { id, key, labels, ownKeys, profiles, namespace, nets, namedPorts, nsLabels, saLabels };
   }
