@@ -254,9 +254,7 @@ export class ItemIndex {
     inputNamedPorts: ReadonlyMap<string, readonly string[]> | undefined,
   ): Item {
     const namespace =
-      inputNamespace === undefined
-        ? undefined
-        : this.sharedNamespaces.share(inputNamespace, inputNamespace);
+      inputNamespace === undefined ? undefined : this.sharedNamespaces.share(inputNamespace, inputNamespace);
     const { profiles, inherited, nsLabels, saLabels } = this.profiles.acquire(inputProfiles, namespace);
     let labels: Record<string, string> = own;
     let ownKeys: readonly string[] | null = null;

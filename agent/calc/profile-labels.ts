@@ -67,9 +67,7 @@ export class ProfileLabels {
       nsLabels = this.nsLabels.acquire(nsProfile ?? '', namespace, this.nsLabelsOf);
     }
     const saProfile = profiles.find(isServiceAccountProfile);
-    const saLabels = saProfile
-      ? this.saLabels.acquire(saProfile, this.saLabelsOf)
-      : EMPTY_LABELS;
+    const saLabels = saProfile ? this.saLabels.acquire(saProfile, this.saLabelsOf) : EMPTY_LABELS;
     return { profiles, inherited, nsLabels, saLabels };
   }
 
