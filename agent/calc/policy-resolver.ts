@@ -167,15 +167,26 @@ export class PolicyResolver {
 
   /** A local endpoint was added, changed, or its inherited labels changed. */
   upsertEndpoint(input: LocalEndpointInput, labels: Labels): void {
-    const ep = this.endpoints.get(input.key) ?? { input, labels, policies: new Set<PolicyKey>() };
+    const known = this.endpoints.get(input.key);
+    const ep = known ?? { input, labels, policies: new Set<PolicyKey>() };
+    const sameInput = known !== undefined && sameEndpointInput(known.input, input);
     ep.input = input;
     ep.labels = labels;
     this.endpoints.set(input.key, ep);
     this.selectors.setEndpoint(input.key, labels);
     const now = new Set(this.selectors.policiesSelecting(labels));
-    for (const pk of ep.policies) if (!now.has(pk)) this.detach(pk, input.key);
+    let samePolicies = now.size === ep.policies.size;
+    for (const pk of ep.policies)
+      if (!now.has(pk)) {
+        samePolicies = false;
+        this.detach(pk, input.key);
+      }
     for (const pk of now) if (!ep.policies.has(pk)) this.attach(pk, input.key);
     ep.policies = now;
+    // A label change that moves no policy renders what was sent (hundreds of policies to order
+    // again, for nothing): every other change to a rendering (a policy's, a tier's) renders it.
+    const sent = this.kind === 'host' ? ep.lastSentHost : ep.lastSent;
+    if (sameInput && samePolicies && sent !== undefined && !this.deferred) return;
     this.sendEndpoint(ep);
   }
 
@@ -304,6 +315,16 @@ export class PolicyResolver {
     ep.lastSentHost = text;
     this.sink.send({ kind: 'HostEndpointUpdate', endpoint });
   }
+}
+
+function sameEndpointInput(a: LocalEndpointInput, b: LocalEndpointInput): boolean {
+  return (
+    a === b ||
+    (a.key === b.key &&
+      a.interfaceName === b.interfaceName &&
+      sameStrings(a.ipv4Nets, b.ipv4Nets) &&
+      sameStrings(a.profiles, b.profiles))
+  );
 }
 
 function sameEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {
