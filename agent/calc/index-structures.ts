@@ -119,6 +119,12 @@ interface TrieNode {
 export class TupleInterner {
   private readonly root: TrieNode = { next: undefined, tuple: undefined, refs: 0 };
   private count = 0;
+  /**
+   * The nodes of the last few tuples acquired: items come in runs with the same key lists and
+   * profile lists, and comparing with these costs no hashing (a walk costs a lookup per part).
+   */
+  private readonly recent: (TrieNode | undefined)[] = [undefined, undefined, undefined, undefined];
+  private nextRecent = 0;
 
   get size(): number {
     return this.count;
@@ -126,6 +132,14 @@ export class TupleInterner {
 
   /** The shared copy of `parts`, with one more reference. */
   acquire(parts: readonly string[]): readonly string[] {
+    const recent = this.recent;
+    for (let r = 0; r < recent.length; r++) {
+      const t = recent[r]?.tuple;
+      if (t !== undefined && sameParts(t, parts)) {
+        recent[r]!.refs++;
+        return t;
+      }
+    }
     let node = this.root;
     for (const p of parts) {
       node.next ??= new Map();
@@ -141,6 +155,8 @@ export class TupleInterner {
       this.count++;
     }
     node.refs++;
+    this.recent[this.nextRecent] = node;
+    this.nextRecent = (this.nextRecent + 1) % this.recent.length;
     return node.tuple;
   }
 
@@ -165,6 +181,12 @@ export class TupleInterner {
     }
     return true;
   }
+}
+
+function sameParts(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Values shared by a pair of keys, reference-counted so that nothing outlives its last user. */
