@@ -557,8 +557,23 @@ export class ItemIndex {
   /**
    * How the index finds a requirement's candidates (see candidateIds), with a signature that is
    * the same for requirements whose candidates it finds the same way: undefined runs list all.
+   * With `memo`, requirements with the same clauses share one plan (a load's many matchers often
+   * differ only in what no index narrows, `app == 'a' && team != 't'` for several teams): the
+   * plans must be run before the index changes.
    */
-  planOf(req: Requirement): CandidatePlan {
+  planOf(req: Requirement, memo?: Map<string, CandidatePlan>): CandidatePlan {
+    if (memo === undefined || req === null) return this.newPlan(req);
+    let key = '';
+    for (const c of req) key += `${clauseSig(c)}\u0004`;
+    let plan = memo.get(key);
+    if (plan === undefined) {
+      plan = this.newPlan(req);
+      memo.set(key, plan);
+    }
+    return plan;
+  }
+
+  private newPlan(req: Requirement): CandidatePlan {
     if (req === null) return { sig: '*', run: undefined };
     if (isNothing(req)) return { sig: '', run: () => NO_IDS };
     const costs = req.map((c) => ({ c, cost: this.cost(c) }));

@@ -225,8 +225,9 @@ export class LabelIndex {
     // Matchers that find their candidates the same way are evaluated together, item by item:
     // each candidate is read from memory once for all of them.
     const groups = new Map<string, { plan: CandidatePlan; group: MatcherState[] }>();
+    const plans = new Map<string, CandidatePlan>();
     for (const m of live) {
-      const plan = this.items.planOf(m.req);
+      const plan = this.items.planOf(m.req, plans);
       getOrCreate(groups, plan.sig, () => ({ plan, group: [] })).group.push(m);
     }
     for (const { plan, group } of groups.values()) {
