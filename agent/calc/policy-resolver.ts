@@ -84,6 +84,12 @@ export class PolicyResolver {
   /** Tier orders from Tier resources; the default tier has Calico's order unless one says otherwise. */
   private readonly tierOrders = new Map<string, number>();
   private readonly selectors = new PolicySelectorIndex();
+  /**
+   * Whether the selector index holds the policies: from the first endpoint on. Until then a policy
+   * can select nothing, and indexing it would be work for nothing (a node without host endpoints,
+   * the common case, never needs the host resolver's index).
+   */
+  private indexed = false;
   /** Tiers whose end passes instead of dropping (`defaultAction: Pass`). */
   private readonly passTiers = new Set<string>();
   /**
@@ -120,6 +126,7 @@ export class PolicyResolver {
   upsertPolicy(p: CompiledPolicy): void {
     const old = this.policies.get(p.key);
     this.policies.set(p.key, p);
+    if (!this.indexed) return;
     this.selectors.setPolicy(p.key, p.selector);
     const before = this.endpointsByPolicy.get(p.key) ?? new Set<EndpointKey>();
     const after = new Set(this.selectors.endpointsSelectedBy(p.key));
@@ -167,6 +174,11 @@ export class PolicyResolver {
 
   /** A local endpoint was added, changed, or its inherited labels changed. */
   upsertEndpoint(input: LocalEndpointInput, labels: Labels): void {
+    if (!this.indexed) {
+      this.indexed = true;
+      // In arrival order (a replaced policy keeps its place), as they would have been indexed.
+      for (const p of this.policies.values()) this.selectors.setPolicy(p.key, p.selector);
+    }
     const known = this.endpoints.get(input.key);
     const ep = known ?? { input, labels, policies: new Set<PolicyKey>() };
     const sameInput = known !== undefined && sameEndpointInput(known.input, input);
