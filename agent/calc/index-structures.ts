@@ -119,6 +119,12 @@ interface TrieNode {
 export class TupleInterner {
   private readonly root: TrieNode = { next: undefined, tuple: undefined, refs: 0 };
   private count = 0;
+  /**
+   * The nodes of the last few tuples acquired: items come in runs with the same key lists and
+   * profile lists, and comparing with these costs no hashing (a walk costs a lookup per part).
+   */
+  private readonly recent: (TrieNode | undefined)[] = [undefined, undefined, undefined, undefined];
+  private nextRecent = 0;
 
   get size(): number {
     return this.count;
@@ -126,6 +132,14 @@ export class TupleInterner {
 
   /** The shared copy of `parts`, with one more reference. */
   acquire(parts: readonly string[]): readonly string[] {
+    const recent = this.recent;
+    for (let r = 0; r < recent.length; r++) {
+      const t = recent[r]?.tuple;
+      if (t !== undefined && sameParts(t, parts)) {
+        recent[r]!.refs++;
+        return t;
+      }
+    }
     let node = this.root;
     for (const p of parts) {
       node.next ??= new Map();
@@ -141,6 +155,8 @@ export class TupleInterner {
       this.count++;
     }
     node.refs++;
+    this.recent[this.nextRecent] = node;
+    this.nextRecent = (this.nextRecent + 1) % this.recent.length;
     return node.tuple;
   }
 
@@ -167,6 +183,12 @@ export class TupleInterner {
   }
 }
 
+function sameParts(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 /** Values shared by a pair of keys, reference-counted so that nothing outlives its last user. */
 export class SharedByPair<V> {
   private readonly entries = new Map<string, Map<string, { value: V; refs: number }>>();
@@ -176,7 +198,8 @@ export class SharedByPair<V> {
     return this.count;
   }
 
-  acquire(a: string, b: string, make: () => V): V {
+  /** `make` gets the pair: a function made once, not a closure per call (one call per item). */
+  acquire(a: string, b: string, make: (a: string, b: string) => V): V {
     let inner = this.entries.get(a);
     if (!inner) {
       inner = new Map();
@@ -184,7 +207,7 @@ export class SharedByPair<V> {
     }
     let e = inner.get(b);
     if (!e) {
-      e = { value: make(), refs: 0 };
+      e = { value: make(a, b), refs: 0 };
       inner.set(b, e);
       this.count++;
     }
@@ -222,10 +245,22 @@ export function getOrCreate<K, V>(m: Map<K, V>, k: K, make: () => V): V {
 export class Shared<V> {
   private readonly entries = new Map<string, { value: V; refs: number }>();
 
-  acquire(sig: string, make: () => V): V {
+  /** `make` gets the signature: a function made once, not a closure per call (one call per item). */
+  acquire(sig: string, make: (sig: string) => V): V {
     let e = this.entries.get(sig);
     if (!e) {
-      e = { value: make(), refs: 0 };
+      e = { value: make(sig), refs: 0 };
+      this.entries.set(sig, e);
+    }
+    e.refs++;
+    return e.value;
+  }
+
+  /** The shared value under `sig` (`value` when there is none yet), with one more reference. */
+  share(sig: string, value: V): V {
+    let e = this.entries.get(sig);
+    if (!e) {
+      e = { value, refs: 0 };
       this.entries.set(sig, e);
     }
     e.refs++;

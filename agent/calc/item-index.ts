@@ -254,9 +254,7 @@ export class ItemIndex {
     inputNamedPorts: ReadonlyMap<string, readonly string[]> | undefined,
   ): Item {
     const namespace =
-      inputNamespace === undefined
-        ? undefined
-        : this.sharedNamespaces.acquire(inputNamespace, () => inputNamespace);
+      inputNamespace === undefined ? undefined : this.sharedNamespaces.share(inputNamespace, inputNamespace);
     const { profiles, inherited, nsLabels, saLabels } = this.profiles.acquire(inputProfiles, namespace);
     let labels: Record<string, string> = own;
     let ownKeys: readonly string[] | null = null;
@@ -267,7 +265,7 @@ export class ItemIndex {
     }
     const namedPorts =
       inputNamedPorts && inputNamedPorts.size > 0
-        ? this.sharedNamedPorts.acquire(namedPortsSig(inputNamedPorts), () => inputNamedPorts)
+        ? this.sharedNamedPorts.share(namedPortsSig(inputNamedPorts), inputNamedPorts)
         : undefined;
     return { id, key, labels, ownKeys, profiles, namespace, nets, namedPorts, nsLabels, saLabels };
   }
@@ -360,7 +358,12 @@ export class ItemIndex {
       if (req === null) continue;
       for (const clause of req)
         for (const a of clause) {
-          const k = a.space === 'scope' ? NAMESPACE_LABEL : a.space === 'labels' ? a.key : undefined;
+          const k =
+            a.space === 'scope'
+              ? NAMESPACE_LABEL
+              : a.space === 'labels' || a.space === 'absent'
+                ? a.key
+                : undefined;
           if (k !== undefined && !this.indexedKeys.has(k)) keys.add(k);
         }
     }
@@ -447,6 +450,10 @@ export class ItemIndex {
           (kp?.byValue.get(a.namespace)?.refs ?? 0) + (this.unlabelledNamespace.get(a.namespace)?.size ?? 0);
         est = Math.max(n, total / Math.max(1, this.sharedNamespaces.size));
         rank = 3;
+      } else if (a.space === 'absent') {
+        // Its candidates: the items without the key among their own labels.
+        est = Math.max(0, total - (this.postings.get(a.key)?.count ?? 0));
+        rank = 5;
       } else {
         const k = a.space === 'ns' ? NAMESPACE_LABEL_PREFIX + a.key : a.key;
         const kp = a.space === 'labels' ? this.postings.get(k) : undefined;
@@ -502,6 +509,10 @@ export class ItemIndex {
           disjoint = false;
           lists.push(extra.members(this.inUnlabelledNamespace(a.namespace)));
         }
+      } else if (a.space === 'absent') {
+        if (lists.length > 0) disjoint = false;
+        onlyKey = ABSENT_KEY;
+        lists.push(this.withoutOwn(a.key));
       } else if (a.space === 'labels') {
         const kp = this.ensureIndexed(a.key);
         if (kp) {
@@ -512,6 +523,26 @@ export class ItemIndex {
       } else viaProfiles(NAMESPACE_LABEL_PREFIX + a.key, a.values);
     }
     return { lists, disjoint };
+  }
+
+  /**
+   * The ids of the items without the key among their own labels, ascending: a superset of those
+   * whose effective labels lack it (an own label always wins over an inherited one). One pass
+   * over the ids, marking the key's postings.
+   */
+  private withoutOwn(k: string): number[] {
+    const limit = this.byId.length;
+    const has = new Uint8Array(limit);
+    const kp = this.ensureIndexed(k);
+    if (kp)
+      for (const e of kp.byValue.values()) {
+        const ids = e.list!.members(this.hasOwn(k, e.value));
+        for (let i = 0; i < ids.length; i++) has[ids[i]!] = 1;
+      }
+    const out: number[] = [];
+    const byId = this.byId;
+    for (let id = 0; id < limit; id++) if (has[id] === 0 && byId[id] !== undefined) out.push(id);
+    return out;
   }
 
   /**
@@ -526,8 +557,23 @@ export class ItemIndex {
   /**
    * How the index finds a requirement's candidates (see candidateIds), with a signature that is
    * the same for requirements whose candidates it finds the same way: undefined runs list all.
+   * With `memo`, requirements with the same clauses share one plan (a load's many matchers often
+   * differ only in what no index narrows, `app == 'a' && team != 't'` for several teams): the
+   * plans must be run before the index changes.
    */
-  planOf(req: Requirement): CandidatePlan {
+  planOf(req: Requirement, memo?: Map<string, CandidatePlan>): CandidatePlan {
+    if (memo === undefined || req === null) return this.newPlan(req);
+    let key = '';
+    for (const c of req) key += `${clauseSig(c)}\u0004`;
+    let plan = memo.get(key);
+    if (plan === undefined) {
+      plan = this.newPlan(req);
+      memo.set(key, plan);
+    }
+    return plan;
+  }
+
+  private newPlan(req: Requirement): CandidatePlan {
     if (req === null) return { sig: '*', run: undefined };
     if (isNothing(req)) return { sig: '', run: () => NO_IDS };
     const costs = req.map((c) => ({ c, cost: this.cost(c) }));
@@ -600,6 +646,8 @@ export function testOf(spec: MatcherSpec): (item: Item) => boolean {
 }
 
 const NO_IDS: readonly number[] = Object.freeze([]) as readonly number[];
+/** Stands for an absent-key list in clauseLists' check of whether its lists are disjoint. */
+const ABSENT_KEY = '\0absent';
 
 /**
  * The ids of sorted, disjoint lists that are also in one of each filter's lists, list by list
@@ -632,7 +680,9 @@ function clauseSig(c: Clause): string {
     .map((a) =>
       a.space === 'scope'
         ? `scope:${a.namespace}`
-        : `${a.space}:${a.key}${a.values ? `=${a.values.join('\u0001')}` : ''}`,
+        : a.space === 'absent'
+          ? `absent:${a.key}`
+          : `${a.space}:${a.key}${a.values ? `=${a.values.join('\u0001')}` : ''}`,
     )
     .join('\u0002');
 }

@@ -89,6 +89,11 @@ export class LabelIndex {
   /** Matchers without references, least recently active first (a subset of `matchers`). */
   private readonly dormant = new Map<IpSetId, MatcherState>();
   private dormantIds = 0;
+  /**
+   * The parked ones among them, least recently active first: trimming takes parked sets out of
+   * the dataplane without walking past the dormant ones that are not parked (thousands).
+   */
+  private readonly parked = new Map<IpSetId, MatcherState>();
   /** Ids selected by parked matchers (a part of `dormantIds`). */
   private parkedIds = 0;
   /** Referenced matchers whose members wait for `endDeferral()`, while deferring. */
@@ -155,6 +160,7 @@ export class LabelIndex {
       this.dormantIds -= existing.selected!.size;
       if (existing.parked) {
         existing.parked = false;
+        this.parked.delete(spec.id);
         this.parkedIds -= existing.selected!.size;
       } else this.announce(existing);
       return;
@@ -198,6 +204,7 @@ export class LabelIndex {
     const size = state.selected.size;
     if (size >= this.parkMin) {
       state.parked = true;
+      this.parked.set(id, state);
       this.parkedIds += size;
     } else this.sink.send({ kind: 'IPSetRemove', id });
     this.dormant.set(id, state);
@@ -218,8 +225,9 @@ export class LabelIndex {
     // Matchers that find their candidates the same way are evaluated together, item by item:
     // each candidate is read from memory once for all of them.
     const groups = new Map<string, { plan: CandidatePlan; group: MatcherState[] }>();
+    const plans = new Map<string, CandidatePlan>();
     for (const m of live) {
-      const plan = this.items.planOf(m.req);
+      const plan = this.items.planOf(m.req, plans);
       getOrCreate(groups, plan.sig, () => ({ plan, group: [] })).group.push(m);
     }
     for (const { plan, group } of groups.values()) {
@@ -284,6 +292,7 @@ export class LabelIndex {
       ...this.members.sizes(),
       matchers: this.matchers.size,
       dormantMatchers: this.dormant.size,
+      parkedMatchers: this.parked.size,
       matcherEntries,
       regNodes,
     };
@@ -340,11 +349,10 @@ export class LabelIndex {
    * go while they are too many or hold too many ids.
    */
   private trimDormant(): void {
-    if (this.parkedIds > this.parkMaxIds)
-      for (const state of this.dormant.values()) {
-        if (this.parkedIds <= this.parkMaxIds) break;
-        if (state.parked) this.unpark(state);
-      }
+    for (const state of this.parked.values()) {
+      if (this.parkedIds <= this.parkMaxIds) break;
+      this.unpark(state);
+    }
     for (const state of this.dormant.values()) {
       if (this.dormantIds <= DORMANT_MAX_IDS && this.dormant.size <= DORMANT_MAX) return;
       this.drop(state);
@@ -354,6 +362,7 @@ export class LabelIndex {
   /** A parked set leaves the dataplane; its matcher stays dormant (announced again if it comes back). */
   private unpark(state: MatcherState): void {
     state.parked = false;
+    this.parked.delete(state.spec.id);
     this.parkedIds -= state.selected!.size;
     this.sink.send({ kind: 'IPSetRemove', id: state.spec.id });
   }

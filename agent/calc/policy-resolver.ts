@@ -84,6 +84,12 @@ export class PolicyResolver {
   /** Tier orders from Tier resources; the default tier has Calico's order unless one says otherwise. */
   private readonly tierOrders = new Map<string, number>();
   private readonly selectors = new PolicySelectorIndex();
+  /**
+   * Whether the selector index holds the policies: from the first endpoint on. Until then a policy
+   * can select nothing, and indexing it would be work for nothing (a node without host endpoints,
+   * the common case, never needs the host resolver's index).
+   */
+  private indexed = false;
   /** Tiers whose end passes instead of dropping (`defaultAction: Pass`). */
   private readonly passTiers = new Set<string>();
   /**
@@ -120,6 +126,7 @@ export class PolicyResolver {
   upsertPolicy(p: CompiledPolicy): void {
     const old = this.policies.get(p.key);
     this.policies.set(p.key, p);
+    if (!this.indexed) return;
     this.selectors.setPolicy(p.key, p.selector);
     const before = this.endpointsByPolicy.get(p.key) ?? new Set<EndpointKey>();
     const after = new Set(this.selectors.endpointsSelectedBy(p.key));
@@ -167,15 +174,31 @@ export class PolicyResolver {
 
   /** A local endpoint was added, changed, or its inherited labels changed. */
   upsertEndpoint(input: LocalEndpointInput, labels: Labels): void {
-    const ep = this.endpoints.get(input.key) ?? { input, labels, policies: new Set<PolicyKey>() };
+    if (!this.indexed) {
+      this.indexed = true;
+      // In arrival order (a replaced policy keeps its place), as they would have been indexed.
+      for (const p of this.policies.values()) this.selectors.setPolicy(p.key, p.selector);
+    }
+    const known = this.endpoints.get(input.key);
+    const ep = known ?? { input, labels, policies: new Set<PolicyKey>() };
+    const sameInput = known !== undefined && sameEndpointInput(known.input, input);
     ep.input = input;
     ep.labels = labels;
     this.endpoints.set(input.key, ep);
     this.selectors.setEndpoint(input.key, labels);
     const now = new Set(this.selectors.policiesSelecting(labels));
-    for (const pk of ep.policies) if (!now.has(pk)) this.detach(pk, input.key);
+    let samePolicies = now.size === ep.policies.size;
+    for (const pk of ep.policies)
+      if (!now.has(pk)) {
+        samePolicies = false;
+        this.detach(pk, input.key);
+      }
     for (const pk of now) if (!ep.policies.has(pk)) this.attach(pk, input.key);
     ep.policies = now;
+    // A label change that moves no policy renders what was sent (hundreds of policies to order
+    // again, for nothing): every other change to a rendering (a policy's, a tier's) renders it.
+    const sent = this.kind === 'host' ? ep.lastSentHost : ep.lastSent;
+    if (sameInput && samePolicies && sent !== undefined && !this.deferred) return;
     this.sendEndpoint(ep);
   }
 
@@ -304,6 +327,16 @@ export class PolicyResolver {
     ep.lastSentHost = text;
     this.sink.send({ kind: 'HostEndpointUpdate', endpoint });
   }
+}
+
+function sameEndpointInput(a: LocalEndpointInput, b: LocalEndpointInput): boolean {
+  return (
+    a === b ||
+    (a.key === b.key &&
+      a.interfaceName === b.interfaceName &&
+      sameStrings(a.ipv4Nets, b.ipv4Nets) &&
+      sameStrings(a.profiles, b.profiles))
+  );
 }
 
 function sameEndpoint(a: LocalEndpoint, b: LocalEndpoint): boolean {

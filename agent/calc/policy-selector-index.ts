@@ -12,6 +12,7 @@ import { type Registration, RequirementRegistry, registrationOf } from './requir
 import {
   type Atom,
   type Clause,
+  isKeyable,
   isNothing,
   type Requirement,
   requirementOf,
@@ -130,6 +131,8 @@ export class PolicySelectorIndex {
     let best: Clause | undefined;
     let bestSize = Number.POSITIVE_INFINITY;
     for (const c of req) {
+      // An absent key: the complement of what the postings list (not kept here; few endpoints).
+      if (!isKeyable(c)) continue;
       let n = 0;
       for (const a of c) for (const s of this.postingsOf(a)) n += s.size;
       if (n < bestSize) {
@@ -137,7 +140,8 @@ export class PolicySelectorIndex {
         bestSize = n;
       }
     }
-    const lists = best ? best.flatMap((a) => this.postingsOf(a)) : [];
+    if (best === undefined) return undefined;
+    const lists = best.flatMap((a) => this.postingsOf(a));
     if (lists.length === 1) return lists[0]!;
     const out = new Set<EndpointKey>();
     for (const s of lists) for (const k of s) out.add(k);
@@ -183,7 +187,8 @@ export class PolicySelectorIndex {
 function clauseCost(clause: Clause): number {
   let c = 0;
   for (const a of clause) {
-    if (a.space !== 'labels') c += 100;
+    if (a.space === 'absent') c += 1000;
+    else if (a.space !== 'labels') c += 100;
     else if (!a.values) c += 50;
     else c += a.values.length * (a.key === NAMESPACE_LABEL ? 10 : 1);
   }

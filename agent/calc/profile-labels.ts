@@ -64,14 +64,10 @@ export class ProfileLabels {
     let nsLabels: Labels | undefined;
     if (namespace !== undefined) {
       const nsProfile = profiles.find(isNamespaceProfile);
-      nsLabels = this.nsLabels.acquire(nsProfile ?? '', namespace, () =>
-        this.nsLabelsOf(nsProfile, namespace),
-      );
+      nsLabels = this.nsLabels.acquire(nsProfile ?? '', namespace, this.nsLabelsOf);
     }
     const saProfile = profiles.find(isServiceAccountProfile);
-    const saLabels = saProfile
-      ? this.saLabels.acquire(saProfile, () => this.saLabelsOf(saProfile))
-      : EMPTY_LABELS;
+    const saLabels = saProfile ? this.saLabels.acquire(saProfile, this.saLabelsOf) : EMPTY_LABELS;
     return { profiles, inherited, nsLabels, saLabels };
   }
 
@@ -132,16 +128,15 @@ export class ProfileLabels {
    * The namespace's own labels, plus its name under the implicit keys, so that global() (which
    * tests for that key) is false for namespaced items.
    */
-  private nsLabelsOf(nsProfile: string | undefined, namespace: string): Labels {
+  private readonly nsLabelsOf = (nsProfile: string | undefined, namespace: string): Labels => {
     const out = stripPrefixed(nsProfile ? this.labels.get(nsProfile) : undefined, NAMESPACE_LABEL_PREFIX);
     out[NAMESPACE_LABEL] = namespace;
     out[NS_NAME_LABEL] = namespace;
     return out;
-  }
+  };
 
-  private saLabelsOf(saProfile: string): Labels {
-    return stripPrefixed(this.labels.get(saProfile), SERVICE_ACCOUNT_LABEL_PREFIX);
-  }
+  private readonly saLabelsOf = (saProfile: string): Labels =>
+    stripPrefixed(this.labels.get(saProfile), SERVICE_ACCOUNT_LABEL_PREFIX);
 
   private index(name: string, labels: Labels, add: boolean): void {
     for (const k in labels) {

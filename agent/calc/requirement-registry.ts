@@ -13,6 +13,7 @@ import {
   type Clause,
   type CostFn,
   cheapestClause,
+  isKeyable,
   isNothing,
   type Requirement,
 } from './selector-requirements.ts';
@@ -37,14 +38,19 @@ export interface ItemView {
  */
 export type Registration = 'always' | 'never' | { readonly primary: Clause; readonly secondary?: Atom };
 
-/** The registration for a requirement: its cheapest clause, then its cheapest keyable single atom. */
+/**
+ * The registration for a requirement: its cheapest clause an item can be looked up by, then its
+ * cheapest single atom looked up in one step.
+ */
 export function registrationOf(req: Requirement, cost: CostFn): Registration {
   if (req === null) return 'always';
   if (isNothing(req)) return 'never';
-  const primary = cheapestClause(req, cost);
+  const keyable = req.filter(isKeyable);
+  if (keyable.length === 0) return 'always';
+  const primary = cheapestClause(keyable, cost);
   let secondary: Atom | undefined;
   let bestCost = Number.POSITIVE_INFINITY;
-  for (const c of req) {
+  for (const c of keyable) {
     if (c === primary || c.length !== 1) continue;
     const a = c[0]!;
     // A namespace label or a bare key cannot be looked up from the item in one step.
@@ -198,6 +204,8 @@ export class RequirementRegistry<T extends Registrant> {
       at(this.byNamespace, a.namespace);
       return out;
     }
+    // Never registered under (registrationOf leaves such clauses out).
+    if (a.space === 'absent') return out;
     const [byValue, byKey] =
       a.space === 'labels' ? [this.byLabel, this.byLabelKey] : [this.byNsLabel, this.byNsLabelKey];
     if (!a.values) {
@@ -229,6 +237,7 @@ export class RequirementRegistry<T extends Registrant> {
 function secondaryKey(sec: Atom | undefined): { key: string | undefined; values: readonly string[] } {
   if (sec === undefined) return { key: undefined, values: [] };
   if (sec.space === 'scope') return { key: SCOPE_KEY, values: [sec.namespace] };
+  if (sec.space === 'absent') return { key: undefined, values: [] };
   return { key: sec.key, values: sec.values ?? [] };
 }
 

@@ -6,9 +6,12 @@
 // A requirement is a conjunction of clauses (all must hold), each a disjunction of atoms (at least
 // one holds); a clause without atoms cannot hold, so the matcher selects nothing (NOTHING). `null`
 // means nothing is known: the matcher can select items that have nothing in particular (`all()`,
-// `!has(k)`, `k != 'v'`, `k not in {...}`, `global()`), and stays on an always-evaluate list.
-// Atoms are in one of three spaces:
+// `k != 'v'`, `k not in {...}`, `global()`), and stays on an always-evaluate list.
+// Atoms are in one of four spaces:
 //   - `labels`: the item's effective labels (own plus inherited from profiles);
+//   - `absent`: the item's effective labels lack a key (`!has(k)`): found as the complement of the
+//     items that have it, so it narrows where the key is common; no item can be looked up by a
+//     key it lacks, so such a clause is never one to register under;
 //   - `ns`: the labels of the item's namespace (its kns profile's `pcns.` labels, prefix stripped);
 //   - `scope`: the item's namespace name.
 // Only necessity matters: the index still evaluates the whole matcher on every candidate.
@@ -24,6 +27,8 @@ const SERVICE_ACCOUNT_LABEL = 'projectcalico.org/serviceaccount';
 export type Atom =
   /** `labels[key]` is one of `values`, or (without values) `labels[key]` is present. */
   | { readonly space: 'labels' | 'ns'; readonly key: string; readonly values?: readonly string[] }
+  /** `labels[key]` is absent. */
+  | { readonly space: 'absent'; readonly key: string }
   /** The item is in this namespace. */
   | { readonly space: 'scope'; readonly namespace: string };
 
@@ -71,6 +76,8 @@ export function requirementOf(n: Node, negated: boolean, space: 'labels' | 'ns',
     case 'global':
       return negated ? NOTHING : null;
     case 'has':
+      if (negated) return space === 'labels' ? [[{ space: 'absent', key: n.key }]] : null;
+      return atomRequirement(space, n.key);
     case 'contains':
     case 'startsWith':
     case 'endsWith':
@@ -108,6 +115,12 @@ export function conjoin(parts: readonly Requirement[]): Requirement {
     clauses.push(...p);
   }
   return clauses.length > 0 ? clauses : null;
+}
+
+/** Whether an item can be looked up by each atom of the clause (by a label or namespace it has). */
+export function isKeyable(c: Clause): boolean {
+  for (const a of c) if (a.space === 'absent') return false;
+  return true;
 }
 
 /** The clause with the fewest estimated candidates. */

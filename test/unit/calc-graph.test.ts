@@ -23,6 +23,7 @@ import {
   block,
   deletion,
   type EntityInit,
+  hostEndpoint,
   namespace,
   node,
   policy,
@@ -1068,7 +1069,16 @@ const POLICY_SELECTORS = [
   "app in {'web', 'db'} && role != 'x'",
   "env == 'prod'",
 ];
-const RULE_SELECTORS = ["app == 'db'", "role == 'x'", 'has(app)', 'all()', "pcns.team == 'blue'"];
+const RULE_SELECTORS = [
+  "app == 'db'",
+  "role == 'x'",
+  'has(app)',
+  'all()',
+  "pcns.team == 'blue'",
+  // Found through the items without the key.
+  '!has(role)',
+  "!has(app) && role == 'x'",
+];
 
 const labelsArb = fc.record(
   {
@@ -1401,4 +1411,38 @@ describe('members deferred until in-sync', () => {
         { numRuns: 200 },
       );
     });
+});
+
+describe('host endpoint policies', () => {
+  it('policies that came before the first host endpoint apply to it as if they had come after', () => {
+    const ops = [
+      policy({ name: 'gw', selector: "role == 'gw'", order: 5, ingress: [{ action: 'Allow' }] }),
+      policy({ name: 'any', selector: 'all()', order: 1, types: ['Egress'], egress: [{ action: 'Deny' }] }),
+      policy({ name: 'gone', selector: 'has(role)', ingress: [{ action: 'Allow' }] }),
+      // Replaced (a policy keeps its place) and deleted before the endpoint comes.
+      policy({ name: 'gw', selector: "role == 'gw'", order: 0, ingress: [{ action: 'Deny' }] }),
+      deletion(policy({ name: 'gone' })),
+      policy({ name: 'other', selector: "role == 'db'", ingress: [{ action: 'Allow' }] }),
+    ];
+    const hep = hostEndpoint({ name: 'h1', node: NODE, interfaceName: 'eth0', labels: { role: 'gw' } });
+    const run = (updates: Update[]) => {
+      const seq = new Sequencer();
+      const g = new CalculationGraph({ nodeName: NODE, localCluster: 'a' }, seq);
+      for (const u of updates) g.onUpdate(u);
+      g.inSync();
+      const out = seq.flush();
+      return {
+        endpoints: out.filter((m) => m.kind === 'HostEndpointUpdate'),
+        policies: out
+          .filter((m) => m.kind === 'ActivePolicyUpdate')
+          .map((m) => (m.kind === 'ActivePolicyUpdate' ? m.policy.key : ''))
+          .sort(),
+      };
+    };
+    const after = run([hep, ...ops]);
+    const before = run([...ops, hep]);
+    assert.equal(after.endpoints.length, 1);
+    assert.deepEqual(before, after);
+    assert.deepEqual(after.policies, ['default/any', 'default/gw']);
+  });
 });

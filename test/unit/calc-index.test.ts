@@ -155,6 +155,33 @@ describe('TupleInterner', () => {
     assert.equal(t.release(c), true);
     assert.equal(t.size, 0);
   });
+
+  it('agrees with a count of references under random acquires and releases (property)', () => {
+    // More distinct tuples than it remembers recent ones, prefixes of each other among them.
+    const TUPLES = [[], ['a'], ['a', 'b'], ['b'], ['a', 'c'], ['b', 'a'], ['a', 'b', 'c']];
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.nat(TUPLES.length - 1)), { maxLength: 120 }), (ops) => {
+        const t = new TupleInterner();
+        const held = new Map<number, (readonly string[])[]>();
+        for (const [acquire, i] of ops) {
+          const list = held.get(i) ?? [];
+          if (acquire) {
+            // A copy: the interner must find the tuple by its parts, not by the array.
+            const got = t.acquire([...TUPLES[i]!]);
+            assert.deepEqual([...got], TUPLES[i]);
+            if (list.length > 0) assert.equal(got, list[0], 'one array per tuple while held');
+            list.push(got);
+            held.set(i, list);
+          } else if (list.length > 0) {
+            assert.equal(t.release(list.pop()!), list.length === 0);
+            if (list.length === 0) held.delete(i);
+          }
+          assert.equal(t.size, held.size);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
 });
 
 // --- requirements read off selectors ----------------------------------------------------------------
@@ -167,6 +194,7 @@ function req(src: string, negated = false, space: 'labels' | 'ns' = 'labels'): R
 
 const kv = (key: string, ...values: string[]): Atom => ({ space: 'labels', key, values });
 const has = (key: string): Atom => ({ space: 'labels', key });
+const absent = (key: string): Atom => ({ space: 'absent', key });
 
 describe('requirements of selectors', () => {
   it('label values, sets and presence are required; conjunctions keep every clause', () => {
@@ -185,16 +213,26 @@ describe('requirements of selectors', () => {
     for (const src of [
       'all()',
       '',
-      '!has(app)',
       "app != 'web'",
       "app not in {'a'}",
       'global()',
-      "app == 'web' || !has(tier)",
+      "app == 'web' || app != 'db'",
       "!(app == 'web' && tier == 'db')",
     ])
       assert.equal(req(src), null, src);
     // ...but a conjunction with them keeps what the other side requires.
-    assert.deepEqual(req("app == 'web' && !has(tier)"), [[kv('app', 'web')]]);
+    assert.deepEqual(req("app == 'web' && tier != 'x'"), [[kv('app', 'web')]]);
+  });
+
+  it('a missing key is required as absent (in the item labels only)', () => {
+    assert.deepEqual(req('!has(app)'), [[absent('app')]]);
+    assert.deepEqual(req("app == 'web' && !has(tier)"), [[kv('app', 'web')], [absent('tier')]]);
+    assert.deepEqual(req("app == 'web' || !has(tier)"), [[kv('app', 'web'), absent('tier')]]);
+    assert.deepEqual(req("!(has(tier) || app != 'x')"), [[absent('tier')], [kv('app', 'x')]]);
+    // A namespace's missing label: not indexed (namespace labels are few, shared objects).
+    assert.equal(req('!has(team)', false, 'ns'), null);
+    // Only presence is indexed: `!(k contains v)` holds for items with the key too.
+    assert.equal(req("!(app contains 'w')"), null);
   });
 
   it('selectors that can never match require the impossible', () => {
@@ -519,7 +557,8 @@ describe('LabelIndex indexes', () => {
     item('w', { app: 'web' }, 'dev');
     item('d', { app: 'db' }, 'shop');
     item('h', { app: 'db', tier: 'x' });
-    // !has(tier) can select anything: always re-evaluated. The others by label and namespace.
+    // !has(tier) is found by a missing label, which no item can be looked up by: always
+    // re-evaluated. The others by label and namespace.
     assert.deepEqual([...index.matchersFor('w')].sort(), [web.id, notTier.id].sort());
     assert.deepEqual([...index.matchersFor('d')].sort(), [dbShop.id, notTier.id, teamBlue.id].sort());
     assert.deepEqual([...index.matchersFor('h')], [notTier.id]);
@@ -527,7 +566,67 @@ describe('LabelIndex indexes', () => {
     // enough of them to make it worth it).
     for (let i = 0; i < 20; i++) item(`d${i}`, { app: 'db' }, 'dev');
     assert.deepEqual([...(index.candidatesOf(dbShop) ?? [])], ['d']);
-    assert.equal(index.candidatesOf(notTier), undefined);
+    // Its candidates are the items without the key.
+    assert.deepEqual(
+      [...(index.candidatesOf(notTier) ?? [])].sort(),
+      ['d', 'w', ...Array.from({ length: 20 }, (_, i) => `d${i}`)].sort(),
+    );
+    assert.equal(index.candidatesOf(spec("tier != 'x'")), undefined);
     assert.deepEqual([...(index.candidatesOf(teamBlue) ?? [])], ['d']);
+  });
+});
+
+describe('candidates of a missing key', () => {
+  it('are exactly the items without it among their own labels, a superset of the matches (differential, property)', () => {
+    const KEYS = ['app', 'tier', 'role'];
+    const itemArb = fc.record({
+      labels: fc.record(
+        { app: fc.constant('web'), tier: fc.constant('x'), role: fc.constant('r') },
+        {
+          requiredKeys: [],
+        },
+      ),
+      // A profile passing `tier` on: such items lack it as an own label, yet have it.
+      inherits: fc.boolean(),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(fc.option(itemArb, { nil: undefined }), { minLength: 1, maxLength: 60 }),
+        fc.array(fc.nat(59), { maxLength: 20 }),
+        (slots, deletions) => {
+          const index = new LabelIndex({ send: () => {} });
+          index.setProfileLabels('p', { tier: 'y' });
+          const own = new Map<string, Record<string, string>>();
+          slots.forEach((it, i) => {
+            if (!it) return;
+            const key = `i${i}`;
+            own.set(key, it.labels);
+            index.upsertItem({ key, ownLabels: it.labels, profiles: it.inherits ? ['p'] : [], nets: [] });
+          });
+          for (const i of deletions) {
+            own.delete(`i${i}`);
+            index.deleteItem(`i${i}`);
+          }
+          for (const k of KEYS) {
+            for (const src of [`!has(${k})`, `!has(${k}) && has(app)`, `app == 'web' || !has(${k})`]) {
+              const spec: MatcherSpec = {
+                id: 'x' as IpSetId,
+                type: 'hash:net',
+                selector: parseSelector(src),
+              };
+              const cands = index.candidatesOf(spec);
+              assert.ok(cands, `${src} is narrowed`);
+              for (const key of own.keys())
+                if (index.itemMatches(spec, key)) assert.ok(cands.has(key), `${src}: ${key} missed`);
+              if (src.startsWith('!has') && !src.includes('&&')) {
+                const want = [...own].filter(([, l]) => !(k in l)).map(([key]) => key);
+                assert.deepEqual([...cands].sort(), want.sort(), src);
+              }
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
