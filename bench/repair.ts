@@ -265,20 +265,17 @@ async function scale(NODES: number): Promise<{ rows: Row[]; idle: string; stats:
         vteps.map((v) => ({ ip: v.tunnelIp, mac: v.mac })),
         [],
       ),
-      ...renderRoutePlan(
-        {
-          replace: vteps.map((v) => ({
-            dst: v.block,
-            dev: 'vxlan.calico',
-            via: v.tunnelIp,
-            onlink: true,
-            mtu: MTU,
-          })),
-          remove: [],
-          conflicts: [],
-        },
-        { enabled: true, foreign: new Set() },
-      ),
+      ...renderRoutePlan({
+        replace: vteps.map((v) => ({
+          dst: v.block,
+          dev: 'vxlan.calico',
+          via: v.tunnelIp,
+          onlink: true,
+          mtu: MTU,
+        })),
+        remove: [],
+        conflicts: [],
+      }),
     ];
     const fdbLines = diffFdb(
       'vxlan.calico',

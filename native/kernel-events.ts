@@ -2,7 +2,7 @@
 // so the agent repairs what someone else changed within a second instead of at the next periodic
 // resync.
 //
-// The source is iproute2's `ip -4 -o -d monitor link address route nexthop neigh` plus
+// The source is iproute2's `ip -4 -o -d monitor link address route neigh` plus
 // `ip -f bridge -o monitor neigh` (the FDB: bridge-family neighbour messages), not the `netlink`
 // npm package. Measured here (100,000 route adds and deletes in a namespace, a dump request in a
 // loop, the receiving process's event loop blocked 1.5 s every 3 s as a large calculation batch
@@ -26,7 +26,7 @@ import { logger } from '../lib/log.ts';
 
 const log = logger('kernel-events');
 
-export type KernelObject = 'link' | 'addr' | 'route' | 'nexthop' | 'neigh' | 'fdb';
+export type KernelObject = 'link' | 'addr' | 'route' | 'neigh' | 'fdb';
 
 export interface KernelEvent {
   object: KernelObject;
@@ -36,7 +36,7 @@ export interface KernelEvent {
   dev?: string;
   /** A route's or neighbour's destination, a link's name, an address (CIDR), an FDB entry's MAC. */
   subject: string;
-  /** An FDB entry's remote VTEP address; a nexthop's gateway. */
+  /** An FDB entry's remote VTEP address. */
   dst?: string;
   /** A link's (or an address's link's) index: tells a device from the one that replaced it. */
   ifindex?: number;
@@ -98,11 +98,9 @@ export function parseMonitorLine(raw: string, fromBridge = false): KernelEvent |
   const addr = /^(\d+): (\S+)\s+inet6? (\S+)/.exec(line);
   if (addr)
     return { object: 'addr', deleted, dev: addr[2], subject: addr[3]!, ifindex: Number(addr[1]), line };
-  // Nexthop objects: "id 5 via 10.64.0.0 dev vxlan.calico scope link proto 80 onlink"; with -d a
-  // route line is followed by its nexthop's details on a line of its own ("nh_info id 5 ...").
+  // With -d a route through someone's nexthop object is followed by the nexthop's details on a
+  // line of its own ("nh_info id 5 ..."); our routes use none (native/iproute.ts says why).
   if (first === 'nh_info') return undefined;
-  const nh = /^id (\d+)(?: via (\S+))?/.exec(line);
-  if (nh) return { object: 'nexthop', deleted, dev, subject: nh[1]!, dst: nh[2], line };
   // Neighbours carry lladdr or a NUD state; routes carry via/proto/scope/src or a bare dev.
   if (/\slladdr\s|\s(?:FAILED|INCOMPLETE|STALE|REACHABLE|DELAY|PROBE|PERMANENT|NOARP)\s*$/.test(line)) {
     return { object: 'neigh', deleted, dev, subject: first, line };
@@ -139,7 +137,7 @@ export class IpMonitorSource implements KernelEventSource {
     this.monitors = [
       {
         cmd: 'ip',
-        args: [...common, '-4', '-d', 'monitor', 'link', 'address', 'route', 'nexthop', 'neigh'],
+        args: [...common, '-4', '-d', 'monitor', 'link', 'address', 'route', 'neigh'],
         bridge: false,
       },
       { cmd: 'ip', args: [...common, '-f', 'bridge', 'monitor', 'neigh'], bridge: true },
