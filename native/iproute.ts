@@ -7,7 +7,7 @@
 // names (the agent: cali*); permanent neighbour and FDB entries on the device being synced. The
 // kernel's own `proto kernel` routes (derived from addresses) are never touched, nor anything else.
 import { logger } from '../lib/log.ts';
-import { type Cidr, type Ip4, ip4ToInt, type Mac } from '../model/net.ts';
+import type { Cidr, Ip4, Mac } from '../model/net.ts';
 import { CommandError, run } from './exec.ts';
 
 const log = logger('iproute');
@@ -154,7 +154,18 @@ const GATEWAY_METRICS = 4093;
 /** The metric a route is written with: 0, or for a gateway route 1–4093 from its gateway. */
 export function routeMetric(r: RouteSpec): number {
   if (r.blackhole || r.via === undefined || r.dev === '') return 0;
-  return 1 + (ip4ToInt(r.via) % GATEWAY_METRICS);
+  // The address was checked where it entered (an Ip4): read here digit by digit, for this runs for
+  // every route event of a 10,000-route repair.
+  let n = 0;
+  let part = 0;
+  for (let i = 0; i < r.via.length; i++) {
+    const c = r.via.charCodeAt(i);
+    if (c === 46) {
+      n = n * 256 + part;
+      part = 0;
+    } else part = part * 10 + c - 48;
+  }
+  return 1 + ((n * 256 + part) % GATEWAY_METRICS);
 }
 
 function renderReplace(r: RouteSpec): string {
@@ -504,13 +515,20 @@ export class IpRouteDriver {
    * core).
    *
    * Entries on vxlan.calico while it is missing or down cannot be written, and need not be: its
-   * loss has its own event, whose repair writes every entry back. Such a failure is not an error.
+   * loss has its own event, whose repair writes every entry back. Such a failure is not an error;
+   * and before a bulk (the thousands of FDB deletions that deleting the device begins with), the
+   * device is looked at first unless the caller just made it (`deviceReady`): measured at 10,000
+   * VTEPs, a bridge batch against a device gone took 0.8 s of failing lines.
    */
-  async rewrite(o: {
-    routes: readonly RouteSpec[];
-    neighbours: readonly NeighSpec[];
-    fdb: readonly FdbSpec[];
-  }): Promise<number> {
+  async rewrite(
+    o: { routes: readonly RouteSpec[]; neighbours: readonly NeighSpec[]; fdb: readonly FdbSpec[] },
+    opts: { deviceReady?: boolean } = {},
+  ): Promise<number> {
+    const bulk = o.routes.length + o.neighbours.length + o.fdb.length >= BULK_LINES;
+    if (bulk && !opts.deviceReady && !(await this.link(VXLAN_DEV, false))?.flags?.includes('UP')) {
+      log.debug({ netns: this.netns }, 'rewrite skipped: vxlan.calico is missing or down');
+      return 0;
+    }
     try {
       const arp = diffNeighbours(VXLAN_DEV, o.neighbours, []);
       const routes = renderRoutePlan({ replace: [...o.routes], remove: [], conflicts: [] });

@@ -68,12 +68,14 @@ export interface LinkWriter {
    * bulk batch is a repair the node waits for).
    */
   lowerBulkPriority?(on: boolean): void;
-  /** Write these as wanted without a read-back (repairs of what kernel events reported). */
-  rewrite(objects: {
-    routes: readonly RouteSpec[];
-    neighbours: readonly NeighSpec[];
-    fdb: readonly FdbSpec[];
-  }): Promise<unknown>;
+  /**
+   * Write these as wanted without a read-back (repairs of what kernel events reported).
+   * `deviceReady`: vxlan.calico was just checked or made, so a bulk need not look at it first.
+   */
+  rewrite(
+    objects: { routes: readonly RouteSpec[]; neighbours: readonly NeighSpec[]; fdb: readonly FdbSpec[] },
+    opts?: { deviceReady?: boolean },
+  ): Promise<unknown>;
 }
 
 export class VxlanManager {
@@ -255,8 +257,9 @@ export class VxlanManager {
     const routes = this.deviceRoutes();
     const neighbours = vteps.map((v) => ({ ip: v.tunnelIp, mac: v.mac }));
     const fdb = vteps.map((v) => ({ mac: v.mac, dst: v.nodeIp }));
-    await this.writer.rewrite({ routes, neighbours, fdb: kept ? [] : fdb });
-    if (kept) await this.writer.rewrite({ routes: [], neighbours: [], fdb });
+    const ready = { deviceReady: true };
+    await this.writer.rewrite({ routes, neighbours, fdb: kept ? [] : fdb }, ready);
+    if (kept) await this.writer.rewrite({ routes: [], neighbours: [], fdb }, ready);
     return { vteps: vteps.length, routes: routes.length };
   }
 

@@ -4,10 +4,21 @@
 // deletion or change of our state asks for a repair; our own writes, echoed back, do not.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { classify, type DesiredKernelState, planRepairs } from '../../agent/dataplane/kernel-watch.ts';
+import {
+  classify,
+  type DesiredKernelState,
+  KernelWatch,
+  planRepairs,
+  type RepairPlan,
+} from '../../agent/dataplane/kernel-watch.ts';
 import type { Cidr, Ip4, Mac } from '../../model/net.ts';
 import type { RouteSpec } from '../../native/iproute.ts';
-import { type KernelEvent, parseMonitorLine } from '../../native/kernel-events.ts';
+import {
+  type EventStream,
+  type KernelEvent,
+  type KernelEventHandlers,
+  parseMonitorLine,
+} from '../../native/kernel-events.ts';
 
 const ip = (l: string) => parseMonitorLine(l);
 const br = (l: string) => parseMonitorLine(l, true);
@@ -311,5 +322,77 @@ describe('planRepairs', () => {
   });
   it('nothing of ours: no plan', () => {
     assert.equal(planRepairs([ip('Deleted 192.168.7.0/24 via 10.99.0.9 dev eth0 ')!], WANT).plan, undefined);
+  });
+});
+
+describe('KernelWatch', () => {
+  /** A watch on a fake source: `send` events or losses, then `settle` and read the plans asked for. */
+  function watch() {
+    let h: KernelEventHandlers | undefined;
+    const plans: RepairPlan[] = [];
+    const w = new KernelWatch(
+      { start: (handlers) => (h = handlers), stop: () => undefined },
+      { repair: (p) => plans.push(p) },
+      () => WANT,
+    );
+    w.start();
+    return {
+      plans,
+      send: (...es: (KernelEvent | undefined)[]) => {
+        for (const e of es) h!.onEvent(e!);
+      },
+      lose: (stream: EventStream) => h!.onLost('No buffer space available', stream),
+      settle: (ms = 150) => new Promise((r) => setTimeout(r, ms)),
+      stop: () => w.stop(),
+    };
+  }
+  const fdbGone = (i: number) =>
+    br(
+      `Deleted 10.99.0.${i} dev vxlan.calico lladdr 66:00:00:00:01:${(i % 256).toString(16).padStart(2, '0')} NOARP PERMANENT `,
+    );
+
+  it("a device's FDB flush, ahead of its link events, waits for them: one device repair", async () => {
+    const t = watch();
+    t.send(...Array.from({ length: 100 }, (_, i) => fdbGone(i)));
+    await t.settle(60); // past the debounce, within the grace
+    t.send(ip('Deleted 4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noop state DOWN'));
+    await t.settle();
+    t.stop();
+    assert.deepEqual(
+      t.plans.map((p) => [p.device, p.fdb.length]),
+      [['deleted', 0]],
+    );
+  });
+
+  it("after a loss, a stream's deletions up to the first echo of the repair are the old device's", async () => {
+    const t = watch();
+    t.send(vx('BROADCAST,MULTICAST')); // set down: the kernel flushes the ARP entries
+    await t.settle();
+    const arpGone = ip('Deleted 10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ');
+    // Up again (the repair), then the flush's deletions, late on their own stream: nothing.
+    t.send(vx('BROADCAST,MULTICAST,UP,LOWER_UP'), arpGone);
+    await t.settle();
+    assert.deepEqual(
+      t.plans.map((p) => [p.device, p.neighbours.length]),
+      [['down', 0]],
+    );
+    // The repair's own write, echoed: from here on a deletion is real.
+    t.send(ip('10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT '), arpGone);
+    await t.settle();
+    t.stop();
+    assert.deepEqual(t.plans[1]?.neighbours, [{ ip: '10.20.0.1', mac: '66:00:00:00:00:02' }]);
+  });
+
+  it('lost events: what their stream covers is re-read', async () => {
+    const t = watch();
+    t.lose('arp');
+    await t.settle();
+    t.lose('links');
+    await t.settle();
+    t.stop();
+    assert.deepEqual(
+      t.plans.map((p) => [...p.scopes].sort()),
+      [['vxlan'], ['routes', 'vxlan']],
+    );
   });
 });
