@@ -373,46 +373,72 @@ export class IpRouteDriver {
    */
   async ensureVxlan(
     spec: VxlanSpec,
+    opts: { absent?: boolean } = {},
   ): Promise<{ created: boolean; changed: boolean; ms: number; replaced?: number; ifindex?: number }> {
     // With the MTU given, the parent is only checked by the kernel when the device is created.
     const parent = spec.mtu === undefined ? await this.link(spec.parentDev, false) : undefined;
     if (spec.mtu === undefined && parent === undefined)
       throw new Error(`VXLAN parent device ${spec.parentDev} does not exist`);
     const mtu = spec.mtu ?? (parent?.mtu ?? 0) - VXLAN_OVERHEAD;
+    if (opts.absent) {
+      // Said to be gone: created without a look; if the name is taken after all, the look follows.
+      try {
+        return await this.createVxlan(spec, mtu, undefined);
+      } catch (e) {
+        log.debug({ netns: this.netns, err: (e as Error).message }, 'vxlan device not absent after all');
+      }
+    }
     const cur = await this.link(spec.name, true);
+    if (cur === undefined || !vxlanMatches(cur, spec)) return this.createVxlan(spec, mtu, cur);
     const lines: string[] = [];
-    const create = cur === undefined || !vxlanMatches(cur, spec);
-    if (cur !== undefined && create) lines.push(`link del ${spec.name}`);
-    if (create) {
-      lines.push(
-        `link add ${spec.name} address ${spec.mac} type vxlan id ${spec.vni} dstport ${spec.port} ` +
-          `local ${spec.localIp} dev ${spec.parentDev} nolearning`,
-      );
-    } else if (cur.linkinfo?.info_data?.local !== spec.localIp) {
+    if (cur.linkinfo?.info_data?.local !== spec.localIp) {
       // The kernel changes the source address in place, keeping every entry and route (the VNI,
       // port and parent it refuses to change; a new MAC would flush the ARP entries).
       lines.push(`link set ${spec.name} type vxlan local ${spec.localIp}`);
     }
-    const have = create ? undefined : cur;
-    if (have?.mtu !== mtu) lines.push(`link set ${spec.name} mtu ${mtu}`);
+    if (cur.mtu !== mtu) lines.push(`link set ${spec.name} mtu ${mtu}`);
     const want = spec.tunnelAddress ? `${spec.tunnelAddress}/32` : undefined;
-    const addrs = (have?.addr_info ?? [])
+    const addrs = (cur.addr_info ?? [])
       .filter((a) => a.family === 'inet')
       .map((a) => `${a.local}/${a.prefixlen}`);
     for (const a of addrs) if (a !== want) lines.push(`addr del ${a} dev ${spec.name}`);
     if (want !== undefined && !addrs.includes(want)) lines.push(`addr replace ${want} dev ${spec.name}`);
-    if (!have?.flags?.includes('UP')) lines.push(`link set ${spec.name} up`);
-    if (lines.length === 0) return { created: false, changed: false, ms: 0, ...known(cur?.ifindex) };
+    if (!cur.flags?.includes('UP')) lines.push(`link set ${spec.name} up`);
+    if (lines.length === 0) return { created: false, changed: false, ms: 0, ...known(cur.ifindex) };
+    // Order matters here, so no -force: stop at the first error.
+    const ms = await this.batch('ip', lines, false);
+    return { created: false, changed: true, ms, ...known(cur.ifindex) };
+  }
+
+  /**
+   * The device made anew (in place of `cur`, deleted first), with its MTU, address and up; its
+   * index read back in the same batch (events name devices by index, and a repair must tell this
+   * device from the one it replaced).
+   */
+  private async createVxlan(
+    spec: VxlanSpec,
+    mtu: number,
+    cur: JsonLink | undefined,
+  ): Promise<{ created: boolean; changed: boolean; ms: number; replaced?: number; ifindex?: number }> {
+    const lines = [
+      ...(cur ? [`link del ${spec.name}`] : []),
+      `link add ${spec.name} address ${spec.mac} mtu ${mtu} type vxlan id ${spec.vni} dstport ${spec.port} ` +
+        `local ${spec.localIp} dev ${spec.parentDev} nolearning`,
+      ...(spec.tunnelAddress ? [`addr replace ${spec.tunnelAddress}/32 dev ${spec.name}`] : []),
+      `link set ${spec.name} up`,
+      `link show dev ${spec.name}`,
+    ];
     // Order matters here (add before set), so no -force: stop at the first error.
-    // Created: its index read back in the same batch (events name devices by index, and a repair
-    // must tell this device from the one it replaced).
-    if (create) lines.push(`link show dev ${spec.name}`);
     const { ms, stdout } = await this.batchOutput('ip', lines, false);
-    const ifindex = create ? Number(/^(\d+): /m.exec(stdout)?.[1] ?? Number.NaN) : cur?.ifindex;
-    if (create)
-      log.info({ netns: this.netns, dev: spec.name, recreated: cur !== undefined }, 'vxlan device created');
-    const replaced = create && cur?.ifindex !== undefined ? { replaced: cur.ifindex } : {};
-    return { created: create, changed: true, ms, ...replaced, ...known(ifindex) };
+    log.info({ netns: this.netns, dev: spec.name, recreated: cur !== undefined }, 'vxlan device created');
+    const ifindex = Number(/^(\d+): /m.exec(stdout)?.[1] ?? Number.NaN);
+    return {
+      created: true,
+      changed: true,
+      ms,
+      ...(cur?.ifindex !== undefined ? { replaced: cur.ifindex } : {}),
+      ...known(ifindex),
+    };
   }
 
   /**

@@ -54,7 +54,8 @@ interface EnsureResult {
 export interface LinkWriter {
   findDeviceWithAddress(ip: Ip4): Promise<{ name: string; mtu: number } | undefined>;
   interfaceMtus(): Promise<{ name: string; mtu: number }[]>;
-  ensureVxlan(spec: VxlanSpec): Promise<unknown>;
+  /** `absent`: events said the device is gone; create it without looking first. */
+  ensureVxlan(spec: VxlanSpec, opts?: { absent?: boolean }): Promise<unknown>;
   /** `fresh`: the device was just created, so it holds no entries and there is nothing to read. */
   syncNeighbours(dev: string, desired: readonly NeighSpec[], opts?: { fresh?: boolean }): Promise<unknown>;
   syncFdb(dev: string, desired: readonly FdbSpec[], opts?: { fresh?: boolean }): Promise<unknown>;
@@ -234,6 +235,23 @@ export class VxlanManager {
   }
 
   /**
+   * ensureVxlan for a repair. Deleted: the device is created without looking first (one tool run
+   * less; the look follows only if the name is taken). Down: a deletion is reported as down first,
+   * and the look may see the device still there while the kernel tears it down (the deleting
+   * command holds the lock the fix needs): when the fix fails, once more, on what is there now.
+   */
+  private async ensureAfterLoss(spec: VxlanSpec, loss: DeviceLoss): Promise<EnsureResult | undefined> {
+    const ensure = (absent: boolean) =>
+      this.writer.ensureVxlan(spec, { absent }) as Promise<EnsureResult | undefined>;
+    try {
+      return await ensure(loss === 'deleted');
+    } catch (e) {
+      log.debug({ loss, err: (e as Error).message }, 'vxlan.calico changed under its repair; once more');
+      return await ensure(false);
+    }
+  }
+
+  /**
    * Notes what ensureVxlan did; true when it created the device. The device it replaced, the one
    * last seen (a device found missing was that one) and those the events named are gone for good:
    * their later events ask for nothing.
@@ -286,7 +304,7 @@ export class VxlanManager {
     }
     const started = performance.now();
     try {
-      const res = (await this.writer.ensureVxlan(spec)) as EnsureResult | undefined;
+      const res = await this.ensureAfterLoss(spec, loss);
       const recreated = this.ensured(res, indexes);
       const ensureMs = Math.round(performance.now() - started);
       if (loss === 'changed' && !recreated) {

@@ -117,8 +117,25 @@ describe('vxlan.calico repair on kernel events', () => {
     await assert.rejects(vx.apply(), /no such device/);
     fail = false;
     assert.equal(await vx.apply(), true);
-    // The full check finds the device made anew: everything on it written at once, nothing read.
-    assert.deepEqual(calls, ['ensure', 'find', 'ensure', 'find', 'ensure', 'rewrite']);
+    // Tried twice, then the full check (failing once more), which finds the device made anew:
+    // everything on it written at once, nothing read.
+    assert.deepEqual(calls, ['ensure', 'ensure', 'find', 'ensure', 'find', 'ensure', 'rewrite']);
+  });
+
+  it('reported down, deleted under the fix (the kernel tearing it down): once more, made anew', async () => {
+    let failures = 0;
+    const { vx, calls, rewrites } = setup(async () => {
+      if (failures-- > 0) throw new Error('Cannot find device "vxlan.calico"');
+      return { created: true };
+    });
+    await vx.apply();
+    calls.length = 0;
+    rewrites.length = 0;
+    failures = 1;
+    vx.markLost('down', [4]);
+    assert.equal(await vx.apply(), false, 'no full check');
+    assert.deepEqual(calls, ['ensure', 'ensure', 'rewrite']);
+    assert.deepEqual(rewrites, [{ routes: 2, neighbours: 2, fdb: 2 }], 'made anew: the FDB too');
   });
 
   it('the full check on a device that exists reads its entries back', async () => {
