@@ -432,9 +432,10 @@ async function main(): Promise<void> {
     const nat = (await run(save, ['-t', 'nat'], { netns: agentNs })).stdout;
     const routes = JSON.parse(
       (await run('ip', ['-j', 'route', 'show', 'proto', '80'], { netns: agentNs })).stdout,
-    ) as { dst: string; dev: string; gateway?: string; nhid?: number }[];
-    // The agent's block routes go through nexthop objects (native/iproute.ts): the floor loads the
-    // same nexthops and `nhid` routes, not plain `via` routes (which the kernel inserts far slower).
+    ) as { dst: string; dev: string; gateway?: string; nhid?: number; metric?: number }[];
+    // The agent's block routes carry a metric from their gateway (native/iproute.ts: at one metric
+    // the kernel inserts them far slower): the floor loads them with theirs. An older agent's went
+    // through nexthop objects; the floor loads those too if any are there.
     const nexthops = JSON.parse(
       (await run('ip', ['-j', 'nexthop', 'show', 'protocol', '80'], { netns: agentNs })).stdout || '[]',
     ) as { id: number; gateway: string; dev: string; flags?: string[] }[];
@@ -473,7 +474,7 @@ async function main(): Promise<void> {
       ...routes.map((r) =>
         r.nhid !== undefined
           ? `route replace ${r.dst} nhid ${r.nhid} proto 80`
-          : `route replace ${r.dst} ${r.gateway ? `via ${r.gateway} onlink` : ''} dev ${r.dev} proto 80`,
+          : `route replace ${r.dst} ${r.gateway ? `via ${r.gateway} onlink` : ''} dev ${r.dev} proto 80${r.metric ? ` metric ${r.metric}` : ''}`,
       ),
     ].join('\n');
     const fdbBatch = fdb

@@ -41,16 +41,21 @@ export function vxlanMtu(links: readonly { name: string; mtu: number }[], parent
   return (mtus.length > 0 ? Math.min(...mtus) : parent.mtu) - VXLAN_OVERHEAD;
 }
 
-/** What ensureVxlan reports: `created` the device anew, in place of `replaced` (its index). */
+/**
+ * What ensureVxlan reports: `created` the device anew, in place of `replaced` (its index); the
+ * index of the device now in place.
+ */
 interface EnsureResult {
   created?: boolean;
   replaced?: number;
+  ifindex?: number;
 }
 
 export interface LinkWriter {
   findDeviceWithAddress(ip: Ip4): Promise<{ name: string; mtu: number } | undefined>;
   interfaceMtus(): Promise<{ name: string; mtu: number }[]>;
-  ensureVxlan(spec: VxlanSpec): Promise<unknown>;
+  /** `absent`: events said the device is gone; create it without looking first. */
+  ensureVxlan(spec: VxlanSpec, opts?: { absent?: boolean }): Promise<unknown>;
   /** `fresh`: the device was just created, so it holds no entries and there is nothing to read. */
   syncNeighbours(dev: string, desired: readonly NeighSpec[], opts?: { fresh?: boolean }): Promise<unknown>;
   syncFdb(dev: string, desired: readonly FdbSpec[], opts?: { fresh?: boolean }): Promise<unknown>;
@@ -64,12 +69,14 @@ export interface LinkWriter {
    * bulk batch is a repair the node waits for).
    */
   lowerBulkPriority?(on: boolean): void;
-  /** Write these as wanted without a read-back (repairs of what kernel events reported). */
-  rewrite(objects: {
-    routes: readonly RouteSpec[];
-    neighbours: readonly NeighSpec[];
-    fdb: readonly FdbSpec[];
-  }): Promise<unknown>;
+  /**
+   * Write these as wanted without a read-back (repairs of what kernel events reported).
+   * `deviceReady`: vxlan.calico was just checked or made, so a bulk need not look at it first.
+   */
+  rewrite(
+    objects: { routes: readonly RouteSpec[]; neighbours: readonly NeighSpec[]; fdb: readonly FdbSpec[] },
+    opts?: { deviceReady?: boolean },
+  ): Promise<unknown>;
 }
 
 export class VxlanManager {
@@ -100,6 +107,8 @@ export class VxlanManager {
    * land in two bursts; the first repair makes it good, the second is about a device long gone.
    */
   private readonly replaced = new Set<number>();
+  /** The index of vxlan.calico as last checked or created. */
+  private deviceIndex?: number;
   /** The routes on vxlan.calico (the route manager's): a lost device takes them with it. */
   deviceRoutes: () => RouteSpec[] = () => [];
 
@@ -198,13 +207,18 @@ export class VxlanManager {
         mtu,
         tunnelAddress: h.tunnelIp,
       };
-      const res = await this.writer.ensureVxlan(spec);
-      fresh = (res as { created?: boolean } | undefined)?.created === true;
+      fresh = this.ensured((await this.writer.ensureVxlan(spec)) as EnsureResult | undefined, []);
       this.device.done(deviceGen);
       this.mtu = mtu;
       this.programmed = spec;
       this.established = true;
       this.version++;
+    }
+    if (fresh) {
+      // A new device holds nothing: everything on it is written at once, as a lost device's repair.
+      await this.writeEverything();
+      this.gen.done(gen);
+      return true;
     }
     await this.writer.syncFdb(
       VXLAN_DEVICE,
@@ -218,6 +232,53 @@ export class VxlanManager {
     );
     this.gen.done(gen);
     return true;
+  }
+
+  /**
+   * ensureVxlan for a repair. Deleted: the device is created without looking first (one tool run
+   * less; the look follows only if the name is taken). Down: a deletion is reported as down first,
+   * and the look may see the device still there while the kernel tears it down (the deleting
+   * command holds the lock the fix needs): when the fix fails, once more, on what is there now.
+   */
+  private async ensureAfterLoss(spec: VxlanSpec, loss: DeviceLoss): Promise<EnsureResult | undefined> {
+    const ensure = (absent: boolean) =>
+      this.writer.ensureVxlan(spec, { absent }) as Promise<EnsureResult | undefined>;
+    try {
+      return await ensure(loss === 'deleted');
+    } catch (e) {
+      log.debug({ loss, err: (e as Error).message }, 'vxlan.calico changed under its repair; once more');
+      return await ensure(false);
+    }
+  }
+
+  /**
+   * Notes what ensureVxlan did; true when it created the device. The device it replaced, the one
+   * last seen (a device found missing was that one) and those the events named are gone for good:
+   * their later events ask for nothing.
+   */
+  private ensured(res: EnsureResult | undefined, named: readonly number[]): boolean {
+    const created = res?.created === true;
+    if (created)
+      for (const i of [...named, res?.replaced, this.deviceIndex])
+        if (i !== undefined && i !== res?.ifindex) this.replaced.add(i);
+    this.deviceIndex = res?.ifindex ?? (created ? undefined : this.deviceIndex);
+    return created;
+  }
+
+  /**
+   * Every FDB and ARP entry and route on the device, written as wanted without a read-back. `kept`:
+   * the device was set down, not deleted, so the kernel kept its FDB entries: those are written
+   * after the rest, not beside it (the node waits on the ARP entries and routes).
+   */
+  private async writeEverything(kept = false): Promise<{ vteps: number; routes: number }> {
+    const vteps = [...this.vteps.values()];
+    const routes = this.deviceRoutes();
+    const neighbours = vteps.map((v) => ({ ip: v.tunnelIp, mac: v.mac }));
+    const fdb = vteps.map((v) => ({ mac: v.mac, dst: v.nodeIp }));
+    const ready = { deviceReady: true };
+    await this.writer.rewrite({ routes, neighbours, fdb: kept ? [] : fdb }, ready);
+    if (kept) await this.writer.rewrite({ routes: [], neighbours: [], fdb }, ready);
+    return { vteps: vteps.length, routes: routes.length };
   }
 
   /**
@@ -243,31 +304,16 @@ export class VxlanManager {
     }
     const started = performance.now();
     try {
-      const res = (await this.writer.ensureVxlan(spec)) as EnsureResult | undefined;
-      const recreated = res?.created === true;
-      if (recreated)
-        for (const i of [...indexes, ...(res?.replaced ? [res.replaced] : [])]) this.replaced.add(i);
+      const res = await this.ensureAfterLoss(spec, loss);
+      const recreated = this.ensured(res, indexes);
       const ensureMs = Math.round(performance.now() - started);
       if (loss === 'changed' && !recreated) {
         log.info({ loss, ms: ensureMs }, 'vxlan.calico fixed in place');
         return;
       }
-      const vteps = [...this.vteps.values()];
-      const routes = this.deviceRoutes();
-      await this.writer.rewrite({
-        routes,
-        neighbours: vteps.map((v) => ({ ip: v.tunnelIp, mac: v.mac })),
-        fdb: vteps.map((v) => ({ mac: v.mac, dst: v.nodeIp })),
-      });
+      const counts = await this.writeEverything(loss === 'down' && !recreated);
       log.info(
-        {
-          loss,
-          recreated,
-          vteps: vteps.length,
-          routes: routes.length,
-          ensureMs,
-          ms: Math.round(performance.now() - started),
-        },
+        { loss, recreated, ...counts, ensureMs, ms: Math.round(performance.now() - started) },
         'vxlan.calico repaired: device, FDB, ARP and routes written back',
       );
     } catch (e) {

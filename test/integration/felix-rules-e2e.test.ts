@@ -265,7 +265,7 @@ test('Felix rule set with real packets', { skip: !isRoot() && 'needs root' }, as
             assert.match(routes, /^blackhole 10\.10\.0\.0\/26 proto 80/m, routes);
             assert.match(
               routes,
-              /^10\.20\.0\.0\/26 (?:nhid \d+ )?via 10\.20\.0\.0 dev vxlan\.calico proto 80 onlink mtu 1350/m,
+              /^10\.20\.0\.0\/26 via 10\.20\.0\.0 dev vxlan\.calico proto 80 metric 1051 onlink mtu 1350/m,
               routes,
             );
             const link = await sh(nsA, 'ip', 'link', 'show', VXLAN_DEVICE);

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Cidr, Ip4, Mac } from '../../model/net.ts';
-import { IpRouteDriver, nexthopId, type RouteSpec, VXLAN_DEV, type VxlanSpec } from '../../native/iproute.ts';
+import { IpRouteDriver, type RouteSpec, VXLAN_DEV, type VxlanSpec } from '../../native/iproute.ts';
 import { isRoot, netnsScope, sh, veth } from '../harness/netns.ts';
 
 const cidr = (s: string) => s as Cidr;
@@ -35,12 +35,14 @@ const REMOTE_C: RouteSpec = {
 const POD: RouteSpec = { dst: cidr('10.244.0.5/32'), dev: 'calipod1' };
 const ownedDevices = (dev: string) => dev.startsWith('cali');
 
-/** `ip route` lines (text form, as an operator reads them), trimmed. */
-/** Routes as `ip route` shows them, without the nexthop object's id (a gateway route's "nhid N"). */
+/**
+ * Routes as `ip route` shows them, trimmed, without a gateway route's metric (it comes from the
+ * gateway; checked on its own below).
+ */
 async function routes(ns: string, ...filter: string[]): Promise<string[]> {
   return (await sh(ns, 'ip', 'route', 'show', ...filter))
     .split('\n')
-    .map((l) => l.trim().replace(/ nhid \d+/, ''))
+    .map((l) => l.trim().replace(/ metric \d+/, ''))
     .filter(Boolean);
 }
 
@@ -111,17 +113,24 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
     await drv.ensureVxlan(VX);
   });
 
-  await t.test('ensureVxlan re-creates the device when the parent address (source) changes', async () => {
+  await t.test('ensureVxlan changes the source in place when the parent address changes', async () => {
+    await drv.syncFdb(VXLAN_DEV, [{ mac: mac('66:ee:ee:00:00:0b'), dst: ip('192.168.100.2') }]);
     await sh(node, 'ip', 'addr', 'del', '192.168.100.1/24', 'dev', 'eth0');
     await sh(node, 'ip', 'addr', 'add', '192.168.100.11/24', 'dev', 'eth0');
     const parent = await drv.findDeviceWithAddress(ip('192.168.100.11'));
     assert.equal(parent?.name, 'eth0');
     const r = await drv.ensureVxlan({ ...VX, localIp: ip('192.168.100.11'), parentDev: parent?.name ?? '' });
-    assert.equal(r.created, true);
+    assert.deepEqual([r.created, r.changed], [false, true]);
     assert.match(
       await sh(node, 'ip', '-d', 'link', 'show', 'dev', VXLAN_DEV),
       /vxlan id 4096 local 192\.168\.100\.11 /,
     );
+    assert.match(
+      await sh(node, 'bridge', 'fdb', 'show', 'dev', VXLAN_DEV),
+      /66:ee:ee:00:00:0b dst 192\.168\.100\.2 self permanent/,
+      'the same device: its entries kept',
+    );
+    await drv.syncFdb(VXLAN_DEV, []);
     // and back, so the rest of the test sees the original underlay
     await sh(node, 'ip', 'addr', 'del', '192.168.100.11/24', 'dev', 'eth0');
     await sh(node, 'ip', 'addr', 'add', '192.168.100.1/24', 'dev', 'eth0');
@@ -139,11 +148,28 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
       'proto',
       'static',
     );
-    assert.equal((await drv.ensureVxlan(VX)).created, true);
+    assert.equal((await drv.ensureVxlan(VX)).created, false);
     assert.match(await sh(node, 'ip', '-d', 'link', 'show', 'dev', VXLAN_DEV), /local 192\.168\.100\.1 /);
   });
 
   await t.test('syncRoutes adds onlink VXLAN routes and workload routes with proto 80', async () => {
+    // An older version's block route, through a nexthop object of ours at metric 0.
+    await sh(
+      node,
+      'ip',
+      'nexthop',
+      'add',
+      'id',
+      '99',
+      'via',
+      '10.244.1.0',
+      'dev',
+      VXLAN_DEV,
+      'onlink',
+      'proto',
+      '80',
+    );
+    await sh(node, 'ip', 'route', 'add', '10.244.1.0/26', 'nhid', '99', 'proto', '80');
     const st = await drv.syncRoutes([REMOTE_B, REMOTE_C, POD], { ownedDevices });
     assert.equal(st.commands, 1);
     assert.equal(st.replaced, 3);
@@ -153,10 +179,18 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
       '10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink',
       '10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink',
     ]);
-    // Through one nexthop object per gateway, ours by protocol 80.
-    const nh = await sh(node, 'ip', 'nexthop', 'show');
-    assert.match(nh, /via 10\.244\.1\.0 dev vxlan\.calico .*proto 80 onlink/);
-    assert.match(nh, /via 10\.244\.2\.0 dev vxlan\.calico .*proto 80 onlink/);
+    // Plain routes, each at the metric its gateway gives (1 + the address as a number mod 4093);
+    // the older version's route and nexthop gone.
+    assert.match(
+      await sh(node, 'ip', 'route', 'show', '10.244.1.0/26'),
+      /^10\.244\.1\.0\/26 via .* metric 3873 /,
+    );
+    assert.match(
+      await sh(node, 'ip', 'route', 'show', '10.244.2.0/26'),
+      /^10\.244\.2\.0\/26 via .* metric 36 /,
+    );
+    assert.equal((await sh(node, 'ip', 'route', 'show', '10.244.1.0/26')).trim().split('\n').length, 1);
+    assert.equal(await sh(node, 'ip', 'nexthop', 'show'), '');
     await foreignIntact();
     assert.equal((await drv.syncRoutes([REMOTE_B, REMOTE_C, POD], { ownedDevices })).commands, 0);
   });
@@ -166,14 +200,14 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
     await sh(node, 'ip', 'route', 'add', '10.244.0.9/32', 'dev', 'calipod1');
     const moved: RouteSpec = { ...REMOTE_C, via: ip('10.244.2.1') };
     const st = await drv.syncRoutes([REMOTE_B, moved, POD], { ownedDevices });
-    assert.deepEqual([st.replaced, st.deleted], [1, 1]);
+    // The new gateway brings a new metric: the route at the new one, then the old one deleted.
+    assert.deepEqual([st.replaced, st.deleted], [1, 2]);
     const r = await routes(node);
     assert.ok(r.includes('10.244.2.0/26 via 10.244.2.1 dev vxlan.calico proto 80 onlink'), r.join('\n'));
     assert.ok(!r.some((l) => l.startsWith('10.244.0.9')), 'stale workload route swept');
     const st2 = await drv.syncRoutes([POD], { ownedDevices });
     assert.equal(st2.deleted, 2);
     assert.deepEqual(await routes(node, 'proto', '80'), ['10.244.0.5 dev calipod1 scope link']);
-    assert.equal(await sh(node, 'ip', 'nexthop', 'show'), '', 'nexthops no route uses are removed');
     await foreignIntact();
   });
 
@@ -279,24 +313,15 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
     assert.equal((await drv.syncFdb(VXLAN_DEV, [f('66:ee:ee:00:00:0b', '192.168.100.4')])).commands, 0);
   });
 
-  await t.test(
-    "a nexthop id held by someone else's nexthop: that route is written plain, theirs kept",
-    async () => {
-      const gw = ip('10.244.3.0');
-      const theirs = String(nexthopId(gw));
-      await sh(node, 'ip', 'nexthop', 'add', 'id', theirs, 'via', gw, 'dev', VXLAN_DEV, 'onlink');
-      const r: RouteSpec = { dst: cidr('10.244.3.0/26'), via: gw, dev: VXLAN_DEV, onlink: true };
-      await drv.syncRoutes([POD, r], { ownedDevices });
-      const shown = await sh(node, 'ip', 'route', 'show', '10.244.3.0/26');
-      assert.match(shown, /^10\.244\.3\.0\/26 via 10\.244\.3\.0 dev vxlan\.calico proto 80 onlink/);
-      await drv.syncRoutes([POD], { ownedDevices });
-      assert.match(
-        await sh(node, 'ip', 'nexthop', 'show', 'id', theirs),
-        /via 10\.244\.3\.0 dev vxlan\.calico/,
-      );
-      await sh(node, 'ip', 'nexthop', 'del', 'id', theirs);
-    },
-  );
+  await t.test("someone else's nexthop and the routes through it are kept", async () => {
+    await sh(node, 'ip', 'nexthop', 'add', 'id', '7', 'via', '192.168.100.2', 'dev', 'eth0');
+    await sh(node, 'ip', 'route', 'add', '10.70.0.0/16', 'nhid', '7');
+    await drv.syncRoutes([POD, REMOTE_B], { ownedDevices });
+    await drv.syncRoutes([POD], { ownedDevices });
+    assert.match(await sh(node, 'ip', 'nexthop', 'show', 'id', '7'), /via 192\.168\.100\.2 dev eth0/);
+    assert.match(await sh(node, 'ip', 'route', 'show', '10.70.0.0/16'), /nhid 7 via 192\.168\.100\.2/);
+    await sh(node, 'ip', 'nexthop', 'del', 'id', '7');
+  });
 
   await t.test('timing: 10k routes, 10k FDB and 10k ARP entries, one batch each', async () => {
     const n = 10_000;

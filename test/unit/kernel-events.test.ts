@@ -4,10 +4,21 @@
 // deletion or change of our state asks for a repair; our own writes, echoed back, do not.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { classify, type DesiredKernelState, planRepairs } from '../../agent/dataplane/kernel-watch.ts';
+import {
+  classify,
+  type DesiredKernelState,
+  KernelWatch,
+  planRepairs,
+  type RepairPlan,
+} from '../../agent/dataplane/kernel-watch.ts';
 import type { Cidr, Ip4, Mac } from '../../model/net.ts';
 import type { RouteSpec } from '../../native/iproute.ts';
-import { type KernelEvent, parseMonitorLine } from '../../native/kernel-events.ts';
+import {
+  type EventStream,
+  type KernelEvent,
+  type KernelEventHandlers,
+  parseMonitorLine,
+} from '../../native/kernel-events.ts';
 
 const ip = (l: string) => parseMonitorLine(l);
 const br = (l: string) => parseMonitorLine(l, true);
@@ -33,12 +44,15 @@ describe('parseMonitorLine', () => {
     assert.equal(ip('Deleted 4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noop')?.ifindex, 4);
   });
   it('routes, a host route as a /32', () => {
-    assert.deepEqual(pick(ip('Deleted 10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 onlink ')), {
-      object: 'route',
-      deleted: true,
-      subject: '10.20.0.0/26',
-      dev: 'vxlan.calico',
-    });
+    assert.deepEqual(
+      pick(ip('Deleted 10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 metric 1052 onlink ')),
+      {
+        object: 'route',
+        deleted: true,
+        subject: '10.20.0.0/26',
+        dev: 'vxlan.calico',
+      },
+    );
     assert.deepEqual(pick(ip('10.10.0.5 dev cali1a2b3c4d5e6 scope link ')), {
       object: 'route',
       deleted: false,
@@ -135,12 +149,16 @@ const cls = (e: KernelEvent | undefined) => {
   const r = classify(e!, WANT);
   if (r === undefined) return undefined;
   if ('device' in r) return `device ${r.device}`;
+  if ('resync' in r) return `resync ${r.resync}`;
   return `${r.target} ${r.key}`;
 };
 
 describe('classify', () => {
   it('our own writes, echoed back, ask for nothing', () => {
-    assert.equal(cls(ip('10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 onlink ')), undefined);
+    assert.equal(
+      cls(ip('10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 metric 1052 onlink ')),
+      undefined,
+    );
     assert.equal(cls(ip('10.10.0.5 dev cali1a2b3c4d5e6 proto 80 scope link ')), undefined);
     assert.equal(cls(ip('10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ')), undefined);
     assert.equal(cls(br('66:00:00:00:00:02 dev vxlan.calico dst 10.99.0.2 self permanent')), undefined);
@@ -157,10 +175,18 @@ describe('classify', () => {
   });
   it('a deleted or changed route of ours is rewritten, that route alone', () => {
     assert.equal(
-      cls(ip('Deleted 10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 onlink ')),
+      cls(ip('Deleted 10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 metric 1052 onlink ')),
       'route 10.20.0.0/26',
     );
-    assert.equal(cls(ip('10.20.0.0/26 via 192.168.1.1 dev eth0 ')), 'route 10.20.0.0/26');
+    // Replaced at our metric (1 + the gateway 10.20.0.1 as a number mod 4093) by someone's route.
+    assert.equal(cls(ip('10.20.0.0/26 via 192.168.1.1 dev eth0 metric 1052 ')), 'route 10.20.0.0/26');
+  });
+  it('another route to one of our destinations at another metric: on our device removed, else left', () => {
+    // `ip route replace` without a metric adds beside ours, at metric 0, taking the traffic.
+    assert.equal(cls(ip('10.20.0.0/26 via 10.20.0.9 dev vxlan.calico onlink ')), 'resync routes');
+    assert.equal(cls(ip('10.20.0.0/26 via 192.168.1.1 dev eth0 proto 80 metric 7 ')), 'resync routes');
+    assert.equal(cls(ip('Deleted 10.20.0.0/26 via 10.20.0.9 dev vxlan.calico onlink ')), undefined);
+    assert.equal(cls(ip('10.20.0.0/26 via 192.168.1.1 dev eth0 ')), undefined);
     assert.equal(cls(ip('Deleted 10.10.0.5 dev cali1a2b3c4d5e6 scope link ')), 'route 10.10.0.5/32');
   });
   it('a deleted or changed ARP or FDB entry is rewritten; vxlan.calico gone or down asks for a device check', () => {
@@ -219,20 +245,8 @@ describe('classify', () => {
     );
     assert.equal(cls(ip('9: cali0000000000f@if2: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500')), undefined);
   });
-  it('our nexthop deleted (its routes went with it, silently): the routes through its gateway', () => {
-    const e = ip('Deleted id 169082881 via 10.20.0.1 dev vxlan.calico scope link proto 80 onlink ');
-    assert.deepEqual([e?.object, e?.subject, e?.dst], ['nexthop', '169082881', '10.20.0.1']);
-    assert.equal(cls(e), 'gateway 10.20.0.1');
-    assert.equal(
-      cls(ip('id 169082881 via 10.20.0.1 dev vxlan.calico scope link proto 80 onlink ')),
-      undefined,
-    );
+  it("a route's nexthop details line (with -d, someone's nhid route) is not an event", () => {
     assert.equal(ip('\tnh_info id 5 via 10.20.0.1 dev vxlan.calico scope link proto 80 onlink'), undefined);
-    const { plan } = planRepairs([e!], WANT);
-    assert.deepEqual(
-      plan?.routes.map((r) => r.dst),
-      ['10.20.0.0/26'],
-    );
   });
   it('foreign objects are not our business', () => {
     assert.equal(cls(ip('Deleted 192.168.7.0/24 via 10.99.0.9 dev eth0 ')), undefined);
@@ -268,7 +282,7 @@ describe('planRepairs', () => {
         br('Deleted 10.99.0.2 dev vxlan.calico lladdr 66:00:00:00:00:02 NOARP PERMANENT ')!,
         vx('BROADCAST,MULTICAST')!,
         ip('Deleted 10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ')!,
-        ip('Deleted 10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 onlink ')!,
+        ip('Deleted 10.20.0.0/26 via 10.20.0.1 dev vxlan.calico proto 80 metric 1052 onlink ')!,
         ip('Deleted 10.10.0.5 dev cali1a2b3c4d5e6 scope link ')!,
         ip('Deleted 4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noop state DOWN')!,
       ],
@@ -308,5 +322,77 @@ describe('planRepairs', () => {
   });
   it('nothing of ours: no plan', () => {
     assert.equal(planRepairs([ip('Deleted 192.168.7.0/24 via 10.99.0.9 dev eth0 ')!], WANT).plan, undefined);
+  });
+});
+
+describe('KernelWatch', () => {
+  /** A watch on a fake source: `send` events or losses, then `settle` and read the plans asked for. */
+  function watch() {
+    let h: KernelEventHandlers | undefined;
+    const plans: RepairPlan[] = [];
+    const w = new KernelWatch(
+      { start: (handlers) => (h = handlers), stop: () => undefined },
+      { repair: (p) => plans.push(p) },
+      () => WANT,
+    );
+    w.start();
+    return {
+      plans,
+      send: (...es: (KernelEvent | undefined)[]) => {
+        for (const e of es) h!.onEvent(e!);
+      },
+      lose: (stream: EventStream) => h!.onLost('No buffer space available', stream),
+      settle: (ms = 150) => new Promise((r) => setTimeout(r, ms)),
+      stop: () => w.stop(),
+    };
+  }
+  const fdbGone = (i: number) =>
+    br(
+      `Deleted 10.99.0.${i} dev vxlan.calico lladdr 66:00:00:00:01:${(i % 256).toString(16).padStart(2, '0')} NOARP PERMANENT `,
+    );
+
+  it("a device's FDB flush, ahead of its link events, waits for them: one device repair", async () => {
+    const t = watch();
+    t.send(...Array.from({ length: 100 }, (_, i) => fdbGone(i)));
+    await t.settle(60); // past the debounce, within the grace
+    t.send(ip('Deleted 4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noop state DOWN'));
+    await t.settle();
+    t.stop();
+    assert.deepEqual(
+      t.plans.map((p) => [p.device, p.fdb.length]),
+      [['deleted', 0]],
+    );
+  });
+
+  it("after a loss, a stream's deletions up to the first echo of the repair are the old device's", async () => {
+    const t = watch();
+    t.send(vx('BROADCAST,MULTICAST')); // set down: the kernel flushes the ARP entries
+    await t.settle();
+    const arpGone = ip('Deleted 10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT ');
+    // Up again (the repair), then the flush's deletions, late on their own stream: nothing.
+    t.send(vx('BROADCAST,MULTICAST,UP,LOWER_UP'), arpGone);
+    await t.settle();
+    assert.deepEqual(
+      t.plans.map((p) => [p.device, p.neighbours.length]),
+      [['down', 0]],
+    );
+    // The repair's own write, echoed: from here on a deletion is real.
+    t.send(ip('10.20.0.1 dev vxlan.calico lladdr 66:00:00:00:00:02 PERMANENT '), arpGone);
+    await t.settle();
+    t.stop();
+    assert.deepEqual(t.plans[1]?.neighbours, [{ ip: '10.20.0.1', mac: '66:00:00:00:00:02' }]);
+  });
+
+  it('lost events: what their stream covers is re-read', async () => {
+    const t = watch();
+    t.lose('arp');
+    await t.settle();
+    t.lose('links');
+    await t.settle();
+    t.stop();
+    assert.deepEqual(
+      t.plans.map((p) => [...p.scopes].sort()),
+      [['vxlan'], ['routes', 'vxlan']],
+    );
   });
 });

@@ -6,8 +6,7 @@ import {
   diffNeighbours,
   diffRoutes,
   type KernelRoute,
-  nexthopId,
-  parseNexthops,
+  ourNexthops,
   parseRoutes,
   planRoutes,
   type RouteSpec,
@@ -35,7 +34,14 @@ const ROUTES_JSON = JSON.stringify([
   { type: '6', dst: '10.7.0.0/26', protocol: '80', flags: [] },
   { dst: '10.8.0.0/16', gateway: '192.168.100.2', dev: 'eth0', flags: ['linkdown'] },
   { dst: '10.9.0.5', dev: 'eth0', protocol: '80', scope: '253', metric: 5, flags: ['linkdown'] },
-  { dst: '10.244.1.0/26', gateway: '10.244.1.0', dev: 'vxlan.calico', protocol: '80', flags: ['onlink'] },
+  {
+    dst: '10.244.1.0/26',
+    gateway: '10.244.1.0',
+    dev: 'vxlan.calico',
+    protocol: '80',
+    metric: 3873,
+    flags: ['onlink'],
+  },
   { dst: '192.168.100.0/24', dev: 'eth0', protocol: '2', scope: '253', prefsrc: '192.168.100.1', flags: [] },
   { dst: 'default', gateway: '192.168.100.254', dev: 'eth0', protocol: '4', flags: [] },
   { dst: '10.1.1.1', dev: 'eth0', scope: '254', protocol: '80', flags: [] },
@@ -54,7 +60,7 @@ describe('parseRoutes', () => {
         via: '10.244.1.0',
         onlink: true,
         proto: 80,
-        metric: 0,
+        metric: 3873,
         scope: 'global',
       },
       { dst: '192.168.100.0/24', dev: 'eth0', proto: 2, metric: 0, scope: 'link' },
@@ -65,8 +71,9 @@ describe('parseRoutes', () => {
 
 describe('diffRoutes', () => {
   it('adds missing routes with replace and proto 80, default scope by gateway', () => {
+    // A gateway route's metric comes from its gateway (1 + 10.244.1.0 as a number mod 4093).
     assert.deepEqual(lines(diffRoutes([REMOTE, POD], [])), [
-      'route replace 10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink scope global proto 80 table main',
+      'route replace 10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink scope global proto 80 metric 3873 table main',
       'route replace 10.244.0.5/32 dev cali1234 scope link proto 80 table main',
     ]);
   });
@@ -74,11 +81,11 @@ describe('diffRoutes', () => {
   it('writes nothing when the kernel matches', () => {
     const actual = parseRoutes(ROUTES_JSON).filter((r) => r.proto === 80);
     const pinned = { dst: cidr('10.9.0.5/32'), dev: 'eth0' };
-    // the metric-5 route is a different FIB entry: ours is written at metric 0, the old one goes
+    // the metric-5 route is a different FIB entry: ours is written at metric 0, then the old one goes
     assert.deepEqual(lines(diffRoutes([REMOTE, pinned], actual)), [
+      'route replace 10.9.0.5/32 dev eth0 scope link proto 80 table main',
       'route del blackhole 10.7.0.0/26 proto 80 metric 0 table main',
       'route del 10.9.0.5/32 dev eth0 proto 80 metric 5 table main',
-      'route replace 10.9.0.5/32 dev eth0 scope link proto 80 table main',
     ]);
     assert.equal(
       diffRoutes(
@@ -90,7 +97,7 @@ describe('diffRoutes', () => {
   });
 
   it('replaces a route whose gateway, device, onlink or protocol changed', () => {
-    const actual: KernelRoute[] = [{ ...REMOTE, proto: 80, metric: 0, scope: 'global' }];
+    const actual: KernelRoute[] = [{ ...REMOTE, proto: 80, metric: 3873, scope: 'global' }];
     for (const changed of [
       { ...REMOTE, via: ip('10.244.1.1') },
       { ...REMOTE, dev: 'eth0' },
@@ -109,7 +116,7 @@ describe('diffRoutes', () => {
     const hole = { dst: cidr('10.7.0.0/26'), dev: '', blackhole: true };
     assert.deepEqual(lines(diffRoutes([hole, { ...REMOTE, mtu: 1450 }], [])), [
       'route replace blackhole 10.7.0.0/26 proto 80 table main',
-      'route replace 10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink scope global proto 80 mtu 1450 table main',
+      'route replace 10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink scope global proto 80 metric 3873 mtu 1450 table main',
     ]);
     const actual = parseRoutes(ROUTES_JSON).filter((r) => r.proto === 80);
     assert.equal(
@@ -121,41 +128,37 @@ describe('diffRoutes', () => {
       'the kernel has it',
     );
     // An MTU change rewrites the route.
-    const withMtu: KernelRoute = { ...REMOTE, proto: 80, metric: 0, scope: 'global', mtu: 1450 };
+    const withMtu: KernelRoute = { ...REMOTE, proto: 80, metric: 3873, scope: 'global', mtu: 1450 };
     assert.equal(diffRoutes([{ ...REMOTE, mtu: 1450 }], [withMtu]), '');
     assert.match(diffRoutes([{ ...REMOTE, mtu: 1400 }], [withMtu]), /^route replace .* mtu 1400 /);
   });
 
-  it('gateway routes through nexthop objects, one per gateway, unless the id is taken or unsupported', () => {
+  it('gateway routes at a metric from their gateway, then deletions, then our stale nexthops', () => {
     const other: RouteSpec = { ...REMOTE, dst: cidr('10.244.1.64/26'), mtu: 1450 };
-    const id = nexthopId(ip('10.244.1.0'));
-    assert.equal(id, (10 << 24) + (244 << 16) + (1 << 8));
-    const plan = { replace: [REMOTE, other, POD], remove: [], conflicts: [] };
-    assert.deepEqual(renderRoutePlan(plan, { enabled: true, foreign: new Set() }, [7]), [
-      'nexthop del id 7',
-      `nexthop replace id ${id} via 10.244.1.0 dev vxlan.calico onlink proto 80`,
-      `route replace 10.244.1.0/26 nhid ${id} proto 80 table main`,
-      `route replace 10.244.1.64/26 nhid ${id} proto 80 mtu 1450 table main`,
+    const elsewhere: RouteSpec = { ...REMOTE, dst: cidr('10.244.2.0/26'), via: ip('10.244.2.0') };
+    const old: KernelRoute = { ...REMOTE, proto: 80, metric: 0, scope: 'global', nhid: 7 };
+    const plan = planRoutes([REMOTE, other, elsewhere, POD], [old]);
+    assert.deepEqual(renderRoutePlan(plan, [7]), [
+      'route replace 10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink scope global proto 80 metric 3873 table main',
+      'route replace 10.244.1.64/26 via 10.244.1.0 dev vxlan.calico onlink scope global proto 80 metric 3873 mtu 1450 table main',
+      'route replace 10.244.2.0/26 via 10.244.2.0 dev vxlan.calico onlink scope global proto 80 metric 36 table main',
       'route replace 10.244.0.5/32 dev cali1234 scope link proto 80 table main',
+      // An older version's route at metric 0 goes once the new one is in (named by its nexthop:
+      // named by device, the kernel would pass it over and delete the new one); its nexthop after.
+      'route del 10.244.1.0/26 nhid 7 proto 80 metric 0 table main',
+      'nexthop del id 7',
     ]);
-    const plain = renderRoutePlan(plan, { enabled: true, foreign: new Set([id]) });
-    assert.equal(
-      plain[0],
-      'route replace 10.244.1.0/26 via 10.244.1.0 dev vxlan.calico onlink scope global proto 80 table main',
-    );
-    assert.deepEqual(renderRoutePlan(plan, { enabled: false, foreign: new Set() }), plain);
   });
 
-  it('reads nexthops: ours by protocol 80, the rest taken; none when the command failed', () => {
-    const got = parseNexthops(
+  it('reads our nexthops by protocol 80; none when the command failed', () => {
+    const got = ourNexthops(
       JSON.stringify([
         { id: 7, gateway: '10.1.1.1', dev: 'vx', scope: '253', protocol: '80', flags: ['onlink'] },
         { id: 8, gateway: '10.1.1.2', dev: 'vx', scope: '253', flags: ['onlink'] },
       ]),
     );
-    assert.deepEqual(got.ours, [7]);
-    assert.deepEqual([got.policy.enabled, [...got.policy.foreign]], [true, [8]]);
-    assert.equal(parseNexthops(undefined).policy.enabled, false);
+    assert.deepEqual(got, [7]);
+    assert.deepEqual(ourNexthops(''), []);
   });
 
   it('deletes stale owned routes naming their protocol and metric', () => {
@@ -163,7 +166,7 @@ describe('diffRoutes', () => {
     assert.deepEqual(lines(diffRoutes([], actual)), [
       'route del blackhole 10.7.0.0/26 proto 80 metric 0 table main',
       'route del 10.9.0.5/32 dev eth0 proto 80 metric 5 table main',
-      'route del 10.244.1.0/26 dev vxlan.calico proto 80 metric 0 table main',
+      'route del 10.244.1.0/26 dev vxlan.calico proto 80 metric 3873 table main',
     ]);
   });
 
@@ -175,6 +178,11 @@ describe('diffRoutes', () => {
       ['10.8.0.0/16'],
     );
     assert.deepEqual(plan.replace, [POD]);
+    // A gateway route (metric 3873) is not written under a foreign route that would shadow it
+    // (lower metric), and is written over one it shadows (higher metric).
+    const theirs = (metric: number): KernelRoute => ({ dst: REMOTE.dst, dev: 'eth0', proto: 3, metric });
+    assert.deepEqual(planRoutes([REMOTE], [], [theirs(100)]).conflicts, [REMOTE]);
+    assert.deepEqual(planRoutes([REMOTE], [], [theirs(5000)]).replace, [REMOTE]);
   });
 });
 

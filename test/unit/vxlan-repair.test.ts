@@ -74,6 +74,7 @@ describe('vxlan.calico repair on kernel events', () => {
     const { vx, calls, rewrites } = setup();
     await vx.apply();
     calls.length = 0;
+    rewrites.length = 0;
     vx.markLost('deleted', [4]);
     assert.equal(await vx.apply(), false, 'no full check: the routes need no re-read');
     assert.deepEqual(calls, ['ensure', 'rewrite']);
@@ -116,7 +117,59 @@ describe('vxlan.calico repair on kernel events', () => {
     await assert.rejects(vx.apply(), /no such device/);
     fail = false;
     assert.equal(await vx.apply(), true);
-    assert.deepEqual(calls, ['ensure', 'find', 'ensure', 'find', 'ensure', 'syncFdb', 'syncNeighbours']);
+    // Tried twice, then the full check (failing once more), which finds the device made anew:
+    // everything on it written at once, nothing read.
+    assert.deepEqual(calls, ['ensure', 'ensure', 'find', 'ensure', 'find', 'ensure', 'rewrite']);
+  });
+
+  it('reported down, deleted under the fix (the kernel tearing it down): once more, made anew', async () => {
+    let failures = 0;
+    const { vx, calls, rewrites } = setup(async () => {
+      if (failures-- > 0) throw new Error('Cannot find device "vxlan.calico"');
+      return { created: true };
+    });
+    await vx.apply();
+    calls.length = 0;
+    rewrites.length = 0;
+    failures = 1;
+    vx.markLost('down', [4]);
+    assert.equal(await vx.apply(), false, 'no full check');
+    assert.deepEqual(calls, ['ensure', 'ensure', 'rewrite']);
+    assert.deepEqual(rewrites, [{ routes: 2, neighbours: 2, fdb: 2 }], 'made anew: the FDB too');
+  });
+
+  it('the full check on a device that exists reads its entries back', async () => {
+    const { vx, calls } = setup(async () => ({ created: false, changed: false }));
+    await vx.apply();
+    assert.deepEqual(calls, ['find', 'ensure', 'syncFdb', 'syncNeighbours']);
+  });
+
+  it('set down: ARP entries and routes first, the FDB entries the kernel kept after them', async () => {
+    const { vx, calls, rewrites } = setup(async () => ({ created: false, changed: true, ifindex: 4 }));
+    await vx.apply();
+    calls.length = 0;
+    vx.markLost('down', [4]);
+    await vx.apply();
+    assert.deepEqual(calls, ['ensure', 'rewrite', 'rewrite']);
+    assert.deepEqual(rewrites, [
+      { routes: 2, neighbours: 2, fdb: 0 },
+      { routes: 0, neighbours: 0, fdb: 2 },
+    ]);
+  });
+
+  it('the device last seen, found gone and made anew by a full check: its loss reports ask for nothing', async () => {
+    let next = 4;
+    const { vx, calls } = setup(async () => ({ created: true, ifindex: next++ }));
+    await vx.apply(); // created as index 4
+    vx.markDirty(); // (events were lost) the full check: index 4 gone, made anew as 5
+    await vx.apply();
+    calls.length = 0;
+    vx.markLost('deleted', [4]); // the deletion of 4, read after the full check
+    await vx.apply();
+    assert.deepEqual(calls, []);
+    vx.markLost('down', [5]); // the device in place now: repaired
+    await vx.apply();
+    assert.deepEqual(calls, ['ensure', 'rewrite']);
   });
 
   it("the watch's view of what is wanted: built once, rebuilt after a change", async () => {
