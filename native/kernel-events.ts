@@ -61,6 +61,12 @@ export interface KernelEventHandlers {
 export interface KernelEventSource {
   start(h: KernelEventHandlers): void;
   stop(): void;
+  /**
+   * Stop these streams for a while (their events would only echo a bulk write of ours), until
+   * `resume`; what they cover must then be re-read, since nothing of it was seen meanwhile.
+   */
+  pause?(streams: readonly EventStream[]): void;
+  resume?(): void;
 }
 
 const ROUTE_TYPES = new Set([
@@ -143,6 +149,7 @@ export function wordAfter(line: string, key: string): string | undefined {
 
 interface Monitor {
   stream: EventStream;
+  paused?: boolean;
   cmd: string;
   args: string[];
   bridge: boolean;
@@ -187,17 +194,37 @@ export class IpMonitorSource implements KernelEventSource {
   stop(): void {
     this.stopped = true;
     clearTimeout(this.restartTimer);
+    for (const m of this.monitors) this.end(m);
+  }
+
+  /** The stream's monitor ended (its socket closed: the kernel then builds no events for it). */
+  pause(streams: readonly EventStream[]): void {
     for (const m of this.monitors) {
-      m.child?.removeAllListeners('exit');
-      if (m.child?.pid !== undefined) {
-        try {
-          process.kill(m.child.pid, 'SIGTERM');
-        } catch {
-          // already gone
-        }
-      }
-      m.child = undefined;
+      if (!streams.includes(m.stream) || m.paused) continue;
+      m.paused = true;
+      this.end(m);
     }
+  }
+
+  resume(): void {
+    for (const m of this.monitors) {
+      if (!m.paused) continue;
+      m.paused = false;
+      if (!this.stopped) this.spawn(m);
+    }
+  }
+
+  /** Kills the monitor by its pid, with no restart. */
+  private end(m: Monitor): void {
+    m.child?.removeAllListeners('exit');
+    if (m.child?.pid !== undefined) {
+      try {
+        process.kill(m.child.pid, 'SIGTERM');
+      } catch {
+        // already gone
+      }
+    }
+    m.child = undefined;
   }
 
   private spawn(m: Monitor): void {
@@ -224,7 +251,7 @@ export class IpMonitorSource implements KernelEventSource {
       log.warn({ cmd: m.cmd, code, signal }, 'kernel event monitor exited; restarting');
       this.handlers?.onLost(`${m.cmd} monitor exited`, m.stream);
       this.restartTimer = setTimeout(() => {
-        if (!this.stopped) this.spawn(m);
+        if (!this.stopped && !m.paused) this.spawn(m);
       }, 500);
     });
   }

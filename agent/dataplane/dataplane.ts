@@ -260,9 +260,10 @@ export class Dataplane {
 
   /**
    * Someone changed what these managers own (kernel events): rewrite the objects named, or have a
-   * manager re-read and rewrite all it owns, now rather than at the next periodic resync.
+   * manager re-read and rewrite all it owns, now rather than at the next periodic resync. Resolves
+   * once a pass with the repair has been applied.
    */
-  repair(plan: RepairPlan, _why: string): void {
+  repair(plan: RepairPlan, _why: string): Promise<void> {
     if (plan.device) this.vxlan.markLost(plan.device, plan.deviceIndexes);
     if (plan.scopes.has('vxlan')) this.vxlan.markDirty();
     if (plan.scopes.has('vxlan') || plan.scopes.has('routes')) this.routes.markDirty();
@@ -271,6 +272,7 @@ export class Dataplane {
     r.neighbours.push(...plan.neighbours);
     r.fdb.push(...plan.fdb);
     this.schedule(0);
+    return this.whenApplied();
   }
 
   /** What the VXLAN and route managers want in the kernel, for the kernel watch's classifier. */

@@ -165,6 +165,13 @@ test('a lost vxlan.calico with 2,000 VTEPs: every entry back, after a second los
     await settled('down then deleted');
   });
 
+  await t.test('after them, an ARP and an FDB entry deleted on their own are seen and repaired', async () => {
+    const v = vteps[7]!;
+    await sh(node, 'ip', 'neigh', 'del', v.tunnelIp, 'dev', 'vxlan.calico');
+    await sh(node, 'bridge', 'fdb', 'del', v.mac, 'dev', 'vxlan.calico', 'dst', v.nodeIp, 'self');
+    await settled('one ARP and one FDB entry');
+  });
+
   // Stopped here, before the namespaces go (which would kill the monitors under the watch).
   watch.stop();
   dataplane.stop();

@@ -332,7 +332,11 @@ describe('KernelWatch', () => {
     const plans: RepairPlan[] = [];
     const w = new KernelWatch(
       { start: (handlers) => (h = handlers), stop: () => undefined },
-      { repair: (p) => plans.push(p) },
+      {
+        repair: (p) => {
+          plans.push(p);
+        },
+      },
       () => WANT,
     );
     w.start();
@@ -381,6 +385,43 @@ describe('KernelWatch', () => {
     await t.settle();
     t.stop();
     assert.deepEqual(t.plans[1]?.neighbours, [{ ip: '10.20.0.1', mac: '66:00:00:00:00:02' }]);
+  });
+
+  it("a lost device's repair pauses the ARP and FDB streams until applied, then re-reads them", async () => {
+    const calls: string[] = [];
+    let h: KernelEventHandlers | undefined;
+    let applied: () => void = () => {};
+    const plans: RepairPlan[] = [];
+    const w = new KernelWatch(
+      {
+        start: (handlers) => (h = handlers),
+        stop: () => undefined,
+        pause: (streams) => calls.push(`pause ${streams.join(' ')}`),
+        resume: () => calls.push('resume'),
+      },
+      {
+        repair: (p) => {
+          plans.push(p);
+          return new Promise<void>((r) => (applied = r));
+        },
+      },
+      () => WANT,
+    );
+    w.start();
+    h!.onEvent(ip('Deleted 4: vxlan.calico: <BROADCAST,MULTICAST> mtu 1450 qdisc noop state DOWN')!);
+    await new Promise((r) => setTimeout(r, 60));
+    assert.deepEqual(calls, ['pause arp fdb']);
+    applied();
+    await new Promise((r) => setTimeout(r, 60));
+    w.stop();
+    assert.deepEqual(calls, ['pause arp fdb', 'resume']);
+    assert.deepEqual(
+      plans.map((p) => [p.device, [...p.scopes]]),
+      [
+        ['deleted', []],
+        [undefined, ['vxlan']],
+      ],
+    );
   });
 
   it('lost events: what their stream covers is re-read', async () => {
