@@ -395,15 +395,25 @@ export class ItemIndex {
       fresh.set(k, kp);
     }
     if (fresh.size === 0) return;
-    // By id, ascending: every list is built by appending.
+    // By id, ascending: every list is built by appending. The postings of an own-key list's keys
+    // are looked up once per (shared) list, not once per item.
     const byId = this.byId;
+    const byKeyList = new Map<readonly string[], (KeyPostings | undefined)[]>();
     for (let id = 0; id < byId.length; id++) {
       const item = byId[id];
       if (item === undefined) continue;
       const labels = item.labels;
-      if (item.ownKeys === null) {
+      const keys = item.ownKeys;
+      if (keys === null) {
         for (const k in labels) fresh.get(k)?.byValue.get(labels[k]!)?.list?.add(id);
-      } else for (const k of item.ownKeys) fresh.get(k)?.byValue.get(labels[k]!)?.list?.add(id);
+        continue;
+      }
+      let kps = byKeyList.get(keys);
+      if (kps === undefined) {
+        kps = keys.map((k) => fresh.get(k));
+        byKeyList.set(keys, kps);
+      }
+      for (let i = 0; i < keys.length; i++) kps[i]?.byValue.get(labels[keys[i]!]!)?.list?.add(id);
     }
   }
 
