@@ -11,7 +11,13 @@ import type { Labels } from '../../model/resources.ts';
 import type { MatcherSpec } from '../../policy/compiled.ts';
 import { ascending, getOrCreate, IdList, Shared, TupleInterner } from './index-structures.ts';
 import { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, ProfileLabels } from './profile-labels.ts';
-import { type Clause, isGlobalOnly, isNothing, type Requirement } from './selector-requirements.ts';
+import {
+  type Clause,
+  isGlobalOnly,
+  isKeyable,
+  isNothing,
+  type Requirement,
+} from './selector-requirements.ts';
 
 export const SERVICE_ACCOUNT_LABEL = 'projectcalico.org/serviceaccount';
 export const CLUSTER_LABEL = 'fedmesh.io/cluster';
@@ -111,6 +117,11 @@ export class ItemIndex {
   /** Label keys whose postings keep item lists (some matcher has looked them up). */
   private readonly indexedKeys = new Set<string>();
   private readonly unlabelledNamespace = new Map<string, IdList>();
+  /**
+   * The items without a key, by key (see withoutOwn), while no item changes: a load's matchers
+   * that find their candidates so share one pass over the ids.
+   */
+  private readonly withoutOwnLists = new Map<string, readonly number[]>();
 
   // Shared per-item parts.
   private readonly ownKeyLists = new TupleInterner();
@@ -140,6 +151,7 @@ export class ItemIndex {
    * evaluable (for what changed) though no longer indexed.
    */
   upsert(input: ItemInput): { item: Item; old: Item | undefined } {
+    if (this.withoutOwnLists.size > 0) this.withoutOwnLists.clear();
     const old = this.items.get(input.key);
     const key = old?.key ?? input.key;
     const id = old ? old.id : this.newId();
@@ -169,6 +181,7 @@ export class ItemIndex {
   delete(key: string): Item | undefined {
     const old = this.items.get(key);
     if (!old) return undefined;
+    if (this.withoutOwnLists.size > 0) this.withoutOwnLists.clear();
     this.items.delete(key);
     this.byId[old.id] = undefined;
     this.forEachOwn(old, (k, v) => this.removeOwn(k, v, old.id));
@@ -382,15 +395,25 @@ export class ItemIndex {
       fresh.set(k, kp);
     }
     if (fresh.size === 0) return;
-    // By id, ascending: every list is built by appending.
+    // By id, ascending: every list is built by appending. The postings of an own-key list's keys
+    // are looked up once per (shared) list, not once per item.
     const byId = this.byId;
+    const byKeyList = new Map<readonly string[], (KeyPostings | undefined)[]>();
     for (let id = 0; id < byId.length; id++) {
       const item = byId[id];
       if (item === undefined) continue;
       const labels = item.labels;
-      if (item.ownKeys === null) {
+      const keys = item.ownKeys;
+      if (keys === null) {
         for (const k in labels) fresh.get(k)?.byValue.get(labels[k]!)?.list?.add(id);
-      } else for (const k of item.ownKeys) fresh.get(k)?.byValue.get(labels[k]!)?.list?.add(id);
+        continue;
+      }
+      let kps = byKeyList.get(keys);
+      if (kps === undefined) {
+        kps = keys.map((k) => fresh.get(k));
+        byKeyList.set(keys, kps);
+      }
+      for (let i = 0; i < keys.length; i++) kps[i]?.byValue.get(labels[keys[i]!]!)?.list?.add(id);
     }
   }
 
@@ -530,7 +553,9 @@ export class ItemIndex {
    * whose effective labels lack it (an own label always wins over an inherited one). One pass
    * over the ids, marking the key's postings.
    */
-  private withoutOwn(k: string): number[] {
+  private withoutOwn(k: string): readonly number[] {
+    const known = this.withoutOwnLists.get(k);
+    if (known !== undefined) return known;
     const limit = this.byId.length;
     const has = new Uint8Array(limit);
     const kp = this.ensureIndexed(k);
@@ -542,6 +567,7 @@ export class ItemIndex {
     const out: number[] = [];
     const byId = this.byId;
     for (let id = 0; id < limit; id++) if (has[id] === 0 && byId[id] !== undefined) out.push(id);
+    this.withoutOwnLists.set(k, out);
     return out;
   }
 
@@ -591,6 +617,9 @@ export class ItemIndex {
       const total = Math.max(1, this.items.size);
       for (let i = 1; i < costs.length && filters.length < MAX_FILTERS; i++) {
         if (costs[i]!.cost / 8 > total / 2) break;
+        // A missing key's list is built by a pass over every id: worth it to drive, not to filter
+        // a few candidates (a load with many `app == 'x' && !has(k)` would pass once per matcher).
+        if (!isKeyable(costs[i]!.c)) continue;
         const f = this.clauseLists(costs[i]!.c).lists;
         if (f.length > MAX_FILTER_LISTS) continue;
         filters.push(f);
