@@ -420,6 +420,32 @@ export class IpSetDiff {
     return this.text;
   }
 
+  /**
+   * The script cut into up to `n` scripts of whole sets, about equal in lines, for tools run side
+   * by side; undefined when it cannot be cut: a swap or a destroy ties lines of two sets together.
+   * Each part's `after` is the whole script's (its members fill in as any part's text is made).
+   */
+  split(n: number): IpSetDiff[] | undefined {
+    if (this.stats.swapped > 0 || this.stats.recreated > 0) return undefined;
+    const bySet = new Map<string, { lines: (string | Fill)[]; size: number }>();
+    for (const l of this.lines) {
+      const name = typeof l === 'string' ? (l.split(' ', 2)[1] ?? '') : l.name;
+      const group = bySet.get(name) ?? { lines: [], size: 0 };
+      group.lines.push(l);
+      group.size += typeof l === 'string' ? 1 : l.members.size;
+      bySet.set(name, group);
+    }
+    const parts = Array.from({ length: n }, () => ({ lines: [] as (string | Fill)[], size: 0 }));
+    for (const g of [...bySet.values()].sort((a, b) => b.size - a.size)) {
+      const part = parts.reduce((min, p) => (p.size < min.size ? p : min));
+      for (const l of g.lines) part.lines.push(l);
+      part.size += g.size;
+    }
+    return parts
+      .filter((p) => p.lines.length > 0)
+      .map((p) => new IpSetDiff(p.lines, { ...this.stats, lines: p.size }, this.after));
+  }
+
   /** The script in pieces of whole lines, in order. */
   *pieces(): Generator<string> {
     if (this.lines.length === 0) return;
@@ -493,6 +519,8 @@ function* handedOver(pieces: Iterable<string>, done: (() => void) | undefined): 
 
 /** Scripts longer than this are streamed to the tool rather than written whole first. */
 const STREAM_LINES = 20_000;
+/** Tools a streamed script is shared among, side by side (one per core of a 2-core node). */
+const RESTORE_PROCESSES = 2;
 
 const IN_USE = /in use by a kernel component/i;
 /** Waits before trying a held set again (see IpSetDriver.destroy). */
@@ -669,6 +697,33 @@ export class IpSetDriver {
         if (!streamed && !viaSession) onWrite?.();
         return running;
       };
+      // A big script of new sets and members (a cold start) goes to tools side by side: most of
+      // a restore is the tool's own parsing, which runs on another core meanwhile. A part that
+      // fails leaves the rest to the next round: a fresh read, one tool, which names the refused line.
+      const parts = round === 0 && streamed ? diff.split(RESTORE_PROCESSES) : undefined;
+      if (parts !== undefined && parts.length > 1) {
+        let handing = parts.length;
+        const handed = () => {
+          if (--handing === 0) onWrite?.();
+        };
+        const results = await Promise.all(
+          parts.map((part) =>
+            run('ipset', ['restore'], {
+              netns: this.netns,
+              input: handedOver(part.pieces(), handed),
+              allowFailure: true,
+            }),
+          ),
+        );
+        commands += parts.length;
+        ms += performance.now() - started;
+        log.debug({ netns: this.netns, lines: diff.stats.lines, parts: parts.length, ms }, 'ipset restore');
+        if (results.every((r) => r.exitCode === 0)) {
+          remember();
+          return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
+        }
+        continue;
+      }
       const res =
         (viaSession ? await this.throughSession(diff.script, onWrite) : undefined) ?? (await usual());
       commands++;

@@ -118,6 +118,32 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
     },
   );
 
+  await t.test('a big script of new sets is shared among two restores side by side', async () => {
+    const runs: string[] = [];
+    const unobserve = observeExec((r) => runs.push(`${r.file} ${r.args.join(' ')}`));
+    try {
+      const want = sets(
+        ...[1, 2, 3].map((k) =>
+          spec(
+            `cali40split${k}`,
+            'hash:ip',
+            Array.from({ length: 10_000 }, (_, i) => `10.${30 + k}.${i >> 8}.${i & 255}`),
+          ),
+        ),
+      );
+      const st = await driver.apply(want);
+      assert.equal(st.added, 30_000);
+      assert.equal(runs.filter((r) => r === 'ipset restore').length, 2, runs.join(', '));
+      for (const name of want.keys()) assert.equal((await members(ns, name)).length, 10_000, name);
+      // What it remembers as written is what the kernel holds: the next apply writes nothing.
+      assert.equal((await driver.apply(want, { reuseLastWrite: true })).commands, 0);
+      assert.equal((await driver.apply(want)).commands, 0);
+    } finally {
+      unobserve();
+    }
+    await driver.destroyStale(new Set(base().keys()));
+  });
+
   await t.test(
     'members-only writes go through the kept restore; a refused one is written again the usual way',
     async () => {

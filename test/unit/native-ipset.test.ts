@@ -228,3 +228,52 @@ describe('diffIpSets', () => {
     assert.throws(() => diffIpSets(sets(spec(`cali40${'x'.repeat(26)}`, 'hash:ip', [])), new Map()), /31/);
   });
 });
+
+describe('IpSetDiff.split', () => {
+  const spec = (name: string, n: number, base = 0) => ({
+    name,
+    type: 'hash:ip' as const,
+    members: new Set(Array.from({ length: n }, (_, i) => `10.${base}.${i >> 8}.${i & 255}`)),
+  });
+  /** Lines of a script, without its COMMIT. */
+  const body = (script: string) => script.split('\n').filter((l) => l !== '' && l !== 'COMMIT');
+
+  it('cuts a script of new and changed sets into whole sets, about equal in lines', () => {
+    const desired = new Map(
+      [spec('cali40a', 500, 1), spec('cali40b', 300, 2), spec('cali40c', 250, 3), spec('cali40d', 40, 4)].map(
+        (s) => [s.name, s],
+      ),
+    );
+    // cali40d exists with other members: adds and deletes, not a create.
+    const actual = new Map([
+      ['cali40d', { ...spec('cali40d', 10, 9), family: 'inet' as const, maxelem: MAXELEM }],
+    ]);
+    const whole = diffIpSets(desired, actual);
+    const parts = whole.split(2);
+    assert.ok(parts);
+    assert.equal(parts.length, 2);
+    const scripts = parts.map((p) => body(p.script));
+    // Making the parts' text fills in what the kernel will hold, as the whole script's would.
+    assert.equal(whole.after.get('cali40a')?.members.size, 500);
+    // Every line exactly once, each set's lines in one part and in their order.
+    assert.deepEqual(scripts.flat().sort(), body(whole.script).sort());
+    for (const name of desired.keys()) {
+      const holding = scripts.filter((s) => s.some((l) => l.split(' ')[1] === name));
+      assert.equal(holding.length, 1, `${name} in one part`);
+      const mine = (s: string[]) => s.filter((l) => l.split(' ')[1] === name);
+      assert.deepEqual(mine(holding[0] ?? []), mine(body(whole.script)));
+    }
+    const sizes = scripts.map((s) => s.length);
+    assert.ok(Math.max(...sizes) - Math.min(...sizes) <= 300, `balanced: ${sizes}`);
+  });
+
+  it('leaves a script with a swap whole', () => {
+    const desired = new Map([['cali40a', spec('cali40a', 5)]]);
+    const actual = new Map([
+      ['cali40a', { ...spec('cali40a', 5), family: 'inet' as const, maxelem: 65_536 }],
+    ]);
+    const diff = diffIpSets(desired, actual);
+    assert.equal(diff.stats.swapped, 1);
+    assert.equal(diff.split(2), undefined);
+  });
+});
