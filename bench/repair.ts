@@ -13,33 +13,22 @@
 // the end, the floor: the deletion, the same device and entries written by hand with the agent
 // stopped, serially and concurrently (the lower is the floor).
 import { loadavg } from 'node:os';
-import type { DataplaneMessage } from '../agent/calc/messages.ts';
 import { Dataplane } from '../agent/dataplane/dataplane.ts';
 import { KernelWatch } from '../agent/dataplane/kernel-watch.ts';
-import { type Cidr, type Ip4, intToIp4, type Mac } from '../model/net.ts';
+import type { Ip4 } from '../model/net.ts';
 import { run } from '../native/exec.ts';
 import { diffFdb, diffNeighbours, IpRouteDriver, renderRoutePlan } from '../native/iproute.ts';
 import { IpSetDriver } from '../native/ipset.ts';
 import { IptablesDriver } from '../native/iptables.ts';
 import { IpMonitorSource } from '../native/kernel-events.ts';
 import { addNetns, deleteNetns, uniqueTag } from '../native/netns.ts';
+import { remoteVtep, vtepSnapshot } from '../test/helpers/vteps.ts';
 
 const SIZES = (process.argv[2] ?? '2000,10000').split(',').map(Number);
 const TRIALS = Number(process.argv[3] ?? 10);
 const TARGET_MS = 1000;
 const NODE_IP = '172.16.0.1';
 const MTU = 1450; // the veth underlay's 1500 - 50
-
-function vtep(i: number) {
-  const base = 0x0a400000 + i * 64; // 10.64.0.0 + 64 per node: one /26 block each
-  return {
-    node: `b/n${i}`,
-    nodeIp: intToIp4(0xac100000 + 10 + i) as Ip4, // 172.16.0.10+i on the underlay
-    tunnelIp: intToIp4(base) as Ip4,
-    mac: `66:bb:00:00:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}` as Mac,
-    block: `${intToIp4(base)}/26` as Cidr,
-  };
-}
 
 /**
  * Polls until `check` holds: ms since `t0`. Every 10 ms: each poll starts an `ip` process, which
@@ -126,26 +115,7 @@ async function scale(NODES: number): Promise<{
     watch = new KernelWatch(source, dp, () => dp.desiredKernelState());
     watch.start();
     dp.start();
-    const msgs: DataplaneMessage[] = [
-      {
-        kind: 'HostConfigUpdate',
-        config: {
-          node: 'n0',
-          nodeIp: NODE_IP as Ip4,
-          tunnelIp: '10.10.0.0' as Ip4,
-          vtepMac: '66:aa:00:00:00:01' as Mac,
-        },
-      },
-    ];
-    for (let i = 0; i < NODES; i++) {
-      const v = vtep(i);
-      msgs.push({
-        kind: 'VTEPUpdate',
-        vtep: { node: v.node, cluster: 'b', nodeIp: v.nodeIp, tunnelIp: v.tunnelIp, mac: v.mac },
-      });
-      msgs.push({ kind: 'RouteUpdate', route: { dst: v.block, node: v.node, cluster: 'b' } });
-    }
-    msgs.push({ kind: 'InSync' });
+    const msgs = vtepSnapshot(NODE_IP as Ip4, NODES);
     const t0 = performance.now();
     dp.onMessages(msgs);
     await dp.whenApplied();
@@ -170,7 +140,7 @@ async function scale(NODES: number): Promise<{
     const monPct = (mon / wall) * 100;
     const idle = `idle over ${wall.toFixed(0)} s holding ${NODES} VTEPs: agent process ${agentPct.toFixed(2)}% + ${pids.length} monitor processes ${monPct.toFixed(2)}% of a core`;
 
-    const last = vtep(NODES - 1);
+    const last = remoteVtep(NODES - 1);
     const lastBack = async () =>
       (await sh('route', 'show', last.block)).includes('vxlan.calico') &&
       (await sh('neigh', 'show', last.tunnelIp, 'dev', 'vxlan.calico')).includes('PERMANENT') &&
@@ -228,22 +198,25 @@ async function scale(NODES: number): Promise<{
     await trial(
       'block route deleted',
       TRIALS,
-      (i) => sh('route', 'del', vtep(i).block),
-      async (i) => (await sh('route', 'show', vtep(i).block)).includes('vxlan.calico'),
+      (i) => sh('route', 'del', remoteVtep(i).block),
+      async (i) => (await sh('route', 'show', remoteVtep(i).block)).includes('vxlan.calico'),
       entry,
     );
     await trial(
       'FDB entry deleted',
       TRIALS,
-      (i) => bridge('fdb', 'del', vtep(i).mac, 'dev', 'vxlan.calico', 'dst', vtep(i).nodeIp, 'self'),
-      async (i) => (await bridge('fdb', 'get', vtep(i).mac, 'dev', 'vxlan.calico', 'self')).includes('dst'),
+      (i) =>
+        bridge('fdb', 'del', remoteVtep(i).mac, 'dev', 'vxlan.calico', 'dst', remoteVtep(i).nodeIp, 'self'),
+      async (i) =>
+        (await bridge('fdb', 'get', remoteVtep(i).mac, 'dev', 'vxlan.calico', 'self')).includes('dst'),
       entry,
     );
     await trial(
       'ARP entry deleted',
       TRIALS,
-      (i) => sh('neigh', 'del', vtep(i).tunnelIp, 'dev', 'vxlan.calico'),
-      async (i) => (await sh('neigh', 'show', vtep(i).tunnelIp, 'dev', 'vxlan.calico')).includes('PERMANENT'),
+      (i) => sh('neigh', 'del', remoteVtep(i).tunnelIp, 'dev', 'vxlan.calico'),
+      async (i) =>
+        (await sh('neigh', 'show', remoteVtep(i).tunnelIp, 'dev', 'vxlan.calico')).includes('PERMANENT'),
       entry,
     );
     const devTrials = Math.max(3, Math.ceil(TRIALS / 2));
@@ -266,7 +239,7 @@ async function scale(NODES: number): Promise<{
     watch.stop();
     dp.stop();
     await sleep(settle);
-    const vteps = Array.from({ length: NODES }, (_, i) => vtep(i));
+    const vteps = Array.from({ length: NODES }, (_, i) => remoteVtep(i));
     const deviceLines = [
       'link del vxlan.calico',
       `link add vxlan.calico address 66:aa:00:00:00:01 mtu ${MTU} up type vxlan id 4096 dstport 4789 local ${NODE_IP} dev eth0 nolearning`,

@@ -133,50 +133,51 @@ export function parseIpSetSave(text: string): Map<string, KernelIpSet> {
       if (!isOwnedIpSet(name)) continue;
       // An owned name with a type we never create (list:set, bitmap:...) is still reported, with
       // its real type, so that a diff sees the mismatch and re-creates it.
-      const fam = tok[tok.indexOf('family') + 1];
-      const maxIdx = tok.indexOf('maxelem');
-      cur = {
-        name,
-        type: type as IpSetType,
-        members: new Set(),
-        family: fam === 'inet6' ? 'inet6' : 'inet',
-        maxelem: maxIdx >= 0 ? Number(tok[maxIdx + 1]) : undefined,
-      };
+      cur = kernelSet(name, type, tok);
       sets.set(name, cur);
     }
   }
   return sets;
 }
 
-/** Names, reference counts and types from `ipset list -t` (headers only, no members). */
-export function parseIpSetTerse(text: string): Map<string, { type: string; references: number }> {
-  const out = new Map<string, { type: string; references: number }>();
-  let name: string | undefined;
-  let type = '';
-  for (const raw of text.split('\n')) {
-    const line = raw.trim();
-    if (line.startsWith('Name:')) name = line.slice(5).trim();
-    else if (line.startsWith('Type:')) type = line.slice(5).trim();
-    else if (line.startsWith('References:') && name !== undefined) {
-      out.set(name, { type, references: Number(line.slice(11).trim()) });
-    }
-  }
-  return out;
+/** A set as a header describes it (the tokens of a `create` line or of `Header:`), no members yet. */
+function kernelSet(
+  name: string,
+  type: string,
+  tok: readonly string[],
+): KernelIpSet & { members: Set<string> } {
+  const fam = tok[tok.indexOf('family') + 1];
+  const maxIdx = tok.indexOf('maxelem');
+  return {
+    name,
+    type: type as IpSetType,
+    members: new Set(),
+    family: fam === 'inet6' ? 'inet6' : 'inet',
+    maxelem: maxIdx >= 0 ? Number(tok[maxIdx + 1]) : undefined,
+  };
+}
+
+/** One set's header in a listing: its type, how many rules refer to it, how many members it holds. */
+export interface IpSetHeader {
+  type: string;
+  references: number;
+  entries: number;
 }
 
 /**
- * An `ipset list` listing (plain form, as `ipset restore` prints `list` commands): every set's
- * member count, and the owned sets listed with their members (not terse), header included. The
- * drift check reads both from one run: a slice of sets with their members, then `list -t`.
+ * An `ipset list` listing (plain form; `ipset restore` prints `list` commands the same way): every
+ * set's header, and the owned sets listed with their members (not terse), as the kernel holds
+ * them. The drift check reads both from one run (a slice of sets with their members, then `list
+ * -t`); a type change asks which sets are referenced (`list -t`).
  */
 export function parseIpSetList(text: string): {
-  counts: Map<string, number>;
+  headers: Map<string, IpSetHeader>;
   sets: Map<string, KernelIpSet>;
 } {
-  const counts = new Map<string, number>();
+  const headers = new Map<string, IpSetHeader>();
   const sets = new Map<string, KernelIpSet>();
   let name = '';
-  let type = '';
+  let head: IpSetHeader = { type: '', references: 0, entries: 0 };
   let header = '';
   let members: Set<string> | undefined;
   for (const line of text.split('\n')) {
@@ -190,26 +191,20 @@ export function parseIpSetList(text: string): {
     }
     if (line.startsWith('Name: ')) {
       name = line.slice(6).trim();
-      type = '';
+      head = { type: '', references: 0, entries: 0 };
+      headers.set(name, head);
       header = '';
-    } else if (line.startsWith('Type: ')) type = line.slice(6).trim();
+    } else if (line.startsWith('Type: ')) head.type = line.slice(6).trim();
     else if (line.startsWith('Header: ')) header = line.slice(8);
-    else if (line.startsWith('Number of entries: ')) counts.set(name, Number(line.slice(19)));
+    else if (line.startsWith('References: ')) head.references = Number(line.slice(12));
+    else if (line.startsWith('Number of entries: ')) head.entries = Number(line.slice(19));
     else if (line === 'Members:' && isOwnedIpSet(name)) {
-      const tok = header.split(/\s+/);
-      const fam = tok[tok.indexOf('family') + 1];
-      const maxIdx = tok.indexOf('maxelem');
-      members = new Set();
-      sets.set(name, {
-        name,
-        type: type as IpSetType,
-        members,
-        family: fam === 'inet6' ? 'inet6' : 'inet',
-        maxelem: maxIdx >= 0 ? Number(tok[maxIdx + 1]) : undefined,
-      });
+      const set = kernelSet(name, head.type, header.split(/\s+/));
+      members = set.members;
+      sets.set(name, set);
     }
   }
-  return { counts, sets };
+  return { headers, sets };
 }
 
 /** Same kind, header and members (members in the kernel's canonical form on both sides). */
@@ -573,7 +568,7 @@ export class IpSetDriver {
         : parseIpSetList((await run('ipset', ['list', '-t'], { netns: this.netns })).stdout);
     if (this.known !== known) return []; // an apply replaced it meanwhile; the next check looks again
     const drifted = [...known.values()]
-      .filter((s) => listing.counts.get(s.name) !== s.members.size)
+      .filter((s) => listing.headers.get(s.name)?.entries !== s.members.size)
       .map((s) => s.name);
     // Re-read just these, so that the next apply (reusing the last write) repairs only them.
     for (const name of drifted) {
@@ -701,44 +696,48 @@ export class IpSetDriver {
       // a restore is the tool's own parsing, which runs on another core meanwhile. A part that
       // fails leaves the rest to the next round: a fresh read, one tool, which names the refused line.
       const parts = round === 0 && streamed ? diff.split(RESTORE_PROCESSES) : undefined;
-      if (parts !== undefined && parts.length > 1) {
-        let handing = parts.length;
-        const handed = () => {
-          if (--handing === 0) onWrite?.();
-        };
-        const results = await Promise.all(
-          parts.map((part) =>
-            run('ipset', ['restore'], {
-              netns: this.netns,
-              input: handedOver(part.pieces(), handed),
-              allowFailure: true,
-            }),
-          ),
-        );
-        commands += parts.length;
-        ms += performance.now() - started;
-        log.debug({ netns: this.netns, lines: diff.stats.lines, parts: parts.length, ms }, 'ipset restore');
-        if (results.every((r) => r.exitCode === 0)) {
-          remember();
-          return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
-        }
-        continue;
-      }
-      const res =
-        (viaSession ? await this.throughSession(diff.script, onWrite) : undefined) ?? (await usual());
-      commands++;
+      const sideBySide = parts !== undefined && parts.length > 1;
+      const res = sideBySide
+        ? await this.restoreSideBySide(parts, onWrite)
+        : ((viaSession ? await this.throughSession(diff.script, onWrite) : undefined) ?? (await usual()));
+      commands += sideBySide ? parts.length : 1;
       ms += performance.now() - started;
-      log.debug({ netns: this.netns, lines: diff.stats.lines, ms }, 'ipset restore');
+      log.debug(
+        { netns: this.netns, lines: diff.stats.lines, tools: sideBySide ? parts.length : 1, ms },
+        'ipset restore',
+      );
       if (res.exitCode === 0) {
         if (refused.length === 0) remember();
         return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
       }
+      if (sideBySide) continue;
       const m = /Error in line (\d+):\s*(.*)/.exec(res.stderr);
       const set = m ? setOfLine(diff.script, Number(m[1])) : undefined;
       if (m === null || set === undefined || !want.has(set) || round + 1 >= maxRounds)
         throw new CommandError('ipset restore', res.exitCode, res.stderr);
       refused.push({ set, reason: (m[2] ?? '').trim() });
     }
+  }
+
+  /** The parts of one script, each to its own `ipset restore`; `onWrite` once all are handed over. */
+  private async restoreSideBySide(
+    parts: readonly IpSetDiff[],
+    onWrite: (() => void) | undefined,
+  ): Promise<{ exitCode: number; stderr: string }> {
+    let handing = parts.length;
+    const handed = () => {
+      if (--handing === 0) onWrite?.();
+    };
+    const results = await Promise.all(
+      parts.map((part) =>
+        run('ipset', ['restore'], {
+          netns: this.netns,
+          input: handedOver(part.pieces(), handed),
+          allowFailure: true,
+        }),
+      ),
+    );
+    return results.find((r) => r.exitCode !== 0) ?? { exitCode: 0, stderr: '' };
   }
 
   /**
@@ -859,7 +858,7 @@ export class IpSetDriver {
   private async referencedSets(): Promise<Set<string>> {
     const { stdout } = await run('ipset', ['list', '-t'], { netns: this.netns });
     const inUse = new Set<string>();
-    for (const [name, info] of parseIpSetTerse(stdout)) if (info.references > 0) inUse.add(name);
+    for (const [name, head] of parseIpSetList(stdout).headers) if (head.references > 0) inUse.add(name);
     return inUse;
   }
 }

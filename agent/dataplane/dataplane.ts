@@ -105,7 +105,6 @@ export class Dataplane {
   private sweptAt = performance.now();
   private checking = false;
   private readonly iptables: TableWriter;
-  private readonly ipsetWriter: IpSetWriter;
   private backoffMs = 0;
   private stopped = false;
   private readonly waiters: (() => void)[] = [];
@@ -126,7 +125,6 @@ export class Dataplane {
   ) {
     this.links = drivers.links;
     this.iptables = drivers.iptables;
-    this.ipsetWriter = drivers.ipsets;
     this.ipsets = new IpSetManager(drivers.ipsets);
     this.filter = new FilterTableManager(drivers.iptables, opts.faults);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
@@ -244,7 +242,7 @@ export class Dataplane {
     clearInterval(this.resyncTimer);
     clearTimeout(this.driftTimer);
     this.iptables.close?.();
-    this.ipsetWriter.close?.();
+    this.ipsets.close();
   }
 
   /** Mark everything dirty so the next pass re-reads the kernel and repairs any drift. */

@@ -130,6 +130,11 @@ export class IpSetManager {
     this.stale.bump();
   }
 
+  /** Stop what the writer keeps running. */
+  close(): void {
+    this.writer.close?.();
+  }
+
   /** The sets someone changed behind our back; they are re-read and rewritten on the next pass. */
   async checkDrift(opts: { sweepShare?: number } = {}): Promise<string[]> {
     const sets = (await this.writer.driftedSets?.(opts)) ?? [];

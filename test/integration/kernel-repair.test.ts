@@ -13,14 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { EndpointKey } from '../../agent/calc/messages.ts';
-import { Dataplane } from '../../agent/dataplane/dataplane.ts';
-import { KernelWatch } from '../../agent/dataplane/kernel-watch.ts';
 import type { Cidr, Ip4, Mac } from '../../model/net.ts';
-import { IpRouteDriver } from '../../native/iproute.ts';
-import { IpSetDriver } from '../../native/ipset.ts';
-import { IptablesDriver } from '../../native/iptables.ts';
-import { IpMonitorSource } from '../../native/kernel-events.ts';
 import { isRoot, netnsScope, podBehind, sh, veth } from '../harness/netns.ts';
+import { watchedDataplane } from '../helpers/watched-dataplane.ts';
 
 const NODE_IP = '192.168.77.1' as Ip4;
 const PEER_IP = '192.168.77.2' as Ip4;
@@ -49,21 +44,7 @@ test('routes, FDB, ARP and vxlan.calico are repaired on kernel events', { skip: 
     { ns: peer, ifname: 'eth0', addr: `${PEER_IP}/24` },
   );
 
-  const dataplane = new Dataplane(
-    {
-      ipsets: new IpSetDriver({ netns: node }),
-      iptables: new IptablesDriver({ backend: 'nft', netns: node }),
-      links: new IpRouteDriver({ netns: node }),
-    },
-    { resyncIntervalMs: 3_600_000 },
-  );
-  const watch = new KernelWatch(new IpMonitorSource(node), dataplane, () => dataplane.desiredKernelState());
-  t.after(() => {
-    watch.stop();
-    dataplane.stop();
-  });
-  watch.start();
-  dataplane.start();
+  const { dataplane, watch } = watchedDataplane(t, node, { resyncIntervalMs: 3_600_000 });
   dataplane.onMessages([
     {
       kind: 'HostConfigUpdate',

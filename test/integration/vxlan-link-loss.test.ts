@@ -7,30 +7,13 @@
 // (`npm run bench -- repair`); `settled` only bounds the wait generously.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { DataplaneMessage } from '../../agent/calc/messages.ts';
-import { Dataplane } from '../../agent/dataplane/dataplane.ts';
-import { KernelWatch } from '../../agent/dataplane/kernel-watch.ts';
-import { type Cidr, type Ip4, intToIp4, type Mac } from '../../model/net.ts';
-import { IpRouteDriver } from '../../native/iproute.ts';
-import { IpSetDriver } from '../../native/ipset.ts';
-import { IptablesDriver } from '../../native/iptables.ts';
-import { IpMonitorSource } from '../../native/kernel-events.ts';
+import type { Ip4 } from '../../model/net.ts';
 import { isRoot, netnsScope, sh, veth } from '../harness/netns.ts';
+import { remoteVtep, vtepSnapshot } from '../helpers/vteps.ts';
+import { watchedDataplane } from '../helpers/watched-dataplane.ts';
 
 const VTEPS = 2000;
 const NODE_IP = '172.16.0.1' as Ip4;
-
-function vtep(i: number) {
-  const base = 0x0a400000 + i * 64;
-  const hex = (n: number) => n.toString(16).padStart(2, '0');
-  return {
-    node: `b/n${i}`,
-    nodeIp: intToIp4(0xac100000 + 10 + i) as Ip4,
-    tunnelIp: intToIp4(base) as Ip4,
-    mac: `66:bb:00:00:${hex((i >> 8) & 255)}:${hex(i & 255)}` as Mac,
-    block: `${intToIp4(base)}/26` as Cidr,
-  };
-}
 
 test('a lost vxlan.calico with 2,000 VTEPs: every entry back, after a second loss too', {
   skip: !isRoot(),
@@ -42,42 +25,12 @@ test('a lost vxlan.calico with 2,000 VTEPs: every entry back, after a second los
     { ns: node, ifname: 'eth0', addr: `${NODE_IP}/16` },
     { ns: peer, ifname: 'eth0', addr: '172.16.0.2/16' },
   );
-  const dataplane = new Dataplane(
-    {
-      ipsets: new IpSetDriver({ netns: node }),
-      iptables: new IptablesDriver({ backend: 'nft', netns: node }),
-      links: new IpRouteDriver({ netns: node }),
-    },
-    { resyncIntervalMs: 3_600_000, driftCheckIntervalMs: 0 },
-  );
-  const watch = new KernelWatch(new IpMonitorSource(node), dataplane, () => dataplane.desiredKernelState());
-  t.after(() => {
-    watch.stop();
-    dataplane.stop();
+  const { dataplane, watch } = watchedDataplane(t, node, {
+    resyncIntervalMs: 3_600_000,
+    driftCheckIntervalMs: 0,
   });
-  watch.start();
-  dataplane.start();
-  const msgs: DataplaneMessage[] = [
-    {
-      kind: 'HostConfigUpdate',
-      config: {
-        node: 'n0',
-        nodeIp: NODE_IP,
-        tunnelIp: '10.10.0.0' as Ip4,
-        vtepMac: '66:aa:00:00:00:01' as Mac,
-      },
-    },
-  ];
-  const vteps = Array.from({ length: VTEPS }, (_, i) => vtep(i));
-  for (const v of vteps) {
-    msgs.push({
-      kind: 'VTEPUpdate',
-      vtep: { node: v.node, cluster: 'b', nodeIp: v.nodeIp, tunnelIp: v.tunnelIp, mac: v.mac },
-    });
-    msgs.push({ kind: 'RouteUpdate', route: { dst: v.block, node: v.node, cluster: 'b' } });
-  }
-  msgs.push({ kind: 'InSync' });
-  dataplane.onMessages(msgs);
+  const vteps = Array.from({ length: VTEPS }, (_, i) => remoteVtep(i));
+  dataplane.onMessages(vtepSnapshot(NODE_IP, VTEPS));
   await dataplane.whenApplied();
 
   /** What is wrong with the device and its entries ('' when nothing). */

@@ -9,7 +9,6 @@ import {
   normaliseMember,
   parseIpSetList,
   parseIpSetSave,
-  parseIpSetTerse,
 } from '../../native/ipset.ts';
 
 function spec(name: string, type: IpSetType, members: string[]): IpSetSpec {
@@ -58,14 +57,14 @@ describe('parseIpSetSave', () => {
   });
 });
 
-describe('parseIpSetTerse', () => {
+describe('parseIpSetList of a terse listing', () => {
   it('reads names, types and reference counts', () => {
     const text =
       'Name: cali40x\nType: hash:net\nRevision: 7\nHeader: family inet\nReferences: 2\nNumber of entries: 2\n\n' +
       'Name: foo\nType: hash:ip\nReferences: 0\n';
-    const got = parseIpSetTerse(text);
-    assert.deepEqual(got.get('cali40x'), { type: 'hash:net', references: 2 });
-    assert.deepEqual(got.get('foo'), { type: 'hash:ip', references: 0 });
+    const got = parseIpSetList(text).headers;
+    assert.deepEqual(got.get('cali40x'), { type: 'hash:net', references: 2, entries: 2 });
+    assert.deepEqual(got.get('foo'), { type: 'hash:ip', references: 0, entries: 0 });
   });
 });
 
@@ -80,9 +79,9 @@ describe('parseIpSetList', () => {
       // The terse listing that follows: counts, no members.
       'Name: cali40x\nType: hash:net\nReferences: 2\nNumber of entries: 2\n\n' +
       'Name: cali40z\nType: hash:net\nHeader: family inet\nReferences: 0\nNumber of entries: 0\n\n';
-    const { counts, sets } = parseIpSetList(text);
+    const { headers, sets } = parseIpSetList(text);
     assert.deepEqual(
-      [...counts],
+      [...headers].map(([name, h]) => [name, h.entries]),
       [
         ['cali40x', 2],
         ['cali40y', 1],
