@@ -22,6 +22,7 @@ import { type ExecRecord, observeExec, run } from '../native/exec.ts';
 import { IpRouteDriver } from '../native/iproute.ts';
 import { IpSetDriver } from '../native/ipset.ts';
 import { IptablesDriver } from '../native/iptables.ts';
+import { RestoreSession } from '../native/restore-session.ts';
 import { addNetns, deleteNetns, uniqueTag } from '../native/netns.ts';
 import { Action, ResourceKind, type Update, UpdateSchema } from '../proto/service.ts';
 
@@ -384,6 +385,67 @@ async function oneChangeFloor(ns: string, backend: 'nft' | 'legacy', count: numb
   return out;
 }
 
+/**
+ * Rule visits of nf_tables' validation walk over a saved table: from each base chain, every rule of
+ * every chain reachable by jump or goto, once per path (the kernel keeps no memory of chains already
+ * walked).
+ */
+function validationVisits(save: string): number {
+  const targets = new Map<string, (string | undefined)[]>();
+  for (const line of save.split('\n')) {
+    if (!line.startsWith('-A ')) continue;
+    const chain = line.slice(3, line.indexOf(' ', 3));
+    const list = targets.get(chain) ?? [];
+    list.push(/ -[jg] (\S+)/.exec(line)?.[1]);
+    targets.set(chain, list);
+  }
+  const memo = new Map<string, number>();
+  const visits = (chain: string): number => {
+    let n = memo.get(chain);
+    if (n !== undefined) return n;
+    n = 0;
+    for (const t of targets.get(chain) ?? []) n += 1 + (t && targets.has(t) ? visits(t) : 0);
+    memo.set(chain, n);
+    return n;
+  };
+  return ['INPUT', 'FORWARD', 'OUTPUT'].reduce((a, c) => a + visits(c), 0);
+}
+
+/**
+ * What any commit that adds a verdict costs in this table, apart from what it writes: one rule
+ * into a chain nothing jumps to, through a kept `iptables-nft-restore` as the agent writes, with a
+ * verdict (`-j RETURN`: nf_tables then walks every rule reachable from the base chains, once per
+ * path) and bare (no match, no target: only a counter, which asks for no validation). Their
+ * difference is the kernel's validation walk, a floor under every label change that rewrites an
+ * endpoint chain.
+ */
+async function validationFloor(ns: string, count: number): Promise<void> {
+  const save = (await run('iptables-nft-save', ['-t', 'filter'], { netns: ns })).stdout;
+  const session = new RestoreSession('iptables-nft-restore', ['--noflush'], ns);
+  const probe = (rule: string) => `*filter\n:fm-probe - [0:0]\n-A fm-probe${rule}\nCOMMIT\n`;
+  const verdict: number[] = [];
+  const bare: number[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      for (const [rule, out] of [
+        [' -j RETURN', verdict],
+        ['', bare],
+      ] as const) {
+        const t0 = performance.now();
+        const r = await session.write(probe(rule));
+        if (r.result !== 'landed') throw new Error(`validation probe: ${r.result}`);
+        out.push(performance.now() - t0);
+      }
+    }
+    await session.write('*filter\n-F fm-probe\n-X fm-probe\nCOMMIT\n');
+  } finally {
+    session.end();
+  }
+  console.log(
+    `  validation floor (nft): ${validationVisits(save)} rule visits per validated commit; one rule into an unreferenced chain through a kept iptables-nft-restore, ${count}× each: with a verdict p50 ${pct(verdict, 0.5).toFixed(1)} ms (p99 ${pct(verdict, 0.99).toFixed(1)}), bare p50 ${pct(bare, 0.5).toFixed(1)} ms (p99 ${pct(bare, 0.99).toFixed(1)}): the kernel's validation walk ≈ ${(pct(verdict, 0.5) - pct(bare, 0.5)).toFixed(1)} ms of every commit that adds a jump`,
+  );
+}
+
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the dataplane benchmark needs root');
   const backend = (process.env.BENCH_IPTABLES ?? 'nft') as 'nft' | 'legacy';
@@ -535,6 +597,7 @@ async function main(): Promise<void> {
     if (!SKIP.has('drift')) await driftRepairs(dp, agentNs, backend);
     dp.stop();
     const floors = { [backend]: await oneChangeFloor(agentNs, backend, 100) } as Record<string, number[]>;
+    if (backend === 'nft') await validationFloor(agentNs, 100);
     if (SKIP.has('other')) {
       const xs = lat[backend] ?? [];
       console.log(
@@ -555,6 +618,7 @@ async function main(): Promise<void> {
     );
     dp2.stop();
     floors[other] = await oneChangeFloor(agentNs, other, 100);
+    if (other === 'nft') await validationFloor(agentNs, 100);
     for (const b of ['nft', 'legacy']) {
       const xs = lat[b] ?? [];
       const p99 = pct(xs, 0.99);
