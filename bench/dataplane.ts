@@ -22,8 +22,8 @@ import { type ExecRecord, observeExec, run } from '../native/exec.ts';
 import { IpRouteDriver } from '../native/iproute.ts';
 import { IpSetDriver } from '../native/ipset.ts';
 import { IptablesDriver } from '../native/iptables.ts';
-import { RestoreSession } from '../native/restore-session.ts';
 import { addNetns, deleteNetns, uniqueTag } from '../native/netns.ts';
+import { RestoreSession } from '../native/restore-session.ts';
 import { Action, ResourceKind, type Update, UpdateSchema } from '../proto/service.ts';
 
 const [REMOTE_EPS = 20_000, REMOTE_NODES = 500, POLICIES = 100, CHANGES = 1000, LEGACY_CHANGES = 300] =
