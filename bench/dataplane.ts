@@ -457,7 +457,7 @@ async function main(): Promise<void> {
     const updates = scenario();
     // The agent, in-process, against the real kernel of its namespace (drivers take the netns).
     const seq = new Sequencer();
-    const graph = new CalculationGraph({ nodeName: MY_NODE, localCluster: 'a' }, seq);
+    const graph = new CalculationGraph({ nodeName: MY_NODE, localCluster: 'a', deferUntilInSync: true }, seq);
     const drivers = (b: 'nft' | 'legacy') => ({
       ipsets: new IpSetDriver({ netns: agentNs }),
       iptables: new IptablesDriver({ backend: b, netns: agentNs }),
