@@ -371,3 +371,68 @@ export class SelectedIds {
     this.removed = undefined;
   }
 }
+
+/** A value's place in a LinkedQueue: made once per value and reused, so queueing allocates nothing. */
+export interface QueueLink<T> {
+  readonly value: T;
+  prev: QueueLink<T> | undefined;
+  next: QueueLink<T> | undefined;
+  queued: boolean;
+}
+
+export function queueLink<T>(value: T): QueueLink<T> {
+  return { value, prev: undefined, next: undefined, queued: false };
+}
+
+/**
+ * Values in the order they were queued, with appending, taking out anywhere and reading the
+ * oldest in constant time: what a Map used as a queue is not once entries leave it from the front
+ * (finding its oldest entry steps over every deleted one until the table is rebuilt).
+ */
+export class LinkedQueue<T> {
+  private head: QueueLink<T> | undefined;
+  private tail: QueueLink<T> | undefined;
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The oldest value. */
+  get first(): T | undefined {
+    return this.head?.value;
+  }
+
+  /** Appends a link not queued anywhere. */
+  push(l: QueueLink<T>): void {
+    if (l.queued) throw new Error('queue link already queued');
+    l.queued = true;
+    l.prev = this.tail;
+    l.next = undefined;
+    if (this.tail) this.tail.next = l;
+    else this.head = l;
+    this.tail = l;
+    this.count++;
+  }
+
+  /** Takes a link of this queue out; false when it is not queued. */
+  delete(l: QueueLink<T> | undefined): boolean {
+    if (!l?.queued) return false;
+    if (l.prev) l.prev.next = l.next;
+    else this.head = l.next;
+    if (l.next) l.next.prev = l.prev;
+    else this.tail = l.prev;
+    l.prev = undefined;
+    l.next = undefined;
+    l.queued = false;
+    this.count--;
+    return true;
+  }
+
+  /** The values, oldest first (a copy: the queue may change while it is read). */
+  values(): T[] {
+    const out: T[] = [];
+    for (let l = this.head; l; l = l.next) out.push(l.value);
+    return out;
+  }
+}

@@ -15,7 +15,15 @@
 // Output: IPSet messages to the sink.
 import type { Labels } from '../../model/resources.ts';
 import type { MatcherSpec } from '../../policy/compiled.ts';
-import { ascending, getOrCreate, isAscending, SelectedIds } from './index-structures.ts';
+import {
+  ascending,
+  getOrCreate,
+  isAscending,
+  LinkedQueue,
+  type QueueLink,
+  queueLink,
+  SelectedIds,
+} from './index-structures.ts';
 import { IpSetMemberIndex } from './ipset-members.ts';
 import { type CandidatePlan, type Item, ItemIndex, type ItemInput, matches, testOf } from './item-index.ts';
 import type { IpSetId, MessageSink } from './messages.ts';
@@ -53,6 +61,9 @@ interface MatcherState {
    * write every member into the kernel again.
    */
   parked: boolean;
+  /** Its places in the dormant and parked queues, made when it first goes dormant. */
+  dormantLink: QueueLink<MatcherState> | undefined;
+  parkedLink: QueueLink<MatcherState> | undefined;
 }
 
 export interface LabelIndexOptions {
@@ -87,13 +98,13 @@ export class LabelIndex {
   private readonly items = new ItemIndex();
   private readonly matchers = new Map<IpSetId, MatcherState>();
   /** Matchers without references, least recently active first (a subset of `matchers`). */
-  private readonly dormant = new Map<IpSetId, MatcherState>();
+  private readonly dormant = new LinkedQueue<MatcherState>();
   private dormantIds = 0;
   /**
    * The parked ones among them, least recently active first: trimming takes parked sets out of
    * the dataplane without walking past the dormant ones that are not parked (thousands).
    */
-  private readonly parked = new Map<IpSetId, MatcherState>();
+  private readonly parked = new LinkedQueue<MatcherState>();
   /** Ids selected by parked matchers (a part of `dormantIds`). */
   private parkedIds = 0;
   /** Referenced matchers whose members wait for `endDeferral()`, while deferring. */
@@ -137,7 +148,7 @@ export class LabelIndex {
     this.members.reindex(undefined, old);
     this.reevaluate(undefined, old);
     // Nothing left to select: dormant matchers would only be kept for nothing.
-    if (this.items.size === 0) for (const m of [...this.dormant.values()]) this.drop(m);
+    if (this.items.size === 0) for (const m of this.dormant.values()) this.drop(m);
   }
 
   /** Set (or with undefined, delete) a profile's labels; returns the keys of items whose labels changed. */
@@ -156,11 +167,11 @@ export class LabelIndex {
       if (existing.refs++ > 0) return;
       // Dormant: its selection followed every change since; announce it again unless the
       // dataplane still holds it, kept current.
-      this.dormant.delete(spec.id);
+      this.dormant.delete(existing.dormantLink);
       this.dormantIds -= existing.selected!.size;
       if (existing.parked) {
         existing.parked = false;
-        this.parked.delete(spec.id);
+        this.parked.delete(existing.parkedLink);
         this.parkedIds -= existing.selected!.size;
       } else this.announce(existing);
       return;
@@ -177,6 +188,8 @@ export class LabelIndex {
       selected: undefined,
       test: testOf(spec),
       parked: false,
+      dormantLink: undefined,
+      parkedLink: undefined,
     };
     this.matchers.set(spec.id, state);
     if (this.deferred && !spec.staticMembers) {
@@ -204,10 +217,12 @@ export class LabelIndex {
     const size = state.selected.size;
     if (size >= this.parkMin) {
       state.parked = true;
-      this.parked.set(id, state);
+      state.parkedLink ??= queueLink(state);
+      this.parked.push(state.parkedLink);
       this.parkedIds += size;
     } else this.sink.send({ kind: 'IPSetRemove', id });
-    this.dormant.set(id, state);
+    state.dormantLink ??= queueLink(state);
+    this.dormant.push(state.dormantLink);
     this.dormantIds += size;
     this.trimDormant();
   }
@@ -338,7 +353,7 @@ export class LabelIndex {
 
   private drop(state: MatcherState): void {
     this.matchers.delete(state.spec.id);
-    if (this.dormant.delete(state.spec.id)) this.dormantIds -= state.selected!.size;
+    if (this.dormant.delete(state.dormantLink)) this.dormantIds -= state.selected!.size;
     if (state.parked) this.unpark(state);
     if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
   }
@@ -349,20 +364,15 @@ export class LabelIndex {
    * go while they are too many or hold too many ids.
    */
   private trimDormant(): void {
-    for (const state of this.parked.values()) {
-      if (this.parkedIds <= this.parkMaxIds) break;
-      this.unpark(state);
-    }
-    for (const state of this.dormant.values()) {
-      if (this.dormantIds <= DORMANT_MAX_IDS && this.dormant.size <= DORMANT_MAX) return;
-      this.drop(state);
-    }
+    while (this.parkedIds > this.parkMaxIds && this.parked.first) this.unpark(this.parked.first);
+    while ((this.dormantIds > DORMANT_MAX_IDS || this.dormant.size > DORMANT_MAX) && this.dormant.first)
+      this.drop(this.dormant.first);
   }
 
   /** A parked set leaves the dataplane; its matcher stays dormant (announced again if it comes back). */
   private unpark(state: MatcherState): void {
     state.parked = false;
-    this.parked.delete(state.spec.id);
+    this.parked.delete(state.parkedLink);
     this.parkedIds -= state.selected!.size;
     this.sink.send({ kind: 'IPSetRemove', id: state.spec.id });
   }

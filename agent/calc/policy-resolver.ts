@@ -17,7 +17,7 @@ import type {
   TierDefaultAction,
   TierPolicies,
 } from './messages.ts';
-import { PolicySelectorIndex } from './policy-selector-index.ts';
+import { PolicySelectorIndex, type SelectedPolicy } from './policy-selector-index.ts';
 
 export interface LocalEndpointInput {
   key: EndpointKey;
@@ -35,7 +35,8 @@ export interface TierSettings {
 interface EndpointState {
   input: LocalEndpointInput;
   labels: Labels;
-  policies: Set<PolicyKey>;
+  /** The policies that select it, in no particular order (their rendering orders them). */
+  policies: SelectedPolicy[];
   /** The last rendering sent, to skip no-op updates. */
   lastSent?: LocalEndpoint;
   lastSentHost?: string;
@@ -144,12 +145,13 @@ export class PolicyResolver {
     if (wasActive && !isActive) this.sink.send({ kind: 'ActivePolicyRemove', key: p.key });
     if (isActive) this.endpointsByPolicy.set(p.key, after);
     else this.endpointsByPolicy.delete(p.key);
+    const entry = this.selectors.entryOf(p.key)!;
     const touched = new Set([...before, ...after]);
     for (const k of touched) {
       const ep = this.endpoints.get(k);
       if (!ep) continue;
-      if (after.has(k)) ep.policies.add(p.key);
-      else ep.policies.delete(p.key);
+      if (!after.has(k)) removePolicy(ep.policies, p.key);
+      else if (!before.has(k)) ep.policies.push(entry);
       this.sendEndpoint(ep);
     }
   }
@@ -165,7 +167,7 @@ export class PolicyResolver {
     for (const k of before) {
       const ep = this.endpoints.get(k);
       if (!ep) continue;
-      ep.policies.delete(key);
+      removePolicy(ep.policies, key);
       this.sendEndpoint(ep);
     }
     this.sink.send({ kind: 'ActivePolicyRemove', key });
@@ -180,21 +182,19 @@ export class PolicyResolver {
       for (const p of this.policies.values()) this.selectors.setPolicy(p.key, p.selector);
     }
     const known = this.endpoints.get(input.key);
-    const ep = known ?? { input, labels, policies: new Set<PolicyKey>() };
+    const ep: EndpointState = known ?? { input, labels, policies: [] };
     const sameInput = known !== undefined && sameEndpointInput(known.input, input);
     ep.input = input;
     ep.labels = labels;
     this.endpoints.set(input.key, ep);
     this.selectors.setEndpoint(input.key, labels);
-    const now = new Set(this.selectors.policiesSelecting(labels));
-    let samePolicies = now.size === ep.policies.size;
-    for (const pk of ep.policies)
-      if (!now.has(pk)) {
-        samePolicies = false;
-        this.detach(pk, input.key);
-      }
-    for (const pk of now) if (!ep.policies.has(pk)) this.attach(pk, input.key);
-    ep.policies = now;
+    const change = this.selectors.diffSelecting(labels, ep.policies);
+    if (change) {
+      for (const p of change.removed) this.detach(p.key, input.key);
+      for (const p of change.added) this.attach(p.key, input.key);
+      ep.policies = change.now;
+    }
+    const samePolicies = change === undefined;
     // A label change that moves no policy renders what was sent (hundreds of policies to order
     // again, for nothing): every other change to a rendering (a policy's, a tier's) renders it.
     const sent = this.kind === 'host' ? ep.lastSentHost : ep.lastSent;
@@ -211,7 +211,7 @@ export class PolicyResolver {
     // One still waiting for its first rendering was never announced: nothing to take back.
     if (ep.lastSent !== undefined || ep.lastSentHost !== undefined)
       this.sink.send({ kind: this.kind === 'host' ? 'HostEndpointRemove' : 'EndpointRemove', key });
-    for (const pk of ep.policies) this.detach(pk, key);
+    for (const p of [...ep.policies].sort(bySeq)) this.detach(p.key, key);
   }
 
   /** A Tier was set or deleted (undefined): every endpoint's tiers may change. */
@@ -262,8 +262,8 @@ export class PolicyResolver {
     }
     const ingress: CompiledPolicy[] = [];
     const egress: CompiledPolicy[] = [];
-    for (const k of ep.policies) {
-      const p = this.policies.get(k);
+    for (const { key } of ep.policies) {
+      const p = this.policies.get(key);
       // Pre-DNAT and untracked policies apply to host endpoints only (Felix).
       if (!p || p.preDNAT || p.doNotTrack) continue;
       if (p.ingress) ingress.push(p);
@@ -294,8 +294,8 @@ export class PolicyResolver {
       untrackedIngress: [] as CompiledPolicy[],
       untrackedEgress: [] as CompiledPolicy[],
     };
-    for (const k of ep.policies) {
-      const p = this.policies.get(k);
+    for (const { key } of ep.policies) {
+      const p = this.policies.get(key);
       if (!p) continue;
       if (p.preDNAT) {
         if (p.ingress) lists.preDnatIngress.push(p);
@@ -327,6 +327,18 @@ export class PolicyResolver {
     ep.lastSentHost = text;
     this.sink.send({ kind: 'HostEndpointUpdate', endpoint });
   }
+}
+
+/** Takes a policy off an endpoint's list (whose order does not matter). */
+function removePolicy(list: SelectedPolicy[], key: PolicyKey): void {
+  const i = list.findIndex((p) => p.key === key);
+  if (i < 0) return;
+  list[i] = list[list.length - 1]!;
+  list.pop();
+}
+
+function bySeq(a: SelectedPolicy, b: SelectedPolicy): number {
+  return a.seq - b.seq;
 }
 
 function sameEndpointInput(a: LocalEndpointInput, b: LocalEndpointInput): boolean {
