@@ -35,6 +35,10 @@ export { CLUSTER_LABEL, type ItemInput, SERVICE_ACCOUNT_LABEL } from './item-ind
 export { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, SERVICE_ACCOUNT_LABEL_PREFIX } from './profile-labels.ts';
 export type { MatcherSpec };
 
+declare const matcherRef: unique symbol;
+/** A reference `refMatcher` took, to give back with `unref` (which then looks nothing up). */
+export type MatcherRef = { readonly [matcherRef]: true };
+
 interface MatcherState {
   readonly spec: MatcherSpec;
   /** References taken; 0: dormant (its set is gone from the dataplane, its selection kept warm). */
@@ -161,10 +165,11 @@ export class LabelIndex {
    * index, or from its selection kept while dormant; while deferring, at `endDeferral()`), unless
    * its set is parked in the dataplane.
    */
-  refMatcher(spec: MatcherSpec): void {
+  refMatcher(spec: MatcherSpec): MatcherRef {
     const existing = this.matchers.get(spec.id);
     if (existing) {
-      if (existing.refs++ > 0) return;
+      const ref = existing as unknown as MatcherRef;
+      if (existing.refs++ > 0) return ref;
       // Dormant: its selection followed every change since; announce it again unless the
       // dataplane still holds it, kept current.
       this.dormant.delete(existing.dormantLink);
@@ -174,7 +179,7 @@ export class LabelIndex {
         this.parked.delete(existing.parkedLink);
         this.parkedIds -= existing.selected!.size;
       } else this.announce(existing);
-      return;
+      return ref;
     }
     const req = spec.staticMembers ? NOTHING : matcherRequirement(spec, this.items.cost);
     const reg = registrationOf(req, this.items.cost);
@@ -194,16 +199,27 @@ export class LabelIndex {
     this.matchers.set(spec.id, state);
     if (this.deferred && !spec.staticMembers) {
       this.deferred.push(state);
-      return;
+      return state as unknown as MatcherRef;
     }
     this.select(state);
     this.announce(state);
+    return state as unknown as MatcherRef;
   }
 
   unrefMatcher(id: IpSetId): void {
     const state = this.matchers.get(id);
-    if (!state || state.refs === 0) return;
+    if (state) this.release(state);
+  }
+
+  /** Gives back a reference `refMatcher` returned. */
+  unref(ref: MatcherRef): void {
+    this.release(ref as unknown as MatcherState);
+  }
+
+  private release(state: MatcherState): void {
+    if (state.refs === 0) return;
     if (--state.refs > 0) return;
+    const id = state.spec.id;
     if (!state.selected) {
       // Deferred and never announced: nothing to take back.
       this.matchers.delete(id);

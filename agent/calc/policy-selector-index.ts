@@ -22,13 +22,16 @@ import {
  * A policy as an endpoint's list holds it: one object per policy for as long as the index holds
  * the policy (a changed selector updates it in place), so lists compare by identity.
  */
-export interface SelectedPolicy {
+export interface SelectedPolicy<T> {
   readonly key: PolicyKey;
   /** Arrival order: policies that come to or leave an endpoint are handled in it. */
   readonly seq: number;
+  /** What the index's user keeps of the policy (given with its selector). */
+  readonly data: T;
 }
 
-interface PolicyEntry extends SelectedPolicy {
+interface PolicyEntry<T> extends SelectedPolicy<T> {
+  data: T;
   selector: Selector;
   req: Requirement;
   reg: Registration;
@@ -40,21 +43,21 @@ interface PolicyEntry extends SelectedPolicy {
 }
 
 /** How an endpoint's policy list changes (see `diffSelecting`). */
-export interface PolicyListChange {
+export interface PolicyListChange<T> {
   /** The new list, in no particular order. */
-  readonly now: SelectedPolicy[];
+  readonly now: SelectedPolicy<T>[];
   /** The policies that left the list, and those that came, each in arrival order. */
-  readonly removed: readonly SelectedPolicy[];
-  readonly added: readonly SelectedPolicy[];
+  readonly removed: readonly SelectedPolicy<T>[];
+  readonly added: readonly SelectedPolicy<T>[];
 }
 
-const NO_POLICIES: readonly SelectedPolicy[] = Object.freeze([]) as readonly SelectedPolicy[];
+const NO_POLICIES: readonly never[] = Object.freeze([]) as readonly never[];
 
 const NAMESPACE_LABEL = 'projectcalico.org/namespace';
 
-export class PolicySelectorIndex {
-  private readonly policies = new Map<PolicyKey, PolicyEntry>();
-  private readonly registry = new RequirementRegistry<PolicyEntry>();
+export class PolicySelectorIndex<T = undefined> {
+  private readonly policies = new Map<PolicyKey, PolicyEntry<T>>();
+  private readonly registry = new RequirementRegistry<PolicyEntry<T>>();
   private nextSeq = 0;
   private pass = 0;
   private readonly endpoints = new Map<EndpointKey, Labels>();
@@ -63,8 +66,9 @@ export class PolicySelectorIndex {
   private readonly byKey = new Map<string, Set<EndpointKey>>();
 
   /** Adds or replaces a policy's selector; a policy keeps its place in the order when replaced. */
-  setPolicy(key: PolicyKey, selector: Selector): void {
+  setPolicy(key: PolicyKey, selector: Selector, data?: T): void {
     const old = this.policies.get(key);
+    if (old) old.data = data as T;
     if (old?.selector === selector) return;
     const req = requirementOf(selectorAst(selector), false, 'labels', clauseCost);
     const reg = registrationOf(req, clauseCost);
@@ -77,13 +81,23 @@ export class PolicySelectorIndex {
       this.registry.register(old, reg);
       return;
     }
-    const entry: PolicyEntry = { key, selector, seq: this.nextSeq++, req, reg, mark: 0, hit: 0, listed: 0 };
+    const entry: PolicyEntry<T> = {
+      key,
+      selector,
+      seq: this.nextSeq++,
+      data: data as T,
+      req,
+      reg,
+      mark: 0,
+      hit: 0,
+      listed: 0,
+    };
     this.policies.set(key, entry);
     this.registry.register(entry, entry.reg);
   }
 
   /** The list entry of an indexed policy. */
-  entryOf(key: PolicyKey): SelectedPolicy | undefined {
+  entryOf(key: PolicyKey): SelectedPolicy<T> | undefined {
     return this.policies.get(key);
   }
 
@@ -145,17 +159,17 @@ export class PolicySelectorIndex {
    * each entry is stamped with the pass that found it, so a change that moves no policy (most)
    * allocates only the list of selecting policies.
    */
-  diffSelecting(labels: Labels, current: readonly SelectedPolicy[]): PolicyListChange | undefined {
+  diffSelecting(labels: Labels, current: readonly SelectedPolicy<T>[]): PolicyListChange<T> | undefined {
     const pass = ++this.pass;
     const now = this.selecting(labels);
     for (const p of now) p.hit = pass;
-    const removed: PolicyEntry[] = [];
+    const removed: PolicyEntry<T>[] = [];
     for (const c of current) {
-      const p = c as PolicyEntry;
+      const p = c as PolicyEntry<T>;
       if (p.hit === pass) p.listed = pass;
       else removed.push(p);
     }
-    const added: PolicyEntry[] = [];
+    const added: PolicyEntry<T>[] = [];
     for (const p of now) if (p.listed !== pass) added.push(p);
     if (removed.length === 0 && added.length === 0) return undefined;
     return {
@@ -166,7 +180,7 @@ export class PolicySelectorIndex {
   }
 
   /** The policies whose selector selects these labels, in no particular order. */
-  private selecting(labels: Labels): PolicyEntry[] {
+  private selecting(labels: Labels): PolicyEntry<T>[] {
     const hits = this.registry.collect({ labels });
     let n = 0;
     for (const p of hits) if (p.selector.evaluate(labels)) hits[n++] = p;
@@ -286,6 +300,6 @@ function hasLabel(labels: Labels, k: string): boolean {
   return typeof labels[k] === 'string' && Object.hasOwn(labels, k);
 }
 
-function bySeq(a: SelectedPolicy, b: SelectedPolicy): number {
+function bySeq(a: SelectedPolicy<unknown>, b: SelectedPolicy<unknown>): number {
   return a.seq - b.seq;
 }
