@@ -65,6 +65,8 @@ interface MatcherState {
    * write every member into the kernel again.
    */
   parked: boolean;
+  /** Whether `matchers` holds it (a reference kept past its drop is only a hint). */
+  live: boolean;
   /** Its places in the dormant and parked queues, made when it first goes dormant. */
   dormantLink: QueueLink<MatcherState> | undefined;
   parkedLink: QueueLink<MatcherState> | undefined;
@@ -163,10 +165,12 @@ export class LabelIndex {
   /**
    * Take a reference on a matcher; the first reference announces its members (computed from the
    * index, or from its selection kept while dormant; while deferring, at `endDeferral()`), unless
-   * its set is parked in the dataplane.
+   * its set is parked in the dataplane. `hint`: a reference once taken on the same matcher, used
+   * instead of looking it up while the matcher lives.
    */
-  refMatcher(spec: MatcherSpec): MatcherRef {
-    const existing = this.matchers.get(spec.id);
+  refMatcher(spec: MatcherSpec, hint?: MatcherRef): MatcherRef {
+    const h = hint as unknown as MatcherState | undefined;
+    const existing = h?.live && h.spec.id === spec.id ? h : this.matchers.get(spec.id);
     if (existing) {
       const ref = existing as unknown as MatcherRef;
       if (existing.refs++ > 0) return ref;
@@ -193,6 +197,7 @@ export class LabelIndex {
       selected: undefined,
       test: testOf(spec),
       parked: false,
+      live: true,
       dormantLink: undefined,
       parkedLink: undefined,
     };
@@ -223,6 +228,7 @@ export class LabelIndex {
     if (!state.selected) {
       // Deferred and never announced: nothing to take back.
       this.matchers.delete(id);
+      state.live = false;
       return;
     }
     if (state.spec.staticMembers || this.items.size === 0) {
@@ -372,6 +378,9 @@ export class LabelIndex {
     if (this.dormant.delete(state.dormantLink)) this.dormantIds -= state.selected!.size;
     if (state.parked) this.unpark(state);
     if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
+    // A reference kept as a hint may outlive it: let its selection go now.
+    state.live = false;
+    state.selected = undefined;
   }
 
   /**

@@ -84,14 +84,15 @@ interface PolicyState {
   policy: CompiledPolicy;
   /** The local endpoints it selects; undefined while none (then it is not active here). */
   endpoints: Set<EndpointKey> | undefined;
-  /** The matchers its rules reference while it is active, as the label index handed them out. */
-  matchers: readonly MatcherRef[];
+  /**
+   * The matchers its rules reference while it is active, as the label index handed them out; kept
+   * while it is not, so that coming back takes them again without looking them up.
+   */
+  matchers: MatcherRef[];
   /** Whether this resolver counts in `shared.users`. */
   counted: boolean;
   readonly shared: ActiveCount;
 }
-
-const NO_MATCHERS: readonly MatcherRef[] = Object.freeze([]) as readonly MatcherRef[];
 
 export class PolicyResolver {
   private readonly policies = new Map<PolicyKey, PolicyState>();
@@ -149,7 +150,7 @@ export class PolicyResolver {
       st = {
         policy: p,
         endpoints: undefined,
-        matchers: NO_MATCHERS,
+        matchers: [],
         counted: false,
         shared: this.shared.hold(p.key),
       };
@@ -164,9 +165,9 @@ export class PolicyResolver {
     const oldMatchers = st.matchers;
     if (isActive) {
       // New references before old ones are dropped, so a shared ipset is never removed and re-added.
-      st.matchers = p.matchers.map((m) => this.index.refMatcher(m));
+      st.matchers = p.matchers.map((m, i) => this.index.refMatcher(m, oldMatchers[i]));
       this.announce(st);
-    } else st.matchers = NO_MATCHERS;
+    }
     if (wasActive) for (const m of oldMatchers) this.index.unref(m);
     if (wasActive && !isActive) this.withdraw(st);
     if (isActive !== wasActive) this.activeCount += isActive ? 1 : -1;
@@ -199,7 +200,6 @@ export class PolicyResolver {
       }
       this.withdraw(st);
       for (const m of st.matchers) this.index.unref(m);
-      st.matchers = NO_MATCHERS;
     }
     this.shared.release(key, st.shared);
   }
@@ -263,9 +263,14 @@ export class PolicyResolver {
       st.endpoints.add(ek);
       return;
     }
-    st.endpoints = new Set([ek]);
+    st.endpoints = new Set();
+    st.endpoints.add(ek);
     this.activeCount++;
-    st.matchers = st.policy.matchers.map((m) => this.index.refMatcher(m));
+    // In place: while the policy is inactive the array holds only hints.
+    const specs = st.policy.matchers;
+    const refs = st.matchers;
+    if (refs.length !== specs.length) refs.length = specs.length;
+    for (let i = 0; i < specs.length; i++) refs[i] = this.index.refMatcher(specs[i]!, refs[i]);
     this.announce(st);
   }
 
@@ -276,7 +281,6 @@ export class PolicyResolver {
     this.activeCount--;
     this.withdraw(st);
     for (const m of st.matchers) this.index.unref(m);
-    st.matchers = NO_MATCHERS;
   }
 
   /** Sends the policy, counting this resolver among its users. */
