@@ -71,6 +71,18 @@ export class IdList {
   }
 }
 
+/** The first position among the first `n` ids of a sorted array whose id is not below `id`. */
+function lowerBound32(ids: Int32Array, n: number, id: number): number {
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ids[mid]! < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** The first position in a sorted list whose id is not below `id`. */
 function lowerBound(ids: readonly number[], id: number): number {
   let lo = 0;
@@ -335,8 +347,17 @@ export class SelectedIds {
 
   /** Every id once, ascending. */
   members(): ArrayLike<number> {
+    const ids = this.sortedIds();
+    return this.length === ids.length ? ids : ids.subarray(0, this.length);
+  }
+
+  /**
+   * Every id once, ascending, in the first `size` places of the array returned (no view made):
+   * valid until the next change.
+   */
+  sortedIds(): Int32Array {
     if (this.added?.size || this.removed?.size) this.settle();
-    return this.length === this.ids.length ? this.ids : this.ids.subarray(0, this.length);
+    return this.ids;
   }
 
   private grow(min: number): void {
@@ -350,25 +371,45 @@ export class SelectedIds {
     if (pending > 16 && pending > this.length / 8) this.settle();
   }
 
+  /**
+   * Merges the pending changes in place: a new array (of the exact size) only when the ids no
+   * longer fit. A typed array's store lives outside the heap, so making one costs far more than
+   * moving a few ids; the ids from the first removed one on move down, the added ones merge in
+   * from the back.
+   */
   private settle(): void {
-    const removed = this.removed;
-    const extra = this.added?.size ? [...this.added].sort(ascending) : [];
-    const out = new Int32Array(this.length - (removed?.size ?? 0) + extra.length);
-    const base = this.ids;
-    let i = 0;
-    let j = 0;
-    let k = 0;
-    while (i < this.length) {
-      const id = base[i++]!;
-      if (removed?.has(id)) continue;
-      while (j < extra.length && extra[j]! < id) out[k++] = extra[j++]!;
-      out[k++] = id;
-    }
-    while (j < extra.length) out[k++] = extra[j++]!;
-    this.ids = out;
-    this.length = k;
+    const { removed, added } = this;
     this.added = undefined;
     this.removed = undefined;
+    let ids = this.ids;
+    let n = this.length;
+    if (removed?.size) {
+      const gone = [...removed].sort(ascending);
+      let k = lowerBound32(ids, n, gone[0]!);
+      let r = 0;
+      for (let i = k; i < n; i++) {
+        const id = ids[i]!;
+        while (r < gone.length && gone[r]! < id) r++;
+        if (r < gone.length && gone[r] === id) r++;
+        else ids[k++] = id;
+      }
+      n = k;
+    }
+    if (added?.size) {
+      const extra = [...added].sort(ascending);
+      const total = n + extra.length;
+      if (total > ids.length) {
+        const next = new Int32Array(total);
+        next.set(ids.subarray(0, n));
+        ids = next;
+        this.ids = next;
+      }
+      let i = n - 1;
+      let j = extra.length - 1;
+      for (let k = total - 1; j >= 0; k--) ids[k] = i >= 0 && ids[i]! > extra[j]! ? ids[i--]! : extra[j--]!;
+      n = total;
+    }
+    this.length = n;
   }
 }
 

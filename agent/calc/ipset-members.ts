@@ -76,18 +76,18 @@ export class IpSetMemberIndex<I extends MemberSource> {
     return out;
   }
 
-  /** The members of a set selecting the items with these ids, each once. */
-  membersOfIds(rule: MemberRule, ids: ArrayLike<number>): string[] {
+  /** The members of a set selecting the items with these ids (the first `count`), each once. */
+  membersOfIds(rule: MemberRule, ids: ArrayLike<number>, count = ids.length): string[] {
     const out: string[] = [];
     if (rule.type === 'hash:net') {
       const soleNet = this.soleNet;
-      for (let i = 0; i < ids.length; i++) {
+      for (let i = 0; i < count; i++) {
         const net = soleNet[ids[i]!];
         if (net !== undefined) out.push(net);
         else for (const x of this.itemById(ids[i]!)?.nets ?? NO_MEMBERS) out.push(x);
       }
     } else {
-      for (let i = 0; i < ids.length; i++) {
+      for (let i = 0; i < count; i++) {
         const item = this.itemById(ids[i]!);
         if (item) for (const x of this.membersOf(rule, item)) out.push(x);
       }

@@ -354,7 +354,8 @@ export class LabelIndex {
   }
 
   private membersOfSelected(state: MatcherState): string[] {
-    return this.members.membersOfIds(state.spec, state.selected!.members());
+    const selected = state.selected!;
+    return this.members.membersOfIds(state.spec, selected.sortedIds(), selected.size);
   }
 
   /** Computes a matcher's selection and registers it, so that it follows item changes. */
