@@ -24,7 +24,7 @@ import {
   queueLink,
   SelectedIds,
 } from './index-structures.ts';
-import { IpSetMemberIndex } from './ipset-members.ts';
+import { IpSetMemberIndex, type MemberDelta } from './ipset-members.ts';
 import { type CandidatePlan, type Item, ItemIndex, type ItemInput, matches, testOf } from './item-index.ts';
 import type { IpSetId, MessageSink } from './messages.ts';
 import { type Registration, RequirementRegistry, registrationOf } from './requirement-registry.ts';
@@ -65,6 +65,12 @@ interface MatcherState {
    * write every member into the kernel again.
    */
   parked: boolean;
+  /**
+   * A small set's members as a list, kept current with its deltas (dormant or not): announcing
+   * it again copies the list, where reading each member off its item id would cost a cache miss a
+   * member (what most of a policy's coming back cost). Undefined for static and large sets.
+   */
+  list: string[] | undefined;
   /** Whether `matchers` holds it (a reference kept past its drop is only a hint). */
   live: boolean;
   /** Its places in the dormant and parked queues, made when it first goes dormant. */
@@ -197,6 +203,7 @@ export class LabelIndex {
       selected: undefined,
       test: testOf(spec),
       parked: false,
+      list: undefined,
       live: true,
       dormantLink: undefined,
       parkedLink: undefined,
@@ -370,7 +377,13 @@ export class LabelIndex {
 
   private announce(state: MatcherState): void {
     const { spec } = state;
-    const members = spec.staticMembers ? [...spec.staticMembers] : this.membersOfSelected(state);
+    let members: string[];
+    if (spec.staticMembers) members = [...spec.staticMembers];
+    else if (state.list) members = state.list.slice();
+    else {
+      members = this.membersOfSelected(state);
+      if (members.length < this.parkMin) state.list = members.slice();
+    }
     this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members });
   }
 
@@ -382,6 +395,7 @@ export class LabelIndex {
     // A reference kept as a hint may outlive it: let its selection go now.
     state.live = false;
     state.selected = undefined;
+    state.list = undefined;
   }
 
   /**
@@ -401,6 +415,19 @@ export class LabelIndex {
     this.parked.delete(state.parkedLink);
     this.parkedIds -= state.selected!.size;
     this.sink.send({ kind: 'IPSetRemove', id: state.spec.id });
+  }
+
+  /** A delta to a matcher's member list (whose order does not matter); a list grown large goes. */
+  private applyToList(m: MatcherState, d: MemberDelta): void {
+    const list = m.list!;
+    for (const x of d.removed) {
+      const i = list.lastIndexOf(x);
+      if (i < 0) continue;
+      list[i] = list[list.length - 1]!;
+      list.pop();
+    }
+    for (const x of d.added) list.push(x);
+    if (list.length >= 2 * this.parkMin) m.list = undefined;
   }
 
   // --- matchers ----------------------------------------------------------------------------------
@@ -429,10 +456,15 @@ export class LabelIndex {
         if (m.refs === 0) this.dormantIds += now ? 1 : -1;
         if (m.parked) this.parkedIds += now ? 1 : -1;
       }
-      // A dormant matcher's members matter only when its set is parked in the dataplane.
-      if (m.refs === 0 && !m.parked) continue;
+      // A dormant matcher's members matter only when its set is parked in the dataplane, or to
+      // keep its list.
+      const inDataplane = m.refs > 0 || m.parked;
+      if (!inDataplane && !m.list) continue;
       const d = this.members.delta(m.spec, m.test, item, old, was, now);
-      if (d) this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
+      if (!d) continue;
+      if (m.list) this.applyToList(m, d);
+      if (inDataplane)
+        this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
     }
   }
 }
