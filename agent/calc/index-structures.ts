@@ -374,8 +374,9 @@ export class SelectedIds {
   /**
    * Merges the pending changes in place: a new array (of the exact size) only when the ids no
    * longer fit. A typed array's store lives outside the heap, so making one costs far more than
-   * moving a few ids; the ids from the first removed one on move down, the added ones merge in
-   * from the back.
+   * moving ids. The ids between two changes move as one block (`copyWithin`, a memmove): a set
+   * read after a few changes costs a binary search a change, not a pass over its ids in code that
+   * may not be compiled yet (a dormant set is read rarely).
    */
   private settle(): void {
     const { removed, added } = this;
@@ -383,17 +384,30 @@ export class SelectedIds {
     this.removed = undefined;
     let ids = this.ids;
     let n = this.length;
+    // Many changes (a pass anyway): one pass over the ids, not a block move each.
+    const blocks = ((removed?.size ?? 0) + (added?.size ?? 0)) * 16 < n;
     if (removed?.size) {
       const gone = [...removed].sort(ascending);
-      let k = lowerBound32(ids, n, gone[0]!);
-      let r = 0;
-      for (let i = k; i < n; i++) {
-        const id = ids[i]!;
-        while (r < gone.length && gone[r]! < id) r++;
-        if (r < gone.length && gone[r] === id) r++;
-        else ids[k++] = id;
+      if (blocks) {
+        // Where each removed id is, then the blocks between them down by as many as precede them.
+        const at: number[] = [];
+        for (const id of gone) {
+          const p = lowerBound32(ids, n, id);
+          if (ids[p] === id) at.push(p);
+        }
+        for (let j = 0; j < at.length; j++) ids.copyWithin(at[j]! - j, at[j]! + 1, at[j + 1] ?? n);
+        n -= at.length;
+      } else {
+        let k = lowerBound32(ids, n, gone[0]!);
+        let r = 0;
+        for (let i = k; i < n; i++) {
+          const id = ids[i]!;
+          while (r < gone.length && gone[r]! < id) r++;
+          if (r < gone.length && gone[r] === id) r++;
+          else ids[k++] = id;
+        }
+        n = k;
       }
-      n = k;
     }
     if (added?.size) {
       const extra = [...added].sort(ascending);
@@ -404,9 +418,20 @@ export class SelectedIds {
         ids = next;
         this.ids = next;
       }
-      let i = n - 1;
-      let j = extra.length - 1;
-      for (let k = total - 1; j >= 0; k--) ids[k] = i >= 0 && ids[i]! > extra[j]! ? ids[i--]! : extra[j--]!;
+      if (blocks) {
+        // Where each added id goes among the others, then from the last: the block after it up
+        // by as many as precede it and itself, and it in place.
+        const at = extra.map((id) => lowerBound32(ids, n, id));
+        for (let j = extra.length - 1; j >= 0; j--) {
+          ids.copyWithin(at[j]! + j + 1, at[j]!, at[j + 1] ?? n);
+          ids[at[j]! + j] = extra[j]!;
+        }
+      } else {
+        // Merged from the back.
+        let i = n - 1;
+        let j = extra.length - 1;
+        for (let k = total - 1; j >= 0; k--) ids[k] = i >= 0 && ids[i]! > extra[j]! ? ids[i--]! : extra[j--]!;
+      }
       n = total;
     }
     this.length = n;
