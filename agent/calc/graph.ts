@@ -56,8 +56,8 @@ export class CalculationGraph {
     const defer = opts.deferUntilInSync ?? false;
     this.index = new LabelIndex(sink, { deferMembers: defer, parkMin: opts.parkSetsMin });
     const shared = new SharedActivePolicies(sink);
-    this.policies = new PolicyResolver(this.index, shared.sinkFor(), 'workload', { deferEndpoints: defer });
-    this.hostPolicies = new PolicyResolver(this.index, shared.sinkFor(), 'host', { deferEndpoints: defer });
+    this.policies = new PolicyResolver(this.index, sink, 'workload', { deferEndpoints: defer, shared });
+    this.hostPolicies = new PolicyResolver(this.index, sink, 'host', { deferEndpoints: defer, shared });
     this.profiles = new ProfileResolver(this.index, sink);
     this.overlay = new OverlayResolver(opts.nodeName, sink, opts.localCluster);
   }

@@ -71,6 +71,18 @@ export class IdList {
   }
 }
 
+/** The first position among the first `n` ids of a sorted array whose id is not below `id`. */
+function lowerBound32(ids: Int32Array, n: number, id: number): number {
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ids[mid]! < id) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
 /** The first position in a sorted list whose id is not below `id`. */
 function lowerBound(ids: readonly number[], id: number): number {
   let lo = 0;
@@ -335,8 +347,17 @@ export class SelectedIds {
 
   /** Every id once, ascending. */
   members(): ArrayLike<number> {
+    const ids = this.sortedIds();
+    return this.length === ids.length ? ids : ids.subarray(0, this.length);
+  }
+
+  /**
+   * Every id once, ascending, in the first `size` places of the array returned (no view made):
+   * valid until the next change.
+   */
+  sortedIds(): Int32Array {
     if (this.added?.size || this.removed?.size) this.settle();
-    return this.length === this.ids.length ? this.ids : this.ids.subarray(0, this.length);
+    return this.ids;
   }
 
   private grow(min: number): void {
@@ -350,24 +371,134 @@ export class SelectedIds {
     if (pending > 16 && pending > this.length / 8) this.settle();
   }
 
+  /**
+   * Merges the pending changes in place: a new array (of the exact size) only when the ids no
+   * longer fit. A typed array's store lives outside the heap, so making one costs far more than
+   * moving ids. The ids between two changes move as one block (`copyWithin`, a memmove): a set
+   * read after a few changes costs a binary search a change, not a pass over its ids in code that
+   * may not be compiled yet (a dormant set is read rarely).
+   */
   private settle(): void {
-    const removed = this.removed;
-    const extra = this.added?.size ? [...this.added].sort(ascending) : [];
-    const out = new Int32Array(this.length - (removed?.size ?? 0) + extra.length);
-    const base = this.ids;
-    let i = 0;
-    let j = 0;
-    let k = 0;
-    while (i < this.length) {
-      const id = base[i++]!;
-      if (removed?.has(id)) continue;
-      while (j < extra.length && extra[j]! < id) out[k++] = extra[j++]!;
-      out[k++] = id;
-    }
-    while (j < extra.length) out[k++] = extra[j++]!;
-    this.ids = out;
-    this.length = k;
+    const { removed, added } = this;
     this.added = undefined;
     this.removed = undefined;
+    let ids = this.ids;
+    let n = this.length;
+    // Many changes (a pass anyway): one pass over the ids, not a block move each.
+    const blocks = ((removed?.size ?? 0) + (added?.size ?? 0)) * 16 < n;
+    if (removed?.size) {
+      const gone = [...removed].sort(ascending);
+      if (blocks) {
+        // Where each removed id is, then the blocks between them down by as many as precede them.
+        const at: number[] = [];
+        for (const id of gone) {
+          const p = lowerBound32(ids, n, id);
+          if (ids[p] === id) at.push(p);
+        }
+        for (let j = 0; j < at.length; j++) ids.copyWithin(at[j]! - j, at[j]! + 1, at[j + 1] ?? n);
+        n -= at.length;
+      } else {
+        let k = lowerBound32(ids, n, gone[0]!);
+        let r = 0;
+        for (let i = k; i < n; i++) {
+          const id = ids[i]!;
+          while (r < gone.length && gone[r]! < id) r++;
+          if (r < gone.length && gone[r] === id) r++;
+          else ids[k++] = id;
+        }
+        n = k;
+      }
+    }
+    if (added?.size) {
+      const extra = [...added].sort(ascending);
+      const total = n + extra.length;
+      if (total > ids.length) {
+        const next = new Int32Array(total);
+        next.set(ids.subarray(0, n));
+        ids = next;
+        this.ids = next;
+      }
+      if (blocks) {
+        // Where each added id goes among the others, then from the last: the block after it up
+        // by as many as precede it and itself, and it in place.
+        const at = extra.map((id) => lowerBound32(ids, n, id));
+        for (let j = extra.length - 1; j >= 0; j--) {
+          ids.copyWithin(at[j]! + j + 1, at[j]!, at[j + 1] ?? n);
+          ids[at[j]! + j] = extra[j]!;
+        }
+      } else {
+        // Merged from the back.
+        let i = n - 1;
+        let j = extra.length - 1;
+        for (let k = total - 1; j >= 0; k--) ids[k] = i >= 0 && ids[i]! > extra[j]! ? ids[i--]! : extra[j--]!;
+      }
+      n = total;
+    }
+    this.length = n;
+  }
+}
+
+/** A value's place in a LinkedQueue: made once per value and reused, so queueing allocates nothing. */
+export interface QueueLink<T> {
+  readonly value: T;
+  prev: QueueLink<T> | undefined;
+  next: QueueLink<T> | undefined;
+  queued: boolean;
+}
+
+export function queueLink<T>(value: T): QueueLink<T> {
+  return { value, prev: undefined, next: undefined, queued: false };
+}
+
+/**
+ * Values in the order they were queued, with appending, taking out anywhere and reading the
+ * oldest in constant time: what a Map used as a queue is not once entries leave it from the front
+ * (finding its oldest entry steps over every deleted one until the table is rebuilt).
+ */
+export class LinkedQueue<T> {
+  private head: QueueLink<T> | undefined;
+  private tail: QueueLink<T> | undefined;
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The oldest value. */
+  get first(): T | undefined {
+    return this.head?.value;
+  }
+
+  /** Appends a link not queued anywhere. */
+  push(l: QueueLink<T>): void {
+    if (l.queued) throw new Error('queue link already queued');
+    l.queued = true;
+    l.prev = this.tail;
+    l.next = undefined;
+    if (this.tail) this.tail.next = l;
+    else this.head = l;
+    this.tail = l;
+    this.count++;
+  }
+
+  /** Takes a link of this queue out; false when it is not queued. */
+  delete(l: QueueLink<T> | undefined): boolean {
+    if (!l?.queued) return false;
+    if (l.prev) l.prev.next = l.next;
+    else this.head = l.next;
+    if (l.next) l.next.prev = l.prev;
+    else this.tail = l.prev;
+    l.prev = undefined;
+    l.next = undefined;
+    l.queued = false;
+    this.count--;
+    return true;
+  }
+
+  /** The values, oldest first (a copy: the queue may change while it is read). */
+  values(): T[] {
+    const out: T[] = [];
+    for (let l = this.head; l; l = l.next) out.push(l.value);
+    return out;
   }
 }

@@ -76,18 +76,18 @@ export class IpSetMemberIndex<I extends MemberSource> {
     return out;
   }
 
-  /** The members of a set selecting the items with these ids, each once. */
-  membersOfIds(rule: MemberRule, ids: ArrayLike<number>): string[] {
+  /** The members of a set selecting the items with these ids (the first `count`), each once. */
+  membersOfIds(rule: MemberRule, ids: ArrayLike<number>, count = ids.length): string[] {
     const out: string[] = [];
     if (rule.type === 'hash:net') {
       const soleNet = this.soleNet;
-      for (let i = 0; i < ids.length; i++) {
+      for (let i = 0; i < count; i++) {
         const net = soleNet[ids[i]!];
         if (net !== undefined) out.push(net);
         else for (const x of this.itemById(ids[i]!)?.nets ?? NO_MEMBERS) out.push(x);
       }
     } else {
-      for (let i = 0; i < ids.length; i++) {
+      for (let i = 0; i < count; i++) {
         const item = this.itemById(ids[i]!);
         if (item) for (const x of this.membersOf(rule, item)) out.push(x);
       }
@@ -115,15 +115,22 @@ export class IpSetMemberIndex<I extends MemberSource> {
     const before = was && old ? this.membersOf(rule, old) : NO_MEMBERS;
     const after = now && item ? this.membersOf(rule, item) : NO_MEMBERS;
     if (was && now && sameList(before, after)) return undefined;
+    // No address held by two items, and this item's the same as before: only it holds its
+    // members' addresses, so no other item can keep one (the lookups are cache misses in a map of
+    // every address, what most of a label change's deltas would cost).
+    const sole =
+      this.sharedNets === 0 && item !== undefined && old !== undefined && sameList(item.nets, old.nets);
     let added: string[] | undefined;
     let removed: string[] | undefined;
     for (const x of after) {
-      if (before.includes(x) || added?.includes(x) || this.heldByOther(rule, selects, x, self)) continue;
+      if (before.includes(x) || added?.includes(x) || (!sole && this.heldByOther(rule, selects, x, self)))
+        continue;
       added ??= [];
       added.push(x);
     }
     for (const x of before) {
-      if (after.includes(x) || removed?.includes(x) || this.heldByOther(rule, selects, x, self)) continue;
+      if (after.includes(x) || removed?.includes(x) || (!sole && this.heldByOther(rule, selects, x, self)))
+        continue;
       removed ??= [];
       removed.push(x);
     }

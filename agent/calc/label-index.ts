@@ -15,8 +15,16 @@
 // Output: IPSet messages to the sink.
 import type { Labels } from '../../model/resources.ts';
 import type { MatcherSpec } from '../../policy/compiled.ts';
-import { ascending, getOrCreate, isAscending, SelectedIds } from './index-structures.ts';
-import { IpSetMemberIndex } from './ipset-members.ts';
+import {
+  ascending,
+  getOrCreate,
+  isAscending,
+  LinkedQueue,
+  type QueueLink,
+  queueLink,
+  SelectedIds,
+} from './index-structures.ts';
+import { IpSetMemberIndex, type MemberDelta } from './ipset-members.ts';
 import { type CandidatePlan, type Item, ItemIndex, type ItemInput, matches, testOf } from './item-index.ts';
 import type { IpSetId, MessageSink } from './messages.ts';
 import { type Registration, RequirementRegistry, registrationOf } from './requirement-registry.ts';
@@ -26,6 +34,10 @@ import { matcherRequirement, NOTHING, type Requirement } from './selector-requir
 export { CLUSTER_LABEL, type ItemInput, SERVICE_ACCOUNT_LABEL } from './item-index.ts';
 export { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, SERVICE_ACCOUNT_LABEL_PREFIX } from './profile-labels.ts';
 export type { MatcherSpec };
+
+declare const matcherRef: unique symbol;
+/** A reference `refMatcher` took, to give back with `unref` (which then looks nothing up). */
+export type MatcherRef = { readonly [matcherRef]: true };
 
 interface MatcherState {
   readonly spec: MatcherSpec;
@@ -53,6 +65,17 @@ interface MatcherState {
    * write every member into the kernel again.
    */
   parked: boolean;
+  /**
+   * A small set's members as a list, kept current with its deltas (dormant or not): announcing
+   * it again copies the list, where reading each member off its item id would cost a cache miss a
+   * member (what most of a policy's coming back cost). Undefined for static and large sets.
+   */
+  list: string[] | undefined;
+  /** Whether `matchers` holds it (a reference kept past its drop is only a hint). */
+  live: boolean;
+  /** Its places in the dormant and parked queues, made when it first goes dormant. */
+  dormantLink: QueueLink<MatcherState> | undefined;
+  parkedLink: QueueLink<MatcherState> | undefined;
 }
 
 export interface LabelIndexOptions {
@@ -87,13 +110,13 @@ export class LabelIndex {
   private readonly items = new ItemIndex();
   private readonly matchers = new Map<IpSetId, MatcherState>();
   /** Matchers without references, least recently active first (a subset of `matchers`). */
-  private readonly dormant = new Map<IpSetId, MatcherState>();
+  private readonly dormant = new LinkedQueue<MatcherState>();
   private dormantIds = 0;
   /**
    * The parked ones among them, least recently active first: trimming takes parked sets out of
    * the dataplane without walking past the dormant ones that are not parked (thousands).
    */
-  private readonly parked = new Map<IpSetId, MatcherState>();
+  private readonly parked = new LinkedQueue<MatcherState>();
   /** Ids selected by parked matchers (a part of `dormantIds`). */
   private parkedIds = 0;
   /** Referenced matchers whose members wait for `endDeferral()`, while deferring. */
@@ -137,7 +160,7 @@ export class LabelIndex {
     this.members.reindex(undefined, old);
     this.reevaluate(undefined, old);
     // Nothing left to select: dormant matchers would only be kept for nothing.
-    if (this.items.size === 0) for (const m of [...this.dormant.values()]) this.drop(m);
+    if (this.items.size === 0) for (const m of this.dormant.values()) this.drop(m);
   }
 
   /** Set (or with undefined, delete) a profile's labels; returns the keys of items whose labels changed. */
@@ -148,22 +171,25 @@ export class LabelIndex {
   /**
    * Take a reference on a matcher; the first reference announces its members (computed from the
    * index, or from its selection kept while dormant; while deferring, at `endDeferral()`), unless
-   * its set is parked in the dataplane.
+   * its set is parked in the dataplane. `hint`: a reference once taken on the same matcher, used
+   * instead of looking it up while the matcher lives.
    */
-  refMatcher(spec: MatcherSpec): void {
-    const existing = this.matchers.get(spec.id);
+  refMatcher(spec: MatcherSpec, hint?: MatcherRef): MatcherRef {
+    const h = hint as unknown as MatcherState | undefined;
+    const existing = h?.live && h.spec.id === spec.id ? h : this.matchers.get(spec.id);
     if (existing) {
-      if (existing.refs++ > 0) return;
+      const ref = existing as unknown as MatcherRef;
+      if (existing.refs++ > 0) return ref;
       // Dormant: its selection followed every change since; announce it again unless the
       // dataplane still holds it, kept current.
-      this.dormant.delete(spec.id);
+      this.dormant.delete(existing.dormantLink);
       this.dormantIds -= existing.selected!.size;
       if (existing.parked) {
         existing.parked = false;
-        this.parked.delete(spec.id);
+        this.parked.delete(existing.parkedLink);
         this.parkedIds -= existing.selected!.size;
       } else this.announce(existing);
-      return;
+      return ref;
     }
     const req = spec.staticMembers ? NOTHING : matcherRequirement(spec, this.items.cost);
     const reg = registrationOf(req, this.items.cost);
@@ -177,23 +203,39 @@ export class LabelIndex {
       selected: undefined,
       test: testOf(spec),
       parked: false,
+      list: undefined,
+      live: true,
+      dormantLink: undefined,
+      parkedLink: undefined,
     };
     this.matchers.set(spec.id, state);
     if (this.deferred && !spec.staticMembers) {
       this.deferred.push(state);
-      return;
+      return state as unknown as MatcherRef;
     }
     this.select(state);
     this.announce(state);
+    return state as unknown as MatcherRef;
   }
 
   unrefMatcher(id: IpSetId): void {
     const state = this.matchers.get(id);
-    if (!state || state.refs === 0) return;
+    if (state) this.release(state);
+  }
+
+  /** Gives back a reference `refMatcher` returned. */
+  unref(ref: MatcherRef): void {
+    this.release(ref as unknown as MatcherState);
+  }
+
+  private release(state: MatcherState): void {
+    if (state.refs === 0) return;
     if (--state.refs > 0) return;
+    const id = state.spec.id;
     if (!state.selected) {
       // Deferred and never announced: nothing to take back.
       this.matchers.delete(id);
+      state.live = false;
       return;
     }
     if (state.spec.staticMembers || this.items.size === 0) {
@@ -204,10 +246,12 @@ export class LabelIndex {
     const size = state.selected.size;
     if (size >= this.parkMin) {
       state.parked = true;
-      this.parked.set(id, state);
+      state.parkedLink ??= queueLink(state);
+      this.parked.push(state.parkedLink);
       this.parkedIds += size;
     } else this.sink.send({ kind: 'IPSetRemove', id });
-    this.dormant.set(id, state);
+    state.dormantLink ??= queueLink(state);
+    this.dormant.push(state.dormantLink);
     this.dormantIds += size;
     this.trimDormant();
   }
@@ -317,7 +361,8 @@ export class LabelIndex {
   }
 
   private membersOfSelected(state: MatcherState): string[] {
-    return this.members.membersOfIds(state.spec, state.selected!.members());
+    const selected = state.selected!;
+    return this.members.membersOfIds(state.spec, selected.sortedIds(), selected.size);
   }
 
   /** Computes a matcher's selection and registers it, so that it follows item changes. */
@@ -332,15 +377,25 @@ export class LabelIndex {
 
   private announce(state: MatcherState): void {
     const { spec } = state;
-    const members = spec.staticMembers ? [...spec.staticMembers] : this.membersOfSelected(state);
+    let members: string[];
+    if (spec.staticMembers) members = [...spec.staticMembers];
+    else if (state.list) members = state.list.slice();
+    else {
+      members = this.membersOfSelected(state);
+      if (members.length < this.parkMin) state.list = members.slice();
+    }
     this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members });
   }
 
   private drop(state: MatcherState): void {
     this.matchers.delete(state.spec.id);
-    if (this.dormant.delete(state.spec.id)) this.dormantIds -= state.selected!.size;
+    if (this.dormant.delete(state.dormantLink)) this.dormantIds -= state.selected!.size;
     if (state.parked) this.unpark(state);
     if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
+    // A reference kept as a hint may outlive it: let its selection go now.
+    state.live = false;
+    state.selected = undefined;
+    state.list = undefined;
   }
 
   /**
@@ -349,22 +404,30 @@ export class LabelIndex {
    * go while they are too many or hold too many ids.
    */
   private trimDormant(): void {
-    for (const state of this.parked.values()) {
-      if (this.parkedIds <= this.parkMaxIds) break;
-      this.unpark(state);
-    }
-    for (const state of this.dormant.values()) {
-      if (this.dormantIds <= DORMANT_MAX_IDS && this.dormant.size <= DORMANT_MAX) return;
-      this.drop(state);
-    }
+    while (this.parkedIds > this.parkMaxIds && this.parked.first) this.unpark(this.parked.first);
+    while ((this.dormantIds > DORMANT_MAX_IDS || this.dormant.size > DORMANT_MAX) && this.dormant.first)
+      this.drop(this.dormant.first);
   }
 
   /** A parked set leaves the dataplane; its matcher stays dormant (announced again if it comes back). */
   private unpark(state: MatcherState): void {
     state.parked = false;
-    this.parked.delete(state.spec.id);
+    this.parked.delete(state.parkedLink);
     this.parkedIds -= state.selected!.size;
     this.sink.send({ kind: 'IPSetRemove', id: state.spec.id });
+  }
+
+  /** A delta to a matcher's member list (whose order does not matter); a list grown large goes. */
+  private applyToList(m: MatcherState, d: MemberDelta): void {
+    const list = m.list!;
+    for (const x of d.removed) {
+      const i = list.lastIndexOf(x);
+      if (i < 0) continue;
+      list[i] = list[list.length - 1]!;
+      list.pop();
+    }
+    for (const x of d.added) list.push(x);
+    if (list.length >= 2 * this.parkMin) m.list = undefined;
   }
 
   // --- matchers ----------------------------------------------------------------------------------
@@ -393,10 +456,15 @@ export class LabelIndex {
         if (m.refs === 0) this.dormantIds += now ? 1 : -1;
         if (m.parked) this.parkedIds += now ? 1 : -1;
       }
-      // A dormant matcher's members matter only when its set is parked in the dataplane.
-      if (m.refs === 0 && !m.parked) continue;
+      // A dormant matcher's members matter only when its set is parked in the dataplane, or to
+      // keep its list.
+      const inDataplane = m.refs > 0 || m.parked;
+      if (!inDataplane && !m.list) continue;
       const d = this.members.delta(m.spec, m.test, item, old, was, now);
-      if (d) this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
+      if (!d) continue;
+      if (m.list) this.applyToList(m, d);
+      if (inDataplane)
+        this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
     }
   }
 }

@@ -6,7 +6,7 @@
 // the endpoints that could be selected (thousands of policies, a handful of candidates each).
 import type { Labels } from '../../model/resources.ts';
 import { type CompiledPolicy, comparePolicies } from '../../policy/compiler.ts';
-import type { LabelIndex } from './label-index.ts';
+import type { LabelIndex, MatcherRef } from './label-index.ts';
 import type {
   EndpointKey,
   LocalEndpoint,
@@ -17,7 +17,7 @@ import type {
   TierDefaultAction,
   TierPolicies,
 } from './messages.ts';
-import { PolicySelectorIndex } from './policy-selector-index.ts';
+import { PolicySelectorIndex, type SelectedPolicy } from './policy-selector-index.ts';
 
 export interface LocalEndpointInput {
   key: EndpointKey;
@@ -35,7 +35,8 @@ export interface TierSettings {
 interface EndpointState {
   input: LocalEndpointInput;
   labels: Labels;
-  policies: Set<PolicyKey>;
+  /** The policies that select it, in no particular order (their rendering orders them). */
+  policies: SelectedPolicy<PolicyState>[];
   /** The last rendering sent, to skip no-op updates. */
   lastSent?: LocalEndpoint;
   lastSentHost?: string;
@@ -44,46 +45,63 @@ interface EndpointState {
 /** Which endpoints a resolver serves: workloads (EndpointUpdate) or host endpoints (HostEndpointUpdate). */
 export type EndpointKind = 'workload' | 'host';
 
+/** How many resolvers have a policy active: one object per policy, held by each resolver's record of it. */
+export interface ActiveCount {
+  users: number;
+  /** Resolvers holding a record of the policy (the object goes with the last). */
+  holders: number;
+}
+
 /**
  * Lets two resolvers (workloads, host endpoints) share the policies: a policy is announced while
- * either has it active, and removed only when neither has.
+ * either has it active, and removed only when neither has. Each resolver keeps its policy's count
+ * object, so that activating and deactivating look nothing up.
  */
 export class SharedActivePolicies {
-  private readonly users = new Map<PolicyKey, number>();
+  private readonly counts = new Map<PolicyKey, ActiveCount>();
 
-  constructor(private readonly sink: MessageSink) {}
+  constructor(readonly sink: MessageSink) {}
 
-  sinkFor(): MessageSink {
-    const mine = new Set<PolicyKey>();
-    return {
-      send: (m) => {
-        if (m.kind === 'ActivePolicyUpdate') {
-          if (!mine.has(m.policy.key)) {
-            mine.add(m.policy.key);
-            this.users.set(m.policy.key, (this.users.get(m.policy.key) ?? 0) + 1);
-          }
-        } else if (m.kind === 'ActivePolicyRemove') {
-          if (!mine.delete(m.key)) return;
-          const n = (this.users.get(m.key) ?? 1) - 1;
-          if (n > 0) {
-            this.users.set(m.key, n);
-            return;
-          }
-          this.users.delete(m.key);
-        }
-        this.sink.send(m);
-      },
-    };
+  /** The count of a policy, for a resolver that now holds a record of it. */
+  hold(key: PolicyKey): ActiveCount {
+    let c = this.counts.get(key);
+    if (!c) {
+      c = { users: 0, holders: 0 };
+      this.counts.set(key, c);
+    }
+    c.holders++;
+    return c;
+  }
+
+  /** A resolver let go of its record of the policy. */
+  release(key: PolicyKey, c: ActiveCount): void {
+    if (--c.holders === 0 && this.counts.get(key) === c) this.counts.delete(key);
   }
 }
 
+/** A policy as one resolver holds it. */
+interface PolicyState {
+  policy: CompiledPolicy;
+  /** The local endpoints it selects; undefined while none (then it is not active here). */
+  endpoints: Set<EndpointKey> | undefined;
+  /**
+   * The matchers its rules reference while it is active, as the label index handed them out; kept
+   * while it is not, so that coming back takes them again without looking them up.
+   */
+  matchers: MatcherRef[];
+  /** Whether this resolver counts in `shared.users`. */
+  counted: boolean;
+  readonly shared: ActiveCount;
+}
+
 export class PolicyResolver {
-  private readonly policies = new Map<PolicyKey, CompiledPolicy>();
+  private readonly policies = new Map<PolicyKey, PolicyState>();
   private readonly endpoints = new Map<EndpointKey, EndpointState>();
-  private readonly endpointsByPolicy = new Map<PolicyKey, Set<EndpointKey>>();
+  private activeCount = 0;
   /** Tier orders from Tier resources; the default tier has Calico's order unless one says otherwise. */
   private readonly tierOrders = new Map<string, number>();
-  private readonly selectors = new PolicySelectorIndex();
+  /** Policy selectors over the local endpoints; each entry carries the policy's state here. */
+  private readonly selectors = new PolicySelectorIndex<PolicyState>();
   /**
    * Whether the selector index holds the policies: from the first endpoint on. Until then a policy
    * can select nothing, and indexing it would be work for nothing (a node without host endpoints,
@@ -97,14 +115,16 @@ export class PolicyResolver {
    * endpoint's policy list changes with each of its policies, and is rendered once at the end.
    */
   private deferred: Set<EndpointState> | undefined;
+  private readonly shared: SharedActivePolicies;
 
   constructor(
     private readonly index: LabelIndex,
     private readonly sink: MessageSink,
     private readonly kind: EndpointKind = 'workload',
-    opts: { deferEndpoints?: boolean } = {},
+    opts: { deferEndpoints?: boolean; shared?: SharedActivePolicies } = {},
   ) {
     if (opts.deferEndpoints) this.deferred = new Set();
+    this.shared = opts.shared ?? new SharedActivePolicies(sink);
   }
 
   /** Ends deferral: every endpoint changed meanwhile is rendered and sent once. */
@@ -116,60 +136,72 @@ export class PolicyResolver {
   }
 
   get activePolicyCount(): number {
-    return this.endpointsByPolicy.size;
+    return this.activeCount;
   }
 
   getPolicy(key: PolicyKey): CompiledPolicy | undefined {
-    return this.policies.get(key);
+    return this.policies.get(key)?.policy;
   }
 
   upsertPolicy(p: CompiledPolicy): void {
-    const old = this.policies.get(p.key);
-    this.policies.set(p.key, p);
+    let st = this.policies.get(p.key);
+    if (st) st.policy = p;
+    else {
+      st = {
+        policy: p,
+        endpoints: undefined,
+        matchers: [],
+        counted: false,
+        shared: this.shared.hold(p.key),
+      };
+      this.policies.set(p.key, st);
+    }
     if (!this.indexed) return;
-    this.selectors.setPolicy(p.key, p.selector);
-    const before = this.endpointsByPolicy.get(p.key) ?? new Set<EndpointKey>();
+    this.selectors.setPolicy(p.key, p.selector, st);
+    const before = st.endpoints ?? new Set<EndpointKey>();
     const after = new Set(this.selectors.endpointsSelectedBy(p.key));
     const wasActive = before.size > 0;
     const isActive = after.size > 0;
+    const oldMatchers = st.matchers;
     if (isActive) {
       // New references before old ones are dropped, so a shared ipset is never removed and re-added.
-      for (const m of p.matchers) this.index.refMatcher(m);
-      this.sink.send({
-        kind: 'ActivePolicyUpdate',
-        policy: { key: p.key, displayName: p.displayName, inbound: p.inbound, outbound: p.outbound },
-      });
+      st.matchers = p.matchers.map((m, i) => this.index.refMatcher(m, oldMatchers[i]));
+      this.announce(st);
     }
-    if (wasActive && old) for (const m of old.matchers) this.index.unrefMatcher(m.id);
-    if (wasActive && !isActive) this.sink.send({ kind: 'ActivePolicyRemove', key: p.key });
-    if (isActive) this.endpointsByPolicy.set(p.key, after);
-    else this.endpointsByPolicy.delete(p.key);
+    if (wasActive) for (const m of oldMatchers) this.index.unref(m);
+    if (wasActive && !isActive) this.withdraw(st);
+    if (isActive !== wasActive) this.activeCount += isActive ? 1 : -1;
+    st.endpoints = isActive ? after : undefined;
+    const entry = this.selectors.entryOf(p.key)!;
     const touched = new Set([...before, ...after]);
     for (const k of touched) {
       const ep = this.endpoints.get(k);
       if (!ep) continue;
-      if (after.has(k)) ep.policies.add(p.key);
-      else ep.policies.delete(p.key);
+      if (!after.has(k)) removePolicy(ep.policies, p.key);
+      else if (!before.has(k)) ep.policies.push(entry);
       this.sendEndpoint(ep);
     }
   }
 
   deletePolicy(key: PolicyKey): void {
-    const old = this.policies.get(key);
-    if (!old) return;
+    const st = this.policies.get(key);
+    if (!st) return;
     this.policies.delete(key);
     this.selectors.deletePolicy(key);
-    const before = this.endpointsByPolicy.get(key);
-    this.endpointsByPolicy.delete(key);
-    if (!before) return;
-    for (const k of before) {
-      const ep = this.endpoints.get(k);
-      if (!ep) continue;
-      ep.policies.delete(key);
-      this.sendEndpoint(ep);
+    const before = st.endpoints;
+    st.endpoints = undefined;
+    if (before) {
+      this.activeCount--;
+      for (const k of before) {
+        const ep = this.endpoints.get(k);
+        if (!ep) continue;
+        removePolicy(ep.policies, key);
+        this.sendEndpoint(ep);
+      }
+      this.withdraw(st);
+      for (const m of st.matchers) this.index.unref(m);
     }
-    this.sink.send({ kind: 'ActivePolicyRemove', key });
-    for (const m of old.matchers) this.index.unrefMatcher(m.id);
+    this.shared.release(key, st.shared);
   }
 
   /** A local endpoint was added, changed, or its inherited labels changed. */
@@ -177,24 +209,23 @@ export class PolicyResolver {
     if (!this.indexed) {
       this.indexed = true;
       // In arrival order (a replaced policy keeps its place), as they would have been indexed.
-      for (const p of this.policies.values()) this.selectors.setPolicy(p.key, p.selector);
+      for (const st of this.policies.values())
+        this.selectors.setPolicy(st.policy.key, st.policy.selector, st);
     }
     const known = this.endpoints.get(input.key);
-    const ep = known ?? { input, labels, policies: new Set<PolicyKey>() };
+    const ep: EndpointState = known ?? { input, labels, policies: [] };
     const sameInput = known !== undefined && sameEndpointInput(known.input, input);
     ep.input = input;
     ep.labels = labels;
     this.endpoints.set(input.key, ep);
     this.selectors.setEndpoint(input.key, labels);
-    const now = new Set(this.selectors.policiesSelecting(labels));
-    let samePolicies = now.size === ep.policies.size;
-    for (const pk of ep.policies)
-      if (!now.has(pk)) {
-        samePolicies = false;
-        this.detach(pk, input.key);
-      }
-    for (const pk of now) if (!ep.policies.has(pk)) this.attach(pk, input.key);
-    ep.policies = now;
+    const change = this.selectors.diffSelecting(labels, ep.policies);
+    if (change) {
+      for (const p of change.removed) this.detach(p.data, input.key);
+      for (const p of change.added) this.attach(p.data, input.key);
+      ep.policies = change.now;
+    }
+    const samePolicies = change === undefined;
     // A label change that moves no policy renders what was sent (hundreds of policies to order
     // again, for nothing): every other change to a rendering (a policy's, a tier's) renders it.
     const sent = this.kind === 'host' ? ep.lastSentHost : ep.lastSent;
@@ -211,7 +242,7 @@ export class PolicyResolver {
     // One still waiting for its first rendering was never announced: nothing to take back.
     if (ep.lastSent !== undefined || ep.lastSentHost !== undefined)
       this.sink.send({ kind: this.kind === 'host' ? 'HostEndpointRemove' : 'EndpointRemove', key });
-    for (const pk of ep.policies) this.detach(pk, key);
+    for (const p of [...ep.policies].sort(bySeq)) this.detach(p.data, key);
   }
 
   /** A Tier was set or deleted (undefined): every endpoint's tiers may change. */
@@ -227,28 +258,50 @@ export class PolicyResolver {
     return this.endpoints.has(key);
   }
 
-  private attach(pk: PolicyKey, ek: EndpointKey): void {
-    const set = this.endpointsByPolicy.get(pk);
-    if (set) {
-      set.add(ek);
+  private attach(st: PolicyState, ek: EndpointKey): void {
+    if (st.endpoints) {
+      st.endpoints.add(ek);
       return;
     }
-    const p = this.policies.get(pk);
-    if (!p) return;
-    this.endpointsByPolicy.set(pk, new Set([ek]));
-    for (const m of p.matchers) this.index.refMatcher(m);
+    st.endpoints = new Set();
+    st.endpoints.add(ek);
+    this.activeCount++;
+    // In place: while the policy is inactive the array holds only hints.
+    const specs = st.policy.matchers;
+    const refs = st.matchers;
+    if (refs.length !== specs.length) refs.length = specs.length;
+    for (let i = 0; i < specs.length; i++) refs[i] = this.index.refMatcher(specs[i]!, refs[i]);
+    this.announce(st);
+  }
+
+  private detach(st: PolicyState, ek: EndpointKey): void {
+    const set = st.endpoints;
+    if (!set?.delete(ek) || set.size > 0) return;
+    st.endpoints = undefined;
+    this.activeCount--;
+    this.withdraw(st);
+    for (const m of st.matchers) this.index.unref(m);
+  }
+
+  /** Sends the policy, counting this resolver among its users. */
+  private announce(st: PolicyState): void {
+    const p = st.policy;
+    if (!st.counted) {
+      st.counted = true;
+      st.shared.users++;
+    }
     this.sink.send({
       kind: 'ActivePolicyUpdate',
       policy: { key: p.key, displayName: p.displayName, inbound: p.inbound, outbound: p.outbound },
     });
   }
 
-  private detach(pk: PolicyKey, ek: EndpointKey): void {
-    const set = this.endpointsByPolicy.get(pk);
-    if (!set?.delete(ek) || set.size > 0) return;
-    this.endpointsByPolicy.delete(pk);
-    this.sink.send({ kind: 'ActivePolicyRemove', key: pk });
-    for (const m of this.policies.get(pk)?.matchers ?? []) this.index.unrefMatcher(m.id);
+  /** This resolver no longer uses the policy: removed from the dataplane when no other does. */
+  private withdraw(st: PolicyState): void {
+    if (!st.counted) return;
+    st.counted = false;
+    if (--st.shared.users > 0) return;
+    this.sink.send({ kind: 'ActivePolicyRemove', key: st.policy.key });
   }
 
   private sendEndpoint(ep: EndpointState): void {
@@ -262,8 +315,8 @@ export class PolicyResolver {
     }
     const ingress: CompiledPolicy[] = [];
     const egress: CompiledPolicy[] = [];
-    for (const k of ep.policies) {
-      const p = this.policies.get(k);
+    for (const { data } of ep.policies) {
+      const p = data.policy;
       // Pre-DNAT and untracked policies apply to host endpoints only (Felix).
       if (!p || p.preDNAT || p.doNotTrack) continue;
       if (p.ingress) ingress.push(p);
@@ -294,8 +347,8 @@ export class PolicyResolver {
       untrackedIngress: [] as CompiledPolicy[],
       untrackedEgress: [] as CompiledPolicy[],
     };
-    for (const k of ep.policies) {
-      const p = this.policies.get(k);
+    for (const { data } of ep.policies) {
+      const p = data.policy;
       if (!p) continue;
       if (p.preDNAT) {
         if (p.ingress) lists.preDnatIngress.push(p);
@@ -327,6 +380,18 @@ export class PolicyResolver {
     ep.lastSentHost = text;
     this.sink.send({ kind: 'HostEndpointUpdate', endpoint });
   }
+}
+
+/** Takes a policy off an endpoint's list (whose order does not matter). */
+function removePolicy(list: SelectedPolicy<unknown>[], key: PolicyKey): void {
+  const i = list.findIndex((p) => p.key === key);
+  if (i < 0) return;
+  list[i] = list[list.length - 1]!;
+  list.pop();
+}
+
+function bySeq(a: SelectedPolicy<unknown>, b: SelectedPolicy<unknown>): number {
+  return a.seq - b.seq;
 }
 
 function sameEndpointInput(a: LocalEndpointInput, b: LocalEndpointInput): boolean {

@@ -6,7 +6,6 @@
 // select"; what follows from the answers (activation, per-endpoint lists) is the resolver's job.
 import type { Labels } from '../../model/resources.ts';
 import type { Selector } from '../../model/selector/index.ts';
-import { getOrCreate } from './index-structures.ts';
 import type { EndpointKey, PolicyKey } from './messages.ts';
 import { type Registration, RequirementRegistry, registrationOf } from './requirement-registry.ts';
 import {
@@ -19,43 +18,87 @@ import {
   selectorAst,
 } from './selector-requirements.ts';
 
-interface PolicyEntry {
+/**
+ * A policy as an endpoint's list holds it: one object per policy for as long as the index holds
+ * the policy (a changed selector updates it in place), so lists compare by identity.
+ */
+export interface SelectedPolicy<T> {
   readonly key: PolicyKey;
-  readonly selector: Selector;
-  /** Arrival order: an endpoint's policies are listed in it. */
+  /** Arrival order: policies that come to or leave an endpoint are handled in it. */
   readonly seq: number;
-  readonly req: Requirement;
-  readonly reg: Registration;
-  mark: number;
+  /** What the index's user keeps of the policy (given with its selector). */
+  readonly data: T;
 }
+
+interface PolicyEntry<T> extends SelectedPolicy<T> {
+  data: T;
+  selector: Selector;
+  req: Requirement;
+  reg: Registration;
+  /** Scratch for the registry's collection passes. */
+  mark: number;
+  /** Scratch for `diffSelecting`: the pass that found it selecting, and the one that found it listed. */
+  hit: number;
+  listed: number;
+}
+
+/** How an endpoint's policy list changes (see `diffSelecting`). */
+export interface PolicyListChange<T> {
+  /** The new list, in no particular order. */
+  readonly now: SelectedPolicy<T>[];
+  /** The policies that left the list, and those that came, each in arrival order. */
+  readonly removed: readonly SelectedPolicy<T>[];
+  readonly added: readonly SelectedPolicy<T>[];
+}
+
+const NO_POLICIES: readonly never[] = Object.freeze([]) as readonly never[];
 
 const NAMESPACE_LABEL = 'projectcalico.org/namespace';
 
-export class PolicySelectorIndex {
-  private readonly policies = new Map<PolicyKey, PolicyEntry>();
-  private readonly registry = new RequirementRegistry<PolicyEntry>();
+export class PolicySelectorIndex<T = undefined> {
+  private readonly policies = new Map<PolicyKey, PolicyEntry<T>>();
+  private readonly registry = new RequirementRegistry<PolicyEntry<T>>();
   private nextSeq = 0;
+  private pass = 0;
   private readonly endpoints = new Map<EndpointKey, Labels>();
   // Endpoints by label (key → value → endpoints) and by key alone.
   private readonly byLabel = new Map<string, Map<string, Set<EndpointKey>>>();
   private readonly byKey = new Map<string, Set<EndpointKey>>();
 
   /** Adds or replaces a policy's selector; a policy keeps its place in the order when replaced. */
-  setPolicy(key: PolicyKey, selector: Selector): void {
+  setPolicy(key: PolicyKey, selector: Selector, data?: T): void {
     const old = this.policies.get(key);
+    if (old) old.data = data as T;
     if (old?.selector === selector) return;
-    if (old) this.registry.unregister(old, old.reg);
     const req = requirementOf(selectorAst(selector), false, 'labels', clauseCost);
-    const entry: PolicyEntry = {
+    const reg = registrationOf(req, clauseCost);
+    if (old) {
+      // In place: endpoints' lists hold this object.
+      this.registry.unregister(old, old.reg);
+      old.selector = selector;
+      old.req = req;
+      old.reg = reg;
+      this.registry.register(old, reg);
+      return;
+    }
+    const entry: PolicyEntry<T> = {
       key,
       selector,
-      seq: old?.seq ?? this.nextSeq++,
+      seq: this.nextSeq++,
+      data: data as T,
       req,
-      reg: registrationOf(req, clauseCost),
+      reg,
       mark: 0,
+      hit: 0,
+      listed: 0,
     };
     this.policies.set(key, entry);
     this.registry.register(entry, entry.reg);
+  }
+
+  /** The list entry of an indexed policy. */
+  entryOf(key: PolicyKey): SelectedPolicy<T> | undefined {
+    return this.policies.get(key);
   }
 
   deletePolicy(key: PolicyKey): void {
@@ -68,12 +111,31 @@ export class PolicySelectorIndex {
   setEndpoint(key: EndpointKey, labels: Labels): void {
     const old = this.endpoints.get(key);
     if (old === labels) return;
-    if (old) this.unlist(key, old);
     this.endpoints.set(key, labels);
+    // Only the labels that changed move (a label change touches one or two of a dozen).
+    if (old)
+      for (const k in old) if (labels[k] !== old[k]) this.unlistLabel(key, k, old[k]!, !hasLabel(labels, k));
     for (const k in labels) {
-      const byValue = getOrCreate(this.byLabel, k, () => new Map<string, Set<EndpointKey>>());
-      getOrCreate(byValue, labels[k]!, () => new Set<EndpointKey>()).add(key);
-      getOrCreate(this.byKey, k, () => new Set<EndpointKey>()).add(key);
+      const v = labels[k]!;
+      if (old !== undefined && old[k] === v) continue;
+      let byValue = this.byLabel.get(k);
+      if (byValue === undefined) {
+        byValue = new Map();
+        this.byLabel.set(k, byValue);
+      }
+      let s = byValue.get(v);
+      if (s === undefined) {
+        s = new Set();
+        byValue.set(v, s);
+      }
+      s.add(key);
+      if (old !== undefined && hasLabel(old, k)) continue;
+      let ks = this.byKey.get(k);
+      if (ks === undefined) {
+        ks = new Set();
+        this.byKey.set(k, ks);
+      }
+      ks.add(key);
     }
   }
 
@@ -86,10 +148,44 @@ export class PolicySelectorIndex {
 
   /** The policies whose selector selects these labels, in arrival order. */
   policiesSelecting(labels: Labels): PolicyKey[] {
-    const hits: PolicyEntry[] = [];
-    for (const p of this.registry.collect({ labels })) if (p.selector.evaluate(labels)) hits.push(p);
-    hits.sort(bySeq);
-    return hits.map((p) => p.key);
+    return this.selecting(labels)
+      .sort(bySeq)
+      .map((p) => p.key);
+  }
+
+  /**
+   * How the list of an endpoint whose labels are now `labels` changes from `current` (entries of
+   * this index): undefined when the same policies select it. Neither list is copied into a set:
+   * each entry is stamped with the pass that found it, so a change that moves no policy (most)
+   * allocates only the list of selecting policies.
+   */
+  diffSelecting(labels: Labels, current: readonly SelectedPolicy<T>[]): PolicyListChange<T> | undefined {
+    const pass = ++this.pass;
+    const now = this.selecting(labels);
+    for (const p of now) p.hit = pass;
+    const removed: PolicyEntry<T>[] = [];
+    for (const c of current) {
+      const p = c as PolicyEntry<T>;
+      if (p.hit === pass) p.listed = pass;
+      else removed.push(p);
+    }
+    const added: PolicyEntry<T>[] = [];
+    for (const p of now) if (p.listed !== pass) added.push(p);
+    if (removed.length === 0 && added.length === 0) return undefined;
+    return {
+      now,
+      removed: removed.length ? removed.sort(bySeq) : NO_POLICIES,
+      added: added.length ? added.sort(bySeq) : NO_POLICIES,
+    };
+  }
+
+  /** The policies whose selector selects these labels, in no particular order. */
+  private selecting(labels: Labels): PolicyEntry<T>[] {
+    const hits = this.registry.collect({ labels });
+    let n = 0;
+    for (const p of hits) if (p.selector.evaluate(labels)) hits[n++] = p;
+    hits.length = n;
+    return hits;
   }
 
   /** The endpoints a policy's selector selects (none for an unknown policy). */
@@ -166,16 +262,20 @@ export class PolicySelectorIndex {
   }
 
   private unlist(key: EndpointKey, labels: Labels): void {
-    for (const k in labels) {
-      const byValue = this.byLabel.get(k);
-      const s = byValue?.get(labels[k]!);
-      if (s?.delete(key) && s.size === 0) {
-        byValue!.delete(labels[k]!);
-        if (byValue!.size === 0) this.byLabel.delete(k);
-      }
-      const ks = this.byKey.get(k);
-      if (ks?.delete(key) && ks.size === 0) this.byKey.delete(k);
+    for (const k in labels) this.unlistLabel(key, k, labels[k]!, true);
+  }
+
+  /** Takes an endpoint off a label value's postings, and off the key's when `andKey`. */
+  private unlistLabel(key: EndpointKey, k: string, v: string, andKey: boolean): void {
+    const byValue = this.byLabel.get(k);
+    const s = byValue?.get(v);
+    if (s?.delete(key) && s.size === 0) {
+      byValue!.delete(v);
+      if (byValue!.size === 0) this.byLabel.delete(k);
     }
+    if (!andKey) return;
+    const ks = this.byKey.get(k);
+    if (ks?.delete(key) && ks.size === 0) this.byKey.delete(k);
   }
 }
 
@@ -195,6 +295,11 @@ function clauseCost(clause: Clause): number {
   return c;
 }
 
-function bySeq(a: PolicyEntry, b: PolicyEntry): number {
+/** Whether labels have their own key `k` (not one of the object prototype's). */
+function hasLabel(labels: Labels, k: string): boolean {
+  return typeof labels[k] === 'string' && Object.hasOwn(labels, k);
+}
+
+function bySeq(a: SelectedPolicy<unknown>, b: SelectedPolicy<unknown>): number {
   return a.seq - b.seq;
 }

@@ -3,42 +3,46 @@
 // the endpoints that jump to them, VTEPs before routes; removals in reverse; ipset removals last.
 import type { Cidr } from '../../model/net.ts';
 import type {
-  ActivePolicy,
-  ActiveProfile,
   DataplaneMessage,
   EndpointKey,
   HostConfig,
   IpSetId,
-  IpSetType,
-  LocalEndpoint,
-  LocalHostEndpoint,
+  MessageKind,
   MessageSink,
   PolicyKey,
-  Pool,
   ProfileId,
-  RemoteBlockRoute,
-  Vtep,
 } from './messages.ts';
 
+type Msg<K extends MessageKind> = Extract<DataplaneMessage, { kind: K }>;
+type IpSetUpdateMsg = Msg<'IPSetUpdate'>;
+type IpSetDeltaMsg = Msg<'IPSetDelta'>;
+
 /**
- * A set's pending change: a full update (its members as sent, plus the deltas that followed, kept
- * as a log and applied at flush: cheap when a snapshot sends millions of deltas), or deltas only.
+ * A set's pending change: a full update (the message as sent, plus the deltas that followed, kept
+ * as a log and applied at flush: cheap when a snapshot sends millions of deltas), or deltas only:
+ * one message of one member as it came (what a single label change sends; released as it is),
+ * merged into sets from the second.
  */
 type PendingSet =
-  | { full: true; type: IpSetType; members: readonly string[]; log: string[] | undefined; adds: boolean[] }
-  | { full: false; added: Set<string>; removed: Set<string> };
+  | { full: true; msg: IpSetUpdateMsg; log: string[] | undefined; adds: boolean[] | undefined }
+  | { full: false; single: IpSetDeltaMsg | undefined; added: Set<string>; removed: Set<string> };
+
+/** Stands for the sets of a pending delta that holds a single message. */
+const NO_SET: Set<string> = new Set();
 
 export class Sequencer implements MessageSink {
   private hostConfig?: HostConfig;
   private readonly ipsets = new Map<IpSetId, PendingSet>();
-  private readonly ipsetRemoves = new Set<IpSetId>();
-  private readonly policies = new Map<PolicyKey, ActivePolicy | null>();
-  private readonly profiles = new Map<ProfileId, ActiveProfile | null>();
-  private readonly endpoints = new Map<EndpointKey, LocalEndpoint | null>();
-  private readonly hostEndpoints = new Map<EndpointKey, LocalHostEndpoint | null>();
-  private readonly vteps = new Map<string, Vtep | null>();
-  private readonly routes = new Map<Cidr, RemoteBlockRoute | null>();
-  private readonly pools = new Map<Cidr, Pool | null>();
+  // The last message for each key, released as it came (a flush of a busy change allocates no
+  // copies): an update or a remove, told apart by kind.
+  private readonly ipsetRemoves = new Map<IpSetId, Msg<'IPSetRemove'>>();
+  private readonly policies = new Map<PolicyKey, Msg<'ActivePolicyUpdate' | 'ActivePolicyRemove'>>();
+  private readonly profiles = new Map<ProfileId, Msg<'ActiveProfileUpdate' | 'ActiveProfileRemove'>>();
+  private readonly endpoints = new Map<EndpointKey, Msg<'EndpointUpdate' | 'EndpointRemove'>>();
+  private readonly hostEndpoints = new Map<EndpointKey, Msg<'HostEndpointUpdate' | 'HostEndpointRemove'>>();
+  private readonly vteps = new Map<string, Msg<'VTEPUpdate' | 'VTEPRemove'>>();
+  private readonly routes = new Map<Cidr, Msg<'RouteUpdate' | 'RouteRemove'>>();
+  private readonly pools = new Map<Cidr, Msg<'PoolUpdate' | 'PoolRemove'>>();
   private inSync = false;
   private count = 0;
 
@@ -52,32 +56,38 @@ export class Sequencer implements MessageSink {
     switch (msg.kind) {
       case 'IPSetUpdate':
         this.ipsetRemoves.delete(msg.id);
-        this.ipsets.set(msg.id, {
-          full: true,
-          type: msg.type,
-          members: msg.members,
-          log: undefined,
-          adds: [],
-        });
+        this.ipsets.set(msg.id, { full: true, msg, log: undefined, adds: undefined });
         return;
       case 'IPSetDelta': {
         let p = this.ipsets.get(msg.id);
         if (!p) {
-          p = { full: false, added: new Set<string>(), removed: new Set<string>() };
+          if (msg.added.length + msg.removed.length === 1) {
+            this.ipsets.set(msg.id, { full: false, single: msg, added: NO_SET, removed: NO_SET });
+            return;
+          }
+          p = { full: false, single: undefined, added: new Set<string>(), removed: new Set<string>() };
           this.ipsets.set(msg.id, p);
         }
         if (p.full) {
           p.log ??= [];
-          const log = p.log;
+          p.adds ??= [];
+          const { log, adds } = p;
           for (const a of msg.added) {
             log.push(a);
-            p.adds.push(true);
+            adds.push(true);
           }
           for (const r of msg.removed) {
             log.push(r);
-            p.adds.push(false);
+            adds.push(false);
           }
           return;
+        }
+        if (p.single) {
+          // A second delta: from here on merged.
+          const first = p.single;
+          p.single = undefined;
+          p.added = new Set(first.added);
+          p.removed = new Set(first.removed);
         }
         for (const a of msg.added) {
           p.removed.delete(a);
@@ -91,49 +101,49 @@ export class Sequencer implements MessageSink {
       }
       case 'IPSetRemove':
         this.ipsets.delete(msg.id);
-        this.ipsetRemoves.add(msg.id);
+        this.ipsetRemoves.set(msg.id, msg);
         return;
       case 'ActivePolicyUpdate':
-        this.policies.set(msg.policy.key, msg.policy);
+        this.policies.set(msg.policy.key, msg);
         return;
       case 'ActivePolicyRemove':
-        this.policies.set(msg.key, null);
+        this.policies.set(msg.key, msg);
         return;
       case 'ActiveProfileUpdate':
-        this.profiles.set(msg.profile.id, msg.profile);
+        this.profiles.set(msg.profile.id, msg);
         return;
       case 'ActiveProfileRemove':
-        this.profiles.set(msg.id, null);
+        this.profiles.set(msg.id, msg);
         return;
       case 'EndpointUpdate':
-        this.endpoints.set(msg.endpoint.key, msg.endpoint);
+        this.endpoints.set(msg.endpoint.key, msg);
         return;
       case 'EndpointRemove':
-        this.endpoints.set(msg.key, null);
+        this.endpoints.set(msg.key, msg);
         return;
       case 'HostEndpointUpdate':
-        this.hostEndpoints.set(msg.endpoint.key, msg.endpoint);
+        this.hostEndpoints.set(msg.endpoint.key, msg);
         return;
       case 'HostEndpointRemove':
-        this.hostEndpoints.set(msg.key, null);
+        this.hostEndpoints.set(msg.key, msg);
         return;
       case 'VTEPUpdate':
-        this.vteps.set(msg.vtep.node, msg.vtep);
+        this.vteps.set(msg.vtep.node, msg);
         return;
       case 'VTEPRemove':
-        this.vteps.set(msg.node, null);
+        this.vteps.set(msg.node, msg);
         return;
       case 'RouteUpdate':
-        this.routes.set(msg.route.dst, msg.route);
+        this.routes.set(msg.route.dst, msg);
         return;
       case 'RouteRemove':
-        this.routes.set(msg.dst, null);
+        this.routes.set(msg.dst, msg);
         return;
       case 'PoolUpdate':
-        this.pools.set(msg.pool.cidr, msg.pool);
+        this.pools.set(msg.pool.cidr, msg);
         return;
       case 'PoolRemove':
-        this.pools.set(msg.cidr, null);
+        this.pools.set(msg.cidr, msg);
         return;
       case 'HostConfigUpdate':
         this.hostConfig = msg.config;
@@ -149,26 +159,33 @@ export class Sequencer implements MessageSink {
     const out: DataplaneMessage[] = [];
     if (this.hostConfig) out.push({ kind: 'HostConfigUpdate', config: this.hostConfig });
     for (const [id, p] of this.ipsets) {
-      if (p.full) out.push({ kind: 'IPSetUpdate', id, type: p.type, members: fullMembers(p) });
+      if (p.full) {
+        const { msg } = p;
+        out.push(
+          p.log
+            ? { kind: 'IPSetUpdate', id, type: msg.type, members: fullMembers(msg, p.log, p.adds!) }
+            : msg,
+        );
+      } else if (p.single) out.push(p.single);
       else if (p.added.size || p.removed.size) {
         out.push({ kind: 'IPSetDelta', id, added: [...p.added], removed: [...p.removed] });
       }
     }
-    for (const [, p] of this.pools) if (p) out.push({ kind: 'PoolUpdate', pool: p });
-    for (const [, p] of this.policies) if (p) out.push({ kind: 'ActivePolicyUpdate', policy: p });
-    for (const [, p] of this.profiles) if (p) out.push({ kind: 'ActiveProfileUpdate', profile: p });
-    for (const [, e] of this.endpoints) if (e) out.push({ kind: 'EndpointUpdate', endpoint: e });
-    for (const [, e] of this.hostEndpoints) if (e) out.push({ kind: 'HostEndpointUpdate', endpoint: e });
-    for (const [key, e] of this.endpoints) if (!e) out.push({ kind: 'EndpointRemove', key });
-    for (const [key, e] of this.hostEndpoints) if (!e) out.push({ kind: 'HostEndpointRemove', key });
-    for (const [key, p] of this.policies) if (!p) out.push({ kind: 'ActivePolicyRemove', key });
-    for (const [id, p] of this.profiles) if (!p) out.push({ kind: 'ActiveProfileRemove', id });
-    for (const [dst, r] of this.routes) if (!r) out.push({ kind: 'RouteRemove', dst });
-    for (const [node, v] of this.vteps) if (!v) out.push({ kind: 'VTEPRemove', node });
-    for (const [, v] of this.vteps) if (v) out.push({ kind: 'VTEPUpdate', vtep: v });
-    for (const [, r] of this.routes) if (r) out.push({ kind: 'RouteUpdate', route: r });
-    for (const [cidr, p] of this.pools) if (!p) out.push({ kind: 'PoolRemove', cidr });
-    for (const id of this.ipsetRemoves) out.push({ kind: 'IPSetRemove', id });
+    pick(out, this.pools, 'PoolUpdate');
+    pick(out, this.policies, 'ActivePolicyUpdate');
+    pick(out, this.profiles, 'ActiveProfileUpdate');
+    pick(out, this.endpoints, 'EndpointUpdate');
+    pick(out, this.hostEndpoints, 'HostEndpointUpdate');
+    pick(out, this.endpoints, 'EndpointRemove');
+    pick(out, this.hostEndpoints, 'HostEndpointRemove');
+    pick(out, this.policies, 'ActivePolicyRemove');
+    pick(out, this.profiles, 'ActiveProfileRemove');
+    pick(out, this.routes, 'RouteRemove');
+    pick(out, this.vteps, 'VTEPRemove');
+    pick(out, this.vteps, 'VTEPUpdate');
+    pick(out, this.routes, 'RouteUpdate');
+    pick(out, this.pools, 'PoolRemove');
+    for (const m of this.ipsetRemoves.values()) out.push(m);
     if (this.inSync) out.push({ kind: 'InSync' });
     this.clear();
     return out;
@@ -176,32 +193,37 @@ export class Sequencer implements MessageSink {
 
   private clear(): void {
     this.hostConfig = undefined;
-    this.ipsets.clear();
-    this.ipsetRemoves.clear();
-    this.policies.clear();
-    this.profiles.clear();
-    this.endpoints.clear();
-    this.hostEndpoints.clear();
-    this.vteps.clear();
-    this.routes.clear();
-    this.pools.clear();
+    // Clearing a map makes it a new table, even an empty one: most flushes touch two or three.
+    for (const m of [
+      this.ipsets,
+      this.ipsetRemoves,
+      this.policies,
+      this.profiles,
+      this.endpoints,
+      this.hostEndpoints,
+      this.vteps,
+      this.routes,
+      this.pools,
+    ] as Map<unknown, unknown>[])
+      if (m.size > 0) m.clear();
     this.inSync = false;
     this.count = 0;
   }
 }
 
-/**
- * A full update's members: as sent when no delta followed (the dataplane takes them as a set),
- * else the sent members with the deltas applied in order.
- */
-function fullMembers(p: {
-  members: readonly string[];
-  log: string[] | undefined;
-  adds: boolean[];
-}): string[] {
-  if (!p.log) return p.members as string[];
-  const s = new Set(p.members);
-  const { log, adds } = p;
+/** The pending messages of one kind, in the order their keys first came. */
+function pick(
+  out: DataplaneMessage[],
+  pending: ReadonlyMap<unknown, DataplaneMessage>,
+  kind: MessageKind,
+): void {
+  if (pending.size === 0) return;
+  for (const m of pending.values()) if (m.kind === kind) out.push(m);
+}
+
+/** A full update's members, with the deltas that followed it applied in order. */
+function fullMembers(msg: IpSetUpdateMsg, log: readonly string[], adds: readonly boolean[]): string[] {
+  const s = new Set(msg.members);
   for (let i = 0; i < log.length; i++) {
     if (adds[i]) s.add(log[i]!);
     else s.delete(log[i]!);

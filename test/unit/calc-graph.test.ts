@@ -618,6 +618,44 @@ describe('policy activation', () => {
       { kind: 'IPSetRemove', id },
     ]);
   });
+  it('a policy coming back announces its set with the members it has now, whatever changed while it was away', () => {
+    const { feed, rec } = newGraph();
+    const client = (pod: string, ip: string, role: string) =>
+      wep({ cluster: 'b', node: 'b-node1', namespace: 'shop', pod, ips: [ip], labels: { role } });
+    feed(
+      client('c1', '10.20.0.4', 'client'),
+      client('c2', '10.20.0.5', 'client'),
+      client('c3', '10.20.0.6', 'other'),
+      api({ app: 'api' }),
+      apiPolicy,
+    );
+    const id = ruleSet(rec, 'default/shop/api-in', 'inbound', 0, 'src');
+    assert.deepEqual(members(rec, id), ['10.20.0.4/32', '10.20.0.5/32']);
+    // Away: the set leaves the dataplane...
+    assert.deepEqual(ofKind(feed(api({ app: 'other' })), 'IPSetRemove'), [{ kind: 'IPSetRemove', id }]);
+    // ...while its members change: one leaves, one comes, one goes and comes back, one is deleted.
+    for (const u of [
+      client('c1', '10.20.0.4', 'other'),
+      client('c3', '10.20.0.6', 'client'),
+      client('c2', '10.20.0.5', 'other'),
+      client('c2', '10.20.0.5', 'client'),
+      client('c4', '10.20.0.7', 'client'),
+      deletion(client('c4', '10.20.0.7', 'client')),
+    ])
+      assert.deepEqual(ofKind(feed(u), 'IPSetDelta'), [], 'no delta for a set the dataplane does not hold');
+    // Back: announced whole, with what a graph fed only the final state would announce.
+    const [update] = ofKind(feed(api({ app: 'api' })), 'IPSetUpdate');
+    assert.deepEqual([...update!.members].sort(), ['10.20.0.5/32', '10.20.0.6/32']);
+    const fresh = newGraph();
+    fresh.feed(
+      client('c1', '10.20.0.4', 'other'),
+      client('c2', '10.20.0.5', 'client'),
+      client('c3', '10.20.0.6', 'client'),
+      api({ app: 'api' }),
+      apiPolicy,
+    );
+    assert.deepEqual(rec.model.snapshot(), fresh.rec.model.snapshot());
+  });
 });
 
 // --- tiers and order --------------------------------------------------------------------------
