@@ -55,7 +55,7 @@ export class CalculationGraph {
   ) {
     const defer = opts.deferUntilInSync ?? false;
     this.index = new LabelIndex(sink, { deferMembers: defer, parkMin: opts.parkSetsMin });
-    const shared = new SharedActivePolicies(sink);
+    const shared = new SharedActivePolicies();
     this.policies = new PolicyResolver(this.index, sink, 'workload', { deferEndpoints: defer, shared });
     this.hostPolicies = new PolicyResolver(this.index, sink, 'host', { deferEndpoints: defer, shared });
     this.profiles = new ProfileResolver(this.index, sink);

@@ -345,12 +345,6 @@ export class SelectedIds {
     this.settleIfMany();
   }
 
-  /** Every id once, ascending. */
-  members(): ArrayLike<number> {
-    const ids = this.sortedIds();
-    return this.length === ids.length ? ids : ids.subarray(0, this.length);
-  }
-
   /**
    * Every id once, ascending, in the first `size` places of the array returned (no view made):
    * valid until the next change.

@@ -17,7 +17,7 @@ import type {
   TierDefaultAction,
   TierPolicies,
 } from './messages.ts';
-import { PolicySelectorIndex, type SelectedPolicy } from './policy-selector-index.ts';
+import { bySeq, PolicySelectorIndex, type SelectedPolicy } from './policy-selector-index.ts';
 
 export interface LocalEndpointInput {
   key: EndpointKey;
@@ -59,8 +59,6 @@ export interface ActiveCount {
  */
 export class SharedActivePolicies {
   private readonly counts = new Map<PolicyKey, ActiveCount>();
-
-  constructor(readonly sink: MessageSink) {}
 
   /** The count of a policy, for a resolver that now holds a record of it. */
   hold(key: PolicyKey): ActiveCount {
@@ -124,7 +122,7 @@ export class PolicyResolver {
     opts: { deferEndpoints?: boolean; shared?: SharedActivePolicies } = {},
   ) {
     if (opts.deferEndpoints) this.deferred = new Set();
-    this.shared = opts.shared ?? new SharedActivePolicies(sink);
+    this.shared = opts.shared ?? new SharedActivePolicies();
   }
 
   /** Ends deferral: every endpoint changed meanwhile is rendered and sent once. */
@@ -318,7 +316,7 @@ export class PolicyResolver {
     for (const { data } of ep.policies) {
       const p = data.policy;
       // Pre-DNAT and untracked policies apply to host endpoints only (Felix).
-      if (!p || p.preDNAT || p.doNotTrack) continue;
+      if (p.preDNAT || p.doNotTrack) continue;
       if (p.ingress) ingress.push(p);
       if (p.egress) egress.push(p);
     }
@@ -349,7 +347,6 @@ export class PolicyResolver {
     };
     for (const { data } of ep.policies) {
       const p = data.policy;
-      if (!p) continue;
       if (p.preDNAT) {
         if (p.ingress) lists.preDnatIngress.push(p);
       } else if (p.doNotTrack) {
@@ -388,10 +385,6 @@ function removePolicy(list: SelectedPolicy<unknown>[], key: PolicyKey): void {
   if (i < 0) return;
   list[i] = list[list.length - 1]!;
   list.pop();
-}
-
-function bySeq(a: SelectedPolicy<unknown>, b: SelectedPolicy<unknown>): number {
-  return a.seq - b.seq;
 }
 
 function sameEndpointInput(a: LocalEndpointInput, b: LocalEndpointInput): boolean {

@@ -6,6 +6,7 @@
 // select"; what follows from the answers (activation, per-endpoint lists) is the resolver's job.
 import type { Labels } from '../../model/resources.ts';
 import type { Selector } from '../../model/selector/index.ts';
+import { getOrCreate } from './index-structures.ts';
 import type { EndpointKey, PolicyKey } from './messages.ts';
 import { type Registration, RequirementRegistry, registrationOf } from './requirement-registry.ts';
 import {
@@ -54,6 +55,9 @@ export interface PolicyListChange<T> {
 const NO_POLICIES: readonly never[] = Object.freeze([]) as readonly never[];
 
 const NAMESPACE_LABEL = 'projectcalico.org/namespace';
+
+const newValueMap = () => new Map<string, Set<EndpointKey>>();
+const newKeySet = () => new Set<EndpointKey>();
 
 export class PolicySelectorIndex<T = undefined> {
   private readonly policies = new Map<PolicyKey, PolicyEntry<T>>();
@@ -118,24 +122,8 @@ export class PolicySelectorIndex<T = undefined> {
     for (const k in labels) {
       const v = labels[k]!;
       if (old !== undefined && old[k] === v) continue;
-      let byValue = this.byLabel.get(k);
-      if (byValue === undefined) {
-        byValue = new Map();
-        this.byLabel.set(k, byValue);
-      }
-      let s = byValue.get(v);
-      if (s === undefined) {
-        s = new Set();
-        byValue.set(v, s);
-      }
-      s.add(key);
-      if (old !== undefined && hasLabel(old, k)) continue;
-      let ks = this.byKey.get(k);
-      if (ks === undefined) {
-        ks = new Set();
-        this.byKey.set(k, ks);
-      }
-      ks.add(key);
+      getOrCreate(getOrCreate(this.byLabel, k, newValueMap), v, newKeySet).add(key);
+      if (old === undefined || !hasLabel(old, k)) getOrCreate(this.byKey, k, newKeySet).add(key);
     }
   }
 
@@ -300,6 +288,7 @@ function hasLabel(labels: Labels, k: string): boolean {
   return typeof labels[k] === 'string' && Object.hasOwn(labels, k);
 }
 
-function bySeq(a: SelectedPolicy<unknown>, b: SelectedPolicy<unknown>): number {
+/** Arrival order. */
+export function bySeq(a: SelectedPolicy<unknown>, b: SelectedPolicy<unknown>): number {
   return a.seq - b.seq;
 }
