@@ -11,6 +11,7 @@
 // BENCH_SKIP=drift,other leaves out the drift-check/repair part and the other backend's run, and
 // BENCH_SKIP=changes everything after the cold start (for iterating on one part alone).
 import { readdirSync, readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { performance as perf } from 'node:perf_hooks';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { CalculationGraph } from '../agent/calc/graph.ts';
@@ -475,10 +476,12 @@ async function main(): Promise<void> {
     graph.inSync();
     const msgs = seq.flush();
     const calcMs = performance.now() - t0;
+    const cpu0 = cpuSeconds();
     const applied = dp.whenApplied();
     dp.onMessages(msgs);
     await applied;
     const agentMs = performance.now() - t0;
+    const writeCpuMs = (cpuSeconds() - cpu0) * 1000;
     const jsMs = perf.eventLoopUtilization(elu0).active;
     unobserve();
     const r0 = performance.now();
@@ -573,6 +576,9 @@ async function main(): Promise<void> {
     );
     console.log(
       `cold-start breakdown: calculation ${f(calcMs)}; JS after it (render, diff, payloads, parsing) ${f(jsMs - calcMs)}, of which one filter render ${f(renderMs)}; ${records.length} tool runs ${f(execMs)} summed over the two lines written side by side (ipsets → iptables; VXLAN → FDB/ARP → routes)`,
+    );
+    console.log(
+      `  CPU from the calculation's end to programmed, agent and tools: ${f(writeCpuMs)} over ${f(agentMs - calcMs)} of wall time; on ${availableParallelism()} cores no schedule takes under ${f(writeCpuMs / availableParallelism())}`,
     );
     for (const line of breakdown(records)) console.log(line);
     console.log('cold-start timeline (ms after the calculation ended: start → end of each tool run):');

@@ -302,6 +302,7 @@ export function diffIpSets(
     lines: 0,
   };
   const nextTemp = tempNamer(actual);
+  const creates: string[] = [];
 
   const fill = (name: string, members: ReadonlySet<string>) => {
     if (members.size > 0) lines.push({ name, members });
@@ -315,7 +316,9 @@ export function diffIpSets(
       // A new set (a cold start: 290,000 members): its members are normalised as its text is
       // made, into what the kernel will hold, not here before the tool can start.
       const members = new Set<string>();
-      lines.push(createLine(want.name, want.type, family, want.members.size));
+      const create = createLine(want.name, want.type, family, want.members.size);
+      lines.push(create);
+      creates.push(create);
       if (want.members.size > 0)
         lines.push({
           name: want.name,
@@ -376,7 +379,7 @@ export function diffIpSets(
     after.set(want.name, written);
   }
   for (const l of lines) stats.lines += typeof l === 'string' ? 1 : l.members.size;
-  return new IpSetDiff(lines, stats, after);
+  return new IpSetDiff(lines, stats, after, creates);
 }
 
 /** The members of one set to add, as `add` lines when the text is made. */
@@ -403,6 +406,8 @@ export class IpSetDiff {
     readonly stats: IpSetDiffStats,
     /** What the kernel holds for each desired set once the script has run (blocked ones excepted). */
     readonly after: Map<string, KernelIpSet>,
+    /** The create lines of the sets the kernel lacks (also in `lines`, each before its fill). */
+    readonly creates: readonly string[] = [],
   ) {}
 
   get empty(): boolean {
@@ -635,7 +640,7 @@ export class IpSetDriver {
    */
   async apply(
     desired: ReadonlyMap<string, IpSetSpec>,
-    opts: { reuseLastWrite?: boolean; maxRounds?: number; onWrite?: () => void } = {},
+    opts: { reuseLastWrite?: boolean; maxRounds?: number; onWrite?: () => void; onCreated?: () => void } = {},
   ): Promise<IpSetStats> {
     const maxRounds = opts.maxRounds ?? 16;
     const refused: IpSetStats['refused'] = [];
@@ -681,6 +686,12 @@ export class IpSetDriver {
       // the rest is made. The caller hears of the write once all of it is handed over.
       const onWrite = round === 0 ? opts.onWrite : undefined;
       const streamed = diff.stats.lines > STREAM_LINES;
+      if (round === 0 && streamed && opts.onCreated !== undefined && diff.stats.recreated === 0) {
+        // Every set the script names exists before its members go in, so that whatever needs
+        // only their names (the iptables chains a pass stages) can load while they fill.
+        if (diff.creates.length === 0 || (await this.createFirst(diff.creates))) opts.onCreated();
+        commands += diff.creates.length > 0 ? 1 : 0;
+      }
       const viaSession = round === 0 && kept && !streamed;
       const usual = () => {
         const running = run('ipset', ['restore'], {
@@ -717,6 +728,24 @@ export class IpSetDriver {
         throw new CommandError('ipset restore', res.exitCode, res.stderr);
       refused.push({ set, reason: (m[2] ?? '').trim() });
     }
+  }
+
+  /**
+   * The new sets, empty, in one restore ahead of their fill (whose create lines, with -exist, then
+   * do nothing). False if the tool refused a line: the fill's own run then names it.
+   */
+  private async createFirst(creates: readonly string[]): Promise<boolean> {
+    const started = performance.now();
+    const res = await run('ipset', ['restore'], {
+      netns: this.netns,
+      input: `${creates.join('\n')}\n`,
+      allowFailure: true,
+    });
+    log.debug(
+      { netns: this.netns, sets: creates.length, ok: res.exitCode === 0, ms: performance.now() - started },
+      'ipset create ahead of the fill',
+    );
+    return res.exitCode === 0;
   }
 
   /** The parts of one script, each to its own `ipset restore`; `onWrite` once all are handed over. */

@@ -455,16 +455,8 @@ function deletableChains(
   return [...stale].filter((n) => !kept.has(n));
 }
 
-/** The full plan: restore text plus what it does. */
-export function planRestore(
-  table: Table,
-  desired: TableState,
-  actual: ParsedTable,
-  opts: PlanOptions = {},
-): RestorePlan {
-  validate(table, desired);
-  const keep = opts.keep ?? new Set<string>();
-  const stats: RestorePlanStats = {
+function emptyPlanStats(): RestorePlanStats {
+  return {
     chainsCreated: 0,
     chainsUpdated: 0,
     chainsDeleted: 0,
@@ -474,6 +466,18 @@ export function planRestore(
     hooksInserted: 0,
     hooksDeleted: 0,
   };
+}
+
+/** The full plan: restore text plus what it does. */
+export function planRestore(
+  table: Table,
+  desired: TableState,
+  actual: ParsedTable,
+  opts: PlanOptions = {},
+): RestorePlan {
+  validate(table, desired);
+  const keep = opts.keep ?? new Set<string>();
+  const stats = emptyPlanStats();
   // Order matters inside the transaction: declare new chains before anything jumps to them; drop
   // old hooks and rewrite chains before flushing and deleting the chains they jumped to.
   const declare: string[] = [];
@@ -515,6 +519,46 @@ export function planRestore(
   ];
   if (body.length === 0) return { script: undefined, lines: 0, origins: [], stats };
   return { script: `*${table}\n${body.join('\n')}\nCOMMIT\n`, lines: body.length, origins, stats };
+}
+
+/** A stage: the chains of a table the kernel does not hold yet, written alone (see IptablesDriver.stageTable). */
+export interface StagePlan {
+  script: string;
+  /** Chains the script creates. */
+  chains: number;
+  /** Rules it appends. */
+  rules: number;
+  /** `known` with the staged chains in it: what the kernel holds once the script has landed. */
+  after: ParsedTable;
+}
+
+/**
+ * The chains of `desired` that `known` lacks, declared and filled, and nothing else: no hook, no
+ * chain the kernel holds is touched. Nothing the kernel runs can reach a chain that only chains
+ * new in the same stage jump to, so a stage changes no packet's fate until a later plan links it
+ * in. Undefined when every desired chain exists already.
+ */
+export function planStage(table: Table, desired: TableState, known: ParsedTable): StagePlan | undefined {
+  const fresh = desired.chains.filter((c) => !known.chains.has(c.name));
+  if (fresh.length === 0) return undefined;
+  const staged: TableState = { chains: fresh, hooks: [] };
+  validate(table, staged);
+  const stats = emptyPlanStats();
+  const lines = fresh.map((c) => `:${c.name} - [0:0]`);
+  for (const c of fresh) chainOps(c, undefined, lines, stats);
+  const none: ParsedTable = { ...known, chains: new Map(), jumps: new Map(), builtins: new Map() };
+  const made = expectedAfter(staged, none, { script: undefined, lines: 0, origins: [], stats });
+  const after: ParsedTable = {
+    ...known,
+    chains: new Map([...known.chains, ...made.chains]),
+    jumps: new Map([...known.jumps, ...made.jumps]),
+  };
+  return {
+    script: `*${table}\n${lines.join('\n')}\nCOMMIT\n`,
+    chains: fresh.length,
+    rules: stats.rulesWritten,
+    after,
+  };
 }
 
 /**
@@ -1002,6 +1046,70 @@ export class IptablesDriver {
     this.prepared.set(table, this.plan(table, desired, known, this.written.get(table)));
   }
 
+  /** Tables whose last stage the kernel refused: not staged again until a sync lands whole. */
+  private readonly stageRefused = new Set<Table>();
+
+  /**
+   * Write the chains of `desired` the kernel lacks, unlinked (planStage), then plan the sync that
+   * links them in (as prepareTable). A pass does this while the ipset restore fills the sets those
+   * chains name: the sets exist by then, so the chains load, and no packet reaches them before
+   * the sync that follows the fill. Only on nft and against a table we know (`reuseLastWrite`): a
+   * legacy restore rewrites the whole table, so a stage there would be a second full write.
+   * Resolves to the number of chains staged. A refused stage stages nothing (the sync then writes
+   * everything, and its refusal handling names the culprit), and the table is not staged again
+   * until a sync of it lands whole.
+   */
+  async stageTable(
+    table: Table,
+    desired: TableState,
+    opts: { reuseLastWrite?: boolean } = {},
+  ): Promise<number> {
+    const known = opts.reuseLastWrite ? this.known.get(table) : undefined;
+    const stage =
+      this.backend === 'nft' && known !== undefined && !this.stageRefused.has(table)
+        ? planStage(table, desired, known)
+        : undefined;
+    if (stage !== undefined) {
+      this.prepared.delete(table);
+      const started = performance.now();
+      const outcome = await this.writeStage(table, stage.script);
+      if (outcome === 'landed' && this.known.get(table) === known) this.known.set(table, stage.after);
+      else if (outcome === 'landed' || outcome === 'unsure') {
+        this.known.delete(table);
+        this.written.delete(table);
+      } else this.stageRefused.add(table);
+      log.debug(
+        {
+          table,
+          netns: this.netns,
+          chains: stage.chains,
+          rules: stage.rules,
+          outcome,
+          ms: performance.now() - started,
+        },
+        'iptables stage (new chains, unlinked)',
+      );
+      if (outcome !== 'landed') return 0;
+    }
+    this.prepareTable(table, desired, opts);
+    return stage?.chains ?? 0;
+  }
+
+  /** A stage through the kept process, else one run; never retried (the sync after it writes all). */
+  private async writeStage(table: Table, script: string): Promise<'landed' | 'refused' | 'unsure'> {
+    if (this.session !== undefined) {
+      const out = await this.session.write(script, (pid) => this.watch?.ours(pid, table));
+      if (out.result !== 'not-sent') return out.result;
+    }
+    const res = await run(TOOLS[this.backend].restore, ['--noflush', '--wait'], {
+      netns: this.netns,
+      input: script,
+      allowFailure: true,
+      onSpawn: (pid) => this.watch?.ours(pid, table),
+    });
+    return res.exitCode === 0 ? 'landed' : 'refused';
+  }
+
   private plan(
     table: Table,
     desired: TableState,
@@ -1080,6 +1188,7 @@ export class IptablesDriver {
     if (refused.length === 0) {
       this.known.set(table, pre.after);
       this.written.set(table, desired);
+      this.stageRefused.delete(table);
     }
     log.debug(
       { table, backend: this.backend, netns: this.netns, lines: p.lines, ms, attempts: result.attempts },

@@ -349,15 +349,34 @@ export class Dataplane {
     const writing = new Promise<void>((resolve) => {
       launched = resolve;
     });
-    const applying = this.ipsets.apply(launched);
-    // Render and plan the tables while the ipset restore runs (at scale a second or more), not
-    // after it: once the restore is under way, or the sets need no write, and the read is in.
-    await Promise.race([writing, applying.catch(() => undefined)]);
+    // A big ipset write (a cold start) creates its sets first and says so: from then on the new
+    // chains naming them can load while their members go in (staged), unlinked until the tables'
+    // own write below, so no packet meets a set still filling.
+    let staging: Promise<void> | undefined;
+    const stage = async () => {
+      const [read] = await Promise.allSettled([reading]);
+      if (read.status !== 'fulfilled') return;
+      for (const m of this.tableManagers)
+        await m
+          .stage()
+          .catch((e: Error) => log.debug({ err: e.message }, 'stage failed; written whole below'));
+    };
+    const applying = this.ipsets.apply(launched, () => {
+      if (!alongside) staging ??= stage();
+    });
+    const settled = applying.then(
+      () => undefined,
+      () => undefined,
+    );
+    // Otherwise render and plan the tables while the ipset restore runs (at scale a second or
+    // more), not after it: once the restore is under way, or the sets need no write, and the read
+    // is in.
+    await Promise.race([writing, settled]);
     handedOver();
     const [read] = await Promise.allSettled([reading]);
-    for (const m of this.tableManagers) m.prepare();
+    if (staging === undefined) for (const m of this.tableManagers) m.prepare();
     const tables = alongside && read.status === 'fulfilled' ? this.applyTableManagers() : undefined;
-    const [sets, written] = await Promise.allSettled([applying, tables, reading]);
+    const [sets, written] = await Promise.allSettled([applying, tables, reading, staging]);
     await reading;
     if (sets.status === 'rejected') throw sets.reason;
     if (written.status === 'rejected') throw written.reason;

@@ -16,10 +16,14 @@ export interface IpSetWriter {
    * `reuseLastWrite`: nothing but our own writes changed our sets since the last apply, so the
    * writer may diff against what that apply left instead of reading every member back.
    */
-  /** `onWrite`: called as the write is handed to the kernel tool (work can overlap it from then). */
+  /**
+   * `onWrite`: called as the write is handed to the kernel tool (work can overlap it from then).
+   * `onCreated`: called, if the writer can tell, once every set of a big write exists while its
+   * members are still going in (chains that name the sets can load from then).
+   */
   apply(
     desired: ReadonlyMap<string, IpSetSpec>,
-    opts?: { reuseLastWrite?: boolean; onWrite?: () => void },
+    opts?: { reuseLastWrite?: boolean; onWrite?: () => void; onCreated?: () => void },
   ): Promise<unknown>;
   destroyStale(keep: ReadonlySet<string>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
   /**
@@ -167,9 +171,10 @@ export class IpSetManager {
 
   /**
    * Create and update; never destroys (iptables may still reference a set). `onWrite` is called
-   * as the restore starts (not at all when there is nothing to write).
+   * as the restore starts (not at all when there is nothing to write); `onCreated` as in
+   * IpSetWriter.apply.
    */
-  async apply(onWrite?: () => void): Promise<boolean> {
+  async apply(onWrite?: () => void, onCreated?: () => void): Promise<boolean> {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
     const batch = this.changed;
@@ -177,7 +182,7 @@ export class IpSetManager {
     const want = this.pending(batch);
     let res: IpSetWriteResult | undefined;
     try {
-      res = (await this.writer.apply(want, { reuseLastWrite: batch !== undefined, onWrite })) as
+      res = (await this.writer.apply(want, { reuseLastWrite: batch !== undefined, onWrite, onCreated })) as
         | IpSetWriteResult
         | undefined;
     } catch (e) {

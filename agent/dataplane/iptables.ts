@@ -51,6 +51,12 @@ export interface TableWriter {
    * the pass waits for something else: the ipset restore the tables must follow.
    */
   prepareTable?(table: KernelTable, desired: TableState, opts?: { reuseLastWrite?: boolean }): void;
+  /**
+   * As prepareTable, after writing the chains of `desired` the kernel lacks, unlinked: nothing
+   * reaches them before the syncTable that follows. A pass stages while the ipset restore fills
+   * the sets those chains name (they exist by then).
+   */
+  stageTable?(table: KernelTable, desired: TableState, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
   /** Read these tables (one save) into what the next syncs with `reuseLastWrite` plan against. */
   readTables?(tables: readonly KernelTable[]): Promise<void>;
   /** Another process changed one of these tables (when the writer can tell). */
@@ -70,6 +76,11 @@ export interface TableManager {
    * restore runs, so that apply only writes).
    */
   prepare(): void;
+  /**
+   * As prepare, and write ahead what loads without changing any packet's fate: new chains,
+   * unlinked (the pass calls it once the sets exist and while their members go in).
+   */
+  stage(): Promise<void>;
   /** The tables it writes. */
   readonly tables: readonly KernelTable[];
   /**
@@ -120,8 +131,17 @@ abstract class TableSyncer implements TableManager {
     if (this.gen.pending) this.plan(!this.reread);
   }
 
+  async stage(): Promise<void> {
+    if (this.gen.pending) await this.stageAhead(!this.reread);
+  }
+
   /** Work ahead of `write` (see TableManager.prepare); none unless a manager has some worth it. */
   protected plan(_reuseLastWrite: boolean): void {}
+
+  /** Writes ahead of `write` (see TableManager.stage); by default none, only the plan. */
+  protected async stageAhead(reuseLastWrite: boolean): Promise<void> {
+    this.plan(reuseLastWrite);
+  }
 
   async apply(): Promise<boolean> {
     if (!this.gen.pending) return false;
@@ -231,6 +251,15 @@ export class FilterTableManager extends TableSyncer {
     const rendered = this.renderChecked();
     this.ahead = { gen, rendered };
     this.writer.prepareTable?.('filter', rendered.table, { reuseLastWrite });
+  }
+
+  /** A cold start's 25,000 rules load while the ipset restore fills their sets, not after it. */
+  protected override async stageAhead(reuseLastWrite: boolean): Promise<void> {
+    if (this.writer.stageTable === undefined) return this.plan(reuseLastWrite);
+    const gen = this.gen.begin();
+    const rendered = this.renderChecked();
+    this.ahead = { gen, rendered };
+    await this.writer.stageTable('filter', rendered.table, { reuseLastWrite });
   }
 
   /**

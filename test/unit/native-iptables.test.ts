@@ -9,6 +9,7 @@ import {
   type ParsedTable,
   parseSave,
   planRestore,
+  planStage,
   renderRestore,
   renderRuleSpec,
   ruleHashes,
@@ -432,6 +433,60 @@ describe('incremental plans', () => {
     };
     const stale = narrowToChanges(table({ a: 3, b: 5 }), withOld, parseSave(saveTextFor(withOld)));
     assert.ok(stale.pinned.has('cali-a'), 'an unchanged chain pins what it jumps to');
+  });
+});
+
+describe('planStage', () => {
+  // The kernel holds the old dispatch chain and the hook; the new state adds two chains and
+  // changes the dispatch chain to jump to one of them.
+  const old: TableState = desiredFilter();
+  const wanted: TableState = {
+    chains: [
+      { name: 'cali-FORWARD', rules: [DROP_INVALID, ACCEPT_EST, TO_WL] },
+      { name: 'cali-to-wl-dispatch', rules: [{ match: '-o calia', action: '-g cali-tw-calia' }] },
+      { name: 'cali-tw-calia', rules: [{ match: '', action: '-j cali-pi-p1' }] },
+      { name: 'cali-pi-p1', rules: [{ match: '-p tcp --dport 80', action: '-j ACCEPT' }] },
+    ],
+    hooks: old.hooks,
+  };
+
+  it('writes the new chains alone: nothing the kernel holds, no hook', () => {
+    const known = parseSave(saveTextFor(old));
+    const stage = planStage('filter', wanted, known);
+    assert.ok(stage !== undefined);
+    const body = bodyOf(stage.script);
+    assert.deepEqual(
+      body.filter((l) => l.startsWith(':')),
+      [':cali-tw-calia - [0:0]', ':cali-pi-p1 - [0:0]'],
+    );
+    for (const l of body.filter((x) => !x.startsWith(':')))
+      assert.match(l, /^-A cali-(tw-calia|pi-p1) /, 'only appends to the new chains');
+    assert.equal(stage.chains, 2);
+    assert.equal(stage.rules, 2);
+  });
+
+  it('leaves the sync that follows only what links them in, and nothing for the staged chains', () => {
+    const known = parseSave(saveTextFor(old));
+    const stage = planStage('filter', wanted, known);
+    assert.ok(stage !== undefined);
+    // What the kernel holds once the stage landed, as a save would show it: the same as `after`.
+    const staged = parseSave(
+      saveTextFor({ chains: [...old.chains, ...wanted.chains.slice(2)], hooks: old.hooks }),
+    );
+    assert.ok(sameOwned(stage.after, staged), 'after is what the kernel then holds');
+    const link = bodyOf(planRestore('filter', wanted, stage.after).script);
+    assert.ok(
+      link.every((l) => !/cali-(tw-calia|pi-p1)( |$)/.test(l.split(' ').slice(0, 2).join(' '))),
+      link.join('\n'),
+    );
+    assert.ok(
+      link.some((l) => l.startsWith('-R cali-to-wl-dispatch 1 ')),
+      'the dispatch chain is linked in',
+    );
+  });
+
+  it('has nothing to stage when every chain exists', () => {
+    assert.equal(planStage('filter', old, parseSave(saveTextFor(old))), undefined);
   });
 });
 
