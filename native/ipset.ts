@@ -237,6 +237,20 @@ export interface IpSetDiffStats {
 export interface IpSetDiffOptions {
   /** Sets the kernel reports as referenced (only consulted for type changes). */
   inUse?: ReadonlySet<string>;
+  /**
+   * Member changes since the last write, by set, in the desired form: a set `actual` holds with
+   * the same type and header is written from these alone instead of compared member by member
+   * (one endpoint's change to a set of 100,000). Valid only while `actual` is exactly what that
+   * write left, and for members in one canonical form each (the calculation graph's nets), so
+   * that no two desired members normalise alike.
+   */
+  deltas?: ReadonlyMap<string, MemberDelta>;
+}
+
+/** Members added to and removed from a set since it was last written. */
+export interface MemberDelta {
+  added: ReadonlySet<string>;
+  removed: ReadonlySet<string>;
 }
 
 function validateDesired(set: IpSetSpec, key: string): void {
@@ -303,6 +317,8 @@ export function diffIpSets(
   };
   const nextTemp = tempNamer(actual);
   const creates: string[] = [];
+  /** Sets written from their deltas: `after` holds the kernel's own set, changed once the write lands. */
+  const settle: (() => void)[] = [];
 
   const fill = (name: string, members: ReadonlySet<string>) => {
     if (members.size > 0) lines.push({ name, members });
@@ -328,6 +344,42 @@ export function diffIpSets(
       stats.created++;
       stats.added += want.members.size;
       after.set(want.name, { name: want.name, type: want.type, family, maxelem: MAXELEM, members });
+      continue;
+    }
+    const delta = opts.deltas?.get(want.name);
+    if (
+      delta !== undefined &&
+      have.type === want.type &&
+      (have.family ?? family) === family &&
+      (have.maxelem ?? MAXELEM) === MAXELEM
+    ) {
+      const gone: string[] = [];
+      const come: string[] = [];
+      for (const raw of delta.removed) {
+        if (want.members.has(raw)) continue;
+        const m = normaliseMember(want.type, family, raw);
+        if (!have.members.has(m)) continue;
+        lines.push(`del ${want.name} ${m} -exist`);
+        gone.push(m);
+      }
+      for (const raw of delta.added) {
+        if (!want.members.has(raw)) continue;
+        const m = normaliseMember(want.type, family, raw);
+        if (have.members.has(m)) continue;
+        lines.push(`add ${want.name} ${m} -exist`);
+        come.push(m);
+      }
+      stats.deleted += gone.length;
+      stats.added += come.length;
+      after.set(want.name, have);
+      if (gone.length + come.length > 0)
+        settle.push(() => {
+          // The driver's own record (parsed from a save, or made by an earlier diff), never a
+          // caller's set: changed in place rather than copied, 100,000 members per change.
+          const members = have.members as Set<string>;
+          for (const m of gone) members.delete(m);
+          for (const m of come) members.add(m);
+        });
       continue;
     }
     const wantMembers = normalisedMembers(want, family);
@@ -379,7 +431,7 @@ export function diffIpSets(
     after.set(want.name, written);
   }
   for (const l of lines) stats.lines += typeof l === 'string' ? 1 : l.members.size;
-  return new IpSetDiff(lines, stats, after, creates);
+  return new IpSetDiff(lines, stats, after, creates, settle);
 }
 
 /** The members of one set to add, as `add` lines when the text is made. */
@@ -408,7 +460,14 @@ export class IpSetDiff {
     readonly after: Map<string, KernelIpSet>,
     /** The create lines of the sets the kernel lacks (also in `lines`, each before its fill). */
     readonly creates: readonly string[] = [],
+    /** Brings `after`'s sets written from deltas up to date: call once the script has landed. */
+    private readonly settle: readonly (() => void)[] = [],
   ) {}
+
+  /** The script landed: `after` is now what the kernel holds (see settle). */
+  landed(): void {
+    for (const f of this.settle) f();
+  }
 
   get empty(): boolean {
     return this.lines.length === 0;
@@ -640,7 +699,14 @@ export class IpSetDriver {
    */
   async apply(
     desired: ReadonlyMap<string, IpSetSpec>,
-    opts: { reuseLastWrite?: boolean; maxRounds?: number; onWrite?: () => void; onCreated?: () => void } = {},
+    opts: {
+      reuseLastWrite?: boolean;
+      maxRounds?: number;
+      onWrite?: () => void;
+      onCreated?: () => void;
+      /** Member changes since the last write (see IpSetDiffOptions.deltas), used with reuseLastWrite. */
+      deltas?: ReadonlyMap<string, MemberDelta>;
+    } = {},
   ): Promise<IpSetStats> {
     const maxRounds = opts.maxRounds ?? 16;
     const refused: IpSetStats['refused'] = [];
@@ -651,7 +717,8 @@ export class IpSetDriver {
     // so a block the kept session fails on can be written again whole, the usual way.
     const kept = opts.reuseLastWrite === true && this.membersOnly(desired);
     for (let round = 0; ; round++) {
-      const actual = (round === 0 && opts.reuseLastWrite ? this.known : undefined) ?? (await this.list());
+      const reused = round === 0 && opts.reuseLastWrite ? this.known : undefined;
+      const actual = reused ?? (await this.list());
       this.known = undefined;
       before ??= actual;
       // A refused set goes back to what it held before this call: the lines of its restore before
@@ -661,10 +728,12 @@ export class IpSetDriver {
         if (!refused.some((r) => r.set === k)) want.set(k, v);
         else if (before.has(k)) want.set(k, before.get(k) as KernelIpSet);
       }
-      let diff = diffIpSets(want, actual);
+      // Deltas hold against our last write only, not against a fresh read.
+      const deltas = reused !== undefined && refused.length === 0 ? opts.deltas : undefined;
+      let diff = diffIpSets(want, actual, { deltas });
       if (diff.stats.recreated > 0) {
         // Only a type change needs the reference counts; ask once, then re-plan with them.
-        diff = diffIpSets(want, actual, { inUse: await this.referencedSets() });
+        diff = diffIpSets(want, actual, { deltas, inUse: await this.referencedSets() });
       }
       if (round === 0)
         for (const name of diff.stats.blocked) {
@@ -674,6 +743,7 @@ export class IpSetDriver {
           );
         }
       const remember = () => {
+        diff.landed();
         this.known = new Map(actual);
         for (const [name, set] of diff.after) this.known.set(name, set);
       };

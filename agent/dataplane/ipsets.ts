@@ -1,6 +1,6 @@
 // The ipsets this node should hold: rule-selector sets from the calculation graph plus the pool
 // sets NAT outgoing needs. onUpdate is cheap; apply() is one `ipset restore` of the difference.
-import type { IpSetSpec } from '../../native/ipset.ts';
+import type { IpSetSpec, MemberDelta } from '../../native/ipset.ts';
 import type { DataplaneMessage, IpSetId, IpSetType } from '../calc/messages.ts';
 import { ipsetName } from '../rules/names.ts';
 import { Generations } from './generation.ts';
@@ -23,7 +23,16 @@ export interface IpSetWriter {
    */
   apply(
     desired: ReadonlyMap<string, IpSetSpec>,
-    opts?: { reuseLastWrite?: boolean; onWrite?: () => void; onCreated?: () => void },
+    opts?: {
+      reuseLastWrite?: boolean;
+      onWrite?: () => void;
+      onCreated?: () => void;
+      /**
+       * With reuseLastWrite: the member changes since the last write of the sets that changed only
+       * by deltas, so that the writer need not compare 100,000 members to find one.
+       */
+      deltas?: ReadonlyMap<string, MemberDelta>;
+    },
   ): Promise<unknown>;
   destroyStale(keep: ReadonlySet<string>, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
   /**
@@ -72,6 +81,11 @@ export class IpSetManager {
    * these are handed to the writer, so a one-member change does not diff 100,000 members.
    */
   private changed: Set<string> | undefined;
+  /**
+   * Of the changed sets, those the graph changed only by deltas since the last write, with what
+   * the deltas added and removed on balance; 'whole' once a set is replaced (or re-read).
+   */
+  private readonly deltas = new Map<string, { added: Set<string>; removed: Set<string> } | 'whole'>();
 
   constructor(private readonly writer: IpSetWriter) {}
 
@@ -84,9 +98,14 @@ export class IpSetManager {
         const found = this.desired.get(ipsetName(msg.id));
         if (!found) return; // a delta for a set we never had: the graph's next full update brings it
         const s = materialised(found);
-        for (const m of msg.added) s.members.add(m);
-        for (const m of msg.removed) s.members.delete(m);
-        this.changed?.add(s.name);
+        // What changed in fact (a member added twice is added once), for the deltas' balance.
+        const added = msg.added.filter((m) => !s.members.has(m));
+        for (const m of added) s.members.add(m);
+        const removed = msg.removed.filter((m) => s.members.delete(m));
+        if (this.changed !== undefined) {
+          this.changed.add(s.name);
+          this.noteDelta(s.name, added, removed);
+        }
         this.gen.bump();
         return;
       }
@@ -95,6 +114,18 @@ export class IpSetManager {
         return;
       default:
     }
+  }
+
+  /** Keep the balance of a set's deltas since its last write (a member added then removed is neither). */
+  private noteDelta(name: string, added: Iterable<string>, removed: Iterable<string>): void {
+    let d = this.deltas.get(name);
+    if (d === 'whole') return;
+    if (d === undefined) {
+      d = { added: new Set(), removed: new Set() };
+      this.deltas.set(name, d);
+    }
+    for (const m of added) if (!d.removed.delete(m)) d.added.add(m);
+    for (const m of removed) if (!d.added.delete(m)) d.removed.add(m);
   }
 
   /**
@@ -112,6 +143,7 @@ export class IpSetManager {
         : { name, type, members: new Set(members) },
     );
     this.changed?.add(name);
+    this.deltas.set(name, 'whole');
     this.gen.bump();
   }
 
@@ -130,6 +162,7 @@ export class IpSetManager {
 
   markDirty(): void {
     this.changed = undefined;
+    this.deltas.clear();
     this.gen.bump();
     this.stale.bump();
   }
@@ -144,7 +177,10 @@ export class IpSetManager {
     const sets = (await this.writer.driftedSets?.(opts)) ?? [];
     if (sets.length === 0) return sets;
     // The writer re-read them: rewrite just these, not 100,000 members of every set.
-    for (const name of sets) this.changed?.add(name);
+    for (const name of sets) {
+      this.changed?.add(name);
+      this.deltas.set(name, 'whole');
+    }
     this.gen.bump();
     return sets;
   }
@@ -180,11 +216,17 @@ export class IpSetManager {
     const batch = this.changed;
     this.changed = new Set();
     const want = this.pending(batch);
+    const deltas = new Map<string, MemberDelta>();
+    if (batch !== undefined) for (const [name, d] of this.deltas) if (d !== 'whole') deltas.set(name, d);
+    this.deltas.clear();
     let res: IpSetWriteResult | undefined;
     try {
-      res = (await this.writer.apply(want, { reuseLastWrite: batch !== undefined, onWrite, onCreated })) as
-        | IpSetWriteResult
-        | undefined;
+      res = (await this.writer.apply(want, {
+        reuseLastWrite: batch !== undefined,
+        onWrite,
+        onCreated,
+        deltas: deltas.size > 0 ? deltas : undefined,
+      })) as IpSetWriteResult | undefined;
     } catch (e) {
       this.changed = undefined;
       throw e;
