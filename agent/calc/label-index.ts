@@ -56,6 +56,11 @@ interface MatcherState {
    * wait for the end of a deferred load (it is not registered then).
    */
   selected: SelectedIds | undefined;
+  /**
+   * How many items `selected` holds, kept beside it: a policy's coming and going reads the counts
+   * of its matchers, whose states are then in cache where their selections are not.
+   */
+  size: number;
   /** Whether it selects an item: `matches` with what the spec does not use left out. */
   readonly test: (item: Item) => boolean;
   /**
@@ -67,10 +72,16 @@ interface MatcherState {
   parked: boolean;
   /**
    * A small set's members as a list, kept current with its deltas (dormant or not): announcing
-   * it again copies the list, where reading each member off its item id would cost a cache miss a
+   * it again sends the list, where reading each member off its item id would cost a cache miss a
    * member (what most of a policy's coming back cost). Undefined for static and large sets.
    */
   list: string[] | undefined;
+  /**
+   * Whether `list` went out as a message's members: it is copied before its next change, not at
+   * every announcement (the announcement then costs no copy, and the message's array never changes
+   * under its reader).
+   */
+  listSent: boolean;
   /** Whether `matchers` holds it (a reference kept past its drop is only a hint). */
   live: boolean;
   /** Its places in the dormant and parked queues, made when it first goes dormant. */
@@ -183,11 +194,11 @@ export class LabelIndex {
       // Dormant: its selection followed every change since; announce it again unless the
       // dataplane still holds it, kept current.
       this.dormant.delete(existing.dormantLink);
-      this.dormantIds -= existing.selected!.size;
+      this.dormantIds -= existing.size;
       if (existing.parked) {
         existing.parked = false;
         this.parked.delete(existing.parkedLink);
-        this.parkedIds -= existing.selected!.size;
+        this.parkedIds -= existing.size;
       } else this.announce(existing);
       return ref;
     }
@@ -201,9 +212,11 @@ export class LabelIndex {
       reg,
       mark: 0,
       selected: undefined,
+      size: 0,
       test: testOf(spec),
       parked: false,
       list: undefined,
+      listSent: false,
       live: true,
       dormantLink: undefined,
       parkedLink: undefined,
@@ -243,7 +256,7 @@ export class LabelIndex {
       this.drop(state);
       return;
     }
-    const size = state.selected.size;
+    const size = state.size;
     if (size >= this.parkMin) {
       state.parked = true;
       state.parkedLink ??= queueLink(state);
@@ -278,6 +291,7 @@ export class LabelIndex {
       const selected = this.selectedIdsOfGroup(group, plan);
       group.forEach((m, i) => {
         m.selected = new SelectedIds(selected[i]!);
+        m.size = selected[i]!.length;
         this.registry.register(m, m.reg);
       });
     }
@@ -371,7 +385,9 @@ export class LabelIndex {
       state.selected = new SelectedIds();
       return;
     }
-    state.selected = new SelectedIds(this.selectedIdsOfGroup([state], this.items.planOf(state.req))[0]!);
+    const ids = this.selectedIdsOfGroup([state], this.items.planOf(state.req))[0]!;
+    state.selected = new SelectedIds(ids);
+    state.size = ids.length;
     this.registry.register(state, state.reg);
   }
 
@@ -379,22 +395,28 @@ export class LabelIndex {
     const { spec } = state;
     let members: string[];
     if (spec.staticMembers) members = [...spec.staticMembers];
-    else if (state.list) members = state.list.slice();
-    else {
+    else if (state.list) {
+      members = state.list;
+      state.listSent = true;
+    } else {
       members = this.membersOfSelected(state);
-      if (members.length < this.parkMin) state.list = members.slice();
+      if (members.length < this.parkMin) {
+        state.list = members;
+        state.listSent = true;
+      }
     }
     this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members });
   }
 
   private drop(state: MatcherState): void {
     this.matchers.delete(state.spec.id);
-    if (this.dormant.delete(state.dormantLink)) this.dormantIds -= state.selected!.size;
+    if (this.dormant.delete(state.dormantLink)) this.dormantIds -= state.size;
     if (state.parked) this.unpark(state);
     if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
     // A reference kept as a hint may outlive it: let its selection go now.
     state.live = false;
     state.selected = undefined;
+    state.size = 0;
     state.list = undefined;
   }
 
@@ -413,13 +435,18 @@ export class LabelIndex {
   private unpark(state: MatcherState): void {
     state.parked = false;
     this.parked.delete(state.parkedLink);
-    this.parkedIds -= state.selected!.size;
+    this.parkedIds -= state.size;
     this.sink.send({ kind: 'IPSetRemove', id: state.spec.id });
   }
 
   /** A delta to a matcher's member list (whose order does not matter); a list grown large goes. */
   private applyToList(m: MatcherState, d: MemberDelta): void {
-    const list = m.list!;
+    let list = m.list!;
+    if (m.listSent) {
+      list = list.slice();
+      m.list = list;
+      m.listSent = false;
+    }
     for (const x of d.removed) {
       const i = list.lastIndexOf(x);
       if (i < 0) continue;
@@ -451,8 +478,13 @@ export class LabelIndex {
       const now = item !== undefined && m.test(item);
       if (!was && !now) continue;
       if (was !== now) {
-        if (now) m.selected!.add(any.id);
-        else m.selected!.remove(any.id);
+        if (now) {
+          m.selected!.add(any.id);
+          m.size++;
+        } else {
+          m.selected!.remove(any.id);
+          m.size--;
+        }
         if (m.refs === 0) this.dormantIds += now ? 1 : -1;
         if (m.parked) this.parkedIds += now ? 1 : -1;
       }
