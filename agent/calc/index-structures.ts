@@ -99,11 +99,6 @@ export function ascending(a: number, b: number): number {
   return a - b;
 }
 
-export function isAscending(ids: readonly number[]): boolean {
-  for (let i = 1; i < ids.length; i++) if (ids[i - 1]! > ids[i]!) return false;
-  return true;
-}
-
 /** Whether a sorted id list holds `id`. */
 export function hasId(ids: readonly number[], id: number): boolean {
   let lo = 0;
@@ -309,9 +304,9 @@ export class SelectedIds {
   private added: Set<number> | undefined;
   private removed: Set<number> | undefined;
 
-  /** `ids`: ascending, each once. */
-  constructor(ids: readonly number[] = []) {
-    this.ids = Int32Array.from(ids);
+  /** `ids`: ascending, each once (a typed array is kept as it is, not copied). */
+  constructor(ids: readonly number[] | Int32Array = []) {
+    this.ids = ids instanceof Int32Array ? ids : Int32Array.from(ids);
     this.length = ids.length;
   }
 

@@ -15,15 +15,7 @@
 // Output: IPSet messages to the sink.
 import type { Labels } from '../../model/resources.ts';
 import type { MatcherSpec } from '../../policy/compiled.ts';
-import {
-  ascending,
-  getOrCreate,
-  isAscending,
-  LinkedQueue,
-  type QueueLink,
-  queueLink,
-  SelectedIds,
-} from './index-structures.ts';
+import { getOrCreate, LinkedQueue, type QueueLink, queueLink, SelectedIds } from './index-structures.ts';
 import { IpSetMemberIndex, type MemberDelta } from './ipset-members.ts';
 import { type CandidatePlan, type Item, ItemIndex, type ItemInput, matches, testOf } from './item-index.ts';
 import type { IpSetId, MessageSink } from './messages.ts';
@@ -116,6 +108,9 @@ const DORMANT_MAX_IDS = 4_000_000;
  */
 const PARK_MIN = 256;
 const PARKED_MAX_IDS = 2_000_000;
+/** A group's scratch for its selections holds at most this many ids (16 MiB); larger ones push. */
+const SCRATCH_MAX_IDS = 4_000_000;
+const NO_IDS = new Int32Array(0);
 
 export class LabelIndex {
   private readonly items = new ItemIndex();
@@ -137,6 +132,8 @@ export class LabelIndex {
   /** Registered matchers by what their items need. */
   private readonly registry = new RequirementRegistry<MatcherState>();
   private matcherSeq = 0;
+  /** Where selectedIdsOfGroup writes, grown to the largest group's need (kept while a load ends). */
+  private scratch: Int32Array = NO_IDS;
   private readonly parkMin: number;
   private readonly parkMaxIds: number;
 
@@ -288,7 +285,7 @@ export class LabelIndex {
       getOrCreate(groups, plan.sig, () => ({ plan, group: [] })).group.push(m);
     }
     for (const { plan, group } of groups.values()) {
-      const selected = this.selectedIdsOfGroup(group, plan);
+      const selected = this.selectedIdsOfGroup(group, plan, true);
       group.forEach((m, i) => {
         m.selected = new SelectedIds(selected[i]!);
         m.size = selected[i]!.length;
@@ -296,6 +293,7 @@ export class LabelIndex {
       });
     }
     for (const m of live) this.announce(m);
+    this.scratch = NO_IDS;
   }
 
   /** Current members of an active matcher (for tests and `explain`). */
@@ -356,22 +354,45 @@ export class LabelIndex {
     };
   }
 
-  /** For each matcher of a group with one plan, the ids of the items it selects, ascending. */
-  private selectedIdsOfGroup(group: readonly MatcherState[], plan: CandidatePlan): number[][] {
-    const outs: number[][] = group.map(() => []);
+  /**
+   * For each matcher of a group with one plan, the ids of the items it selects, ascending, each in
+   * a typed array of its size (what SelectedIds keeps). At the end of a load (`scratch`) they are
+   * written into one scratch array, a part per matcher as long as the candidates, when that fits:
+   * no growing arrays of numbers to copy and then collect (millions of ids).
+   */
+  private selectedIdsOfGroup(
+    group: readonly MatcherState[],
+    plan: CandidatePlan,
+    scratch = false,
+  ): Int32Array[] {
     const tests = group.map((m) => m.test);
     const n = group.length;
     const items = this.items;
-    const visit = (id: number) => {
+    const candidates = plan.run?.();
+    const limit = candidates === undefined ? items.idLimit : candidates.length;
+    const each = (visit: (id: number) => void) => {
+      if (candidates === undefined) for (let id = 0; id < limit; id++) visit(id);
+      else for (let i = 0; i < limit; i++) visit(candidates[i]!);
+    };
+    if (!scratch || n * limit > SCRATCH_MAX_IDS) {
+      const outs: number[][] = group.map(() => []);
+      each((id) => {
+        const item = items.at(id);
+        if (item === undefined) return;
+        for (let j = 0; j < n; j++) if (tests[j]!(item)) outs[j]!.push(id);
+      });
+      return outs.map((out) => sortedInt32(Int32Array.from(out)));
+    }
+    if (this.scratch.length < n * limit)
+      this.scratch = new Int32Array(Math.min(SCRATCH_MAX_IDS, Math.max(n * limit, this.scratch.length * 2)));
+    const into = this.scratch;
+    const ends = group.map((_, j) => j * limit);
+    each((id) => {
       const item = items.at(id);
       if (item === undefined) return;
-      for (let j = 0; j < n; j++) if (tests[j]!(item)) outs[j]!.push(id);
-    };
-    const run = plan.run;
-    if (run === undefined) for (let id = 0; id < items.idLimit; id++) visit(id);
-    else for (const id of run()) visit(id);
-    for (const out of outs) if (!isAscending(out)) out.sort(ascending);
-    return outs;
+      for (let j = 0; j < n; j++) if (tests[j]!(item)) into[ends[j]!++] = id;
+    });
+    return ends.map((end, j) => sortedInt32(into.slice(j * limit, end)));
   }
 
   private membersOfSelected(state: MatcherState): string[] {
@@ -499,6 +520,12 @@ export class LabelIndex {
         this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
     }
   }
+}
+
+/** Ascending ids, sorted in place when they are not. */
+function sortedInt32(ids: Int32Array): Int32Array {
+  for (let i = 1; i < ids.length; i++) if (ids[i - 1]! > ids[i]!) return ids.sort();
+  return ids;
 }
 
 function bySeq(a: MatcherState, b: MatcherState): number {
