@@ -167,6 +167,24 @@ export class TupleInterner {
     return node.tuple;
   }
 
+  /**
+   * `acquire(Object.keys(obj))`, without making that array when one of the last few tuples is the
+   * object's keys (items come in runs with the same label keys: an array an item was most of what
+   * building an item threw away).
+   */
+  acquireKeysOf(obj: Readonly<Record<string, unknown>>): readonly string[] {
+    const recent = this.recent;
+    for (let r = 0; r < recent.length; r++) {
+      const node = recent[r];
+      const t = node?.tuple;
+      if (t !== undefined && areKeysOf(t, obj)) {
+        node!.refs++;
+        return t;
+      }
+    }
+    return this.acquire(Object.keys(obj));
+  }
+
   /** Drops a reference taken by `acquire`; returns true when that was the last one. */
   release(tuple: readonly string[]): boolean {
     const path: TrieNode[] = [this.root];
@@ -188,6 +206,16 @@ export class TupleInterner {
     }
     return true;
   }
+}
+
+/** Are these, in order, the object's (own, enumerable) keys? */
+function areKeysOf(keys: readonly string[], obj: Readonly<Record<string, unknown>>): boolean {
+  let i = 0;
+  for (const k in obj) {
+    if (i >= keys.length || keys[i] !== k) return false;
+    i++;
+  }
+  return i === keys.length;
 }
 
 function sameParts(a: readonly string[], b: readonly string[]): boolean {

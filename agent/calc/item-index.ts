@@ -274,7 +274,7 @@ export class ItemIndex {
     if (inherited) {
       // Object.assign, not spread: a spread clone that then grows gets slow (un-shared) shapes.
       labels = Object.assign({}, inherited, own);
-      ownKeys = this.ownKeyLists.acquire(Object.keys(own));
+      ownKeys = this.ownKeyLists.acquireKeysOf(own);
     }
     const namedPorts =
       inputNamedPorts && inputNamedPorts.size > 0
@@ -420,8 +420,11 @@ export class ItemIndex {
   private reindexProfilesAndNamespace(item: Item | undefined, old: Item | undefined): void {
     const id = (item ?? old)!.id;
     if (item?.profiles !== old?.profiles) {
+      // Indexed loops: the lists are frozen, and iterating a frozen array makes a result object a step.
       if (item) {
-        for (const p of item.profiles) {
+        const ps = item.profiles;
+        for (let i = 0; i < ps.length; i++) {
+          const p = ps[i]!;
           if (old?.profiles.includes(p)) continue;
           let list = this.itemsByProfile.get(p);
           if (!list) {
@@ -432,7 +435,9 @@ export class ItemIndex {
         }
       }
       if (old) {
-        for (const p of old.profiles) {
+        const ps = old.profiles;
+        for (let i = 0; i < ps.length; i++) {
+          const p = ps[i]!;
           if (item?.profiles.includes(p)) continue;
           const list = this.itemsByProfile.get(p);
           if (!list) continue;

@@ -156,29 +156,34 @@ describe('TupleInterner', () => {
     assert.equal(t.size, 0);
   });
 
-  it('agrees with a count of references under random acquires and releases (property)', () => {
+  it('agrees with a count of references under random acquires (by parts or by keys of an object) and releases (property)', () => {
     // More distinct tuples than it remembers recent ones, prefixes of each other among them.
     const TUPLES = [[], ['a'], ['a', 'b'], ['b'], ['a', 'c'], ['b', 'a'], ['a', 'b', 'c']];
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.boolean(), fc.nat(TUPLES.length - 1)), { maxLength: 120 }), (ops) => {
-        const t = new TupleInterner();
-        const held = new Map<number, (readonly string[])[]>();
-        for (const [acquire, i] of ops) {
-          const list = held.get(i) ?? [];
-          if (acquire) {
-            // A copy: the interner must find the tuple by its parts, not by the array.
-            const got = t.acquire([...TUPLES[i]!]);
-            assert.deepEqual([...got], TUPLES[i]);
-            if (list.length > 0) assert.equal(got, list[0], 'one array per tuple while held');
-            list.push(got);
-            held.set(i, list);
-          } else if (list.length > 0) {
-            assert.equal(t.release(list.pop()!), list.length === 0);
-            if (list.length === 0) held.delete(i);
+      fc.property(
+        fc.array(fc.tuple(fc.boolean(), fc.nat(TUPLES.length - 1), fc.boolean()), { maxLength: 120 }),
+        (ops) => {
+          const t = new TupleInterner();
+          const held = new Map<number, (readonly string[])[]>();
+          for (const [acquire, i, byKeys] of ops) {
+            const list = held.get(i) ?? [];
+            if (acquire) {
+              // A copy: the interner must find the tuple by its parts, not by the array.
+              const got = byKeys
+                ? t.acquireKeysOf(Object.fromEntries(TUPLES[i]!.map((k) => [k, 'v'])))
+                : t.acquire([...TUPLES[i]!]);
+              assert.deepEqual([...got], TUPLES[i]);
+              if (list.length > 0) assert.equal(got, list[0], 'one array per tuple while held');
+              list.push(got);
+              held.set(i, list);
+            } else if (list.length > 0) {
+              assert.equal(t.release(list.pop()!), list.length === 0);
+              if (list.length === 0) held.delete(i);
+            }
+            assert.equal(t.size, held.size);
           }
-          assert.equal(t.size, held.size);
-        }
-      }),
+        },
+      ),
       { numRuns: 300 },
     );
   });
