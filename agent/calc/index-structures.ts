@@ -99,11 +99,6 @@ export function ascending(a: number, b: number): number {
   return a - b;
 }
 
-export function isAscending(ids: readonly number[]): boolean {
-  for (let i = 1; i < ids.length; i++) if (ids[i - 1]! > ids[i]!) return false;
-  return true;
-}
-
 /** Whether a sorted id list holds `id`. */
 export function hasId(ids: readonly number[], id: number): boolean {
   let lo = 0;
@@ -172,6 +167,24 @@ export class TupleInterner {
     return node.tuple;
   }
 
+  /**
+   * `acquire(Object.keys(obj))`, without making that array when one of the last few tuples is the
+   * object's keys (items come in runs with the same label keys: an array an item was most of what
+   * building an item threw away).
+   */
+  acquireKeysOf(obj: Readonly<Record<string, unknown>>): readonly string[] {
+    const recent = this.recent;
+    for (let r = 0; r < recent.length; r++) {
+      const node = recent[r];
+      const t = node?.tuple;
+      if (t !== undefined && areKeysOf(t, obj)) {
+        node!.refs++;
+        return t;
+      }
+    }
+    return this.acquire(Object.keys(obj));
+  }
+
   /** Drops a reference taken by `acquire`; returns true when that was the last one. */
   release(tuple: readonly string[]): boolean {
     const path: TrieNode[] = [this.root];
@@ -193,6 +206,16 @@ export class TupleInterner {
     }
     return true;
   }
+}
+
+/** Are these, in order, the object's (own, enumerable) keys? */
+function areKeysOf(keys: readonly string[], obj: Readonly<Record<string, unknown>>): boolean {
+  let i = 0;
+  for (const k in obj) {
+    if (i >= keys.length || keys[i] !== k) return false;
+    i++;
+  }
+  return i === keys.length;
 }
 
 function sameParts(a: readonly string[], b: readonly string[]): boolean {
@@ -309,9 +332,9 @@ export class SelectedIds {
   private added: Set<number> | undefined;
   private removed: Set<number> | undefined;
 
-  /** `ids`: ascending, each once. */
-  constructor(ids: readonly number[] = []) {
-    this.ids = Int32Array.from(ids);
+  /** `ids`: ascending, each once (a typed array is kept as it is, not copied). */
+  constructor(ids: readonly number[] | Int32Array = []) {
+    this.ids = ids instanceof Int32Array ? ids : Int32Array.from(ids);
     this.length = ids.length;
   }
 

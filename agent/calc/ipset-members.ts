@@ -58,8 +58,9 @@ export class IpSetMemberIndex<I extends MemberSource> {
     this.soleNet[id] = after.length === 1 ? after[0] : undefined;
     if (before.length > 1) this.multiNetItems--;
     if (after.length > 1) this.multiNetItems++;
-    for (const net of after) if (!before.includes(net)) this.addHolder(net, id);
-    for (const net of before) if (!after.includes(net)) this.removeHolder(net, id);
+    for (let i = 0; i < after.length; i++) if (!before.includes(after[i]!)) this.addHolder(after[i]!, id);
+    for (let i = 0; i < before.length; i++)
+      if (!after.includes(before[i]!)) this.removeHolder(before[i]!, id);
   }
 
   /** The members one selected item gives a set. */

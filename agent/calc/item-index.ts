@@ -155,21 +155,23 @@ export class ItemIndex {
     const old = this.items.get(input.key);
     const key = old?.key ?? input.key;
     const id = old ? old.id : this.newId();
-    // Own labels with the shared copies of their values (new ones are indexed here).
-    const own: Record<string, string> = {};
-    for (const k in input.ownLabels) {
-      const v = input.ownLabels[k];
-      if (typeof v !== 'string') continue;
-      const oldV = old ? this.ownValue(old, k) : undefined;
-      own[k] = oldV === v ? oldV : this.addOwn(k, v, id);
-    }
-    const item = this.build(id, key, own, input.profiles, input.namespace, input.nets, input.namedPorts);
+    const item = this.build(
+      id,
+      key,
+      input.ownLabels,
+      false,
+      old,
+      input.profiles,
+      input.namespace,
+      input.nets,
+      input.namedPorts,
+    );
     this.items.set(key, item);
     this.byId[id] = item;
     // Removals once the new snapshot is in place (the lists check membership against it).
     if (old) {
       this.forEachOwn(old, (k, v) => {
-        if (own[k] !== v) this.removeOwn(k, v, id);
+        if (this.ownValue(item, k) !== v) this.removeOwn(k, v, id);
       });
     }
     this.reindexProfilesAndNamespace(item, old);
@@ -215,7 +217,17 @@ export class ItemIndex {
       this.forEachOwn(old, (k, v) => {
         own[k] = v;
       });
-      const item = this.build(id, old.key, own, old.profiles, old.namespace, old.nets, old.namedPorts);
+      const item = this.build(
+        id,
+        old.key,
+        own,
+        true,
+        undefined,
+        old.profiles,
+        old.namespace,
+        old.nets,
+        old.namedPorts,
+      );
       this.items.set(old.key, item);
       this.byId[id] = item;
       this.release(old);
@@ -257,10 +269,17 @@ export class ItemIndex {
     return this.freeIds.pop() ?? this.byId.length;
   }
 
+  /**
+   * An item snapshot: the string values of `own` are its own labels, laid over what its profiles
+   * pass on. `shared`: they are the shared copies already; else each is indexed here (unless the
+   * snapshot it replaces, `old`, had it), which gives its shared copy.
+   */
   private build(
     id: number,
     key: string,
-    own: Record<string, string>,
+    own: Readonly<Record<string, unknown>>,
+    shared: boolean,
+    old: Item | undefined,
     inputProfiles: readonly string[],
     inputNamespace: string | undefined,
     nets: readonly string[],
@@ -269,13 +288,28 @@ export class ItemIndex {
     const namespace =
       inputNamespace === undefined ? undefined : this.sharedNamespaces.share(inputNamespace, inputNamespace);
     const { profiles, inherited, nsLabels, saLabels } = this.profiles.acquire(inputProfiles, namespace);
-    let labels: Record<string, string> = own;
-    let ownKeys: readonly string[] | null = null;
-    if (inherited) {
-      // Object.assign, not spread: a spread clone that then grows gets slow (un-shared) shapes.
-      labels = Object.assign({}, inherited, own);
-      ownKeys = this.ownKeyLists.acquire(Object.keys(own));
+    // Object.assign, not spread: a spread clone that then grows gets slow (un-shared) shapes. The
+    // own labels go onto the copy one by one (the keys in the order assigning them all would
+    // give), not into an object of their own first: that object was most of what an item threw away.
+    const labels: Record<string, string> = inherited ? Object.assign({}, inherited) : {};
+    let allStrings = true;
+    for (const k in own) {
+      const v = own[k];
+      if (typeof v !== 'string') {
+        allStrings = false;
+        continue;
+      }
+      if (shared) labels[k] = v;
+      else {
+        const oldV = old ? this.ownValue(old, k) : undefined;
+        labels[k] = oldV === v ? oldV : this.addOwn(k, v, id);
+      }
     }
+    let ownKeys: readonly string[] | null = null;
+    if (inherited)
+      ownKeys = allStrings
+        ? this.ownKeyLists.acquireKeysOf(own)
+        : this.ownKeyLists.acquire(Object.keys(own).filter((k) => typeof own[k] === 'string'));
     const namedPorts =
       inputNamedPorts && inputNamedPorts.size > 0
         ? this.sharedNamedPorts.share(namedPortsSig(inputNamedPorts), inputNamedPorts)
@@ -420,8 +454,11 @@ export class ItemIndex {
   private reindexProfilesAndNamespace(item: Item | undefined, old: Item | undefined): void {
     const id = (item ?? old)!.id;
     if (item?.profiles !== old?.profiles) {
+      // Indexed loops: the lists are frozen, and iterating a frozen array makes a result object a step.
       if (item) {
-        for (const p of item.profiles) {
+        const ps = item.profiles;
+        for (let i = 0; i < ps.length; i++) {
+          const p = ps[i]!;
           if (old?.profiles.includes(p)) continue;
           let list = this.itemsByProfile.get(p);
           if (!list) {
@@ -432,7 +469,9 @@ export class ItemIndex {
         }
       }
       if (old) {
-        for (const p of old.profiles) {
+        const ps = old.profiles;
+        for (let i = 0; i < ps.length; i++) {
+          const p = ps[i]!;
           if (item?.profiles.includes(p)) continue;
           const list = this.itemsByProfile.get(p);
           if (!list) continue;

@@ -15,15 +15,7 @@
 // Output: IPSet messages to the sink.
 import type { Labels } from '../../model/resources.ts';
 import type { MatcherSpec } from '../../policy/compiled.ts';
-import {
-  ascending,
-  getOrCreate,
-  isAscending,
-  LinkedQueue,
-  type QueueLink,
-  queueLink,
-  SelectedIds,
-} from './index-structures.ts';
+import { getOrCreate, LinkedQueue, type QueueLink, queueLink, SelectedIds } from './index-structures.ts';
 import { IpSetMemberIndex, type MemberDelta } from './ipset-members.ts';
 import { type CandidatePlan, type Item, ItemIndex, type ItemInput, matches, testOf } from './item-index.ts';
 import type { IpSetId, MessageSink } from './messages.ts';
@@ -56,6 +48,11 @@ interface MatcherState {
    * wait for the end of a deferred load (it is not registered then).
    */
   selected: SelectedIds | undefined;
+  /**
+   * How many items `selected` holds, kept beside it: a policy's coming and going reads the counts
+   * of its matchers, whose states are then in cache where their selections are not.
+   */
+  size: number;
   /** Whether it selects an item: `matches` with what the spec does not use left out. */
   readonly test: (item: Item) => boolean;
   /**
@@ -67,10 +64,16 @@ interface MatcherState {
   parked: boolean;
   /**
    * A small set's members as a list, kept current with its deltas (dormant or not): announcing
-   * it again copies the list, where reading each member off its item id would cost a cache miss a
+   * it again sends the list, where reading each member off its item id would cost a cache miss a
    * member (what most of a policy's coming back cost). Undefined for static and large sets.
    */
   list: string[] | undefined;
+  /**
+   * Whether `list` went out as a message's members: it is copied before its next change, not at
+   * every announcement (the announcement then costs no copy, and the message's array never changes
+   * under its reader).
+   */
+  listSent: boolean;
   /** Whether `matchers` holds it (a reference kept past its drop is only a hint). */
   live: boolean;
   /** Its places in the dormant and parked queues, made when it first goes dormant. */
@@ -105,6 +108,9 @@ const DORMANT_MAX_IDS = 4_000_000;
  */
 const PARK_MIN = 256;
 const PARKED_MAX_IDS = 2_000_000;
+/** A group's scratch for its selections holds at most this many ids (16 MiB); larger ones push. */
+const SCRATCH_MAX_IDS = 4_000_000;
+const NO_IDS = new Int32Array(0);
 
 export class LabelIndex {
   private readonly items = new ItemIndex();
@@ -126,6 +132,8 @@ export class LabelIndex {
   /** Registered matchers by what their items need. */
   private readonly registry = new RequirementRegistry<MatcherState>();
   private matcherSeq = 0;
+  /** Where selectedIdsOfGroup writes, grown to the largest group's need (kept while a load ends). */
+  private scratch: Int32Array = NO_IDS;
   private readonly parkMin: number;
   private readonly parkMaxIds: number;
 
@@ -183,11 +191,11 @@ export class LabelIndex {
       // Dormant: its selection followed every change since; announce it again unless the
       // dataplane still holds it, kept current.
       this.dormant.delete(existing.dormantLink);
-      this.dormantIds -= existing.selected!.size;
+      this.dormantIds -= existing.size;
       if (existing.parked) {
         existing.parked = false;
         this.parked.delete(existing.parkedLink);
-        this.parkedIds -= existing.selected!.size;
+        this.parkedIds -= existing.size;
       } else this.announce(existing);
       return ref;
     }
@@ -201,9 +209,11 @@ export class LabelIndex {
       reg,
       mark: 0,
       selected: undefined,
+      size: 0,
       test: testOf(spec),
       parked: false,
       list: undefined,
+      listSent: false,
       live: true,
       dormantLink: undefined,
       parkedLink: undefined,
@@ -243,7 +253,7 @@ export class LabelIndex {
       this.drop(state);
       return;
     }
-    const size = state.selected.size;
+    const size = state.size;
     if (size >= this.parkMin) {
       state.parked = true;
       state.parkedLink ??= queueLink(state);
@@ -275,13 +285,15 @@ export class LabelIndex {
       getOrCreate(groups, plan.sig, () => ({ plan, group: [] })).group.push(m);
     }
     for (const { plan, group } of groups.values()) {
-      const selected = this.selectedIdsOfGroup(group, plan);
+      const selected = this.selectedIdsOfGroup(group, plan, true);
       group.forEach((m, i) => {
         m.selected = new SelectedIds(selected[i]!);
+        m.size = selected[i]!.length;
         this.registry.register(m, m.reg);
       });
     }
     for (const m of live) this.announce(m);
+    this.scratch = NO_IDS;
   }
 
   /** Current members of an active matcher (for tests and `explain`). */
@@ -342,22 +354,45 @@ export class LabelIndex {
     };
   }
 
-  /** For each matcher of a group with one plan, the ids of the items it selects, ascending. */
-  private selectedIdsOfGroup(group: readonly MatcherState[], plan: CandidatePlan): number[][] {
-    const outs: number[][] = group.map(() => []);
+  /**
+   * For each matcher of a group with one plan, the ids of the items it selects, ascending, each in
+   * a typed array of its size (what SelectedIds keeps). At the end of a load (`scratch`) they are
+   * written into one scratch array, a part per matcher as long as the candidates, when that fits:
+   * no growing arrays of numbers to copy and then collect (millions of ids).
+   */
+  private selectedIdsOfGroup(
+    group: readonly MatcherState[],
+    plan: CandidatePlan,
+    scratch = false,
+  ): Int32Array[] {
     const tests = group.map((m) => m.test);
     const n = group.length;
     const items = this.items;
-    const visit = (id: number) => {
+    const candidates = plan.run?.();
+    const limit = candidates === undefined ? items.idLimit : candidates.length;
+    const each = (visit: (id: number) => void) => {
+      if (candidates === undefined) for (let id = 0; id < limit; id++) visit(id);
+      else for (let i = 0; i < limit; i++) visit(candidates[i]!);
+    };
+    if (!scratch || n * limit > SCRATCH_MAX_IDS) {
+      const outs: number[][] = group.map(() => []);
+      each((id) => {
+        const item = items.at(id);
+        if (item === undefined) return;
+        for (let j = 0; j < n; j++) if (tests[j]!(item)) outs[j]!.push(id);
+      });
+      return outs.map((out) => sortedInt32(Int32Array.from(out)));
+    }
+    if (this.scratch.length < n * limit)
+      this.scratch = new Int32Array(Math.min(SCRATCH_MAX_IDS, Math.max(n * limit, this.scratch.length * 2)));
+    const into = this.scratch;
+    const ends = group.map((_, j) => j * limit);
+    each((id) => {
       const item = items.at(id);
       if (item === undefined) return;
-      for (let j = 0; j < n; j++) if (tests[j]!(item)) outs[j]!.push(id);
-    };
-    const run = plan.run;
-    if (run === undefined) for (let id = 0; id < items.idLimit; id++) visit(id);
-    else for (const id of run()) visit(id);
-    for (const out of outs) if (!isAscending(out)) out.sort(ascending);
-    return outs;
+      for (let j = 0; j < n; j++) if (tests[j]!(item)) into[ends[j]!++] = id;
+    });
+    return ends.map((end, j) => sortedInt32(into.slice(j * limit, end)));
   }
 
   private membersOfSelected(state: MatcherState): string[] {
@@ -371,7 +406,9 @@ export class LabelIndex {
       state.selected = new SelectedIds();
       return;
     }
-    state.selected = new SelectedIds(this.selectedIdsOfGroup([state], this.items.planOf(state.req))[0]!);
+    const ids = this.selectedIdsOfGroup([state], this.items.planOf(state.req))[0]!;
+    state.selected = new SelectedIds(ids);
+    state.size = ids.length;
     this.registry.register(state, state.reg);
   }
 
@@ -379,22 +416,28 @@ export class LabelIndex {
     const { spec } = state;
     let members: string[];
     if (spec.staticMembers) members = [...spec.staticMembers];
-    else if (state.list) members = state.list.slice();
-    else {
+    else if (state.list) {
+      members = state.list;
+      state.listSent = true;
+    } else {
       members = this.membersOfSelected(state);
-      if (members.length < this.parkMin) state.list = members.slice();
+      if (members.length < this.parkMin) {
+        state.list = members;
+        state.listSent = true;
+      }
     }
     this.sink.send({ kind: 'IPSetUpdate', id: spec.id, type: spec.type, members });
   }
 
   private drop(state: MatcherState): void {
     this.matchers.delete(state.spec.id);
-    if (this.dormant.delete(state.dormantLink)) this.dormantIds -= state.selected!.size;
+    if (this.dormant.delete(state.dormantLink)) this.dormantIds -= state.size;
     if (state.parked) this.unpark(state);
     if (!state.spec.staticMembers) this.registry.unregister(state, state.reg);
     // A reference kept as a hint may outlive it: let its selection go now.
     state.live = false;
     state.selected = undefined;
+    state.size = 0;
     state.list = undefined;
   }
 
@@ -413,13 +456,18 @@ export class LabelIndex {
   private unpark(state: MatcherState): void {
     state.parked = false;
     this.parked.delete(state.parkedLink);
-    this.parkedIds -= state.selected!.size;
+    this.parkedIds -= state.size;
     this.sink.send({ kind: 'IPSetRemove', id: state.spec.id });
   }
 
   /** A delta to a matcher's member list (whose order does not matter); a list grown large goes. */
   private applyToList(m: MatcherState, d: MemberDelta): void {
-    const list = m.list!;
+    let list = m.list!;
+    if (m.listSent) {
+      list = list.slice();
+      m.list = list;
+      m.listSent = false;
+    }
     for (const x of d.removed) {
       const i = list.lastIndexOf(x);
       if (i < 0) continue;
@@ -451,8 +499,13 @@ export class LabelIndex {
       const now = item !== undefined && m.test(item);
       if (!was && !now) continue;
       if (was !== now) {
-        if (now) m.selected!.add(any.id);
-        else m.selected!.remove(any.id);
+        if (now) {
+          m.selected!.add(any.id);
+          m.size++;
+        } else {
+          m.selected!.remove(any.id);
+          m.size--;
+        }
         if (m.refs === 0) this.dormantIds += now ? 1 : -1;
         if (m.parked) this.parkedIds += now ? 1 : -1;
       }
@@ -467,6 +520,12 @@ export class LabelIndex {
         this.sink.send({ kind: 'IPSetDelta', id: m.spec.id, added: d.added, removed: d.removed });
     }
   }
+}
+
+/** Ascending ids, sorted in place when they are not. */
+function sortedInt32(ids: Int32Array): Int32Array {
+  for (let i = 1; i < ids.length; i++) if (ids[i - 1]! > ids[i]!) return ids.sort();
+  return ids;
 }
 
 function bySeq(a: MatcherState, b: MatcherState): number {

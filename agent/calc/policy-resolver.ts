@@ -33,6 +33,8 @@ export interface TierSettings {
 }
 
 interface EndpointState {
+  /** Its key as first seen: the same string each time, so comparing it with a kept one is cheap. */
+  readonly key: EndpointKey;
   input: LocalEndpointInput;
   labels: Labels;
   /** The policies that select it, in no particular order (their rendering orders them). */
@@ -80,8 +82,11 @@ export class SharedActivePolicies {
 /** A policy as one resolver holds it. */
 interface PolicyState {
   policy: CompiledPolicy;
-  /** The local endpoints it selects; undefined while none (then it is not active here). */
-  endpoints: Set<EndpointKey> | undefined;
+  /**
+   * The local endpoints it selects: none (undefined: it is not active here), one (most policies:
+   * an endpoint's coming and going then touches no set), or several.
+   */
+  endpoints: EndpointKey | Set<EndpointKey> | undefined;
   /**
    * The matchers its rules reference while it is active, as the label index handed them out; kept
    * while it is not, so that coming back takes them again without looking them up.
@@ -156,7 +161,7 @@ export class PolicyResolver {
     }
     if (!this.indexed) return;
     this.selectors.setPolicy(p.key, p.selector, st);
-    const before = st.endpoints ?? new Set<EndpointKey>();
+    const before = new Set(keysOf(st.endpoints));
     const after = new Set(this.selectors.endpointsSelectedBy(p.key));
     const wasActive = before.size > 0;
     const isActive = after.size > 0;
@@ -169,7 +174,7 @@ export class PolicyResolver {
     if (wasActive) for (const m of oldMatchers) this.index.unref(m);
     if (wasActive && !isActive) this.withdraw(st);
     if (isActive !== wasActive) this.activeCount += isActive ? 1 : -1;
-    st.endpoints = isActive ? after : undefined;
+    st.endpoints = after.size === 0 ? undefined : after.size === 1 ? first(after) : after;
     const entry = this.selectors.entryOf(p.key)!;
     const touched = new Set([...before, ...after]);
     for (const k of touched) {
@@ -190,7 +195,7 @@ export class PolicyResolver {
     st.endpoints = undefined;
     if (before) {
       this.activeCount--;
-      for (const k of before) {
+      for (const k of keysOf(before)) {
         const ep = this.endpoints.get(k);
         if (!ep) continue;
         removePolicy(ep.policies, key);
@@ -211,7 +216,7 @@ export class PolicyResolver {
         this.selectors.setPolicy(st.policy.key, st.policy.selector, st);
     }
     const known = this.endpoints.get(input.key);
-    const ep: EndpointState = known ?? { input, labels, policies: [] };
+    const ep: EndpointState = known ?? { key: input.key, input, labels, policies: [] };
     const sameInput = known !== undefined && sameEndpointInput(known.input, input);
     ep.input = input;
     ep.labels = labels;
@@ -219,8 +224,8 @@ export class PolicyResolver {
     this.selectors.setEndpoint(input.key, labels);
     const change = this.selectors.diffSelecting(labels, ep.policies);
     if (change) {
-      for (const p of change.removed) this.detach(p.data, input.key);
-      for (const p of change.added) this.attach(p.data, input.key);
+      for (const p of change.removed) this.detach(p.data, ep.key);
+      for (const p of change.added) this.attach(p.data, ep.key);
       ep.policies = change.now;
     }
     const samePolicies = change === undefined;
@@ -240,7 +245,7 @@ export class PolicyResolver {
     // One still waiting for its first rendering was never announced: nothing to take back.
     if (ep.lastSent !== undefined || ep.lastSentHost !== undefined)
       this.sink.send({ kind: this.kind === 'host' ? 'HostEndpointRemove' : 'EndpointRemove', key });
-    for (const p of [...ep.policies].sort(bySeq)) this.detach(p.data, key);
+    for (const p of [...ep.policies].sort(bySeq)) this.detach(p.data, ep.key);
   }
 
   /** A Tier was set or deleted (undefined): every endpoint's tiers may change. */
@@ -257,12 +262,13 @@ export class PolicyResolver {
   }
 
   private attach(st: PolicyState, ek: EndpointKey): void {
-    if (st.endpoints) {
-      st.endpoints.add(ek);
+    const eps = st.endpoints;
+    if (eps !== undefined) {
+      if (typeof eps !== 'string') eps.add(ek);
+      else if (eps !== ek) st.endpoints = new Set([eps, ek]);
       return;
     }
-    st.endpoints = new Set();
-    st.endpoints.add(ek);
+    st.endpoints = ek;
     this.activeCount++;
     // In place: while the policy is inactive the array holds only hints.
     const specs = st.policy.matchers;
@@ -273,8 +279,17 @@ export class PolicyResolver {
   }
 
   private detach(st: PolicyState, ek: EndpointKey): void {
-    const set = st.endpoints;
-    if (!set?.delete(ek) || set.size > 0) return;
+    const eps = st.endpoints;
+    if (eps === undefined) return;
+    if (typeof eps === 'string') {
+      if (eps !== ek) return;
+    } else {
+      if (!eps.delete(ek) || eps.size > 1) return;
+      if (eps.size === 1) {
+        st.endpoints = first(eps);
+        return;
+      }
+    }
     st.endpoints = undefined;
     this.activeCount--;
     this.withdraw(st);
@@ -377,6 +392,15 @@ export class PolicyResolver {
     ep.lastSentHost = text;
     this.sink.send({ kind: 'HostEndpointUpdate', endpoint });
   }
+}
+
+/** The keys a policy's `endpoints` holds. */
+function keysOf(eps: EndpointKey | Set<EndpointKey> | undefined): Iterable<EndpointKey> {
+  return eps === undefined ? [] : typeof eps === 'string' ? [eps] : eps;
+}
+
+function first(set: Set<EndpointKey>): EndpointKey {
+  return set.values().next().value as EndpointKey;
 }
 
 /** Takes a policy off an endpoint's list (whose order does not matter). */

@@ -156,29 +156,34 @@ describe('TupleInterner', () => {
     assert.equal(t.size, 0);
   });
 
-  it('agrees with a count of references under random acquires and releases (property)', () => {
+  it('agrees with a count of references under random acquires (by parts or by keys of an object) and releases (property)', () => {
     // More distinct tuples than it remembers recent ones, prefixes of each other among them.
     const TUPLES = [[], ['a'], ['a', 'b'], ['b'], ['a', 'c'], ['b', 'a'], ['a', 'b', 'c']];
     fc.assert(
-      fc.property(fc.array(fc.tuple(fc.boolean(), fc.nat(TUPLES.length - 1)), { maxLength: 120 }), (ops) => {
-        const t = new TupleInterner();
-        const held = new Map<number, (readonly string[])[]>();
-        for (const [acquire, i] of ops) {
-          const list = held.get(i) ?? [];
-          if (acquire) {
-            // A copy: the interner must find the tuple by its parts, not by the array.
-            const got = t.acquire([...TUPLES[i]!]);
-            assert.deepEqual([...got], TUPLES[i]);
-            if (list.length > 0) assert.equal(got, list[0], 'one array per tuple while held');
-            list.push(got);
-            held.set(i, list);
-          } else if (list.length > 0) {
-            assert.equal(t.release(list.pop()!), list.length === 0);
-            if (list.length === 0) held.delete(i);
+      fc.property(
+        fc.array(fc.tuple(fc.boolean(), fc.nat(TUPLES.length - 1), fc.boolean()), { maxLength: 120 }),
+        (ops) => {
+          const t = new TupleInterner();
+          const held = new Map<number, (readonly string[])[]>();
+          for (const [acquire, i, byKeys] of ops) {
+            const list = held.get(i) ?? [];
+            if (acquire) {
+              // A copy: the interner must find the tuple by its parts, not by the array.
+              const got = byKeys
+                ? t.acquireKeysOf(Object.fromEntries(TUPLES[i]!.map((k) => [k, 'v'])))
+                : t.acquire([...TUPLES[i]!]);
+              assert.deepEqual([...got], TUPLES[i]);
+              if (list.length > 0) assert.equal(got, list[0], 'one array per tuple while held');
+              list.push(got);
+              held.set(i, list);
+            } else if (list.length > 0) {
+              assert.equal(t.release(list.pop()!), list.length === 0);
+              if (list.length === 0) held.delete(i);
+            }
+            assert.equal(t.size, held.size);
           }
-          assert.equal(t.size, held.size);
-        }
-      }),
+        },
+      ),
       { numRuns: 300 },
     );
   });
@@ -573,6 +578,46 @@ describe('LabelIndex indexes', () => {
     );
     assert.equal(index.candidatesOf(spec("tier != 'x'")), undefined);
     assert.deepEqual([...(index.candidatesOf(teamBlue) ?? [])], ['d']);
+  });
+
+  it("a small set's announced members stay as sent while the set changes after (its kept list is copied first)", () => {
+    const sent: DataplaneMessage[] = [];
+    const index = new LabelIndex({ send: (m) => sent.push(m) });
+    const spec: MatcherSpec = {
+      id: '' as IpSetId,
+      type: 'hash:net',
+      selector: parseSelector("app == 'web'"),
+    };
+    spec.id = matcherId(spec);
+    const item = (key: string, app: string, ip: string) =>
+      index.upsertItem({ key, ownLabels: { app }, profiles: [], nets: [`${ip}/32`] });
+    item('a', 'web', '10.0.0.1');
+    item('b', 'web', '10.0.0.2');
+    const announced = () => {
+      const last = sent.filter((m) => m.kind === 'IPSetUpdate').at(-1);
+      assert.ok(last && last.kind === 'IPSetUpdate');
+      return last.members;
+    };
+    const ref = index.refMatcher(spec);
+    const first = announced();
+    const firstCopy = [...first];
+    // Changes while active, then dormant (small: removed from the dataplane, its list kept), then
+    // active again: each announcement is the set at its time, and no earlier one changed since.
+    item('c', 'web', '10.0.0.3');
+    item('a', 'db', '10.0.0.1');
+    index.unref(ref);
+    item('d', 'web', '10.0.0.4');
+    const ref2 = index.refMatcher(spec);
+    const second = announced();
+    const secondCopy = [...second];
+    assert.deepEqual([...second].sort(), ['10.0.0.2/32', '10.0.0.3/32', '10.0.0.4/32']);
+    item('b', 'db', '10.0.0.2');
+    item('e', 'web', '10.0.0.5');
+    index.unref(ref2);
+    index.refMatcher(spec);
+    assert.deepEqual([...announced()].sort(), ['10.0.0.3/32', '10.0.0.4/32', '10.0.0.5/32']);
+    assert.deepEqual(first, firstCopy);
+    assert.deepEqual(second, secondCopy);
   });
 });
 
