@@ -1101,13 +1101,7 @@ export class IptablesDriver {
       const out = await this.session.write(script, (pid) => this.watch?.ours(pid, table));
       if (out.result !== 'not-sent') return out.result;
     }
-    const res = await run(TOOLS[this.backend].restore, ['--noflush', '--wait'], {
-      netns: this.netns,
-      input: script,
-      allowFailure: true,
-      onSpawn: (pid) => this.watch?.ours(pid, table),
-    });
-    return res.exitCode === 0 ? 'landed' : 'refused';
+    return (await this.oneOff(table, script, false)).exitCode === 0 ? 'landed' : 'refused';
   }
 
   private plan(
@@ -1209,6 +1203,15 @@ export class IptablesDriver {
       if (out.result === 'landed') return { exitCode: 0, stderr: '' };
       // Refused (nothing of it landed) or not sent: the usual run says which line and why.
     }
+    return this.oneOff(table, script, test);
+  }
+
+  /** One restore process of its own (`test`: `--test`, nothing committed). */
+  private async oneOff(
+    table: Table,
+    script: string,
+    test: boolean,
+  ): Promise<{ exitCode: number; stderr: string }> {
     const args = ['--noflush', '--wait', ...(test ? ['--test'] : [])];
     const res = await run(TOOLS[this.backend].restore, args, {
       netns: this.netns,
