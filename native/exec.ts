@@ -21,7 +21,7 @@ export interface RunOptions {
    * Text written to the tool's standard input (a restore file, an ip -batch script); pieces (an
    * iterable) are streamed as they are made.
    */
-  input?: string | Iterable<string>;
+  input?: string | Iterable<string | Uint8Array>;
   /** Run inside this network namespace (ip netns exec NAME ...). */
   netns?: string;
   /** Do not throw on a non-zero exit; the caller inspects the result. */
@@ -77,9 +77,9 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   const input =
     opts.input === undefined || typeof opts.input === 'string'
       ? opts.input
-      : (function* counted(pieces: Iterable<string>) {
+      : (function* counted(pieces: Iterable<string | Uint8Array>) {
           for (const p of pieces) {
-            inputBytes += p.length;
+            inputBytes += typeof p === 'string' ? p.length : p.byteLength;
             yield p;
           }
         })(opts.input);

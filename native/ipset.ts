@@ -23,17 +23,35 @@ const log = logger('ipset');
 export type IpSetType = 'hash:net' | 'hash:ip' | 'hash:ip,port';
 export type IpSetFamily = 'inet' | 'inet6';
 
+/**
+ * A desired set's members: a set, or a list as the calculation graph sends it (a cold start writes
+ * 290,000 members; making each list a Set first, only to read it once, cost 0.1 s). A member a
+ * list repeats is written twice, which `-exist` makes harmless.
+ */
+export type Members = ReadonlySet<string> | readonly string[];
+
 export interface IpSetSpec {
   name: string;
   type: IpSetType;
   /** Members in ipset's own text form: '10.0.0.5', '10.0.0.0/24', '10.0.0.5,tcp:80'. */
-  members: ReadonlySet<string>;
+  members: Members;
 }
 
 /** A set as read back from the kernel: the spec plus the header fields that decide swap vs. update. */
 export interface KernelIpSet extends IpSetSpec {
+  members: ReadonlySet<string>;
   family?: IpSetFamily;
   maxelem?: number;
+}
+
+/** How many members (a repeated one counted each time: for sizing and stats only). */
+export function memberCount(members: Members): number {
+  return Array.isArray(members) ? members.length : (members as ReadonlySet<string>).size;
+}
+
+/** The members as a set: a list is made into one when a lookup needs it. */
+function memberSet(members: Members): ReadonlySet<string> {
+  return Array.isArray(members) ? new Set(members) : (members as ReadonlySet<string>);
 }
 
 /** Large enough for any cluster; hash sets allocate lazily, so this costs nothing up front. */
@@ -321,7 +339,7 @@ export function diffIpSets(
   const settle: (() => void)[] = [];
 
   const fill = (name: string, members: ReadonlySet<string>) => {
-    if (members.size > 0) lines.push({ name, members });
+    if (members.size > 0) lines.push({ name, members, count: members.size });
   };
 
   for (const [key, want] of desired) {
@@ -332,17 +350,19 @@ export function diffIpSets(
       // A new set (a cold start: 290,000 members): its members are normalised as its text is
       // made, into what the kernel will hold, not here before the tool can start.
       const members = new Set<string>();
-      const create = createLine(want.name, want.type, family, want.members.size);
+      const count = memberCount(want.members);
+      const create = createLine(want.name, want.type, family, count);
       lines.push(create);
       creates.push(create);
-      if (want.members.size > 0)
+      if (count > 0)
         lines.push({
           name: want.name,
           members: want.members,
+          count,
           normalise: { type: want.type, family, into: members },
         });
       stats.created++;
-      stats.added += want.members.size;
+      stats.added += count;
       after.set(want.name, { name: want.name, type: want.type, family, maxelem: MAXELEM, members });
       continue;
     }
@@ -355,15 +375,17 @@ export function diffIpSets(
     ) {
       const gone: string[] = [];
       const come: string[] = [];
+      // A set changed by deltas is one the manager holds as a Set already (made so to apply them).
+      const wanted = memberSet(want.members);
       for (const raw of delta.removed) {
-        if (want.members.has(raw)) continue;
+        if (wanted.has(raw)) continue;
         const m = normaliseMember(want.type, family, raw);
         if (!have.members.has(m)) continue;
         lines.push(`del ${want.name} ${m} -exist`);
         gone.push(m);
       }
       for (const raw of delta.added) {
-        if (!want.members.has(raw)) continue;
+        if (!wanted.has(raw)) continue;
         const m = normaliseMember(want.type, family, raw);
         if (have.members.has(m)) continue;
         lines.push(`add ${want.name} ${m} -exist`);
@@ -430,20 +452,68 @@ export function diffIpSets(
     }
     after.set(want.name, written);
   }
-  for (const l of lines) stats.lines += typeof l === 'string' ? 1 : l.members.size;
+  for (const l of lines) stats.lines += typeof l === 'string' ? 1 : l.count;
   return new IpSetDiff(lines, stats, after, creates, settle);
 }
 
 /** The members of one set to add, as `add` lines when the text is made. */
 interface Fill {
   name: string;
-  members: ReadonlySet<string>;
+  members: Members;
+  count: number;
   /** Members not normalised yet: normalise each as its line is made, and record it `into`. */
   normalise?: { type: IpSetType; family: IpSetFamily; into: Set<string> };
 }
 
-/** Members per piece of a streamed script (some 200 KiB of text). */
-const PIECE_MEMBERS = 4096;
+/** Bytes per piece of a streamed script. */
+const PIECE_BYTES = 256 * 1024;
+
+/**
+ * Fills buffers of PIECE_BYTES with script text: a cold start's 15 MiB go straight into memory
+ * the tool reads from, not through 290,000 strings joined and then encoded (60 MiB of garbage).
+ */
+class PieceBuffer {
+  private buf = Buffer.allocUnsafe(PIECE_BYTES);
+  private off = 0;
+
+  /** Room for `n` more bytes in this piece (false: take it first). */
+  fits(n: number): boolean {
+    return this.off + n <= PIECE_BYTES;
+  }
+
+  /** The piece so far, and a new one begun. */
+  take(): Buffer {
+    const out = this.buf.subarray(0, this.off);
+    this.buf = Buffer.allocUnsafe(PIECE_BYTES);
+    this.off = 0;
+    return out;
+  }
+
+  get empty(): boolean {
+    return this.off === 0;
+  }
+
+  /** Text of one-byte characters (set names, members), `n` of them; UTF-8 otherwise. */
+  put(s: string, n = s.length): void {
+    const buf = this.buf;
+    let off = this.off;
+    for (let i = 0; i < n; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) {
+        this.off += buf.write(s.slice(0, n), this.off, 'utf8');
+        return;
+      }
+      buf[off++] = c;
+    }
+    this.off = off;
+  }
+}
+
+/** The UTF-8 length of text, with the one-byte case (all our text) cheap. */
+function byteLength(s: string): number {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return Buffer.byteLength(s);
+  return s.length;
+}
 
 /**
  * A diff's restore script, made as text only when wanted: whole (`script`), or in pieces as a
@@ -475,7 +545,7 @@ export class IpSetDiff {
 
   /** The whole script ('' when there is nothing to do). */
   get script(): string {
-    this.text ??= this.lines.length === 0 ? '' : [...this.pieces()].join('');
+    this.text ??= this.lines.length === 0 ? '' : Buffer.concat([...this.pieces()]).toString('utf8');
     return this.text;
   }
 
@@ -491,7 +561,7 @@ export class IpSetDiff {
       const name = typeof l === 'string' ? (l.split(' ', 2)[1] ?? '') : l.name;
       const group = bySet.get(name) ?? { lines: [], size: 0 };
       group.lines.push(l);
-      group.size += typeof l === 'string' ? 1 : l.members.size;
+      group.size += typeof l === 'string' ? 1 : l.count;
       bySet.set(name, group);
     }
     const parts = Array.from({ length: n }, () => ({ lines: [] as (string | Fill)[], size: 0 }));
@@ -506,17 +576,27 @@ export class IpSetDiff {
   }
 
   /** The script in pieces of whole lines, in order. */
-  *pieces(): Generator<string> {
+  *pieces(): Generator<Buffer> {
     if (this.lines.length === 0) return;
-    let head = '';
+    const out = new PieceBuffer();
+    /** A line of its own (a create, a swap), taking the piece first when it would not fit. */
+    function* line(text: string): Generator<Buffer> {
+      const n = byteLength(text) + 1;
+      if (!out.fits(n)) {
+        if (!out.empty) yield out.take();
+        if (!out.fits(n)) {
+          yield Buffer.from(`${text}\n`);
+          return;
+        }
+      }
+      out.put(text);
+      out.put('\n');
+    }
     for (const l of this.lines) {
       if (typeof l === 'string') {
-        head += `${l}\n`;
+        yield* line(l);
         continue;
       }
-      let piece = head;
-      head = '';
-      let n = 0;
       const prefix = `add ${l.name} `;
       const norm = l.normalise;
       for (const raw of l.members) {
@@ -527,17 +607,29 @@ export class IpSetDiff {
           m = normaliseMember(norm.type, norm.family, raw);
           norm.into.add(m);
         }
-        piece += `${prefix}${m} -exist\n`;
-        if (++n === PIECE_MEMBERS) {
-          yield piece;
-          piece = '';
-          n = 0;
+        if (!out.fits(prefix.length + m.length * 3 + 8)) {
+          // Room for the line however its member encodes; a member of more than a piece (never
+          // a real one) goes as a line of its own.
+          if (!out.empty) yield out.take();
+          if (!out.fits(prefix.length + m.length * 3 + 8)) {
+            yield* line(`${prefix}${m} -exist`);
+            continue;
+          }
         }
+        out.put(prefix);
+        out.put(m);
+        out.put(' -exist\n');
       }
-      if (piece !== '') yield piece;
     }
-    yield `${head}COMMIT\n`;
+    yield* line('COMMIT');
+    yield out.take();
   }
+}
+
+/** The pieces, then `done` once the last has been taken. */
+function* handedOver(pieces: Iterable<Buffer>, done: (() => void) | undefined): Generator<Buffer> {
+  yield* pieces;
+  done?.();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -568,12 +660,6 @@ export interface IpSetDestroyStats {
   inUse: string[];
   commands: number;
   ms: number;
-}
-
-/** The pieces, then `done` once the last has been taken. */
-function* handedOver(pieces: Iterable<string>, done: (() => void) | undefined): Generator<string> {
-  yield* pieces;
-  done?.();
 }
 
 /** Scripts longer than this are streamed to the tool rather than written whole first. */

@@ -24,11 +24,12 @@ export type IptablesBackend = 'nft' | 'legacy';
 export type Table = 'filter' | 'nat' | 'mangle' | 'raw';
 
 /** One rule; `match` and `action` in iptables-restore syntax, e.g. '-m conntrack --ctstate INVALID', '-j DROP'. */
+/** Never changed once made: `ruleHashes` knows a chain again by its rules' identity. */
 export interface IptRule {
-  match: string;
-  action: string;
+  readonly match: string;
+  readonly action: string;
   /** A human comment, written as a second `-m comment` after the cali:<hash> one. */
-  comment?: string;
+  readonly comment?: string;
 }
 
 /** A chain we own: name starts with 'cali-', at most 28 characters. */
@@ -109,26 +110,27 @@ function squash(s: string): string {
 }
 
 /**
- * The hashes of the chains last hashed, by chain name, with the rule text they were made from: a
- * pass re-renders the whole table, and SHA-224 over 25,000 unchanged rules twice per change was
- * most of a one-change write. Comparing the text is far cheaper than hashing it.
+ * The hashes of the chains last hashed, by chain name, with the rules they were made from: a pass
+ * re-renders the whole table, and SHA-224 over 25,000 unchanged rules twice per change was most
+ * of a one-change write. The renderer hands out the same rule objects for what did not change, so
+ * most chains are recognised by their rules' identity, without comparing (or building) any text.
  */
-const hashMemo = new Map<string, { text: string; hashes: string[] }>();
+const hashMemo = new Map<string, { rules: readonly IptRule[]; hashes: string[] }>();
 const HASH_MEMO_MAX = 200_000;
 
 /** Felix-style chained rule hashes: 16 chars of base64url(SHA-224). */
 export function ruleHashes(chain: string, rules: readonly IptRule[]): string[] {
-  let text = '';
-  for (const r of rules) text += `${r.match}\0${r.action}\0${r.comment ?? ''}\n`;
   const memo = hashMemo.get(chain);
-  if (memo !== undefined && memo.text === text) return memo.hashes;
+  if (memo !== undefined && sameRules(memo.rules, rules)) return memo.hashes;
   const hashes = computeHashes(chain, rules);
   if (hashMemo.size >= HASH_MEMO_MAX) hashMemo.clear();
-  hashMemo.set(chain, { text, hashes });
+  // A copy: callers extend the renderer's fresh arrays.
+  hashMemo.set(chain, { rules: rules.slice(), hashes });
   return hashes;
 }
 
-function computeHashes(chain: string, rules: readonly IptRule[]): string[] {
+/** The hashes made afresh (what `ruleHashes` gives, without its memo). */
+export function computeHashes(chain: string, rules: readonly IptRule[]): string[] {
   let prev = createHash('sha224').update(chain).digest();
   return rules.map((rule, pos) => {
     const h = createHash('sha224');
@@ -608,6 +610,7 @@ export function expectedAfter(desired: TableState, actual: ParsedTable, plan: Re
 // ---------------------------------------------------------------------------------------------
 // Incremental writes: a change is planned over the chains that changed since the last write.
 
+/** The same rules in the same order: the same objects (mostly), or alike field by field. */
 function sameRules(a: readonly IptRule[], b: readonly IptRule[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;

@@ -24,7 +24,7 @@ export interface LaunchRequest {
    * The tool's standard input. Pieces (an iterable) are streamed as they are made, through a
    * FIFO: the tool starts on the first while the rest are still being produced.
    */
-  input?: string | Iterable<string>;
+  input?: string | Iterable<string | Uint8Array>;
   timeoutMs: number;
   maxBuffer: number;
 }
@@ -170,7 +170,7 @@ export async function launch(req: LaunchRequest, onSpawn?: (pid: number) => void
  */
 async function streamed(
   req: LaunchRequest,
-  pieces: Iterable<string>,
+  pieces: Iterable<string | Uint8Array>,
   onSpawn?: (pid: number) => void,
 ): Promise<LaunchResult> {
   const fifo = await makeFifo();

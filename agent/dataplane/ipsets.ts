@@ -50,13 +50,17 @@ export interface IpSetWriter {
   driftedSets?(opts?: { sweepShare?: number }): Promise<string[]>;
 }
 
-/** Members given as a function are read only when a write needs them (see IpSetManager.replace). */
+/**
+ * Members given as a function are read only when a write needs them; a list is kept as it is,
+ * never changed (see IpSetManager.replace).
+ */
 export type Members = Iterable<string> | (() => Iterable<string>);
 
 interface DesiredSet {
   name: string;
   type: IpSetType;
-  members: Set<string>;
+  /** A list as given (the graph's message), until a delta needs a Set. */
+  members: Set<string> | readonly string[];
   /** Not read yet: `members` is filled from this on first use. */
   source?: () => Iterable<string>;
 }
@@ -69,6 +73,8 @@ function materialised(s: DesiredSet): DesiredSet {
   }
   return s;
 }
+
+const NO_MEMBERS: readonly string[] = [];
 
 export class IpSetManager {
   private readonly desired = new Map<string, DesiredSet>();
@@ -98,10 +104,12 @@ export class IpSetManager {
         const found = this.desired.get(ipsetName(msg.id));
         if (!found) return; // a delta for a set we never had: the graph's next full update brings it
         const s = materialised(found);
+        const members = Array.isArray(s.members) ? new Set<string>(s.members) : (s.members as Set<string>);
+        s.members = members;
         // What changed in fact (a member added twice is added once), for the deltas' balance.
-        const added = msg.added.filter((m) => !s.members.has(m));
-        for (const m of added) s.members.add(m);
-        const removed = msg.removed.filter((m) => s.members.delete(m));
+        const added = msg.added.filter((m) => !members.has(m));
+        for (const m of added) members.add(m);
+        const removed = msg.removed.filter((m) => members.delete(m));
         if (this.changed !== undefined) {
           this.changed.add(s.name);
           this.noteDelta(s.name, added, removed);
@@ -132,15 +140,16 @@ export class IpSetManager {
    * Replace a set wholesale (the NAT manager's pool sets, the VXLAN sources). Members given as a
    * function are read at the next write, once however often the set was replaced before it: a
    * snapshot of 10,000 VTEPs replaces the VXLAN source set 10,000 times, and copying it each time
-   * was most of a cold start.
+   * was most of a cold start. A list is kept as given, not copied (the caller never changes it: the
+   * graph's messages are not changed once sent), and made a Set only when a delta comes.
    */
   replace(id: IpSetId, type: IpSetType, members: Members): void {
     const name = ipsetName(id);
     this.desired.set(
       name,
       typeof members === 'function'
-        ? { name, type, members: new Set(), source: members }
-        : { name, type, members: new Set(members) },
+        ? { name, type, members: NO_MEMBERS, source: members }
+        : { name, type, members: Array.isArray(members) ? (members as readonly string[]) : new Set(members) },
     );
     this.changed?.add(name);
     this.deltas.set(name, 'whole');

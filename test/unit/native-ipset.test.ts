@@ -213,14 +213,29 @@ describe('diffIpSets', () => {
     const pieces = [...diff.pieces()];
     assert.ok(pieces.length > 1, 'more than one piece');
     assert.ok(
-      pieces.every((p) => p.endsWith('\n')),
+      pieces.every((p) => p.at(-1) === 0x0a),
       'whole lines only',
     );
-    assert.equal(pieces.join(''), diff.script);
+    assert.equal(Buffer.concat(pieces).toString('utf8'), diff.script);
     assert.equal(lines(diff.script).length, 10_001);
+    assert.deepEqual(lines(diff.script).slice(0, 2), [
+      `create cali40big hash:net family inet hashsize 8192 maxelem ${MAXELEM} -exist`,
+      'add cali40big 10.3.0.0 -exist',
+    ]);
     const after = diff.after.get('cali40big')?.members;
     assert.equal(after?.size, 10_000);
     assert.ok(after?.has('10.3.0.5') && !after.has('10.3.0.5/32'), 'normalised as the kernel prints it');
+  });
+
+  it('writes text of any characters as UTF-8, and members longer than a piece whole', () => {
+    // Not members the kernel would take: the text must still be what was asked for, byte for byte.
+    const odd = ['10.0.0.1', 'caf\u00e9', 'x'.repeat(300 * 1024), '10.0.0.2'];
+    const diff = diffIpSets(sets(spec('cali40odd', 'hash:ip', odd)), new Map());
+    const text = Buffer.concat([...diff.pieces()]).toString('utf8');
+    assert.deepEqual(
+      lines(text).slice(1),
+      odd.map((m) => `add cali40odd ${m} -exist`),
+    );
   });
 
   it('uses family inet6 for cali60 sets', () => {

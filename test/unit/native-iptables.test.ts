@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  computeHashes,
   countAgentLines,
   expectedAfter,
   type IptRule,
@@ -19,6 +20,7 @@ import {
   type TableState,
   tokenize,
 } from '../../native/iptables.ts';
+import { mulberry32 } from '../helpers/rng.ts';
 
 const DROP_INVALID: IptRule = {
   match: '-m conntrack --ctstate INVALID',
@@ -98,6 +100,37 @@ describe('ruleHashes', () => {
     // the same rule twice in a row gets two different hashes
     const [x, y] = ruleHashes('cali-FORWARD', [ACCEPT_EST, ACCEPT_EST]);
     assert.notEqual(x, y);
+  });
+
+  it('gives what hashing afresh gives, whether the rules come as the same objects, alike copies or changed', () => {
+    const rnd = mulberry32(11);
+    const pool: IptRule[] = Array.from({ length: 12 }, (_, i) => ({
+      match: i % 3 ? `-m set --match-set cali40s:${i} src` : '',
+      action: i % 2 ? '-j RETURN' : `-j cali-pi-p${i}`,
+      ...(i % 4 === 0 ? { comment: `rule ${i}` } : {}),
+    }));
+    const chains = ['cali-tw-a', 'cali-tw-b', 'cali-fw-a'];
+    const last = new Map<string, IptRule[]>();
+    for (let step = 0; step < 400; step++) {
+      const chain = chains[Math.floor(rnd() * chains.length)]!;
+      const prev = last.get(chain) ?? [];
+      const how = rnd();
+      let rules: IptRule[];
+      if (how < 0.3) {
+        rules = prev.slice(); // the renderer's fresh array of the same rule objects
+      } else if (how < 0.5) {
+        rules = prev.map((r) => ({ ...r })); // made again alike
+      } else if (how < 0.6 && prev.length > 0) {
+        // one rule changed in place of another at the same position
+        rules = prev.slice();
+        const i = Math.floor(rnd() * rules.length);
+        rules[i] = { ...rules[i]!, action: rules[i]!.action === '-j RETURN' ? '-j DROP' : '-j RETURN' };
+      } else {
+        rules = Array.from({ length: Math.floor(rnd() * 6) }, () => pool[Math.floor(rnd() * pool.length)]!);
+      }
+      last.set(chain, rules);
+      assert.deepEqual(ruleHashes(chain, rules), computeHashes(chain, rules), `step ${step}, ${chain}`);
+    }
   });
 });
 
