@@ -342,9 +342,17 @@ function validate(table: Table, desired: TableState): void {
   }
 }
 
+/** Each rule's target once found (rules are never changed: the renderer shares them between passes). */
+const targets = new WeakMap<IptRule, string | null>();
+
 /** The chain a desired rule jumps to. */
 function targetOf(rule: IptRule): string | undefined {
-  return ruleFacts(rule.action).target ?? ruleFacts(rule.match).target;
+  let t = targets.get(rule);
+  if (t === undefined) {
+    t = ruleFacts(rule.action).target ?? ruleFacts(rule.match).target ?? null;
+    targets.set(rule, t);
+  }
+  return t ?? undefined;
 }
 
 /** A chain rewriting at least this many rules, most of it, is flushed and appended instead. */
