@@ -473,7 +473,7 @@ const PIECE_BYTES = 256 * 1024;
  * the tool reads from, not through 290,000 strings joined and then encoded (60 MiB of garbage).
  */
 class PieceBuffer {
-  private buf = Buffer.allocUnsafe(PIECE_BYTES);
+  private buf: Buffer | undefined;
   private off = 0;
 
   /** Room for `n` more bytes in this piece (false: take it first). */
@@ -481,10 +481,10 @@ class PieceBuffer {
     return this.off + n <= PIECE_BYTES;
   }
 
-  /** The piece so far, and a new one begun. */
+  /** The piece so far; the next one is begun by the next `put`. */
   take(): Buffer {
-    const out = this.buf.subarray(0, this.off);
-    this.buf = Buffer.allocUnsafe(PIECE_BYTES);
+    const out = this.buf?.subarray(0, this.off) ?? Buffer.alloc(0);
+    this.buf = undefined;
     this.off = 0;
     return out;
   }
@@ -493,14 +493,15 @@ class PieceBuffer {
     return this.off === 0;
   }
 
-  /** Text of one-byte characters (set names, members), `n` of them; UTF-8 otherwise. */
-  put(s: string, n = s.length): void {
+  /** Text that fits (see `fits`): one byte a character, the common case, or else UTF-8. */
+  put(s: string): void {
+    this.buf ??= Buffer.allocUnsafe(PIECE_BYTES);
     const buf = this.buf;
     let off = this.off;
-    for (let i = 0; i < n; i++) {
+    for (let i = 0; i < s.length; i++) {
       const c = s.charCodeAt(i);
       if (c > 0x7f) {
-        this.off += buf.write(s.slice(0, n), this.off, 'utf8');
+        this.off += buf.write(s, this.off, 'utf8');
         return;
       }
       buf[off++] = c;
@@ -607,11 +608,12 @@ export class IpSetDiff {
           m = normaliseMember(norm.type, norm.family, raw);
           norm.into.add(m);
         }
-        if (!out.fits(prefix.length + m.length * 3 + 8)) {
-          // Room for the line however its member encodes; a member of more than a piece (never
-          // a real one) goes as a line of its own.
+        // Room for the line however it encodes (3 bytes a character at most); a member of more than
+        // a piece (never a real one) goes as a line of its own.
+        const room = (prefix.length + m.length) * 3 + 8;
+        if (!out.fits(room)) {
           if (!out.empty) yield out.take();
-          if (!out.fits(prefix.length + m.length * 3 + 8)) {
+          if (!out.fits(room)) {
             yield* line(`${prefix}${m} -exist`);
             continue;
           }
