@@ -1,5 +1,6 @@
 // `npm run bench -- <name> [args]`: dataplane | selector | calc | merger | feed | services | repair | etcd | kube | files | eval
 import { spawnSync } from 'node:child_process';
+import { NODE_FLAGS } from '../lib/node-flags.ts';
 
 const [name, ...rest] = process.argv.slice(2);
 process.argv = [process.argv[0]!, process.argv[1]!, ...rest];
@@ -16,10 +17,20 @@ else if (name === 'files') await import('./files.ts');
 else if (name === 'calc') {
   if (typeof (globalThis as { gc?: unknown }).gc === 'function') await import('./calc.ts');
   else {
-    // The memory figures need a forced GC: run again under `node --expose-gc` (tsx as a loader).
+    // The memory figures need a forced GC: run again under `node --expose-gc` (tsx as a loader),
+    // with the flags the agent runs with.
     const r = spawnSync(
       process.execPath,
-      ['--expose-gc', '--max-old-space-size=8192', '--import', 'tsx', process.argv[1]!, 'calc', ...rest],
+      [
+        ...NODE_FLAGS,
+        '--expose-gc',
+        '--max-old-space-size=8192',
+        '--import',
+        'tsx',
+        process.argv[1]!,
+        'calc',
+        ...rest,
+      ],
       { stdio: 'inherit' },
     );
     process.exit(r.status ?? 1);

@@ -6,12 +6,7 @@ import { appendFileSync, existsSync, openSync, readFileSync, writeFileSync } fro
 import { join } from 'node:path';
 
 export const FEDMESH_BIN = new URL('../../bin/fedmesh.js', import.meta.url).pathname;
-/**
- * Node's flags for the long-running processes, as the image's entrypoint gives them: no memory
- * reducer (after a burst of work it runs three full collections of a heap that is the process's
- * working set anyway: 1.5 CPU s at 100,000 endpoints, most of an idle agent's budget).
- */
-export const NODE_FLAGS = ['--no-memory-reducer'];
+export { NODE_FLAGS } from '../../lib/node-flags.ts';
 
 export interface StartedProcess {
   name: string;

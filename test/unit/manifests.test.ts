@@ -39,6 +39,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import type { IServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { parseAllDocuments } from 'yaml';
+import { NODE_FLAGS } from '../../lib/node-flags.ts';
 import { KUBE_RESOURCES } from '../../syncer/datastore/kube-resources.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -47,6 +48,7 @@ const NAMESPACE = 'fedmesh-system';
 const PACKAGE = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as {
   version: string;
   dependencies?: Record<string, string>;
+  scripts?: Record<string, string>;
 };
 const IMAGE = `ghcr.io/fedmesh/fedmesh:${PACKAGE.version}`;
 const READ = ['get', 'list', 'watch'];
@@ -1002,7 +1004,13 @@ describe('Dockerfile', () => {
       'npm ci --omit=dev',
     );
     const entry = lines.find((l) => l.startsWith('ENTRYPOINT')) ?? '';
-    assert.match(entry, /"node", "--no-memory-reducer", "bin\/fedmesh\.js"\]$/);
+    // The flags the demo and the benchmarks run the same code with.
+    const flags = NODE_FLAGS.map((f) => `"${f}", `).join('');
+    assert.ok(entry.endsWith(`"node", ${flags}"bin/fedmesh.js"]`), entry);
+    assert.ok(
+      PACKAGE.scripts?.bench?.startsWith(`tsx ${NODE_FLAGS.join(' ')} bench/main.ts`),
+      'npm run bench',
+    );
     // --omit=dev drops devDependencies: what runs the TypeScript must be a runtime dependency.
     assert.ok(PACKAGE.dependencies?.tsx, 'tsx must be in dependencies, not devDependencies');
   });
