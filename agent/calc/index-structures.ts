@@ -168,21 +168,21 @@ export class TupleInterner {
   }
 
   /**
-   * `acquire(Object.keys(obj))`, without making that array when one of the last few tuples is the
-   * object's keys (items come in runs with the same label keys: an array an item was most of what
-   * building an item threw away).
+   * `acquire` of the object's keys whose values are strings (in order), without making that array
+   * when one of the last few tuples is those keys (items come in runs with the same label keys:
+   * an array an item was most of what building an item threw away).
    */
-  acquireKeysOf(obj: Readonly<Record<string, unknown>>): readonly string[] {
+  acquireStringKeysOf(obj: Readonly<Record<string, unknown>>): readonly string[] {
     const recent = this.recent;
     for (let r = 0; r < recent.length; r++) {
       const node = recent[r];
       const t = node?.tuple;
-      if (t !== undefined && areKeysOf(t, obj)) {
+      if (t !== undefined && areStringKeysOf(t, obj)) {
         node!.refs++;
         return t;
       }
     }
-    return this.acquire(Object.keys(obj));
+    return this.acquire(stringKeysOf(obj));
   }
 
   /** Drops a reference taken by `acquire`; returns true when that was the last one. */
@@ -208,14 +208,22 @@ export class TupleInterner {
   }
 }
 
-/** Are these, in order, the object's (own, enumerable) keys? */
-function areKeysOf(keys: readonly string[], obj: Readonly<Record<string, unknown>>): boolean {
+/** Are these, in order, the object's (own, enumerable) keys whose values are strings? */
+export function areStringKeysOf(keys: readonly string[], obj: Readonly<Record<string, unknown>>): boolean {
   let i = 0;
   for (const k in obj) {
+    if (typeof obj[k] !== 'string') continue;
     if (i >= keys.length || keys[i] !== k) return false;
     i++;
   }
   return i === keys.length;
+}
+
+/** The object's (own, enumerable) keys whose values are strings, in order. */
+export function stringKeysOf(obj: Readonly<Record<string, unknown>>): string[] {
+  const out: string[] = [];
+  for (const k in obj) if (typeof obj[k] === 'string') out.push(k);
+  return out;
 }
 
 function sameParts(a: readonly string[], b: readonly string[]): boolean {

@@ -9,7 +9,14 @@
 // shared key list), label values shared through the postings, and shared inherited parts.
 import type { Labels } from '../../model/resources.ts';
 import type { MatcherSpec } from '../../policy/compiled.ts';
-import { ascending, getOrCreate, IdList, Shared, TupleInterner } from './index-structures.ts';
+import {
+  areStringKeysOf,
+  ascending,
+  getOrCreate,
+  IdList,
+  Shared,
+  TupleInterner,
+} from './index-structures.ts';
 import { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, ProfileLabels } from './profile-labels.ts';
 import {
   type Clause,
@@ -127,6 +134,7 @@ export class ItemIndex {
   private readonly ownKeyLists = new TupleInterner();
   private readonly sharedNamedPorts = new Shared<ReadonlyMap<string, readonly string[]>>();
   private readonly sharedNamespaces = new Shared<string>();
+  private readonly templates = new LabelTemplates();
 
   get size(): number {
     return this.items.size;
@@ -288,28 +296,24 @@ export class ItemIndex {
     const namespace =
       inputNamespace === undefined ? undefined : this.sharedNamespaces.share(inputNamespace, inputNamespace);
     const { profiles, inherited, nsLabels, saLabels } = this.profiles.acquire(inputProfiles, namespace);
-    // Object.assign, not spread: a spread clone that then grows gets slow (un-shared) shapes. The
-    // own labels go onto the copy one by one (the keys in the order assigning them all would
-    // give), not into an object of their own first: that object was most of what an item threw away.
-    const labels: Record<string, string> = inherited ? Object.assign({}, inherited) : {};
-    let allStrings = true;
+    const ownKeys = inherited ? this.ownKeyLists.acquireStringKeysOf(own) : null;
+    // A copy of the template for this inheritance and these own keys, its own values then
+    // written over (see LabelTemplates); else built key by key: Object.assign, not spread (a spread
+    // clone that then grows gets slow, un-shared shapes), the own labels going onto the copy one by
+    // one, in the order assigning them all would give.
+    const template = this.templates.find(inherited, ownKeys, own);
+    const labels: Record<string, string> =
+      template !== undefined ? template.make(template.labels) : inherited ? Object.assign({}, inherited) : {};
     for (const k in own) {
       const v = own[k];
-      if (typeof v !== 'string') {
-        allStrings = false;
-        continue;
-      }
+      if (typeof v !== 'string') continue;
       if (shared) labels[k] = v;
       else {
         const oldV = old ? this.ownValue(old, k) : undefined;
         labels[k] = oldV === v ? oldV : this.addOwn(k, v, id);
       }
     }
-    let ownKeys: readonly string[] | null = null;
-    if (inherited)
-      ownKeys = allStrings
-        ? this.ownKeyLists.acquireKeysOf(own)
-        : this.ownKeyLists.acquire(Object.keys(own).filter((k) => typeof own[k] === 'string'));
+    if (template === undefined) this.templates.add(inherited, ownKeys, labels);
     const namedPorts =
       inputNamedPorts && inputNamedPorts.size > 0
         ? this.sharedNamedPorts.share(namedPortsSig(inputNamedPorts), inputNamedPorts)
@@ -669,6 +673,90 @@ export class ItemIndex {
     const run = () =>
       filtered(!driver.disjoint && lists.length > 1 ? [sortedUnique(lists.flat())] : lists, filters);
     return { sig, run };
+  }
+}
+
+/** At most this many label templates per inherited label object (and for items inheriting none). */
+const TEMPLATES_MAX = 16;
+/** At most this many label object makers (one per distinct key list), for all indexes together. */
+const MAKERS_MAX = 256;
+
+/** Makes a copy of a labels object with one given key list, every property inside the object. */
+type LabelsMaker = (template: Labels) => Record<string, string>;
+
+interface LabelTemplate {
+  /** The own label keys: the interned list (for items that inherit), else a list of its own. */
+  readonly ownKeys: readonly string[];
+  readonly labels: Labels;
+  readonly make: LabelsMaker;
+}
+
+const makers = new Map<string, LabelsMaker>();
+
+/**
+ * A function returning a copy of a labels object with exactly these keys, in this order: an object
+ * literal, so the copy is allocated once at its final size with its properties inside it, and
+ * copies of one key list share one hidden class. Undefined beyond MAKERS_MAX key lists, or for a
+ * key a literal cannot hold as an ordinary property.
+ */
+function makerOf(keys: readonly string[]): LabelsMaker | undefined {
+  const sig = keys.join('\u0000');
+  let make = makers.get(sig);
+  if (make !== undefined || makers.size >= MAKERS_MAX) return make;
+  if (keys.includes('__proto__')) return undefined;
+  // JSON.stringify of a string is a valid JavaScript string literal: no key can inject code.
+  const props = keys.map((k) => `${JSON.stringify(k)}: t[${JSON.stringify(k)}]`).join(', ');
+  make = new Function('t', `return { ${props} };`) as LabelsMaker;
+  makers.set(sig, make);
+  return make;
+}
+
+/**
+ * Effective-label objects to copy, by the labels an item inherits and its own label keys. Items
+ * come in a few shapes (their profiles' keys, then their own), and a copy of a template made by
+ * its key list's maker (an object literal) has every property inside the object at its final size,
+ * where building the labels key by key grew a property store outside it several times (most of
+ * what building an item threw away, and one more memory access for each label a selector reads).
+ * The copy's own values are then written over the template's: it has the same keys in the same
+ * order as the labels built key by key.
+ */
+class LabelTemplates {
+  private readonly byInherited = new WeakMap<Labels, LabelTemplate[]>();
+  private readonly plain: LabelTemplate[] = [];
+
+  /** `ownKeys`: the interned own keys of an item that inherits; null for one that does not. */
+  find(
+    inherited: Labels | null,
+    ownKeys: readonly string[] | null,
+    own: Readonly<Record<string, unknown>>,
+  ): LabelTemplate | undefined {
+    if (inherited === null) {
+      const list = this.plain;
+      for (let i = 0; i < list.length; i++) if (areStringKeysOf(list[i]!.ownKeys, own)) return list[i];
+      return undefined;
+    }
+    const list = this.byInherited.get(inherited);
+    if (list === undefined) return undefined;
+    for (let i = 0; i < list.length; i++) if (list[i]!.ownKeys === ownKeys) return list[i];
+    return undefined;
+  }
+
+  /** Keeps labels built for this inheritance and these own keys as a template, while there is room. */
+  add(inherited: Labels | null, ownKeys: readonly string[] | null, labels: Labels): void {
+    let list: LabelTemplate[] | undefined;
+    if (inherited === null) list = this.plain;
+    else {
+      list = this.byInherited.get(inherited);
+      if (list === undefined) {
+        list = [];
+        this.byInherited.set(inherited, list);
+      }
+    }
+    if (list.length >= TEMPLATES_MAX) return;
+    const keys = Object.keys(labels);
+    const make = makerOf(keys);
+    if (make === undefined) return;
+    list.push({ ownKeys: ownKeys ?? keys, labels: make(labels), make });
   }
 }
 
