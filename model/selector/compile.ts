@@ -65,7 +65,7 @@ export function compile(n: Node): Predicate {
       return (l) => !f(l);
     }
     case 'and':
-      return compileAnd(n.operands.map(compile));
+      return compileAtoms(n.operands) ?? compileAnd(n.operands.map(compile));
     case 'or':
       return compileOr(n.operands.map(compile));
   }
@@ -79,6 +79,64 @@ function compileIn(k: string, values: readonly string[]): Predicate {
   }
   const set: ReadonlySet<unknown> = new Set(values);
   return (l) => set.has(l[k]);
+}
+
+// How an atom of a conjunction tests the label's value (see compileAtoms).
+const EQ = 0;
+const NE = 1;
+const HAS = 2;
+const IN = 3;
+
+/**
+ * A conjunction of plain atoms (`k == v`, `k != v`, `has(k)`, `k in {...}`), the usual rule
+ * selector, as one closure looping over them: one call an evaluation, where a closure per atom
+ * costs a call each (none inlined: every atom's closure is a different function to the caller).
+ * Undefined when an operand is anything else.
+ */
+function compileAtoms(operands: readonly Node[]): Predicate | undefined {
+  const n = operands.length;
+  const keys: string[] = [];
+  const ops: number[] = [];
+  const values: unknown[] = [];
+  for (const op of operands) {
+    if (op.kind === 'eq' || op.kind === 'ne') {
+      keys.push(op.key);
+      ops.push(op.kind === 'eq' ? EQ : NE);
+      values.push(op.value);
+    } else if (op.kind === 'has') {
+      keys.push(op.key);
+      ops.push(HAS);
+      values.push(undefined);
+    } else if (op.kind === 'in' && op.values.length > 0) {
+      keys.push(op.key);
+      if (op.values.length === 1) {
+        ops.push(EQ);
+        values.push(op.values[0]);
+      } else {
+        ops.push(IN);
+        values.push(new Set(op.values));
+      }
+    } else return undefined;
+  }
+  return (l) => {
+    for (let i = 0; i < n; i++) {
+      const x = l[keys[i]!];
+      switch (ops[i]!) {
+        case EQ:
+          if (x !== values[i]) return false;
+          break;
+        case NE:
+          if (x === values[i]) return false;
+          break;
+        case HAS:
+          if (typeof x !== 'string') return false;
+          break;
+        default:
+          if (!(values[i] as ReadonlySet<unknown>).has(x)) return false;
+      }
+    }
+    return true;
+  };
 }
 
 // Two operands is by far the common case (and the shape `and()` builds): no loop.
