@@ -129,6 +129,12 @@ export class ItemIndex {
    * that find their candidates so share one pass over the ids.
    */
   private readonly withoutOwnLists = new Map<string, readonly number[]>();
+  /**
+   * The ids of a filter clause's items as a bitset, by clause, while no item changes: a load's
+   * plans filter their candidates with a bit test each, where merging each plan's candidates with
+   * the clause's (long) lists cost a search each in memory the cache no longer held.
+   */
+  private readonly filterBits = new Map<string, Uint32Array>();
 
   // Shared per-item parts.
   private readonly ownKeyLists = new TupleInterner();
@@ -159,7 +165,7 @@ export class ItemIndex {
    * evaluable (for what changed) though no longer indexed.
    */
   upsert(input: ItemInput): { item: Item; old: Item | undefined } {
-    if (this.withoutOwnLists.size > 0) this.withoutOwnLists.clear();
+    this.clearLoadCaches();
     const old = this.items.get(input.key);
     const key = old?.key ?? input.key;
     const id = old ? old.id : this.newId();
@@ -191,7 +197,7 @@ export class ItemIndex {
   delete(key: string): Item | undefined {
     const old = this.items.get(key);
     if (!old) return undefined;
-    if (this.withoutOwnLists.size > 0) this.withoutOwnLists.clear();
+    this.clearLoadCaches();
     this.items.delete(key);
     this.byId[old.id] = undefined;
     this.forEachOwn(old, (k, v) => this.removeOwn(k, v, old.id));
@@ -272,6 +278,12 @@ export class ItemIndex {
   }
 
   // --- items -------------------------------------------------------------------------------------
+
+  /** Drops what holds only while no item changes (withoutOwnLists, filterBits). */
+  private clearLoadCaches(): void {
+    if (this.withoutOwnLists.size > 0) this.withoutOwnLists.clear();
+    if (this.filterBits.size > 0) this.filterBits.clear();
+  }
 
   private newId(): number {
     return this.freeIds.pop() ?? this.byId.length;
@@ -636,13 +648,14 @@ export class ItemIndex {
     for (const c of req) key += `${clauseSig(c)}\u0004`;
     let plan = memo.get(key);
     if (plan === undefined) {
-      plan = this.newPlan(req);
+      plan = this.newPlan(req, true);
       memo.set(key, plan);
     }
     return plan;
   }
 
-  private newPlan(req: Requirement): CandidatePlan {
+  /** `bitsets`: filter by bitsets shared among a load's plans (see filterBits). */
+  private newPlan(req: Requirement, bitsets = false): CandidatePlan {
     if (req === null) return { sig: '*', run: undefined };
     if (isNothing(req)) return { sig: '', run: () => NO_IDS };
     const costs = req.map((c) => ({ c, cost: this.cost(c) }));
@@ -656,6 +669,7 @@ export class ItemIndex {
     if (size === 0) return { sig: '', run: () => NO_IDS };
     // Filters: the next clauses whose lists are few and (by estimate) clearly smaller than all.
     const filters: (readonly number[])[][] = [];
+    const bits: Uint32Array[] = [];
     if (size >= INTERSECT_MIN) {
       const total = Math.max(1, this.items.size);
       for (let i = 1; i < costs.length && filters.length < MAX_FILTERS; i++) {
@@ -665,14 +679,27 @@ export class ItemIndex {
         if (!isKeyable(costs[i]!.c)) continue;
         const f = this.clauseLists(costs[i]!.c).lists;
         if (f.length > MAX_FILTER_LISTS) continue;
-        filters.push(f);
-        sig += `\u0003${clauseSig(costs[i]!.c)}`;
+        const fsig = clauseSig(costs[i]!.c);
+        if (bitsets) bits.push(this.bitsOf(fsig, f));
+        else filters.push(f);
+        sig += `\u0003${fsig}`;
       }
     }
     // Sorted, disjoint lists whose union is the driver clause's items: merged only when run.
     const run = () =>
-      filtered(!driver.disjoint && lists.length > 1 ? [sortedUnique(lists.flat())] : lists, filters);
+      filtered(!driver.disjoint && lists.length > 1 ? [sortedUnique(lists.flat())] : lists, filters, bits);
     return { sig, run };
+  }
+
+  /** The bitset of the ids in a filter clause's lists (`sig`: the clause's), made once a load. */
+  private bitsOf(sig: string, lists: readonly (readonly number[])[]): Uint32Array {
+    let bits = this.filterBits.get(sig);
+    if (bits === undefined) {
+      bits = new Uint32Array((this.byId.length + 31) >>> 5);
+      for (const l of lists) for (let i = 0; i < l.length; i++) bits[l[i]! >>> 5]! |= 1 << (l[i]! & 31);
+      this.filterBits.set(sig, bits);
+    }
+    return bits;
   }
 }
 
@@ -806,17 +833,26 @@ const NO_IDS: readonly number[] = Object.freeze([]) as readonly number[];
 const ABSENT_KEY = '\0absent';
 
 /**
- * The ids of sorted, disjoint lists that are also in one of each filter's lists, list by list
- * (so ascending within each list's part).
+ * The ids of sorted, disjoint lists that are also in one of each filter's lists and in each
+ * bitset, list by list (so ascending within each list's part).
  */
 function filtered(
   lists: readonly (readonly number[])[],
   filters: readonly (readonly number[])[][],
+  bitsets: readonly Uint32Array[],
 ): readonly number[] {
-  if (filters.length === 0) return lists.length === 1 ? lists[0]! : lists.flat();
+  if (filters.length === 0 && bitsets.length === 0) return lists.length === 1 ? lists[0]! : lists.flat();
   const out: number[] = [];
   for (const l of lists) {
     let keep: readonly number[] = l;
+    for (const bits of bitsets) {
+      const next: number[] = [];
+      for (let i = 0; i < keep.length; i++) {
+        const id = keep[i]!;
+        if ((bits[id >>> 5]! & (1 << (id & 31))) !== 0) next.push(id);
+      }
+      keep = next;
+    }
     for (const f of filters) {
       const hit = new Uint8Array(keep.length);
       for (const fl of f) markCommon(keep, fl, hit);

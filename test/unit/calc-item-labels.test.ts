@@ -1,11 +1,15 @@
 // An item's effective labels: its profiles' labels merged in order, then its own string-valued
 // labels over them. The item index builds most of them by copying a template made for the same
 // inheritance and own keys; this checks every item's labels (keys, their order, values) against
-// the plain construction, under random items, updates, deletes and profile changes.
+// the plain construction, under random items, updates, deletes and profile changes. And the
+// candidates a load finds with plans shared among its requirements (filtering by bitsets) are
+// those each requirement's own plan finds.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { ItemIndex } from '../../agent/calc/item-index.ts';
+import { matcherRequirement } from '../../agent/calc/selector-requirements.ts';
+import { parseSelector } from '../../model/selector/index.ts';
 
 const PROFILES = ['kns.a', 'kns.b', 'ksa.a.x', 'p1', 'p2'];
 // Keys shared between profiles and items, integer-like ones (which objects order first), and one
@@ -118,5 +122,55 @@ describe('item labels', () => {
         Object.entries(plainLabels(own, profiles, profileLabels)),
       );
     }
+  });
+});
+
+// --- candidates found together in a load (shared plans, bitset filters) ---------------------------
+
+const SELECTORS = [
+  "app == 'a' && tier == 'x'",
+  "app == 'b' && has(tier)",
+  "app in {'a', 'b'} && tier == 'y' && zone == 'z1'",
+  "zone == 'z2' && app == 'c'",
+  "has(zone) && app != 'a'",
+  "tier == 'x' && zone in {'z1', 'z2'}",
+];
+
+describe('candidates of a load', () => {
+  it("are the same ids, in the same order, as each requirement's own plan gives (property)", () => {
+    const item = fc.record({
+      own: fc.record(
+        {
+          app: fc.constantFrom('a', 'b', 'c'),
+          tier: fc.constantFrom('x', 'y'),
+          zone: fc.constantFrom('z1', 'z2'),
+        },
+        { requiredKeys: [] },
+      ),
+      profiles: fc.subarray(['p1', 'p2']),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(item, { minLength: 20, maxLength: 150 }),
+        fc.array(fc.nat(99), { maxLength: 20 }),
+        fc.option(labelsArb.map((l) => ({ tier: 'x', ...l }))),
+        (items, deletes, p1) => {
+          const index = new ItemIndex();
+          if (p1) index.setProfileLabels('p1', p1, () => {});
+          items.forEach((it, i) => {
+            index.upsert({ key: `k${i}`, ownLabels: it.own, profiles: it.profiles, nets: [] });
+          });
+          for (const d of deletes) index.delete(`k${d}`);
+          const reqs = SELECTORS.map((s) => matcherRequirement({ selector: parseSelector(s) }, index.cost));
+          const memo = new Map();
+          const shared = reqs.map((r) => index.planOf(r, memo));
+          const alone = reqs.map((r) => [...(index.planOf(r).run?.() ?? [])]);
+          shared.forEach((plan, i) => {
+            assert.deepEqual([...(plan.run?.() ?? [])], alone[i], SELECTORS[i]);
+          });
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 });
