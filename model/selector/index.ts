@@ -79,11 +79,15 @@ export function parseSelector(src: string): Selector {
  * spaces, so a source near the size limit can print over it, and `and()` adds a nesting level.
  */
 function checked(sel: CompiledSelector): CompiledSelector {
-  const fail = (expected: string) => new SelectorParseError(sel.source, 0, expected);
-  if (boolDepth(sel.ast) > MAX_NESTING) throw fail(`at most ${MAX_NESTING} nested && / || groups`);
+  if (boolDepth(sel.ast) > MAX_NESTING)
+    throw new SelectorParseError(sel.source, 0, `at most ${MAX_NESTING} nested && / || groups`);
   const canonical = sel.canonical;
   if (canonical.length > MAX_SELECTOR_BYTES || Buffer.byteLength(canonical) > MAX_SELECTOR_BYTES) {
-    throw fail(`a selector whose canonical form is at most ${MAX_SELECTOR_BYTES} bytes`);
+    throw new SelectorParseError(
+      sel.source,
+      0,
+      `a selector whose canonical form is at most ${MAX_SELECTOR_BYTES} bytes`,
+    );
   }
   return sel;
 }
