@@ -69,6 +69,12 @@ interface ValueEntry {
   list: IdList | undefined;
 }
 
+/** A key's postings while indexKeys fills their lists, with the value entry it last found. */
+interface KeyScan {
+  readonly byValue: Map<string, ValueEntry>;
+  last: ValueEntry | undefined;
+}
+
 interface KeyPostings {
   /** Items with the key among their own labels. */
   count: number;
@@ -446,24 +452,39 @@ export class ItemIndex {
     }
     if (fresh.size === 0) return;
     // By id, ascending: every list is built by appending. The postings of an own-key list's keys
-    // are looked up once per (shared) list, not once per item.
+    // are looked up once per (shared) list, not once per item; a key's last value entry is tried
+    // before its map (runs of items share a cluster, a namespace, an orchestrator...: a value is
+    // its one shared copy, so the test is a comparison of references).
+    const scans = new Map<string, KeyScan>();
+    for (const [k, kp] of fresh) scans.set(k, { byValue: kp.byValue, last: undefined });
     const byId = this.byId;
-    const byKeyList = new Map<readonly string[], (KeyPostings | undefined)[]>();
+    const byKeyList = new Map<readonly string[], (KeyScan | undefined)[]>();
     for (let id = 0; id < byId.length; id++) {
       const item = byId[id];
       if (item === undefined) continue;
       const labels = item.labels;
       const keys = item.ownKeys;
       if (keys === null) {
-        for (const k in labels) fresh.get(k)?.byValue.get(labels[k]!)?.list?.add(id);
+        for (const k in labels) scans.get(k)?.byValue.get(labels[k]!)?.list?.add(id);
         continue;
       }
-      let kps = byKeyList.get(keys);
-      if (kps === undefined) {
-        kps = keys.map((k) => fresh.get(k));
-        byKeyList.set(keys, kps);
+      let kss = byKeyList.get(keys);
+      if (kss === undefined) {
+        kss = keys.map((k) => scans.get(k));
+        byKeyList.set(keys, kss);
       }
-      for (let i = 0; i < keys.length; i++) kps[i]?.byValue.get(labels[keys[i]!]!)?.list?.add(id);
+      for (let i = 0; i < keys.length; i++) {
+        const scan = kss[i];
+        if (scan === undefined) continue;
+        const v = labels[keys[i]!]!;
+        let e = scan.last;
+        if (e === undefined || e.value !== v) {
+          e = scan.byValue.get(v);
+          if (e === undefined) continue;
+          scan.last = e;
+        }
+        e.list?.add(id);
+      }
     }
   }
 

@@ -137,7 +137,7 @@ const SELECTORS = [
 ];
 
 describe('candidates of a load', () => {
-  it("are the same ids, in the same order, as each requirement's own plan gives (property)", () => {
+  it("are the same ids, in the same order, as each requirement's own plan gives, and hold every item selected (property)", () => {
     const item = fc.record({
       own: fc.record(
         {
@@ -161,13 +161,24 @@ describe('candidates of a load', () => {
             index.upsert({ key: `k${i}`, ownLabels: it.own, profiles: it.profiles, nets: [] });
           });
           for (const d of deletes) index.delete(`k${d}`);
-          const reqs = SELECTORS.map((s) => matcherRequirement({ selector: parseSelector(s) }, index.cost));
+          const selectors = SELECTORS.map((s) => parseSelector(s));
+          const reqs = selectors.map((selector) => matcherRequirement({ selector }, index.cost));
           const memo = new Map();
           const shared = reqs.map((r) => index.planOf(r, memo));
           const alone = reqs.map((r) => [...(index.planOf(r).run?.() ?? [])]);
           shared.forEach((plan, i) => {
             assert.deepEqual([...(plan.run?.() ?? [])], alone[i], SELECTORS[i]);
           });
+          // And they hold every item a selector selects (the label lists, filled when a
+          // requirement first needs a key, after the items came, are right).
+          for (let k = 0; k < items.length; k++) {
+            const it = index.get(`k${k}`);
+            if (!it) continue;
+            selectors.forEach((sel, i) => {
+              if (sel.evaluate(it.labels))
+                assert.ok(alone[i]!.includes(it.id), `${SELECTORS[i]} misses k${k}`);
+            });
+          }
         },
       ),
       { numRuns: 300 },
