@@ -95,44 +95,34 @@ const IN = 3;
  */
 function compileAtoms(operands: readonly Node[]): Predicate | undefined {
   const n = operands.length;
-  const keys: string[] = [];
-  const ops: number[] = [];
-  const values: unknown[] = [];
+  // (key, op, value) for each atom, in one array: tens of thousands of selectors are kept.
+  const atoms: unknown[] = [];
   for (const op of operands) {
-    if (op.kind === 'eq' || op.kind === 'ne') {
-      keys.push(op.key);
-      ops.push(op.kind === 'eq' ? EQ : NE);
-      values.push(op.value);
-    } else if (op.kind === 'has') {
-      keys.push(op.key);
-      ops.push(HAS);
-      values.push(undefined);
-    } else if (op.kind === 'in' && op.values.length > 0) {
-      keys.push(op.key);
-      if (op.values.length === 1) {
-        ops.push(EQ);
-        values.push(op.values[0]);
-      } else {
-        ops.push(IN);
-        values.push(new Set(op.values));
-      }
-    } else return undefined;
+    if (op.kind === 'eq' || op.kind === 'ne') atoms.push(op.key, op.kind === 'eq' ? EQ : NE, op.value);
+    else if (op.kind === 'has') atoms.push(op.key, HAS, undefined);
+    else if (op.kind === 'in' && op.values.length > 0)
+      atoms.push(
+        op.key,
+        op.values.length === 1 ? EQ : IN,
+        op.values.length === 1 ? op.values[0] : new Set(op.values),
+      );
+    else return undefined;
   }
   return (l) => {
-    for (let i = 0; i < n; i++) {
-      const x = l[keys[i]!];
-      switch (ops[i]!) {
+    for (let i = 0; i < 3 * n; i += 3) {
+      const x = l[atoms[i] as string];
+      switch (atoms[i + 1]) {
         case EQ:
-          if (x !== values[i]) return false;
+          if (x !== atoms[i + 2]) return false;
           break;
         case NE:
-          if (x === values[i]) return false;
+          if (x === atoms[i + 2]) return false;
           break;
         case HAS:
           if (typeof x !== 'string') return false;
           break;
         default:
-          if (!(values[i] as ReadonlySet<unknown>).has(x)) return false;
+          if (!(atoms[i + 2] as ReadonlySet<unknown>).has(x)) return false;
       }
     }
     return true;
