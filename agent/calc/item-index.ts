@@ -285,8 +285,11 @@ export class ItemIndex {
 
   // --- items -------------------------------------------------------------------------------------
 
-  /** Drops what holds only while no item changes (withoutOwnLists, filterBits). */
-  private clearLoadCaches(): void {
+  /**
+   * Drops what holds only while no item changes (withoutOwnLists, filterBits): done at the next
+   * item change, or by the caller once a load's plans have run.
+   */
+  clearLoadCaches(): void {
     if (this.withoutOwnLists.size > 0) this.withoutOwnLists.clear();
     if (this.filterBits.size > 0) this.filterBits.clear();
   }
