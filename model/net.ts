@@ -33,6 +33,8 @@ export function intToIp4(n: number): Ip4 {
 }
 
 export function parseIp4(s: string): Ip4 {
+  // Already canonical (as most addresses read are): itself, without a split, a test and a join.
+  if (scanCidr(s) && scannedBare) return s as Ip4;
   return intToIp4(ip4ToInt(s));
 }
 

@@ -1,7 +1,6 @@
 // Turns one feed Policy into what the dataplane needs: its (namespace-scoped) selector, its ordering
 // keys, and its rules with every selector replaced by an ipset id. Pure: no state, no I/O, so a bad
 // policy is refused here, whole, before it can touch anything.
-import { createHash } from 'node:crypto';
 import { type Cidr, NetParseError, parseCidr } from '../model/net.ts';
 import type { Node } from '../model/selector/ast.ts';
 import { NAMESPACE_LABEL } from '../model/selector/ast.ts';
@@ -10,6 +9,7 @@ import {
   type Selector,
   SelectorParseError,
   selectorAst,
+  sha224Base64url,
 } from '../model/selector/index.ts';
 import {
   Action,
@@ -66,7 +66,7 @@ export function policyKey(p: Pick<Policy, 'tier' | 'namespace' | 'name'>): Polic
 }
 
 function hashId(prefix: string, text: string): string {
-  return prefix + createHash('sha224').update(text).digest('base64url');
+  return prefix + sha224Base64url(text);
 }
 
 /**
@@ -155,18 +155,7 @@ class RuleCompiler {
     const out: CompiledEntity = { ipSets: [], notIpSets: [], ports: [], notPorts: [], namedPortIpSets: [] };
     if (!e) return out;
     const base = this.baseMatcher(e, field);
-    const numeric = (list: PbPortRange[], f: string) => {
-      const ranges: PortRange[] = [];
-      for (const [i, p] of list.entries()) {
-        if (p.name) continue;
-        if (p.first < 1 || p.last > 65535 || p.first > p.last) {
-          throw new PolicyError(`${f}[${i}]`, `invalid port range ${p.first}:${p.last}`);
-        }
-        ranges.push({ first: p.first, last: p.last });
-      }
-      return ranges;
-    };
-    const numericPorts = [...e.ports, ...e.notPorts].some((p) => !p.name);
+    const numericPorts = hasNumericPort(e.ports) || hasNumericPort(e.notPorts);
     if (numericPorts && !(protocol && PORT_PROTOCOLS.has(protocol))) {
       throw new PolicyError(`${field}.ports`, 'numeric ports need protocol TCP, UDP, SCTP or UDPLite');
     }
@@ -175,8 +164,8 @@ class RuleCompiler {
       // Refused rather than ignored: dropping it would make the rule match the excluded port too.
       throw new PolicyError(`${field}.notPorts`, 'named ports in a source notPorts are not supported');
     }
-    out.ports = numeric(e.ports, `${field}.ports`);
-    out.notPorts = numeric(e.notPorts, `${field}.notPorts`);
+    out.ports = numericRanges(e.ports, `${field}.ports`);
+    out.notPorts = numericRanges(e.notPorts, `${field}.notPorts`);
     const named = e.ports.filter((p) => p.name);
     if (named.length > 0 && !isDst) {
       out.matchesNothing = true; // source-side named ports: not supported, so the rule matches nothing
@@ -314,6 +303,24 @@ export function matcherId(spec: MatcherSpec): IpSetId {
 }
 
 const isCatchAll = (c: Cidr) => c.endsWith('/0');
+
+function hasNumericPort(list: readonly PbPortRange[]): boolean {
+  for (const p of list) if (!p.name) return true;
+  return false;
+}
+
+/** The numeric port ranges of a list (named ones left out), each checked. */
+function numericRanges(list: readonly PbPortRange[], field: string): PortRange[] {
+  const ranges: PortRange[] = [];
+  for (const [i, p] of list.entries()) {
+    if (p.name) continue;
+    if (p.first < 1 || p.last > 65535 || p.first > p.last) {
+      throw new PolicyError(`${field}[${i}]`, `invalid port range ${p.first}:${p.last}`);
+    }
+    ranges.push({ first: p.first, last: p.last });
+  }
+  return ranges;
+}
 
 function parseNets(nets: readonly string[], field: string) {
   return nets.map((n, i) => {

@@ -168,21 +168,21 @@ export class TupleInterner {
   }
 
   /**
-   * `acquire(Object.keys(obj))`, without making that array when one of the last few tuples is the
-   * object's keys (items come in runs with the same label keys: an array an item was most of what
-   * building an item threw away).
+   * `acquire` of the object's keys whose values are strings (in order), without making that array
+   * when one of the last few tuples is those keys (items come in runs with the same label keys:
+   * an array an item was most of what building an item threw away).
    */
-  acquireKeysOf(obj: Readonly<Record<string, unknown>>): readonly string[] {
+  acquireStringKeysOf(obj: Readonly<Record<string, unknown>>): readonly string[] {
     const recent = this.recent;
     for (let r = 0; r < recent.length; r++) {
       const node = recent[r];
       const t = node?.tuple;
-      if (t !== undefined && areKeysOf(t, obj)) {
+      if (t !== undefined && areStringKeysOf(t, obj)) {
         node!.refs++;
         return t;
       }
     }
-    return this.acquire(Object.keys(obj));
+    return this.acquire(stringKeysOf(obj));
   }
 
   /** Drops a reference taken by `acquire`; returns true when that was the last one. */
@@ -208,14 +208,22 @@ export class TupleInterner {
   }
 }
 
-/** Are these, in order, the object's (own, enumerable) keys? */
-function areKeysOf(keys: readonly string[], obj: Readonly<Record<string, unknown>>): boolean {
+/** Are these, in order, the object's (own, enumerable) keys whose values are strings? */
+export function areStringKeysOf(keys: readonly string[], obj: Readonly<Record<string, unknown>>): boolean {
   let i = 0;
   for (const k in obj) {
+    if (typeof obj[k] !== 'string') continue;
     if (i >= keys.length || keys[i] !== k) return false;
     i++;
   }
   return i === keys.length;
+}
+
+/** The object's (own, enumerable) keys whose values are strings, in order. */
+export function stringKeysOf(obj: Readonly<Record<string, unknown>>): string[] {
+  const out: string[] = [];
+  for (const k in obj) if (typeof obj[k] === 'string') out.push(k);
+  return out;
 }
 
 function sameParts(a: readonly string[], b: readonly string[]): boolean {
@@ -517,5 +525,94 @@ export class LinkedQueue<T> {
     const out: T[] = [];
     for (let l = this.head; l; l = l.next) out.push(l.value);
     return out;
+  }
+}
+
+/**
+ * A map from int32 keys to non-negative integers, open-addressed in one typed array of (key,
+ * value) pairs (linear probing; no tombstones: a removal shifts the entries after it back). For
+ * hundreds of thousands of keys (every endpoint's address) it costs 16 bytes a slot outside the
+ * heap, and a lookup a probe of adjacent memory, where a Map of numbers costs about 40 bytes an
+ * entry on the heap, and a lookup touches its bucket, its entry and the chain's next ones.
+ */
+export class Int32Table {
+  /** Slot i: the key at 2i, the value plus one at 2i + 1 (0: the slot is empty). */
+  private data: Int32Array;
+  private mask: number;
+  /** 32 minus log2 of the slots: a key's home slot is the top bits of its Fibonacci hash. */
+  private shift: number;
+  private count = 0;
+
+  constructor() {
+    this.data = new Int32Array(32);
+    this.mask = 15;
+    this.shift = 28;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** The value under `key`, or -1 when there is none. */
+  get(key: number): number {
+    const { data, mask } = this;
+    for (let i = this.home(key); ; i = (i + 1) & mask) {
+      const v = data[2 * i + 1]!;
+      if (v === 0) return -1;
+      if (data[2 * i] === key) return v - 1;
+    }
+  }
+
+  /** Sets the value (a non-negative int32) under `key`. */
+  set(key: number, value: number): void {
+    const { data, mask } = this;
+    for (let i = this.home(key); ; i = (i + 1) & mask) {
+      const v = data[2 * i + 1]!;
+      if (v === 0) {
+        data[2 * i] = key;
+        data[2 * i + 1] = value + 1;
+        if (++this.count * 2 > mask) this.grow();
+        return;
+      }
+      if (data[2 * i] === key) {
+        data[2 * i + 1] = value + 1;
+        return;
+      }
+    }
+  }
+
+  /** Removes `key`; returns whether it was there. */
+  delete(key: number): boolean {
+    const { data, mask } = this;
+    let i = this.home(key);
+    for (; ; i = (i + 1) & mask) {
+      if (data[2 * i + 1] === 0) return false;
+      if (data[2 * i] === key) break;
+    }
+    // Each later entry of the run whose home is not cyclically within (i, j] moves back into the
+    // hole, so that every lookup still reaches its entry without crossing an empty slot.
+    for (let j = (i + 1) & mask; data[2 * j + 1] !== 0; j = (j + 1) & mask) {
+      const home = this.home(data[2 * j]!);
+      if (i <= j ? i < home && home <= j : i < home || home <= j) continue;
+      data[2 * i] = data[2 * j]!;
+      data[2 * i + 1] = data[2 * j + 1]!;
+      i = j;
+    }
+    data[2 * i + 1] = 0;
+    this.count--;
+    return true;
+  }
+
+  private home(key: number): number {
+    return Math.imul(key, 0x9e3779b1) >>> this.shift;
+  }
+
+  private grow(): void {
+    const old = this.data;
+    this.data = new Int32Array(old.length * 2);
+    this.mask = this.mask * 2 + 1;
+    this.shift--;
+    this.count = 0;
+    for (let i = 0; i < old.length; i += 2) if (old[i + 1] !== 0) this.set(old[i]!, old[i + 1]! - 1);
   }
 }

@@ -3,6 +3,7 @@
 // an item's change moves a set's members. A member stays while some other selected item still
 // gives it, which the index of addresses to items answers; nothing is stored per (set, item).
 // Which items a set selects is the selector index's job: it is passed in as `selects`.
+import { Int32Table } from './index-structures.ts';
 import type { IpSetType } from './messages.ts';
 
 /** What the member index reads of an item. */
@@ -33,7 +34,7 @@ export class IpSetMemberIndex<I extends MemberSource> {
    * Items by address (net, keyed by `netKey`): one id, or several when items share it. A /32 is
    * keyed by its address as a number: a lookup then neither hashes nor compares the string.
    */
-  private readonly netHolders = new Map<number | string, number | number[]>();
+  private readonly netHolders = new NetHolders();
   /** Addresses held by more than one item, and items with more than one address. */
   private sharedNets = 0;
   private multiNetItems = 0;
@@ -187,6 +188,61 @@ export class IpSetMemberIndex<I extends MemberSource> {
       this.netHolders.set(key, h[0]!);
       this.sharedNets--;
     }
+  }
+}
+
+/** Table values from here on stand for a list of holders (ids stay far below). */
+const LIST_FLAG = 2 ** 30;
+
+/**
+ * The holders of each net, as a Map from `netKey` to one id or a list of several would hold them:
+ * addresses (numbers) in an Int32Table (the lists aside, the table holding LIST_FLAG plus a list's
+ * place), any other net in a Map.
+ */
+class NetHolders {
+  private readonly byAddress = new Int32Table();
+  private readonly lists: (number[] | undefined)[] = [];
+  private readonly freeLists: number[] = [];
+  private readonly byNet = new Map<string, number | number[]>();
+
+  get size(): number {
+    return this.byAddress.size + this.byNet.size;
+  }
+
+  get(key: number | string): number | number[] | undefined {
+    if (typeof key === 'string') return this.byNet.get(key);
+    const v = this.byAddress.get(key);
+    return v < 0 ? undefined : v < LIST_FLAG ? v : this.lists[v - LIST_FLAG];
+  }
+
+  set(key: number | string, h: number | number[]): void {
+    if (typeof key === 'string') {
+      this.byNet.set(key, h);
+      return;
+    }
+    this.freeList(this.byAddress.get(key));
+    if (typeof h === 'number') {
+      this.byAddress.set(key, h);
+      return;
+    }
+    const i = this.freeLists.pop() ?? this.lists.length;
+    this.lists[i] = h;
+    this.byAddress.set(key, LIST_FLAG + i);
+  }
+
+  delete(key: number | string): void {
+    if (typeof key === 'string') {
+      this.byNet.delete(key);
+      return;
+    }
+    this.freeList(this.byAddress.get(key));
+    this.byAddress.delete(key);
+  }
+
+  private freeList(v: number): void {
+    if (v < LIST_FLAG) return;
+    this.lists[v - LIST_FLAG] = undefined;
+    this.freeLists.push(v - LIST_FLAG);
   }
 }
 

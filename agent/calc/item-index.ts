@@ -9,7 +9,14 @@
 // shared key list), label values shared through the postings, and shared inherited parts.
 import type { Labels } from '../../model/resources.ts';
 import type { MatcherSpec } from '../../policy/compiled.ts';
-import { ascending, getOrCreate, IdList, Shared, TupleInterner } from './index-structures.ts';
+import {
+  areStringKeysOf,
+  ascending,
+  getOrCreate,
+  IdList,
+  Shared,
+  TupleInterner,
+} from './index-structures.ts';
 import { NAMESPACE_LABEL, NAMESPACE_LABEL_PREFIX, ProfileLabels } from './profile-labels.ts';
 import {
   type Clause,
@@ -60,6 +67,12 @@ interface ValueEntry {
   refs: number;
   /** Their ids, once some matcher has needed the label key (see KeyPostings.indexed). */
   list: IdList | undefined;
+}
+
+/** A key's postings while indexKeys fills their lists, with the value entry it last found. */
+interface KeyScan {
+  readonly byValue: Map<string, ValueEntry>;
+  last: ValueEntry | undefined;
 }
 
 interface KeyPostings {
@@ -122,11 +135,18 @@ export class ItemIndex {
    * that find their candidates so share one pass over the ids.
    */
   private readonly withoutOwnLists = new Map<string, readonly number[]>();
+  /**
+   * The ids of a filter clause's items as a bitset, by clause, while no item changes: a load's
+   * plans filter their candidates with a bit test each, where merging each plan's candidates with
+   * the clause's (long) lists cost a search each in memory the cache no longer held.
+   */
+  private readonly filterBits = new Map<string, Uint32Array>();
 
   // Shared per-item parts.
   private readonly ownKeyLists = new TupleInterner();
   private readonly sharedNamedPorts = new Shared<ReadonlyMap<string, readonly string[]>>();
   private readonly sharedNamespaces = new Shared<string>();
+  private readonly templates = new LabelTemplates();
 
   get size(): number {
     return this.items.size;
@@ -151,7 +171,7 @@ export class ItemIndex {
    * evaluable (for what changed) though no longer indexed.
    */
   upsert(input: ItemInput): { item: Item; old: Item | undefined } {
-    if (this.withoutOwnLists.size > 0) this.withoutOwnLists.clear();
+    this.clearLoadCaches();
     const old = this.items.get(input.key);
     const key = old?.key ?? input.key;
     const id = old ? old.id : this.newId();
@@ -183,7 +203,7 @@ export class ItemIndex {
   delete(key: string): Item | undefined {
     const old = this.items.get(key);
     if (!old) return undefined;
-    if (this.withoutOwnLists.size > 0) this.withoutOwnLists.clear();
+    this.clearLoadCaches();
     this.items.delete(key);
     this.byId[old.id] = undefined;
     this.forEachOwn(old, (k, v) => this.removeOwn(k, v, old.id));
@@ -265,6 +285,15 @@ export class ItemIndex {
 
   // --- items -------------------------------------------------------------------------------------
 
+  /**
+   * Drops what holds only while no item changes (withoutOwnLists, filterBits): done at the next
+   * item change, or by the caller once a load's plans have run.
+   */
+  clearLoadCaches(): void {
+    if (this.withoutOwnLists.size > 0) this.withoutOwnLists.clear();
+    if (this.filterBits.size > 0) this.filterBits.clear();
+  }
+
   private newId(): number {
     return this.freeIds.pop() ?? this.byId.length;
   }
@@ -288,28 +317,24 @@ export class ItemIndex {
     const namespace =
       inputNamespace === undefined ? undefined : this.sharedNamespaces.share(inputNamespace, inputNamespace);
     const { profiles, inherited, nsLabels, saLabels } = this.profiles.acquire(inputProfiles, namespace);
-    // Object.assign, not spread: a spread clone that then grows gets slow (un-shared) shapes. The
-    // own labels go onto the copy one by one (the keys in the order assigning them all would
-    // give), not into an object of their own first: that object was most of what an item threw away.
-    const labels: Record<string, string> = inherited ? Object.assign({}, inherited) : {};
-    let allStrings = true;
+    const ownKeys = inherited ? this.ownKeyLists.acquireStringKeysOf(own) : null;
+    // A copy of the template for this inheritance and these own keys, its own values then
+    // written over (see LabelTemplates); else built key by key: Object.assign, not spread (a spread
+    // clone that then grows gets slow, un-shared shapes), the own labels going onto the copy one by
+    // one, in the order assigning them all would give.
+    const template = this.templates.find(inherited, ownKeys, own);
+    const labels: Record<string, string> =
+      template !== undefined ? template.make(template.labels) : inherited ? Object.assign({}, inherited) : {};
     for (const k in own) {
       const v = own[k];
-      if (typeof v !== 'string') {
-        allStrings = false;
-        continue;
-      }
+      if (typeof v !== 'string') continue;
       if (shared) labels[k] = v;
       else {
         const oldV = old ? this.ownValue(old, k) : undefined;
         labels[k] = oldV === v ? oldV : this.addOwn(k, v, id);
       }
     }
-    let ownKeys: readonly string[] | null = null;
-    if (inherited)
-      ownKeys = allStrings
-        ? this.ownKeyLists.acquireKeysOf(own)
-        : this.ownKeyLists.acquire(Object.keys(own).filter((k) => typeof own[k] === 'string'));
+    if (template === undefined) this.templates.add(inherited, ownKeys, labels);
     const namedPorts =
       inputNamedPorts && inputNamedPorts.size > 0
         ? this.sharedNamedPorts.share(namedPortsSig(inputNamedPorts), inputNamedPorts)
@@ -430,24 +455,39 @@ export class ItemIndex {
     }
     if (fresh.size === 0) return;
     // By id, ascending: every list is built by appending. The postings of an own-key list's keys
-    // are looked up once per (shared) list, not once per item.
+    // are looked up once per (shared) list, not once per item; a key's last value entry is tried
+    // before its map (runs of items share a cluster, a namespace, an orchestrator...: a value is
+    // its one shared copy, so the test is a comparison of references).
+    const scans = new Map<string, KeyScan>();
+    for (const [k, kp] of fresh) scans.set(k, { byValue: kp.byValue, last: undefined });
     const byId = this.byId;
-    const byKeyList = new Map<readonly string[], (KeyPostings | undefined)[]>();
+    const byKeyList = new Map<readonly string[], (KeyScan | undefined)[]>();
     for (let id = 0; id < byId.length; id++) {
       const item = byId[id];
       if (item === undefined) continue;
       const labels = item.labels;
       const keys = item.ownKeys;
       if (keys === null) {
-        for (const k in labels) fresh.get(k)?.byValue.get(labels[k]!)?.list?.add(id);
+        for (const k in labels) scans.get(k)?.byValue.get(labels[k]!)?.list?.add(id);
         continue;
       }
-      let kps = byKeyList.get(keys);
-      if (kps === undefined) {
-        kps = keys.map((k) => fresh.get(k));
-        byKeyList.set(keys, kps);
+      let kss = byKeyList.get(keys);
+      if (kss === undefined) {
+        kss = keys.map((k) => scans.get(k));
+        byKeyList.set(keys, kss);
       }
-      for (let i = 0; i < keys.length; i++) kps[i]?.byValue.get(labels[keys[i]!]!)?.list?.add(id);
+      for (let i = 0; i < keys.length; i++) {
+        const scan = kss[i];
+        if (scan === undefined) continue;
+        const v = labels[keys[i]!]!;
+        let e = scan.last;
+        if (e === undefined || e.value !== v) {
+          e = scan.byValue.get(v);
+          if (e === undefined) continue;
+          scan.last = e;
+        }
+        e.list?.add(id);
+      }
     }
   }
 
@@ -632,13 +672,14 @@ export class ItemIndex {
     for (const c of req) key += `${clauseSig(c)}\u0004`;
     let plan = memo.get(key);
     if (plan === undefined) {
-      plan = this.newPlan(req);
+      plan = this.newPlan(req, true);
       memo.set(key, plan);
     }
     return plan;
   }
 
-  private newPlan(req: Requirement): CandidatePlan {
+  /** `bitsets`: filter by bitsets shared among a load's plans (see filterBits). */
+  private newPlan(req: Requirement, bitsets = false): CandidatePlan {
     if (req === null) return { sig: '*', run: undefined };
     if (isNothing(req)) return { sig: '', run: () => NO_IDS };
     const costs = req.map((c) => ({ c, cost: this.cost(c) }));
@@ -652,6 +693,7 @@ export class ItemIndex {
     if (size === 0) return { sig: '', run: () => NO_IDS };
     // Filters: the next clauses whose lists are few and (by estimate) clearly smaller than all.
     const filters: (readonly number[])[][] = [];
+    const bits: Uint32Array[] = [];
     if (size >= INTERSECT_MIN) {
       const total = Math.max(1, this.items.size);
       for (let i = 1; i < costs.length && filters.length < MAX_FILTERS; i++) {
@@ -661,14 +703,111 @@ export class ItemIndex {
         if (!isKeyable(costs[i]!.c)) continue;
         const f = this.clauseLists(costs[i]!.c).lists;
         if (f.length > MAX_FILTER_LISTS) continue;
-        filters.push(f);
-        sig += `\u0003${clauseSig(costs[i]!.c)}`;
+        const fsig = clauseSig(costs[i]!.c);
+        if (bitsets) bits.push(this.bitsOf(fsig, f));
+        else filters.push(f);
+        sig += `\u0003${fsig}`;
       }
     }
     // Sorted, disjoint lists whose union is the driver clause's items: merged only when run.
     const run = () =>
-      filtered(!driver.disjoint && lists.length > 1 ? [sortedUnique(lists.flat())] : lists, filters);
+      filtered(!driver.disjoint && lists.length > 1 ? [sortedUnique(lists.flat())] : lists, filters, bits);
     return { sig, run };
+  }
+
+  /** The bitset of the ids in a filter clause's lists (`sig`: the clause's), made once a load. */
+  private bitsOf(sig: string, lists: readonly (readonly number[])[]): Uint32Array {
+    let bits = this.filterBits.get(sig);
+    if (bits === undefined) {
+      bits = new Uint32Array((this.byId.length + 31) >>> 5);
+      for (const l of lists) for (let i = 0; i < l.length; i++) bits[l[i]! >>> 5]! |= 1 << (l[i]! & 31);
+      this.filterBits.set(sig, bits);
+    }
+    return bits;
+  }
+}
+
+/** At most this many label templates per inherited label object (and for items inheriting none). */
+const TEMPLATES_MAX = 16;
+/** At most this many label object makers (one per distinct key list), for all indexes together. */
+const MAKERS_MAX = 256;
+
+/** Makes a copy of a labels object with one given key list, every property inside the object. */
+type LabelsMaker = (template: Labels) => Record<string, string>;
+
+interface LabelTemplate {
+  /** The own label keys: the interned list (for items that inherit), else a list of its own. */
+  readonly ownKeys: readonly string[];
+  readonly labels: Labels;
+  readonly make: LabelsMaker;
+}
+
+const makers = new Map<string, LabelsMaker>();
+
+/**
+ * A function returning a copy of a labels object with exactly these keys, in this order: an object
+ * literal, so the copy is allocated once at its final size with its properties inside it, and
+ * copies of one key list share one hidden class. Undefined beyond MAKERS_MAX key lists, or for a
+ * key a literal cannot hold as an ordinary property.
+ */
+function makerOf(keys: readonly string[]): LabelsMaker | undefined {
+  const sig = keys.join('\u0000');
+  let make = makers.get(sig);
+  if (make !== undefined || makers.size >= MAKERS_MAX) return make;
+  if (keys.includes('__proto__')) return undefined;
+  // JSON.stringify of a string is a valid JavaScript string literal: no key can inject code.
+  const props = keys.map((k) => `${JSON.stringify(k)}: t[${JSON.stringify(k)}]`).join(', ');
+  make = new Function('t', `return { ${props} };`) as LabelsMaker;
+  makers.set(sig, make);
+  return make;
+}
+
+/**
+ * Effective-label objects to copy, by the labels an item inherits and its own label keys. Items
+ * come in a few shapes (their profiles' keys, then their own), and a copy of a template made by
+ * its key list's maker (an object literal) has every property inside the object at its final size,
+ * where building the labels key by key grew a property store outside it several times (most of
+ * what building an item threw away, and one more memory access for each label a selector reads).
+ * The copy's own values are then written over the template's: it has the same keys in the same
+ * order as the labels built key by key.
+ */
+class LabelTemplates {
+  private readonly byInherited = new WeakMap<Labels, LabelTemplate[]>();
+  private readonly plain: LabelTemplate[] = [];
+
+  /** `ownKeys`: the interned own keys of an item that inherits; null for one that does not. */
+  find(
+    inherited: Labels | null,
+    ownKeys: readonly string[] | null,
+    own: Readonly<Record<string, unknown>>,
+  ): LabelTemplate | undefined {
+    if (inherited === null) {
+      const list = this.plain;
+      for (let i = 0; i < list.length; i++) if (areStringKeysOf(list[i]!.ownKeys, own)) return list[i];
+      return undefined;
+    }
+    const list = this.byInherited.get(inherited);
+    if (list === undefined) return undefined;
+    for (let i = 0; i < list.length; i++) if (list[i]!.ownKeys === ownKeys) return list[i];
+    return undefined;
+  }
+
+  /** Keeps labels built for this inheritance and these own keys as a template, while there is room. */
+  add(inherited: Labels | null, ownKeys: readonly string[] | null, labels: Labels): void {
+    let list: LabelTemplate[] | undefined;
+    if (inherited === null) list = this.plain;
+    else {
+      list = this.byInherited.get(inherited);
+      if (list === undefined) {
+        list = [];
+        this.byInherited.set(inherited, list);
+      }
+    }
+    if (list.length >= TEMPLATES_MAX) return;
+    const keys = Object.keys(labels);
+    const make = makerOf(keys);
+    if (make === undefined) return;
+    list.push({ ownKeys: ownKeys ?? keys, labels: make(labels), make });
   }
 }
 
@@ -718,17 +857,26 @@ const NO_IDS: readonly number[] = Object.freeze([]) as readonly number[];
 const ABSENT_KEY = '\0absent';
 
 /**
- * The ids of sorted, disjoint lists that are also in one of each filter's lists, list by list
- * (so ascending within each list's part).
+ * The ids of sorted, disjoint lists that are also in one of each filter's lists and in each
+ * bitset, list by list (so ascending within each list's part).
  */
 function filtered(
   lists: readonly (readonly number[])[],
   filters: readonly (readonly number[])[][],
+  bitsets: readonly Uint32Array[],
 ): readonly number[] {
-  if (filters.length === 0) return lists.length === 1 ? lists[0]! : lists.flat();
+  if (filters.length === 0 && bitsets.length === 0) return lists.length === 1 ? lists[0]! : lists.flat();
   const out: number[] = [];
   for (const l of lists) {
     let keep: readonly number[] = l;
+    for (const bits of bitsets) {
+      const next: number[] = [];
+      for (let i = 0; i < keep.length; i++) {
+        const id = keep[i]!;
+        if ((bits[id >>> 5]! & (1 << (id & 31))) !== 0) next.push(id);
+      }
+      keep = next;
+    }
     for (const f of filters) {
       const hit = new Uint8Array(keep.length);
       for (const fl of f) markCommon(keep, fl, hit);

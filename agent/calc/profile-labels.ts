@@ -28,13 +28,24 @@ export interface Inheritance {
 const EMPTY_LABELS: Labels = Object.freeze({}) as Labels;
 const NO_PROFILES: readonly string[] = Object.freeze([]) as readonly string[];
 
+/** What is read off one interned profile list, once (every item with the list reads it). */
+interface ListInfo {
+  /** The profiles' labels merged in order (null: none); undefined until asked, and after a change. */
+  inherited: Labels | null | undefined;
+  /** The namespace and service-account profiles among them. */
+  readonly nsProfile: string | undefined;
+  readonly saProfile: string | undefined;
+}
+
+const NO_LIST_INFO: ListInfo = { inherited: null, nsProfile: undefined, saProfile: undefined };
+
 export class ProfileLabels {
   private readonly labels = new Map<string, Labels>();
   /** Profiles by label (key → value → profile names). */
   private readonly byLabel = new Map<string, Map<string, Set<string>>>();
   private readonly lists = new TupleInterner();
-  /** Labels a profile list passes on, per interned list; built on demand. */
-  private readonly inherited = new Map<readonly string[], Labels | null>();
+  /** Per interned list, while it is held. */
+  private readonly info = new Map<readonly string[], ListInfo>();
   private readonly nsLabels = new SharedByPair<Labels>();
   private readonly saLabels = new Shared<Labels>();
 
@@ -50,8 +61,7 @@ export class ProfileLabels {
       this.index(name, labels, true);
     } else this.labels.delete(name);
     if (sameLabels(before, labels)) return false;
-    for (const profiles of this.inherited.keys())
-      if (profiles.includes(name)) this.inherited.delete(profiles);
+    for (const [profiles, info] of this.info) if (profiles.includes(name)) info.inherited = undefined;
     if (isNamespaceProfile(name)) this.nsLabels.remake(name, (ns) => this.nsLabelsOf(name, ns));
     if (isServiceAccountProfile(name)) this.saLabels.remake(name, () => this.saLabelsOf(name));
     return true;
@@ -60,23 +70,42 @@ export class ProfileLabels {
   /** What an item with these profiles (in this namespace) inherits, with a reference taken. */
   acquire(profileList: readonly string[], namespace: string | undefined): Inheritance {
     const profiles = profileList.length === 0 ? NO_PROFILES : this.lists.acquire(profileList);
-    const inherited = profiles.length === 0 ? null : this.inheritedOf(profiles);
-    let nsLabels: Labels | undefined;
-    if (namespace !== undefined) {
-      const nsProfile = profiles.find(isNamespaceProfile);
-      nsLabels = this.nsLabels.acquire(nsProfile ?? '', namespace, this.nsLabelsOf);
+    const info = this.infoOf(profiles);
+    let inherited = info.inherited;
+    if (inherited === undefined) {
+      inherited = this.merged(profiles);
+      info.inherited = inherited;
     }
-    const saProfile = profiles.find(isServiceAccountProfile);
+    const nsLabels =
+      namespace === undefined
+        ? undefined
+        : this.nsLabels.acquire(info.nsProfile ?? '', namespace, this.nsLabelsOf);
+    const saProfile = info.saProfile;
     const saLabels = saProfile ? this.saLabels.acquire(saProfile, this.saLabelsOf) : EMPTY_LABELS;
     return { profiles, inherited, nsLabels, saLabels };
   }
 
   /** Drops the reference `acquire` took (with the interned list it returned). */
   release(profiles: readonly string[], namespace: string | undefined): void {
-    if (profiles.length > 0 && this.lists.release(profiles)) this.inherited.delete(profiles);
-    if (namespace !== undefined) this.nsLabels.release(profiles.find(isNamespaceProfile) ?? '', namespace);
-    const saProfile = profiles.find(isServiceAccountProfile);
+    const { nsProfile, saProfile } = this.infoOf(profiles);
+    if (profiles.length > 0 && this.lists.release(profiles)) this.info.delete(profiles);
+    if (namespace !== undefined) this.nsLabels.release(nsProfile ?? '', namespace);
     if (saProfile) this.saLabels.release(saProfile);
+  }
+
+  /** The info of an interned list (made at its first use). */
+  private infoOf(profiles: readonly string[]): ListInfo {
+    if (profiles.length === 0) return NO_LIST_INFO;
+    let info = this.info.get(profiles);
+    if (info === undefined) {
+      info = {
+        inherited: undefined,
+        nsProfile: profiles.find(isNamespaceProfile),
+        saProfile: profiles.find(isServiceAccountProfile),
+      };
+      this.info.set(profiles, info);
+    }
+    return info;
   }
 
   /** Calls `fn` with each profile that has label `k` (with one of `values`, when given). */
@@ -102,14 +131,14 @@ export class ProfileLabels {
     return {
       profilesByLabel,
       profileLists: this.lists.size,
+      profileListInfos: this.info.size,
       sharedNsLabels: this.nsLabels.size,
       sharedSaLabels: this.saLabels.size,
     };
   }
 
-  private inheritedOf(profiles: readonly string[]): Labels | null {
-    let out = this.inherited.get(profiles);
-    if (out !== undefined) return out;
+  /** The labels of these profiles, merged in order (null: none). */
+  private merged(profiles: readonly string[]): Labels | null {
     let merged: Record<string, string> | null = null;
     for (const p of profiles) {
       const pl = this.labels.get(p);
@@ -119,9 +148,7 @@ export class ProfileLabels {
         merged[k] = pl[k]!;
       }
     }
-    out = merged;
-    this.inherited.set(profiles, out);
-    return out;
+    return merged;
   }
 
   /**

@@ -98,7 +98,7 @@ export class RequirementRegistry<T extends Registrant> {
     if (reg === 'never') return;
     const { key: secKey, values: secValues } = secondaryKey(reg.secondary);
     for (const a of reg.primary) {
-      for (const { node } of this.nodesOf(a, true)) {
+      for (const node of this.nodesFor(a)) {
         const sets: Set<T>[] = [];
         if (secKey === undefined) {
           node.direct ??= new Set();
@@ -189,6 +189,29 @@ export class RequirementRegistry<T extends Registrant> {
     }
   }
 
+  /**
+   * The registration nodes of an atom (one per value), created where missing: `nodesOf` without
+   * the closures that drop them (a load registers tens of thousands of matchers).
+   */
+  private nodesFor(a: Atom): RegNode<T>[] {
+    const out: RegNode<T>[] = [];
+    if (a.space === 'scope') {
+      out.push(nodeAt(this.byNamespace, a.namespace));
+      return out;
+    }
+    // Never registered under (registrationOf leaves such clauses out).
+    if (a.space === 'absent') return out;
+    const [byValue, byKey] =
+      a.space === 'labels' ? [this.byLabel, this.byLabelKey] : [this.byNsLabel, this.byNsLabelKey];
+    if (!a.values) {
+      out.push(nodeAt(byKey, a.key));
+      return out;
+    }
+    const values = getOrCreate(byValue, a.key, () => new Map<string, RegNode<T>>());
+    for (const v of a.values) out.push(nodeAt(values, v));
+    return out;
+  }
+
   /** The registration nodes of an atom (one per value), created if asked. */
   private nodesOf(a: Atom, create: boolean): { node: RegNode<T>; drop: () => void }[] {
     const out: { node: RegNode<T>; drop: () => void }[] = [];
@@ -232,6 +255,16 @@ export class RequirementRegistry<T extends Registrant> {
     }
     return out;
   }
+}
+
+/** The node under `k`, made when there is none. */
+function nodeAt<K, T>(map: Map<K, RegNode<T>>, k: K): RegNode<T> {
+  let node = map.get(k);
+  if (node === undefined) {
+    node = { direct: undefined, bySecondary: undefined };
+    map.set(k, node);
+  }
+  return node;
 }
 
 function secondaryKey(sec: Atom | undefined): { key: string | undefined; values: readonly string[] } {

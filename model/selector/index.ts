@@ -8,7 +8,7 @@
 // Semantics as Calico: `!=` and `not in` are true when the label is absent; `==`, `in`,
 // `contains`, `starts with`, `ends with` are false then. `global()` matches label sets without a
 // `projectcalico.org/namespace` label, i.e. non-namespaced entities (see ast.ts).
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import type { Labels } from '../resources.ts';
 import { ALL_NODE, boolDepth, collectKeys, type Node, print } from './ast.ts';
 import { compile } from './compile.ts';
@@ -57,13 +57,17 @@ class CompiledSelector implements Selector {
 
 /** Felix's hash.MakeUniqueID("s", canonical): note the prefix is hashed too. */
 function selectorId(canonical: string): string {
-  return (
-    's:' +
-    createHash('sha224')
-      .update('s:' + canonical, 'utf8')
-      .digest('base64url')
-  );
+  return `s:${sha224Base64url(`s:${canonical}`)}`;
 }
+
+/**
+ * SHA-224 of the text (UTF-8), base64url without padding: node:crypto's one-shot `hash` where Node
+ * has it (20.12 on: no Hash object per id, about half the cost), else through createHash.
+ */
+export const sha224Base64url: (text: string) => string =
+  typeof hash === 'function'
+    ? (text) => hash('sha224', text, 'base64url')
+    : (text) => createHash('sha224').update(text, 'utf8').digest('base64url');
 
 /** Parses a selector; empty or whitespace-only text is all(). Throws SelectorParseError. */
 export function parseSelector(src: string): Selector {
@@ -75,11 +79,15 @@ export function parseSelector(src: string): Selector {
  * spaces, so a source near the size limit can print over it, and `and()` adds a nesting level.
  */
 function checked(sel: CompiledSelector): CompiledSelector {
-  const fail = (expected: string) => new SelectorParseError(sel.source, 0, expected);
-  if (boolDepth(sel.ast) > MAX_NESTING) throw fail(`at most ${MAX_NESTING} nested && / || groups`);
+  if (boolDepth(sel.ast) > MAX_NESTING)
+    throw new SelectorParseError(sel.source, 0, `at most ${MAX_NESTING} nested && / || groups`);
   const canonical = sel.canonical;
   if (canonical.length > MAX_SELECTOR_BYTES || Buffer.byteLength(canonical) > MAX_SELECTOR_BYTES) {
-    throw fail(`a selector whose canonical form is at most ${MAX_SELECTOR_BYTES} bytes`);
+    throw new SelectorParseError(
+      sel.source,
+      0,
+      `a selector whose canonical form is at most ${MAX_SELECTOR_BYTES} bytes`,
+    );
   }
   return sel;
 }

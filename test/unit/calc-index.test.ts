@@ -170,7 +170,7 @@ describe('TupleInterner', () => {
             if (acquire) {
               // A copy: the interner must find the tuple by its parts, not by the array.
               const got = byKeys
-                ? t.acquireKeysOf(Object.fromEntries(TUPLES[i]!.map((k) => [k, 'v'])))
+                ? t.acquireStringKeysOf(Object.fromEntries(TUPLES[i]!.map((k) => [k, 'v'])))
                 : t.acquire([...TUPLES[i]!]);
               assert.deepEqual([...got], TUPLES[i]);
               if (list.length > 0) assert.equal(got, list[0], 'one array per tuple while held');

@@ -99,3 +99,18 @@ test('a canonical network is recognised as one; the rest is not', () => {
   ])
     assert.ok(!isCanonicalCidr(s), s);
 });
+
+test('parseIp4 gives what the parse and format give (its canonical shortcut included), and refuses the rest', () => {
+  const addressLike = fc
+    .tuple(fc.array(octet, { minLength: 3, maxLength: 5 }), fc.constantFrom('', ' ', '/', '/32'))
+    .map(([octets, tail]) => `${octets.join('.')}${tail}`);
+  fc.assert(
+    fc.property(fc.oneof(addressLike, fc.string({ maxLength: 16 })), (s) => {
+      assert.equal(
+        outcome(() => parseIp4(s)),
+        outcome(() => intToIp4(ip4ToInt(s))),
+      );
+    }),
+    { numRuns: 20_000 },
+  );
+});
