@@ -294,6 +294,8 @@ export class LabelIndex {
     }
     for (const m of live) this.announce(m);
     this.scratch = NO_IDS;
+    // The load's own lookups (filter bitsets, off the heap) go now, not at the next item change.
+    this.items.clearLoadCaches();
   }
 
   /** Current members of an active matcher (for tests and `explain`). */
