@@ -23,8 +23,10 @@ const log = logger('iptables');
 export type IptablesBackend = 'nft' | 'legacy';
 export type Table = 'filter' | 'nat' | 'mangle' | 'raw';
 
-/** One rule; `match` and `action` in iptables-restore syntax, e.g. '-m conntrack --ctstate INVALID', '-j DROP'. */
-/** Never changed once made: `ruleHashes` knows a chain again by its rules' identity. */
+/**
+ * One rule; `match` and `action` in iptables-restore syntax, e.g. '-m conntrack --ctstate INVALID',
+ * '-j DROP'. Never changed once made: `ruleHashes` and `targetOf` know a rule by its identity.
+ */
 export interface IptRule {
   readonly match: string;
   readonly action: string;

@@ -1,7 +1,7 @@
 // VXLAN overlay: every other node of the mesh with a complete VTEP (node IP, tunnel IP, MAC)
 // becomes a VTEP; every IPAM block affine to such a node becomes a route via it. A route waits for
 // its VTEP (and goes when the VTEP goes), so the kernel never holds a route to a missing neighbour.
-import { createHash, hash } from 'node:crypto';
+import { textDigest } from '../../lib/hash.ts';
 import { type Cidr, type Mac, parseCidr, parseIp4, parseMac } from '../../model/net.ts';
 import type { IPAMBlock, IPPool, Node } from '../../proto/service.ts';
 import type { MessageSink, Pool, RemoteBlockRoute, Vtep } from './messages.ts';
@@ -14,18 +14,9 @@ import type { MessageSink, Pool, RemoteBlockRoute, Vtep } from './messages.ts';
  */
 export function derivedVtepMac(nodeName: string): Mac {
   const name = nodeName.slice(nodeName.lastIndexOf('/') + 1);
-  const h = sha1Hex(name);
+  const h = textDigest('sha1', name, 'hex');
   return `66:${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4, 6)}:${h.slice(6, 8)}:${h.slice(8, 10)}` as Mac;
 }
-
-/**
- * SHA-1 in hex: node:crypto's one-shot `hash` where Node has it (20.12 on; a remote node each, so
- * no Hash object per node), else through createHash.
- */
-const sha1Hex: (text: string) => string =
-  typeof hash === 'function'
-    ? (text) => hash('sha1', text, 'hex')
-    : (text) => createHash('sha1').update(text).digest('hex');
 
 interface BlockState {
   key: string;

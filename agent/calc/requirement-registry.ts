@@ -126,7 +126,7 @@ export class RequirementRegistry<T extends Registrant> {
     if (reg === 'never') return;
     const { key: secKey, values: secValues } = secondaryKey(reg.secondary);
     for (const a of reg.primary) {
-      for (const { node, drop } of this.nodesOf(a, false)) {
+      for (const { node, drop } of this.heldNodesOf(a)) {
         if (secKey === undefined) {
           if (node.direct?.delete(entry)) this.registrations--;
           if (node.direct?.size === 0) node.direct = undefined;
@@ -190,8 +190,8 @@ export class RequirementRegistry<T extends Registrant> {
   }
 
   /**
-   * The registration nodes of an atom (one per value), created where missing: `nodesOf` without
-   * the closures that drop them (a load registers tens of thousands of matchers).
+   * The registration nodes of an atom (one per value), created where missing, for a registration:
+   * without the closures `heldNodesOf` makes to drop them (a load registers tens of thousands).
    */
   private nodesFor(a: Atom): RegNode<T>[] {
     const out: RegNode<T>[] = [];
@@ -212,15 +212,11 @@ export class RequirementRegistry<T extends Registrant> {
     return out;
   }
 
-  /** The registration nodes of an atom (one per value), created if asked. */
-  private nodesOf(a: Atom, create: boolean): { node: RegNode<T>; drop: () => void }[] {
+  /** The registration nodes an atom has (none made), for an unregistration: each with its drop. */
+  private heldNodesOf(a: Atom): { node: RegNode<T>; drop: () => void }[] {
     const out: { node: RegNode<T>; drop: () => void }[] = [];
     const at = <K>(map: Map<K, RegNode<T>>, k: K) => {
-      let node = map.get(k);
-      if (!node && create) {
-        node = { direct: undefined, bySecondary: undefined };
-        map.set(k, node);
-      }
+      const node = map.get(k);
       if (node) out.push({ node, drop: () => map.delete(k) });
     };
     if (a.space === 'scope') {
@@ -235,13 +231,8 @@ export class RequirementRegistry<T extends Registrant> {
       at(byKey, a.key);
       return out;
     }
-    let values = byValue.get(a.key);
-    if (!values && create) {
-      values = new Map();
-      byValue.set(a.key, values);
-    }
-    if (!values) return out;
-    const vs = values;
+    const vs = byValue.get(a.key);
+    if (!vs) return out;
     for (const v of a.values) {
       const before = out.length;
       at(vs, v);

@@ -364,14 +364,10 @@ export class Dataplane {
     const applying = this.ipsets.apply(launched, () => {
       if (!alongside) staging ??= stage();
     });
-    const settled = applying.then(
-      () => undefined,
-      () => undefined,
-    );
     // Otherwise render and plan the tables while the ipset restore runs (at scale a second or
     // more), not after it: once the restore is under way, or the sets need no write, and the read
     // is in.
-    await Promise.race([writing, settled]);
+    await Promise.race([writing, applying.catch(() => undefined)]);
     handedOver();
     const [read] = await Promise.allSettled([reading]);
     if (staging === undefined) for (const m of this.tableManagers) m.prepare();

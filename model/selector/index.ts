@@ -8,7 +8,7 @@
 // Semantics as Calico: `!=` and `not in` are true when the label is absent; `==`, `in`,
 // `contains`, `starts with`, `ends with` are false then. `global()` matches label sets without a
 // `projectcalico.org/namespace` label, i.e. non-namespaced entities (see ast.ts).
-import { createHash, hash } from 'node:crypto';
+import { textDigest } from '../../lib/hash.ts';
 import type { Labels } from '../resources.ts';
 import { ALL_NODE, boolDepth, collectKeys, type Node, print } from './ast.ts';
 import { compile } from './compile.ts';
@@ -60,14 +60,10 @@ function selectorId(canonical: string): string {
   return `s:${sha224Base64url(`s:${canonical}`)}`;
 }
 
-/**
- * SHA-224 of the text (UTF-8), base64url without padding: node:crypto's one-shot `hash` where Node
- * has it (20.12 on: no Hash object per id, about half the cost), else through createHash.
- */
-export const sha224Base64url: (text: string) => string =
-  typeof hash === 'function'
-    ? (text) => hash('sha224', text, 'base64url')
-    : (text) => createHash('sha224').update(text, 'utf8').digest('base64url');
+/** SHA-224 of the text (UTF-8), base64url without padding: Felix's ids. */
+export function sha224Base64url(text: string): string {
+  return textDigest('sha224', text, 'base64url');
+}
 
 /** Parses a selector; empty or whitespace-only text is all(). Throws SelectorParseError. */
 export function parseSelector(src: string): Selector {
