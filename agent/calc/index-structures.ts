@@ -412,13 +412,14 @@ export class SelectedIds {
     // Many changes (a pass anyway): one pass over the ids, not a block move each.
     const blocks = ((removed?.size ?? 0) + (added?.size ?? 0)) * 16 < n;
     if (removed?.size) {
-      const gone = [...removed].sort(ascending);
+      // A typed array sorts numerically in native code; a comparator costs a call a comparison.
+      const gone = Int32Array.from(removed).sort();
       if (blocks) {
         // Where each removed id is, then the blocks between them down by as many as precede them.
         const at: number[] = [];
-        for (const id of gone) {
-          const p = lowerBound32(ids, n, id);
-          if (ids[p] === id) at.push(p);
+        for (let j = 0; j < gone.length; j++) {
+          const p = lowerBound32(ids, n, gone[j]!);
+          if (ids[p] === gone[j]) at.push(p);
         }
         for (let j = 0; j < at.length; j++) ids.copyWithin(at[j]! - j, at[j]! + 1, at[j + 1] ?? n);
         n -= at.length;
@@ -435,7 +436,7 @@ export class SelectedIds {
       }
     }
     if (added?.size) {
-      const extra = [...added].sort(ascending);
+      const extra = Int32Array.from(added).sort();
       const total = n + extra.length;
       if (total > ids.length) {
         const next = new Int32Array(total);
@@ -446,7 +447,8 @@ export class SelectedIds {
       if (blocks) {
         // Where each added id goes among the others, then from the last: the block after it up
         // by as many as precede it and itself, and it in place.
-        const at = extra.map((id) => lowerBound32(ids, n, id));
+        const at = new Int32Array(extra.length);
+        for (let j = 0; j < extra.length; j++) at[j] = lowerBound32(ids, n, extra[j]!);
         for (let j = extra.length - 1; j >= 0; j--) {
           ids.copyWithin(at[j]! + j + 1, at[j]!, at[j + 1] ?? n);
           ids[at[j]! + j] = extra[j]!;

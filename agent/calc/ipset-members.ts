@@ -80,23 +80,27 @@ export class IpSetMemberIndex<I extends MemberSource> {
 
   /** The members of a set selecting the items with these ids (the first `count`), each once. */
   membersOfIds(rule: MemberRule, ids: ArrayLike<number>, count = ids.length): string[] {
-    const out: string[] = [];
     if (rule.type === 'hash:net') {
+      // Nearly every item has one address: made at its size, the list is not grown and copied.
+      const out = new Array<string>(count);
       const soleNet = this.soleNet;
+      let k = 0;
       for (let i = 0; i < count; i++) {
         const net = soleNet[ids[i]!];
-        if (net !== undefined) out.push(net);
-        else for (const x of this.itemById(ids[i]!)?.nets ?? NO_MEMBERS) out.push(x);
+        if (net !== undefined) out[k++] = net;
+        else for (const x of this.itemById(ids[i]!)?.nets ?? NO_MEMBERS) out[k++] = x;
       }
-    } else {
-      for (let i = 0; i < count; i++) {
-        const item = this.itemById(ids[i]!);
-        if (item) for (const x of this.membersOf(rule, item)) out.push(x);
-      }
+      out.length = k;
+      // Shared addresses, or several per item, can repeat a member.
+      return this.sharedNets > 0 || this.multiNetItems > 0 ? [...new Set(out)] : out;
     }
-    // Shared addresses (or several per item, or ports) can repeat a member.
-    if (this.sharedNets > 0 || this.multiNetItems > 0 || rule.type !== 'hash:net') return [...new Set(out)];
-    return out;
+    const out: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const item = this.itemById(ids[i]!);
+      if (item) for (const x of this.membersOf(rule, item)) out.push(x);
+    }
+    // Several items (or ports) can give the same member.
+    return [...new Set(out)];
   }
 
   /**
