@@ -386,12 +386,8 @@ async function oneChangeFloor(ns: string, backend: 'nft' | 'legacy', count: numb
   return out;
 }
 
-/**
- * Rule visits of nf_tables' validation walk over a saved table: from each base chain, every rule of
- * every chain reachable by jump or goto, once per path (the kernel keeps no memory of chains already
- * walked).
- */
-function validationVisits(save: string): number {
+/** A saved table's chains: each one's rules, as the chain each jumps or goes to (if any). */
+function jumpsOf(save: string): Map<string, (string | undefined)[]> {
   const targets = new Map<string, (string | undefined)[]>();
   for (const line of save.split('\n')) {
     if (!line.startsWith('-A ')) continue;
@@ -400,27 +396,92 @@ function validationVisits(save: string): number {
     list.push(/ -[jg] (\S+)/.exec(line)?.[1]);
     targets.set(chain, list);
   }
-  const memo = new Map<string, number>();
-  const visits = (chain: string): number => {
-    let n = memo.get(chain);
+  return targets;
+}
+
+/**
+ * What nf_tables' validation walk covers in a saved table, counted two ways: each chain reachable
+ * from a base chain once per hook (kernels with the late-2025 fix remember the chains validated for
+ * a hook), and every rule once per path (kernels before it). `validationMemo` says which one this
+ * kernel does.
+ */
+function validationScope(save: string): { perHook: Record<string, number>; perPath: number } {
+  const targets = jumpsOf(save);
+  const paths = new Map<string, number>();
+  const visitsByPath = (chain: string): number => {
+    let n = paths.get(chain);
     if (n !== undefined) return n;
     n = 0;
-    for (const t of targets.get(chain) ?? []) n += 1 + (t && targets.has(t) ? visits(t) : 0);
-    memo.set(chain, n);
+    for (const t of targets.get(chain) ?? []) n += 1 + (t && targets.has(t) ? visitsByPath(t) : 0);
+    paths.set(chain, n);
     return n;
   };
-  return ['INPUT', 'FORWARD', 'OUTPUT'].reduce((a, c) => a + visits(c), 0);
+  const perHook: Record<string, number> = {};
+  let perPath = 0;
+  for (const base of ['INPUT', 'FORWARD', 'OUTPUT']) {
+    perPath += visitsByPath(base);
+    const seen = new Set<string>();
+    const stack = [base];
+    let rules = 0;
+    while (stack.length) {
+      const c = stack.pop()!;
+      if (seen.has(c) || !targets.has(c)) continue;
+      seen.add(c);
+      for (const t of targets.get(c)!) {
+        rules++;
+        if (t) stack.push(t);
+      }
+    }
+    perHook[base] = rules;
+  }
+  return { perHook, perPath };
+}
+
+/**
+ * Whether this kernel validates a chain that many paths reach once (remembered per hook) or once
+ * per path: in a namespace of its own, a chain of 5,000 rules reached from FORWARD by 1 path, then
+ * by 51, and one rule with a verdict committed through a kept `iptables-nft-restore` each time.
+ * Walked once per path, the second commit would cover 255,000 rule visits, not 5,000.
+ */
+async function validationMemo(ns: string, count: number): Promise<{ one: number; many: number }> {
+  await addNetns(ns);
+  const session = new RestoreSession('iptables-nft-restore', ['--noflush'], ns);
+  const write = async (text: string) => {
+    const r = await session.write(text);
+    if (r.result !== 'landed') throw new Error(`validation memo probe: ${r.result}`);
+  };
+  const probe = async () => {
+    const out: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const t0 = performance.now();
+      await write('*filter\n:fm-probe - [0:0]\n-A fm-probe -j RETURN\nCOMMIT\n');
+      out.push(performance.now() - t0);
+    }
+    return pct(out, 0.5);
+  };
+  try {
+    const rules = Array.from({ length: 5000 }, (_, i) => `-A fm-p -p tcp --dport ${i + 1} -j ACCEPT`);
+    await write(`*filter\n:fm-p - [0:0]\n${rules.join('\n')}\n-A FORWARD -j fm-p\nCOMMIT\n`);
+    const one = await probe();
+    const via = Array.from({ length: 50 }, (_, i) => `fm-e${i}`);
+    await write(
+      `*filter\n${via.map((c) => `:${c} - [0:0]`).join('\n')}\n${via.map((c) => `-A ${c} -j fm-p\n-A FORWARD -j ${c}`).join('\n')}\nCOMMIT\n`,
+    );
+    return { one, many: await probe() };
+  } finally {
+    session.end();
+    await deleteNetns(ns);
+  }
 }
 
 /**
  * What any commit that adds a verdict costs in this table, apart from what it writes: one rule
  * into a chain nothing jumps to, through a kept `iptables-nft-restore` as the agent writes, with a
- * verdict (`-j RETURN`: nf_tables then walks every rule reachable from the base chains, once per
- * path) and bare (no match, no target: only a counter, which asks for no validation). Their
- * difference is the kernel's validation walk, a floor under every label change that rewrites an
- * endpoint chain.
+ * verdict (`-j RETURN`: nf_tables then validates every chain reachable from the base chains) and
+ * bare (no match, no target: only a counter, which asks for no validation). Their difference is
+ * the kernel's validation walk, a floor under every label change that rewrites an endpoint chain.
  */
-async function validationFloor(ns: string, count: number): Promise<void> {
+async function validationFloor(ns: string, memoNs: string, count: number): Promise<void> {
   const save = (await run('iptables-nft-save', ['-t', 'filter'], { netns: ns })).stdout;
   const session = new RestoreSession('iptables-nft-restore', ['--noflush'], ns);
   const probe = (rule: string) => `*filter\n:fm-probe - [0:0]\n-A fm-probe${rule}\nCOMMIT\n`;
@@ -442,8 +503,21 @@ async function validationFloor(ns: string, count: number): Promise<void> {
   } finally {
     session.end();
   }
+  const walk = pct(verdict, 0.5) - pct(bare, 0.5);
+  const memo = await validationMemo(memoNs, 30);
+  const remembered = memo.many < 2 * memo.one;
+  const { perHook, perPath } = validationScope(save);
+  const hookRules = Object.values(perHook).reduce((a, b) => a + b, 0);
+  const walked = remembered ? hookRules : perPath;
   console.log(
-    `  validation floor (nft): ${validationVisits(save)} rule visits per validated commit; one rule into an unreferenced chain through a kept iptables-nft-restore, ${count}× each: with a verdict p50 ${pct(verdict, 0.5).toFixed(1)} ms (p99 ${pct(verdict, 0.99).toFixed(1)}), bare p50 ${pct(bare, 0.5).toFixed(1)} ms (p99 ${pct(bare, 0.99).toFixed(1)}): the kernel's validation walk ≈ ${(pct(verdict, 0.5) - pct(bare, 0.5)).toFixed(1)} ms of every commit that adds a jump`,
+    `  validation floor (nft): one rule into an unreferenced chain through a kept iptables-nft-restore, ${count}× each: with a verdict p50 ${pct(verdict, 0.5).toFixed(1)} ms (p99 ${pct(verdict, 0.99).toFixed(1)}), bare p50 ${pct(bare, 0.5).toFixed(1)} ms (p99 ${pct(bare, 0.99).toFixed(1)}): the kernel's validation walk ≈ ${walk.toFixed(1)} ms of every commit that adds a jump`,
+  );
+  console.log(
+    `    this kernel validates a chain ${remembered ? 'once per hook' : 'once per path'} (5,000 rules reached by 1 path: ${memo.one.toFixed(1)} ms a commit; by 51 paths: ${memo.many.toFixed(1)} ms): ${walked.toLocaleString('en')} rules validated a commit here (per hook: ${Object.entries(
+      perHook,
+    )
+      .map(([h, n]) => `${h} ${n.toLocaleString('en')}`)
+      .join(', ')}; once per path it would be ${perPath.toLocaleString('en')}), ${((walk * 1000) / walked).toFixed(2)} µs a rule`,
   );
 }
 
@@ -453,6 +527,7 @@ async function main(): Promise<void> {
   const tag = uniqueTag(4);
   const agentNs = `fmb${tag}-agent`;
   const floorNs = `fmb${tag}-floor`;
+  const memoNs = `fmb${tag}-memo`;
   try {
     await Promise.all([makeNode(agentNs), makeNode(floorNs)]);
     const updates = scenario();
@@ -603,7 +678,7 @@ async function main(): Promise<void> {
     if (!SKIP.has('drift')) await driftRepairs(dp, agentNs, backend);
     dp.stop();
     const floors = { [backend]: await oneChangeFloor(agentNs, backend, 100) } as Record<string, number[]>;
-    if (backend === 'nft') await validationFloor(agentNs, 100);
+    if (backend === 'nft') await validationFloor(agentNs, memoNs, 100);
     if (SKIP.has('other')) {
       const xs = lat[backend] ?? [];
       console.log(
@@ -624,7 +699,7 @@ async function main(): Promise<void> {
     );
     dp2.stop();
     floors[other] = await oneChangeFloor(agentNs, other, 100);
-    if (other === 'nft') await validationFloor(agentNs, 100);
+    if (other === 'nft') await validationFloor(agentNs, memoNs, 100);
     for (const b of ['nft', 'legacy']) {
       const xs = lat[b] ?? [];
       const p99 = pct(xs, 0.99);
@@ -636,7 +711,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    await Promise.all([deleteNetns(agentNs), deleteNetns(floorNs)]);
+    await Promise.all([deleteNetns(agentNs), deleteNetns(floorNs), deleteNetns(memoNs)]);
   }
 }
 
