@@ -512,12 +512,11 @@ async function validationFloor(ns: string, memoNs: string, count: number): Promi
   console.log(
     `  validation floor (nft): one rule into an unreferenced chain through a kept iptables-nft-restore, ${count}× each: with a verdict p50 ${pct(verdict, 0.5).toFixed(1)} ms (p99 ${pct(verdict, 0.99).toFixed(1)}), bare p50 ${pct(bare, 0.5).toFixed(1)} ms (p99 ${pct(bare, 0.99).toFixed(1)}): the kernel's validation walk ≈ ${walk.toFixed(1)} ms of every commit that adds a jump`,
   );
+  const hooks = Object.entries(perHook)
+    .map(([h, n]) => `${h} ${n.toLocaleString('en')}`)
+    .join(', ');
   console.log(
-    `    this kernel validates a chain ${remembered ? 'once per hook' : 'once per path'} (5,000 rules reached by 1 path: ${memo.one.toFixed(1)} ms a commit; by 51 paths: ${memo.many.toFixed(1)} ms): ${walked.toLocaleString('en')} rules validated a commit here (per hook: ${Object.entries(
-      perHook,
-    )
-      .map(([h, n]) => `${h} ${n.toLocaleString('en')}`)
-      .join(', ')}; once per path it would be ${perPath.toLocaleString('en')}), ${((walk * 1000) / walked).toFixed(2)} µs a rule`,
+    `    this kernel validates a chain ${remembered ? 'once per hook' : 'once per path'} (5,000 rules reached by 1 path: ${memo.one.toFixed(1)} ms a commit; by 51 paths: ${memo.many.toFixed(1)} ms): ${walked.toLocaleString('en')} rules validated a commit here (per hook: ${hooks}; once per path it would be ${perPath.toLocaleString('en')}), ${((walk * 1000) / walked).toFixed(2)} µs a rule`,
   );
 }
 
