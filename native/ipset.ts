@@ -348,22 +348,28 @@ export function diffIpSets(
     const have = actual.get(want.name) as KernelIpSet | undefined;
     if (have === undefined) {
       // A new set (a cold start: 290,000 members): its members are normalised as its text is
-      // made, into what the kernel will hold, not here before the tool can start.
-      const members = new Set<string>();
+      // made, not here before the tool can start. A list (a graph message's, never changed
+      // after) is normalised into what the kernel holds only when that is first read; a set the
+      // caller may change later is recorded as its text is made.
       const count = memberCount(want.members);
       const create = createLine(want.name, want.type, family, count);
       lines.push(create);
       creates.push(create);
+      const list = Array.isArray(want.members) ? (want.members as readonly string[]) : undefined;
+      const into = list === undefined ? new Set<string>() : undefined;
       if (count > 0)
         lines.push({
           name: want.name,
           members: want.members,
           count,
-          normalise: { type: want.type, family, into: members },
+          normalise: { type: want.type, family, into },
         });
       stats.created++;
       stats.added += count;
-      after.set(want.name, { name: want.name, type: want.type, family, maxelem: MAXELEM, members });
+      after.set(
+        want.name,
+        list ? writtenFromList(want, family, list) : { ...kernelHeader(want, family), members: into! },
+      );
       continue;
     }
     const delta = opts.deltas?.get(want.name);
@@ -405,13 +411,7 @@ export function diffIpSets(
       continue;
     }
     const wantMembers = normalisedMembers(want, family);
-    const written: KernelIpSet = {
-      name: want.name,
-      type: want.type,
-      family,
-      maxelem: MAXELEM,
-      members: wantMembers,
-    };
+    const written: KernelIpSet = { ...kernelHeader(want, family), members: wantMembers };
 
     const sameKind = have.type === want.type && (have.family ?? family) === family;
     if (!sameKind) {
@@ -456,13 +456,33 @@ export function diffIpSets(
   return new IpSetDiff(lines, stats, after, creates, settle);
 }
 
+/** What the kernel says of a set we write, but its members. */
+function kernelHeader(want: IpSetSpec, family: IpSetFamily): Omit<KernelIpSet, 'members'> {
+  return { name: want.name, type: want.type, family, maxelem: MAXELEM };
+}
+
+/**
+ * What the kernel holds once a new set's fill from a list lands: the list normalised, made when
+ * first read (the drift check, a later diff), not while a cold start waits for its writes.
+ */
+function writtenFromList(want: IpSetSpec, family: IpSetFamily, list: readonly string[]): KernelIpSet {
+  let members: Set<string> | undefined;
+  return {
+    ...kernelHeader(want, family),
+    get members(): Set<string> {
+      members ??= normalisedMembers({ ...want, members: list }, family);
+      return members;
+    },
+  };
+}
+
 /** The members of one set to add, as `add` lines when the text is made. */
 interface Fill {
   name: string;
   members: Members;
   count: number;
-  /** Members not normalised yet: normalise each as its line is made, and record it `into`. */
-  normalise?: { type: IpSetType; family: IpSetFamily; into: Set<string> };
+  /** Members not normalised yet: normalise each as its line is made (and record it `into`). */
+  normalise?: { type: IpSetType; family: IpSetFamily; into: Set<string> | undefined };
 }
 
 /** Bytes per piece of a streamed script. */
@@ -491,6 +511,32 @@ class PieceBuffer {
 
   get empty(): boolean {
     return this.off === 0;
+  }
+
+  /**
+   * An IPv4 hash:net member as the kernel prints it, when the text is digits and dots with or
+   * without "/32" (what `normaliseMember` returns unchanged, but for that suffix): written without
+   * making the normalised string. False, with nothing written, for anything else.
+   */
+  putPlainNet4(m: string): boolean {
+    let end = m.length;
+    if (
+      end > 3 &&
+      m.charCodeAt(end - 3) === 0x2f &&
+      m.charCodeAt(end - 2) === 0x33 &&
+      m.charCodeAt(end - 1) === 0x32
+    )
+      end -= 3;
+    this.buf ??= Buffer.allocUnsafe(PIECE_BYTES);
+    const buf = this.buf;
+    let off = this.off;
+    for (let i = 0; i < end; i++) {
+      const c = m.charCodeAt(i);
+      if ((c < 0x30 || c > 0x39) && c !== 0x2e) return false;
+      buf[off++] = c;
+    }
+    this.off = off;
+    return true;
   }
 
   /** Text that fits (see `fits`): one byte a character, the common case, or else UTF-8. */
@@ -600,26 +646,29 @@ export class IpSetDiff {
       }
       const prefix = `add ${l.name} `;
       const norm = l.normalise;
+      // IPv4 nets of a list: most are written straight from the graph's text (see putPlainNet4).
+      const plainNets = norm?.type === 'hash:net' && norm.family === 'inet' && norm.into === undefined;
       for (const raw of l.members) {
-        let m = raw;
-        if (norm !== undefined) {
-          // A member twice after normalising is written twice (-exist): the text is the same
-          // however often it is made (a refusal reads its lines again).
-          m = normaliseMember(norm.type, norm.family, raw);
-          norm.into.add(m);
-        }
         // Room for the line however it encodes (3 bytes a character at most); a member of more than
         // a piece (never a real one) goes as a line of its own.
-        const room = (prefix.length + m.length) * 3 + 8;
+        const room = (prefix.length + raw.length) * 3 + 8;
         if (!out.fits(room)) {
           if (!out.empty) yield out.take();
           if (!out.fits(room)) {
+            const m = norm ? normaliseMember(norm.type, norm.family, raw) : raw;
+            norm?.into?.add(m);
             yield* line(`${prefix}${m} -exist`);
             continue;
           }
         }
         out.put(prefix);
-        out.put(m);
+        if (!plainNets || !out.putPlainNet4(raw)) {
+          // A member twice after normalising is written twice (-exist): the text is the same
+          // however often it is made (a refusal reads its lines again).
+          const m = norm ? normaliseMember(norm.type, norm.family, raw) : raw;
+          norm?.into?.add(m);
+          out.put(m);
+        }
         out.put(' -exist\n');
       }
     }

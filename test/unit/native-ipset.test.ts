@@ -227,6 +227,59 @@ describe('diffIpSets', () => {
     assert.ok(after?.has('10.3.0.5') && !after.has('10.3.0.5/32'), 'normalised as the kernel prints it');
   });
 
+  it("writes a list's IPv4 nets as the kernel prints them, straight or normalised, as a set's (property)", () => {
+    // A graph message's list takes the straight path for digits and dots (with or without /32);
+    // anything else (a wider prefix with host bits, spaces, a hostname) is normalised first.
+    const forms = [
+      (a: string) => `${a}/32`,
+      (a: string) => a,
+      (a: string) => `${a}/24`,
+      (a: string) => ` ${a}/32`,
+      (a: string) => `${a}/3`,
+      () => 'host.EXAMPLE',
+      () => '/32',
+    ];
+    const rnd = mulberry32(11);
+    for (let round = 0; round < 50; round++) {
+      const members = Array.from({ length: 1 + Math.floor(rnd() * 400) }, () => {
+        const a = `10.${Math.floor(rnd() * 3)}.${Math.floor(rnd() * 256)}.${Math.floor(rnd() * 256)}`;
+        return forms[Math.floor(rnd() * forms.length)]!(a);
+      });
+      const fromList = diffIpSets(sets({ name: 'cali40l', type: 'hash:net', members }), new Map());
+      const fromSet = diffIpSets(sets(spec('cali40l', 'hash:net', members)), new Map());
+      const want = members.map((m) => `add cali40l ${normaliseMember('hash:net', 'inet', m)} -exist`);
+      const listText = Buffer.concat([...fromList.pieces()]).toString('utf8');
+      assert.deepEqual(lines(listText).slice(1), want);
+      assert.deepEqual(
+        lines(fromSet.script).slice(1),
+        [...new Set(members)].map((m) => want[members.indexOf(m)]),
+      );
+      const held = new Set(members.map((m) => normaliseMember('hash:net', 'inet', m)));
+      assert.deepEqual(fromList.after.get('cali40l')?.members, held);
+      assert.deepEqual(fromSet.after.get('cali40l')?.members, held);
+    }
+  });
+
+  it("a new set's record made from a list is the one a later delta changes once it lands", () => {
+    const first = diffIpSets(
+      sets({ name: 'cali40d', type: 'hash:net', members: ['10.0.0.1/32', '10.0.0.2/32'] }),
+      new Map(),
+    );
+    const deltas = new Map<string, MemberDelta>([
+      ['cali40d', { added: new Set(['10.0.0.3/32']), removed: new Set(['10.0.0.2/32']) }],
+    ]);
+    const second = diffIpSets(
+      sets(spec('cali40d', 'hash:net', ['10.0.0.1/32', '10.0.0.3/32'])),
+      first.after,
+      {
+        deltas,
+      },
+    );
+    assert.deepEqual(lines(second.script), ['del cali40d 10.0.0.2 -exist', 'add cali40d 10.0.0.3 -exist']);
+    second.landed();
+    assert.deepEqual(second.after.get('cali40d')?.members, new Set(['10.0.0.1', '10.0.0.3']));
+  });
+
   it('writes text of any characters as UTF-8, and members longer than a piece whole', () => {
     // Not members the kernel would take: the text must still be what was asked for, byte for byte.
     const odd = ['10.0.0.1', 'caf\u00e9', 'x'.repeat(300 * 1024), '10.0.0.2'];
