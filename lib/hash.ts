@@ -11,3 +11,9 @@ export const textDigest: (algorithm: DigestAlgorithm, text: string, encoding: Di
   typeof hash === 'function'
     ? (algorithm, text, encoding) => hash(algorithm, text, encoding)
     : (algorithm, text, encoding) => createHash(algorithm).update(text, 'utf8').digest(encoding);
+
+/** The raw digest of bytes, as a new Buffer. */
+export const bytesDigest: (algorithm: DigestAlgorithm, data: Uint8Array) => Buffer =
+  typeof hash === 'function'
+    ? (algorithm, data) => hash(algorithm, data, 'buffer') as unknown as Buffer
+    : (algorithm, data) => createHash(algorithm).update(data).digest();

@@ -13,6 +13,7 @@
 // One sync = one `iptables-save -t TABLE`, a pure diff, one `iptables-restore --noflush --wait`.
 // The restore is a transaction: it lands completely or not at all.
 import { createHash } from 'node:crypto';
+import { bytesDigest } from '../lib/hash.ts';
 import { logger } from '../lib/log.ts';
 import { CommandError, run } from './exec.ts';
 import { NftMonitor, type TableWatch } from './nft-monitor.ts';
@@ -133,15 +134,22 @@ export function ruleHashes(chain: string, rules: readonly IptRule[]): string[] {
 
 /** The hashes made afresh (what `ruleHashes` gives, without its memo). */
 export function computeHashes(chain: string, rules: readonly IptRule[]): string[] {
-  let prev = createHash('sha224').update(chain).digest();
+  let prev = bytesDigest('sha224', Buffer.from(chain));
   return rules.map((rule, pos) => {
-    const h = createHash('sha224');
-    h.update(prev);
-    h.update(`\0${pos}\0${squash(rule.match)}\0${squash(rule.action)}\0${squash(rule.comment ?? '')}`);
-    prev = h.digest();
+    // sha224(previous digest ‖ the rule's text): the two go into one scratch buffer and one
+    // one-shot digest, not a Hash object per rule (25,000 at a cold start).
+    const text = `\0${pos}\0${squash(rule.match)}\0${squash(rule.action)}\0${squash(rule.comment ?? '')}`;
+    const need = prev.length + Buffer.byteLength(text);
+    if (hashScratch.length < need) hashScratch = Buffer.allocUnsafe(Math.max(need, 2 * hashScratch.length));
+    prev.copy(hashScratch, 0);
+    hashScratch.write(text, prev.length, 'utf8');
+    prev = bytesDigest('sha224', hashScratch.subarray(0, need));
     return prev.toString('base64url').slice(0, HASH_LEN);
   });
 }
+
+/** computeHashes' input to one digest, reused (it grows to the longest rule seen). */
+let hashScratch = Buffer.allocUnsafe(4096);
 
 /** A human comment made safe for iptables-restore's quoting and xt_comment's size. */
 function sanitiseComment(c: string): string {

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { derivedVtepMac } from '../../agent/calc/overlay-resolver.ts';
-import { textDigest } from '../../lib/hash.ts';
+import { bytesDigest, textDigest } from '../../lib/hash.ts';
 
 test('textDigest is createHash of the UTF-8 text, for each algorithm and encoding', () => {
   fc.assert(
@@ -33,5 +33,17 @@ test("a derived VTEP MAC is 0x66 and the first 5 bytes of SHA-1 of the node's ow
       const want = [0x66, ...sha.subarray(0, 5)].map((b) => b.toString(16).padStart(2, '0')).join(':');
       assert.equal(derivedVtepMac(`${cluster}${name}`), want);
     }),
+  );
+});
+
+test('bytesDigest is createHash of the bytes', () => {
+  fc.assert(
+    fc.property(
+      fc.uint8Array({ maxLength: 5000 }),
+      fc.constantFrom('sha1', 'sha224', 'sha256' as const),
+      (bytes, algorithm) => {
+        assert.deepEqual(bytesDigest(algorithm, bytes), createHash(algorithm).update(bytes).digest());
+      },
+    ),
   );
 });

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import {
   computeHashes,
   countAgentLines,
@@ -72,6 +74,39 @@ function bodyOf(script: string | undefined): string[] {
 }
 
 describe('ruleHashes', () => {
+  it('is the chained SHA-224 the kernel already holds: rule i hashes rule i-1 digest and its own text (property)', () => {
+    // The formula itself, pinned: hashes written by an older agent must read as ours.
+    const squash = (t: string) => t.trim().replace(/\s+/g, ' ');
+    const reference = (chain: string, rules: readonly IptRule[]) => {
+      let prev = createHash('sha224').update(chain).digest();
+      return rules.map((r, pos) => {
+        const text = `\0${pos}\0${squash(r.match)}\0${squash(r.action)}\0${squash(r.comment ?? '')}`;
+        prev = createHash('sha224').update(prev).update(text).digest();
+        return prev.toString('base64url').slice(0, 16);
+      });
+    };
+    const text = fc.oneof(fc.string(), fc.string({ unit: 'grapheme', maxLength: 3000 }));
+    fc.assert(
+      fc.property(
+        fc.string({ minLength: 1 }),
+        fc.array(fc.record({ match: text, action: text, comment: fc.option(text, { nil: undefined }) }), {
+          maxLength: 12,
+        }),
+        (chain, rules) => {
+          assert.deepEqual(computeHashes(chain, rules), reference(chain, rules));
+        },
+      ),
+      { numRuns: 300 },
+    );
+    // Rules longer than any scratch kept between calls, before and after a short one.
+    const long: IptRule[] = [
+      { match: `-m comment --comment ${'é'.repeat(5000)}`, action: '-j ACCEPT' },
+      DROP_INVALID,
+      { match: 'x'.repeat(20_000), action: '-j DROP' },
+    ];
+    assert.deepEqual(computeHashes('cali-long', long), reference('cali-long', long));
+  });
+
   it('is 16 chars of base64url, deterministic', () => {
     const a = ruleHashes('cali-FORWARD', [DROP_INVALID, ACCEPT_EST]);
     assert.deepEqual(a, ruleHashes('cali-FORWARD', [DROP_INVALID, ACCEPT_EST]));
