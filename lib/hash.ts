@@ -12,8 +12,10 @@ export const textDigest: (algorithm: DigestAlgorithm, text: string, encoding: Di
     ? (algorithm, text, encoding) => hash(algorithm, text, encoding)
     : (algorithm, text, encoding) => createHash(algorithm).update(text, 'utf8').digest(encoding);
 
+/** Whether the one-shot `hash` can answer with bytes (its 'buffer' output), asked once. */
+const hashGivesBytes = typeof hash === 'function' && Buffer.isBuffer(hash('sha1', '', 'buffer' as 'hex'));
+
 /** The raw digest of bytes, as a new Buffer. */
-export const bytesDigest: (algorithm: DigestAlgorithm, data: Uint8Array) => Buffer =
-  typeof hash === 'function'
-    ? (algorithm, data) => hash(algorithm, data, 'buffer') as unknown as Buffer
-    : (algorithm, data) => createHash(algorithm).update(data).digest();
+export const bytesDigest: (algorithm: DigestAlgorithm, data: Uint8Array) => Buffer = hashGivesBytes
+  ? (algorithm, data) => hash(algorithm, data, 'buffer' as 'hex') as unknown as Buffer
+  : (algorithm, data) => createHash(algorithm).update(data).digest();
