@@ -198,31 +198,63 @@ export function parseIpSetList(text: string): {
   let head: IpSetHeader = { type: '', references: 0, entries: 0 };
   let header = '';
   let members: Set<string> | undefined;
-  for (const line of text.split('\n')) {
+  // Read line by line in place: a check every few seconds reads 20,000 headers (160,000 lines),
+  // and only names, members and a few fields become strings.
+  const n = text.length;
+  for (let pos = 0; pos < n; ) {
+    let end = text.indexOf('\n', pos);
+    if (end < 0) end = n;
+    const next = end + 1;
     if (members !== undefined) {
       // Hot path: one line per member, until the next set's "Name:" (or the end).
-      if (!line.startsWith('Name: ')) {
-        if (line !== '') members.add(line);
+      if (!text.startsWith('Name: ', pos)) {
+        if (end > pos) members.add(text.slice(pos, end));
+        pos = next;
         continue;
       }
       members = undefined;
     }
-    if (line.startsWith('Name: ')) {
-      name = line.slice(6).trim();
-      head = { type: '', references: 0, entries: 0 };
-      headers.set(name, head);
-      header = '';
-    } else if (line.startsWith('Type: ')) head.type = line.slice(6).trim();
-    else if (line.startsWith('Header: ')) header = line.slice(8);
-    else if (line.startsWith('References: ')) head.references = Number(line.slice(12));
-    else if (line.startsWith('Number of entries: ')) head.entries = Number(line.slice(19));
-    else if (line === 'Members:' && isOwnedIpSet(name)) {
-      const set = kernelSet(name, head.type, header.split(/\s+/));
-      members = set.members;
-      sets.set(name, set);
+    // Told apart by their first letter first: most lines are none of these (Revision, Size in memory).
+    switch (text.charCodeAt(pos)) {
+      case 0x4e: // N
+        if (text.startsWith('Name: ', pos)) {
+          name = text.slice(pos + 6, end).trim();
+          head = { type: '', references: 0, entries: 0 };
+          headers.set(name, head);
+          header = '';
+        } else if (text.startsWith('Number of entries: ', pos)) head.entries = numberIn(text, pos + 19, end);
+        break;
+      case 0x54: // T
+        if (text.startsWith('Type: ', pos)) head.type = text.slice(pos + 6, end).trim();
+        break;
+      case 0x48: // H
+        if (text.startsWith('Header: ', pos)) header = text.slice(pos + 8, end);
+        break;
+      case 0x52: // R
+        if (text.startsWith('References: ', pos)) head.references = numberIn(text, pos + 12, end);
+        break;
+      case 0x4d: // M
+        if (end - pos === 8 && text.startsWith('Members:', pos) && isOwnedIpSet(name)) {
+          const set = kernelSet(name, head.type, header.split(/\s+/));
+          members = set.members;
+          sets.set(name, set);
+        }
+        break;
     }
+    pos = next;
   }
   return { headers, sets };
+}
+
+/** `Number(text.slice(from, to))`, without the slice for the usual plain digits. */
+function numberIn(text: string, from: number, to: number): number {
+  let v = 0;
+  for (let i = from; i < to; i++) {
+    const d = text.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9 || i - from > 14) return Number(text.slice(from, to));
+    v = v * 10 + d;
+  }
+  return to > from ? v : 0;
 }
 
 /** Same kind, header and members (members in the kernel's canonical form on both sides). */
@@ -733,6 +765,8 @@ export class IpSetDriver {
   private known: Map<string, KernelIpSet> | undefined;
   /** Where the member sweep of the drift check goes on (an index into the sorted set names). */
   private sweepAt = 0;
+  /** `sortedNames`' answers, by the map (and its size) they were made for. */
+  private readonly namesOf = new WeakMap<Map<string, KernelIpSet>, { size: number; names: string[] }>();
 
   /** A kept `ipset restore` for members-only writes (one endpoint's change): no process start. */
   private readonly session: RestoreSession;
@@ -791,7 +825,7 @@ export class IpSetDriver {
 
   /** The next sets in turn for the member sweep: `share` of all members' worth, at least one set. */
   private nextSlice(known: Map<string, KernelIpSet>, share: number): string[] {
-    const names = [...known.keys()].sort();
+    const names = this.sortedNames(known);
     let total = 0;
     for (const s of known.values()) total += s.members.size;
     const budget = Math.ceil(total * share);
@@ -804,6 +838,19 @@ export class IpSetDriver {
     }
     this.sweepAt = names.length === 0 ? 0 : (this.sweepAt + slice.length) % names.length;
     return slice;
+  }
+
+  /**
+   * The names of `known`, sorted, made again only when its names may have changed: another map
+   * (an apply's), or a set added or gone (a drift check's re-read). A check every few seconds would
+   * otherwise sort 20,000 names each time.
+   */
+  private sortedNames(known: Map<string, KernelIpSet>): string[] {
+    const cached = this.namesOf.get(known);
+    if (cached?.size === known.size) return cached.names;
+    const names = [...known.keys()].sort();
+    this.namesOf.set(known, { size: known.size, names });
+    return names;
   }
 
   /**

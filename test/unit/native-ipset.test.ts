@@ -72,6 +72,87 @@ describe('parseIpSetList of a terse listing', () => {
 });
 
 describe('parseIpSetList', () => {
+  it('reads what a line-by-line reading of the same listing reads (property)', () => {
+    // The plain reading, line by line: what the in-place reader must match on any listing.
+    const reference = (text: string) => {
+      const headers = new Map<string, { type: string; references: number; entries: number }>();
+      const sets = new Map<
+        string,
+        { type: string; family: string; maxelem: number | undefined; members: string[] }
+      >();
+      let name = '';
+      let head = { type: '', references: 0, entries: 0 };
+      let header = '';
+      let members: string[] | undefined;
+      for (const line of text.split('\n')) {
+        if (members !== undefined) {
+          if (!line.startsWith('Name: ')) {
+            if (line !== '' && !members.includes(line)) members.push(line);
+            continue;
+          }
+          members = undefined;
+        }
+        if (line.startsWith('Name: ')) {
+          name = line.slice(6).trim();
+          head = { type: '', references: 0, entries: 0 };
+          headers.set(name, head);
+          header = '';
+        } else if (line.startsWith('Type: ')) head.type = line.slice(6).trim();
+        else if (line.startsWith('Header: ')) header = line.slice(8);
+        else if (line.startsWith('References: ')) head.references = Number(line.slice(12));
+        else if (line.startsWith('Number of entries: ')) head.entries = Number(line.slice(19));
+        else if (line === 'Members:' && isOwnedIpSet(name)) {
+          const tok = header.split(/\s+/);
+          const max = tok.indexOf('maxelem');
+          members = [];
+          sets.set(name, {
+            type: head.type,
+            family: tok[tok.indexOf('family') + 1] === 'inet6' ? 'inet6' : 'inet',
+            maxelem: max >= 0 ? Number(tok[max + 1]) : undefined,
+            members,
+          });
+        }
+      }
+      return { headers, sets };
+    };
+    const rnd = mulberry32(5);
+    const pick = <T>(xs: readonly T[]) => xs[Math.floor(rnd() * xs.length)]!;
+    for (let round = 0; round < 200; round++) {
+      const lines: string[] = [];
+      for (let k = 0; k < 1 + Math.floor(rnd() * 8); k++) {
+        const name = pick(['cali40a', 'cali40b', 'cali60c', 'foo', 'kube-x', ' cali40d ']);
+        lines.push(`Name: ${name}`, `Type: ${pick(['hash:net', 'hash:ip', 'hash:ip,port'])}`, 'Revision: 7');
+        if (rnd() < 0.8)
+          lines.push(
+            `Header: family ${pick(['inet', 'inet6'])} hashsize 1024 maxelem ${pick(['65536', '1048576'])}`,
+          );
+        lines.push('Size in memory: 552', `References: ${pick(['0', '2', '12', ' 3', 'x', ''])}`);
+        lines.push(`Number of entries: ${pick(['0', '2', '1234567', '99999999999999999', ' 7 ', 'NaN'])}`);
+        if (rnd() < 0.2) lines.push(pick(['Members:x', 'Members', 'Memberz:']));
+        if (rnd() < 0.6) {
+          lines.push('Members:');
+          for (let m = Math.floor(rnd() * 5); m > 0; m--)
+            lines.push(pick(['10.0.0.1', '10.0.0.0/16', 'fd00::1,tcp:80', '', 'Members:', 'Nam', 'Name:x']));
+        }
+        if (rnd() < 0.5) lines.push('');
+      }
+      const text = lines.join('\n') + pick(['', '\n', '\n\n']);
+      const got = parseIpSetList(text);
+      const want = reference(text);
+      assert.deepEqual(Object.fromEntries(got.headers), Object.fromEntries(want.headers), text);
+      assert.deepEqual(
+        Object.fromEntries(
+          [...got.sets].map(([n, x]) => [
+            n,
+            { type: x.type, family: x.family, maxelem: x.maxelem, members: [...x.members] },
+          ]),
+        ),
+        Object.fromEntries(want.sets),
+        text,
+      );
+    }
+  });
+
   it("reads every set's member count, and the members of the sets listed in full", () => {
     const text =
       'Name: cali40x\nType: hash:net\nRevision: 7\nHeader: family inet hashsize 1024 maxelem 1048576 bucketsize 12\n' +
