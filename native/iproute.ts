@@ -445,11 +445,12 @@ export class IpRouteDriver {
    * Make our routes in the main table exactly `desired`. Owned: proto 80, on vxlan.calico, or on a
    * device `ownedDevices` accepts. A route whose device is missing (or down, for a gateway route) is
    * skipped with a warning and picked up by a later sync; so is one whose destination is held by a
-   * route we do not own.
+   * route we do not own. `apartFrom`: a device whose routes this sync leaves alone, neither ours to
+   * sweep nor another's to yield to (a fresh vxlan.calico, whose routes are written as a whole).
    */
   async syncRoutes(
     desired: readonly RouteSpec[],
-    opts: { ownedDevices?: (dev: string) => boolean } = {},
+    opts: { ownedDevices?: (dev: string) => boolean; apartFrom?: string } = {},
   ): Promise<IpStats> {
     const [routesOut, linksOut, nexthopsOut] = await Promise.all([
       run('ip', ['-4', '-N', '-j', 'route', 'show', 'table', 'main'], { netns: this.netns }),
@@ -460,7 +461,8 @@ export class IpRouteDriver {
     const isOwned = (r: KernelRoute) =>
       r.proto !== RTPROT_KERNEL &&
       (r.proto === ROUTE_PROTO || r.dev === VXLAN_DEV || (opts.ownedDevices?.(r.dev) ?? false));
-    const actual = parseRoutes(routesOut.stdout);
+    const apart = opts.apartFrom;
+    const actual = parseRoutes(routesOut.stdout).filter((r) => apart === undefined || r.dev !== apart);
     const skipped: string[] = [];
     const writable = desired.filter((r) => {
       if (r.blackhole) return true;

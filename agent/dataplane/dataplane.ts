@@ -385,7 +385,9 @@ export class Dataplane {
 
   private async applyLinks(): Promise<void> {
     await this.applyRewrites();
-    if (await this.vxlan.apply()) this.routes.markDirty();
+    const vxlan = await this.vxlan.apply();
+    if (vxlan === 'fresh') this.routes.deviceWritten();
+    else if (vxlan) this.routes.markDirty();
     await this.routes.apply();
   }
 

@@ -61,7 +61,7 @@ export interface LinkWriter {
   syncFdb(dev: string, desired: readonly FdbSpec[], opts?: { fresh?: boolean }): Promise<unknown>;
   syncRoutes(
     desired: readonly RouteSpec[],
-    opts?: { ownedDevices?: (dev: string) => boolean },
+    opts?: { ownedDevices?: (dev: string) => boolean; apartFrom?: string },
   ): Promise<unknown>;
   /**
    * Run bulk batches below the agent's priority (on: a cold start, where the ipset restore the
@@ -111,6 +111,11 @@ export class VxlanManager {
   private deviceIndex?: number;
   /** The routes on vxlan.calico (the route manager's): a lost device takes them with it. */
   deviceRoutes: () => RouteSpec[] = () => [];
+  /**
+   * Before a new device's entries are written at once: the route manager syncs its other routes
+   * while the table holds none of the device's (10,000 at scale, otherwise read back after).
+   */
+  beforeFreshWrite: () => Promise<void> = async () => {};
 
   constructor(
     private readonly writer: LinkWriter,
@@ -174,8 +179,12 @@ export class VxlanManager {
     for (const i of ifindexes) this.lossIndexes.add(i);
   }
 
-  /** Applies pending changes; true when the device was checked in full (routes to be re-read). */
-  async apply(): Promise<boolean> {
+  /**
+   * Applies pending changes. What this pass wrote: nothing (false); the device's settings or
+   * entries (true: the routes on it are to be synced); or a new device with every entry and route
+   * on it (`fresh`: see RouteManager.deviceWritten).
+   */
+  async apply(): Promise<boolean | 'fresh'> {
     if (this.loss) await this.repairDevice();
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
@@ -215,10 +224,12 @@ export class VxlanManager {
       this.version++;
     }
     if (fresh) {
-      // A new device holds nothing: everything on it is written at once, as a lost device's repair.
+      // A new device holds nothing: everything on it is written at once, as a lost device's repair,
+      // after the routes elsewhere are synced.
+      await this.beforeFreshWrite();
       await this.writeEverything();
       this.gen.done(gen);
-      return true;
+      return 'fresh';
     }
     await this.writer.syncFdb(
       VXLAN_DEVICE,
@@ -326,6 +337,9 @@ export class VxlanManager {
   }
 }
 
+/** Workload interfaces: their routes are ours whatever their protocol. */
+const ownedDevice = (dev: string) => dev.startsWith('cali');
+
 /**
  * Routes this node owns: a /32 per local workload address on its cali* interface, and an onlink
  * route via the VTEP's tunnel address for every remote block. One sync of the whole set.
@@ -342,6 +356,31 @@ export class RouteManager {
     private readonly vxlan: VxlanManager,
   ) {
     vxlan.deviceRoutes = () => this.desired().filter((r) => r.dev === VXLAN_DEVICE);
+    vxlan.beforeFreshWrite = () => this.syncApartFromDevice();
+  }
+
+  /** The generation a sync of the routes off a fresh vxlan.calico covered (see deviceWritten). */
+  private apartSynced: number | undefined;
+
+  /** Every route of ours but those on vxlan.calico, synced (the device is new: it holds none). */
+  private async syncApartFromDevice(): Promise<void> {
+    const gen = this.gen.begin();
+    await this.writer.syncRoutes(
+      this.desired().filter((r) => r.dev !== VXLAN_DEVICE),
+      { ownedDevices: ownedDevice, apartFrom: VXLAN_DEVICE },
+    );
+    this.apartSynced = gen;
+  }
+
+  /**
+   * A new vxlan.calico was written whole, its routes included, after the others were synced: the
+   * routes are as wanted without reading the table back (its 10,000 device routes at scale). A
+   * change since then (a message, a kernel event) stays pending.
+   */
+  deviceWritten(): void {
+    if (this.apartSynced !== undefined) this.gen.done(this.apartSynced);
+    else this.gen.bump();
+    this.apartSynced = undefined;
   }
 
   onUpdate(msg: DataplaneMessage): void {
@@ -395,7 +434,7 @@ export class RouteManager {
   async apply(): Promise<boolean> {
     if (!this.gen.pending) return false;
     const gen = this.gen.begin();
-    await this.writer.syncRoutes(this.desired(), { ownedDevices: (dev) => dev.startsWith('cali') });
+    await this.writer.syncRoutes(this.desired(), { ownedDevices: ownedDevice });
     this.gen.done(gen);
     return true;
   }

@@ -195,6 +195,24 @@ test('IpRouteDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, 
     assert.equal((await drv.syncRoutes([REMOTE_B, REMOTE_C, POD], { ownedDevices })).commands, 0);
   });
 
+  await t.test(
+    'syncRoutes apart from vxlan.calico leaves its routes alone, and syncs the others',
+    async () => {
+      // The device holds REMOTE_B and REMOTE_C from the test before; neither is asked for here, yet
+      // both stay; a stale workload route elsewhere goes, and the pod's route is written.
+      await sh(node, 'ip', 'route', 'del', '10.244.0.5/32');
+      await sh(node, 'ip', 'route', 'add', '10.244.0.8/32', 'dev', 'calipod1', 'proto', '80');
+      const st = await drv.syncRoutes([POD], { ownedDevices, apartFrom: VXLAN_DEV });
+      assert.deepEqual([st.replaced, st.deleted], [1, 1]);
+      const r = await routes(node);
+      assert.ok(r.includes('10.244.1.0/26 via 10.244.1.0 dev vxlan.calico proto 80 onlink'), r.join('\n'));
+      assert.ok(r.includes('10.244.2.0/26 via 10.244.2.0 dev vxlan.calico proto 80 onlink'), r.join('\n'));
+      assert.ok(r.includes('10.244.0.5 dev calipod1 proto 80 scope link'), r.join('\n'));
+      assert.ok(!r.some((l) => l.startsWith('10.244.0.8')), 'stale workload route swept');
+      await foreignIntact();
+    },
+  );
+
   await t.test('syncRoutes changes and removes only owned routes', async () => {
     // a route on a workload device written by someone else (a CNI plugin, proto boot) is ours to sweep
     await sh(node, 'ip', 'route', 'add', '10.244.0.9/32', 'dev', 'calipod1');

@@ -114,6 +114,49 @@ test('writes follow the dependency order: ipsets before iptables, VXLAN before r
   dp.stop();
 });
 
+test('a new vxlan.calico: the other routes are synced first, then the device written whole, with no read-back', async () => {
+  const { calls, drivers } = recorder();
+  const syncs: { dsts: string[]; apartFrom?: string }[] = [];
+  const links = {
+    ...drivers.links,
+    ensureVxlan: async () => {
+      calls.push('vxlan.ensure');
+      return { created: true, ifindex: 7 };
+    },
+    syncRoutes: async (r: readonly { dst: string }[], o?: { apartFrom?: string }) => {
+      syncs.push({ dsts: r.map((x) => x.dst), apartFrom: o?.apartFrom });
+      calls.push(`routes:${r.map((x) => x.dst).join(',')}`);
+    },
+  };
+  const dp = new Dataplane({ ...drivers, links }, { applyDelayMs: 1 });
+  const applied = dp.whenApplied();
+  dp.onMessages([...msgs, { kind: 'InSync' }]);
+  await applied;
+  const linkCalls = calls.filter((c) => !c.startsWith('ipset') && !c.startsWith('iptables'));
+  // The workload's route while the table holds none of the device's; then FDB, ARP and the block's
+  // route via the device in one rewrite; no sync of every route after it.
+  assert.deepEqual(linkCalls, ['vxlan.ensure', 'routes:10.0.1.5/32', 'rewrite:10.0.2.0/26']);
+  assert.deepEqual(syncs, [{ dsts: ['10.0.1.5/32'], apartFrom: 'vxlan.calico' }]);
+  // Anything new is synced as usual: a workload's second address.
+  calls.length = 0;
+  const again = dp.whenApplied();
+  dp.onMessages([
+    {
+      kind: 'EndpointUpdate',
+      endpoint: {
+        ...(msgs[5] as Extract<DataplaneMessage, { kind: 'EndpointUpdate' }>).endpoint,
+        ipv4Nets: ['10.0.1.5/32' as Cidr, '10.0.1.6/32' as Cidr],
+      },
+    },
+  ]);
+  await again;
+  assert.deepEqual(
+    calls.filter((c) => c.startsWith('routes')),
+    ['routes:10.0.1.5/32,10.0.1.6/32,10.0.2.0/26'],
+  );
+  dp.stop();
+});
+
 test('a failed pass leaves the agent unhealthy and is retried until it succeeds', async () => {
   const { calls, drivers } = recorder('iptables.filter');
   const dp = new Dataplane(drivers, { applyDelayMs: 1 });
