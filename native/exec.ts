@@ -52,6 +52,8 @@ export interface ExecRecord {
   startedAt: number;
   ms: number;
   exitCode: number;
+  /** The nice level it ran at, when lowered. */
+  nice?: number;
 }
 
 const observers = new Set<(r: ExecRecord) => void>();
@@ -105,6 +107,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       startedAt: started,
       ms,
       exitCode,
+      ...(opts.nice === undefined ? {} : { nice: opts.nice }),
     };
     for (const o of observers) o(rec);
   }

@@ -517,6 +517,14 @@ interface Fill {
   normalise?: { type: IpSetType; family: IpSetFamily; into: Set<string> | undefined };
 }
 
+/**
+ * The nice level of a cold start's side-by-side restores while the tables load beside them.
+ * Measured in 6 pairs (100k endpoints on 10k nodes, nf_tables): at 3 the kernel writes ended
+ * 100–350 ms sooner (median 2.20 → 1.96 s), the fill then ending with the table load rather than
+ * 0.5–0.7 s before it; at 6 the fill ended last.
+ */
+const BULK_NICE = 3;
+
 /** Bytes per piece of a streamed script. */
 const PIECE_BYTES = 256 * 1024;
 
@@ -765,6 +773,8 @@ export class IpSetDriver {
   private known: Map<string, KernelIpSet> | undefined;
   /** Where the member sweep of the drift check goes on (an index into the sorted set names). */
   private sweepAt = 0;
+  /** A cold start's side-by-side restores run at BULK_NICE (see restoreSideBySide) while this is on. */
+  private bulkNice = false;
   /** `sortedNames`' answers, by the map (and its size) they were made for. */
   private readonly namesOf = new WeakMap<Map<string, KernelIpSet>, { size: number; names: string[] }>();
 
@@ -1002,6 +1012,15 @@ export class IpSetDriver {
     return res.exitCode === 0;
   }
 
+  /**
+   * On: a cold start's side-by-side restores run a little below the agent's priority. On nf_tables
+   * the filter table's 25,000 rules load beside the fill (staged), and that load is what the node
+   * waits for last; the fill has slack.
+   */
+  lowerBulkPriority(on: boolean): void {
+    this.bulkNice = on;
+  }
+
   /** The parts of one script, each to its own `ipset restore`; `onWrite` once all are handed over. */
   private async restoreSideBySide(
     parts: readonly IpSetDiff[],
@@ -1017,6 +1036,7 @@ export class IpSetDriver {
           netns: this.netns,
           input: handedOver(part.pieces(), handed),
           allowFailure: true,
+          ...(this.bulkNice ? { nice: BULK_NICE } : {}),
         }),
       ),
     );

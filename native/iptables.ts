@@ -899,6 +899,10 @@ interface PreparedSync {
 
 export class IptablesDriver {
   readonly backend: IptablesBackend;
+  /** On nft, `stageTable` loads a cold start's new chains while the ipsets fill; legacy does not stage. */
+  get stagesBesideSets(): boolean {
+    return this.backend === 'nft';
+  }
   private readonly netns: string | undefined;
   /**
    * Each table as the kernel holds it as far as we know: after our last successful write (what it

@@ -48,6 +48,11 @@ export interface IpSetWriter {
    * apply that reuses its last write repairs them.
    */
   driftedSets?(opts?: { sweepShare?: number }): Promise<string[]>;
+  /**
+   * Run a cold start's bulk restores below the agent's priority (on: the tables load beside the
+   * fill and are what the node waits for) or at it (off: from the first programmed pass on).
+   */
+  lowerBulkPriority?(on: boolean): void;
 }
 
 /**

@@ -57,6 +57,8 @@ export interface TableWriter {
    * the sets those chains name (they exist by then).
    */
   stageTable?(table: KernelTable, desired: TableState, opts?: { reuseLastWrite?: boolean }): Promise<unknown>;
+  /** Whether `stageTable` loads new chains while the ipsets fill (nf_tables; legacy writes whole tables). */
+  readonly stagesBesideSets?: boolean;
   /** Read these tables (one save) into what the next syncs with `reuseLastWrite` plan against. */
   readTables?(tables: readonly KernelTable[]): Promise<void>;
   /** Another process changed one of these tables (when the writer can tell). */

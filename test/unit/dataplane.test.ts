@@ -157,6 +157,24 @@ test('a new vxlan.calico: the other routes are synced first, then the device wri
   dp.stop();
 });
 
+test("a cold start's ipset fill runs below the agent's priority only while the tables load beside it", async () => {
+  for (const stages of [true, false]) {
+    const { calls, drivers } = recorder();
+    const priority: boolean[] = [];
+    const ipsets = { ...drivers.ipsets, lowerBulkPriority: (on: boolean) => priority.push(on) };
+    const iptables = { ...drivers.iptables, stagesBesideSets: stages };
+    const dp = new Dataplane({ ...drivers, ipsets, iptables }, { applyDelayMs: 1 });
+    assert.deepEqual(priority, [stages], 'set as the dataplane starts');
+    const applied = dp.whenApplied();
+    dp.onMessages([...msgs, { kind: 'InSync' }]);
+    await applied;
+    // From the first programmed pass on, a bulk fill is a repair the node waits for.
+    assert.deepEqual(priority, [stages, false]);
+    assert.ok(calls.length > 0);
+    dp.stop();
+  }
+});
+
 test('a failed pass leaves the agent unhealthy and is retried until it succeeds', async () => {
   const { calls, drivers } = recorder('iptables.filter');
   const dp = new Dataplane(drivers, { applyDelayMs: 1 });
