@@ -520,8 +520,8 @@ interface Fill {
 /**
  * The nice level of a cold start's side-by-side restores while the tables load beside them.
  * Measured in 6 pairs (100k endpoints on 10k nodes, nf_tables): at 3 the kernel writes ended
- * 100–350 ms sooner (median 2.20 → 1.96 s), the fill then ending with the table load rather than
- * 0.5–0.7 s before it; at 6 the fill ended last.
+ * 100–350 ms sooner (median 2.22 → 1.96 s), the fill then ending with the table load rather than
+ * 0.4–0.9 s before it; at 6 the results were mixed.
  */
 const BULK_NICE = 3;
 
