@@ -523,7 +523,7 @@ interface Fill {
  * 100–350 ms sooner (median 2.22 → 1.96 s), the fill then ending with the table load rather than
  * 0.4–0.9 s before it; at 6 the results were mixed.
  */
-const BULK_NICE = 3;
+const FILL_NICE = 3;
 
 /** Bytes per piece of a streamed script. */
 const PIECE_BYTES = 256 * 1024;
@@ -773,7 +773,7 @@ export class IpSetDriver {
   private known: Map<string, KernelIpSet> | undefined;
   /** Where the member sweep of the drift check goes on (an index into the sorted set names). */
   private sweepAt = 0;
-  /** A cold start's side-by-side restores run at BULK_NICE (see restoreSideBySide) while this is on. */
+  /** A cold start's side-by-side restores run at FILL_NICE (see restoreSideBySide) while this is on. */
   private bulkNice = false;
   /** `sortedNames`' answers, by the map (and its size) they were made for. */
   private readonly namesOf = new WeakMap<Map<string, KernelIpSet>, { size: number; names: string[] }>();
@@ -1036,7 +1036,7 @@ export class IpSetDriver {
           netns: this.netns,
           input: handedOver(part.pieces(), handed),
           allowFailure: true,
-          ...(this.bulkNice ? { nice: BULK_NICE } : {}),
+          ...(this.bulkNice ? { nice: FILL_NICE } : {}),
         }),
       ),
     );

@@ -1091,7 +1091,7 @@ export class IptablesDriver {
   ): Promise<number> {
     const known = opts.reuseLastWrite ? this.known.get(table) : undefined;
     const stage =
-      this.backend === 'nft' && known !== undefined && !this.stageRefused.has(table)
+      this.stagesBesideSets && known !== undefined && !this.stageRefused.has(table)
         ? planStage(table, desired, known)
         : undefined;
     if (stage !== undefined) {

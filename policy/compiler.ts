@@ -1,6 +1,7 @@
 // Turns one feed Policy into what the dataplane needs: its (namespace-scoped) selector, its ordering
 // keys, and its rules with every selector replaced by an ipset id. Pure: no state, no I/O, so a bad
 // policy is refused here, whole, before it can touch anything.
+import { textDigest } from '../lib/hash.ts';
 import { type Cidr, NetParseError, parseCidr } from '../model/net.ts';
 import type { Node } from '../model/selector/ast.ts';
 import { NAMESPACE_LABEL } from '../model/selector/ast.ts';
@@ -9,7 +10,6 @@ import {
   type Selector,
   SelectorParseError,
   selectorAst,
-  sha224Base64url,
 } from '../model/selector/index.ts';
 import {
   Action,
@@ -66,7 +66,7 @@ export function policyKey(p: Pick<Policy, 'tier' | 'namespace' | 'name'>): Polic
 }
 
 function hashId(prefix: string, text: string): string {
-  return prefix + sha224Base64url(text);
+  return prefix + textDigest('sha224', text, 'base64url');
 }
 
 /**

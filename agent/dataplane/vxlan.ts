@@ -379,7 +379,6 @@ export class RouteManager {
    */
   deviceWritten(): void {
     if (this.apartSynced !== undefined) this.gen.done(this.apartSynced);
-    else this.gen.bump();
     this.apartSynced = undefined;
   }
 

@@ -3,6 +3,7 @@
 // packets across a connectivity matrix, expected beside observed, and the relabel check.
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { NODE_FLAGS } from '../../lib/node-flags.ts';
 import type { Resource } from '../../model/resources.ts';
 import { parseYamlDocuments } from '../../model/validate.ts';
 import { run } from '../../native/exec.ts';
@@ -15,14 +16,7 @@ import {
   startDemoEtcd,
   writeEtcdRcc,
 } from './etcd.ts';
-import {
-  FEDMESH_BIN,
-  NODE_FLAGS,
-  type StartedProcess,
-  startProcess,
-  stopRecorded,
-  waitForLog,
-} from './processes.ts';
+import { FEDMESH_BIN, type StartedProcess, startProcess, stopRecorded, waitForLog } from './processes.ts';
 import { DB_PORT, FEDERATED_SERVICE, FLOWS, type Flow, HOST_PORT, RELABEL } from './scenario.ts';
 import {
   allPods,

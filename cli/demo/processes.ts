@@ -6,7 +6,6 @@ import { appendFileSync, existsSync, openSync, readFileSync, writeFileSync } fro
 import { join } from 'node:path';
 
 export const FEDMESH_BIN = new URL('../../bin/fedmesh.js', import.meta.url).pathname;
-export { NODE_FLAGS } from '../../lib/node-flags.ts';
 
 export interface StartedProcess {
   name: string;

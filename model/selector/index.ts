@@ -57,12 +57,7 @@ class CompiledSelector implements Selector {
 
 /** Felix's hash.MakeUniqueID("s", canonical): note the prefix is hashed too. */
 function selectorId(canonical: string): string {
-  return `s:${sha224Base64url(`s:${canonical}`)}`;
-}
-
-/** SHA-224 of the text (UTF-8), base64url without padding: Felix's ids. */
-export function sha224Base64url(text: string): string {
-  return textDigest('sha224', text, 'base64url');
+  return `s:${textDigest('sha224', `s:${canonical}`, 'base64url')}`;
 }
 
 /** Parses a selector; empty or whitespace-only text is all(). Throws SelectorParseError. */
