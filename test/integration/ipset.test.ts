@@ -82,6 +82,29 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
     assert.ok(!(await setNames(ns)).includes('cali40big'));
   });
 
+  await t.test(
+    'a small set starts at the smallest hash size and the kernel grows it as it fills; no drift is seen',
+    async () => {
+      const grown = Array.from({ length: 3000 }, (_, i) => `10.8.${i >> 8}.${i & 255}`);
+      const small = sets(...base().values(), spec('cali40grow', 'hash:ip', grown.slice(0, 10)));
+      await driver.apply(small);
+      assert.match(await header(ns, 'cali40grow'), /hashsize 64 /);
+      // Grown by later writes (deltas to the set the last write left), as a policy's set grows.
+      const st = await driver.apply(sets(...base().values(), spec('cali40grow', 'hash:ip', grown)), {
+        reuseLastWrite: true,
+      });
+      assert.equal(st.added, 2990);
+      const size = Number(/hashsize (\d+) /.exec(await header(ns, 'cali40grow'))?.[1]);
+      assert.ok(size > 64, `the kernel rehashed it (hashsize ${size})`);
+      assert.equal((await members(ns, 'cali40grow')).length, 3000);
+      // The hash size the kernel chose is not ours to undo: nothing drifted, nothing to write.
+      assert.deepEqual(await driver.driftedSets({ sweepShare: 1 }), []);
+      const again = await driver.apply(sets(...base().values(), spec('cali40grow', 'hash:ip', grown)));
+      assert.equal(again.commands, 0);
+      await driver.destroyStale(new Set(base().keys()));
+    },
+  );
+
   await t.test('a second apply writes nothing (/32 normalisation included)', async () => {
     const st = await driver.apply(base());
     assert.equal(st.commands, 0);

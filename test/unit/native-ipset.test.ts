@@ -280,7 +280,7 @@ describe('diffIpSets', () => {
       new Map(),
     );
     assert.deepEqual(lines(script), [
-      `create cali40a hash:ip family inet maxelem ${MAXELEM} -exist`,
+      `create cali40a hash:ip family inet hashsize 64 maxelem ${MAXELEM} -exist`,
       'add cali40a 10.0.0.1 -exist',
       'add cali40a 10.0.0.2 -exist',
     ]);
@@ -411,7 +411,7 @@ describe('diffIpSets', () => {
       actual,
     );
     assert.deepEqual(lines(script), [
-      `create cali4t1 hash:ip family inet maxelem ${MAXELEM} -exist`,
+      `create cali4t1 hash:ip family inet hashsize 64 maxelem ${MAXELEM} -exist`,
       'add cali4t1 10.9.9.9 -exist',
       'add cali4t1 10.8.8.8 -exist',
       'swap cali4t1 cali40small',
@@ -427,7 +427,7 @@ describe('diffIpSets', () => {
     );
     assert.deepEqual(lines(script), [
       'destroy cali40x',
-      `create cali40x hash:ip family inet maxelem ${MAXELEM} -exist`,
+      `create cali40x hash:ip family inet hashsize 64 maxelem ${MAXELEM} -exist`,
       'add cali40x 10.0.0.5 -exist',
     ]);
     assert.equal(stats.recreated, 1);
