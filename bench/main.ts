@@ -1,10 +1,11 @@
-// `npm run bench -- <name> [args]`: dataplane | selector | calc | merger | feed | services | repair | etcd | kube | files | eval
+// `npm run bench -- <name> [args]`: dataplane | ipsets | selector | calc | merger | feed | services | repair | etcd | kube | files | eval
 import { spawnSync } from 'node:child_process';
 import { NODE_FLAGS } from '../lib/node-flags.ts';
 
 const [name, ...rest] = process.argv.slice(2);
 process.argv = [process.argv[0]!, process.argv[1]!, ...rest];
 if (name === 'dataplane') await import('./dataplane.ts');
+else if (name === 'ipsets') await import('./ipsets.ts');
 else if (name === 'selector') await import('./selector.ts');
 else if (name === 'etcd') await import('./etcd.ts');
 else if (name === 'services') await import('./services.ts');
@@ -37,7 +38,7 @@ else if (name === 'calc') {
   }
 } else {
   process.stderr.write(
-    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies changes legacyChanges] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs] | etcd [endpoints runs] | kube [pods] | files [endpoints files idleSeconds] | eval [endpoints runs]\n',
+    'usage: npm run bench -- dataplane [remoteEndpoints remoteNodes policies changes legacyChanges] | ipsets [sets] | selector [endpoints] | calc [A|B|all] [changes] | services [rounds] | repair [remoteNodes trials] | merger [endpoints] | feed [endpoints stuck maxLagBytes maxLagAgeMs] | etcd [endpoints runs] | kube [pods] | files [endpoints files idleSeconds] | eval [endpoints runs]\n',
   );
   process.exit(2);
 }

@@ -668,6 +668,30 @@ export class IpSetDiff {
       .map((p) => new IpSetDiff(p.lines, { ...this.stats, lines: p.size }, this.after));
   }
 
+  /**
+   * The script cut in order into scripts of at most `maxSets` sets each (whole sets), to run one
+   * after another; itself when it names no more. `split`'s conditions apply.
+   */
+  chunks(maxSets: number): IpSetDiff[] {
+    const names = new Set<string>();
+    const cuts: (string | Fill)[][] = [[]];
+    const sizes = [0];
+    for (const l of this.lines) {
+      const name = typeof l === 'string' ? (l.split(' ', 2)[1] ?? '') : l.name;
+      if (!names.has(name)) {
+        if (names.size > 0 && names.size % maxSets === 0) {
+          cuts.push([]);
+          sizes.push(0);
+        }
+        names.add(name);
+      }
+      cuts[cuts.length - 1]!.push(l);
+      sizes[sizes.length - 1]! += typeof l === 'string' ? 1 : l.count;
+    }
+    if (cuts.length === 1 || this.stats.swapped > 0 || this.stats.recreated > 0) return [this];
+    return cuts.map((c, i) => new IpSetDiff(c, { ...this.stats, lines: sizes[i]! }, this.after));
+  }
+
   /** The script in pieces of whole lines, in order. */
   *pieces(): Generator<Buffer> {
     if (this.lines.length === 0) return;
@@ -759,10 +783,30 @@ export interface IpSetDestroyStats {
   ms: number;
 }
 
+/** How a write's `ipset restore` runs ended: the failed one's script, to read its line numbers in. */
+interface RestoreOutcome {
+  exitCode: number;
+  stderr: string;
+  /** Tool runs (or kept-session blocks) it took. */
+  runs: number;
+  /** The script of the run that failed (or the whole one). */
+  script: IpSetDiff;
+}
+
 /** Scripts longer than this are streamed to the tool rather than written whole first. */
 const STREAM_LINES = 20_000;
 /** Tools a streamed script is shared among, side by side (one per core of a 2-core node). */
 const RESTORE_PROCESSES = 2;
+/**
+ * The most sets one `ipset restore` run of a cold start's fill names. The tool (libipset) finds a
+ * line's set in a list of every set the run has named so far, from the first: a line of the n-th
+ * set walks n entries (100,000 lines into the first of 8,000 sets just created: 0.3 s; into the
+ * last: 2.6 s). 20,000 sets of 3.36M members in all: one run 97-124 s; the two lines of 10,000
+ * sets each 24.8 s; runs of 256 sets 12-14.5 s (runs of 64 or 1,024 no better). Each run costs a
+ * process start, about 5 ms. Creating the sets (5-6 s of the kernel's at this scale) gains
+ * nothing from runs of 256.
+ */
+const SETS_PER_TOOL = 256;
 
 const IN_USE = /in use by a kernel component/i;
 /** Waits before trying a held set again (see IpSetDriver.destroy). */
@@ -963,37 +1007,37 @@ export class IpSetDriver {
         commands += diff.creates.length > 0 ? 1 : 0;
       }
       const viaSession = round === 0 && kept && !streamed;
-      const usual = () => {
+      const usual = async (): Promise<RestoreOutcome> => {
+        // A big script (a round after a refusal, or one that cannot be cut in two) in runs.
+        if (streamed) return this.restoreInRuns(diff, onWrite);
         const running = run('ipset', ['restore'], {
           netns: this.netns,
-          input: streamed ? handedOver(diff.pieces(), onWrite) : diff.script,
+          input: diff.script,
           allowFailure: true,
         });
-        // A small script is handed over at once (a streamed one says so itself).
-        if (!streamed && !viaSession) onWrite?.();
-        return running;
+        // A small script is handed over at once.
+        if (!viaSession) onWrite?.();
+        return { ...(await running), runs: 1, script: diff };
       };
       // A big script of new sets and members (a cold start) goes to tools side by side: most of
       // a restore is the tool's own parsing, which runs on another core meanwhile. A part that
-      // fails leaves the rest to the next round: a fresh read, one tool, which names the refused line.
+      // fails leaves the rest to the next round: a fresh read, which names the refused line.
       const parts = round === 0 && streamed ? diff.split(RESTORE_PROCESSES) : undefined;
       const sideBySide = parts !== undefined && parts.length > 1;
-      const res = sideBySide
+      const res: RestoreOutcome = sideBySide
         ? await this.restoreSideBySide(parts, onWrite)
-        : ((viaSession ? await this.throughSession(diff.script, onWrite) : undefined) ?? (await usual()));
-      commands += sideBySide ? parts.length : 1;
+        : ((viaSession ? await this.throughSession(diff, onWrite) : undefined) ?? (await usual()));
+      commands += res.runs;
       ms += performance.now() - started;
-      log.debug(
-        { netns: this.netns, lines: diff.stats.lines, tools: sideBySide ? parts.length : 1, ms },
-        'ipset restore',
-      );
+      log.debug({ netns: this.netns, lines: diff.stats.lines, tools: res.runs, ms }, 'ipset restore');
       if (res.exitCode === 0) {
         if (refused.length === 0) remember();
         return { ...diff.stats, commands: commands + (await this.dropNew(refused, before)), ms, refused };
       }
       if (sideBySide) continue;
+      // The line number counts in the run that failed.
       const m = /Error in line (\d+):\s*(.*)/.exec(res.stderr);
-      const set = m ? setOfLine(diff.script, Number(m[1])) : undefined;
+      const set = m ? setOfLine(res.script.script, Number(m[1])) : undefined;
       if (m === null || set === undefined || !want.has(set) || round + 1 >= maxRounds)
         throw new CommandError('ipset restore', res.exitCode, res.stderr);
       refused.push({ set, reason: (m[2] ?? '').trim() });
@@ -1027,26 +1071,47 @@ export class IpSetDriver {
     this.bulkNice = on;
   }
 
-  /** The parts of one script, each to its own `ipset restore`; `onWrite` once all are handed over. */
+  /**
+   * The parts of one script side by side, each in its own line of runs (restoreInRuns); `onWrite`
+   * once every line has handed over its first run's input.
+   */
   private async restoreSideBySide(
     parts: readonly IpSetDiff[],
     onWrite: (() => void) | undefined,
-  ): Promise<{ exitCode: number; stderr: string }> {
+  ): Promise<RestoreOutcome> {
     let handing = parts.length;
     const handed = () => {
       if (--handing === 0) onWrite?.();
     };
     const results = await Promise.all(
-      parts.map((part) =>
-        run('ipset', ['restore'], {
-          netns: this.netns,
-          input: handedOver(part.pieces(), handed),
-          allowFailure: true,
-          ...(this.bulkNice ? { nice: FILL_NICE } : {}),
-        }),
-      ),
+      parts.map((part) => this.restoreInRuns(part, handed, this.bulkNice ? FILL_NICE : undefined)),
     );
-    return results.find((r) => r.exitCode !== 0) ?? { exitCode: 0, stderr: '' };
+    const runs = results.reduce((a, r) => a + r.runs, 0);
+    return { ...(results.find((r) => r.exitCode !== 0) ?? results[0]!), runs };
+  }
+
+  /**
+   * A script in `ipset restore` runs of at most SETS_PER_TOOL sets each (see there), one after
+   * another, streamed; `onWrite` once the first run has its input. Stops at a run that fails: its
+   * line numbers count in its own script.
+   */
+  private async restoreInRuns(
+    diff: IpSetDiff,
+    onWrite: (() => void) | undefined,
+    nice?: number,
+  ): Promise<RestoreOutcome> {
+    const chunks = diff.chunks(SETS_PER_TOOL);
+    for (const [i, chunk] of chunks.entries()) {
+      const res = await run('ipset', ['restore'], {
+        netns: this.netns,
+        input: handedOver(chunk.pieces(), i === 0 ? onWrite : undefined),
+        allowFailure: true,
+        ...(nice !== undefined ? { nice } : {}),
+      });
+      if (res.exitCode !== 0)
+        return { exitCode: res.exitCode, stderr: res.stderr, runs: i + 1, script: chunk };
+    }
+    return { exitCode: 0, stderr: '', runs: chunks.length, script: diff };
   }
 
   /**
@@ -1054,15 +1119,15 @@ export class IpSetDriver {
    * landed there (no session, or it refused the block and ended): write it the usual way.
    */
   private async throughSession(
-    script: string,
+    diff: IpSetDiff,
     onWrite: (() => void) | undefined,
-  ): Promise<{ exitCode: number; stderr: string } | undefined> {
-    const writing = this.session.write(script);
+  ): Promise<RestoreOutcome | undefined> {
+    const writing = this.session.write(diff.script);
     onWrite?.();
     const out = await writing;
     // Refused, or unsure whether (part of) it landed: every line is an add or del with -exist, so
     // writing the whole block again the usual way is right either way, and names any refused line.
-    return out.result === 'landed' ? { exitCode: 0, stderr: '' } : undefined;
+    return out.result === 'landed' ? { exitCode: 0, stderr: '', runs: 1, script: diff } : undefined;
   }
 
   /** End the kept `ipset restore`. */

@@ -177,6 +177,79 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
   });
 
   await t.test(
+    "a cold start's fill of many sets: restores of at most 256 sets each, in two lines side by side",
+    async () => {
+      // 600 new sets of 40 members: past the streaming threshold, created ahead of their fill (as
+      // on a cold start), then 300 sets a line, 256 and 44 a run.
+      const want = sets(
+        ...Array.from({ length: 600 }, (_, k) =>
+          spec(
+            `cali40many${k}`,
+            'hash:ip',
+            Array.from({ length: 40 }, (_, i) => `10.${100 + (k >> 8)}.${k & 255}.${i}`),
+          ),
+        ),
+      );
+      const runs: string[] = [];
+      const unobserve = observeExec((r) => runs.push(`${r.file} ${r.args.join(' ')}`));
+      let created = false;
+      try {
+        const st = await driver.apply(want, { onCreated: () => (created = true) });
+        assert.equal(st.added, 24_000);
+      } finally {
+        unobserve();
+      }
+      assert.ok(created, 'the sets were created ahead of their fill');
+      assert.equal(runs.filter((r) => r === 'ipset restore').length, 1 + 4, runs.join(', '));
+      const names = await setNames(ns);
+      for (const name of want.keys()) assert.ok(names.includes(name), name);
+      for (const name of ['cali40many0', 'cali40many255', 'cali40many256', 'cali40many599'])
+        assert.equal((await members(ns, name)).length, 40, name);
+      const listing = parseIpSetList(await sh(ns, 'ipset', 'list', '-t'));
+      for (const name of want.keys()) assert.equal(listing.headers.get(name)?.entries, 40, name);
+      await driver.destroyStale(new Set(base().keys()));
+    },
+  );
+
+  await t.test(
+    'a refused member in a big write is named in the run that read it, and every other set lands',
+    async () => {
+      // The bad set is the biggest, so the first of its side-by-side line, which stops at once;
+      // the next round writes that line's 600 sets (24,000 lines, in runs of 256 sets) and the bad
+      // set, last in order, fails in the third run: its line number counts from that run's start.
+      const bad = 'cali40refusedlast';
+      const want = sets(
+        ...Array.from({ length: 1200 }, (_, k) =>
+          spec(
+            `cali40big${k}`,
+            'hash:ip',
+            Array.from({ length: 40 }, (_, i) => `10.${120 + (k >> 8)}.${k & 255}.${i}`),
+          ),
+        ),
+        spec(bad, 'hash:ip', ['not-an-address', ...Array.from({ length: 99 }, (_, i) => `10.99.0.${i}`)]),
+      );
+      const runs: string[] = [];
+      const unobserve = observeExec((r) => runs.push(`${r.file} ${r.args.join(' ')}`));
+      let st: Awaited<ReturnType<typeof driver.apply>>;
+      try {
+        st = await driver.apply(want);
+      } finally {
+        unobserve();
+      }
+      assert.deepEqual(
+        st.refused.map((r) => r.set),
+        [bad],
+      );
+      assert.ok(runs.filter((r) => r === 'ipset restore').length > 5, 'the second round ran in runs');
+      const listing = parseIpSetList(await sh(ns, 'ipset', 'list', '-t'));
+      for (const name of want.keys())
+        if (name !== bad) assert.equal(listing.headers.get(name)?.entries, 40, name);
+      assert.equal(listing.headers.has(bad), false, 'the refused new set is not left half made');
+      await driver.destroyStale(new Set(base().keys()));
+    },
+  );
+
+  await t.test(
     'members-only writes go through the kept restore; a refused one is written again the usual way',
     async () => {
       const runs: string[] = [];

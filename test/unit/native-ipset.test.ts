@@ -498,5 +498,25 @@ describe('IpSetDiff.split', () => {
     const diff = diffIpSets(desired, actual);
     assert.equal(diff.stats.swapped, 1);
     assert.equal(diff.split(2), undefined);
+    assert.deepEqual(diff.chunks(1), [diff]);
+  });
+
+  it('chunks: cuts in order into scripts of at most n sets, every line once, in its place', () => {
+    const names = Array.from({ length: 7 }, (_, i) => `cali40k${i}`);
+    const desired = new Map(names.map((n, i) => [n, spec(n, 3 + i, i)]));
+    const whole = diffIpSets(desired, new Map());
+    const chunks = whole.chunks(3);
+    assert.equal(chunks.length, 3);
+    const scripts = chunks.map((c) => body(c.script));
+    assert.deepEqual(scripts.flat(), body(whole.script), 'the same lines in the same order');
+    assert.deepEqual(
+      scripts.map((s) => new Set(s.map((l) => l.split(' ')[1])).size),
+      [3, 3, 1],
+    );
+    assert.deepEqual(
+      chunks.map((c) => c.stats.lines),
+      scripts.map((s) => s.length),
+    );
+    assert.deepEqual(whole.chunks(7), [whole], 'no more sets than the limit: itself');
   });
 });
