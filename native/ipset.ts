@@ -798,13 +798,13 @@ const STREAM_LINES = 20_000;
 /** Tools a streamed script is shared among, side by side (one per core of a 2-core node). */
 const RESTORE_PROCESSES = 2;
 /**
- * The most sets one `ipset restore` run of a cold start's fill names. The tool (libipset) finds a
- * line's set in a list of every set the run has named so far, from the first: a line of the n-th
- * set walks n entries (100,000 lines into the first of 8,000 sets just created: 0.3 s; into the
- * last: 2.6 s). 20,000 sets of 3.36M members in all: one run 97-124 s; the two lines of 10,000
- * sets each 24.8 s; runs of 256 sets 12-14.5 s (runs of 64 or 1,024 no better). Each run costs a
- * process start, about 5 ms. Creating the sets (5-6 s of the kernel's at this scale) gains
- * nothing from runs of 256.
+ * The most sets one `ipset restore` run of a streamed write (a cold start's fill) names. The tool
+ * (libipset) finds a line's set in a list of every set the run has named so far, from the first:
+ * a line of the n-th set walks n entries (100,000 lines into the first of 8,000 sets just created:
+ * 0.3 s; into the last: 2.6 s). 20,000 sets of 3.36M members in all: one run 97-146 s; the two
+ * lines of 10,000 sets each 24.8 s; runs of 256 sets 12-14.5 s (runs of 64 or 1,024 no better).
+ * Each run costs a process start, about 5 ms. Creating the sets (5-9 s of the kernel's at this
+ * scale) gains nothing from runs.
  */
 const SETS_PER_TOOL = 256;
 
