@@ -215,8 +215,9 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
     'a refused member in a big write is named in the run that read it, and every other set lands',
     async () => {
       // The bad set is the biggest, so the first of its side-by-side line, which stops at once;
-      // the next round writes that line's 600 sets (24,000 lines, in runs of 256 sets) and the bad
-      // set, last in order, fails in the third run: its line number counts from that run's start.
+      // the next round writes that line's other sets (about 600: 24,000 lines, in runs of 256
+      // sets) and the bad set, last in order, fails in the third run: its line number counts from
+      // that run's start.
       const bad = 'cali40refusedlast';
       const want = sets(
         ...Array.from({ length: 1200 }, (_, k) =>
