@@ -22,7 +22,7 @@ import { Dataplane, DRIFT_CHECK_DEFAULT_MS, RESYNC_DEFAULT_MS } from '../agent/d
 import { intToIp4 } from '../model/net.ts';
 import { type ExecRecord, observeExec, run } from '../native/exec.ts';
 import { IpRouteDriver } from '../native/iproute.ts';
-import { IpSetDriver } from '../native/ipset.ts';
+import { IpSetDriver, listedMemoryBytes } from '../native/ipset.ts';
 import { IptablesDriver } from '../native/iptables.ts';
 import { addNetns, deleteNetns, uniqueTag } from '../native/netns.ts';
 import { RestoreSession } from '../native/restore-session.ts';
@@ -342,11 +342,17 @@ function nextRemoteFlip(): Update {
   return remoteEndpoint(i, (i + flip) % 200);
 }
 
+/** p50, p99 and max of latencies in ms, as the result lines print them. */
+function spread(xs: readonly number[]): string {
+  return `p50 ${pct(xs, 0.5).toFixed(1)} ms, p99 ${pct(xs, 0.99).toFixed(1)} ms, max ${Math.max(...xs).toFixed(1)} ms`;
+}
+
 /**
  * Label changes from `next`, feed message into the graph → messages → the dataplane → kernel
- * written. Sequential, one at a time.
+ * written. Sequential, one at a time. Prints `title`, where the time went and the tool runs.
  */
 async function labelChanges(
+  title: string,
   graph: CalculationGraph,
   seq: Sequencer,
   dp: Dataplane,
@@ -375,9 +381,11 @@ async function labelChanges(
   unobserve();
   const toolMs = tools.reduce((a, r) => a + r.ms, 0);
   const per = (x: number) => `${(x / count).toFixed(1)} ms`;
+  console.log(`${title}:`);
   console.log(
     `  per change: ${per(wall)} = tool runs ${per(toolMs)} (${(tools.length / count).toFixed(1)} per change) + calculation ${per(calcMs)} + render, plan and scheduling ${per(wall - toolMs - calcMs)}`,
   );
+  for (const line of breakdown(tools)) console.log(line);
   return out;
 }
 
@@ -668,10 +676,7 @@ async function main(): Promise<void> {
     // /proc/meminfo grew 1.6 times as much for 2,000 sets of 145 members at 128 buckets), and how
     // long the drift check's header listing takes.
     const [terse, terseMs] = await timed(() => run('ipset', ['list', '-t'], { netns: agentNs }));
-    const setMemory = [...terse.stdout.matchAll(/^Size in memory: (\d+)$/gm)].reduce(
-      (a, m) => a + Number(m[1]),
-      0,
-    );
+    const setMemory = listedMemoryBytes(terse.stdout);
     const setCount = ipsets.split('\n').filter((l) => l.startsWith('create ')).length;
     const f = (n: number) => `${n.toFixed(0)} ms`;
     console.log(
@@ -709,22 +714,28 @@ async function main(): Promise<void> {
     // One-change latency on this backend, then on the other (same namespace: the other backend's
     // tables start empty, ipsets and routes are already right).
     const other = backend === 'nft' ? 'legacy' : 'nft';
-    const changeRecords: ExecRecord[] = [];
-    const unobserve2 = observeExec((r) => changeRecords.push(r));
-    const lat = { [backend]: await labelChanges(graph, seq, dp, msgs, CHANGES) } as Record<string, number[]>;
-    unobserve2();
-    console.log(`tool runs over ${CHANGES} label changes (${backend}):`);
-    for (const line of breakdown(changeRecords)) console.log(line);
+    const lat = {
+      [backend]: await labelChanges(
+        `${CHANGES} local label changes (${backend})`,
+        graph,
+        seq,
+        dp,
+        msgs,
+        CHANGES,
+      ),
+    } as Record<string, number[]>;
     // The common change in a federation: a remote pod's labels. Only its sets change.
-    console.log(`${CHANGES} remote endpoints' label changes (${backend}):`);
-    const remoteRecords: ExecRecord[] = [];
-    const unobserve3 = observeExec((r) => remoteRecords.push(r));
-    const remote = await labelChanges(graph, seq, dp, msgs, CHANGES, nextRemoteFlip);
-    unobserve3();
-    for (const line of breakdown(remoteRecords)) console.log(line);
-    const remoteP99 = pct(remote, 0.99);
+    const remote = await labelChanges(
+      `${CHANGES} remote endpoints' label changes (${backend})`,
+      graph,
+      seq,
+      dp,
+      msgs,
+      CHANGES,
+      nextRemoteFlip,
+    );
     console.log(
-      `one remote endpoint's label change (ipsets only), feed message → kernel (${backend}, ${remote.length} changes): p50 ${pct(remote, 0.5).toFixed(1)} ms, p99 ${remoteP99.toFixed(1)} ms, max ${Math.max(...remote).toFixed(1)} ms; target p99 ≤ 15 ms, ratio ${(remoteP99 / 15).toFixed(2)}`,
+      `one remote endpoint's label change (ipsets only), feed message → kernel (${backend}, ${remote.length} changes): ${spread(remote)}; target p99 ≤ 15 ms, ratio ${(pct(remote, 0.99) / 15).toFixed(2)}`,
     );
     if (!SKIP.has('drift')) await driftRepairs(dp, agentNs, backend);
     dp.stop();
@@ -733,7 +744,7 @@ async function main(): Promise<void> {
     if (SKIP.has('other')) {
       const xs = lat[backend] ?? [];
       console.log(
-        `one label change, feed message → kernel (${backend}, ${xs.length} changes): p50 ${pct(xs, 0.5).toFixed(1)} ms, p99 ${pct(xs, 0.99).toFixed(1)} ms, max ${Math.max(...xs).toFixed(1)} ms; tool floor p99 ${pct(floors[backend] ?? [], 0.99).toFixed(1)} ms`,
+        `one label change, feed message → kernel (${backend}, ${xs.length} changes): ${spread(xs)}; tool floor p99 ${pct(floors[backend] ?? [], 0.99).toFixed(1)} ms`,
       );
       return;
     }
@@ -741,12 +752,14 @@ async function main(): Promise<void> {
     const applied2 = dp2.whenApplied();
     dp2.onMessages(msgs);
     await applied2;
+    const otherCount = other === 'legacy' ? Math.min(CHANGES, LEGACY_CHANGES) : CHANGES;
     lat[other] = await labelChanges(
+      `${otherCount} local label changes (${other})`,
       graph,
       seq,
       dp2,
       [],
-      other === 'legacy' ? Math.min(CHANGES, LEGACY_CHANGES) : CHANGES,
+      otherCount,
     );
     dp2.stop();
     floors[other] = await oneChangeFloor(agentNs, other, 100);
@@ -756,7 +769,7 @@ async function main(): Promise<void> {
       const p99 = pct(xs, 0.99);
       const floorP99 = pct(floors[b] ?? [], 0.99);
       console.log(
-        `one label change, feed message → kernel (${b}, ${xs.length} changes): p50 ${pct(xs, 0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...xs).toFixed(1)} ms` +
+        `one label change, feed message → kernel (${b}, ${xs.length} changes): ${spread(xs)}` +
           (b === 'nft' ? `; target p99 ≤ 15 ms, ratio ${(p99 / 15).toFixed(2)}` : '') +
           `; against the tool floor's p99 ${floorP99.toFixed(1)} ms: ratio ${(p99 / floorP99).toFixed(2)}`,
       );

@@ -7,8 +7,8 @@
 // sets take in kernel memory and how long one header listing (each drift check's) takes.
 //   npm run bench -- ipsets [sets=20000]
 
-import { type ExecRecord, observeExec, run } from '../native/exec.ts';
-import { IpSetDriver, type IpSetSpec } from '../native/ipset.ts';
+import { run } from '../native/exec.ts';
+import { IpSetDriver, type IpSetSpec, listedMemoryBytes } from '../native/ipset.ts';
 import { addNetns, deleteNetns, uniqueTag } from '../native/netns.ts';
 
 const SETS = Number(process.argv[2] ?? 20_000);
@@ -45,19 +45,15 @@ try {
   await addNetns(agentNs);
   await addNetns(floorNs);
   const driver = new IpSetDriver({ netns: agentNs });
-  const runs: ExecRecord[] = [];
-  const unobserve = observeExec((r) => runs.push(r));
   const t0 = performance.now();
   let createdMs = 0;
-  await driver.apply(sets, {
+  const { commands: restores } = await driver.apply(sets, {
     onCreated: () => {
       createdMs = performance.now() - t0;
     },
   });
   const agentMs = performance.now() - t0;
-  unobserve();
   driver.close();
-  const restores = runs.filter((r) => r.file === 'ipset' && r.args[0] === 'restore').length;
   const saved = (await run('ipset', ['save'], { netns: agentNs })).stdout;
   const f0 = performance.now();
   // Minutes at this scale: past run()'s default limit of 60 s.
@@ -69,12 +65,10 @@ try {
   console.log(
     `  floor, the same state in one ipset restore: ${floorMs.toFixed(0)} ms; ratio agent / floor ${(agentMs / floorMs).toFixed(2)}`,
   );
-  const [terse, listMs] = await (async () => {
-    const l0 = performance.now();
-    const out = (await run('ipset', ['list', '-t'], { netns: agentNs })).stdout;
-    return [out, performance.now() - l0] as const;
-  })();
-  const bytes = [...terse.matchAll(/^Size in memory: (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
+  const l0 = performance.now();
+  const terse = (await run('ipset', ['list', '-t'], { netns: agentNs })).stdout;
+  const listMs = performance.now() - l0;
+  const bytes = listedMemoryBytes(terse);
   console.log(
     `  kernel memory by ipset's own count: ${(bytes / 2 ** 20).toFixed(0)} MiB; one header listing (the drift check's): ${listMs.toFixed(0)} ms`,
   );

@@ -112,7 +112,6 @@ export class Dataplane {
   private readonly arrived: DataplaneMessage[] = [];
   readonly stats: DataplaneStats = { inSync: false, applies: 0, failures: 0, lastApplyMs: 0, refused: [] };
   private readonly links: LinkWriter;
-  private readonly ipsetWriter: IpSetWriter;
   /** Objects kernel events reported damaged, rewritten at the start of the next pass. */
   private rewrites: { routes: RouteSpec[]; neighbours: NeighSpec[]; fdb: FdbSpec[] } = {
     routes: [],
@@ -126,10 +125,9 @@ export class Dataplane {
   ) {
     this.links = drivers.links;
     this.iptables = drivers.iptables;
-    this.ipsetWriter = drivers.ipsets;
-    // A cold start's ipset fill has slack when the filter table loads beside it: that load goes first.
-    drivers.ipsets.lowerBulkPriority?.(drivers.iptables.stagesBesideSets === true);
     this.ipsets = new IpSetManager(drivers.ipsets);
+    // A cold start's ipset fill has slack when the filter table loads beside it: that load goes first.
+    this.ipsets.lowerBulkPriority(drivers.iptables.stagesBesideSets === true);
     this.filter = new FilterTableManager(drivers.iptables, opts.faults);
     this.nat = new NatManager(drivers.iptables, this.ipsets);
     this.hostTables = new HostTablesManager(drivers.iptables, this.filter);
@@ -432,7 +430,7 @@ export class Dataplane {
       if (this.stats.firstProgrammedAt === undefined) {
         this.stats.firstProgrammedAt = Date.now();
         this.links.lowerBulkPriority?.(false);
-        this.ipsetWriter.lowerBulkPriority?.(false);
+        this.ipsets.lowerBulkPriority(false);
         log.info({ ms: Math.round(ms) }, 'dataplane programmed');
       }
       log.debug({ ms }, 'apply pass done');

@@ -181,6 +181,11 @@ export class IpSetManager {
     this.stale.bump();
   }
 
+  /** See IpSetWriter.lowerBulkPriority (a writer without priorities ignores it). */
+  lowerBulkPriority(on: boolean): void {
+    this.writer.lowerBulkPriority?.(on);
+  }
+
   /** Stop what the writer keeps running. */
   close(): void {
     this.writer.close?.();

@@ -38,6 +38,17 @@ async function header(ns: string, name: string): Promise<string> {
   return sh(ns, 'ipset', 'list', '-t', name);
 }
 
+/** What `fn` gives, and the tools it ran meanwhile ("file args"). */
+async function withRuns<T>(fn: () => Promise<T>): Promise<{ result: T; runs: string[] }> {
+  const runs: string[] = [];
+  const unobserve = observeExec((r) => runs.push(`${r.file} ${r.args.join(' ')}`));
+  try {
+    return { result: await fn(), runs };
+  } finally {
+    unobserve();
+  }
+}
+
 async function setNames(ns: string): Promise<string[]> {
   return (await sh(ns, 'ipset', 'list', '-n')).split('\n').filter(Boolean).sort();
 }
@@ -190,15 +201,11 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
           ),
         ),
       );
-      const runs: string[] = [];
-      const unobserve = observeExec((r) => runs.push(`${r.file} ${r.args.join(' ')}`));
       let created = false;
-      try {
-        const st = await driver.apply(want, { onCreated: () => (created = true) });
-        assert.equal(st.added, 24_000);
-      } finally {
-        unobserve();
-      }
+      const { result: st, runs } = await withRuns(() =>
+        driver.apply(want, { onCreated: () => (created = true) }),
+      );
+      assert.equal(st.added, 24_000);
       assert.ok(created, 'the sets were created ahead of their fill');
       assert.equal(runs.filter((r) => r === 'ipset restore').length, 1 + 4, runs.join(', '));
       const names = await setNames(ns);
@@ -229,14 +236,7 @@ test('IpSetDriver', { skip: !isRoot() && 'needs root (network namespaces)' }, as
         ),
         spec(bad, 'hash:ip', ['not-an-address', ...Array.from({ length: 99 }, (_, i) => `10.99.0.${i}`)]),
       );
-      const runs: string[] = [];
-      const unobserve = observeExec((r) => runs.push(`${r.file} ${r.args.join(' ')}`));
-      let st: Awaited<ReturnType<typeof driver.apply>>;
-      try {
-        st = await driver.apply(want);
-      } finally {
-        unobserve();
-      }
+      const { result: st, runs } = await withRuns(() => driver.apply(want));
       assert.deepEqual(
         st.refused.map((r) => r.set),
         [bad],
